@@ -1,0 +1,435 @@
+//! W3C Trace Context ids: [`TraceId`], [`SpanId`] and [`TraceFlags`].
+//!
+//! Parsing accepts exactly the lowercase hex the W3C Recommendation allows and
+//! rejects uppercase, wrong lengths and all-zero ids with a typed [`Error`];
+//! formatting writes into a stack buffer ([`HexBuf`]) and never allocates.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, IdKind, preview};
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Value of each byte as a lowercase hex digit, or `0xff` when it is not one.
+/// Uppercase is rejected on purpose: W3C Trace Context requires lowercase.
+const UNHEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Writes `bytes` as lowercase hex into `out` (`out.len() == 2 * bytes.len()`).
+#[inline]
+pub(crate) fn encode_hex(bytes: &[u8], out: &mut [u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 0x0f) as usize];
+    }
+}
+
+/// Decodes lowercase hex into `out`, reporting the first bad character.
+#[inline]
+pub(crate) fn decode_hex(kind: IdKind, src: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    if src.len() != out.len() * 2 {
+        return Err(Error::IdLength {
+            kind,
+            expected: out.len() * 2,
+            len: src.len(),
+            value: preview(src),
+        });
+    }
+    for (i, pair) in src.chunks_exact(2).enumerate() {
+        let hi = UNHEX[pair[0] as usize];
+        let lo = UNHEX[pair[1] as usize];
+        if (hi | lo) == 0xff {
+            let position = if hi == 0xff { 2 * i } else { 2 * i + 1 };
+            return Err(Error::IdChar {
+                kind,
+                found: preview(&src[position..position + 1]),
+                position,
+                value: preview(src),
+            });
+        }
+        out[i] = (hi << 4) | lo;
+    }
+    Ok(())
+}
+
+/// Returns whether `b` is a lowercase hex digit.
+#[inline]
+pub fn is_lower_hex(b: u8) -> bool {
+    UNHEX[b as usize] != 0xff
+}
+
+/// A fixed-size buffer holding an id formatted as lowercase hex.
+///
+/// Dereferences to `&str`; returned by the `to_hex` methods so formatting an id
+/// never allocates.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HexBuf<const N: usize>([u8; N]);
+
+impl<const N: usize> HexBuf<N> {
+    /// The hex text.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written into the buffer, so this
+        // conversion cannot fail; the fallback keeps the code panic-free.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The hex text as bytes.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8; N] {
+        &self.0
+    }
+}
+
+impl<const N: usize> std::ops::Deref for HexBuf<N> {
+    type Target = str;
+    #[inline]
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl<const N: usize> fmt::Display for HexBuf<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<const N: usize> fmt::Debug for HexBuf<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+macro_rules! byte_id {
+    (
+        $(#[$meta:meta])*
+        $name:ident, $len:literal, $hex:literal, $kind:expr, $int:ty
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name([u8; $len]);
+
+        impl $name {
+            /// The invalid all-zero id, useful as a "none" marker in fixed layouts.
+            pub const INVALID: Self = Self([0; $len]);
+
+            /// Builds an id from its bytes (big-endian, as on the wire).
+            #[inline]
+            pub const fn from_bytes(bytes: [u8; $len]) -> Self {
+                Self(bytes)
+            }
+
+            /// The id's bytes (big-endian, as on the wire).
+            #[inline]
+            pub const fn as_bytes(&self) -> &[u8; $len] {
+                &self.0
+            }
+
+            /// The id's bytes by value.
+            #[inline]
+            pub const fn to_bytes(self) -> [u8; $len] {
+                self.0
+            }
+
+            /// Builds an id from an integer (big-endian byte order).
+            #[inline]
+            pub const fn from_int(v: $int) -> Self {
+                Self(v.to_be_bytes())
+            }
+
+            /// The id as an integer (big-endian byte order).
+            #[inline]
+            pub const fn to_int(self) -> $int {
+                <$int>::from_be_bytes(self.0)
+            }
+
+            /// Whether this is a valid (not all-zero) id.
+            #[inline]
+            pub const fn is_valid(&self) -> bool {
+                self.to_int() != 0
+            }
+
+            /// Parses lowercase hex, rejecting wrong lengths, uppercase, non-hex
+            /// characters and the all-zero id.
+            #[inline]
+            pub fn from_hex(src: impl AsRef<[u8]>) -> Result<Self, Error> {
+                let mut out = [0u8; $len];
+                decode_hex($kind, src.as_ref(), &mut out)?;
+                let id = Self(out);
+                if id.is_valid() { Ok(id) } else { Err(Error::ZeroId { kind: $kind }) }
+            }
+
+            /// Formats as lowercase hex without allocating.
+            #[inline]
+            pub fn to_hex(&self) -> HexBuf<$hex> {
+                let mut out = [0u8; $hex];
+                encode_hex(&self.0, &mut out);
+                HexBuf(out)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.to_hex().as_str())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.to_hex().as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self, Error> {
+                Self::from_hex(s)
+            }
+        }
+
+        impl From<[u8; $len]> for $name {
+            fn from(bytes: [u8; $len]) -> Self {
+                Self(bytes)
+            }
+        }
+
+        #[cfg(feature = "serde")]
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.to_hex().as_str())
+            }
+        }
+
+        #[cfg(feature = "serde")]
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl serde::de::Visitor<'_> for V {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        write!(f, concat!("a ", $hex, "-character lowercase hex string"))
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$name, E> {
+                        $name::from_hex(v).map_err(E::custom)
+                    }
+                }
+                d.deserialize_str(V)
+            }
+        }
+    };
+}
+
+byte_id!(
+    /// A W3C trace id: 16 bytes, never all zero when valid.
+    ///
+    /// ```
+    /// use obs_core::TraceId;
+    /// let id: TraceId = "4bf92f3577b34da6a3ce929d0e0e4736".parse()?;
+    /// assert_eq!(id.to_hex().as_str(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    /// assert!("4BF92F3577B34DA6A3CE929D0E0E4736".parse::<TraceId>().is_err());
+    /// # Ok::<(), obs_core::Error>(())
+    /// ```
+    TraceId, 16, 32, IdKind::TraceId, u128
+);
+
+byte_id!(
+    /// A W3C span id (the `parent-id` of a `traceparent`): 8 bytes, never all
+    /// zero when valid.
+    ///
+    /// ```
+    /// use obs_core::SpanId;
+    /// let id = SpanId::random();
+    /// assert!(id.is_valid());
+    /// assert_eq!(id.to_hex().parse::<SpanId>()?, id);
+    /// # Ok::<(), obs_core::Error>(())
+    /// ```
+    SpanId, 8, 16, IdKind::SpanId, u64
+);
+
+impl TraceId {
+    /// A new random, valid trace id from the per-thread generator.
+    #[inline]
+    pub fn random() -> Self {
+        loop {
+            let v = crate::rng::next_u128();
+            if v != 0 {
+                return Self::from_int(v);
+            }
+        }
+    }
+
+    /// The low 64 bits as an unsigned integer: the form Datadog and other
+    /// 64-bit tracers use (`dd.trace_id`).
+    #[inline]
+    pub fn low_u64(&self) -> u64 {
+        self.to_int() as u64
+    }
+}
+
+impl SpanId {
+    /// A new random, valid span id from the per-thread generator.
+    #[inline]
+    pub fn random() -> Self {
+        loop {
+            let v = crate::rng::next_u64();
+            if v != 0 {
+                return Self::from_int(v);
+            }
+        }
+    }
+}
+
+/// The W3C `trace-flags` byte. Bit 0 is `sampled`; the other bits are kept
+/// as received so that future flags survive a hop through obs.
+///
+/// ```
+/// use obs_core::TraceFlags;
+/// let f: TraceFlags = "01".parse()?;
+/// assert!(f.is_sampled());
+/// assert_eq!(TraceFlags::from_byte(0x03).with_sampled(false).to_byte(), 0x02);
+/// # Ok::<(), obs_core::Error>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct TraceFlags(u8);
+
+impl TraceFlags {
+    /// No flag set: not sampled.
+    pub const NOT_SAMPLED: Self = Self(0);
+    /// The `sampled` flag.
+    pub const SAMPLED: Self = Self(1);
+
+    /// Builds flags from the raw byte.
+    #[inline]
+    pub const fn from_byte(b: u8) -> Self {
+        Self(b)
+    }
+
+    /// The raw byte.
+    #[inline]
+    pub const fn to_byte(self) -> u8 {
+        self.0
+    }
+
+    /// Whether the `sampled` bit is set.
+    #[inline]
+    pub const fn is_sampled(self) -> bool {
+        self.0 & 1 == 1
+    }
+
+    /// These flags with the `sampled` bit set or cleared.
+    #[inline]
+    pub const fn with_sampled(self, sampled: bool) -> Self {
+        if sampled { Self(self.0 | 1) } else { Self(self.0 & !1) }
+    }
+
+    /// Parses the two lowercase hex characters of the `trace-flags` field.
+    pub fn from_hex(src: impl AsRef<[u8]>) -> Result<Self, Error> {
+        let mut out = [0u8; 1];
+        decode_hex(IdKind::TraceFlags, src.as_ref(), &mut out)?;
+        Ok(Self(out[0]))
+    }
+
+    /// Formats as two lowercase hex characters.
+    #[inline]
+    pub fn to_hex(self) -> HexBuf<2> {
+        let mut out = [0u8; 2];
+        encode_hex(&[self.0], &mut out);
+        HexBuf(out)
+    }
+}
+
+impl fmt::Display for TraceFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.to_hex().as_str())
+    }
+}
+
+impl fmt::Debug for TraceFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceFlags({})", self.to_hex().as_str())
+    }
+}
+
+impl FromStr for TraceFlags {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::from_hex(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_id_round_trip() {
+        let s = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let id = TraceId::from_hex(s).unwrap();
+        assert_eq!(id.to_string(), s);
+        assert_eq!(format!("{id:?}"), format!("TraceId({s})"));
+        assert_eq!(id.as_bytes()[0], 0x4b);
+        assert_eq!(TraceId::from_int(id.to_int()), id);
+        assert_eq!(id.low_u64(), 0xa3ce929d0e0e4736);
+    }
+
+    #[test]
+    fn rejects_uppercase_with_position() {
+        let err = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e473A").unwrap_err();
+        match err {
+            Error::IdChar { kind: IdKind::TraceId, position: 31, .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            err.to_string().starts_with("invalid trace id: \"A\" at position 31"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_lengths_and_zero() {
+        assert!(matches!(
+            TraceId::from_hex("abc"),
+            Err(Error::IdLength { expected: 32, len: 3, .. })
+        ));
+        assert!(matches!(
+            SpanId::from_hex("0000000000000000"),
+            Err(Error::ZeroId { kind: IdKind::SpanId })
+        ));
+        assert!(matches!(
+            SpanId::from_hex("00f067aa0ba902b7 "),
+            Err(Error::IdLength { .. })
+        ));
+        assert!(matches!(TraceFlags::from_hex("0g"), Err(Error::IdChar { position: 1, .. })));
+    }
+
+    #[test]
+    fn random_ids_are_valid_and_distinct() {
+        let a = TraceId::random();
+        let b = TraceId::random();
+        assert!(a.is_valid() && b.is_valid());
+        assert_ne!(a, b);
+        assert!(SpanId::random().is_valid());
+    }
+
+    #[test]
+    fn flags_keep_unknown_bits() {
+        let f = TraceFlags::from_hex("ff").unwrap();
+        assert!(f.is_sampled());
+        assert_eq!(f.to_hex().as_str(), "ff");
+        assert_eq!(f.with_sampled(false).to_byte(), 0xfe);
+    }
+}

@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod carrier;
+mod correlation;
+pub mod error;
+mod id;
+pub mod names;
+pub mod record;
+pub mod redact;
+pub mod resource;
+pub mod rng;
+
+pub use carrier::Carrier;
+pub use correlation::{CorrelationId, IdFormat};
+pub use error::Error;
+pub use id::{HexBuf, SpanId, TraceFlags, TraceId, is_lower_hex};
+pub use record::IdRecord;
+pub use redact::{Redactor, Secret, redact};
+pub use resource::Resource;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,210 @@
+//! The id record: how pillars share ids without depending on each other.
+//!
+//! A pillar that knows an id (the trace layer knows `trace_id`/`span_id`, the
+//! correlation layer knows `correlation_id`) stores it in an [`IdRecord`] in the
+//! `tracing` span's extensions with [`IdRecord::update`]. A pillar that needs
+//! ids (the log layer, metric exemplars, error reports) reads them with
+//! [`IdRecord::resolve`] inside a `Layer`, or [`IdRecord::current`] anywhere
+//! else. Neither side knows who wrote the record.
+
+use tracing_subscriber::Registry;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+
+use crate::{CorrelationId, SpanId, TraceFlags, TraceId};
+
+/// The ids of one span (or, once resolved, of the innermost spans that carry them).
+///
+/// Fields are independent: a span may carry only a correlation id (set by the
+/// correlation layer on a request span) while its child carries only trace
+/// ids. [`resolve`](Self::resolve) merges them, nearest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdRecord {
+    /// The W3C trace id, when a tracer assigned one.
+    pub trace_id: Option<TraceId>,
+    /// The span's own W3C span id, when a tracer assigned one.
+    pub span_id: Option<SpanId>,
+    /// W3C trace flags; [`TraceFlags::is_sampled`] tells whether the span is recorded.
+    pub trace_flags: TraceFlags,
+    /// The correlation (request) id of the work this span belongs to.
+    pub correlation_id: Option<CorrelationId>,
+}
+
+impl IdRecord {
+    /// A record with trace context only.
+    pub fn with_trace(trace_id: TraceId, span_id: SpanId, trace_flags: TraceFlags) -> Self {
+        Self { trace_id: Some(trace_id), span_id: Some(span_id), trace_flags, correlation_id: None }
+    }
+
+    /// A record with a correlation id only.
+    pub fn with_correlation(correlation_id: CorrelationId) -> Self {
+        Self { correlation_id: Some(correlation_id), ..Self::default() }
+    }
+
+    /// Whether the trace flags say the span is sampled (recorded and exported).
+    #[inline]
+    pub fn is_sampled(&self) -> bool {
+        self.trace_id.is_some() && self.trace_flags.is_sampled()
+    }
+
+    /// Whether both the trace ids and the correlation id are known, so that a
+    /// walk up the span tree can stop.
+    #[inline]
+    pub fn is_complete(&self) -> bool {
+        self.trace_id.is_some() && self.correlation_id.is_some()
+    }
+
+    /// Fills the fields this record lacks from `outer` (a record further up
+    /// the span tree); fields already set win, as the nearest span's ids do.
+    pub fn fill_from(&mut self, outer: &IdRecord) {
+        if self.trace_id.is_none() && outer.trace_id.is_some() {
+            self.trace_id = outer.trace_id;
+            self.span_id = outer.span_id;
+            self.trace_flags = outer.trace_flags;
+        }
+        if self.correlation_id.is_none() {
+            self.correlation_id.clone_from(&outer.correlation_id);
+        }
+    }
+
+    /// Creates or modifies the record in `span`'s extensions.
+    ///
+    /// ```
+    /// use obs_core::{CorrelationId, IdRecord};
+    /// use tracing_subscriber::{Registry, registry::LookupSpan};
+    /// # use tracing_subscriber::layer::SubscriberExt;
+    /// let subscriber = Registry::default();
+    /// tracing::subscriber::with_default(subscriber, || {
+    ///     let span = tracing::info_span!("request");
+    ///     let id = CorrelationId::parse("req-1").unwrap();
+    ///     tracing::dispatcher::get_default(|d| {
+    ///         let reg = d.downcast_ref::<Registry>().unwrap();
+    ///         let span_ref = reg.span(&span.id().unwrap()).unwrap();
+    ///         IdRecord::update(&span_ref, |r| r.correlation_id = Some(id.clone()));
+    ///     });
+    ///     let _g = span.enter();
+    ///     assert_eq!(IdRecord::current().unwrap().correlation_id.unwrap().as_str(), "req-1");
+    /// });
+    /// ```
+    pub fn update<'a, S>(span: &SpanRef<'a, S>, f: impl FnOnce(&mut IdRecord))
+    where
+        S: LookupSpan<'a>,
+    {
+        let mut ext = span.extensions_mut();
+        match ext.get_mut::<IdRecord>() {
+            Some(rec) => f(rec),
+            None => {
+                let mut rec = IdRecord::default();
+                f(&mut rec);
+                ext.insert(rec);
+            }
+        }
+    }
+
+    /// Merges the records found on a span scope (innermost span first, as
+    /// `SpanRef::scope` and `Context::event_scope` yield them). Returns `None`
+    /// when no span in the scope carries a record.
+    pub fn resolve<'a, S, I>(scope: I) -> Option<IdRecord>
+    where
+        S: LookupSpan<'a> + 'a,
+        I: IntoIterator<Item = SpanRef<'a, S>>,
+    {
+        let mut out: Option<IdRecord> = None;
+        for span in scope {
+            let ext = span.extensions();
+            if let Some(rec) = ext.get::<IdRecord>() {
+                match &mut out {
+                    None => out = Some(rec.clone()),
+                    Some(acc) => acc.fill_from(rec),
+                }
+                if out.as_ref().is_some_and(IdRecord::is_complete) {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// The merged record of the current span of the default dispatcher, when
+    /// that dispatcher is built on `tracing_subscriber::Registry` (any stack
+    /// of layers over it works).
+    pub fn current() -> Option<IdRecord> {
+        tracing_core::dispatcher::get_default(|d| {
+            let current = d.current_span();
+            let id = current.id()?;
+            let reg = d.downcast_ref::<Registry>()?;
+            let span = reg.span(id)?;
+            Self::resolve(span.scope())
+        })
+    }
+
+    /// The merged record of the span with `id` in the default dispatcher.
+    pub fn for_span(id: &tracing_core::span::Id) -> Option<IdRecord> {
+        tracing_core::dispatcher::get_default(|d| {
+            let reg = d.downcast_ref::<Registry>()?;
+            let span = reg.span(id)?;
+            Self::resolve(span.scope())
+        })
+    }
+
+    /// Runs `f` on the record of the span with `id` in the default
+    /// dispatcher, creating the record when absent. Returns `false` when the
+    /// dispatcher is not built on `Registry` or the span is unknown.
+    pub fn update_span_id(id: &tracing_core::span::Id, f: impl FnOnce(&mut IdRecord)) -> bool {
+        let mut f = Some(f);
+        tracing_core::dispatcher::get_default(|d| {
+            let Some(reg) = d.downcast_ref::<Registry>() else { return false };
+            let Some(span) = reg.span(id) else { return false };
+            let Some(f) = f.take() else { return false };
+            Self::update(&span, f);
+            true
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_registry(f: impl FnOnce()) {
+        tracing::subscriber::with_default(Registry::default(), f);
+    }
+
+    #[test]
+    fn nearest_wins_and_fields_merge() {
+        with_registry(|| {
+            let outer = tracing::info_span!("outer");
+            let inner = tracing::info_span!(parent: &outer, "inner");
+            let cid = CorrelationId::parse("c-1").unwrap();
+            let (t1, s1) = (TraceId::random(), SpanId::random());
+            let s2 = SpanId::random();
+            assert!(IdRecord::update_span_id(&outer.id().unwrap(), |r| {
+                r.correlation_id = Some(cid.clone());
+                *r = IdRecord { correlation_id: r.correlation_id.take(), ..IdRecord::with_trace(t1, s1, TraceFlags::SAMPLED) };
+            }));
+            assert!(IdRecord::update_span_id(&inner.id().unwrap(), |r| {
+                *r = IdRecord::with_trace(t1, s2, TraceFlags::SAMPLED);
+            }));
+            let _g = inner.enter();
+            let rec = IdRecord::current().unwrap();
+            assert_eq!(rec.trace_id, Some(t1));
+            assert_eq!(rec.span_id, Some(s2));
+            assert_eq!(rec.correlation_id, Some(cid));
+            assert!(rec.is_sampled());
+        });
+    }
+
+    #[test]
+    fn none_outside_spans_or_without_registry() {
+        with_registry(|| assert!(IdRecord::current().is_none()));
+        assert!(IdRecord::current().is_none());
+        let span = tracing::info_span!("no subscriber");
+        assert!(span.id().is_none());
+    }
+
+    #[test]
+    fn unsampled_is_reported() {
+        let r = IdRecord::with_trace(TraceId::random(), SpanId::random(), TraceFlags::NOT_SAMPLED);
+        assert!(!r.is_sampled());
+        assert!(!IdRecord::default().is_sampled());
+    }
+}

@@ -1,0 +1,649 @@
+//! Redaction: keep credentials out of logs, spans, metrics and error reports.
+//!
+//! Two kinds of rules:
+//!
+//! - **By name.** A field, header or attribute whose name contains a sensitive
+//!   word (`authorization`, `cookie`, `password`, `token`, `api_key`, …) is
+//!   redacted whatever its value. Names are compared word by word, case- and
+//!   separator-insensitively: `X-Api-Key`, `apiKey`, `API_KEY` and `apikey` all
+//!   match `api_key`, and `db_password` matches `password`, while harmless
+//!   look-alikes such as `tokens_used`, `author` or `secretary` do not.
+//! - **By value.** Strings are scanned for credentials that stand out by their
+//!   shape: `Bearer`/`Basic` credentials, JWTs, AWS access key ids, well-known
+//!   vendor token prefixes (GitHub, GitLab, Slack, Stripe, OpenAI, Google),
+//!   PEM private keys, passwords in URLs (`https://user:pw@host`),
+//!   `password=…`-style pairs inside text, high-entropy base64-like tokens of
+//!   24+ characters, and hex runs of 48+ characters.
+//!
+//! What is deliberately *not* redacted by value: 32-character hex (trace ids,
+//! MD5s), 40-character hex (git commit ids), UUIDs, and hex digests written
+//! with an algorithm prefix (`sha256:…`). They are everywhere in legitimate
+//! telemetry and look exactly like some secrets; secrets of that shape are
+//! caught by their field name or `key=value` context instead.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::LazyLock;
+
+use crate::error::{Error, preview};
+use crate::names::field::REDACTED;
+
+/// Sensitive words of the default name rules (compared normalized: lowercase,
+/// without `-`, `_`, `.` or spaces).
+pub const DEFAULT_SENSITIVE_NAMES: &[&str] = &[
+    "authorization",
+    "cookie",
+    "cookies",
+    "password",
+    "passwd",
+    "pwd",
+    "passphrase",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "access_key",
+    "private_key",
+    "session",
+    "credential",
+    "credentials",
+    "csrf",
+    "xsrf",
+    "jwt",
+    "bearer",
+    "signature",
+    "connection_string",
+    "dsn",
+];
+
+/// Words that may follow a sensitive word in a single lowercase name and keep
+/// it sensitive (`sessionid`, `tokenvalue`), as opposed to `tokens`,
+/// `tokenizer` or `secretary`.
+const SUFFIXES: &[&str] = &["id", "key", "token", "value", "str", "string", "hash", "data"];
+
+/// A set of redaction rules.
+///
+/// ```
+/// use obs_core::redact::Redactor;
+/// let mut r = Redactor::new();
+/// r.add_name("ssn");
+/// r.add_pattern(r"\b\d{3}-\d{2}-\d{4}\b")?;
+/// assert!(r.is_sensitive_name("customer_ssn"));
+/// assert_eq!(r.redact("ssn 123-45-6789 ok"), "ssn [REDACTED] ok");
+/// assert_eq!(r.redact("Authorization: Bearer abc.def-ghi"), "Authorization: Bearer [REDACTED]");
+/// # Ok::<(), obs_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Redactor {
+    names: Vec<String>,
+    patterns: Vec<regex_lite::Regex>,
+    builtin_values: bool,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redactor")
+            .field("names", &self.names)
+            .field("patterns", &self.patterns.iter().map(|p| p.as_str()).collect::<Vec<_>>())
+            .field("builtin_values", &self.builtin_values)
+            .finish()
+    }
+}
+
+impl Default for Redactor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The default rules, used by [`redact`] and [`is_sensitive_name`].
+pub static DEFAULT: LazyLock<Redactor> = LazyLock::new(Redactor::new);
+
+/// Redacts `value` with the default rules.
+pub fn redact(value: &str) -> Cow<'_, str> {
+    DEFAULT.redact(value)
+}
+
+/// Whether `name` is sensitive under the default rules.
+pub fn is_sensitive_name(name: &str) -> bool {
+    DEFAULT.is_sensitive_name(name)
+}
+
+fn normalize(word: &str) -> String {
+    word.chars()
+        .filter(|c| !matches!(c, '-' | '_' | '.' | ' '))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+impl Redactor {
+    /// The default rules: [`DEFAULT_SENSITIVE_NAMES`] and the built-in value
+    /// patterns.
+    pub fn new() -> Self {
+        let mut r = Self::empty();
+        for n in DEFAULT_SENSITIVE_NAMES {
+            r.add_name(n);
+        }
+        r.builtin_values = true;
+        r
+    }
+
+    /// No rules at all: nothing is redacted until rules are added.
+    pub fn empty() -> Self {
+        Self { names: Vec::new(), patterns: Vec::new(), builtin_values: false }
+    }
+
+    /// Adds a sensitive word for name matching.
+    pub fn add_name(&mut self, name: &str) -> &mut Self {
+        let n = normalize(name);
+        if !n.is_empty() && !self.names.contains(&n) {
+            self.names.push(n);
+        }
+        self
+    }
+
+    /// Adds a value pattern (regular expression, `regex-lite` syntax); every
+    /// match is replaced by `[REDACTED]`.
+    pub fn add_pattern(&mut self, pattern: &str) -> Result<&mut Self, Error> {
+        let re = regex_lite::Regex::new(pattern).map_err(|e| Error::RedactionPattern {
+            pattern: preview(pattern.as_bytes()),
+            reason: e.to_string(),
+        })?;
+        self.patterns.push(re);
+        Ok(self)
+    }
+
+    /// Turns the built-in value patterns on or off (name rules and added
+    /// patterns stay).
+    pub fn builtin_value_patterns(&mut self, on: bool) -> &mut Self {
+        self.builtin_values = on;
+        self
+    }
+
+    /// Whether a field, header or attribute called `name` holds a secret.
+    pub fn is_sensitive_name(&self, name: &str) -> bool {
+        let mut words: [(usize, usize); 16] = [(0, 0); 16];
+        let n = split_words(name, &mut words);
+        let mut buf = [0u8; 96];
+        // Every single word, and windows of two and three words joined.
+        for width in 1..=3usize {
+            for start in 0..n.saturating_sub(width - 1) {
+                let mut len = 0;
+                let mut fits = true;
+                for &(a, b) in &words[start..start + width] {
+                    let w = &name.as_bytes()[a..b];
+                    if len + w.len() > buf.len() {
+                        fits = false;
+                        break;
+                    }
+                    for (i, c) in w.iter().enumerate() {
+                        buf[len + i] = c.to_ascii_lowercase();
+                    }
+                    len += w.len();
+                }
+                if fits && self.matches_candidate(&buf[..len]) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn matches_candidate(&self, cand: &[u8]) -> bool {
+        self.names.iter().any(|rule| {
+            let r = rule.as_bytes();
+            if cand == r || (cand.len() > r.len() && cand.ends_with(r)) {
+                return true;
+            }
+            cand.starts_with(r) && SUFFIXES.iter().any(|s| &cand[r.len()..] == s.as_bytes())
+        })
+    }
+
+    /// Redacts `value` if `name` is sensitive, else scans the value.
+    pub fn redact_field<'a>(&self, name: &str, value: &'a str) -> Cow<'a, str> {
+        if self.is_sensitive_name(name) {
+            Cow::Borrowed(REDACTED)
+        } else {
+            self.redact(value)
+        }
+    }
+
+    /// Replaces every credential found in `value` by `[REDACTED]`. Borrows
+    /// (no allocation) when nothing is found.
+    pub fn redact<'a>(&self, value: &'a str) -> Cow<'a, str> {
+        let mut ranges: Vec<(usize, usize)> = Vec::new();
+        if self.builtin_values {
+            self.scan(value, &mut ranges);
+        }
+        for re in &self.patterns {
+            for m in re.find_iter(value) {
+                if m.start() < m.end() {
+                    ranges.push((m.start(), m.end()));
+                }
+            }
+        }
+        if ranges.is_empty() {
+            return Cow::Borrowed(value);
+        }
+        ranges.sort_unstable();
+        let mut out = String::with_capacity(value.len());
+        let mut pos = 0;
+        for (a, b) in ranges {
+            let a = a.max(pos);
+            if b <= a {
+                continue;
+            }
+            out.push_str(&value[pos..a]);
+            out.push_str(REDACTED);
+            pos = b;
+        }
+        out.push_str(&value[pos..]);
+        Cow::Owned(out)
+    }
+
+    /// The built-in value scanner: pushes byte ranges to replace. All ranges
+    /// start and end on ASCII bytes, so slicing the `str` at them is safe.
+    fn scan(&self, s: &str, out: &mut Vec<(usize, usize)>) {
+        let b = s.as_bytes();
+        scan_pem(s, out);
+        scan_url_userinfo(b, out);
+        let mut i = 0;
+        let mut prev_scheme: Option<usize> = None; // end of a preceding `Bearer`/`Basic` word
+        while i < b.len() {
+            if !is_tok(b[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < b.len() && is_tok(b[i]) {
+                i += 1;
+            }
+            let tok = &b[start..i];
+            // Base64 padding belongs to the token.
+            let mut end = i;
+            while end < b.len() && b[end] == b'=' && (end + 1 == b.len() || !is_tok(b[end + 1])) {
+                end += 1;
+            }
+
+            if let Some(scheme_end) = prev_scheme.take() {
+                if tok.len() >= 6 && b[scheme_end..start].iter().all(|&c| c == b' ') {
+                    out.push((start, end));
+                    i = end;
+                    continue;
+                }
+            }
+            if tok.eq_ignore_ascii_case(b"bearer") || tok.eq_ignore_ascii_case(b"basic") {
+                prev_scheme = Some(i);
+                continue;
+            }
+            if let Some(v) = sensitive_pair_value(self, b, start, i) {
+                out.push(v);
+                i = v.1.max(i);
+                continue;
+            }
+            if looks_secret(tok, b, start) {
+                out.push((start, end));
+            }
+            i = end.max(i);
+        }
+    }
+}
+
+/// Bytes that make up a token: base64/base64url, JWT dots, `~`.
+#[inline]
+fn is_tok(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'.' | b'-' | b'~')
+}
+
+/// `key=value`, `key: value`, `"key":"value"` with a sensitive key: returns
+/// the value's range.
+fn sensitive_pair_value(r: &Redactor, b: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+    let mut j = end;
+    if j < b.len() && (b[j] == b'"' || b[j] == b'\'') {
+        j += 1;
+    }
+    while j < b.len() && b[j] == b' ' {
+        j += 1;
+    }
+    if j >= b.len() || !(b[j] == b'=' || b[j] == b':') {
+        return None;
+    }
+    // `::` is a path separator, not a pair.
+    if b[j] == b':' && b.get(j + 1) == Some(&b':') {
+        return None;
+    }
+    let key = std::str::from_utf8(&b[start..end]).ok()?;
+    if !r.is_sensitive_name(key) {
+        return None;
+    }
+    let sep = j;
+    j += 1;
+    while j < b.len() && b[j] == b' ' {
+        j += 1;
+    }
+    let quote = match b.get(j) {
+        Some(&q @ (b'"' | b'\'')) => {
+            j += 1;
+            Some(q)
+        }
+        _ => None,
+    };
+    // Keep a `Bearer `/`Basic ` scheme word visible: `Authorization: Bearer x` reads better.
+    for scheme in [&b"bearer "[..], b"basic "] {
+        if b.len() >= j + scheme.len() && b[j..j + scheme.len()].eq_ignore_ascii_case(scheme) {
+            j += scheme.len();
+            break;
+        }
+    }
+    let vstart = j;
+    let header_style = b[sep] == b':';
+    while j < b.len() {
+        let c = b[j];
+        let stop = match quote {
+            Some(q) => c == q,
+            // `Cookie: a=1; b=2` — a header-style value runs to the end of the line.
+            None if header_style => matches!(c, b'\r' | b'\n' | b',' | b'"' | b'}'),
+            None => c.is_ascii_whitespace() || matches!(c, b'&' | b';' | b',' | b'"' | b'\'' | b'}' | b')'),
+        };
+        if stop {
+            break;
+        }
+        j += 1;
+    }
+    if j > vstart { Some((vstart, j)) } else { None }
+}
+
+/// Whether one token looks like a credential by shape alone.
+fn looks_secret(tok: &[u8], all: &[u8], start: usize) -> bool {
+    let len = tok.len();
+    if len < 20 {
+        return false;
+    }
+    // JWT: three base64url parts, header starting with `{"` (eyJ).
+    if tok.starts_with(b"eyJ") {
+        let dots = tok.iter().filter(|&&c| c == b'.').count();
+        if dots == 2 {
+            let mut parts = tok.split(|&c| c == b'.');
+            if parts.next().is_some_and(|p| p.len() >= 10) && parts.next().is_some_and(|p| !p.is_empty()) {
+                return true;
+            }
+        }
+    }
+    // AWS access key ids.
+    if len == 20 {
+        const AWS: &[&[u8]] = &[b"AKIA", b"ASIA", b"AGPA", b"AIDA", b"AROA", b"ANPA", b"ANVA", b"AIPA", b"ABIA", b"ACCA"];
+        if AWS.iter().any(|p| tok.starts_with(p))
+            && tok[4..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        {
+            return true;
+        }
+    }
+    // Vendor prefixes.
+    const PREFIXES: &[(&[u8], usize)] = &[
+        (b"ghp_", 30),
+        (b"gho_", 30),
+        (b"ghu_", 30),
+        (b"ghs_", 30),
+        (b"ghr_", 30),
+        (b"github_pat_", 30),
+        (b"glpat-", 20),
+        (b"xoxb-", 20),
+        (b"xoxp-", 20),
+        (b"xoxa-", 20),
+        (b"xoxr-", 20),
+        (b"xoxs-", 20),
+        (b"sk_live_", 16),
+        (b"sk_test_", 16),
+        (b"rk_live_", 16),
+        (b"whsec_", 16),
+        (b"sk-", 20),
+        (b"AIza", 35),
+        (b"npm_", 30),
+        (b"pypi-", 30),
+    ];
+    if PREFIXES.iter().any(|(p, min)| tok.starts_with(p) && len - p.len() >= *min) {
+        return true;
+    }
+    // Long hex, unless it is a digest written with its algorithm.
+    if len >= 48 && tok.iter().all(u8::is_ascii_hexdigit) {
+        let before = &all[..start];
+        let digest = [&b"sha1:"[..], b"sha256:", b"sha384:", b"sha512:", b"md5:", b"sha256=", b"digest "]
+            .iter()
+            .any(|p| before.len() >= p.len() && before[before.len() - p.len()..].eq_ignore_ascii_case(p));
+        return !digest;
+    }
+    // High entropy: mixed classes switching often (random base64), not a
+    // path (few slashes) nor an identifier (few class switches).
+    if len >= 24 {
+        let (mut up, mut lo, mut dg, mut slashes, mut dots, mut switches) = (false, false, false, 0, 0, 0);
+        let mut prev = 0u8;
+        for &c in tok {
+            let class = if c.is_ascii_uppercase() {
+                up = true;
+                1
+            } else if c.is_ascii_lowercase() {
+                lo = true;
+                2
+            } else if c.is_ascii_digit() {
+                dg = true;
+                3
+            } else {
+                if c == b'/' {
+                    slashes += 1;
+                }
+                if c == b'.' {
+                    dots += 1;
+                }
+                4
+            };
+            if prev != 0 && class != prev {
+                switches += 1;
+            }
+            prev = class;
+        }
+        return up && lo && dg && slashes * 12 <= len && dots <= 1 && switches * 3 >= len;
+    }
+    false
+}
+
+/// `scheme://user:password@host` → the password's range.
+fn scan_url_userinfo(b: &[u8], out: &mut Vec<(usize, usize)>) {
+    let mut from = 0;
+    while let Some(p) = find(&b[from..], b"://") {
+        let auth_start = from + p + 3;
+        let mut j = auth_start;
+        let mut colon = None;
+        while j < b.len() && !matches!(b[j], b'/' | b'@' | b'?' | b'#') && !b[j].is_ascii_whitespace() {
+            if b[j] == b':' && colon.is_none() {
+                colon = Some(j);
+            }
+            j += 1;
+        }
+        if j < b.len() && b[j] == b'@' {
+            if let Some(c) = colon {
+                if j > c + 1 {
+                    out.push((c + 1, j));
+                }
+            }
+        }
+        from = auth_start;
+    }
+}
+
+/// PEM private key blocks, header to footer (or to the end of the text).
+fn scan_pem(s: &str, out: &mut Vec<(usize, usize)>) {
+    let mut from = 0;
+    while let Some(p) = s[from..].find("-----BEGIN ") {
+        let start = from + p;
+        let Some(hdr_end) = s[start + 11..].find("-----").map(|e| start + 11 + e + 5) else {
+            return;
+        };
+        if !s[start..hdr_end].contains("PRIVATE KEY") {
+            from = hdr_end;
+            continue;
+        }
+        let end = match s[hdr_end..].find("-----END ") {
+            Some(e) => {
+                let f = hdr_end + e + 9;
+                s[f..].find("-----").map(|x| f + x + 5).unwrap_or(s.len())
+            }
+            None => s.len(),
+        };
+        out.push((start, end));
+        from = end;
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Splits a name into words at separators and lowercase→uppercase steps;
+/// returns how many of `out` were filled.
+fn split_words(name: &str, out: &mut [(usize, usize); 16]) -> usize {
+    let b = name.as_bytes();
+    let mut n = 0;
+    let mut i = 0;
+    while i < b.len() && n < out.len() {
+        while i < b.len() && !b[i].is_ascii_alphanumeric() {
+            i += 1;
+        }
+        if i >= b.len() {
+            break;
+        }
+        let start = i;
+        i += 1;
+        while i < b.len() && b[i].is_ascii_alphanumeric() {
+            // camelCase: a capital after a lowercase letter starts a new word.
+            if b[i].is_ascii_uppercase() && b[i - 1].is_ascii_lowercase() {
+                break;
+            }
+            i += 1;
+        }
+        out[n] = (start, i);
+        n += 1;
+    }
+    n
+}
+
+/// A value that must never be printed: `Debug` and `Display` show
+/// `[REDACTED]`. Use it for config fields, tokens and passwords so that a
+/// stray `?config` in a log line does not leak them.
+///
+/// ```
+/// use obs_core::Secret;
+/// let token = Secret::new("hunter2".to_string());
+/// assert_eq!(format!("{token} {token:?}"), "[REDACTED] [REDACTED]");
+/// assert_eq!(token.expose(), "hunter2");
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    /// Wraps a secret value.
+    pub const fn new(v: T) -> Self {
+        Self(v)
+    }
+
+    /// The secret itself; name every use so that it stands out in review.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+
+    /// Unwraps the secret.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> From<T> for Secret<T> {
+    fn from(v: T) -> Self {
+        Self(v)
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl<T> fmt::Display for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<T> serde::Serialize for Secret<T> {
+    /// Serializes as `"[REDACTED]"`: a secret never leaves through serde either.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(REDACTED)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Secret<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(d).map(Secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for n in [
+            "authorization", "Authorization", "proxy-authorization", "cookie", "Set-Cookie",
+            "password", "db_password", "PASSWORD", "passwd", "secret", "client_secret",
+            "token", "access_token", "refreshToken", "authToken", "x-auth-token", "api_key",
+            "apiKey", "X-Api-Key", "APIKEY", "xapikey", "access_key", "awsAccessKey",
+            "private_key", "privateKey", "session", "session_id", "sessionid", "SESSION_TOKEN",
+            "aws_secret_access_key", "x-csrf-token", "jwt", "credentials", "database_dsn",
+            "connectionString", "password_confirmation", "webhook.signature",
+        ] {
+            assert!(is_sensitive_name(n), "{n} should be sensitive");
+        }
+        for n in [
+            "author", "tokens_used", "prompt_tokens", "tokenizer", "secretary", "user_id",
+            "method", "path", "status", "keyboard", "monkey", "passage", "sessions_count_total",
+            "http.request.method", "trace_id", "message", "",
+        ] {
+            assert!(!is_sensitive_name(n), "{n} should not be sensitive");
+        }
+    }
+
+    #[test]
+    fn field_redaction() {
+        assert_eq!(DEFAULT.redact_field("password", "hunter2"), "[REDACTED]");
+        assert_eq!(DEFAULT.redact_field("user", "alice"), "alice");
+        assert!(matches!(DEFAULT.redact_field("user", "alice"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn user_rules() {
+        let mut r = Redactor::empty();
+        assert_eq!(r.redact("Bearer abcdefghijkl"), "Bearer abcdefghijkl");
+        r.add_name("card-number");
+        assert!(r.is_sensitive_name("cardNumber"));
+        assert!(r.add_pattern("(unclosed").is_err());
+        r.add_pattern(r"\d{4}-\d{4}-\d{4}-\d{4}").unwrap();
+        assert_eq!(r.redact("card 4111-1111-1111-1111."), "card [REDACTED].");
+    }
+
+    #[test]
+    fn overlapping_ranges_merge() {
+        let mut r = Redactor::new();
+        r.add_pattern("hunter2").unwrap();
+        assert_eq!(r.redact("password=hunter2 ok"), "password=[REDACTED] ok");
+    }
+
+    #[test]
+    fn secret_hides() {
+        let s = Secret::new(42);
+        assert_eq!(format!("{s:?}"), "[REDACTED]");
+        assert_eq!(*s.expose(), 42);
+    }
+}

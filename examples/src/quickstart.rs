@@ -1,0 +1,2 @@
+//! Run with: `cargo run -p examples --bin quickstart`
+fn main() {}
