@@ -1,2 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod capture;
+pub mod otlp;
+pub mod prometheus;
