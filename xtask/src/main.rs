@@ -1,1 +1,283 @@
-fn main() {}
+//! Project automation for obs, run as `cargo xtask <command>`.
+//!
+//! - `cargo xtask ci` — everything CI checks, in order, stopping at the first
+//!   failure with its output: fmt, the dependency rule, clippy, rustdoc, tests,
+//!   each facade feature alone, end-to-end tests.
+//! - `cargo xtask deps [DIR]` — the dependency rule only.
+//! - `cargo xtask bench [--quick]` — every criterion bench, then a table of
+//!   medians and obs/anchor ratios in `target/bench-report.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+mod bench;
+mod deps;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(&root, &args[1..]),
+        Some("deps") => {
+            let dir = args.get(1).map(PathBuf::from).unwrap_or_else(|| root.clone());
+            deps_step(&dir).map(|()| say("dependency rule holds"))
+        }
+        Some("bench") => bench::run(&root, args.iter().any(|a| a == "--quick")),
+        _ => {
+            say("usage: cargo xtask <ci [--no-e2e] | deps [DIR] | bench [--quick]>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            say(&format!("xtask: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// xtask's own output. Printing is its whole purpose, so the workspace's
+/// `print_stdout` lint does not apply here.
+#[allow(clippy::print_stdout, reason = "xtask reports to the terminal")]
+pub(crate) fn say(line: &str) {
+    println!("{line}");
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// One CI step: a name and the command lines it runs.
+struct Step {
+    name: String,
+    commands: Vec<Vec<String>>,
+    env: Vec<(String, String)>,
+}
+
+impl Step {
+    fn new(name: &str, commands: &[&[&str]]) -> Self {
+        Self {
+            name: name.into(),
+            commands: commands
+                .iter()
+                .map(|c| c.iter().map(|s| (*s).to_owned()).collect())
+                .collect(),
+            env: Vec::new(),
+        }
+    }
+
+    fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+}
+
+fn ci(root: &Path, args: &[String]) -> Result<(), String> {
+    let started = Instant::now();
+    let e2e = !args.iter().any(|a| a == "--no-e2e");
+    let nextest = Command::new(cargo())
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+
+    let mut steps = vec![Step::new("fmt", &[&["cargo", "fmt", "--all", "--", "--check"]])];
+    steps.push(Step::new(
+        "clippy",
+        &[&["cargo", "clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]],
+    ));
+    steps.push(
+        Step::new("doc", &[&["cargo", "doc", "--workspace", "--no-deps", "--all-features"]])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    );
+    let test_cmd: &[&str] = if nextest {
+        &["cargo", "nextest", "run", "--workspace", "--all-features", "--no-fail-fast"]
+    } else {
+        &["cargo", "test", "--workspace", "--all-features", "--no-fail-fast"]
+    };
+    let mut test_step = Step::new("test", &[test_cmd]);
+    if nextest {
+        test_step
+            .commands
+            .push(["cargo", "test", "--workspace", "--all-features", "--doc"].map(String::from).to_vec());
+    }
+    steps.push(test_step);
+    let features = facade_features(root)?;
+    let mut feature_cmds: Vec<Vec<String>> =
+        vec![["cargo", "check", "-p", "obs", "--no-default-features"].map(String::from).to_vec()];
+    for f in &features {
+        feature_cmds.push(
+            ["cargo", "check", "-p", "obs", "--no-default-features", "--features", f]
+                .map(String::from)
+                .to_vec(),
+        );
+    }
+    steps.push(Step { name: "features".into(), commands: feature_cmds, env: Vec::new() });
+    if e2e && root.join("examples/tests").is_dir() {
+        steps.push(Step::new(
+            "e2e",
+            &[&["cargo", "test", "-p", "examples", "--all-features", "--", "--include-ignored"]],
+        ));
+    }
+
+    let mut tests_line = None;
+    // The rule needs no build, so it runs right after fmt to fail fast.
+    let mut ran = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let t = Instant::now();
+        let out = run_step(root, step)?;
+        if step.name == "test" {
+            tests_line = test_counts(&out);
+        }
+        say(&format!("ok  {:<9} {:>7.1}s", step.name, t.elapsed().as_secs_f64()));
+        ran.push(step.name.clone());
+        if i == 0 {
+            let t = Instant::now();
+            deps_step(root)?;
+            say(&format!("ok  {:<9} {:>7.1}s", "deps", t.elapsed().as_secs_f64()));
+            ran.push("deps".into());
+        }
+    }
+    say(&format!(
+        "ci passed: {} steps ({}) in {:.1}s; facade features checked alone: {}",
+        ran.len(),
+        ran.join(", "),
+        started.elapsed().as_secs_f64(),
+        features.join(", ")
+    ));
+    if let Some(line) = tests_line {
+        say(&line);
+    }
+    Ok(())
+}
+
+fn deps_step(dir: &Path) -> Result<(), String> {
+    let v = deps::check_dir(dir)?;
+    if v.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = v.iter().map(|v| format!("  {v}")).collect();
+    Err(format!("dependency rule violated:\n{}", lines.join("\n")))
+}
+
+/// Runs every command of a step with output captured to
+/// `target/xtask/<step>.log`; on failure returns the tail of that log.
+fn run_step(root: &Path, step: &Step) -> Result<String, String> {
+    let log_dir = root.join("target/xtask");
+    std::fs::create_dir_all(&log_dir).map_err(|e| format!("cannot create {}: {e}", log_dir.display()))?;
+    let mut all = String::new();
+    for cmd in &step.commands {
+        let program = if cmd[0] == "cargo" { cargo() } else { cmd[0].clone() };
+        let output = Command::new(&program)
+            .args(&cmd[1..])
+            .envs(step.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("step {}: cannot run {}: {e}", step.name, cmd.join(" ")))?;
+        let text = format!(
+            "$ {}\n{}{}",
+            cmd.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        all.push_str(&text);
+        let log = log_dir.join(format!("{}.log", step.name));
+        let _ = std::fs::write(&log, &all);
+        if !output.status.success() {
+            let tail: Vec<&str> = text.lines().collect();
+            let start = tail.len().saturating_sub(300);
+            return Err(format!(
+                "step {} failed: `{}` exited with {}\n--- last {} lines (full log: {}) ---\n{}",
+                step.name,
+                cmd.join(" "),
+                output.status,
+                tail.len() - start,
+                log.display(),
+                tail[start..].join("\n")
+            ));
+        }
+    }
+    Ok(all)
+}
+
+/// Sums `N passed` / `N failed` across libtest and nextest summaries into
+/// one closing line that CI and humans can read.
+fn test_counts(out: &str) -> Option<String> {
+    let (mut passed, mut failed, mut skipped, mut seen) = (0u64, 0u64, 0u64, false);
+    for line in out.lines() {
+        let l = line.trim();
+        // libtest: "test result: ok. 36 passed; 0 failed; 0 ignored; ..."
+        // nextest: "Summary [  12.3s] 250 tests run: 250 passed, 3 skipped"
+        if l.starts_with("test result:") || l.starts_with("Summary [") {
+            seen = true;
+            let words: Vec<&str> = l.split(|c: char| c.is_whitespace() || c == ';' || c == ',').collect();
+            for w in words.windows(2) {
+                let n = w[0].parse::<u64>().ok();
+                match (n, w[1]) {
+                    (Some(n), "passed") => passed += n,
+                    (Some(n), "failed") => failed += n,
+                    (Some(n), "skipped" | "ignored") => skipped += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    seen.then(|| format!("tests: {passed} passed, {failed} failed, {skipped} skipped"))
+}
+
+fn facade_features(root: &Path) -> Result<Vec<String>, String> {
+    let manifest = std::fs::read_to_string(root.join("crates/obs/Cargo.toml"))
+        .map_err(|e| format!("cannot read the facade manifest: {e}"))?;
+    let mut in_features = false;
+    let mut out = Vec::new();
+    for line in manifest.lines() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            in_features = l == "[features]";
+            continue;
+        }
+        if in_features {
+            if let Some((name, _)) = l.split_once('=') {
+                let name = name.trim();
+                if !name.is_empty() && !name.starts_with('#') && name != "default" {
+                    out.push(name.to_owned());
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("the facade declares no features".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_libtest_and_nextest() {
+        let out = "test result: ok. 36 passed; 1 failed; 2 ignored; 0 measured\n\
+                   Summary [  12.3s] 250 tests run: 250 passed, 3 skipped\n";
+        assert_eq!(test_counts(out).unwrap(), "tests: 286 passed, 1 failed, 5 skipped");
+        assert!(test_counts("nothing here").is_none());
+    }
+
+    #[test]
+    fn reads_facade_features() {
+        let f = facade_features(&workspace_root()).unwrap();
+        for want in ["log", "metrics", "trace", "health", "correlate", "errors", "full"] {
+            assert!(f.iter().any(|x| x == want), "missing {want} in {f:?}");
+        }
+        assert!(!f.iter().any(|x| x == "default"));
+    }
+}
