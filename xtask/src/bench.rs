@@ -49,7 +49,9 @@ pub(crate) fn collect(dir: &Path) -> Result<Vec<Measured>, String> {
 }
 
 fn walk(dir: &Path, out: &mut Vec<Measured>) -> Result<(), String> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
     for e in entries.flatten() {
         let p = e.path();
         if !p.is_dir() {
@@ -65,7 +67,11 @@ fn walk(dir: &Path, out: &mut Vec<Measured>) -> Result<(), String> {
                     function = format!("{function}/{v}");
                 }
                 if let Some(m) = e["median"]["point_estimate"].as_f64() {
-                    out.push(Measured { group, function, median_ns: m });
+                    out.push(Measured {
+                        group,
+                        function,
+                        median_ns: m,
+                    });
                 }
             }
         } else {
@@ -96,9 +102,14 @@ pub(crate) fn render(results: &[Measured]) -> String {
     for m in results {
         groups.entry(&m.group).or_default().push(m);
     }
-    let mut s = String::from("| group | function | median | vs anchor (anchor time / ours) |\n|---|---|---:|---|\n");
+    let mut s = String::from(
+        "| group | function | median | vs anchor (anchor time / ours) |\n|---|---|---:|---|\n",
+    );
     for (group, rows) in groups {
-        let anchors: Vec<&&Measured> = rows.iter().filter(|m| m.function.starts_with("anchor/")).collect();
+        let anchors: Vec<&&Measured> = rows
+            .iter()
+            .filter(|m| m.function.starts_with("anchor/"))
+            .collect();
         for m in &rows {
             let ratio = if m.function.starts_with("obs/") {
                 anchors
@@ -109,7 +120,11 @@ pub(crate) fn render(results: &[Measured]) -> String {
             } else {
                 String::new()
             };
-            s.push_str(&format!("| {group} | {} | {} | {ratio} |\n", m.function, human(m.median_ns)));
+            s.push_str(&format!(
+                "| {group} | {} | {} | {ratio} |\n",
+                m.function,
+                human(m.median_ns)
+            ));
         }
     }
     s
@@ -122,11 +137,22 @@ mod tests {
     #[test]
     fn ratios_are_anchor_over_ours() {
         let r = vec![
-            Measured { group: "g".into(), function: "anchor/a".into(), median_ns: 500.0 },
-            Measured { group: "g".into(), function: "obs/x".into(), median_ns: 50.0 },
+            Measured {
+                group: "g".into(),
+                function: "anchor/a".into(),
+                median_ns: 500.0,
+            },
+            Measured {
+                group: "g".into(),
+                function: "obs/x".into(),
+                median_ns: 50.0,
+            },
         ];
         let t = render(&r);
-        assert!(t.contains("| g | obs/x | 50.0 ns | 10.00× anchor/a |"), "{t}");
+        assert!(
+            t.contains("| g | obs/x | 50.0 ns | 10.00× anchor/a |"),
+            "{t}"
+        );
         assert!(t.contains("| g | anchor/a | 500.0 ns |  |"), "{t}");
     }
 
@@ -135,11 +161,25 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
         let new = dir.join("g/obs_x/new");
         std::fs::create_dir_all(&new).unwrap();
-        std::fs::write(new.join("benchmark.json"), r#"{"group_id":"g","function_id":"obs/x","value_str":null}"#)
-            .unwrap();
-        std::fs::write(new.join("estimates.json"), r#"{"median":{"point_estimate":12.5}}"#).unwrap();
+        std::fs::write(
+            new.join("benchmark.json"),
+            r#"{"group_id":"g","function_id":"obs/x","value_str":null}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            new.join("estimates.json"),
+            r#"{"median":{"point_estimate":12.5}}"#,
+        )
+        .unwrap();
         let got = collect(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(got, vec![Measured { group: "g".into(), function: "obs/x".into(), median_ns: 12.5 }]);
+        assert_eq!(
+            got,
+            vec![Measured {
+                group: "g".into(),
+                function: "obs/x".into(),
+                median_ns: 12.5
+            }]
+        );
     }
 }

@@ -18,8 +18,14 @@ use serde_json::Value;
 pub(crate) const CORE: &str = "obs-core";
 pub(crate) const FACADE: &str = "obs";
 pub(crate) const TESTING: &str = "obs-testing";
-pub(crate) const PILLARS: &[&str] =
-    &["obs-correlate", "obs-log", "obs-metrics", "obs-trace", "obs-health", "obs-errors"];
+pub(crate) const PILLARS: &[&str] = &[
+    "obs-correlate",
+    "obs-log",
+    "obs-metrics",
+    "obs-trace",
+    "obs-health",
+    "obs-errors",
+];
 /// Crates outside the rule.
 const FREE: &[&str] = &["examples", "xtask"];
 
@@ -34,19 +40,32 @@ pub(crate) struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} -> {} ({} dependency): {}", self.from, self.to, self.kind, self.why)
+        write!(
+            f,
+            "{} -> {} ({} dependency): {}",
+            self.from, self.to, self.kind, self.why
+        )
     }
 }
 
 /// Runs `cargo metadata --no-deps` in `dir` and checks the rule.
 pub(crate) fn check_dir(dir: &Path) -> Result<Vec<Violation>, String> {
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(dir)
         .output()
         .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
     if !out.status.success() {
-        return Err(format!("cargo metadata failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "cargo metadata failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let meta: Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| format!("cargo metadata printed invalid JSON: {e}"))?;
@@ -55,12 +74,17 @@ pub(crate) fn check_dir(dir: &Path) -> Result<Vec<Violation>, String> {
 
 /// Checks the rule on parsed `cargo metadata` output.
 pub(crate) fn check_metadata(meta: &Value) -> Result<Vec<Violation>, String> {
-    let packages = meta["packages"].as_array().ok_or("metadata has no packages array")?;
+    let packages = meta["packages"]
+        .as_array()
+        .ok_or("metadata has no packages array")?;
     let members: Vec<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
     let mut violations = Vec::new();
     for pkg in packages {
         let from = pkg["name"].as_str().unwrap_or_default();
-        let deps = pkg["dependencies"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let deps = pkg["dependencies"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         for dep in deps {
             let to = dep["name"].as_str().unwrap_or_default();
             // Only edges between workspace members (path dependencies) matter.
@@ -69,7 +93,12 @@ pub(crate) fn check_metadata(meta: &Value) -> Result<Vec<Violation>, String> {
             }
             let kind = dep["kind"].as_str().unwrap_or("normal").to_owned();
             if let Some(why) = forbidden(from, to, &kind) {
-                violations.push(Violation { from: from.into(), to: to.into(), kind, why });
+                violations.push(Violation {
+                    from: from.into(),
+                    to: to.into(),
+                    kind,
+                    why,
+                });
             }
         }
     }
@@ -87,7 +116,9 @@ fn forbidden(from: &str, to: &str, kind: &str) -> Option<&'static str> {
         if to == CORE || (to == TESTING && kind == "dev" && from != TESTING) {
             return None;
         }
-        return Some("a pillar (and obs-testing) may depend only on obs-core (and obs-testing for tests)");
+        return Some(
+            "a pillar (and obs-testing) may depend only on obs-core (and obs-testing for tests)",
+        );
     }
     if from == FACADE {
         if to == CORE || PILLARS.contains(&to) || (to == TESTING && kind == "dev") {
@@ -122,10 +153,20 @@ mod tests {
             pkg("obs-log", &log_deps),
             pkg("obs-metrics", &[("obs-core", "normal")]),
             pkg("obs-testing", &[("obs-core", "normal")]),
-            pkg("obs", &[("obs-core", "normal"), ("obs-log", "normal"), ("obs-metrics", "normal")]),
+            pkg(
+                "obs",
+                &[
+                    ("obs-core", "normal"),
+                    ("obs-log", "normal"),
+                    ("obs-metrics", "normal"),
+                ],
+            ),
             pkg("examples", &[("obs", "normal"), ("obs-testing", "normal")]),
         ];
-        for p in PILLARS.iter().filter(|p| !["obs-log", "obs-metrics"].contains(p)) {
+        for p in PILLARS
+            .iter()
+            .filter(|p| !["obs-log", "obs-metrics"].contains(p))
+        {
             packages.push(pkg(p, &[("obs-core", "normal")]));
         }
         json!({ "packages": packages })
@@ -142,7 +183,10 @@ mod tests {
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].from, "obs-log");
         assert_eq!(v[0].to, "obs-metrics");
-        assert!(v[0].to_string().starts_with("obs-log -> obs-metrics (normal dependency)"));
+        assert!(
+            v[0].to_string()
+                .starts_with("obs-log -> obs-metrics (normal dependency)")
+        );
     }
 
     #[test]

@@ -20,7 +20,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(&root, &args[1..]),
         Some("deps") => {
-            let dir = args.get(1).map(PathBuf::from).unwrap_or_else(|| root.clone());
+            let dir = args
+                .get(1)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.clone());
             deps_step(&dir).map(|()| say("dependency rule holds"))
         }
         Some("bench") => bench::run(&root, args.iter().any(|a| a == "--quick")),
@@ -89,42 +92,95 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
         .status()
         .is_ok_and(|s| s.success());
 
-    let mut steps = vec![Step::new("fmt", &[&["cargo", "fmt", "--all", "--", "--check"]])];
+    let mut steps = vec![Step::new(
+        "fmt",
+        &[&["cargo", "fmt", "--all", "--", "--check"]],
+    )];
     steps.push(Step::new(
         "clippy",
-        &[&["cargo", "clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]],
+        &[&[
+            "cargo",
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]],
     ));
     steps.push(
-        Step::new("doc", &[&["cargo", "doc", "--workspace", "--no-deps", "--all-features"]])
-            .env("RUSTDOCFLAGS", "-D warnings"),
+        Step::new(
+            "doc",
+            &[&["cargo", "doc", "--workspace", "--no-deps", "--all-features"]],
+        )
+        .env("RUSTDOCFLAGS", "-D warnings"),
     );
     let test_cmd: &[&str] = if nextest {
-        &["cargo", "nextest", "run", "--workspace", "--all-features", "--no-fail-fast"]
+        &[
+            "cargo",
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-features",
+            "--no-fail-fast",
+        ]
     } else {
-        &["cargo", "test", "--workspace", "--all-features", "--no-fail-fast"]
+        &[
+            "cargo",
+            "test",
+            "--workspace",
+            "--all-features",
+            "--no-fail-fast",
+        ]
     };
     let mut test_step = Step::new("test", &[test_cmd]);
     if nextest {
-        test_step
-            .commands
-            .push(["cargo", "test", "--workspace", "--all-features", "--doc"].map(String::from).to_vec());
-    }
-    steps.push(test_step);
-    let features = facade_features(root)?;
-    let mut feature_cmds: Vec<Vec<String>> =
-        vec![["cargo", "check", "-p", "obs", "--no-default-features"].map(String::from).to_vec()];
-    for f in &features {
-        feature_cmds.push(
-            ["cargo", "check", "-p", "obs", "--no-default-features", "--features", f]
+        test_step.commands.push(
+            ["cargo", "test", "--workspace", "--all-features", "--doc"]
                 .map(String::from)
                 .to_vec(),
         );
     }
-    steps.push(Step { name: "features".into(), commands: feature_cmds, env: Vec::new() });
+    steps.push(test_step);
+    let features = facade_features(root)?;
+    let mut feature_cmds: Vec<Vec<String>> = vec![
+        ["cargo", "check", "-p", "obs", "--no-default-features"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for f in &features {
+        feature_cmds.push(
+            [
+                "cargo",
+                "check",
+                "-p",
+                "obs",
+                "--no-default-features",
+                "--features",
+                f,
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+    }
+    steps.push(Step {
+        name: "features".into(),
+        commands: feature_cmds,
+        env: Vec::new(),
+    });
     if e2e && root.join("examples/tests").is_dir() {
         steps.push(Step::new(
             "e2e",
-            &[&["cargo", "test", "-p", "examples", "--all-features", "--", "--include-ignored"]],
+            &[&[
+                "cargo",
+                "test",
+                "-p",
+                "examples",
+                "--all-features",
+                "--",
+                "--include-ignored",
+            ]],
         ));
     }
 
@@ -137,12 +193,20 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
         if step.name == "test" {
             tests_line = test_counts(&out);
         }
-        say(&format!("ok  {:<9} {:>7.1}s", step.name, t.elapsed().as_secs_f64()));
+        say(&format!(
+            "ok  {:<9} {:>7.1}s",
+            step.name,
+            t.elapsed().as_secs_f64()
+        ));
         ran.push(step.name.clone());
         if i == 0 {
             let t = Instant::now();
             deps_step(root)?;
-            say(&format!("ok  {:<9} {:>7.1}s", "deps", t.elapsed().as_secs_f64()));
+            say(&format!(
+                "ok  {:<9} {:>7.1}s",
+                "deps",
+                t.elapsed().as_secs_f64()
+            ));
             ran.push("deps".into());
         }
     }
@@ -172,10 +236,15 @@ fn deps_step(dir: &Path) -> Result<(), String> {
 /// `target/xtask/<step>.log`; on failure returns the tail of that log.
 fn run_step(root: &Path, step: &Step) -> Result<String, String> {
     let log_dir = root.join("target/xtask");
-    std::fs::create_dir_all(&log_dir).map_err(|e| format!("cannot create {}: {e}", log_dir.display()))?;
+    std::fs::create_dir_all(&log_dir)
+        .map_err(|e| format!("cannot create {}: {e}", log_dir.display()))?;
     let mut all = String::new();
     for cmd in &step.commands {
-        let program = if cmd[0] == "cargo" { cargo() } else { cmd[0].clone() };
+        let program = if cmd[0] == "cargo" {
+            cargo()
+        } else {
+            cmd[0].clone()
+        };
         let output = Command::new(&program)
             .args(&cmd[1..])
             .envs(step.env.iter().map(|(k, v)| (k, v)))
@@ -219,7 +288,9 @@ fn test_counts(out: &str) -> Option<String> {
         // nextest: "Summary [  12.3s] 250 tests run: 250 passed, 3 skipped"
         if l.starts_with("test result:") || l.starts_with("Summary [") {
             seen = true;
-            let words: Vec<&str> = l.split(|c: char| c.is_whitespace() || c == ';' || c == ',').collect();
+            let words: Vec<&str> = l
+                .split(|c: char| c.is_whitespace() || c == ';' || c == ',')
+                .collect();
             for w in words.windows(2) {
                 let n = w[0].parse::<u64>().ok();
                 match (n, w[1]) {
@@ -245,12 +316,10 @@ fn facade_features(root: &Path) -> Result<Vec<String>, String> {
             in_features = l == "[features]";
             continue;
         }
-        if in_features {
-            if let Some((name, _)) = l.split_once('=') {
-                let name = name.trim();
-                if !name.is_empty() && !name.starts_with('#') && name != "default" {
-                    out.push(name.to_owned());
-                }
+        if in_features && let Some((name, _)) = l.split_once('=') {
+            let name = name.trim();
+            if !name.is_empty() && !name.starts_with('#') && name != "default" {
+                out.push(name.to_owned());
             }
         }
     }
@@ -268,14 +337,25 @@ mod tests {
     fn counts_libtest_and_nextest() {
         let out = "test result: ok. 36 passed; 1 failed; 2 ignored; 0 measured\n\
                    Summary [  12.3s] 250 tests run: 250 passed, 3 skipped\n";
-        assert_eq!(test_counts(out).unwrap(), "tests: 286 passed, 1 failed, 5 skipped");
+        assert_eq!(
+            test_counts(out).unwrap(),
+            "tests: 286 passed, 1 failed, 5 skipped"
+        );
         assert!(test_counts("nothing here").is_none());
     }
 
     #[test]
     fn reads_facade_features() {
         let f = facade_features(&workspace_root()).unwrap();
-        for want in ["log", "metrics", "trace", "health", "correlate", "errors", "full"] {
+        for want in [
+            "log",
+            "metrics",
+            "trace",
+            "health",
+            "correlate",
+            "errors",
+            "full",
+        ] {
             assert!(f.iter().any(|x| x == want), "missing {want} in {f:?}");
         }
         assert!(!f.iter().any(|x| x == "default"));

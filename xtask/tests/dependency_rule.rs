@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Copies the workspace's tracked and untracked-but-not-ignored files (no
@@ -15,7 +18,13 @@ fn copy_workspace() -> PathBuf {
     let dst = std::env::temp_dir().join(format!("obs-deps-rule-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dst);
     let files = Command::new("git")
-        .args(["ls-files", "--cached", "--others", "--exclude-standard", "-z"])
+        .args([
+            "ls-files",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "-z",
+        ])
         .current_dir(root())
         .output()
         .expect("git ls-files");
@@ -34,7 +43,11 @@ fn copy_workspace() -> PathBuf {
 }
 
 fn xtask_deps(dir: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask")).arg("deps").arg(dir).output().expect("run xtask")
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("deps")
+        .arg(dir)
+        .output()
+        .expect("run xtask")
 }
 
 #[test]
@@ -54,12 +67,18 @@ fn rule_holds_on_the_workspace_and_fails_on_an_added_sibling_edge() {
         "[dependencies]\nobs-metrics.workspace = true\n",
         1,
     );
-    assert_ne!(text, broken, "obs-log's manifest has a [dependencies] table");
+    assert_ne!(
+        text, broken,
+        "obs-log's manifest has a [dependencies] table"
+    );
     std::fs::write(&manifest, broken).unwrap();
 
     let bad = xtask_deps(&ws);
     let out = String::from_utf8_lossy(&bad.stdout);
     std::fs::remove_dir_all(&ws).unwrap();
     assert!(!bad.status.success(), "a sibling edge must fail the rule");
-    assert!(out.contains("obs-log -> obs-metrics (normal dependency)"), "{out}");
+    assert!(
+        out.contains("obs-log -> obs-metrics (normal dependency)"),
+        "{out}"
+    );
 }

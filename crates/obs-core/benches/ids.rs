@@ -44,11 +44,15 @@ fn trace_ids(c: &mut Criterion) {
     let hex = "4bf92f3577b34da6a3ce929d0e0e4736";
     let id = TraceId::from_hex(hex).unwrap();
     let mut g = c.benchmark_group("trace_id");
-    g.bench_function("obs/parse", |b| b.iter(|| black_box(TraceId::from_hex(black_box(hex)))));
+    g.bench_function("obs/parse", |b| {
+        b.iter(|| black_box(TraceId::from_hex(black_box(hex))))
+    });
     g.bench_function("anchor/uuid_parse_simple", |b| {
         b.iter(|| black_box(uuid::Uuid::try_parse(black_box(hex))))
     });
-    g.bench_function("obs/format", |b| b.iter(|| black_box(black_box(id).to_hex())));
+    g.bench_function("obs/format", |b| {
+        b.iter(|| black_box(black_box(id).to_hex()))
+    });
     g.bench_function("anchor/uuid_simple_encode", |b| {
         let u = uuid::Uuid::from_bytes(*id.as_bytes());
         let mut buf = [0u8; 32];

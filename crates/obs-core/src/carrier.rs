@@ -68,7 +68,11 @@ impl Carrier {
                 Self::MAX_VALUE_LEN
             )));
         }
-        if let Some(slot) = self.entries.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(key)) {
+        if let Some(slot) = self
+            .entries
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        {
             slot.1 = value;
             return Ok(());
         }
@@ -84,7 +88,10 @@ impl Carrier {
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
-        let i = self.entries.iter().position(|(k, _)| k.eq_ignore_ascii_case(key))?;
+        let i = self
+            .entries
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(key))?;
         Some(self.entries.remove(i).1)
     }
 
@@ -123,7 +130,8 @@ impl Carrier {
 
     /// The correlation id, if present; `Some(Err)` when present but invalid.
     pub fn correlation_id(&self) -> Option<Result<crate::CorrelationId, Error>> {
-        self.get(header::X_CORRELATION_ID).map(crate::CorrelationId::parse)
+        self.get(header::X_CORRELATION_ID)
+            .map(crate::CorrelationId::parse)
     }
 
     /// Builds a carrier from HTTP headers, keeping only `keys` (for example
@@ -205,7 +213,10 @@ impl<'de> serde::Deserialize<'de> for Carrier {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a map of string keys to string values")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Carrier, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Carrier, A::Error> {
                 let mut c = Carrier::new();
                 while let Some((k, v)) = map.next_entry::<String, String>()? {
                     c.insert(&k, v).map_err(serde::de::Error::custom)?;
@@ -237,12 +248,18 @@ mod tests {
     fn bounds_are_typed_errors_and_change_nothing() {
         let mut c = Carrier::new();
         assert!(matches!(c.insert("", "x"), Err(Error::CarrierLimit(_))));
-        assert!(matches!(c.insert("k", "x".repeat(8193)), Err(Error::CarrierLimit(_))));
+        assert!(matches!(
+            c.insert("k", "x".repeat(8193)),
+            Err(Error::CarrierLimit(_))
+        ));
         for i in 0..Carrier::MAX_ENTRIES {
             c.insert(&format!("k{i}"), "v").unwrap();
         }
         let before = c.clone();
-        assert!(matches!(c.insert("one-more", "v"), Err(Error::CarrierLimit(_))));
+        assert!(matches!(
+            c.insert("one-more", "v"),
+            Err(Error::CarrierLimit(_))
+        ));
         assert_eq!(c, before);
         // The correlation id still finds room.
         c.set_correlation_id(&crate::CorrelationId::parse("must-travel").unwrap());
@@ -261,7 +278,11 @@ mod tests {
     #[test]
     fn serde_round_trip_and_limits() {
         let mut c = Carrier::new();
-        c.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        c.insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .unwrap();
         c.insert("baggage", "k=v").unwrap();
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(

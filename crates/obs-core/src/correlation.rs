@@ -19,7 +19,10 @@ const fn safe_table() -> [bool; 256] {
     while b < 256 {
         let c = b as u8;
         t[b] = c.is_ascii_alphanumeric()
-            || matches!(c, b'.' | b'_' | b'~' | b':' | b'/' | b'+' | b'=' | b'@' | b'-');
+            || matches!(
+                c,
+                b'.' | b'_' | b'~' | b':' | b'/' | b'+' | b'=' | b'@' | b'-'
+            );
         b += 1;
     }
     t
@@ -111,7 +114,10 @@ impl CorrelationId {
         if b.len() <= INLINE {
             let mut buf = [0u8; INLINE];
             buf[..b.len()].copy_from_slice(b);
-            Self(Repr::Inline { len: b.len() as u8, buf })
+            Self(Repr::Inline {
+                len: b.len() as u8,
+                buf,
+            })
         } else {
             // Validated as ASCII above.
             Self(Repr::Shared(Arc::from(String::from_utf8_lossy(b).as_ref())))
@@ -143,7 +149,10 @@ impl CorrelationId {
                 32
             }
         };
-        Self(Repr::Inline { len: len as u8, buf })
+        Self(Repr::Inline {
+            len: len as u8,
+            buf,
+        })
     }
 
     /// A new random UUID v4 id; shorthand for `generate(IdFormat::UuidV4)`.
@@ -202,7 +211,10 @@ fn validate(b: &[u8]) -> Result<(), CorrelationIdError> {
         return Err(CorrelationIdError::TooLong { len: b.len() });
     }
     match b.iter().position(|&c| !SAFE[c as usize]) {
-        Some(position) => Err(CorrelationIdError::ForbiddenByte { position, byte: b[position] }),
+        Some(position) => Err(CorrelationIdError::ForbiddenByte {
+            position,
+            byte: b[position],
+        }),
         None => Ok(()),
     }
 }
@@ -301,7 +313,11 @@ mod tests {
         assert_eq!(u.get_version_num(), 7);
         let hex = CorrelationId::generate(IdFormat::Hex128);
         assert_eq!(hex.len(), 32);
-        assert!(hex.as_bytes().iter().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(
+            hex.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
     }
 
     #[test]
@@ -328,11 +344,41 @@ mod tests {
         let cases: &[(&[u8], CorrelationIdError)] = &[
             (b"", Empty),
             (&[b'a'; 129], TooLong { len: 129 }),
-            (b"abc def", ForbiddenByte { position: 3, byte: b' ' }),
-            (b"id\r\nX-Evil: 1", ForbiddenByte { position: 2, byte: b'\r' }),
-            ("caf\u{e9}".as_bytes(), ForbiddenByte { position: 3, byte: 0xc3 }),
-            (b"a\"b", ForbiddenByte { position: 1, byte: b'"' }),
-            (b"a,b", ForbiddenByte { position: 1, byte: b',' }),
+            (
+                b"abc def",
+                ForbiddenByte {
+                    position: 3,
+                    byte: b' ',
+                },
+            ),
+            (
+                b"id\r\nX-Evil: 1",
+                ForbiddenByte {
+                    position: 2,
+                    byte: b'\r',
+                },
+            ),
+            (
+                "caf\u{e9}".as_bytes(),
+                ForbiddenByte {
+                    position: 3,
+                    byte: 0xc3,
+                },
+            ),
+            (
+                b"a\"b",
+                ForbiddenByte {
+                    position: 1,
+                    byte: b'"',
+                },
+            ),
+            (
+                b"a,b",
+                ForbiddenByte {
+                    position: 1,
+                    byte: b',',
+                },
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(
@@ -346,7 +392,10 @@ mod tests {
     #[test]
     fn from_trace_id_matches_hex() {
         let t = crate::TraceId::random();
-        assert_eq!(CorrelationId::from_trace_id(t).as_str(), t.to_hex().as_str());
+        assert_eq!(
+            CorrelationId::from_trace_id(t).as_str(),
+            t.to_hex().as_str()
+        );
     }
 
     #[test]

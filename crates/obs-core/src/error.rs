@@ -83,7 +83,9 @@ pub enum Error {
         value: String,
     },
     /// An id held a character that is not lowercase hex.
-    #[error("invalid {kind}: {found} at position {position} is not a lowercase hex digit in {value}")]
+    #[error(
+        "invalid {kind}: {found} at position {position} is not a lowercase hex digit in {value}"
+    )]
     IdChar {
         /// Which id.
         kind: IdKind,
@@ -165,7 +167,10 @@ mod tests {
 
     #[test]
     fn correlation_error_does_not_carry_value() {
-        let e = Error::CorrelationId(CorrelationIdError::ForbiddenByte { position: 3, byte: b'\n' });
+        let e = Error::CorrelationId(CorrelationIdError::ForbiddenByte {
+            position: 3,
+            byte: b'\n',
+        });
         assert_eq!(
             e.to_string(),
             "invalid correlation id: byte \\n at position 3 is outside the safe set [A-Za-z0-9._~:/+=@-]"

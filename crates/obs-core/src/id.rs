@@ -333,7 +333,11 @@ impl TraceFlags {
     /// These flags with the `sampled` bit set or cleared.
     #[inline]
     pub const fn with_sampled(self, sampled: bool) -> Self {
-        if sampled { Self(self.0 | 1) } else { Self(self.0 & !1) }
+        if sampled {
+            Self(self.0 | 1)
+        } else {
+            Self(self.0 & !1)
+        }
     }
 
     /// Parses the two lowercase hex characters of the `trace-flags` field.
@@ -390,11 +394,16 @@ mod tests {
     fn rejects_uppercase_with_position() {
         let err = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e473A").unwrap_err();
         match err {
-            Error::IdChar { kind: IdKind::TraceId, position: 31, .. } => {}
+            Error::IdChar {
+                kind: IdKind::TraceId,
+                position: 31,
+                ..
+            } => {}
             other => panic!("unexpected {other:?}"),
         }
         assert!(
-            err.to_string().starts_with("invalid trace id: \"A\" at position 31"),
+            err.to_string()
+                .starts_with("invalid trace id: \"A\" at position 31"),
             "{err}"
         );
     }
@@ -403,17 +412,26 @@ mod tests {
     fn rejects_bad_lengths_and_zero() {
         assert!(matches!(
             TraceId::from_hex("abc"),
-            Err(Error::IdLength { expected: 32, len: 3, .. })
+            Err(Error::IdLength {
+                expected: 32,
+                len: 3,
+                ..
+            })
         ));
         assert!(matches!(
             SpanId::from_hex("0000000000000000"),
-            Err(Error::ZeroId { kind: IdKind::SpanId })
+            Err(Error::ZeroId {
+                kind: IdKind::SpanId
+            })
         ));
         assert!(matches!(
             SpanId::from_hex("00f067aa0ba902b7 "),
             Err(Error::IdLength { .. })
         ));
-        assert!(matches!(TraceFlags::from_hex("0g"), Err(Error::IdChar { position: 1, .. })));
+        assert!(matches!(
+            TraceFlags::from_hex("0g"),
+            Err(Error::IdChar { position: 1, .. })
+        ));
     }
 
     #[test]

@@ -155,8 +155,9 @@ pub mod metric {
 /// Bucket boundaries of `http.server.request.duration` and
 /// `http.client.request.duration` from the HTTP semantic conventions, in
 /// seconds.
-pub const HTTP_DURATION_BUCKETS: &[f64] =
-    &[0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+pub const HTTP_DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
 
 /// Environment variables read by more than one pillar.
 pub mod env {

@@ -32,12 +32,20 @@ pub struct IdRecord {
 impl IdRecord {
     /// A record with trace context only.
     pub fn with_trace(trace_id: TraceId, span_id: SpanId, trace_flags: TraceFlags) -> Self {
-        Self { trace_id: Some(trace_id), span_id: Some(span_id), trace_flags, correlation_id: None }
+        Self {
+            trace_id: Some(trace_id),
+            span_id: Some(span_id),
+            trace_flags,
+            correlation_id: None,
+        }
     }
 
     /// A record with a correlation id only.
     pub fn with_correlation(correlation_id: CorrelationId) -> Self {
-        Self { correlation_id: Some(correlation_id), ..Self::default() }
+        Self {
+            correlation_id: Some(correlation_id),
+            ..Self::default()
+        }
     }
 
     /// Whether the trace flags say the span is sampled (recorded and exported).
@@ -152,8 +160,12 @@ impl IdRecord {
     pub fn update_span_id(id: &tracing_core::span::Id, f: impl FnOnce(&mut IdRecord)) -> bool {
         let mut f = Some(f);
         tracing_core::dispatcher::get_default(|d| {
-            let Some(reg) = d.downcast_ref::<Registry>() else { return false };
-            let Some(span) = reg.span(id) else { return false };
+            let Some(reg) = d.downcast_ref::<Registry>() else {
+                return false;
+            };
+            let Some(span) = reg.span(id) else {
+                return false;
+            };
             let Some(f) = f.take() else { return false };
             Self::update(&span, f);
             true
@@ -179,7 +191,10 @@ mod tests {
             let s2 = SpanId::random();
             assert!(IdRecord::update_span_id(&outer.id().unwrap(), |r| {
                 r.correlation_id = Some(cid.clone());
-                *r = IdRecord { correlation_id: r.correlation_id.take(), ..IdRecord::with_trace(t1, s1, TraceFlags::SAMPLED) };
+                *r = IdRecord {
+                    correlation_id: r.correlation_id.take(),
+                    ..IdRecord::with_trace(t1, s1, TraceFlags::SAMPLED)
+                };
             }));
             assert!(IdRecord::update_span_id(&inner.id().unwrap(), |r| {
                 *r = IdRecord::with_trace(t1, s2, TraceFlags::SAMPLED);

@@ -59,7 +59,9 @@ pub const DEFAULT_SENSITIVE_NAMES: &[&str] = &[
 /// Words that may follow a sensitive word in a single lowercase name and keep
 /// it sensitive (`sessionid`, `tokenvalue`), as opposed to `tokens`,
 /// `tokenizer` or `secretary`.
-const SUFFIXES: &[&str] = &["id", "key", "token", "value", "str", "string", "hash", "data"];
+const SUFFIXES: &[&str] = &[
+    "id", "key", "token", "value", "str", "string", "hash", "data",
+];
 
 /// A set of redaction rules.
 ///
@@ -84,7 +86,10 @@ impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Redactor")
             .field("names", &self.names)
-            .field("patterns", &self.patterns.iter().map(|p| p.as_str()).collect::<Vec<_>>())
+            .field(
+                "patterns",
+                &self.patterns.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+            )
             .field("builtin_values", &self.builtin_values)
             .finish()
     }
@@ -130,7 +135,11 @@ impl Redactor {
 
     /// No rules at all: nothing is redacted until rules are added.
     pub fn empty() -> Self {
-        Self { names: Vec::new(), patterns: Vec::new(), builtin_values: false }
+        Self {
+            names: Vec::new(),
+            patterns: Vec::new(),
+            builtin_values: false,
+        }
     }
 
     /// Adds a sensitive word for name matching.
@@ -266,7 +275,9 @@ impl Redactor {
             }
 
             if let Some(scheme_end) = prev_scheme.take() {
-                if tok.len() >= 6 && b[scheme_end..start].iter().all(|&c| c == b' ') {
+                // A credential, not prose: `Basic arithmetic` stays readable.
+                let opaque = tok.len() >= 20 || tok.iter().any(|c| !c.is_ascii_lowercase());
+                if tok.len() >= 6 && opaque && b[scheme_end..start].iter().all(|&c| c == b' ') {
                     out.push((start, end));
                     i = end;
                     continue;
@@ -297,7 +308,12 @@ fn is_tok(c: u8) -> bool {
 
 /// `key=value`, `key: value`, `"key":"value"` with a sensitive key: returns
 /// the value's range.
-fn sensitive_pair_value(r: &Redactor, b: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+fn sensitive_pair_value(
+    r: &Redactor,
+    b: &[u8],
+    start: usize,
+    end: usize,
+) -> Option<(usize, usize)> {
     let mut j = end;
     if j < b.len() && (b[j] == b'"' || b[j] == b'\'') {
         j += 1;
@@ -343,7 +359,10 @@ fn sensitive_pair_value(r: &Redactor, b: &[u8], start: usize, end: usize) -> Opt
             Some(q) => c == q,
             // `Cookie: a=1; b=2` — a header-style value runs to the end of the line.
             None if header_style => matches!(c, b'\r' | b'\n' | b',' | b'"' | b'}'),
-            None => c.is_ascii_whitespace() || matches!(c, b'&' | b';' | b',' | b'"' | b'\'' | b'}' | b')'),
+            None => {
+                c.is_ascii_whitespace()
+                    || matches!(c, b'&' | b';' | b',' | b'"' | b'\'' | b'}' | b')')
+            }
         };
         if stop {
             break;
@@ -364,16 +383,23 @@ fn looks_secret(tok: &[u8], all: &[u8], start: usize) -> bool {
         let dots = tok.iter().filter(|&&c| c == b'.').count();
         if dots == 2 {
             let mut parts = tok.split(|&c| c == b'.');
-            if parts.next().is_some_and(|p| p.len() >= 10) && parts.next().is_some_and(|p| !p.is_empty()) {
+            if parts.next().is_some_and(|p| p.len() >= 10)
+                && parts.next().is_some_and(|p| !p.is_empty())
+            {
                 return true;
             }
         }
     }
     // AWS access key ids.
     if len == 20 {
-        const AWS: &[&[u8]] = &[b"AKIA", b"ASIA", b"AGPA", b"AIDA", b"AROA", b"ANPA", b"ANVA", b"AIPA", b"ABIA", b"ACCA"];
+        const AWS: &[&[u8]] = &[
+            b"AKIA", b"ASIA", b"AGPA", b"AIDA", b"AROA", b"ANPA", b"ANVA", b"AIPA", b"ABIA",
+            b"ACCA",
+        ];
         if AWS.iter().any(|p| tok.starts_with(p))
-            && tok[4..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            && tok[4..]
+                .iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
         {
             return true;
         }
@@ -401,21 +427,35 @@ fn looks_secret(tok: &[u8], all: &[u8], start: usize) -> bool {
         (b"npm_", 30),
         (b"pypi-", 30),
     ];
-    if PREFIXES.iter().any(|(p, min)| tok.starts_with(p) && len - p.len() >= *min) {
+    if PREFIXES
+        .iter()
+        .any(|(p, min)| tok.starts_with(p) && len - p.len() >= *min)
+    {
         return true;
     }
     // Long hex, unless it is a digest written with its algorithm.
     if len >= 48 && tok.iter().all(u8::is_ascii_hexdigit) {
         let before = &all[..start];
-        let digest = [&b"sha1:"[..], b"sha256:", b"sha384:", b"sha512:", b"md5:", b"sha256=", b"digest "]
-            .iter()
-            .any(|p| before.len() >= p.len() && before[before.len() - p.len()..].eq_ignore_ascii_case(p));
+        let digest = [
+            &b"sha1:"[..],
+            b"sha256:",
+            b"sha384:",
+            b"sha512:",
+            b"md5:",
+            b"sha256=",
+            b"digest ",
+        ]
+        .iter()
+        .any(|p| {
+            before.len() >= p.len() && before[before.len() - p.len()..].eq_ignore_ascii_case(p)
+        });
         return !digest;
     }
     // High entropy: mixed classes switching often (random base64), not a
     // path (few slashes) nor an identifier (few class switches).
     if len >= 24 {
-        let (mut up, mut lo, mut dg, mut slashes, mut dots, mut switches) = (false, false, false, 0, 0, 0);
+        let (mut up, mut lo, mut dg, mut slashes, mut dots, mut switches) =
+            (false, false, false, 0, 0, 0);
         let mut prev = 0u8;
         for &c in tok {
             let class = if c.is_ascii_uppercase() {
@@ -453,18 +493,21 @@ fn scan_url_userinfo(b: &[u8], out: &mut Vec<(usize, usize)>) {
         let auth_start = from + p + 3;
         let mut j = auth_start;
         let mut colon = None;
-        while j < b.len() && !matches!(b[j], b'/' | b'@' | b'?' | b'#') && !b[j].is_ascii_whitespace() {
+        while j < b.len()
+            && !matches!(b[j], b'/' | b'@' | b'?' | b'#')
+            && !b[j].is_ascii_whitespace()
+        {
             if b[j] == b':' && colon.is_none() {
                 colon = Some(j);
             }
             j += 1;
         }
-        if j < b.len() && b[j] == b'@' {
-            if let Some(c) = colon {
-                if j > c + 1 {
-                    out.push((c + 1, j));
-                }
-            }
+        if let Some(c) = colon
+            && j < b.len()
+            && b[j] == b'@'
+            && j > c + 1
+        {
+            out.push((c + 1, j));
         }
         from = auth_start;
     }
@@ -596,20 +639,64 @@ mod tests {
     #[test]
     fn names() {
         for n in [
-            "authorization", "Authorization", "proxy-authorization", "cookie", "Set-Cookie",
-            "password", "db_password", "PASSWORD", "passwd", "secret", "client_secret",
-            "token", "access_token", "refreshToken", "authToken", "x-auth-token", "api_key",
-            "apiKey", "X-Api-Key", "APIKEY", "xapikey", "access_key", "awsAccessKey",
-            "private_key", "privateKey", "session", "session_id", "sessionid", "SESSION_TOKEN",
-            "aws_secret_access_key", "x-csrf-token", "jwt", "credentials", "database_dsn",
-            "connectionString", "password_confirmation", "webhook.signature",
+            "authorization",
+            "Authorization",
+            "proxy-authorization",
+            "cookie",
+            "Set-Cookie",
+            "password",
+            "db_password",
+            "PASSWORD",
+            "passwd",
+            "secret",
+            "client_secret",
+            "token",
+            "access_token",
+            "refreshToken",
+            "authToken",
+            "x-auth-token",
+            "api_key",
+            "apiKey",
+            "X-Api-Key",
+            "APIKEY",
+            "xapikey",
+            "access_key",
+            "awsAccessKey",
+            "private_key",
+            "privateKey",
+            "session",
+            "session_id",
+            "sessionid",
+            "SESSION_TOKEN",
+            "aws_secret_access_key",
+            "x-csrf-token",
+            "jwt",
+            "credentials",
+            "database_dsn",
+            "connectionString",
+            "password_confirmation",
+            "webhook.signature",
         ] {
             assert!(is_sensitive_name(n), "{n} should be sensitive");
         }
         for n in [
-            "author", "tokens_used", "prompt_tokens", "tokenizer", "secretary", "user_id",
-            "method", "path", "status", "keyboard", "monkey", "passage", "sessions_count_total",
-            "http.request.method", "trace_id", "message", "",
+            "author",
+            "tokens_used",
+            "prompt_tokens",
+            "tokenizer",
+            "secretary",
+            "user_id",
+            "method",
+            "path",
+            "status",
+            "keyboard",
+            "monkey",
+            "passage",
+            "sessions_count_total",
+            "http.request.method",
+            "trace_id",
+            "message",
+            "",
         ] {
             assert!(!is_sensitive_name(n), "{n} should not be sensitive");
         }
@@ -619,7 +706,10 @@ mod tests {
     fn field_redaction() {
         assert_eq!(DEFAULT.redact_field("password", "hunter2"), "[REDACTED]");
         assert_eq!(DEFAULT.redact_field("user", "alice"), "alice");
-        assert!(matches!(DEFAULT.redact_field("user", "alice"), Cow::Borrowed(_)));
+        assert!(matches!(
+            DEFAULT.redact_field("user", "alice"),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]

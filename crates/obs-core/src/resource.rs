@@ -173,7 +173,11 @@ impl Resource {
                 self.environment.as_deref()
             }
             key::SERVICE_INSTANCE_ID => Some(&self.instance_id),
-            _ => self.attributes.iter().find(|(ak, _)| ak == k).map(|(_, v)| v.as_str()),
+            _ => self
+                .attributes
+                .iter()
+                .find(|(ak, _)| ak == k)
+                .map(|(_, v)| v.as_str()),
         }
     }
 
@@ -181,14 +185,19 @@ impl Resource {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         let known = [
             Some((key::SERVICE_NAME, self.service_name.as_str())),
-            self.service_version.as_deref().map(|v| (key::SERVICE_VERSION, v)),
-            self.environment.as_deref().map(|v| (key::DEPLOYMENT_ENVIRONMENT_NAME, v)),
+            self.service_version
+                .as_deref()
+                .map(|v| (key::SERVICE_VERSION, v)),
+            self.environment
+                .as_deref()
+                .map(|v| (key::DEPLOYMENT_ENVIRONMENT_NAME, v)),
             Some((key::SERVICE_INSTANCE_ID, self.instance_id.as_str())),
         ];
-        known
-            .into_iter()
-            .flatten()
-            .chain(self.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        known.into_iter().flatten().chain(
+            self.attributes
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
     }
 }
 
@@ -221,7 +230,10 @@ pub fn parse_attributes(raw: &str) -> Result<Vec<(String, String)>, Error> {
         if k.is_empty() {
             return Err(err("empty key"));
         }
-        if !k.bytes().all(|b| b.is_ascii_graphic() && b != b'=' && b != b',') {
+        if !k
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'=' && b != b',')
+        {
             return Err(err("key must be printable ASCII without '=' or ','"));
         }
         let v = percent_decode(v.trim()).map_err(err)?;
@@ -240,8 +252,12 @@ fn percent_decode(s: &str) -> Result<String, &'static str> {
     while i < b.len() {
         if b[i] == b'%' {
             let hex = b.get(i + 1..i + 3).ok_or("truncated percent escape")?;
-            let hi = (hex[0] as char).to_digit(16).ok_or("invalid percent escape")?;
-            let lo = (hex[1] as char).to_digit(16).ok_or("invalid percent escape")?;
+            let hi = (hex[0] as char)
+                .to_digit(16)
+                .ok_or("invalid percent escape")?;
+            let lo = (hex[1] as char)
+                .to_digit(16)
+                .ok_or("invalid percent escape")?;
             out.push((hi * 16 + lo) as u8);
             i += 3;
         } else {
@@ -257,14 +273,22 @@ mod tests {
     use super::*;
 
     fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(pk, _)| *pk == k).map(|(_, v)| (*v).to_owned())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(pk, _)| *pk == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
     }
 
     #[test]
     fn service_name_env_wins() {
         let r = Resource::from_lookup(lookup(&[
             ("OTEL_SERVICE_NAME", "a"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=b,service.instance.id=i-1"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=b,service.instance.id=i-1",
+            ),
         ]))
         .unwrap();
         assert_eq!(r.service_name(), "a");
@@ -281,15 +305,19 @@ mod tests {
 
     #[test]
     fn legacy_environment_key() {
-        let r = Resource::from_lookup(lookup(&[("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=staging")]))
-            .unwrap();
+        let r = Resource::from_lookup(lookup(&[(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=staging",
+        )]))
+        .unwrap();
         assert_eq!(r.environment(), Some("staging"));
         assert_eq!(r.get("deployment.environment.name"), Some("staging"));
     }
 
     #[test]
     fn errors_name_the_variable_and_member() {
-        let e = Resource::from_lookup(lookup(&[("OTEL_RESOURCE_ATTRIBUTES", "a=1,b=%zz")])).unwrap_err();
+        let e = Resource::from_lookup(lookup(&[("OTEL_RESOURCE_ATTRIBUTES", "a=1,b=%zz")]))
+            .unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("OTEL_RESOURCE_ATTRIBUTES"), "{msg}");
         assert!(msg.contains("member 1"), "{msg}");
@@ -301,20 +329,57 @@ mod tests {
     #[test]
     fn parse_edge_cases() {
         assert_eq!(parse_attributes("").unwrap(), vec![]);
-        assert_eq!(parse_attributes(" , a=1 ,").unwrap(), vec![("a".into(), "1".into())]);
-        assert_eq!(parse_attributes("a=").unwrap(), vec![("a".into(), String::new())]);
-        assert_eq!(parse_attributes("a=b=c").unwrap(), vec![("a".into(), "b=c".into())]);
+        assert_eq!(
+            parse_attributes(" , a=1 ,").unwrap(),
+            vec![("a".into(), "1".into())]
+        );
+        assert_eq!(
+            parse_attributes("a=").unwrap(),
+            vec![("a".into(), String::new())]
+        );
+        assert_eq!(
+            parse_attributes("a=b=c").unwrap(),
+            vec![("a".into(), "b=c".into())]
+        );
         assert_eq!(parse_attributes("k=%E2%9C%93").unwrap()[0].1, "\u{2713}");
-        assert!(matches!(parse_attributes("=v"), Err(Error::ResourceAttribute { reason: "empty key", .. })));
-        assert!(matches!(parse_attributes("k=%4"), Err(Error::ResourceAttribute { reason: "truncated percent escape", .. })));
-        assert!(matches!(parse_attributes("k=%ff"), Err(Error::ResourceAttribute { .. })));
-        assert!(matches!(parse_attributes("k y=1"), Err(Error::ResourceAttribute { .. })));
+        assert!(matches!(
+            parse_attributes("=v"),
+            Err(Error::ResourceAttribute {
+                reason: "empty key",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_attributes("k=%4"),
+            Err(Error::ResourceAttribute {
+                reason: "truncated percent escape",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_attributes("k=%ff"),
+            Err(Error::ResourceAttribute { .. })
+        ));
+        assert!(matches!(
+            parse_attributes("k y=1"),
+            Err(Error::ResourceAttribute { .. })
+        ));
     }
 
     #[test]
     fn iter_lists_known_then_extra() {
-        let r = Resource::new("svc").with_version("1").with_attribute("x", "y");
+        let r = Resource::new("svc")
+            .with_version("1")
+            .with_attribute("x", "y");
         let keys: Vec<&str> = r.iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["service.name", "service.version", "service.instance.id", "x"]);
+        assert_eq!(
+            keys,
+            [
+                "service.name",
+                "service.version",
+                "service.instance.id",
+                "x"
+            ]
+        );
     }
 }

@@ -113,12 +113,26 @@ proptest! {
 
 #[test]
 fn bad_resource_attributes_are_typed() {
-    for bad in ["noequals", "=v", "k=%", "k=%g1", "k=%C3%28", "a b=1", "ok=1,,bad"] {
+    for bad in [
+        "noequals",
+        "=v",
+        "k=%",
+        "k=%g1",
+        "k=%C3%28",
+        "a b=1",
+        "ok=1,,bad",
+    ] {
         let r = parse_attributes(bad);
         if bad == "ok=1,,bad" {
-            assert!(matches!(r, Err(Error::ResourceAttribute { index: 2, .. })), "{bad}: {r:?}");
+            assert!(
+                matches!(r, Err(Error::ResourceAttribute { index: 2, .. })),
+                "{bad}: {r:?}"
+            );
         } else {
-            assert!(matches!(r, Err(Error::ResourceAttribute { .. })), "{bad}: {r:?}");
+            assert!(
+                matches!(r, Err(Error::ResourceAttribute { .. })),
+                "{bad}: {r:?}"
+            );
         }
     }
 }
@@ -127,7 +141,14 @@ fn bad_resource_attributes_are_typed() {
 fn all_zero_ids_are_rejected() {
     assert_eq!(
         TraceId::from_hex("00000000000000000000000000000000").unwrap_err(),
-        Error::ZeroId { kind: IdKind::TraceId }
+        Error::ZeroId {
+            kind: IdKind::TraceId
+        }
     );
-    assert_eq!(SpanId::from_hex("0000000000000000").unwrap_err(), Error::ZeroId { kind: IdKind::SpanId });
+    assert_eq!(
+        SpanId::from_hex("0000000000000000").unwrap_err(),
+        Error::ZeroId {
+            kind: IdKind::SpanId
+        }
+    );
 }

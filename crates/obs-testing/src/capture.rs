@@ -33,7 +33,11 @@ pub struct CapturedEvent {
 impl CapturedEvent {
     /// The correlation id as a string, if the scope carried one.
     pub fn correlation_id(&self) -> Option<String> {
-        self.ids.as_ref()?.correlation_id.as_ref().map(|c| c.as_str().to_owned())
+        self.ids
+            .as_ref()?
+            .correlation_id
+            .as_ref()
+            .map(|c| c.as_str().to_owned())
     }
 
     /// The trace id as hex, if the scope carried one.
@@ -67,17 +71,26 @@ impl CaptureLayer {
 
     /// A copy of everything captured so far.
     pub fn events(&self) -> Vec<CapturedEvent> {
-        self.events.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Forgets everything captured so far.
     pub fn clear(&self) {
-        self.events.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// The captured events whose message equals `message`.
     pub fn with_message(&self, message: &str) -> Vec<CapturedEvent> {
-        self.events().into_iter().filter(|e| e.message.as_deref() == Some(message)).collect()
+        self.events()
+            .into_iter()
+            .filter(|e| e.message.as_deref() == Some(message))
+            .collect()
     }
 }
 
@@ -91,7 +104,8 @@ impl Visit for FieldVisitor<'_> {
         if field.name() == "message" {
             *self.message = Some(value.to_owned());
         } else {
-            self.fields.insert(field.name().to_owned(), value.to_owned());
+            self.fields
+                .insert(field.name().to_owned(), value.to_owned());
         }
     }
 
@@ -112,7 +126,10 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut message = None;
         let mut fields = BTreeMap::new();
-        event.record(&mut FieldVisitor { message: &mut message, fields: &mut fields });
+        event.record(&mut FieldVisitor {
+            message: &mut message,
+            fields: &mut fields,
+        });
         let (spans, ids) = match ctx.event_scope(event) {
             Some(scope) => {
                 let spans: Vec<_> = scope.collect();
@@ -129,6 +146,9 @@ where
             spans,
             ids,
         };
-        self.events.lock().unwrap_or_else(PoisonError::into_inner).push(captured);
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(captured);
     }
 }
