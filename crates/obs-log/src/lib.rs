@@ -1,2 +1,126 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod config;
+mod error;
+mod filter;
+mod json;
+mod layer;
+mod writer;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::{
+    Config, ENV_FILTER, ENV_FORMAT, ENV_GCP_PROJECT, ENV_NON_BLOCKING, ENV_RATE_LIMIT,
+    ENV_RUST_LOG, ENV_SCHEMA, Format, NonBlocking, OverflowPolicy, Precision, Schema,
+};
+pub use error::Error;
+pub use filter::ReloadHandle;
+pub use layer::LogLayer;
+pub use writer::{
+    DroppedCounts, FlushHandle, LogGuard, LogStats, ShutdownReport, install_panic_hook,
+};
+
+use config::Sink;
+use filter::FilterState;
+use layer::Spec;
+use writer::Output;
+
+/// What [`layer`] hands back next to the layer.
+#[derive(Debug)]
+pub struct Handles {
+    /// Flushes and shuts the writer down when dropped; keep it alive in `main`.
+    pub guard: LogGuard,
+    /// Dropped / suppressed / written counters.
+    pub stats: LogStats,
+    /// Changes the filter directive at runtime.
+    pub reload: ReloadHandle,
+}
+
+/// Builds the layer and its handles from `config`.
+///
+/// Fails with [`Error::Directive`] on a bad filter directive and
+/// [`Error::Io`] when the writer thread cannot be started.
+///
+/// ```
+/// use obs_log::Config;
+/// use tracing_subscriber::layer::SubscriberExt;
+/// let (layer, handles) = obs_log::layer(Config::new().writer(std::io::sink()))?;
+/// let subscriber = tracing_subscriber::registry().with(layer);
+/// tracing::subscriber::with_default(subscriber, || tracing::info!(user = "ann", "hello"));
+/// assert_eq!(handles.stats.written(), 1);
+/// # Ok::<(), obs_log::Error>(())
+/// ```
+pub fn layer(config: Config) -> Result<(LogLayer, Handles), Error> {
+    let filter = Arc::new(FilterState::new(&config.directive)?);
+    let ansi = config.ansi.unwrap_or(match &config.sink {
+        Sink::Stdout => std::io::stdout().is_terminal(),
+        Sink::Stderr => std::io::stderr().is_terminal(),
+        Sink::Writer(_) => false,
+    });
+    let spec = Arc::new(Spec::new(
+        config.schema,
+        config.format,
+        config.precision,
+        config.fields_key,
+        config.file_line,
+        config.span_path,
+        config.resource.as_ref(),
+        config.gcp_project,
+        ansi && config.format != Format::Json,
+    ));
+    let stats = LogStats::default();
+    let out = Output::new(
+        config.sink,
+        config.non_blocking,
+        &stats,
+        spec.clone(),
+        config.flush_interval,
+    )?;
+    let layer = LogLayer::new(
+        spec,
+        filter.clone(),
+        config.redactor,
+        config.rate_limit,
+        out.clone(),
+        stats.clone(),
+    );
+    let handles = Handles {
+        guard: LogGuard {
+            out: Some(out),
+            timeout: Duration::from_secs(5),
+        },
+        stats,
+        reload: ReloadHandle { state: filter },
+    };
+    Ok((layer, handles))
+}
+
+/// Builds the layer, installs `Registry + layer` as the global default
+/// subscriber, installs the panic hook that flushes the writer and, with the
+/// `log` feature, the `log` bridge. For programs that use obs-log alone.
+pub fn init(config: Config) -> Result<Handles, Error> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let (layer, handles) = layer(config)?;
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing_core::dispatcher::set_global_default(tracing_core::Dispatch::new(subscriber))
+        .map_err(|e| Error::Config(format!("a global subscriber is already set: {e}")))?;
+    handles.guard.install_panic_hook(Duration::from_secs(2));
+    #[cfg(feature = "log")]
+    init_log_bridge()?;
+    Ok(handles)
+}
+
+/// Routes records of the `log` crate into `tracing`, so libraries that use
+/// `log` end up in the same JSON lines (with their own target, file and
+/// line; the layer's filter decides per record).
+#[cfg(feature = "log")]
+#[cfg_attr(docsrs, doc(cfg(feature = "log")))]
+pub fn init_log_bridge() -> Result<(), Error> {
+    tracing_log::LogTracer::builder()
+        .with_max_level(log::LevelFilter::Trace)
+        .init()
+        .map_err(|e| Error::LogBridge(e.to_string()))
+}

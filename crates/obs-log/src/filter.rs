@@ -1,0 +1,175 @@
+//! The runtime-reloadable filter.
+//!
+//! The directive is parsed into a `tracing-subscriber` [`Targets`] kept in an
+//! [`ArcSwap`]: readers never take a lock, and because the layer turns the
+//! filter into per-callsite `Interest`s (rebuilt on every change), a disabled
+//! event costs what a static level filter costs.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tracing_core::{Level, LevelFilter, Metadata};
+use tracing_subscriber::filter::Targets;
+
+use crate::Error;
+
+/// Parses a directive in `tracing-subscriber` `Targets` syntax.
+pub(crate) fn parse_directive(directive: &str) -> Result<Targets, Error> {
+    let d = directive.trim();
+    let err = |reason: &str| Error::Directive {
+        directive: directive.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if d.is_empty() {
+        return Err(err("the directive is empty (use `off` to disable logging)"));
+    }
+    if d.contains('[') || d.contains('{') {
+        return Err(err(
+            "span and field filters are not supported; use `target=level` pairs",
+        ));
+    }
+    for part in d.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((target, level)) = part.split_once('=') {
+            if target.trim().is_empty() {
+                return Err(err(&format!("`{part}` has no target before `=`")));
+            }
+            if level.trim().parse::<LevelFilter>().is_err() {
+                return Err(err(&format!(
+                    "`{}` in `{part}` is not a level (trace, debug, info, warn, error, off)",
+                    level.trim()
+                )));
+            }
+        } else if part.parse::<LevelFilter>().is_err() && !is_target(part) {
+            return Err(err(&format!("`{part}` is neither a level nor a target")));
+        }
+    }
+    d.parse::<Targets>().map_err(|e| err(&e.to_string()))
+}
+
+fn is_target(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-' | b'.'))
+}
+
+pub(crate) struct FilterState {
+    targets: ArcSwap<Targets>,
+    directive: ArcSwap<String>,
+}
+
+impl FilterState {
+    pub(crate) fn new(directive: &str) -> Result<Self, Error> {
+        let t = parse_directive(directive)?;
+        Ok(Self {
+            targets: ArcSwap::from_pointee(t),
+            directive: ArcSwap::from_pointee(directive.trim().to_owned()),
+        })
+    }
+
+    #[inline]
+    pub(crate) fn enabled(&self, meta: &Metadata<'_>) -> bool {
+        self.targets
+            .load()
+            .would_enable(meta.target(), meta.level())
+    }
+
+    #[inline]
+    pub(crate) fn would_enable(&self, target: &str, level: &Level) -> bool {
+        self.targets.load().would_enable(target, level)
+    }
+
+    pub(crate) fn max_level(&self) -> LevelFilter {
+        let t = self.targets.load();
+        let mut max = t.default_level().unwrap_or(LevelFilter::OFF);
+        for (_, l) in t.iter() {
+            max = max.max(l);
+        }
+        max
+    }
+}
+
+/// Changes the filter directive of a running layer, e.g. from an admin
+/// endpoint. Cheap to clone; readers on the logging hot path take no lock.
+///
+/// ```
+/// use obs_log::Config;
+/// let (_layer, handles) = obs_log::layer(Config::new().filter("info").writer(std::io::sink()))?;
+/// assert_eq!(handles.reload.current(), "info");
+/// handles.reload.set("warn,my_app::db=trace")?;
+/// assert_eq!(handles.reload.current(), "warn,my_app::db=trace");
+/// let err = handles.reload.set("my_app=loud").unwrap_err();
+/// assert!(err.to_string().contains("my_app=loud"));
+/// assert_eq!(handles.reload.current(), "warn,my_app::db=trace");
+/// # Ok::<(), obs_log::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ReloadHandle {
+    pub(crate) state: Arc<FilterState>,
+}
+
+impl fmt::Debug for ReloadHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReloadHandle")
+            .field("directive", &**self.state.directive.load())
+            .finish()
+    }
+}
+
+impl ReloadHandle {
+    /// The directive in force.
+    pub fn current(&self) -> String {
+        (**self.state.directive.load()).clone()
+    }
+
+    /// Replaces the directive. On error the old directive stays in force.
+    pub fn set(&self, directive: &str) -> Result<(), Error> {
+        let t = parse_directive(directive)?;
+        self.state.targets.store(Arc::new(t));
+        self.state
+            .directive
+            .store(Arc::new(directive.trim().to_owned()));
+        // Callsites cache their interest; recompute it (and the global max level).
+        tracing_core::callsite::rebuild_interest_cache();
+        Ok(())
+    }
+
+    /// Whether an event with `target` and `level` passes the current filter.
+    pub fn would_enable(&self, target: &str, level: Level) -> bool {
+        self.state.would_enable(target, &level)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directives() {
+        for ok in [
+            "info",
+            "warn,a=debug",
+            "a::b=trace, c=off",
+            "off",
+            "my-crate",
+            "INFO,x=WARN",
+        ] {
+            parse_directive(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "",
+            "  ",
+            "a=loud",
+            "=info",
+            "a[span]=info",
+            "a=b=c",
+            "in fo",
+        ] {
+            let e = parse_directive(bad).unwrap_err();
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
+        }
+        let f = FilterState::new("warn,a=trace").unwrap();
+        assert_eq!(f.max_level(), LevelFilter::TRACE);
+        assert!(f.would_enable("a::x", &Level::TRACE));
+        assert!(!f.would_enable("b", &Level::INFO));
+    }
+}

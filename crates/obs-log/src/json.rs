@@ -1,0 +1,251 @@
+//! Low-level writers: JSON string escaping, numbers, RFC 3339 timestamps.
+//! Everything appends to a `Vec<u8>` and never allocates beyond its growth.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::Precision;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// For each byte: 0 = copy as is, `u` = `\u00XX`, anything else = `\` + that byte.
+static ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Appends `s` escaped for the inside of a JSON string.
+#[inline]
+pub(crate) fn escape_into(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let e = ESCAPE[b as usize];
+        if e == 0 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        if e == b'u' {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 15) as usize]);
+        } else {
+            out.push(b'\\');
+            out.push(e);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// Appends `"s"`, escaped.
+#[inline]
+pub(crate) fn quoted(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    escape_into(out, s);
+    out.push(b'"');
+}
+
+/// Appends bytes as a JSON string, decoding them as UTF-8 lossily (each
+/// invalid sequence becomes U+FFFD), without allocating.
+pub(crate) fn quoted_lossy(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    for chunk in bytes.utf8_chunks() {
+        escape_into(out, chunk.valid());
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{FFFD}".as_bytes());
+        }
+    }
+    out.push(b'"');
+}
+
+/// `fmt::Write` into a byte buffer as is.
+pub(crate) struct Raw<'a>(pub(crate) &'a mut Vec<u8>);
+
+impl fmt::Write for Raw<'_> {
+    #[inline]
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[inline]
+pub(crate) fn int<I: itoa::Integer>(out: &mut Vec<u8>, v: I) {
+    let mut b = itoa::Buffer::new();
+    out.extend_from_slice(b.format(v).as_bytes());
+}
+
+/// A float as a JSON number; NaN and the infinities, which JSON cannot
+/// express, become the strings `"NaN"`, `"inf"` and `"-inf"`.
+#[inline]
+pub(crate) fn float(out: &mut Vec<u8>, v: f64) {
+    if v.is_finite() {
+        let mut b = ryu::Buffer::new();
+        out.extend_from_slice(b.format_finite(v).as_bytes());
+    } else if v.is_nan() {
+        out.extend_from_slice(b"\"NaN\"");
+    } else if v > 0.0 {
+        out.extend_from_slice(b"\"inf\"");
+    } else {
+        out.extend_from_slice(b"\"-inf\"");
+    }
+}
+
+/// A point in time as seconds and nanoseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Timestamp {
+    pub(crate) secs: u64,
+    pub(crate) nanos: u32,
+}
+
+impl Timestamp {
+    pub(crate) fn now() -> Self {
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            secs: d.as_secs(),
+            nanos: d.subsec_nanos(),
+        }
+    }
+}
+
+thread_local! {
+    /// The date-and-time part of the last second formatted on this thread.
+    static LAST: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+}
+
+/// Appends `YYYY-MM-DDTHH:MM:SS[.fff…]Z` (no quotes).
+pub(crate) fn rfc3339(out: &mut Vec<u8>, ts: Timestamp, precision: Precision) {
+    let (secs, mut head) = LAST.with(|c| c.get());
+    if secs != ts.secs {
+        head = civil(ts.secs);
+        LAST.with(|c| c.set((ts.secs, head)));
+    }
+    out.extend_from_slice(&head);
+    let digits = match precision {
+        Precision::Seconds => 0,
+        Precision::Millis => 3,
+        Precision::Micros => 6,
+        Precision::Nanos => 9,
+    };
+    if digits > 0 {
+        let mut frac = [b'0'; 10];
+        frac[0] = b'.';
+        let mut n = ts.nanos;
+        for i in (1..10).rev() {
+            frac[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        out.extend_from_slice(&frac[..=digits]);
+    }
+    out.push(b'Z');
+}
+
+/// Seconds since the epoch to `YYYY-MM-DDTHH:MM:SS` (proleptic Gregorian, UTC).
+fn civil(secs: u64) -> [u8; 19] {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, (rem / 60) % 60, rem % 60);
+    // Howard Hinnant's days_from_civil inverse.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    let y = y.clamp(0, 9999) as u64;
+    let mut b = *b"0000-00-00T00:00:00";
+    let put = |b: &mut [u8; 19], at: usize, v: u64, w: usize| {
+        let mut v = v;
+        for i in (0..w).rev() {
+            b[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(&mut b, 0, y, 4);
+    put(&mut b, 5, mo as u64, 2);
+    put(&mut b, 8, d as u64, 2);
+    put(&mut b, 11, h, 2);
+    put(&mut b, 14, m, 2);
+    put(&mut b, 17, s, 2);
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(secs: u64, nanos: u32, p: Precision) -> String {
+        let mut v = Vec::new();
+        rfc3339(&mut v, Timestamp { secs, nanos }, p);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(ts(0, 0, Precision::Seconds), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            ts(951_782_400, 5_000_000, Precision::Millis),
+            "2000-02-29T00:00:00.005Z"
+        );
+        assert_eq!(
+            ts(1_700_000_000, 123_456_789, Precision::Micros),
+            "2023-11-14T22:13:20.123456Z"
+        );
+        assert_eq!(
+            ts(1_700_000_000, 123_456_789, Precision::Nanos),
+            "2023-11-14T22:13:20.123456789Z"
+        );
+        assert_eq!(
+            ts(4_102_444_799, 0, Precision::Seconds),
+            "2099-12-31T23:59:59Z"
+        );
+    }
+
+    #[test]
+    fn escaping() {
+        let mut v = Vec::new();
+        quoted(&mut v, "a\"b\\c\n\u{1}\u{7f}é");
+        assert_eq!(
+            std::str::from_utf8(&v).unwrap(),
+            r#""a\"b\\c\n\u0001é""#.replace('é', "\u{7f}é")
+        );
+        let mut v = Vec::new();
+        quoted_lossy(&mut v, b"ok\xff\xfe!");
+        assert_eq!(
+            serde_json::from_slice::<String>(&v).unwrap(),
+            "ok\u{FFFD}\u{FFFD}!"
+        );
+    }
+
+    #[test]
+    fn floats() {
+        for (f, s) in [
+            (1.5, "1.5"),
+            (f64::NAN, "\"NaN\""),
+            (f64::INFINITY, "\"inf\""),
+            (f64::NEG_INFINITY, "\"-inf\""),
+        ] {
+            let mut v = Vec::new();
+            float(&mut v, f);
+            assert_eq!(std::str::from_utf8(&v).unwrap(), s);
+        }
+    }
+}

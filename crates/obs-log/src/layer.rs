@@ -1,0 +1,1381 @@
+//! The `tracing-subscriber` layer and the line formatters.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use obs_core::redact::Redactor;
+use obs_core::{IdRecord, Resource};
+use tracing_core::callsite::Identifier;
+use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::subscriber::Interest;
+use tracing_core::{Event, Level, LevelFilter, Metadata, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::config::{Format, Precision, Schema, level_index};
+use crate::filter::FilterState;
+use crate::json::{self, Timestamp};
+use crate::writer::{LogStats, Output};
+
+const REDACTED: &str = obs_core::names::field::REDACTED;
+/// Scratch buffers that grew past this are shrunk back after the event.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+// ------------------------------------------------------------------- spec
+
+/// Everything about the shape of a line, shared with the writer thread
+/// (which writes summary lines in the same shape).
+#[derive(Debug)]
+pub(crate) struct Spec {
+    pub(crate) schema: Schema,
+    pub(crate) format: Format,
+    pub(crate) precision: Precision,
+    /// Where fields go; `None` = top level.
+    pub(crate) fields_key: Option<String>,
+    pub(crate) file_line: bool,
+    pub(crate) span_path: bool,
+    pub(crate) resource_json: Vec<u8>,
+    pub(crate) gcp_project: Option<String>,
+    pub(crate) ansi: bool,
+}
+
+/// Keys each schema writes at top level; a field with one of these names is
+/// written as `fields.<name>` so a line never has duplicate keys.
+fn reserved(schema: Schema) -> &'static [&'static str] {
+    match schema {
+        Schema::Native => &[
+            "timestamp",
+            "level",
+            "target",
+            "message",
+            "spans",
+            "trace_id",
+            "span_id",
+            "correlation_id",
+            "file",
+            "line",
+            "service.name",
+            "service.version",
+            "deployment.environment.name",
+        ],
+        Schema::Otel => &[],
+        Schema::Ecs => &[
+            "@timestamp",
+            "log.level",
+            "log.logger",
+            "message",
+            "spans",
+            "trace.id",
+            "span.id",
+            "labels.correlation_id",
+            "log.origin.file.name",
+            "log.origin.file.line",
+            "service.name",
+            "service.version",
+            "service.environment",
+            "ecs.version",
+        ],
+        Schema::Gcp => &[
+            "timestamp",
+            "severity",
+            "message",
+            "target",
+            "spans",
+            "correlation_id",
+            "serviceContext",
+            "logging.googleapis.com/trace",
+            "logging.googleapis.com/spanId",
+            "logging.googleapis.com/trace_sampled",
+            "logging.googleapis.com/sourceLocation",
+            "logging.googleapis.com/labels",
+        ],
+        Schema::Datadog => &[
+            "timestamp",
+            "status",
+            "logger.name",
+            "message",
+            "spans",
+            "dd.trace_id",
+            "dd.span_id",
+            "correlation_id",
+            "file",
+            "line",
+            "service",
+            "dd.service",
+            "dd.version",
+            "dd.env",
+        ],
+    }
+}
+
+fn render_resource(schema: Schema, r: Option<&Resource>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let Some(r) = r else { return out };
+    let kv = |out: &mut Vec<u8>, k: &str, v: &str| {
+        out.push(b',');
+        json::quoted(out, k);
+        out.push(b':');
+        json::quoted(out, v);
+    };
+    let name = r.service_name();
+    match schema {
+        Schema::Native => {
+            kv(&mut out, "service.name", name);
+            if let Some(v) = r.service_version() {
+                kv(&mut out, "service.version", v);
+            }
+            if let Some(e) = r.environment() {
+                kv(&mut out, "deployment.environment.name", e);
+            }
+        }
+        Schema::Otel => {
+            out.extend_from_slice(b",\"Resource\":{");
+            json::quoted(&mut out, "service.name");
+            out.push(b':');
+            json::quoted(&mut out, name);
+            if let Some(v) = r.service_version() {
+                kv(&mut out, "service.version", v);
+            }
+            if let Some(e) = r.environment() {
+                kv(&mut out, "deployment.environment.name", e);
+            }
+            kv(&mut out, "service.instance.id", r.instance_id());
+            out.push(b'}');
+        }
+        Schema::Ecs => {
+            kv(&mut out, "service.name", name);
+            if let Some(v) = r.service_version() {
+                kv(&mut out, "service.version", v);
+            }
+            if let Some(e) = r.environment() {
+                kv(&mut out, "service.environment", e);
+            }
+        }
+        Schema::Gcp => {
+            out.extend_from_slice(b",\"serviceContext\":{\"service\":");
+            json::quoted(&mut out, name);
+            if let Some(v) = r.service_version() {
+                kv(&mut out, "version", v);
+            }
+            out.push(b'}');
+            if let Some(e) = r.environment() {
+                out.extend_from_slice(b",\"logging.googleapis.com/labels\":{\"environment\":");
+                json::quoted(&mut out, e);
+                out.push(b'}');
+            }
+        }
+        Schema::Datadog => {
+            kv(&mut out, "service", name);
+            kv(&mut out, "dd.service", name);
+            if let Some(v) = r.service_version() {
+                kv(&mut out, "dd.version", v);
+            }
+            if let Some(e) = r.environment() {
+                kv(&mut out, "dd.env", e);
+            }
+        }
+    }
+    out
+}
+
+impl Spec {
+    pub(crate) fn new(
+        schema: Schema,
+        format: Format,
+        precision: Precision,
+        fields_key: Option<String>,
+        file_line: bool,
+        span_path: bool,
+        resource: Option<&Resource>,
+        gcp_project: Option<String>,
+        ansi: bool,
+    ) -> Self {
+        let fields_key = if schema == Schema::Otel {
+            Some("Attributes".to_owned())
+        } else {
+            fields_key
+        };
+        Self {
+            schema,
+            format,
+            precision,
+            fields_key,
+            file_line,
+            span_path,
+            resource_json: render_resource(schema, resource),
+            gcp_project,
+            ansi,
+        }
+    }
+
+    fn is_reserved(&self, name: &str) -> bool {
+        self.format == Format::Json
+            && self.fields_key.is_none()
+            && reserved(self.schema).contains(&name)
+    }
+
+    /// A line written by obs-log itself (summaries), in the configured shape.
+    pub(crate) fn internal_line(
+        &self,
+        buf: &mut Vec<u8>,
+        level: Level,
+        target: &str,
+        message: &str,
+        extra: &[(&str, u64)],
+    ) {
+        let mut fields = Vec::with_capacity(extra.len() * 24);
+        for (k, v) in extra {
+            match self.format {
+                Format::Json => {
+                    fields.push(b',');
+                    json::quoted(&mut fields, k);
+                    fields.push(b':');
+                }
+                _ => {
+                    fields.push(b' ');
+                    fields.extend_from_slice(k.as_bytes());
+                    fields.push(b'=');
+                }
+            }
+            json::int(&mut fields, *v);
+        }
+        let mut msg = Vec::new();
+        match self.format {
+            Format::Json => json::escape_into(&mut msg, message),
+            _ => msg.extend_from_slice(message.as_bytes()),
+        }
+        let line = LineParts {
+            ts: Timestamp::now(),
+            level,
+            target,
+            file: None,
+            line: None,
+            msg: Some(&msg),
+            fields: &fields,
+        };
+        match self.format {
+            Format::Json => self.json_line(buf, &line, &[], None),
+            _ => self.human_line(buf, &line, &[], &[], None),
+        }
+    }
+
+    /// Assembles one JSON line. `fields` holds `,"k":v` fragments, `msg`
+    /// the escaped message, `path` span names innermost first.
+    fn json_line(
+        &self,
+        out: &mut Vec<u8>,
+        p: &LineParts<'_>,
+        path: &[&'static str],
+        ids: Option<&IdRecord>,
+    ) {
+        let q = json::quoted;
+        let level = p.level;
+        out.push(b'{');
+        match self.schema {
+            Schema::Native => {
+                out.extend_from_slice(b"\"timestamp\":\"");
+                json::rfc3339(out, p.ts, self.precision);
+                out.extend_from_slice(b"\",\"level\":\"");
+                out.extend_from_slice(level.as_str().as_bytes());
+                out.extend_from_slice(b"\",\"target\":");
+                q(out, p.target);
+                self.message(out, "message", p.msg);
+                self.fields(out, p.fields);
+                self.path(out, "spans", path);
+                if let Some(r) = ids {
+                    hex_ids(out, r, "trace_id", "span_id");
+                    corr(out, r, "correlation_id");
+                }
+                self.file_line(out, p, "file", "line");
+            }
+            Schema::Otel => {
+                out.extend_from_slice(b"\"Timestamp\":\"");
+                json::rfc3339(out, p.ts, self.precision);
+                out.extend_from_slice(b"\",\"SeverityText\":\"");
+                out.extend_from_slice(level.as_str().as_bytes());
+                out.extend_from_slice(b"\",\"SeverityNumber\":");
+                json::int(out, severity_number(level));
+                self.message(out, "Body", p.msg);
+                out.extend_from_slice(b",\"Attributes\":{");
+                let start = out.len();
+                out.extend_from_slice(p.fields);
+                self.path(out, "spans", path);
+                if let Some(r) = ids {
+                    corr(out, r, "correlation_id");
+                }
+                self.file_line(out, p, "code.filepath", "code.lineno");
+                if out.get(start) == Some(&b',') {
+                    out.remove(start);
+                }
+                out.push(b'}');
+                if let Some(r) = ids {
+                    if let (Some(t), Some(s)) = (r.trace_id, r.span_id) {
+                        out.extend_from_slice(b",\"TraceId\":\"");
+                        out.extend_from_slice(t.to_hex().as_bytes());
+                        out.extend_from_slice(b"\",\"SpanId\":\"");
+                        out.extend_from_slice(s.to_hex().as_bytes());
+                        out.extend_from_slice(b"\",\"TraceFlags\":\"");
+                        out.extend_from_slice(r.trace_flags.to_hex().as_bytes());
+                        out.push(b'"');
+                    }
+                }
+                out.extend_from_slice(b",\"InstrumentationScope\":{\"Name\":");
+                q(out, p.target);
+                out.push(b'}');
+            }
+            Schema::Ecs => {
+                out.extend_from_slice(b"\"@timestamp\":\"");
+                json::rfc3339(out, p.ts, self.precision);
+                out.extend_from_slice(b"\",\"log.level\":\"");
+                out.extend_from_slice(lower(level).as_bytes());
+                out.extend_from_slice(b"\",\"log.logger\":");
+                q(out, p.target);
+                self.message(out, "message", p.msg);
+                self.fields(out, p.fields);
+                self.path(out, "spans", path);
+                if let Some(r) = ids {
+                    hex_ids(out, r, "trace.id", "span.id");
+                    corr(out, r, "labels.correlation_id");
+                }
+                self.file_line(out, p, "log.origin.file.name", "log.origin.file.line");
+                out.extend_from_slice(b",\"ecs.version\":\"8.11.0\"");
+            }
+            Schema::Gcp => {
+                out.extend_from_slice(b"\"timestamp\":\"");
+                json::rfc3339(out, p.ts, self.precision);
+                out.extend_from_slice(b"\",\"severity\":\"");
+                out.extend_from_slice(
+                    match level {
+                        Level::ERROR => "ERROR",
+                        Level::WARN => "WARNING",
+                        Level::INFO => "INFO",
+                        _ => "DEBUG",
+                    }
+                    .as_bytes(),
+                );
+                out.extend_from_slice(b"\",\"target\":");
+                q(out, p.target);
+                self.message(out, "message", p.msg);
+                self.fields(out, p.fields);
+                self.path(out, "spans", path);
+                if let Some(r) = ids {
+                    if let (Some(t), Some(s)) = (r.trace_id, r.span_id) {
+                        out.extend_from_slice(b",\"logging.googleapis.com/trace\":\"");
+                        if let Some(project) = &self.gcp_project {
+                            out.extend_from_slice(b"projects/");
+                            json::escape_into(out, project);
+                            out.extend_from_slice(b"/traces/");
+                        }
+                        out.extend_from_slice(t.to_hex().as_bytes());
+                        out.extend_from_slice(b"\",\"logging.googleapis.com/spanId\":\"");
+                        out.extend_from_slice(s.to_hex().as_bytes());
+                        out.extend_from_slice(b"\",\"logging.googleapis.com/trace_sampled\":");
+                        out.extend_from_slice(if r.trace_flags.is_sampled() {
+                            b"true"
+                        } else {
+                            b"false"
+                        });
+                    }
+                    corr(out, r, "correlation_id");
+                }
+                if self.file_line {
+                    if let (Some(f), Some(l)) = (p.file, p.line) {
+                        out.extend_from_slice(
+                            b",\"logging.googleapis.com/sourceLocation\":{\"file\":",
+                        );
+                        q(out, f);
+                        out.extend_from_slice(b",\"line\":\"");
+                        json::int(out, l);
+                        out.extend_from_slice(b"\"}");
+                    }
+                }
+            }
+            Schema::Datadog => {
+                out.extend_from_slice(b"\"timestamp\":\"");
+                json::rfc3339(out, p.ts, self.precision);
+                out.extend_from_slice(b"\",\"status\":\"");
+                out.extend_from_slice(lower(level).as_bytes());
+                out.extend_from_slice(b"\",\"logger.name\":");
+                q(out, p.target);
+                self.message(out, "message", p.msg);
+                self.fields(out, p.fields);
+                self.path(out, "spans", path);
+                if let Some(r) = ids {
+                    if let (Some(t), Some(s)) = (r.trace_id, r.span_id) {
+                        // Datadog correlates on the low 64 bits, in decimal.
+                        out.extend_from_slice(b",\"dd.trace_id\":\"");
+                        json::int(out, t.low_u64());
+                        out.extend_from_slice(b"\",\"dd.span_id\":\"");
+                        json::int(out, s.to_int());
+                        out.push(b'"');
+                    }
+                    corr(out, r, "correlation_id");
+                }
+                self.file_line(out, p, "file", "line");
+            }
+        }
+        out.extend_from_slice(&self.resource_json);
+        out.extend_from_slice(b"}\n");
+    }
+
+    #[inline]
+    fn message(&self, out: &mut Vec<u8>, key: &str, msg: Option<&[u8]>) {
+        if let Some(m) = msg {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":\"");
+            out.extend_from_slice(m);
+            out.push(b'"');
+        }
+    }
+
+    #[inline]
+    fn fields(&self, out: &mut Vec<u8>, fields: &[u8]) {
+        if fields.is_empty() {
+            return;
+        }
+        match &self.fields_key {
+            None => out.extend_from_slice(fields),
+            Some(k) => {
+                out.push(b',');
+                json::quoted(out, k);
+                out.extend_from_slice(b":{");
+                out.extend_from_slice(&fields[1..]);
+                out.push(b'}');
+            }
+        }
+    }
+
+    #[inline]
+    fn path(&self, out: &mut Vec<u8>, key: &str, path: &[&'static str]) {
+        if !self.span_path || path.is_empty() {
+            return;
+        }
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":[");
+        for (i, name) in path.iter().rev().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json::quoted(out, name);
+        }
+        out.push(b']');
+    }
+
+    #[inline]
+    fn file_line(&self, out: &mut Vec<u8>, p: &LineParts<'_>, fk: &str, lk: &str) {
+        if !self.file_line {
+            return;
+        }
+        if let Some(f) = p.file {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(fk.as_bytes());
+            out.extend_from_slice(b"\":");
+            json::quoted(out, f);
+        }
+        if let Some(l) = p.line {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(lk.as_bytes());
+            out.extend_from_slice(b"\":");
+            json::int(out, l);
+        }
+    }
+
+    /// Assembles one human line (compact) or block (pretty). `spans` holds
+    /// `name{fields}` renderings, `ranges` their positions innermost first.
+    fn human_line(
+        &self,
+        out: &mut Vec<u8>,
+        p: &LineParts<'_>,
+        spans: &[u8],
+        ranges: &[(u32, u32)],
+        ids: Option<&IdRecord>,
+    ) {
+        let (dim, reset, bold) = if self.ansi {
+            ("\x1b[2m", "\x1b[0m", "\x1b[1m")
+        } else {
+            ("", "", "")
+        };
+        let colour = if self.ansi {
+            match p.level {
+                Level::ERROR => "\x1b[31m",
+                Level::WARN => "\x1b[33m",
+                Level::INFO => "\x1b[32m",
+                Level::DEBUG => "\x1b[34m",
+                _ => "\x1b[35m",
+            }
+        } else {
+            ""
+        };
+        let pretty = self.format == Format::Pretty;
+        if pretty {
+            out.extend_from_slice(b"  ");
+        }
+        out.extend_from_slice(dim.as_bytes());
+        json::rfc3339(out, p.ts, self.precision);
+        out.extend_from_slice(reset.as_bytes());
+        let _ = write!(json::Raw(out), " {colour}{:>5}{reset} ", p.level.as_str());
+        if !pretty && !ranges.is_empty() {
+            for (i, &(a, b)) in ranges.iter().rev().enumerate() {
+                if i > 0 {
+                    out.push(b':');
+                }
+                out.extend_from_slice(&spans[a as usize..b as usize]);
+            }
+            out.extend_from_slice(b": ");
+        }
+        out.extend_from_slice(dim.as_bytes());
+        out.extend_from_slice(p.target.as_bytes());
+        out.extend_from_slice(b":");
+        out.extend_from_slice(reset.as_bytes());
+        if let Some(m) = p.msg {
+            out.push(b' ');
+            out.extend_from_slice(bold.as_bytes());
+            out.extend_from_slice(m);
+            out.extend_from_slice(reset.as_bytes());
+        }
+        let nl = |out: &mut Vec<u8>| out.extend_from_slice(if pretty { b"\n    " } else { b" " });
+        if !p.fields.is_empty() {
+            if pretty {
+                out.extend_from_slice(b"\n   ");
+            }
+            out.extend_from_slice(p.fields);
+        }
+        if let Some(r) = ids {
+            let mut first = true;
+            let mut id = |out: &mut Vec<u8>, k: &str, v: &str| {
+                if first || !pretty {
+                    nl(out);
+                } else {
+                    out.push(b' ');
+                }
+                first = false;
+                let _ = write!(json::Raw(out), "{dim}{k}={reset}{v}");
+            };
+            if let (Some(t), Some(s)) = (r.trace_id, r.span_id) {
+                id(out, "trace_id", t.to_hex().as_str());
+                id(out, "span_id", s.to_hex().as_str());
+            }
+            if let Some(c) = &r.correlation_id {
+                id(out, "correlation_id", c.as_str());
+            }
+        }
+        if self.file_line {
+            if let (Some(f), Some(l)) = (p.file, p.line) {
+                nl(out);
+                let _ = write!(json::Raw(out), "{dim}at{reset} {f}:{l}");
+            }
+        }
+        if pretty {
+            for &(a, b) in ranges {
+                nl(out);
+                out.extend_from_slice(dim.as_bytes());
+                out.extend_from_slice(b"in");
+                out.extend_from_slice(reset.as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(&spans[a as usize..b as usize]);
+            }
+        }
+        out.push(b'\n');
+    }
+}
+
+fn lower(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "error",
+        Level::WARN => "warn",
+        Level::INFO => "info",
+        Level::DEBUG => "debug",
+        _ => "trace",
+    }
+}
+
+fn severity_number(level: Level) -> u8 {
+    match level {
+        Level::TRACE => 1,
+        Level::DEBUG => 5,
+        Level::INFO => 9,
+        Level::WARN => 13,
+        _ => 17,
+    }
+}
+
+fn hex_ids(out: &mut Vec<u8>, r: &IdRecord, tk: &str, sk: &str) {
+    if let (Some(t), Some(s)) = (r.trace_id, r.span_id) {
+        let _ = write!(
+            json::Raw(out),
+            ",\"{tk}\":\"{}\",\"{sk}\":\"{}\"",
+            t.to_hex().as_str(),
+            s.to_hex().as_str()
+        );
+    }
+}
+
+fn corr(out: &mut Vec<u8>, r: &IdRecord, key: &str) {
+    if let Some(c) = &r.correlation_id {
+        // Correlation ids are validated to a JSON-safe set; escape anyway.
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        json::quoted(out, c.as_str());
+    }
+}
+
+struct LineParts<'a> {
+    ts: Timestamp,
+    level: Level,
+    target: &'a str,
+    file: Option<&'a str>,
+    line: Option<u32>,
+    msg: Option<&'a [u8]>,
+    fields: &'a [u8],
+}
+
+// --------------------------------------------------------------- visitor
+
+/// Writes fields as `,"k":v` (JSON) or ` k=v` (human) fragments, redacting
+/// on the way. The message goes to its own buffer.
+struct FieldWriter<'a> {
+    json: bool,
+    out: &'a mut Vec<u8>,
+    msg: Option<&'a mut Vec<u8>>,
+    tmp: &'a mut String,
+    redactor: Option<&'a Redactor>,
+    info: &'a CallsiteInfo,
+    /// Names written, for span-field de-duplication (events only).
+    seen: Option<&'a mut Vec<&'static str>>,
+    /// `(name, start, end)` of each fragment (spans only).
+    entries: Option<&'a mut Vec<(&'static str, u32, u32)>>,
+    skip_log_fields: bool,
+}
+
+impl FieldWriter<'_> {
+    #[inline]
+    fn begin(&mut self, field: &Field) -> Option<usize> {
+        let name = field.name();
+        if self.skip_log_fields && name.starts_with("log.") {
+            return None;
+        }
+        let start = self.out.len();
+        if self.json {
+            self.out.extend_from_slice(b",\"");
+            if self.info.reserved & bit(field) != 0 {
+                self.out.extend_from_slice(b"fields.");
+            }
+            json::escape_into(self.out, name);
+            self.out.extend_from_slice(b"\":");
+        } else {
+            self.out.push(b' ');
+            human_escape(self.out, name);
+            self.out.push(b'=');
+        }
+        Some(start)
+    }
+
+    #[inline]
+    fn end(&mut self, field: &Field, start: usize) {
+        if let Some(seen) = self.seen.as_deref_mut() {
+            seen.push(field.name());
+        }
+        if let Some(entries) = self.entries.as_deref_mut() {
+            entries.push((field.name(), start as u32, self.out.len() as u32));
+        }
+    }
+
+    #[inline]
+    fn sensitive(&self, field: &Field) -> bool {
+        self.redactor.is_some() && self.info.sensitive & bit(field) != 0
+    }
+
+    /// A string value, redacted and escaped.
+    #[inline]
+    fn string(&mut self, field: &Field, value: &str) {
+        let Some(start) = self.begin(field) else {
+            return;
+        };
+        let sensitive = self.sensitive(field);
+        write_str_value(self.out, self.json, self.redactor, sensitive, value);
+        self.end(field, start);
+    }
+
+    fn message(&mut self, value: &dyn fmt::Debug) {
+        self.tmp.clear();
+        let _ = write!(self.tmp, "{value:?}");
+        let Some(msg) = self.msg.as_deref_mut() else {
+            return;
+        };
+        msg.clear();
+        let v = match self.redactor {
+            Some(r) => r.redact(self.tmp),
+            None => std::borrow::Cow::Borrowed(self.tmp.as_str()),
+        };
+        if self.json {
+            json::escape_into(msg, &v);
+        } else {
+            human_escape(msg, &v);
+        }
+    }
+
+    #[inline]
+    fn number(&mut self, field: &Field, f: impl FnOnce(&mut Vec<u8>)) {
+        let Some(start) = self.begin(field) else {
+            return;
+        };
+        if self.sensitive(field) {
+            write_redacted(self.out, self.json);
+        } else {
+            f(self.out);
+        }
+        self.end(field, start);
+    }
+}
+
+#[inline]
+fn bit(field: &Field) -> u64 {
+    let i = field.index();
+    if i < 64 { 1 << i } else { 0 }
+}
+
+fn write_redacted(out: &mut Vec<u8>, json: bool) {
+    if json {
+        out.push(b'"');
+        out.extend_from_slice(REDACTED.as_bytes());
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(REDACTED.as_bytes());
+    }
+}
+
+#[inline]
+fn write_str_value(
+    out: &mut Vec<u8>,
+    json: bool,
+    redactor: Option<&Redactor>,
+    sensitive: bool,
+    value: &str,
+) {
+    if sensitive {
+        return write_redacted(out, json);
+    }
+    let v = match redactor {
+        Some(r) => r.redact(value),
+        None => std::borrow::Cow::Borrowed(value),
+    };
+    if json {
+        json::quoted(out, &v);
+    } else {
+        human_escape(out, &v);
+    }
+}
+
+/// Human output keeps one event on one line: control characters are escaped.
+fn human_escape(out: &mut Vec<u8>, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\x1b' => out.extend_from_slice(b"\\e"),
+            c if c.is_control() => {
+                let _ = write!(json::Raw(out), "\\u{{{:x}}}", c as u32);
+            }
+            c => {
+                let mut b = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            }
+        }
+    }
+}
+
+impl Visit for FieldWriter<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" && self.msg.is_some() {
+            return self.message(&format_args!("{value}"));
+        }
+        self.string(field, value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" && self.msg.is_some() {
+            return self.message(value);
+        }
+        if self.skip_log_fields && field.name().starts_with("log.") {
+            return;
+        }
+        let mut tmp = std::mem::take(self.tmp);
+        tmp.clear();
+        let _ = write!(tmp, "{value:?}");
+        self.string(field, &tmp);
+        *self.tmp = tmp;
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let mut tmp = std::mem::take(self.tmp);
+        tmp.clear();
+        let _ = write!(tmp, "{value}");
+        let mut source = value.source();
+        while let Some(s) = source {
+            let _ = write!(tmp, ": {s}");
+            source = s.source();
+        }
+        self.string(field, &tmp);
+        *self.tmp = tmp;
+    }
+
+    fn record_bytes(&mut self, field: &Field, value: &[u8]) {
+        match std::str::from_utf8(value) {
+            Ok(s) => self.string(field, s),
+            Err(_) => {
+                let Some(start) = self.begin(field) else {
+                    return;
+                };
+                if self.sensitive(field) {
+                    write_redacted(self.out, self.json);
+                } else if self.redactor.is_none() && self.json {
+                    json::quoted_lossy(self.out, value);
+                } else {
+                    let lossy = String::from_utf8_lossy(value);
+                    write_str_value(self.out, self.json, self.redactor, false, &lossy);
+                }
+                self.end(field, start);
+            }
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.number(field, |o| json::int(o, value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.number(field, |o| json::int(o, value));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.number(field, |o| json::int(o, value));
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.number(field, |o| json::int(o, value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        let json = self.json;
+        self.number(field, |o| {
+            if json {
+                json::float(o, value);
+            } else {
+                let _ = write!(json::Raw(o), "{value}");
+            }
+        });
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.number(field, |o| {
+            o.extend_from_slice(if value { b"true" } else { b"false" })
+        });
+    }
+}
+
+// ------------------------------------------------------------- callsites
+
+/// Per-callsite decisions made once: which fields are secret by name, which
+/// clash with the schema's own keys, and the rate limiter.
+#[derive(Debug)]
+pub(crate) struct CallsiteInfo {
+    sensitive: u64,
+    reserved: u64,
+    limiter: Option<Limiter>,
+}
+
+#[derive(Debug)]
+struct Limiter {
+    window: AtomicU64,
+    count: AtomicU32,
+    suppressed: AtomicU64,
+}
+
+enum Admit {
+    Yes,
+    No,
+    AfterSummary(u64),
+}
+
+impl Limiter {
+    #[inline]
+    fn admit(&self, now_secs: u64, limit: u32) -> Admit {
+        let w = self.window.load(Ordering::Relaxed);
+        if w != now_secs
+            && self
+                .window
+                .compare_exchange(w, now_secs, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.count.store(1, Ordering::Relaxed);
+            let s = self.suppressed.swap(0, Ordering::AcqRel);
+            return if s > 0 {
+                Admit::AfterSummary(s)
+            } else {
+                Admit::Yes
+            };
+        }
+        if self.count.fetch_add(1, Ordering::Relaxed) < limit {
+            Admit::Yes
+        } else {
+            self.suppressed.fetch_add(1, Ordering::AcqRel);
+            Admit::No
+        }
+    }
+}
+
+/// FxHash-style hasher: callsite identities are pointers.
+#[derive(Default)]
+struct PtrHasher(u64);
+
+impl Hasher for PtrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type InfoMap = HashMap<Identifier, Arc<CallsiteInfo>, BuildHasherDefault<PtrHasher>>;
+
+struct Callsites {
+    map: ArcSwap<InfoMap>,
+    insert: Mutex<()>,
+}
+
+// ------------------------------------------------------------------ layer
+
+/// Per-thread scratch space, reused across events.
+#[derive(Default)]
+struct Scratch {
+    line: Vec<u8>,
+    fields: Vec<u8>,
+    msg: Vec<u8>,
+    tmp: String,
+    seen: Vec<&'static str>,
+    path: Vec<&'static str>,
+    spans: Vec<u8>,
+    ranges: Vec<(u32, u32)>,
+}
+
+impl Scratch {
+    fn trim(&mut self) {
+        for v in [
+            &mut self.line,
+            &mut self.fields,
+            &mut self.msg,
+            &mut self.spans,
+        ] {
+            if v.capacity() > SCRATCH_KEEP {
+                *v = Vec::new();
+            }
+        }
+        if self.tmp.capacity() > SCRATCH_KEEP {
+            self.tmp = String::new();
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Span fields pre-formatted when the span is created or recorded.
+struct SpanFields {
+    buf: Vec<u8>,
+    entries: Vec<(&'static str, u32, u32)>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) spec: Arc<Spec>,
+    pub(crate) filter: Arc<FilterState>,
+    pub(crate) redactor: Option<Redactor>,
+    pub(crate) rate_limit: Option<u32>,
+    pub(crate) out: Output,
+    pub(crate) stats: LogStats,
+    callsites: Callsites,
+}
+
+/// The log layer: add it to a `tracing_subscriber::Registry` (it filters by
+/// its own reloadable directive). Build it with [`crate::layer`].
+pub struct LogLayer {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for LogLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogLayer")
+            .field("spec", &self.inner.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogLayer {
+    pub(crate) fn new(
+        spec: Arc<Spec>,
+        filter: Arc<FilterState>,
+        redactor: Option<Redactor>,
+        rate_limit: Option<u32>,
+        out: Output,
+        stats: LogStats,
+    ) -> Self {
+        let callsites = Callsites {
+            map: ArcSwap::from_pointee(InfoMap::default()),
+            insert: Mutex::new(()),
+        };
+        Self {
+            inner: Arc::new(Inner {
+                spec,
+                filter,
+                redactor,
+                rate_limit,
+                out,
+                stats,
+                callsites,
+            }),
+        }
+    }
+}
+
+fn is_log_bridge(meta: &Metadata<'_>) -> bool {
+    meta.target() == "log" && meta.fields().field("log.target").is_some()
+}
+
+impl Inner {
+    fn info_for(&self, meta: &'static Metadata<'static>) -> CallsiteInfo {
+        let mut sensitive = 0;
+        let mut reserved = 0;
+        for f in meta.fields() {
+            let b = bit(&f);
+            if self
+                .redactor
+                .as_ref()
+                .is_some_and(|r| r.is_sensitive_name(f.name()))
+            {
+                sensitive |= b;
+            }
+            if f.name() != "message" && self.spec.is_reserved(f.name()) {
+                reserved |= b;
+            }
+        }
+        let limiter =
+            (self.rate_limit.is_some() && meta.is_event() && !is_log_bridge(meta)).then(|| {
+                Limiter {
+                    window: AtomicU64::new(0),
+                    count: AtomicU32::new(0),
+                    suppressed: AtomicU64::new(0),
+                }
+            });
+        CallsiteInfo {
+            sensitive,
+            reserved,
+            limiter,
+        }
+    }
+
+    fn register(&self, meta: &'static Metadata<'static>) {
+        let id = meta.callsite();
+        if self.callsites.map.load().contains_key(&id) {
+            return;
+        }
+        let _g = self
+            .callsites
+            .insert
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let cur = self.callsites.map.load_full();
+        if cur.contains_key(&id) {
+            return;
+        }
+        let mut next = (*cur).clone();
+        next.insert(id, Arc::new(self.info_for(meta)));
+        self.callsites.map.store(Arc::new(next));
+    }
+
+    #[inline]
+    fn with_info<R>(
+        &self,
+        meta: &'static Metadata<'static>,
+        f: impl FnOnce(&CallsiteInfo) -> R,
+    ) -> R {
+        {
+            let map = self.callsites.map.load();
+            if let Some(info) = map.get(&meta.callsite()) {
+                return f(info);
+            }
+        }
+        self.register(meta);
+        let map = self.callsites.map.load();
+        match map.get(&meta.callsite()) {
+            Some(info) => f(info),
+            None => f(&self.info_for(meta)),
+        }
+    }
+
+    fn span_fields(
+        &self,
+        meta: &'static Metadata<'static>,
+        record: impl FnOnce(&mut dyn Visit),
+    ) -> SpanFields {
+        let mut sf = SpanFields {
+            buf: Vec::new(),
+            entries: Vec::new(),
+        };
+        let mut tmp = String::new();
+        self.with_info(meta, |info| {
+            let mut w = FieldWriter {
+                json: self.spec.format == Format::Json,
+                out: &mut sf.buf,
+                msg: None,
+                tmp: &mut tmp,
+                redactor: self.redactor.as_ref(),
+                info,
+                seen: None,
+                entries: Some(&mut sf.entries),
+                skip_log_fields: false,
+            };
+            record(&mut w);
+        });
+        sf
+    }
+
+    fn on_event<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let meta = event.metadata();
+        let ts = Timestamp::now();
+        self.with_info(meta, |info| {
+            let mut summary = None;
+            if let (Some(l), Some(limit)) = (&info.limiter, self.rate_limit) {
+                match l.admit(ts.secs, limit) {
+                    Admit::Yes => {}
+                    Admit::No => {
+                        self.stats.inner.suppressed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    Admit::AfterSummary(n) => summary = Some(n),
+                }
+            }
+            SCRATCH.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut s) => {
+                    self.format_event(&mut s, event, ctx, info, ts, summary);
+                    s.trim();
+                }
+                // Re-entered from a `Debug` impl that logs: use a fresh scratch.
+                Err(_) => self.format_event(&mut Scratch::default(), event, ctx, info, ts, summary),
+            });
+        });
+    }
+
+    fn format_event<S>(
+        &self,
+        s: &mut Scratch,
+        event: &Event<'_>,
+        ctx: &Context<'_, S>,
+        info: &CallsiteInfo,
+        ts: Timestamp,
+        summary: Option<u64>,
+    ) where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let meta = event.metadata();
+        #[cfg(feature = "log")]
+        let normalized = {
+            use tracing_log::NormalizeEvent;
+            event.normalized_metadata()
+        };
+        #[cfg(feature = "log")]
+        let (target, file, line, is_log) = match &normalized {
+            Some(n) => (n.target(), n.file(), n.line(), true),
+            None => (meta.target(), meta.file(), meta.line(), false),
+        };
+        #[cfg(not(feature = "log"))]
+        let (target, file, line, is_log) = (meta.target(), meta.file(), meta.line(), false);
+
+        let json = self.spec.format == Format::Json;
+        let level = *meta.level();
+        if let Some(n) = summary {
+            s.line.clear();
+            let extra = [
+                ("suppressed", n),
+                ("callsite.line", u64::from(line.unwrap_or(0))),
+            ];
+            self.spec.internal_line(
+                &mut s.line,
+                Level::WARN,
+                target,
+                "rate limit: lines of this callsite were suppressed",
+                &extra,
+            );
+            self.out
+                .write_line(level_index(Level::WARN), &s.line, false);
+        }
+
+        s.fields.clear();
+        s.msg.clear();
+        s.seen.clear();
+        s.path.clear();
+        s.spans.clear();
+        s.ranges.clear();
+        let mut has_msg = false;
+        {
+            let mut w = FieldWriter {
+                json,
+                out: &mut s.fields,
+                msg: Some(&mut s.msg),
+                tmp: &mut s.tmp,
+                redactor: self.redactor.as_ref(),
+                info,
+                seen: Some(&mut s.seen),
+                entries: None,
+                skip_log_fields: is_log,
+            };
+            event.record(&mut w);
+            if meta.fields().field("message").is_some() {
+                has_msg = true;
+            }
+        }
+
+        let mut ids: Option<IdRecord> = None;
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope {
+                s.path.push(span.name());
+                let ext = span.extensions();
+                if let Some(rec) = ext.get::<IdRecord>() {
+                    match &mut ids {
+                        None => ids = Some(rec.clone()),
+                        Some(acc) => acc.fill_from(rec),
+                    }
+                }
+                let sf = ext.get::<SpanFields>();
+                if json {
+                    if let Some(sf) = sf {
+                        for &(name, a, b) in &sf.entries {
+                            if !s.seen.contains(&name) {
+                                s.seen.push(name);
+                                s.fields.extend_from_slice(&sf.buf[a as usize..b as usize]);
+                            }
+                        }
+                    }
+                } else {
+                    let a = s.spans.len() as u32;
+                    s.spans.extend_from_slice(span.name().as_bytes());
+                    if let Some(sf) = sf.filter(|sf| !sf.buf.is_empty()) {
+                        s.spans.push(b'{');
+                        s.spans.extend_from_slice(&sf.buf[1..]);
+                        s.spans.push(b'}');
+                    }
+                    s.ranges.push((a, s.spans.len() as u32));
+                }
+            }
+        }
+
+        let parts = LineParts {
+            ts,
+            level,
+            target,
+            file,
+            line,
+            msg: has_msg.then_some(s.msg.as_slice()),
+            fields: &s.fields,
+        };
+        s.line.clear();
+        if json {
+            self.spec
+                .json_line(&mut s.line, &parts, &s.path, ids.as_ref());
+        } else {
+            self.spec
+                .human_line(&mut s.line, &parts, &s.spans, &s.ranges, ids.as_ref());
+        }
+        self.out.write_line(level_index(level), &s.line, true);
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for LogLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        if is_log_bridge(meta) {
+            // One callsite per level carries every `log` record: decide per record.
+            self.inner.register(meta);
+            return Interest::sometimes();
+        }
+        if self.inner.filter.enabled(meta) {
+            self.inner.register(meta);
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        self.inner.filter.enabled(meta)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(self.inner.filter.max_level())
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let sf = self
+            .inner
+            .span_fields(attrs.metadata(), |v| attrs.record(v));
+        span.extensions_mut().insert(sf);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let new = self
+            .inner
+            .span_fields(span.metadata(), |v| values.record(v));
+        let mut ext = span.extensions_mut();
+        match ext.get_mut::<SpanFields>() {
+            None => ext.insert(new),
+            Some(old) => {
+                let mut merged = SpanFields {
+                    buf: Vec::with_capacity(old.buf.len() + new.buf.len()),
+                    entries: Vec::new(),
+                };
+                for (src, replaced) in [(&*old, true), (&new, false)] {
+                    for &(name, a, b) in &src.entries {
+                        if replaced && new.entries.iter().any(|e| e.0 == name) {
+                            continue;
+                        }
+                        let start = merged.buf.len() as u32;
+                        merged
+                            .buf
+                            .extend_from_slice(&src.buf[a as usize..b as usize]);
+                        merged.entries.push((name, start, merged.buf.len() as u32));
+                    }
+                }
+                *old = merged;
+            }
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        self.inner.on_event(event, &ctx);
+    }
+}
