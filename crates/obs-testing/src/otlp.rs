@@ -1,2 +1,482 @@
 //! An OTLP receiver built on the official `opentelemetry-proto` types (gRPC and
 //! HTTP/protobuf) that collects what a test app exports over real loopback.
+//!
+//! [`OtlpReceiver::start`] binds two free loopback ports — one for
+//! OTLP/HTTP (`POST /v1/traces`, `POST /v1/logs`, protobuf bodies decoded with
+//! prost) and one for OTLP/gRPC (a tonic server with `TraceService` and
+//! `LogsService`) — and serves them from a thread of its own with its own
+//! tokio runtime, so tests on either runtime flavour, or none, can use it.
+//!
+//! [`HungCollector`] accepts connections and never answers: the peer for
+//! bounded-shutdown tests.
+//!
+//! ```
+//! use obs_testing::otlp::OtlpReceiver;
+//! let receiver = OtlpReceiver::start();
+//! assert!(receiver.http_traces_url().starts_with("http://127.0.0.1:"));
+//! assert!(receiver.spans().is_empty());
+//! ```
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+
+/// Which transport a span or log arrived on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// OTLP/HTTP with a protobuf body.
+    HttpProtobuf,
+    /// OTLP/gRPC.
+    Grpc,
+}
+
+/// Formats an OTLP `AnyValue` as text: strings as-is, other scalars with
+/// `Display`, arrays and maps with `Debug`.
+pub fn any_value_to_string(v: &AnyValue) -> String {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn attrs_to_map(attrs: &[KeyValue]) -> BTreeMap<String, String> {
+    attrs
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.as_ref().map(any_value_to_string).unwrap_or_default()))
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// One received span with its resource and scope.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReceivedSpan {
+    /// The span as decoded.
+    pub span: Span,
+    /// Resource attributes, stringified.
+    pub resource: BTreeMap<String, String>,
+    /// The instrumentation scope name.
+    pub scope: String,
+    /// How it arrived.
+    pub transport: Transport,
+}
+
+impl ReceivedSpan {
+    /// The span name.
+    pub fn name(&self) -> &str {
+        &self.span.name
+    }
+
+    /// The trace id as 32 lowercase hex characters.
+    pub fn trace_id(&self) -> String {
+        hex(&self.span.trace_id)
+    }
+
+    /// The span id as 16 lowercase hex characters.
+    pub fn span_id(&self) -> String {
+        hex(&self.span.span_id)
+    }
+
+    /// The parent span id, `None` for a root span.
+    pub fn parent_span_id(&self) -> Option<String> {
+        (!self.span.parent_span_id.is_empty()).then(|| hex(&self.span.parent_span_id))
+    }
+
+    /// Attribute `key`, stringified.
+    pub fn attr(&self, key: &str) -> Option<String> {
+        self.span.attributes.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).map(any_value_to_string)
+    }
+
+    /// Every attribute, stringified.
+    pub fn attributes(&self) -> BTreeMap<String, String> {
+        attrs_to_map(&self.span.attributes)
+    }
+
+    /// The status code (0 unset, 1 ok, 2 error).
+    pub fn status_code(&self) -> i32 {
+        self.span.status.as_ref().map(|s| s.code).unwrap_or(0)
+    }
+
+    /// The status message.
+    pub fn status_message(&self) -> &str {
+        self.span.status.as_ref().map(|s| s.message.as_str()).unwrap_or("")
+    }
+
+    /// The span kind (1 internal, 2 server, 3 client, 4 producer, 5 consumer).
+    pub fn kind(&self) -> i32 {
+        self.span.kind
+    }
+
+    /// Names of the span's events.
+    pub fn event_names(&self) -> Vec<&str> {
+        self.span.events.iter().map(|e| e.name.as_str()).collect()
+    }
+}
+
+/// One received log record with its resource.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReceivedLog {
+    /// The record as decoded.
+    pub record: LogRecord,
+    /// Resource attributes, stringified.
+    pub resource: BTreeMap<String, String>,
+    /// How it arrived.
+    pub transport: Transport,
+}
+
+impl ReceivedLog {
+    /// The body as text.
+    pub fn body(&self) -> String {
+        self.record.body.as_ref().map(any_value_to_string).unwrap_or_default()
+    }
+
+    /// Attribute `key`, stringified.
+    pub fn attr(&self, key: &str) -> Option<String> {
+        self.record.attributes.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).map(any_value_to_string)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    spans: Mutex<Vec<ReceivedSpan>>,
+    logs: Mutex<Vec<ReceivedLog>>,
+    changed: Condvar,
+    requests: AtomicU64,
+}
+
+impl Store {
+    fn add_traces(&self, req: ExportTraceServiceRequest, transport: Transport) {
+        let mut out = Vec::new();
+        for rs in req.resource_spans {
+            let resource = rs.resource.map(|r| attrs_to_map(&r.attributes)).unwrap_or_default();
+            for ss in rs.scope_spans {
+                let scope = ss.scope.map(|s| s.name).unwrap_or_default();
+                for span in ss.spans {
+                    out.push(ReceivedSpan { span, resource: resource.clone(), scope: scope.clone(), transport });
+                }
+            }
+        }
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.spans.lock().unwrap_or_else(PoisonError::into_inner).extend(out);
+        self.changed.notify_all();
+    }
+
+    fn add_logs(&self, req: ExportLogsServiceRequest, transport: Transport) {
+        let mut out = Vec::new();
+        for rl in req.resource_logs {
+            let resource = rl.resource.map(|r| attrs_to_map(&r.attributes)).unwrap_or_default();
+            for sl in rl.scope_logs {
+                for record in sl.log_records {
+                    out.push(ReceivedLog { record, resource: resource.clone(), transport });
+                }
+            }
+        }
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.logs.lock().unwrap_or_else(PoisonError::into_inner).extend(out);
+        self.changed.notify_all();
+    }
+}
+
+#[derive(Clone)]
+struct Grpc(Arc<Store>);
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.add_traces(request.into_inner(), Transport::Grpc);
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.0.add_logs(request.into_inner(), Transport::Grpc);
+        Ok(tonic::Response::new(ExportLogsServiceResponse { partial_success: None }))
+    }
+}
+
+fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/x-protobuf"));
+    r
+}
+
+async fn handle_http(store: Arc<Store>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.method() != hyper::Method::POST {
+        return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, Vec::new()));
+    }
+    let path = req.uri().path().to_owned();
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Ok(reply(StatusCode::BAD_REQUEST, Vec::new())),
+    };
+    Ok(match path.as_str() {
+        "/v1/traces" => match ExportTraceServiceRequest::decode(body) {
+            Ok(r) => {
+                store.add_traces(r, Transport::HttpProtobuf);
+                reply(StatusCode::OK, ExportTraceServiceResponse { partial_success: None }.encode_to_vec())
+            }
+            Err(_) => reply(StatusCode::BAD_REQUEST, Vec::new()),
+        },
+        "/v1/logs" => match ExportLogsServiceRequest::decode(body) {
+            Ok(r) => {
+                store.add_logs(r, Transport::HttpProtobuf);
+                reply(StatusCode::OK, ExportLogsServiceResponse { partial_success: None }.encode_to_vec())
+            }
+            Err(_) => reply(StatusCode::BAD_REQUEST, Vec::new()),
+        },
+        _ => reply(StatusCode::NOT_FOUND, Vec::new()),
+    })
+}
+
+/// A running OTLP receiver; stops when dropped.
+#[derive(Debug)]
+pub struct OtlpReceiver {
+    http_addr: SocketAddr,
+    grpc_addr: SocketAddr,
+    store: Arc<Store>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl OtlpReceiver {
+    /// Starts the HTTP and gRPC endpoints on free loopback ports.
+    ///
+    /// # Panics
+    /// When the ports cannot be bound or the runtime cannot start: a test
+    /// cannot run without its peer, and the message says why.
+    pub fn start() -> Self {
+        let http_std = StdListener::bind("127.0.0.1:0").expect("otlp receiver: cannot bind the HTTP port");
+        let grpc_std = StdListener::bind("127.0.0.1:0").expect("otlp receiver: cannot bind the gRPC port");
+        http_std.set_nonblocking(true).expect("otlp receiver: set_nonblocking");
+        grpc_std.set_nonblocking(true).expect("otlp receiver: set_nonblocking");
+        let http_addr = http_std.local_addr().expect("otlp receiver: local_addr");
+        let grpc_addr = grpc_std.local_addr().expect("otlp receiver: local_addr");
+        let store = Arc::new(Store::default());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let s = store.clone();
+        let thread = std::thread::Builder::new()
+            .name("otlp-receiver".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("otlp receiver: cannot build its runtime");
+                rt.block_on(serve(s, http_std, grpc_std, stop_rx));
+            })
+            .expect("otlp receiver: cannot spawn its thread");
+        Self { http_addr, grpc_addr, store, stop: Some(stop_tx), thread: Some(thread) }
+    }
+
+    /// The OTLP/HTTP base URL (`http://127.0.0.1:port`), the value of
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn http_base_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// The OTLP/HTTP traces URL (`…/v1/traces`).
+    pub fn http_traces_url(&self) -> String {
+        format!("http://{}/v1/traces", self.http_addr)
+    }
+
+    /// The OTLP/HTTP logs URL (`…/v1/logs`).
+    pub fn http_logs_url(&self) -> String {
+        format!("http://{}/v1/logs", self.http_addr)
+    }
+
+    /// The OTLP/gRPC URL (`http://127.0.0.1:port`).
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// Every span received so far, in arrival order.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.store.spans.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Every log record received so far, in arrival order.
+    pub fn logs(&self) -> Vec<ReceivedLog> {
+        self.store.logs.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Export requests received (both transports, both signals).
+    pub fn requests(&self) -> u64 {
+        self.store.requests.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` spans arrived or `timeout` passed, and
+    /// returns what arrived (the caller asserts on the count).
+    pub fn wait_for_spans(&self, n: usize, timeout: Duration) -> Vec<ReceivedSpan> {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.store.spans.lock().unwrap_or_else(PoisonError::into_inner);
+        while g.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            g = self.store.changed.wait_timeout(g, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        g.clone()
+    }
+
+    /// Waits until at least `n` log records arrived or `timeout` passed.
+    pub fn wait_for_logs(&self, n: usize, timeout: Duration) -> Vec<ReceivedLog> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let logs = self.logs();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if logs.len() >= n || left.is_zero() {
+                return logs;
+            }
+            let g = self.store.spans.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = self.store.changed.wait_timeout(g, left.min(Duration::from_millis(50)));
+        }
+    }
+
+    /// The first received span named `name`.
+    pub fn find(&self, name: &str) -> Option<ReceivedSpan> {
+        self.spans().into_iter().find(|s| s.name() == name)
+    }
+
+    /// Every received span of trace `trace_id` (hex).
+    pub fn trace(&self, trace_id: &str) -> Vec<ReceivedSpan> {
+        self.spans().into_iter().filter(|s| s.trace_id() == trace_id).collect()
+    }
+
+    /// Forgets everything received so far.
+    pub fn clear(&self) {
+        self.store.spans.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.store.logs.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn serve(
+    store: Arc<Store>,
+    http_std: StdListener,
+    grpc_std: StdListener,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let http = tokio::net::TcpListener::from_std(http_std).expect("otlp receiver: tokio listener");
+    let grpc = tokio::net::TcpListener::from_std(grpc_std).expect("otlp receiver: tokio listener");
+    let grpc_svc = Grpc(store.clone());
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(TraceServiceServer::new(grpc_svc.clone()))
+        .add_service(LogsServiceServer::new(grpc_svc))
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc));
+    let http_server = async move {
+        loop {
+            let Ok((stream, _)) = http.accept().await else { continue };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| handle_http(store.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    };
+    tokio::select! {
+        _ = stop => {}
+        _ = grpc_server => {}
+        _ = http_server => {}
+    }
+}
+
+/// A "collector" that accepts TCP connections and never answers: exports to
+/// it hang until the exporter's own timeout. Stops when dropped.
+///
+/// ```
+/// let hung = obs_testing::otlp::HungCollector::start();
+/// assert!(hung.url().starts_with("http://127.0.0.1:"));
+/// ```
+#[derive(Debug)]
+pub struct HungCollector {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HungCollector {
+    /// Binds a free loopback port and starts accepting.
+    ///
+    /// # Panics
+    /// When the port cannot be bound.
+    pub fn start() -> Self {
+        let l = StdListener::bind("127.0.0.1:0").expect("hung collector: cannot bind");
+        l.set_nonblocking(true).expect("hung collector: set_nonblocking");
+        let addr = l.local_addr().expect("hung collector: local_addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held: Vec<TcpStream> = Vec::new();
+            while !s.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((c, _)) => held.push(c),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Self { addr, stop, thread: Some(thread) }
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:port/v1/traces`.
+    pub fn traces_url(&self) -> String {
+        format!("http://{}/v1/traces", self.addr)
+    }
+}
+
+impl Drop for HungCollector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,529 @@
+//! Configuration from code and from the standard `OTEL_*` variables.
+
+use std::fmt;
+use std::time::Duration;
+
+use obs_core::Resource;
+
+use crate::Error;
+use crate::propagation::Propagators;
+use crate::sampler::Sampler;
+
+/// The OTLP transport.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// `http/protobuf` (the default).
+    #[default]
+    HttpProtobuf,
+    /// `grpc`.
+    Grpc,
+}
+
+/// Where and how spans are exported.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExporterConfig {
+    /// The full URL spans are sent to: for HTTP the `/v1/traces` URL, for
+    /// gRPC the server's base URL.
+    pub endpoint: String,
+    /// The transport.
+    pub protocol: Protocol,
+    /// Extra request headers (`OTEL_EXPORTER_OTLP_HEADERS`); their values are
+    /// never printed by `Debug`.
+    pub headers: Vec<(String, String)>,
+    /// Timeout of one export request.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for ExporterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExporterConfig")
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field("headers", &self.headers.iter().map(|(k, _)| (k.as_str(), "[REDACTED]")).collect::<Vec<_>>())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The batch span processor's settings (`OTEL_BSP_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Spans the queue holds; more are dropped (newest first) and counted.
+    pub max_queue_size: usize,
+    /// How long the exporter waits to fill a batch.
+    pub schedule_delay: Duration,
+    /// Most spans per export request.
+    pub max_export_batch_size: usize,
+    /// Timeout of one export (the smaller of this and the exporter timeout
+    /// applies).
+    pub export_timeout: Duration,
+}
+
+impl Default for BatchConfig {
+    /// The OpenTelemetry defaults: 2048, 5 s, 512, 30 s.
+    fn default() -> Self {
+        Self {
+            max_queue_size: 2048,
+            schedule_delay: Duration::from_millis(5000),
+            max_export_batch_size: 512,
+            export_timeout: Duration::from_millis(30_000),
+        }
+    }
+}
+
+/// The tracing configuration.
+///
+/// ```
+/// use obs_trace::{Config, Sampler};
+/// let cfg = Config::from_lookup(|k| match k {
+///     "OTEL_SERVICE_NAME" => Some("checkout".into()),
+///     "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://collector:4318".into()),
+///     "OTEL_TRACES_SAMPLER" => Some("parentbased_traceidratio".into()),
+///     "OTEL_TRACES_SAMPLER_ARG" => Some("0.25".into()),
+///     _ => None,
+/// })?;
+/// assert_eq!(cfg.resource.service_name(), "checkout");
+/// assert_eq!(cfg.exporter.unwrap().endpoint, "http://collector:4318/v1/traces");
+/// assert_eq!(cfg.sampler, Sampler::ParentBasedTraceIdRatio(0.25));
+///
+/// let err = Config::from_lookup(|k| (k == "OTEL_BSP_MAX_QUEUE_SIZE").then(|| "lots".into())).unwrap_err();
+/// assert!(err.to_string().contains("OTEL_BSP_MAX_QUEUE_SIZE"));
+/// # Ok::<(), obs_trace::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The service identity stamped on every span.
+    pub resource: Resource,
+    /// `OTEL_SDK_DISABLED=true`: no ids, no spans, no export.
+    pub disabled: bool,
+    /// The exporter; `None` keeps tracing on (ids, propagation) without
+    /// exporting anything.
+    pub exporter: Option<ExporterConfig>,
+    /// The head sampler.
+    pub sampler: Sampler,
+    /// The propagation formats.
+    pub propagators: Propagators,
+    /// The batch processor.
+    pub batch: BatchConfig,
+    /// Most attributes kept per span (`OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`).
+    pub max_attributes: usize,
+    /// Most events kept per span (`OTEL_SPAN_EVENT_COUNT_LIMIT`).
+    pub max_events: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            resource: Resource::default(),
+            disabled: false,
+            exporter: None,
+            sampler: Sampler::default(),
+            propagators: Propagators::default(),
+            batch: BatchConfig::default(),
+            max_attributes: 128,
+            max_events: 128,
+        }
+    }
+}
+
+fn env_err(var: &'static str, value: &str, reason: impl Into<String>) -> Error {
+    Error::Env { var, value: value.to_owned(), reason: reason.into() }
+}
+
+fn parse_bool(var: &'static str, v: &str) -> Result<bool, Error> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" | "" => Ok(false),
+        _ => Err(env_err(var, v, "expected true or false")),
+    }
+}
+
+fn parse_u64(var: &'static str, v: &str) -> Result<u64, Error> {
+    v.trim().parse::<u64>().map_err(|_| env_err(var, v, "expected a non-negative integer"))
+}
+
+fn parse_millis(var: &'static str, v: &str) -> Result<Duration, Error> {
+    parse_u64(var, v).map(Duration::from_millis)
+}
+
+fn parse_protocol(var: &'static str, v: &str) -> Result<Protocol, Error> {
+    match v.trim() {
+        "http/protobuf" => Ok(Protocol::HttpProtobuf),
+        "grpc" => Ok(Protocol::Grpc),
+        "http/json" => Err(env_err(var, v, "http/json is not supported; use http/protobuf or grpc")),
+        _ => Err(env_err(var, v, "expected http/protobuf or grpc")),
+    }
+}
+
+fn check_url(var: &'static str, v: &str) -> Result<String, Error> {
+    let t = v.trim();
+    let rest = t
+        .strip_prefix("http://")
+        .or_else(|| t.strip_prefix("https://"))
+        .ok_or_else(|| env_err(var, v, "expected an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(env_err(var, v, "the URL has no host"));
+    }
+    Ok(t.to_owned())
+}
+
+impl Config {
+    /// Reads the standard variables from the process environment.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env) with a custom lookup (tests, config
+    /// files). Unset variables keep the defaults; empty ones count as unset.
+    ///
+    /// Read: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SDK_DISABLED`,
+    /// `OTEL_TRACES_EXPORTER` (`otlp`|`none`), `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`,
+    /// `..._PROTOCOL`, `..._HEADERS`, `..._TIMEOUT`, `OTEL_TRACES_SAMPLER`(`_ARG`),
+    /// `OTEL_PROPAGATORS`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_EXPORT_TIMEOUT`,
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`,
+    /// `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
+        let mut cfg = Config { resource: Resource::from_lookup(&lookup)?, ..Config::default() };
+
+        if let Some(v) = get("OTEL_SDK_DISABLED") {
+            cfg.disabled = parse_bool("OTEL_SDK_DISABLED", &v)?;
+        }
+
+        // Exporter.
+        let exporter_on = match get("OTEL_TRACES_EXPORTER") {
+            None => true,
+            Some(v) => match v.trim() {
+                "otlp" => true,
+                "none" => false,
+                _ => return Err(env_err("OTEL_TRACES_EXPORTER", &v, "expected otlp or none")),
+            },
+        };
+        let protocol = match get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
+            Some(v) => parse_protocol("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", &v)?,
+            None => match get("OTEL_EXPORTER_OTLP_PROTOCOL") {
+                Some(v) => parse_protocol("OTEL_EXPORTER_OTLP_PROTOCOL", &v)?,
+                None => Protocol::default(),
+            },
+        };
+        let endpoint = if let Some(v) = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            Some(check_url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &v)?)
+        } else if let Some(v) = get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            let base = check_url("OTEL_EXPORTER_OTLP_ENDPOINT", &v)?;
+            Some(match protocol {
+                // The signal path is appended to the base URL for HTTP only.
+                Protocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+                Protocol::Grpc => base,
+            })
+        } else {
+            None
+        };
+        let headers_var =
+            if get("OTEL_EXPORTER_OTLP_TRACES_HEADERS").is_some() { "OTEL_EXPORTER_OTLP_TRACES_HEADERS" } else { "OTEL_EXPORTER_OTLP_HEADERS" };
+        let headers = match get(headers_var) {
+            Some(v) => obs_core::resource::parse_attributes(&v).map_err(|e| Error::Env {
+                var: headers_var,
+                // Header values are often credentials: name the problem, not the value.
+                value: "[REDACTED]".into(),
+                reason: e.to_string(),
+            })?,
+            None => Vec::new(),
+        };
+        for (k, _) in &headers {
+            if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                return Err(Error::Env {
+                    var: headers_var,
+                    value: "[REDACTED]".into(),
+                    reason: format!("{k:?} is not a valid header name"),
+                });
+            }
+        }
+        let timeout_var =
+            if get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT").is_some() { "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT" } else { "OTEL_EXPORTER_OTLP_TIMEOUT" };
+        let timeout = match get(timeout_var) {
+            Some(v) => parse_millis(timeout_var, &v)?,
+            None => Duration::from_secs(10),
+        };
+        if exporter_on && let Some(endpoint) = endpoint {
+            cfg.exporter = Some(ExporterConfig { endpoint, protocol, headers, timeout });
+        }
+
+        // Sampler.
+        let arg = get("OTEL_TRACES_SAMPLER_ARG");
+        let ratio = || -> Result<f64, Error> {
+            match &arg {
+                None => Ok(1.0),
+                Some(v) => {
+                    let r: f64 = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| env_err("OTEL_TRACES_SAMPLER_ARG", v, "expected a number in [0, 1]"))?;
+                    if !(0.0..=1.0).contains(&r) {
+                        return Err(env_err("OTEL_TRACES_SAMPLER_ARG", v, "the ratio must be in [0, 1]"));
+                    }
+                    Ok(r)
+                }
+            }
+        };
+        if let Some(v) = get("OTEL_TRACES_SAMPLER") {
+            cfg.sampler = match v.trim() {
+                "always_on" => Sampler::AlwaysOn,
+                "always_off" => Sampler::AlwaysOff,
+                "traceidratio" => Sampler::TraceIdRatio(ratio()?),
+                "parentbased_always_on" => Sampler::ParentBasedAlwaysOn,
+                "parentbased_always_off" => Sampler::ParentBasedAlwaysOff,
+                "parentbased_traceidratio" => Sampler::ParentBasedTraceIdRatio(ratio()?),
+                "jaeger_remote" | "parentbased_jaeger_remote" | "xray" => {
+                    return Err(env_err("OTEL_TRACES_SAMPLER", &v, "this sampler is not supported"));
+                }
+                _ => return Err(env_err("OTEL_TRACES_SAMPLER", &v, "unknown sampler")),
+            };
+        }
+
+        if let Some(v) = get("OTEL_PROPAGATORS") {
+            let mut p = Propagators::NONE;
+            for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                match name {
+                    "tracecontext" => p.trace_context = true,
+                    "baggage" => p.baggage = true,
+                    "none" => {}
+                    "b3" | "b3multi" | "jaeger" | "xray" | "ottrace" => {
+                        return Err(env_err("OTEL_PROPAGATORS", &v, format!("propagator {name} is not supported")));
+                    }
+                    _ => return Err(env_err("OTEL_PROPAGATORS", &v, format!("unknown propagator {name}"))),
+                }
+            }
+            cfg.propagators = p;
+        }
+
+        if let Some(v) = get("OTEL_BSP_SCHEDULE_DELAY") {
+            cfg.batch.schedule_delay = parse_millis("OTEL_BSP_SCHEDULE_DELAY", &v)?;
+        }
+        if let Some(v) = get("OTEL_BSP_EXPORT_TIMEOUT") {
+            cfg.batch.export_timeout = parse_millis("OTEL_BSP_EXPORT_TIMEOUT", &v)?;
+        }
+        if let Some(v) = get("OTEL_BSP_MAX_QUEUE_SIZE") {
+            let n = parse_u64("OTEL_BSP_MAX_QUEUE_SIZE", &v)?;
+            if n == 0 {
+                return Err(env_err("OTEL_BSP_MAX_QUEUE_SIZE", &v, "the queue size must be at least 1"));
+            }
+            cfg.batch.max_queue_size = n as usize;
+        }
+        if let Some(v) = get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") {
+            let n = parse_u64("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", &v)?;
+            if n == 0 {
+                return Err(env_err("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", &v, "the batch size must be at least 1"));
+            }
+            if n as usize > cfg.batch.max_queue_size {
+                return Err(env_err(
+                    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                    &v,
+                    format!("must not exceed the queue size {}", cfg.batch.max_queue_size),
+                ));
+            }
+            cfg.batch.max_export_batch_size = n as usize;
+        } else {
+            cfg.batch.max_export_batch_size = cfg.batch.max_export_batch_size.min(cfg.batch.max_queue_size);
+        }
+        if let Some(v) = get("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT") {
+            cfg.max_attributes = parse_u64("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", &v)? as usize;
+        }
+        if let Some(v) = get("OTEL_SPAN_EVENT_COUNT_LIMIT") {
+            cfg.max_events = parse_u64("OTEL_SPAN_EVENT_COUNT_LIMIT", &v)? as usize;
+        }
+        Ok(cfg)
+    }
+
+    /// Builder: the service name.
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.resource = self.resource.with_service_name(name);
+        self
+    }
+
+    /// Builder: export to an OTLP/HTTP endpoint (the full `/v1/traces` URL).
+    pub fn otlp_http(mut self, endpoint: impl Into<String>) -> Self {
+        self.exporter = Some(ExporterConfig {
+            endpoint: endpoint.into(),
+            protocol: Protocol::HttpProtobuf,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(10),
+        });
+        self
+    }
+
+    /// Builder: export to an OTLP/gRPC endpoint (the server's base URL).
+    pub fn otlp_grpc(mut self, endpoint: impl Into<String>) -> Self {
+        self.exporter = Some(ExporterConfig {
+            endpoint: endpoint.into(),
+            protocol: Protocol::Grpc,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(10),
+        });
+        self
+    }
+
+    /// Builder: the sampler.
+    pub fn sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = sampler;
+        self
+    }
+
+    /// Builder: the batch settings.
+    pub fn batch(mut self, batch: BatchConfig) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// Checks values set in code (the env path checks as it reads).
+    pub fn validate(&self) -> Result<(), Error> {
+        let cfg_err = |field, reason: &str| Err(Error::Config { field, reason: reason.to_owned() });
+        if self.batch.max_queue_size == 0 {
+            return cfg_err("batch.max_queue_size", "must be at least 1");
+        }
+        if self.batch.max_export_batch_size == 0 {
+            return cfg_err("batch.max_export_batch_size", "must be at least 1");
+        }
+        match self.sampler {
+            Sampler::TraceIdRatio(r) | Sampler::ParentBasedTraceIdRatio(r) if !(0.0..=1.0).contains(&r) => {
+                return Err(Error::Config { field: "sampler", reason: format!("ratio {r} is not in [0, 1]") });
+            }
+            _ => {}
+        }
+        if let Some(e) = &self.exporter
+            && !(e.endpoint.starts_with("http://") || e.endpoint.starts_with("https://"))
+        {
+            return Err(Error::Config {
+                field: "exporter.endpoint",
+                reason: format!("{:?} is not an http:// or https:// URL", e.endpoint),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| pairs.iter().find(|(pk, _)| *pk == k).map(|(_, v)| (*v).to_owned())
+    }
+
+    #[test]
+    fn defaults_without_variables() {
+        let c = Config::from_lookup(|_| None).unwrap();
+        assert!(!c.disabled);
+        assert!(c.exporter.is_none());
+        assert_eq!(c.sampler, Sampler::ParentBasedAlwaysOn);
+        assert_eq!(c.propagators, Propagators::default());
+        assert_eq!(c.batch, BatchConfig::default());
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let c = Config::from_lookup(lookup(&[
+            ("OTEL_SERVICE_NAME", "svc"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.version=2"),
+            ("OTEL_SDK_DISABLED", "TRUE"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://base:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4318/custom"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s%20ecret,x-team=a"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1500"),
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
+            ("OTEL_PROPAGATORS", "baggage"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "200"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "10"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "5"),
+        ]))
+        .unwrap();
+        assert_eq!(c.resource.service_name(), "svc");
+        assert_eq!(c.resource.service_version(), Some("2"));
+        assert!(c.disabled);
+        let e = c.exporter.unwrap();
+        assert_eq!(e.endpoint, "http://traces:4318/custom");
+        assert_eq!(e.protocol, Protocol::HttpProtobuf);
+        assert_eq!(e.headers, vec![("api-key".into(), "s ecret".into()), ("x-team".into(), "a".into())]);
+        assert!(!format!("{e:?}").contains("ecret"));
+        assert_eq!(e.timeout, Duration::from_millis(1500));
+        assert_eq!(c.sampler, Sampler::TraceIdRatio(0.5));
+        assert_eq!(c.propagators, Propagators { trace_context: false, baggage: true });
+        assert_eq!(
+            c.batch,
+            BatchConfig {
+                max_queue_size: 10,
+                schedule_delay: Duration::from_millis(100),
+                max_export_batch_size: 5,
+                export_timeout: Duration::from_millis(200)
+            }
+        );
+    }
+
+    #[test]
+    fn grpc_base_endpoint_is_kept() {
+        let c = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317/"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ]))
+        .unwrap();
+        assert_eq!(c.exporter.unwrap().endpoint, "http://c:4317/");
+        let c = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ]))
+        .unwrap();
+        assert!(c.exporter.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("OTEL_SDK_DISABLED", "yes", "expected true or false"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", "http://"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://", "no host"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "not supported"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "udp", "expected"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "-1", "integer"),
+            ("OTEL_TRACES_SAMPLER", "sometimes", "unknown sampler"),
+            ("OTEL_TRACES_SAMPLER", "xray", "not supported"),
+            ("OTEL_PROPAGATORS", "tracecontext,b3", "b3"),
+            ("OTEL_PROPAGATORS", "w3c", "unknown propagator"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "5s", "integer"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "x", "integer"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0", "at least 1"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096", "queue size"),
+            ("OTEL_TRACES_EXPORTER", "zipkin", "otlp or none"),
+            ("OTEL_SPAN_EVENT_COUNT_LIMIT", "many", "integer"),
+        ];
+        for (var, value, reason) in cases {
+            let err = Config::from_lookup(lookup(&[(var, value)])).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(var), "{var}: {msg}");
+            assert!(msg.contains(reason), "{var}: {msg}");
+            assert!(matches!(err, Error::Env { .. }));
+        }
+        let err = Config::from_lookup(lookup(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("OTEL_TRACES_SAMPLER_ARG"));
+        let err = Config::from_lookup(lookup(&[("OTEL_EXPORTER_OTLP_HEADERS", "token=%zz")])).unwrap_err();
+        assert!(err.to_string().contains("OTEL_EXPORTER_OTLP_HEADERS"));
+        let err = Config::from_lookup(lookup(&[("OTEL_RESOURCE_ATTRIBUTES", "novalue")])).unwrap_err();
+        assert!(err.to_string().contains("OTEL_RESOURCE_ATTRIBUTES"), "{err}");
+    }
+
+    #[test]
+    fn validate_checks_code_values() {
+        assert!(Config::default().validate().is_ok());
+        assert!(Config::default().sampler(Sampler::TraceIdRatio(2.0)).validate().is_err());
+        assert!(Config::default().otlp_http("ftp://x").validate().is_err());
+        let mut c = Config::default();
+        c.batch.max_queue_size = 0;
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,44 @@
+//! The one error type of `obs-trace`.
+
+/// Errors of `obs-trace`: configuration, environment variables and exporter
+/// setup. Messages are lowercase and name the offending value and where it
+/// came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An environment variable held a value that could not be used.
+    #[error("invalid value for environment variable {var}: {value:?}: {reason}")]
+    Env {
+        /// The variable's name.
+        var: &'static str,
+        /// The offending value (never a header value, which may be secret).
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A configuration value set in code could not be used.
+    #[error("invalid configuration {field}: {reason}")]
+    Config {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The configuration asks for something this build leaves out.
+    #[error("{what} needs the `{feature}` feature of obs-trace")]
+    FeatureDisabled {
+        /// What was asked for.
+        what: String,
+        /// The cargo feature that provides it.
+        feature: &'static str,
+    },
+    /// An error from `obs-core` (resource attributes, ids, carrier limits).
+    #[error(transparent)]
+    Core(#[from] obs_core::Error),
+    /// An export request failed (connection, timeout, non-2xx answer).
+    #[error("span export failed: {0}")]
+    Export(String),
+    /// The exporter thread could not be started.
+    #[error("cannot start the span exporter thread: {0}")]
+    Thread(String),
+}

@@ -1,0 +1,354 @@
+//! The export path: a bounded queue, one dedicated exporter thread, counted
+//! drops and a shutdown that returns within its timeout.
+//!
+//! Finished spans go into a bounded queue. When it is full the new span is
+//! dropped and counted (drop-newest): the application thread never blocks
+//! and never allocates more. The exporter thread batches spans
+//! (`max_export_batch_size` or `schedule_delay`, whichever comes first) and
+//! hands each batch to a [`SpanExporter`]. Network exporters run their own
+//! single-threaded tokio runtime on that thread, so export works the same
+//! outside tokio, inside a multi-thread runtime and inside a current-thread
+//! runtime, and never needs the caller's reactor.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, unbounded};
+use obs_core::Resource;
+
+use crate::Error;
+use crate::config::BatchConfig;
+use crate::span::FinishedSpan;
+
+/// Something that sends batches of spans somewhere. Called on the exporter
+/// thread only, one batch at a time.
+pub trait SpanExporter: Send + 'static {
+    /// Exports `batch`, giving up after `timeout`. An error counts the whole
+    /// batch as dropped.
+    fn export(&mut self, batch: &[FinishedSpan], resource: &Resource, timeout: Duration) -> Result<(), Error>;
+
+    /// Releases resources; called once, last, on the exporter thread.
+    fn shutdown(&mut self) {}
+}
+
+/// Keeps every exported span in memory: for tests and examples.
+///
+/// ```
+/// use obs_trace::export::InMemoryExporter;
+/// let exporter = InMemoryExporter::default();
+/// let handle = exporter.clone();
+/// assert!(handle.spans().is_empty());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct InMemoryExporter {
+    spans: Arc<Mutex<Vec<FinishedSpan>>>,
+}
+
+impl InMemoryExporter {
+    /// A copy of every span exported so far.
+    pub fn spans(&self) -> Vec<FinishedSpan> {
+        self.spans.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Forgets the spans exported so far.
+    pub fn clear(&self) {
+        self.spans.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+}
+
+impl SpanExporter for InMemoryExporter {
+    fn export(&mut self, batch: &[FinishedSpan], _: &Resource, _: Duration) -> Result<(), Error> {
+        self.spans.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(batch);
+        Ok(())
+    }
+}
+
+/// Discards every batch, reporting success: for benchmarks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoopExporter;
+
+impl SpanExporter for NoopExporter {
+    fn export(&mut self, _: &[FinishedSpan], _: &Resource, _: Duration) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    accepted: AtomicU64,
+    exported: AtomicU64,
+    failed: AtomicU64,
+    dropped_full: AtomicU64,
+    dropped_closed: AtomicU64,
+}
+
+/// Live export counters: cheap to clone and read (atomics), for
+/// `obs_trace_dropped_spans_total` and friends.
+///
+/// ```
+/// let provider = obs_trace::TracerProvider::builder().build()?;
+/// let stats = provider.stats();
+/// assert_eq!(stats.dropped(), 0);
+/// # Ok::<(), obs_trace::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct TraceStats {
+    c: Arc<Counters>,
+}
+
+impl TraceStats {
+    /// Spans the collector accepted.
+    pub fn exported(&self) -> u64 {
+        self.c.exported.load(Ordering::Relaxed)
+    }
+
+    /// Every span lost so far: queue full, failed exports, ended after shutdown.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_queue_full() + self.dropped_export_failed() + self.dropped_after_shutdown()
+    }
+
+    /// Spans dropped because the queue was full.
+    pub fn dropped_queue_full(&self) -> u64 {
+        self.c.dropped_full.load(Ordering::Relaxed)
+    }
+
+    /// Spans in batches the exporter failed to send.
+    pub fn dropped_export_failed(&self) -> u64 {
+        self.c.failed.load(Ordering::Relaxed)
+    }
+
+    /// Spans that ended after shutdown began.
+    pub fn dropped_after_shutdown(&self) -> u64 {
+        self.c.dropped_closed.load(Ordering::Relaxed)
+    }
+
+    /// Spans waiting in the queue or in a batch being sent.
+    pub fn pending(&self) -> u64 {
+        let c = &self.c;
+        c.accepted
+            .load(Ordering::Relaxed)
+            .saturating_sub(c.exported.load(Ordering::Relaxed) + c.failed.load(Ordering::Relaxed))
+    }
+}
+
+/// What a shutdown achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Spans exported over the pipeline's whole life.
+    pub exported: u64,
+    /// Spans lost over the pipeline's whole life, including those still
+    /// queued or in flight when the timeout expired.
+    pub dropped: u64,
+    /// Whether the exporter had not finished when the timeout expired.
+    pub timed_out: bool,
+}
+
+enum Control {
+    Flush(Sender<()>),
+    Shutdown(Instant, Sender<()>),
+}
+
+/// The queue and its exporter thread.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    spans: Sender<FinishedSpan>,
+    control: Sender<Control>,
+    stats: TraceStats,
+    closed: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    shut_down: Mutex<Option<ShutdownReport>>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Control::Flush(_) => "Flush",
+            Control::Shutdown(..) => "Shutdown",
+        })
+    }
+}
+
+impl Pipeline {
+    pub(crate) fn start(
+        mut exporter: Box<dyn SpanExporter>,
+        resource: Resource,
+        batch: BatchConfig,
+    ) -> Result<Self, Error> {
+        let (tx, rx) = bounded::<FinishedSpan>(batch.max_queue_size);
+        let (ctl_tx, ctl_rx) = unbounded::<Control>();
+        let stats = TraceStats::default();
+        let counters = stats.c.clone();
+        let thread = std::thread::Builder::new()
+            .name("obs-trace-export".into())
+            .spawn(move || {
+                let mut w = Worker { rx, ctl: ctl_rx, counters, batch, resource, buf: Vec::new() };
+                w.run(exporter.as_mut());
+                exporter.shutdown();
+            })
+            .map_err(|e| Error::Thread(e.to_string()))?;
+        Ok(Self {
+            spans: tx,
+            control: ctl_tx,
+            stats,
+            closed: AtomicBool::new(false),
+            thread: Mutex::new(Some(thread)),
+            shut_down: Mutex::new(None),
+        })
+    }
+
+    /// Queues a finished span; never blocks.
+    #[inline]
+    pub(crate) fn submit(&self, span: FinishedSpan) {
+        let c = &self.stats.c;
+        if self.closed.load(Ordering::Relaxed) {
+            c.dropped_closed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match self.spans.try_send(span) {
+            Ok(()) => {
+                c.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_)) => {
+                c.dropped_full.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                c.dropped_closed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn stats(&self) -> &TraceStats {
+        &self.stats
+    }
+
+    /// Exports everything queued now; `false` if that did not finish in time.
+    pub(crate) fn force_flush(&self, timeout: Duration) -> bool {
+        let (tx, rx) = bounded(1);
+        if self.control.send(Control::Flush(tx)).is_err() {
+            return false;
+        }
+        rx.recv_timeout(timeout).is_ok()
+    }
+
+    pub(crate) fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let mut done = self.shut_down.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = *done {
+            return r;
+        }
+        let deadline = Instant::now() + timeout;
+        self.closed.store(true, Ordering::Relaxed);
+        let (tx, rx) = bounded(1);
+        let finished = self.control.send(Control::Shutdown(deadline, tx)).is_ok()
+            && rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_ok();
+        if finished && let Some(t) = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            // The worker has answered and only returns from here on.
+            let _ = t.join();
+        }
+        let c = &self.stats.c;
+        let exported = c.exported.load(Ordering::Relaxed);
+        let accepted = c.accepted.load(Ordering::Relaxed);
+        let report = ShutdownReport {
+            exported,
+            dropped: accepted.saturating_sub(exported)
+                + c.dropped_full.load(Ordering::Relaxed)
+                + c.dropped_closed.load(Ordering::Relaxed),
+            timed_out: !finished,
+        };
+        *done = Some(report);
+        report
+    }
+}
+
+struct Worker {
+    rx: Receiver<FinishedSpan>,
+    ctl: Receiver<Control>,
+    counters: Arc<Counters>,
+    batch: BatchConfig,
+    resource: Resource,
+    buf: Vec<FinishedSpan>,
+}
+
+impl Worker {
+    fn run(&mut self, exporter: &mut dyn SpanExporter) {
+        let mut first_at: Option<Instant> = None;
+        loop {
+            let wait = match first_at {
+                Some(t) => self.batch.schedule_delay.saturating_sub(t.elapsed()),
+                None => self.batch.schedule_delay,
+            };
+            crossbeam_channel::select! {
+                recv(self.rx) -> msg => match msg {
+                    Ok(span) => {
+                        if self.buf.is_empty() {
+                            first_at = Some(Instant::now());
+                        }
+                        self.buf.push(span);
+                        if self.buf.len() >= self.batch.max_export_batch_size {
+                            self.export(exporter, None);
+                            first_at = None;
+                        }
+                    }
+                    Err(_) => {
+                        // Every sender is gone: flush what is left and stop.
+                        self.export(exporter, None);
+                        return;
+                    }
+                },
+                recv(self.ctl) -> msg => match msg {
+                    Ok(Control::Flush(reply)) => {
+                        self.drain(exporter, None);
+                        first_at = None;
+                        let _ = reply.send(());
+                    }
+                    Ok(Control::Shutdown(deadline, reply)) => {
+                        self.drain(exporter, Some(deadline));
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Err(_) => return,
+                },
+                default(wait) => {
+                    self.export(exporter, None);
+                    first_at = None;
+                }
+            }
+        }
+    }
+
+    /// Exports the buffer and everything queued, stopping at `deadline`.
+    fn drain(&mut self, exporter: &mut dyn SpanExporter, deadline: Option<Instant>) {
+        loop {
+            while self.buf.len() < self.batch.max_export_batch_size {
+                match self.rx.try_recv() {
+                    Ok(s) => self.buf.push(s),
+                    Err(_) => break,
+                }
+            }
+            if self.buf.is_empty() {
+                return;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return;
+            }
+            self.export(exporter, deadline);
+        }
+    }
+
+    fn export(&mut self, exporter: &mut dyn SpanExporter, deadline: Option<Instant>) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let mut timeout = self.batch.export_timeout;
+        if let Some(d) = deadline {
+            timeout = timeout.min(d.saturating_duration_since(Instant::now()));
+        }
+        let n = self.buf.len() as u64;
+        match exporter.export(&self.buf, &self.resource, timeout) {
+            Ok(()) => self.counters.exported.fetch_add(n, Ordering::Relaxed),
+            Err(_) => self.counters.failed.fetch_add(n, Ordering::Relaxed),
+        };
+        self.buf.clear();
+    }
+}

@@ -1,0 +1,408 @@
+//! The `tracing` layer: ids and sampling at span creation, OpenTelemetry span
+//! data only for sampled spans, built at close.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use obs_core::names::attr;
+use obs_core::{IdRecord, SpanId, TraceFlags, TraceId};
+use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Event, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+
+use crate::Shared;
+use crate::propagation::{Baggage, SpanContext, TraceState};
+use crate::span::{FinishedSpan, KeyValue, Link, SpanEvent, SpanKind, Status, Value};
+
+/// What the next span created on this thread inherits instead of its local
+/// parent (see [`crate::context::in_remote_context`]).
+pub(crate) struct Pending {
+    pub(crate) parent: Option<SpanContext>,
+    pub(crate) link: Option<SpanContext>,
+    pub(crate) baggage: Option<Arc<Baggage>>,
+}
+
+thread_local! {
+    pub(crate) static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
+}
+
+/// The per-span state the layer keeps in the span's extensions.
+pub(crate) struct SpanState {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) flags: TraceFlags,
+    pub(crate) trace_state: TraceState,
+    pub(crate) baggage: Option<Arc<Baggage>>,
+    parent: Option<SpanId>,
+    parent_remote: bool,
+    rec: Option<Recording>,
+}
+
+impl SpanState {
+    pub(crate) fn context(&self) -> SpanContext {
+        SpanContext {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            trace_flags: self.flags,
+            trace_state: self.trace_state.clone(),
+            is_remote: false,
+        }
+    }
+}
+
+struct Recording {
+    start: SystemTime,
+    name: Option<Cow<'static, str>>,
+    kind: SpanKind,
+    attributes: Vec<KeyValue>,
+    events: Vec<SpanEvent>,
+    links: Vec<Link>,
+    status: Status,
+    dropped_attributes: u32,
+    dropped_events: u32,
+}
+
+/// The `tracing_subscriber::Layer` of obs-trace. Get one from
+/// [`TracerProvider::layer`](crate::TracerProvider::layer).
+///
+/// Special span fields: `otel.name` (the span name; `{method} {route}` for
+/// HTTP), `otel.kind` (`server`, `client`, `producer`, `consumer`),
+/// `otel.status_code` (`ok`, `error`), `otel.status_message`. A field named
+/// `error` or `error.type` marks the span as failed. Events inside a sampled
+/// span become span events; an event whose message is `exception` or that
+/// has an `exception.type` field becomes an `exception` event and marks the
+/// span as failed.
+#[derive(Clone)]
+pub struct TraceLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for TraceLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceLayer").field("sampler", &self.shared.sampler).finish_non_exhaustive()
+    }
+}
+
+struct Parent {
+    trace_id: TraceId,
+    span_id: SpanId,
+    flags: TraceFlags,
+    trace_state: TraceState,
+    baggage: Option<Arc<Baggage>>,
+    remote: bool,
+}
+
+fn local_parent<S>(span: &SpanRef<'_, S>) -> Option<Parent>
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    let mut cur = span.parent();
+    while let Some(p) = cur {
+        if let Some(st) = p.extensions().get::<SpanState>() {
+            return Some(Parent {
+                trace_id: st.trace_id,
+                span_id: st.span_id,
+                flags: st.flags,
+                trace_state: st.trace_state.clone(),
+                baggage: st.baggage.clone(),
+                remote: false,
+            });
+        }
+        cur = p.parent();
+    }
+    None
+}
+
+impl<S> tracing_subscriber::Layer<S> for TraceLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let shared = &*self.shared;
+        if shared.disabled {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let pending = PENDING.with(|p| p.borrow_mut().take());
+        let mut link = None;
+        let mut pending_baggage = None;
+        let parent = match pending {
+            Some(p) => {
+                link = p.link;
+                pending_baggage = p.baggage;
+                match p.parent {
+                    Some(cx) => Some(Parent {
+                        trace_id: cx.trace_id,
+                        span_id: cx.span_id,
+                        flags: cx.trace_flags,
+                        trace_state: cx.trace_state,
+                        baggage: None,
+                        remote: cx.is_remote,
+                    }),
+                    // An explicit "no parent": a new trace (a consumer linked
+                    // to its producer, or a server whose traceparent was invalid).
+                    None => None,
+                }
+            }
+            None => local_parent(&span),
+        };
+        let span_id = SpanId::random();
+        let (trace_id, parent_flags, parent_id, parent_remote, trace_state, mut baggage) = match parent {
+            Some(p) => (p.trace_id, Some(p.flags), Some(p.span_id), p.remote, p.trace_state, p.baggage),
+            None => (TraceId::random(), None, None, false, TraceState::default(), None),
+        };
+        if pending_baggage.is_some() {
+            baggage = pending_baggage;
+        }
+        let sampled = shared.sampler.should_sample(parent_flags, trace_id);
+        let flags = parent_flags.unwrap_or_default().with_sampled(sampled);
+        let rec = (sampled && shared.pipeline.is_some()).then(|| {
+            let mut rec = Recording {
+                start: SystemTime::now(),
+                name: None,
+                kind: SpanKind::Internal,
+                attributes: Vec::with_capacity(attrs.fields().len()),
+                events: Vec::new(),
+                links: Vec::new(),
+                status: Status::Unset,
+                dropped_attributes: 0,
+                dropped_events: 0,
+            };
+            if let Some(l) = link {
+                rec.links.push(Link {
+                    trace_id: l.trace_id,
+                    span_id: l.span_id,
+                    trace_flags: l.trace_flags,
+                    trace_state: l.trace_state,
+                });
+            }
+            attrs.record(&mut SpanVisitor { rec: &mut rec, max: shared.max_attributes });
+            rec
+        });
+        let state = SpanState {
+            trace_id,
+            span_id,
+            flags,
+            trace_state,
+            baggage,
+            parent: parent_id,
+            parent_remote,
+            rec,
+        };
+        let mut ext = span.extensions_mut();
+        match ext.get_mut::<IdRecord>() {
+            Some(r) => {
+                r.trace_id = Some(trace_id);
+                r.span_id = Some(span_id);
+                r.trace_flags = flags;
+            }
+            None => ext.insert(IdRecord::with_trace(trace_id, span_id, flags)),
+        }
+        ext.insert(state);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        if let Some(rec) = ext.get_mut::<SpanState>().and_then(|s| s.rec.as_mut()) {
+            values.record(&mut SpanVisitor { rec, max: self.shared.max_attributes });
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.event_span(event) else { return };
+        let mut ext = span.extensions_mut();
+        let Some(rec) = ext.get_mut::<SpanState>().and_then(|s| s.rec.as_mut()) else { return };
+        if rec.events.len() >= self.shared.max_events {
+            rec.dropped_events += 1;
+            return;
+        }
+        let mut v = EventVisitor::default();
+        event.record(&mut v);
+        let exception = v.exception || v.message.as_deref() == Some("exception");
+        if exception {
+            let msg = v
+                .attributes
+                .iter()
+                .find(|kv| kv.key == attr::EXCEPTION_MESSAGE)
+                .or_else(|| v.attributes.iter().find(|kv| kv.key == attr::EXCEPTION_TYPE))
+                .map(|kv| kv.value.to_string())
+                .unwrap_or_else(|| "exception".to_owned());
+            rec.status = Status::Error(msg.into());
+        } else if let Some(e) = v.error.take()
+            && !matches!(rec.status, Status::Ok)
+        {
+            rec.status = Status::Error(e.into());
+        }
+        let name: Cow<'static, str> = if exception {
+            Cow::Borrowed("exception")
+        } else {
+            match v.message {
+                Some(m) => Cow::Owned(m),
+                None => Cow::Borrowed(event.metadata().name()),
+            }
+        };
+        let mut attributes = v.attributes;
+        attributes.push(KeyValue { key: Cow::Borrowed("level"), value: Value::Str(Cow::Borrowed(event.metadata().level().as_str())) });
+        rec.events.push(SpanEvent { name, time: SystemTime::now(), attributes });
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(pipeline) = &self.shared.pipeline else { return };
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(state) = span.extensions_mut().remove::<SpanState>() else { return };
+        let Some(rec) = state.rec else { return };
+        let meta = span.metadata();
+        pipeline.submit(FinishedSpan {
+            trace_id: state.trace_id,
+            span_id: state.span_id,
+            parent_span_id: state.parent,
+            parent_is_remote: state.parent_remote,
+            trace_flags: state.flags,
+            trace_state: state.trace_state,
+            name: rec.name.unwrap_or(Cow::Borrowed(meta.name())),
+            kind: rec.kind,
+            start: rec.start,
+            end: SystemTime::now(),
+            attributes: rec.attributes,
+            events: rec.events,
+            links: rec.links,
+            status: rec.status,
+            scope: meta.target(),
+            dropped_attributes: rec.dropped_attributes,
+            dropped_events: rec.dropped_events,
+        });
+    }
+}
+
+struct SpanVisitor<'a> {
+    rec: &'a mut Recording,
+    max: usize,
+}
+
+impl SpanVisitor<'_> {
+    fn set(&mut self, field: &Field, value: Value) {
+        let name = field.name();
+        if let Some(special) = name.strip_prefix("otel.") {
+            let s = value.to_string();
+            match special {
+                "name" => self.rec.name = Some(Cow::Owned(s)),
+                "kind" => self.rec.kind = SpanKind::parse(&s).unwrap_or(self.rec.kind),
+                "status_code" => match s.to_ascii_lowercase().as_str() {
+                    "ok" => self.rec.status = Status::Ok,
+                    "error" => {
+                        if !matches!(self.rec.status, Status::Error(_)) {
+                            self.rec.status = Status::Error(Cow::Borrowed(""));
+                        }
+                    }
+                    _ => self.rec.status = Status::Unset,
+                },
+                "status_message" | "status_description" => {
+                    if let Status::Error(m) = &mut self.rec.status {
+                        *m = Cow::Owned(s);
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
+        if name == "error" || name == attr::ERROR_TYPE {
+            let msg = value.to_string();
+            match &self.rec.status {
+                Status::Ok => {}
+                Status::Error(m) if !m.is_empty() => {}
+                _ => self.rec.status = Status::Error(Cow::Owned(msg)),
+            }
+        }
+        let attrs = &mut self.rec.attributes;
+        if let Some(kv) = attrs.iter_mut().find(|kv| kv.key == name) {
+            kv.value = value;
+        } else if attrs.len() < self.max {
+            attrs.push(KeyValue { key: Cow::Borrowed(name), value });
+        } else {
+            self.rec.dropped_attributes += 1;
+        }
+    }
+}
+
+impl Visit for SpanVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.set(field, Value::Str(Cow::Owned(value.to_owned())));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.set(field, Value::I64(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.set(field, i64::try_from(value).map(Value::I64).unwrap_or_else(|_| Value::Str(value.to_string().into())));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.set(field, Value::Bool(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.set(field, Value::F64(value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.set(field, Value::Str(Cow::Owned(value.to_string())));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let mut s = String::new();
+        let _ = write!(s, "{value:?}");
+        self.set(field, Value::Str(Cow::Owned(s)));
+    }
+}
+
+#[derive(Default)]
+struct EventVisitor {
+    message: Option<String>,
+    attributes: Vec<KeyValue>,
+    error: Option<String>,
+    exception: bool,
+}
+
+impl EventVisitor {
+    fn set(&mut self, field: &Field, value: Value) {
+        let name = field.name();
+        if name == "message" {
+            self.message = Some(value.to_string());
+            return;
+        }
+        if name == attr::EXCEPTION_TYPE {
+            self.exception = true;
+        }
+        if name == "error" || name == attr::ERROR_TYPE {
+            self.error = Some(value.to_string());
+        }
+        self.attributes.push(KeyValue { key: Cow::Borrowed(name), value });
+    }
+}
+
+impl Visit for EventVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.set(field, Value::Str(Cow::Owned(value.to_owned())));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.set(field, Value::I64(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.set(field, i64::try_from(value).map(Value::I64).unwrap_or_else(|_| Value::Str(value.to_string().into())));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.set(field, Value::Bool(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.set(field, Value::F64(value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.set(field, Value::Str(Cow::Owned(value.to_string())));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let mut s = String::new();
+        let _ = write!(s, "{value:?}");
+        self.set(field, Value::Str(Cow::Owned(s)));
+    }
+}

@@ -1,0 +1,390 @@
+//! Tower layers for HTTP servers and clients (`http` 1 types).
+//!
+//! [`TraceServerLayer`] opens a server span per request named
+//! `{method} {route}`, parented by the incoming `traceparent` (an invalid one
+//! restarts the trace), with the HTTP semantic-convention attributes; 5xx
+//! responses and service errors mark it as failed, 4xx do not.
+//! [`TraceClientLayer`] opens a client span per outgoing request and injects
+//! its context (`traceparent`, `tracestate`, `baggage`) into the request.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{Method, Request, Response, Uri};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::field::Empty;
+
+use crate::context::{current_baggage, in_remote_context, span_context};
+use crate::propagation::Propagators;
+
+type RouteFn = Arc<dyn Fn(&Uri, &http::Extensions) -> Option<Cow<'static, str>> + Send + Sync>;
+
+/// The semconv method value: the known methods as-is, others `_OTHER`.
+fn method_str(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
+fn host_port<B>(req: &Request<B>) -> (Option<String>, Option<u16>) {
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned));
+    let Some(a) = authority else { return (None, None) };
+    let a = a.rsplit('@').next().unwrap_or(&a).to_owned();
+    // `[v6]:port`, `host:port` or `host`.
+    if let Some(rest) = a.strip_prefix('[') {
+        let (h, p) = rest.split_once(']').unwrap_or((rest, ""));
+        return (Some(h.to_owned()), p.strip_prefix(':').and_then(|p| p.parse().ok()));
+    }
+    match a.rsplit_once(':') {
+        Some((h, p)) => (Some(h.to_owned()), p.parse().ok()),
+        None => (Some(a), None),
+    }
+}
+
+/// The server layer. Clone-cheap.
+///
+/// ```
+/// use obs_trace::tower::TraceServerLayer;
+/// let layer = TraceServerLayer::new()
+///     .route_fn(|uri, _ext| uri.path().starts_with("/items/").then(|| "/items/{id}".into()));
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+pub struct TraceServerLayer {
+    propagators: Propagators,
+    route: Option<RouteFn>,
+}
+
+impl fmt::Debug for TraceServerLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceServerLayer")
+            .field("propagators", &self.propagators)
+            .field("route_fn", &self.route.is_some())
+            .finish()
+    }
+}
+
+impl Default for TraceServerLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TraceServerLayer {
+    /// W3C Trace Context and Baggage; the route from axum's `MatchedPath`
+    /// when the `axum` feature is on.
+    pub fn new() -> Self {
+        Self { propagators: Propagators::default(), route: None }
+    }
+
+    /// Uses these propagation formats (see
+    /// [`TracerProvider::propagators`](crate::TracerProvider::propagators)).
+    pub fn propagators(mut self, propagators: Propagators) -> Self {
+        self.propagators = propagators;
+        self
+    }
+
+    /// Computes the route template (`/items/{id}`, never the raw path) of a
+    /// request; tried before axum's `MatchedPath`.
+    pub fn route_fn(
+        mut self,
+        f: impl Fn(&Uri, &http::Extensions) -> Option<Cow<'static, str>> + Send + Sync + 'static,
+    ) -> Self {
+        self.route = Some(Arc::new(f));
+        self
+    }
+
+    fn route<B>(&self, req: &Request<B>) -> Option<Cow<'static, str>> {
+        if let Some(f) = &self.route
+            && let Some(r) = f(req.uri(), req.extensions())
+        {
+            return Some(r);
+        }
+        #[cfg(feature = "axum")]
+        if let Some(m) = req.extensions().get::<axum::extract::MatchedPath>() {
+            return Some(Cow::Owned(m.as_str().to_owned()));
+        }
+        None
+    }
+
+    /// The server span for `req` (not entered): what the service does.
+    pub fn make_span<B>(&self, req: &Request<B>) -> tracing::Span {
+        let method = method_str(req.method());
+        let route = self.route(req);
+        let name: Cow<'_, str> = match &route {
+            Some(r) => Cow::Owned(format!("{method} {r}")),
+            None => Cow::Borrowed(method),
+        };
+        let (host, port) = host_port(req);
+        let extracted = self.propagators.extract_headers(req.headers());
+        let scheme = req.uri().scheme_str().unwrap_or("http");
+        let span = in_remote_context(&extracted, || {
+            tracing::info_span!(
+                "http.server",
+                otel.name = %name,
+                otel.kind = "server",
+                http.request.method = method,
+                url.path = req.uri().path(),
+                url.scheme = scheme,
+                http.route = Empty,
+                http.response.status_code = Empty,
+                server.address = Empty,
+                server.port = Empty,
+                client.address = Empty,
+                user_agent.original = Empty,
+                network.protocol.version = Empty,
+                error.type = Empty,
+                otel.status_code = Empty,
+            )
+        });
+        if let Some(r) = &route {
+            span.record("http.route", r.as_ref());
+        }
+        if let Some(h) = &host {
+            span.record("server.address", h.as_str());
+        }
+        if let Some(p) = port {
+            span.record("server.port", i64::from(p));
+        }
+        if let Some(ua) = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+            span.record("user_agent.original", ua);
+        }
+        if let Some(c) = client_address(req) {
+            span.record("client.address", c.as_str());
+        }
+        let version = match req.version() {
+            http::Version::HTTP_09 => "0.9",
+            http::Version::HTTP_10 => "1.0",
+            http::Version::HTTP_11 => "1.1",
+            http::Version::HTTP_2 => "2",
+            http::Version::HTTP_3 => "3",
+            _ => "",
+        };
+        if !version.is_empty() {
+            span.record("network.protocol.version", version);
+        }
+        span
+    }
+}
+
+fn client_address<B>(req: &Request<B>) -> Option<String> {
+    if let Some(xff) = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok())
+        && let Some(first) = xff.split(',').next().map(str::trim).filter(|s| !s.is_empty())
+    {
+        return Some(first.to_owned());
+    }
+    if let Some(addr) = req.extensions().get::<std::net::SocketAddr>() {
+        return Some(addr.ip().to_string());
+    }
+    #[cfg(feature = "axum")]
+    if let Some(ci) = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+        return Some(ci.0.ip().to_string());
+    }
+    None
+}
+
+impl<S> Layer<S> for TraceServerLayer {
+    type Service = TraceServer<S>;
+    fn layer(&self, inner: S) -> TraceServer<S> {
+        TraceServer { inner, layer: self.clone() }
+    }
+}
+
+/// The service of [`TraceServerLayer`].
+#[derive(Clone, Debug)]
+pub struct TraceServer<S> {
+    inner: S,
+    layer: TraceServerLayer,
+}
+
+impl<S, B, RB> Service<Request<B>> for TraceServer<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+{
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = TracedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let span = self.layer.make_span(&req);
+        let fut = {
+            let _g = span.enter();
+            self.inner.call(req)
+        };
+        TracedFuture { inner: fut, span, client: false }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of the traced services: polls inside the span
+    /// and records the outcome.
+    pub struct TracedFuture<F> {
+        #[pin]
+        inner: F,
+        span: tracing::Span,
+        client: bool,
+    }
+}
+
+impl<F> fmt::Debug for TracedFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracedFuture").field("span", &self.span).finish_non_exhaustive()
+    }
+}
+
+impl<F, RB, E> Future for TracedFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+{
+    type Output = Result<Response<RB>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _g = this.span.enter();
+        let out = ready!(this.inner.poll(cx));
+        match &out {
+            Ok(resp) => {
+                let code = resp.status().as_u16();
+                this.span.record("http.response.status_code", i64::from(code));
+                // Servers fail on 5xx only; clients on every 4xx and 5xx.
+                if code >= 500 || (*this.client && code >= 400) {
+                    this.span.record("error.type", resp.status().as_str());
+                    this.span.record("otel.status_code", "error");
+                }
+            }
+            Err(_) => {
+                this.span.record("error.type", std::any::type_name::<E>());
+                this.span.record("otel.status_code", "error");
+            }
+        }
+        Poll::Ready(out)
+    }
+}
+
+/// The client layer: a client span per request and context injection.
+///
+/// ```
+/// use obs_trace::tower::TraceClientLayer;
+/// let layer = TraceClientLayer::new();
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct TraceClientLayer {
+    propagators: Propagators,
+}
+
+impl TraceClientLayer {
+    /// W3C Trace Context and Baggage.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Uses these propagation formats.
+    pub fn propagators(mut self, propagators: Propagators) -> Self {
+        self.propagators = propagators;
+        self
+    }
+}
+
+impl<S> Layer<S> for TraceClientLayer {
+    type Service = TraceClient<S>;
+    fn layer(&self, inner: S) -> TraceClient<S> {
+        TraceClient { inner, propagators: self.propagators }
+    }
+}
+
+/// The service of [`TraceClientLayer`].
+#[derive(Clone, Debug)]
+pub struct TraceClient<S> {
+    inner: S,
+    propagators: Propagators,
+}
+
+/// `url.full` without credentials and with secrets in the query redacted.
+fn full_url(uri: &Uri) -> String {
+    let mut out = String::new();
+    if let Some(s) = uri.scheme_str() {
+        out.push_str(s);
+        out.push_str("://");
+    }
+    if let Some(a) = uri.authority() {
+        let a = a.as_str();
+        out.push_str(a.rsplit('@').next().unwrap_or(a));
+    }
+    out.push_str(uri.path());
+    if let Some(q) = uri.query() {
+        out.push('?');
+        out.push_str(&obs_core::redact(q));
+    }
+    out
+}
+
+impl<S, B, RB> Service<Request<B>> for TraceClient<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+{
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = TracedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let method = method_str(req.method());
+        let (host, port) = host_port(&req);
+        let span = tracing::info_span!(
+            "http.client",
+            otel.name = method,
+            otel.kind = "client",
+            http.request.method = method,
+            url.full = %full_url(req.uri()),
+            server.address = Empty,
+            server.port = Empty,
+            http.response.status_code = Empty,
+            error.type = Empty,
+            otel.status_code = Empty,
+        );
+        if let Some(h) = &host {
+            span.record("server.address", h.as_str());
+        }
+        if let Some(p) = port {
+            span.record("server.port", i64::from(p));
+        }
+        if let Some(cx) = span_context(&span) {
+            let baggage = {
+                let _g = span.enter();
+                current_baggage()
+            };
+            self.propagators.inject_headers(&cx, baggage.as_deref(), req.headers_mut());
+        }
+        let fut = {
+            let _g = span.enter();
+            self.inner.call(req)
+        };
+        TracedFuture { inner: fut, span, client: true }
+    }
+}
