@@ -1,2 +1,40 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod encode;
+mod error;
+mod family;
+#[cfg(feature = "tower")]
+mod http;
+#[cfg(feature = "tower")]
+mod layer;
+mod metric;
+mod registry;
+mod text;
+
+pub mod process;
+pub mod sets;
+
+pub use encode::Format;
+pub use error::{Error, MetricType, Result};
+pub use family::{Family, LabelSet, LabelledFamily};
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use http::MetricsService;
+#[cfg(feature = "serve")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
+pub use http::{MetricsServer, serve};
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use layer::{HttpMetricsLayer, HttpMetricsService, ResponseFuture, RouteTemplate};
+pub use metric::{
+    Counter, FloatGauge, Gauge, GaugeGuard, Histogram, HistogramSpec, HistogramTimer, Metric,
+    Summary, SummaryOpts, SummarySpec,
+};
+pub use registry::{
+    DEFAULT_CARDINALITY_LIMIT, Emit, MetricBuilder, Registry, RegistryBuilder, Value,
+};
+
+/// Re-export of `prometheus-client`, whose `EncodeLabelSet` derive gives
+/// typed label sets ([`Registry::labelled`]).
+pub use prometheus_client;

@@ -1,0 +1,399 @@
+//! Labelled families with cached handles and a cardinality guard.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+
+use crate::encode::Writer;
+use crate::metric::{Counter, Metric};
+use crate::text::{BuildIdentity, LabelHasher};
+
+/// One series of a family.
+#[derive(Debug)]
+pub(crate) struct Slot<K, M> {
+    key: K,
+    labels: Box<str>,
+    metric: M,
+}
+
+#[derive(Debug)]
+struct Map<K, M> {
+    by_hash: HashMap<u64, Vec<Slot<K, M>>, BuildIdentity>,
+    /// Insertion order, as (hash, index in its bucket), so scrapes are stable.
+    order: Vec<(u64, u32)>,
+}
+
+/// The storage and guard shared by both kinds of family.
+pub(crate) struct Store<K, M: Metric> {
+    pub(crate) name: Box<str>,
+    spec: Arc<M::Spec>,
+    exemplars: bool,
+    limit: usize,
+    hasher: LabelHasher,
+    map: RwLock<Map<K, M>>,
+    overflow: OnceLock<M>,
+    rejected: Counter,
+}
+
+impl<K, M: Metric> fmt::Debug for Store<K, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("name", &self.name)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
+    pub(crate) fn new(
+        name: &str,
+        spec: Arc<M::Spec>,
+        exemplars: bool,
+        limit: usize,
+        rejected: Counter,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            spec,
+            exemplars,
+            limit,
+            hasher: LabelHasher::new(),
+            map: RwLock::new(Map {
+                by_hash: HashMap::default(),
+                order: Vec::new(),
+            }),
+            overflow: OnceLock::new(),
+            rejected,
+        }
+    }
+
+    #[inline]
+    fn hash<Q: Hash + ?Sized>(&self, q: &Q) -> u64 {
+        self.hasher.hash_one(q)
+    }
+
+    /// Runs `f` on the series whose key matches, creating it (or falling
+    /// back to the overflow series) on a miss.
+    #[inline]
+    fn with<R>(
+        &self,
+        hash: u64,
+        eq: impl Fn(&K) -> bool,
+        make: impl FnOnce() -> Option<(K, String)>,
+        f: impl FnOnce(&M) -> R,
+    ) -> R {
+        {
+            let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(bucket) = map.by_hash.get(&hash) {
+                for slot in bucket {
+                    if eq(&slot.key) {
+                        return f(&slot.metric);
+                    }
+                }
+            }
+        }
+        let m = self.insert_slow(hash, eq, make);
+        f(&m)
+    }
+
+    #[cold]
+    fn insert_slow(
+        &self,
+        hash: u64,
+        eq: impl Fn(&K) -> bool,
+        make: impl FnOnce() -> Option<(K, String)>,
+    ) -> M {
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(bucket) = map.by_hash.get(&hash) {
+            if let Some(slot) = bucket.iter().find(|s| eq(&s.key)) {
+                return slot.metric.clone();
+            }
+        }
+        if map.order.len() >= self.limit {
+            drop(map);
+            return self.reject();
+        }
+        let Some((key, labels)) = make() else {
+            drop(map);
+            return self.reject();
+        };
+        let metric = M::create(&self.spec, self.exemplars);
+        let bucket = map.by_hash.entry(hash).or_default();
+        let idx = bucket.len() as u32;
+        bucket.push(Slot {
+            key,
+            labels: labels.into_boxed_str(),
+            metric: metric.clone(),
+        });
+        map.order.push((hash, idx));
+        metric
+    }
+
+    #[cold]
+    fn reject(&self) -> M {
+        self.rejected.inc();
+        self.overflow
+            .get_or_init(|| M::create(&self.spec, self.exemplars))
+            .clone()
+    }
+
+    /// Number of series, the overflow series included once it exists.
+    pub(crate) fn len(&self) -> usize {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .order
+            .len()
+            + usize::from(self.overflow.get().is_some())
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer<'_>) {
+        {
+            let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+            for (hash, idx) in &map.order {
+                if let Some(slot) = map.by_hash.get(hash).and_then(|b| b.get(*idx as usize)) {
+                    slot.metric.encode(w, &self.name, &slot.labels);
+                }
+            }
+        }
+        if let Some(m) = self.overflow.get() {
+            m.encode(w, &self.name, concat!("otel_metric_overflow", "=\"true\""));
+        }
+    }
+}
+
+/// A family of series with label names fixed at registration and label
+/// values given per call as `[&str; N]`.
+///
+/// [`get`](Self::get) returns a handle to keep (a *cached handle*: using it
+/// costs what the metric costs, an atomic add for a counter);
+/// [`with`](Self::with) looks the series up and runs a closure on it without
+/// cloning the handle. Past the family's cardinality limit, new label sets
+/// share one overflow series labelled `otel_metric_overflow="true"` and are
+/// counted in `obs_metric_label_sets_rejected_total{metric="<name>"}`.
+///
+/// ```
+/// let registry = obs_metrics::Registry::new();
+/// let requests = registry.counter_family("requests", "Requests.", ["method", "route"])?;
+/// let get_items = requests.get(["GET", "/items/{id}"]); // cache this one
+/// get_items.inc();
+/// requests.with(["POST", "/items"], |c| c.inc());
+/// assert_eq!(requests.get(["GET", "/items/{id}"]).get(), 1);
+/// # Ok::<(), obs_metrics::Error>(())
+/// ```
+pub struct Family<M: Metric, const N: usize> {
+    pub(crate) store: Arc<Store<[Box<str>; N], M>>,
+    pub(crate) label_names: Arc<[Box<str>; N]>,
+}
+
+impl<M: Metric, const N: usize> Clone for Family<M, N> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            label_names: self.label_names.clone(),
+        }
+    }
+}
+
+impl<M: Metric, const N: usize> fmt::Debug for Family<M, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Family")
+            .field("name", &self.store.name)
+            .field("labels", &self.label_names)
+            .field("series", &self.store.len())
+            .finish()
+    }
+}
+
+impl<M: Metric, const N: usize> Family<M, N> {
+    /// The series for these label values (created on first use), or the
+    /// overflow series when the family is full.
+    #[inline]
+    pub fn get(&self, values: [&str; N]) -> M {
+        self.with(values, M::clone)
+    }
+
+    /// Runs `f` on the series for these label values without cloning its handle.
+    #[inline]
+    pub fn with<R>(&self, values: [&str; N], f: impl FnOnce(&M) -> R) -> R {
+        let hash = self.store.hash(&values);
+        self.store.with(
+            hash,
+            |k| k.iter().zip(values.iter()).all(|(a, b)| **a == **b),
+            || {
+                let key: [Box<str>; N] = values.map(Into::into);
+                let labels = crate::text::render_labels(&self.label_names[..], &values);
+                Some((key, labels))
+            },
+            f,
+        )
+    }
+
+    /// Number of series, the overflow series included once it exists.
+    pub fn series_count(&self) -> usize {
+        self.store.len()
+    }
+
+    /// The family's label names.
+    pub fn label_names(&self) -> &[Box<str>; N] {
+        &self.label_names
+    }
+}
+
+/// A family whose label sets are a type `S` deriving
+/// `prometheus_client::encoding::EncodeLabelSet` (plus `Clone`, `Hash`,
+/// `Eq`, `Debug`), as with `prometheus_client::metrics::family::Family`.
+///
+/// The label text of a set is rendered once, when its series is created.
+///
+/// ```
+/// use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+///
+/// #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+/// enum Method { Get, Post }
+///
+/// #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// struct Labels { method: Method, path: String }
+///
+/// let registry = obs_metrics::Registry::new();
+/// let requests = registry.labelled::<obs_metrics::Counter, Labels>("requests", "Requests.")?;
+/// requests.get(&Labels { method: Method::Get, path: "/".into() }).inc();
+/// let text = registry.encode(obs_metrics::Format::Text);
+/// assert!(text.contains("requests_total{method=\"Get\",path=\"/\"} 1\n"));
+/// # Ok::<(), obs_metrics::Error>(())
+/// ```
+pub struct LabelledFamily<M: Metric, S> {
+    pub(crate) store: Arc<Store<S, M>>,
+}
+
+impl<M: Metric, S> Clone for LabelledFamily<M, S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+        }
+    }
+}
+
+impl<M: Metric, S> fmt::Debug for LabelledFamily<M, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LabelledFamily")
+            .field("name", &self.store.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a derive-based label set must implement.
+pub trait LabelSet:
+    prometheus_client::encoding::EncodeLabelSet + Clone + Hash + Eq + fmt::Debug + Send + Sync + 'static
+{
+}
+impl<T> LabelSet for T where
+    T: prometheus_client::encoding::EncodeLabelSet
+        + Clone
+        + Hash
+        + Eq
+        + fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+impl<M: Metric, S: LabelSet> LabelledFamily<M, S> {
+    /// The series for this label set (created on first use), or the overflow
+    /// series when the family is full or the set's label names are invalid.
+    #[inline]
+    pub fn get(&self, labels: &S) -> M {
+        self.with(labels, M::clone)
+    }
+
+    /// Runs `f` on the series for this label set without cloning its handle.
+    #[inline]
+    pub fn with<R>(&self, labels: &S, f: impl FnOnce(&M) -> R) -> R {
+        let hash = self.store.hash(labels);
+        self.store.with(
+            hash,
+            |k| k == labels,
+            || {
+                render_label_set(&self.store.name, labels)
+                    .ok()
+                    .map(|text| (labels.clone(), text))
+            },
+            f,
+        )
+    }
+
+    /// Number of series, the overflow series included once it exists.
+    pub fn series_count(&self) -> usize {
+        self.store.len()
+    }
+}
+
+/// Renders a derive-based label set as `a="x",b="y"` by letting
+/// prometheus-client encode it once and reading the label list back (its
+/// encoder types cannot be built outside that crate), then validates the
+/// names.
+pub(crate) fn render_label_set<S: LabelSet>(
+    metric: &str,
+    labels: &S,
+) -> Result<String, crate::Error> {
+    use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
+    use prometheus_client::metrics::{MetricType, TypedMetric};
+
+    #[derive(Debug)]
+    struct Probe<S>(S);
+    impl<S: LabelSet> TypedMetric for Probe<S> {
+        const TYPE: MetricType = MetricType::Gauge;
+    }
+    impl<S: LabelSet> EncodeMetric for Probe<S> {
+        fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), fmt::Error> {
+            encoder.encode_family(&self.0)?.encode_gauge(&0i64)
+        }
+        fn metric_type(&self) -> MetricType {
+            MetricType::Gauge
+        }
+    }
+
+    let err = |reason: String| crate::Error::LabelSet {
+        metric: metric.to_owned(),
+        reason,
+    };
+    let mut reg = prometheus_client::registry::Registry::default();
+    reg.register("p", "", Probe(labels.clone()));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode_registry(&mut text, &reg)
+        .map_err(|e| err(e.to_string()))?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("p"))
+        .ok_or_else(|| err("no sample line".into()))?;
+    let inner = match line.strip_prefix("p{") {
+        Some(rest) => rest
+            .rsplit_once("} ")
+            .map(|(a, _)| a)
+            .ok_or_else(|| err(format!("unexpected line {line:?}")))?,
+        None => "",
+    };
+    // Walk `k="v",...` honouring escapes, to validate every label name.
+    let bytes = inner.as_bytes();
+    let mut i = 0;
+    let mut names = Vec::new();
+    while i < bytes.len() {
+        let eq = inner[i..]
+            .find("=\"")
+            .ok_or_else(|| err(format!("unexpected label text {inner:?}")))?
+            + i;
+        names.push(&inner[i..eq]);
+        let mut j = eq + 2;
+        while j < bytes.len() && bytes[j] != b'"' {
+            j += if bytes[j] == b'\\' { 2 } else { 1 };
+        }
+        i = j + 1;
+        if i < bytes.len() && bytes[i] == b',' {
+            i += 1;
+        }
+    }
+    crate::text::validate_label_names(metric, &names)?;
+    Ok(inner.to_owned())
+}
