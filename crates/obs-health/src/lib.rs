@@ -1,2 +1,19 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod check;
+pub mod checks;
+mod error;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod http;
+mod registry;
+mod report;
+mod result;
+mod time;
+
+pub use check::{Check, Kind, Kinds};
+pub use error::Error;
+pub use registry::{CheckStats, Health, HealthBuilder, HealthStats, Poller, SHUTDOWN_CHECK};
+pub use report::{CheckReport, Probe, ProbeOptions, Report};
+pub use result::{CheckResult, IntoCheckResult, Observation, ObservedValue, Status};

@@ -1,0 +1,724 @@
+//! The registry: [`Health`], its builder, execution (direct and cached),
+//! graceful drain and the stats handle.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use tokio::task::JoinHandle;
+
+use crate::check::{Check, CheckFn, CheckFuture, Kind, Kinds};
+use crate::error::Error;
+use crate::report::{CheckReport, Outcome, Probe, ProbeOptions, Report};
+use crate::result::{CheckResult, Status};
+
+/// The name of the built-in readiness check that fails once the process
+/// starts shutting down.
+pub const SHUTDOWN_CHECK: &str = "shutdown";
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+const MAX_NAME_LEN: usize = 63;
+const NO_STATUS: u8 = u8::MAX;
+
+/// One finished run of a check.
+#[derive(Debug)]
+pub(crate) struct Record {
+    pub(crate) result: CheckResult,
+    pub(crate) time: SystemTime,
+    pub(crate) duration: Duration,
+}
+
+/// A registered check with its state.
+pub(crate) struct Entry {
+    pub(crate) name: Arc<str>,
+    pub(crate) kinds: Kinds,
+    pub(crate) tags: Vec<String>,
+    pub(crate) timeout: Duration,
+    pub(crate) interval: Duration,
+    pub(crate) critical: bool,
+    pub(crate) component_type: Option<Cow<'static, str>>,
+    run: CheckFn,
+    latest: ArcSwapOption<Record>,
+    last_status: AtomicU8,
+    runs: AtomicU64,
+    failures: AtomicU64,
+    timeouts: AtomicU64,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("name", &self.name)
+            .field("kinds", &self.kinds)
+            .field("critical", &self.critical)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Aborts the task when dropped, so a probe whose client went away does not
+/// leave its checks running.
+struct AbortOnDrop(JoinHandle<CheckResult>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Entry {
+    fn from_check(check: Check, default_timeout: Duration, default_interval: Duration) -> Self {
+        Self {
+            name: Arc::from(check.name.as_str()),
+            kinds: if check.kinds.is_empty() {
+                Kinds::READINESS
+            } else {
+                check.kinds
+            },
+            tags: check.tags,
+            timeout: check.timeout.unwrap_or(default_timeout),
+            interval: check.interval.unwrap_or(default_interval),
+            critical: check.critical,
+            component_type: check.component_type,
+            run: check.run,
+            latest: ArcSwapOption::empty(),
+            last_status: AtomicU8::new(NO_STATUS),
+            runs: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+        }
+    }
+
+    fn shutdown_builtin() -> Self {
+        let check = Check::new(SHUTDOWN_CHECK, || async { CheckResult::pass() })
+            .readiness()
+            .component_type("system");
+        Self::from_check(check, DEFAULT_TIMEOUT, DEFAULT_INTERVAL)
+    }
+
+    /// Starts one run on its own task (so a panic is contained and a
+    /// timeout can abort it).
+    fn start(&self) -> (AbortOnDrop, Instant) {
+        let run = Arc::clone(&self.run);
+        let started = Instant::now();
+        let handle = tokio::spawn(async move {
+            let fut: CheckFuture = run();
+            fut.await
+        });
+        (AbortOnDrop(handle), started)
+    }
+
+    /// Waits for a started run, applying the timeout, then records it.
+    async fn finish(&self, mut task: AbortOnDrop, started: Instant) -> Arc<Record> {
+        let deadline = tokio::time::Instant::from_std(started + self.timeout);
+        let result = match tokio::time::timeout_at(deadline, &mut task.0).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) if e.is_panic() => {
+                let payload = e.into_panic();
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".to_owned());
+                CheckResult::fail(format!("check panicked: {msg}"))
+            }
+            Ok(Err(_)) => CheckResult::fail("check task was cancelled"),
+            Err(_) => {
+                self.timeouts.fetch_add(1, Ordering::Relaxed);
+                CheckResult::fail(format!("timed out after {:?}", self.timeout))
+            }
+        };
+        drop(task);
+        self.record(result, started.elapsed())
+    }
+
+    async fn run_once(&self) -> Arc<Record> {
+        let (task, started) = self.start();
+        self.finish(task, started).await
+    }
+
+    fn record(&self, result: CheckResult, duration: Duration) -> Arc<Record> {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        if result.status() == Status::Fail {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let status = result.status();
+        let record = Arc::new(Record {
+            result,
+            time: SystemTime::now(),
+            duration,
+        });
+        self.latest.store(Some(Arc::clone(&record)));
+        let prev = self.last_status.swap(status.to_u8(), Ordering::AcqRel);
+        if prev != status.to_u8() {
+            log_change(&self.name, Status::from_u8(prev), &record);
+        }
+        record
+    }
+
+    fn latest(&self) -> Option<Arc<Record>> {
+        self.latest.load_full()
+    }
+
+    fn matches(&self, probe: Probe, tags: &[String]) -> bool {
+        probe.includes(self.kinds)
+            && (tags.is_empty() || self.tags.iter().any(|t| tags.contains(t)))
+    }
+}
+
+/// Logs a status change once (probes that see the same status log nothing).
+fn log_change(name: &str, prev: Option<Status>, record: &Record) {
+    let status = record.result.status();
+    let output = record.result.output().unwrap_or("");
+    let from = prev.map_or("none", Status::as_str);
+    match (prev, status) {
+        (None, Status::Pass) => {
+            tracing::debug!(
+                check = name,
+                status = status.as_str(),
+                "health check first result"
+            );
+        }
+        (_, Status::Pass) => {
+            tracing::info!(
+                check = name,
+                from,
+                to = status.as_str(),
+                "health check recovered"
+            );
+        }
+        _ => {
+            tracing::warn!(
+                check = name,
+                from,
+                to = status.as_str(),
+                output,
+                "health check status changed"
+            );
+        }
+    }
+}
+
+/// Service information put at the top of the `application/health+json` body.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServiceInfo {
+    pub(crate) service_id: Option<String>,
+    pub(crate) version: Option<String>,
+    pub(crate) release_id: Option<String>,
+    pub(crate) description: Option<String>,
+}
+
+struct Inner {
+    entries: Vec<Arc<Entry>>,
+    shutdown: Arc<Entry>,
+    shutting_down: AtomicBool,
+    pollers: AtomicUsize,
+    info: Arc<ServiceInfo>,
+}
+
+/// A registry of health checks, cheap to clone (an `Arc`).
+///
+/// Probes run the selected checks concurrently, each under its own timeout
+/// ("direct mode"), or — once [`spawn_poller`](Health::spawn_poller) runs —
+/// read the results a background poller keeps fresh ("cached mode"), so a
+/// probe costs a few atomic loads and a slow dependency can never stall it.
+///
+/// ```
+/// use obs_health::{Check, CheckResult, Health, Probe, ProbeOptions, Status};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let health = Health::builder()
+///     .check(Check::new("db", || async { CheckResult::pass() }))
+///     .check(Check::new("cache", || async { CheckResult::fail("connection refused") }).non_critical())
+///     .build()?;
+/// let report = health.probe(Probe::Readiness, &ProbeOptions::default()).await;
+/// assert_eq!(report.status(), Status::Warn); // a non-critical failure degrades
+/// assert_eq!(report.http_code(), 200);
+/// # Ok::<(), obs_health::Error>(()) }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Health {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Health")
+            .field("checks", &self.inner.entries)
+            .field("shutting_down", &self.is_shutting_down())
+            .field("cached", &self.is_cached())
+            .finish()
+    }
+}
+
+/// Builds a [`Health`] registry; names and settings are validated by
+/// [`build`](HealthBuilder::build).
+#[derive(Debug, Default)]
+pub struct HealthBuilder {
+    checks: Vec<Check>,
+    default_timeout: Option<Duration>,
+    poll_interval: Option<Duration>,
+    info: ServiceInfo,
+}
+
+impl HealthBuilder {
+    /// Registers a check.
+    pub fn check(mut self, check: Check) -> Self {
+        self.checks.push(check);
+        self
+    }
+
+    /// The timeout of checks that set none (default 2 s).
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = Some(timeout);
+        self
+    }
+
+    /// The interval of the background poller for checks that set none
+    /// (default 10 s).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = Some(interval);
+        self
+    }
+
+    /// IETF `serviceId`.
+    pub fn service_id(mut self, v: impl Into<String>) -> Self {
+        self.info.service_id = Some(v.into());
+        self
+    }
+
+    /// IETF `version` (public version of the service).
+    pub fn version(mut self, v: impl Into<String>) -> Self {
+        self.info.version = Some(v.into());
+        self
+    }
+
+    /// IETF `releaseId`.
+    pub fn release_id(mut self, v: impl Into<String>) -> Self {
+        self.info.release_id = Some(v.into());
+        self
+    }
+
+    /// IETF `description`.
+    pub fn description(mut self, v: impl Into<String>) -> Self {
+        self.info.description = Some(v.into());
+        self
+    }
+
+    /// Takes `serviceId` from `service.name` and `version` from
+    /// `service.version` of an obs-core [`Resource`](obs_core::Resource).
+    pub fn resource(mut self, resource: &obs_core::Resource) -> Self {
+        self.info.service_id = Some(resource.service_name().to_owned());
+        if let Some(v) = resource.service_version() {
+            self.info.version = Some(v.to_owned());
+        }
+        self
+    }
+
+    /// Validates names and durations and builds the registry.
+    ///
+    /// ```
+    /// use obs_health::{Check, Error, Health};
+    /// let err = Health::builder()
+    ///     .check(Check::new("db", || async { true }))
+    ///     .check(Check::new("db", || async { true }))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err, Error::DuplicateName("db".into()));
+    /// ```
+    pub fn build(self) -> Result<Health, Error> {
+        let default_timeout = self.default_timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let poll_interval = self.poll_interval.unwrap_or(DEFAULT_INTERVAL);
+        non_zero("*", "timeout", default_timeout)?;
+        non_zero("*", "interval", poll_interval)?;
+        let mut seen = HashSet::new();
+        let mut entries = Vec::with_capacity(self.checks.len());
+        for check in self.checks {
+            validate_name(&check.name)?;
+            if check.name == SHUTDOWN_CHECK {
+                return Err(Error::ReservedName(check.name));
+            }
+            if !seen.insert(check.name.clone()) {
+                return Err(Error::DuplicateName(check.name));
+            }
+            if let Some(t) = check.timeout {
+                non_zero(&check.name, "timeout", t)?;
+            }
+            if let Some(i) = check.interval {
+                non_zero(&check.name, "interval", i)?;
+            }
+            entries.push(Arc::new(Entry::from_check(
+                check,
+                default_timeout,
+                poll_interval,
+            )));
+        }
+        Ok(Health {
+            inner: Arc::new(Inner {
+                entries,
+                shutdown: Arc::new(Entry::shutdown_builtin()),
+                shutting_down: AtomicBool::new(false),
+                pollers: AtomicUsize::new(0),
+                info: Arc::new(self.info),
+            }),
+        })
+    }
+}
+
+fn non_zero(name: &str, what: &'static str, value: Duration) -> Result<(), Error> {
+    if value.is_zero() {
+        return Err(Error::ZeroDuration {
+            name: name.to_owned(),
+            what,
+            value,
+        });
+    }
+    Ok(())
+}
+
+/// Check names become URL path segments (`/readyz/<name>`) and JSON keys.
+pub(crate) fn validate_name(name: &str) -> Result<(), Error> {
+    let reason = if name.is_empty() {
+        "the name is empty"
+    } else if name.len() > MAX_NAME_LEN {
+        "the name is longer than 63 bytes"
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        "only ASCII letters, digits, '.', '_' and '-' are allowed"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidName {
+        name: name.escape_debug().take(80).collect(),
+        reason,
+    })
+}
+
+impl Health {
+    /// A new builder.
+    pub fn builder() -> HealthBuilder {
+        HealthBuilder::default()
+    }
+
+    /// Evaluates a probe: runs (direct mode) or reads (cached mode) every
+    /// selected check not excluded by `options`, plus the built-in
+    /// [`SHUTDOWN_CHECK`] for readiness and `All`.
+    pub async fn probe(&self, probe: Probe, options: &ProbeOptions) -> Report {
+        let inner = &*self.inner;
+        let mut selected: Vec<&Arc<Entry>> = inner
+            .entries
+            .iter()
+            .filter(|e| e.matches(probe, &options.tags))
+            .collect();
+        if probe.includes(Kinds::READINESS) && options.tags.is_empty() {
+            selected.push(&inner.shutdown);
+        }
+        let mut unmatched: Vec<String> = Vec::new();
+        for name in &options.exclude {
+            if !selected.iter().any(|e| &*e.name == name.as_str()) && !unmatched.contains(name) {
+                unmatched.push(name.clone());
+            }
+        }
+        let cached = self.is_cached();
+        let mut pending: Vec<(usize, AbortOnDrop, Instant)> = Vec::new();
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(selected.len());
+        for (i, entry) in selected.iter().enumerate() {
+            let outcome = if options.exclude.iter().any(|x| x.as_str() == &*entry.name) {
+                Outcome::Excluded
+            } else if Arc::ptr_eq(entry, &inner.shutdown) {
+                Outcome::Done(self.shutdown_record())
+            } else if cached {
+                entry.latest().map_or(Outcome::Pending, Outcome::Done)
+            } else {
+                let (task, started) = entry.start();
+                pending.push((i, task, started));
+                Outcome::Pending
+            };
+            outcomes.push(outcome);
+        }
+        for (i, task, started) in pending {
+            outcomes[i] = Outcome::Done(selected[i].finish(task, started).await);
+        }
+        let checks = selected
+            .into_iter()
+            .zip(outcomes)
+            .map(|(entry, outcome)| CheckReport::new(Arc::clone(entry), outcome))
+            .collect();
+        Report::new(probe, checks, unmatched, Arc::clone(&inner.info))
+    }
+
+    /// Evaluates one check by name, if it is selected by `probe`
+    /// (`/readyz/<name>`). Returns `None` for an unknown name.
+    pub async fn probe_check(&self, probe: Probe, name: &str) -> Option<Report> {
+        let inner = &*self.inner;
+        let entry = if name == SHUTDOWN_CHECK && probe.includes(Kinds::READINESS) {
+            &inner.shutdown
+        } else {
+            inner
+                .entries
+                .iter()
+                .find(|e| &*e.name == name && probe.includes(e.kinds))?
+        };
+        let outcome = if Arc::ptr_eq(entry, &inner.shutdown) {
+            Outcome::Done(self.shutdown_record())
+        } else if self.is_cached() {
+            entry.latest().map_or(Outcome::Pending, Outcome::Done)
+        } else {
+            Outcome::Done(entry.run_once().await)
+        };
+        let checks = vec![CheckReport::new(Arc::clone(entry), outcome)];
+        Some(Report::new(
+            probe,
+            checks,
+            Vec::new(),
+            Arc::clone(&inner.info),
+        ))
+    }
+
+    fn shutdown_record(&self) -> Arc<Record> {
+        let result = if self.is_shutting_down() {
+            CheckResult::fail("shutting down")
+        } else {
+            CheckResult::pass()
+        };
+        Arc::new(Record {
+            result,
+            time: SystemTime::now(),
+            duration: Duration::ZERO,
+        })
+    }
+
+    /// Starts cached mode: one background task per check runs it every
+    /// interval (its own, else the registry's) under its timeout and keeps
+    /// the latest result. Probes then only read results; a check with no
+    /// result yet reports `fail` ("no result yet"). Dropping the returned
+    /// [`Poller`] stops the tasks and returns to direct mode.
+    ///
+    /// Fails with [`Error::NoRuntime`] outside a Tokio runtime.
+    pub fn spawn_poller(&self) -> Result<Poller, Error> {
+        let handle =
+            tokio::runtime::Handle::try_current().map_err(|e| Error::NoRuntime(e.to_string()))?;
+        self.inner.pollers.fetch_add(1, Ordering::AcqRel);
+        let tasks = self
+            .inner
+            .entries
+            .iter()
+            .map(|entry| {
+                let entry = Arc::clone(entry);
+                handle.spawn(async move {
+                    let mut ticker = tokio::time::interval(entry.interval);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        ticker.tick().await;
+                        entry.run_once().await;
+                    }
+                })
+            })
+            .collect();
+        Ok(Poller {
+            tasks,
+            health: self.clone(),
+        })
+    }
+
+    /// Whether a [`Poller`] is running (cached mode).
+    pub fn is_cached(&self) -> bool {
+        self.inner.pollers.load(Ordering::Acquire) > 0
+    }
+
+    /// Starts draining: from now on readiness fails (built-in check
+    /// `shutdown`) while liveness is unaffected. Idempotent.
+    pub fn begin_shutdown(&self) {
+        if !self.inner.shutting_down.swap(true, Ordering::AcqRel) {
+            tracing::info!(check = SHUTDOWN_CHECK, "shutting down: readiness now fails");
+        }
+    }
+
+    /// Whether [`begin_shutdown`](Health::begin_shutdown) was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// A graceful-shutdown future for a server: waits for `signal`, flips
+    /// readiness to fail, waits `grace` so load balancers and the kubelet see
+    /// the failing probe and stop sending traffic, then completes — which is
+    /// when the server should stop accepting connections.
+    ///
+    /// ```no_run
+    /// # async fn demo(health: obs_health::Health, app: axum::Router) {
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await.unwrap();
+    /// let signal = async { tokio::signal::ctrl_c().await.ok(); };
+    /// axum::serve(listener, app)
+    ///     .with_graceful_shutdown(health.drain_on(signal, std::time::Duration::from_secs(5)))
+    ///     .await
+    ///     .unwrap();
+    /// # }
+    /// ```
+    pub fn drain_on<F>(
+        &self,
+        signal: F,
+        grace: Duration,
+    ) -> impl Future<Output = ()> + Send + 'static
+    where
+        F: Future + Send + 'static,
+    {
+        let health = self.clone();
+        async move {
+            signal.await;
+            health.begin_shutdown();
+            tokio::time::sleep(grace).await;
+        }
+    }
+
+    /// The stats handle for metrics (contract C3).
+    pub fn stats(&self) -> HealthStats {
+        HealthStats {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+
+    /// Names of the registered checks, in registration order (the
+    /// built-in `shutdown` check is not included).
+    pub fn check_names(&self) -> impl Iterator<Item = &str> {
+        self.inner.entries.iter().map(|e| &*e.name)
+    }
+}
+
+/// Background polling tasks of cached mode; dropping it stops them.
+#[derive(Debug)]
+pub struct Poller {
+    tasks: Vec<JoinHandle<()>>,
+    health: Health,
+}
+
+impl Poller {
+    /// Stops polling (same as dropping).
+    pub fn stop(self) {}
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.health.inner.pollers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A cheap, cloneable handle on each check's latest status and duration,
+/// for exporting `obs_health_check_status` (1 pass, 0.5 warn, 0 fail) and
+/// `obs_health_check_duration_seconds` (names in
+/// [`obs_core::names::metric`]) without a metrics dependency (contract C3).
+///
+/// ```
+/// use obs_health::{Check, Health, Probe, ProbeOptions, Status};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let health = Health::builder().check(Check::new("db", || async { true })).build().unwrap();
+/// let stats = health.stats();
+/// assert_eq!(stats.checks()[0].status, None); // never run
+/// health.probe(Probe::All, &ProbeOptions::default()).await;
+/// let db = &stats.checks()[0];
+/// assert_eq!((&*db.name, db.status), ("db", Some(Status::Pass)));
+/// assert_eq!(db.status_value(), Some(1.0));
+/// assert!(db.duration_seconds().is_some());
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct HealthStats {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for HealthStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthStats")
+            .field("checks", &self.checks())
+            .finish()
+    }
+}
+
+/// The latest state of one check, as read by [`HealthStats::checks`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CheckStats {
+    /// The check's name (the `check` label).
+    pub name: Arc<str>,
+    /// Its kinds.
+    pub kinds: Kinds,
+    /// Whether a failure fails the probe.
+    pub critical: bool,
+    /// The latest status, `None` before the first run.
+    pub status: Option<Status>,
+    /// How long the latest run took.
+    pub duration: Option<Duration>,
+    /// When the latest run finished.
+    pub last_run: Option<SystemTime>,
+    /// Runs so far.
+    pub runs: u64,
+    /// Failed runs so far (timeouts included).
+    pub failures: u64,
+    /// Runs abandoned at the timeout.
+    pub timeouts: u64,
+}
+
+impl CheckStats {
+    /// The `obs_health_check_status` value of the latest run.
+    pub fn status_value(&self) -> Option<f64> {
+        self.status.map(Status::metric_value)
+    }
+
+    /// The `obs_health_check_duration_seconds` value of the latest run.
+    pub fn duration_seconds(&self) -> Option<f64> {
+        self.duration.map(|d| d.as_secs_f64())
+    }
+}
+
+impl HealthStats {
+    /// The name of the status gauge, `obs_health_check_status`.
+    pub const STATUS_METRIC: &'static str = obs_core::names::metric::HEALTH_CHECK_STATUS;
+    /// The name of the duration gauge, `obs_health_check_duration_seconds`.
+    pub const DURATION_METRIC: &'static str = obs_core::names::metric::HEALTH_CHECK_DURATION;
+
+    /// A snapshot of every registered check, in registration order.
+    pub fn checks(&self) -> Vec<CheckStats> {
+        self.inner
+            .entries
+            .iter()
+            .map(|e| {
+                let latest = e.latest();
+                CheckStats {
+                    name: Arc::clone(&e.name),
+                    kinds: e.kinds,
+                    critical: e.critical,
+                    status: latest.as_ref().map(|r| r.result.status()),
+                    duration: latest.as_ref().map(|r| r.duration),
+                    last_run: latest.as_ref().map(|r| r.time),
+                    runs: e.runs.load(Ordering::Relaxed),
+                    failures: e.failures.load(Ordering::Relaxed),
+                    timeouts: e.timeouts.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+
+    /// Whether the process is draining (readiness fails).
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+impl Probe {
+    pub(crate) fn includes(self, kinds: Kinds) -> bool {
+        match self {
+            Probe::Liveness => kinds.contains(Kind::Liveness),
+            Probe::Readiness => kinds.contains(Kind::Readiness),
+            Probe::Startup => kinds.contains(Kind::Startup),
+            Probe::All => true,
+        }
+    }
+}
