@@ -1,0 +1,283 @@
+//! The server `tower` layer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{HeaderName, HeaderValue, Request, Response};
+use obs_core::{CorrelationId, IdRecord};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Span;
+
+use crate::context::{WithCorrelation, with_task_local};
+use crate::{Config, Stats};
+
+#[derive(Debug)]
+struct Shared {
+    config: Config,
+    stats: Stats,
+}
+
+/// The server layer: gives every request a correlation id.
+///
+/// For each request it:
+/// 1. reads the configured headers (`x-correlation-id`, then `x-request-id`);
+///    the first one present decides. A valid value (obs-core's rules and the
+///    configured maximum length) is used; an invalid or repeated one is
+///    replaced by a generated id and counted in [`Stats::replaced`] — its
+///    value is never echoed, logged or passed on. With none present it
+///    generates an id (or takes `traceparent`'s trace id when
+///    [`Config::accept_traceparent`] is on);
+/// 2. rewrites the request's correlation headers to the id (so inner layers
+///    and proxies see only the validated value) and stores the id in the
+///    request extensions (read it with [`from_request`], the axum
+///    `Correlation` extractor, or [`current`](crate::current));
+/// 3. records the id in the obs-core [`IdRecord`] of the current `tracing`
+///    span when one is active (the server span of an outer trace layer),
+///    otherwise of a `request` span it creates — so every log line of the
+///    request carries it;
+/// 4. makes it the task-local current id while the inner service runs;
+/// 5. echoes it on the response under the first configured header (and
+///    under the header it came in, if different) — on every response the
+///    inner service returns, including error responses made by inner
+///    layers such as a catch-panic layer. An inner service that fails with
+///    `Err` produces no response to echo on; keep error-to-response
+///    conversion inside this layer.
+///
+/// ```
+/// use http::{Request, Response};
+/// use obs_correlate::CorrelationLayer;
+/// use tower::{Layer, ServiceExt, service_fn};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let layer = CorrelationLayer::new();
+/// let stats = layer.stats();
+/// let svc = layer.layer(service_fn(|req: Request<()>| async move {
+///     let id = obs_correlate::from_request(&req).cloned();
+///     assert_eq!(id, obs_correlate::current());
+///     Ok::<_, std::convert::Infallible>(Response::new(()))
+/// }));
+/// let req = Request::builder().header("x-request-id", "abc-1").body(()).unwrap();
+/// let res = svc.oneshot(req).await.unwrap();
+/// assert_eq!(res.headers()["x-correlation-id"], "abc-1");
+/// assert_eq!(res.headers()["x-request-id"], "abc-1");
+/// assert_eq!(stats.incoming(), 1);
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct CorrelationLayer {
+    shared: Arc<Shared>,
+}
+
+impl Default for CorrelationLayer {
+    fn default() -> Self {
+        Self::with_config(Config::default())
+    }
+}
+
+impl CorrelationLayer {
+    /// A layer with the default [`Config`] and fresh [`Stats`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A layer with `config` and fresh [`Stats`].
+    pub fn with_config(config: Config) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                config,
+                stats: Stats::new(),
+            }),
+        }
+    }
+
+    /// This layer counting into `stats` (to share one handle between layers).
+    pub fn with_stats(self, stats: Stats) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                config: self.shared.config.clone(),
+                stats,
+            }),
+        }
+    }
+
+    /// The counters of how ids were obtained (a cheap handle; clone it for
+    /// the code that publishes metrics).
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.clone()
+    }
+
+    /// The policy in use.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+}
+
+impl<S> Layer<S> for CorrelationLayer {
+    type Service = CorrelationService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        CorrelationService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service built by [`CorrelationLayer`].
+#[derive(Clone, Debug)]
+pub struct CorrelationService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> CorrelationService<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The counters of how ids were obtained.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.clone()
+    }
+}
+
+/// The correlation id the server layer stored in `req`'s extensions.
+///
+/// ```
+/// let mut req = http::Request::new(());
+/// assert!(obs_correlate::from_request(&req).is_none());
+/// req.extensions_mut().insert(obs_correlate::CorrelationId::parse("a").unwrap());
+/// assert_eq!(obs_correlate::from_request(&req).unwrap().as_str(), "a");
+/// ```
+pub fn from_request<B>(req: &Request<B>) -> Option<&CorrelationId> {
+    req.extensions().get::<CorrelationId>()
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CorrelationService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let config = &self.shared.config;
+        let resolution = config.resolve_headers(req.headers());
+        self.shared.stats.record(resolution.source);
+
+        // An id is 1..=128 bytes of visible ASCII, always a valid header value.
+        let value = HeaderValue::from_bytes(resolution.id.as_bytes()).ok();
+        if let Some(value) = &value {
+            let headers = req.headers_mut();
+            for (i, name) in config.header_names.iter().enumerate() {
+                if i == 0 {
+                    headers.insert(name, value.clone());
+                } else if let http::header::Entry::Occupied(mut e) = headers.entry(name) {
+                    e.insert(value.clone());
+                }
+            }
+        }
+        req.extensions_mut().insert(resolution.id.clone());
+
+        let span = request_span(config, &req, &resolution.id);
+        let entered = span.enter();
+        if let Some(rejection) = &resolution.rejection {
+            tracing::debug!(
+                header = resolution.header(config),
+                reason = %rejection,
+                "replaced an invalid incoming correlation id"
+            );
+        }
+        let id = resolution.id;
+        let fut = with_task_local(id.clone(), || self.inner.call(req));
+        drop(entered);
+
+        let echo = value.map(|value| Echo {
+            value,
+            primary: config.header_names[0].clone(),
+            extra: resolution
+                .header
+                .filter(|&i| i != 0)
+                .map(|i| config.header_names[i].clone()),
+        });
+        ResponseFuture {
+            inner: WithCorrelation::new(Some(id), span, fut),
+            echo,
+        }
+    }
+}
+
+/// Records `id` on the current span when one is active (and allowed), else
+/// creates a `request` span carrying it. Returns the span the inner future
+/// must run in (`Span::none()` when the caller's span already covers it).
+fn request_span<B>(config: &Config, req: &Request<B>, id: &CorrelationId) -> Span {
+    if !config.always_new_span {
+        let current = tracing::dispatcher::get_default(|d| d.current_span().id().cloned());
+        if let Some(sid) = current {
+            IdRecord::update_span_id(&sid, |r| r.correlation_id = Some(id.clone()));
+            return Span::none();
+        }
+    }
+    let span = tracing::info_span!(
+        "request",
+        http.request.method = %req.method(),
+        url.path = %req.uri().path(),
+    );
+    if let Some(sid) = span.id() {
+        IdRecord::update_span_id(&sid, |r| r.correlation_id = Some(id.clone()));
+    }
+    span
+}
+
+#[derive(Debug)]
+struct Echo {
+    value: HeaderValue,
+    primary: HeaderName,
+    extra: Option<HeaderName>,
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`CorrelationService`]: runs the inner future
+    /// with the id and echoes the id on its response.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: WithCorrelation<F>,
+        echo: Option<Echo>,
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("echo", &self.echo)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = ready!(this.inner.poll(cx))?;
+        if let Some(echo) = this.echo.take() {
+            let headers = response.headers_mut();
+            if let Some(extra) = echo.extra {
+                headers.insert(extra, echo.value.clone());
+            }
+            headers.insert(echo.primary, echo.value);
+        }
+        Poll::Ready(Ok(response))
+    }
+}
