@@ -1,0 +1,415 @@
+//! W3C Trace Context and Baggage edge cases, table-driven. The traceparent and
+//! tracestate tables cover every case of the official w3c/trace-context test
+//! suite (`test/test.py`) plus the Recommendation's own examples.
+
+use obs_core::Carrier;
+use obs_trace::propagation::{
+    self, Baggage, Propagators, SpanContext, TraceState, TraceparentError, parse_traceparent,
+};
+use proptest::prelude::*;
+
+const TID: &str = "12345678901234567890123456789012";
+
+fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+        );
+    }
+    h
+}
+
+/// What extraction yields from these headers: the trace id kept, if any.
+fn extracted_trace(pairs: &[(&str, &str)]) -> Option<String> {
+    propagation::extract(&headers(pairs)).map(|cx| cx.trace_id.to_string())
+}
+
+#[test]
+fn traceparent_cases_from_the_official_suite() {
+    // (name, header name, value, trace id kept?)
+    let cases: &[(&str, &str, &str, bool)] = &[
+        ("valid", "traceparent", "00-12345678901234567890123456789012-1234567890123456-01", true),
+        ("header name trace-parent", "trace-parent", "00-12345678901234567890123456789012-1234567890123456-01", false),
+        ("header name trace.parent", "trace.parent", "00-12345678901234567890123456789012-1234567890123456-01", false),
+        ("casing TraceParent", "TraceParent", "00-12345678901234567890123456789012-1234567890123456-01", true),
+        ("casing TrAcEpArEnT", "TrAcEpArEnT", "00-12345678901234567890123456789012-1234567890123456-01", true),
+        ("casing TRACEPARENT", "TRACEPARENT", "00-12345678901234567890123456789012-1234567890123456-01", true),
+        ("v00 trailing dot", "traceparent", "00-12345678901234567890123456789012-1234567890123456-01.", false),
+        ("v00 trailing future data", "traceparent", "00-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like", false),
+        ("future version cc", "traceparent", "cc-12345678901234567890123456789012-1234567890123456-01", true),
+        ("future version cc with data", "traceparent", "cc-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like", true),
+        ("future version cc bad separator", "traceparent", "cc-12345678901234567890123456789012-1234567890123456-01.what-the-future-will-be-like", false),
+        ("version ff", "traceparent", "ff-12345678901234567890123456789012-1234567890123456-01", false),
+        ("version .0", "traceparent", ".0-12345678901234567890123456789012-1234567890123456-01", false),
+        ("version 0.", "traceparent", "0.-12345678901234567890123456789012-1234567890123456-01", false),
+        ("version 000", "traceparent", "000-12345678901234567890123456789012-1234567890123456-01", false),
+        ("version 0000", "traceparent", "0000-12345678901234567890123456789012-1234567890123456-01", false),
+        ("version 0", "traceparent", "0-12345678901234567890123456789012-1234567890123456-01", false),
+        ("trace id all zero", "traceparent", "00-00000000000000000000000000000000-1234567890123456-01", false),
+        ("trace id leading dot", "traceparent", "00-.2345678901234567890123456789012-1234567890123456-01", false),
+        ("trace id trailing dot", "traceparent", "00-1234567890123456789012345678901.-1234567890123456-01", false),
+        ("trace id too long", "traceparent", "00-123456789012345678901234567890123-1234567890123456-01", false),
+        ("trace id too short", "traceparent", "00-1234567890123456789012345678901-1234567890123456-01", false),
+        ("parent id all zero", "traceparent", "00-12345678901234567890123456789012-0000000000000000-01", false),
+        ("parent id leading dot", "traceparent", "00-12345678901234567890123456789012-.234567890123456-01", false),
+        ("parent id trailing dot", "traceparent", "00-12345678901234567890123456789012-123456789012345.-01", false),
+        ("parent id too long", "traceparent", "00-12345678901234567890123456789012-12345678901234567-01", false),
+        ("parent id too short", "traceparent", "00-12345678901234567890123456789012-123456789012345-01", false),
+        ("flags .0", "traceparent", "00-12345678901234567890123456789012-1234567890123456-.0", false),
+        ("flags 0.", "traceparent", "00-12345678901234567890123456789012-1234567890123456-0.", false),
+        ("flags too long", "traceparent", "00-12345678901234567890123456789012-1234567890123456-001", false),
+        ("flags too short", "traceparent", "00-12345678901234567890123456789012-1234567890123456-1", false),
+        ("OWS leading space", "traceparent", " 00-12345678901234567890123456789012-1234567890123456-01", true),
+        ("OWS leading tab", "traceparent", "\t00-12345678901234567890123456789012-1234567890123456-01", true),
+        ("OWS trailing space", "traceparent", "00-12345678901234567890123456789012-1234567890123456-01 ", true),
+        ("OWS trailing tab", "traceparent", "00-12345678901234567890123456789012-1234567890123456-01\t", true),
+        ("OWS both", "traceparent", "\t 00-12345678901234567890123456789012-1234567890123456-01 \t", true),
+        // Beyond the suite: the Recommendation's own rules.
+        ("uppercase trace id", "traceparent", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", false),
+        ("uppercase parent id", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01", false),
+        ("uppercase version", "traceparent", "0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", false),
+        ("uppercase flags", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A", false),
+        ("empty", "traceparent", "", false),
+        ("separators swapped", "traceparent", "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01", false),
+    ];
+    for (name, header, value, kept) in cases {
+        let got = extracted_trace(&[(header, value)]);
+        if *kept {
+            assert_eq!(got.as_deref(), Some(TID), "{name}: {value:?} should be accepted");
+        } else {
+            assert_eq!(got, None, "{name}: {value:?} should restart the trace");
+        }
+    }
+}
+
+#[test]
+fn duplicated_traceparent_restarts_the_trace() {
+    let got = extracted_trace(&[
+        ("traceparent", "00-12345678901234567890123456789011-1234567890123456-01"),
+        ("traceparent", "00-12345678901234567890123456789012-1234567890123456-01"),
+    ]);
+    assert_eq!(got, None);
+    // The same through a carrier, where repeated headers arrive joined.
+    let h = headers(&[
+        ("traceparent", "00-12345678901234567890123456789011-1234567890123456-01"),
+        ("traceparent", "00-12345678901234567890123456789012-1234567890123456-01"),
+    ]);
+    let c = Carrier::from_headers(&h, &["traceparent"]);
+    assert_eq!(propagation::extract_carrier(&c), None);
+    // Even two future-version values cannot sneak through joined.
+    let c = {
+        let mut c = Carrier::new();
+        c.insert("traceparent", "cc-12345678901234567890123456789011-1234567890123456-01,cc-12345678901234567890123456789012-1234567890123456-01").unwrap();
+        c
+    };
+    assert_eq!(propagation::extract_carrier(&c), None);
+}
+
+#[test]
+fn parse_errors_are_typed() {
+    let cases: &[(&str, TraceparentError)] = &[
+        ("00-12345678901234567890123456789012-1234567890123456-0", TraceparentError::TooShort),
+        ("00-12345678901234567890123456789012-1234567890123456-01-", TraceparentError::TrailingData),
+        ("01-12345678901234567890123456789012-1234567890123456-01x", TraceparentError::BadFutureFormat),
+        ("ff-12345678901234567890123456789012-1234567890123456-01", TraceparentError::VersionFf),
+        ("0g-12345678901234567890123456789012-1234567890123456-01", TraceparentError::Version),
+        ("00+12345678901234567890123456789012-1234567890123456-01", TraceparentError::Separator),
+        ("00-1234567890123456789012345678901x-1234567890123456-01", TraceparentError::TraceId),
+        ("00-00000000000000000000000000000000-1234567890123456-01", TraceparentError::ZeroTraceId),
+        ("00-12345678901234567890123456789012-123456789012345x-01", TraceparentError::ParentId),
+        ("00-12345678901234567890123456789012-0000000000000000-01", TraceparentError::ZeroParentId),
+        ("00-12345678901234567890123456789012-1234567890123456-0x", TraceparentError::Flags),
+    ];
+    for (v, e) in cases {
+        assert_eq!(parse_traceparent(v.as_bytes()), Err(*e), "{v}");
+        assert!(!e.to_string().is_empty());
+    }
+}
+
+#[test]
+fn unknown_flags_are_kept_and_sampled_bit_read() {
+    let cx = propagation::extract(&headers(&[(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff",
+    )]))
+    .unwrap();
+    assert_eq!(cx.trace_flags.to_byte(), 0xff);
+    assert!(cx.is_sampled());
+    assert!(cx.is_remote);
+    let mut out = http::HeaderMap::new();
+    propagation::inject(&cx, &mut out);
+    assert_eq!(out["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff");
+    let cx = propagation::extract(&headers(&[(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+    )]))
+    .unwrap();
+    assert!(!cx.is_sampled());
+}
+
+#[test]
+fn future_version_is_answered_with_version_00() {
+    let cx = propagation::extract(&headers(&[(
+        "traceparent",
+        "cc-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like",
+    )]))
+    .unwrap();
+    assert_eq!(cx.traceparent().as_str(), "00-12345678901234567890123456789012-1234567890123456-01");
+}
+
+const TP: (&str, &str) = ("traceparent", "00-12345678901234567890123456789012-1234567890123456-00");
+
+/// The tracestate that extraction keeps (`None` when the context is invalid).
+fn tracestate(extra: &[(&str, &str)]) -> Option<TraceState> {
+    let mut pairs = vec![TP];
+    pairs.extend_from_slice(extra);
+    propagation::extract(&headers(&pairs)).map(|cx| cx.trace_state)
+}
+
+#[test]
+fn tracestate_cases_from_the_official_suite() {
+    // Discarded without a valid traceparent.
+    assert_eq!(propagation::extract(&headers(&[("tracestate", "foo=1")])), None);
+    assert_eq!(propagation::extract(&headers(&[("tracestate", "foo=1,bar=2")])), None);
+
+    // Inherited with a traceparent.
+    let ts = tracestate(&[("tracestate", "foo=1,bar=2")]).unwrap();
+    assert_eq!((ts.get("foo"), ts.get("bar")), (Some("1"), Some("2")));
+
+    // Wrong header names are ignored; casing is not significant.
+    for name in ["trace-state", "trace.state"] {
+        assert!(tracestate(&[(name, "foo=1")]).unwrap().is_empty(), "{name}");
+    }
+    for name in ["TraceState", "TrAcEsTaTe", "TRACESTATE"] {
+        assert_eq!(tracestate(&[(name, "foo=1")]).unwrap().get("foo"), Some("1"), "{name}");
+    }
+
+    // Empty headers.
+    assert!(tracestate(&[("tracestate", "")]).unwrap().is_empty());
+    for pairs in [[("tracestate", "foo=1"), ("tracestate", "")], [("tracestate", ""), ("tracestate", "foo=1")]] {
+        let ts = tracestate(&pairs).unwrap();
+        assert_eq!(ts.get("foo"), Some("1"));
+        assert_eq!(ts.as_str(), "foo=1");
+    }
+
+    // Multiple headers are combined in order.
+    let ts = tracestate(&[
+        ("tracestate", "foo=1,bar=2"),
+        ("tracestate", "rojo=1,congo=2"),
+        ("tracestate", "baz=3"),
+    ])
+    .unwrap();
+    assert_eq!(ts.as_str(), "foo=1,bar=2,rojo=1,congo=2,baz=3");
+
+    // Duplicated keys drop the whole list.
+    for pairs in [
+        vec![("tracestate", "foo=1,foo=1")],
+        vec![("tracestate", "foo=1,foo=2")],
+        vec![("tracestate", "foo=1"), ("tracestate", "foo=1")],
+        vec![("tracestate", "foo=1"), ("tracestate", "foo=2")],
+    ] {
+        let ts = tracestate(&pairs).unwrap();
+        assert!(ts.is_empty(), "{pairs:?}");
+        // ...but the trace continues.
+        assert_eq!(propagation::extract(&headers(&[TP])).unwrap().trace_id.to_string(), TID);
+    }
+
+    // All allowed characters.
+    let key: String = ('a'..='z').chain('0'..='9').chain("_-*/".chars()).collect();
+    let value: String = (0x20u8..=0x2b).chain(0x2d..=0x3c).chain(0x3e..=0x7e).map(char::from).collect();
+    let ts = tracestate(&[("tracestate", &format!("{key}={value}"))]).unwrap();
+    assert_eq!(ts.get(&key), Some(value.as_str()));
+    let vkey = format!("{key}@a-z0-9_-*/");
+    let ts = tracestate(&[("tracestate", &format!("{vkey}={value}"))]).unwrap();
+    assert_eq!(ts.get(&vkey), Some(value.as_str()));
+
+    // OWS handling.
+    for v in ["foo=1 \t , \t bar=2, \t baz=3", "foo=1\t \t,\t \tbar=2,\t \tbaz=3"] {
+        let ts = tracestate(&[("tracestate", v)]).unwrap();
+        assert_eq!(ts.as_str(), "foo=1,bar=2,baz=3", "{v:?}");
+    }
+    for v in [" foo=1", "\tfoo=1", "foo=1 ", "foo=1\t", "\t foo=1 \t"] {
+        assert_eq!(tracestate(&[("tracestate", v)]).unwrap().get("foo"), Some("1"), "{v:?}");
+    }
+
+    // Illegal keys drop the list.
+    for v in ["foo =1", "FOO=1", "foo.bar=1"] {
+        assert!(tracestate(&[("tracestate", v)]).unwrap().is_empty(), "{v:?}");
+    }
+    // Illegal vendor formats drop the list, valid members included.
+    for v in ["foo@=1,bar=2", "@foo=1,bar=2", "foo@@bar=1,bar=2", "foo@bar@baz=1,bar=2"] {
+        let ts = tracestate(&[("tracestate", v)]).unwrap();
+        assert_eq!(ts.get("bar"), None, "{v:?}");
+    }
+
+    // 32 members are fine, 33 drop the list.
+    let m = |r: std::ops::RangeInclusive<u32>| r.map(|i| format!("bar{i:02}={i:02}")).collect::<Vec<_>>().join(",");
+    let ts = tracestate(&[
+        ("tracestate", &m(1..=10)),
+        ("tracestate", &m(11..=20)),
+        ("tracestate", &m(21..=30)),
+        ("tracestate", &m(31..=32)),
+    ])
+    .unwrap();
+    assert_eq!(ts.get("bar01"), Some("01"));
+    assert_eq!(ts.len(), 32);
+    let ts = tracestate(&[
+        ("tracestate", &m(1..=10)),
+        ("tracestate", &m(11..=20)),
+        ("tracestate", &m(21..=30)),
+        ("tracestate", &m(31..=33)),
+    ])
+    .unwrap();
+    assert_eq!(ts.get("bar01"), None);
+
+    // Key length limits.
+    let ok = |k: String| tracestate(&[("tracestate", "foo=1"), ("tracestate", &format!("{k}=1"))]).unwrap().get("foo").is_some();
+    assert!(ok("z".repeat(256)));
+    assert!(!ok("z".repeat(257)));
+    assert!(ok(format!("{}@{}", "t".repeat(241), "v".repeat(14))));
+    assert!(!ok(format!("{}@v", "t".repeat(242))));
+    assert!(!ok(format!("t@{}", "v".repeat(15))));
+
+    // Illegal values.
+    assert_eq!(tracestate(&[("tracestate", "foo=bar=baz")]).unwrap().get("foo"), None);
+    let ts = tracestate(&[("tracestate", "foo=,bar=3")]).unwrap();
+    assert_eq!((ts.get("foo"), ts.get("bar")), (None, None));
+    // A value may hold spaces but not end with one (after trimming it cannot).
+    assert_eq!(tracestate(&[("tracestate", "foo=a b")]).unwrap().get("foo"), Some("a b"));
+    // Value length: 256 allowed, 257 not.
+    assert!(tracestate(&[("tracestate", &format!("foo={}", "v".repeat(256)))]).unwrap().get("foo").is_some());
+    assert!(tracestate(&[("tracestate", &format!("foo={}", "v".repeat(257)))]).unwrap().is_empty());
+    // Empty list members between commas are allowed.
+    assert_eq!(tracestate(&[("tracestate", "foo=1,,bar=2, ,")]).unwrap().as_str(), "foo=1,bar=2");
+}
+
+#[test]
+fn tracestate_round_trips_through_inject() {
+    let cx = propagation::extract(&headers(&[
+        ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ("tracestate", " congo=t61rcWkgMzE"),
+        ("tracestate", "rojo=00f067aa0ba902b7 "),
+    ]))
+    .unwrap();
+    let mut out = http::HeaderMap::new();
+    propagation::inject(&cx, &mut out);
+    assert_eq!(out["tracestate"], "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+    let mut carrier = Carrier::new();
+    propagation::inject_carrier(&cx, &mut carrier);
+    assert_eq!(propagation::extract_carrier(&carrier), Some(cx));
+    // An empty state removes a stale header.
+    let bare = SpanContext::new(obs_core::TraceId::random(), obs_core::SpanId::random(), Default::default());
+    propagation::inject(&bare, &mut out);
+    assert!(out.get("tracestate").is_none());
+}
+
+#[test]
+fn baggage_edge_cases() {
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        ("key1=value1,key2=value2", &[("key1", "value1"), ("key2", "value2")]),
+        (" key1 = value1 , key2=value2 ", &[("key1", "value1"), ("key2", "value2")]),
+        ("key1=value1;property1;p2=v2,key2=value2", &[("key1", "value1"), ("key2", "value2")]),
+        ("key1=%20v%C3%A9", &[("key1", " v\u{e9}")]),
+        ("key1=", &[("key1", "")]),
+        ("=novalue,k=v", &[("k", "v")]),
+        ("bad key=v,k=v", &[("k", "v")]),
+        ("k=bad\"quote,k2=v", &[("k2", "v")]),
+        ("k=%zz,k2=v", &[("k2", "v")]),
+        ("novalue,k=v", &[("k", "v")]),
+        ("k=1,k=2", &[("k", "2")]),
+        ("", &[]),
+        (",,", &[]),
+    ];
+    for (input, want) in cases {
+        let b = Baggage::parse([input.as_bytes()]);
+        let got: Vec<(&str, &str)> = b.entries().iter().map(|e| (e.key.as_str(), e.value.as_str())).collect();
+        assert_eq!(&got, want, "{input:?}");
+    }
+    // Limits: at most 64 members.
+    let many: String = (0..100).map(|i| format!("k{i}=v")).collect::<Vec<_>>().join(",");
+    assert_eq!(Baggage::parse([many.as_bytes()]).len(), 64);
+    // At most 8192 bytes.
+    let big = format!("a={},b=1", "x".repeat(8190));
+    let b = Baggage::parse([big.as_bytes()]);
+    assert_eq!(b.get("b"), None);
+    // Values are percent-encoded on the way out and round-trip.
+    let mut b = Baggage::new();
+    assert!(b.insert("user", "ann, the \"admin\"=1;x"));
+    assert!(!b.insert("bad key", "v"));
+    let v = b.to_header_value();
+    assert!(!v.contains(' ') && !v.contains('"'), "{v}");
+    assert_eq!(Baggage::parse([v.as_bytes()]).get("user"), Some("ann, the \"admin\"=1;x"));
+}
+
+#[test]
+fn propagators_respect_configuration() {
+    let h = headers(&[
+        ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ("baggage", "k=v"),
+    ]);
+    let all = Propagators::default().extract_headers(&h);
+    assert!(all.parent.is_some());
+    assert_eq!(all.baggage.get("k"), Some("v"));
+    let none = Propagators::NONE.extract_headers(&h);
+    assert!(none.parent.is_none() && none.baggage.is_empty());
+    let mut out = http::HeaderMap::new();
+    Propagators::default().inject_headers(all.parent.as_ref().unwrap(), Some(&all.baggage), &mut out);
+    assert_eq!(out["baggage"], "k=v");
+    let mut carrier = Carrier::new();
+    Propagators::default().inject_carrier(all.parent.as_ref().unwrap(), Some(&all.baggage), &mut carrier);
+    let back = Propagators::default().extract_carrier(&carrier);
+    assert_eq!(back, all);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_traceparent_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
+        let r = parse_traceparent(&bytes);
+        if let Ok((t, s, _)) = r {
+            prop_assert!(t.is_valid() && s.is_valid());
+        }
+    }
+
+    #[test]
+    fn arbitrary_tracestate_and_baggage_never_panic(
+        a in proptest::collection::vec(any::<u8>(), 0..600),
+        b in proptest::collection::vec(any::<u8>(), 0..600),
+    ) {
+        if let Some(ts) = TraceState::parse([a.as_slice(), b.as_slice()]) {
+            prop_assert!(ts.len() <= 32);
+            // A kept state re-parses to itself.
+            prop_assert_eq!(TraceState::parse([ts.as_str().as_bytes()]), Some(ts.clone()));
+        }
+        let bag = Baggage::parse([a.as_slice(), b.as_slice()]);
+        prop_assert!(bag.len() <= 64);
+        let _ = bag.to_header_value();
+    }
+
+    #[test]
+    fn near_valid_traceparents_never_panic(
+        pos in 0usize..60,
+        byte in any::<u8>(),
+        extra in "[ -~]{0,10}",
+    ) {
+        let mut v = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec();
+        if pos < v.len() { v[pos] = byte; }
+        v.extend_from_slice(extra.as_bytes());
+        let _ = parse_traceparent(&v);
+        if let Ok(value) = http::HeaderValue::from_bytes(&v) {
+            let mut h = http::HeaderMap::new();
+            h.insert("traceparent", value);
+            let _ = propagation::extract(&h);
+        }
+    }
+
+    #[test]
+    fn valid_contexts_round_trip(t in 1u128.., s in 1u64.., f in any::<u8>()) {
+        let cx = SpanContext::new(obs_core::TraceId::from_int(t), obs_core::SpanId::from_int(s), obs_core::TraceFlags::from_byte(f));
+        let (pt, ps, pf) = parse_traceparent(cx.traceparent().as_bytes()).unwrap();
+        prop_assert_eq!((pt, ps, pf), (cx.trace_id, cx.span_id, cx.trace_flags));
+    }
+}
