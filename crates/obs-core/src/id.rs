@@ -28,41 +28,102 @@ const UNHEX: [u8; 256] = {
     t
 };
 
+/// Both hex digits of every byte, so encoding is one table load per byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0x0f]];
+        i += 1;
+    }
+    t
+};
+
 /// Writes `bytes` as lowercase hex into `out` (`out.len() == 2 * bytes.len()`).
 #[inline]
 pub(crate) fn encode_hex(bytes: &[u8], out: &mut [u8]) {
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = HEX[(b >> 4) as usize];
-        out[2 * i + 1] = HEX[(b & 0x0f) as usize];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&HEX_PAIRS[*b as usize]);
     }
+}
+
+/// [`encode_hex`] for a fixed size, which the compiler fully unrolls.
+/// `M` must be `2 * N`.
+#[inline(always)]
+fn encode_fixed<const N: usize, const M: usize>(bytes: &[u8; N]) -> [u8; M] {
+    let mut out = [0u8; M];
+    let mut i = 0;
+    while i < N && 2 * i + 1 < M {
+        let p = HEX_PAIRS[bytes[i] as usize];
+        out[2 * i] = p[0];
+        out[2 * i + 1] = p[1];
+        i += 1;
+    }
+    out
 }
 
 /// Decodes lowercase hex into `out`, reporting the first bad character.
 #[inline]
 pub(crate) fn decode_hex(kind: IdKind, src: &[u8], out: &mut [u8]) -> Result<(), Error> {
     if src.len() != out.len() * 2 {
-        return Err(Error::IdLength {
-            kind,
-            expected: out.len() * 2,
-            len: src.len(),
-            value: preview(src),
-        });
+        return Err(length_error(kind, out.len() * 2, src));
     }
-    for (i, pair) in src.chunks_exact(2).enumerate() {
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(src.chunks_exact(2)) {
         let hi = UNHEX[pair[0] as usize];
         let lo = UNHEX[pair[1] as usize];
-        if (hi | lo) == 0xff {
-            let position = if hi == 0xff { 2 * i } else { 2 * i + 1 };
-            return Err(Error::IdChar {
-                kind,
-                found: preview(&src[position..position + 1]),
-                position,
-                value: preview(src),
-            });
-        }
-        out[i] = (hi << 4) | lo;
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 0x0f);
+    }
+    if bad & 0xf0 != 0 {
+        return Err(char_error(kind, src));
     }
     Ok(())
+}
+
+/// [`decode_hex`] for a fixed size, unrolled. The loop is branch-free:
+/// invalid digits (table value `0xff`) are detected once at the end from the
+/// OR of all table values, and only then is the offending position searched.
+#[inline(always)]
+fn decode_fixed<const N: usize>(kind: IdKind, src: &[u8]) -> Result<[u8; N], Error> {
+    if src.len() != 2 * N {
+        return Err(length_error(kind, 2 * N, src));
+    }
+    let mut out = [0u8; N];
+    let mut bad = 0u8;
+    let mut i = 0;
+    while i < N {
+        let hi = UNHEX[src[2 * i] as usize];
+        let lo = UNHEX[src[2 * i + 1] as usize];
+        bad |= hi | lo;
+        out[i] = (hi << 4) | (lo & 0x0f);
+        i += 1;
+    }
+    if bad & 0xf0 != 0 {
+        return Err(char_error(kind, src));
+    }
+    Ok(out)
+}
+
+#[cold]
+fn length_error(kind: IdKind, expected: usize, src: &[u8]) -> Error {
+    Error::IdLength {
+        kind,
+        expected,
+        len: src.len(),
+        value: preview(src),
+    }
+}
+
+#[cold]
+fn char_error(kind: IdKind, src: &[u8]) -> Error {
+    let position = src.iter().position(|&c| !is_lower_hex(c)).unwrap_or(0);
+    Error::IdChar {
+        kind,
+        found: preview(&src[position..position + 1]),
+        position,
+        value: preview(src),
+    }
 }
 
 /// Returns whether `b` is a lowercase hex digit.
@@ -167,8 +228,7 @@ macro_rules! byte_id {
             /// characters and the all-zero id.
             #[inline]
             pub fn from_hex(src: impl AsRef<[u8]>) -> Result<Self, Error> {
-                let mut out = [0u8; $len];
-                decode_hex($kind, src.as_ref(), &mut out)?;
+                let out = decode_fixed::<$len>($kind, src.as_ref())?;
                 let id = Self(out);
                 if id.is_valid() { Ok(id) } else { Err(Error::ZeroId { kind: $kind }) }
             }
@@ -176,9 +236,7 @@ macro_rules! byte_id {
             /// Formats as lowercase hex without allocating.
             #[inline]
             pub fn to_hex(&self) -> HexBuf<$hex> {
-                let mut out = [0u8; $hex];
-                encode_hex(&self.0, &mut out);
-                HexBuf(out)
+                HexBuf(encode_fixed::<$len, $hex>(&self.0))
             }
         }
 
