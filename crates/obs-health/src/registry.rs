@@ -44,6 +44,7 @@ pub(crate) struct Entry {
     pub(crate) critical: bool,
     pub(crate) component_type: Option<Cow<'static, str>>,
     run: CheckFn,
+    redactor: Arc<obs_core::Redactor>,
     latest: ArcSwapOption<Record>,
     last_status: AtomicU8,
     runs: AtomicU64,
@@ -72,7 +73,12 @@ impl Drop for AbortOnDrop {
 }
 
 impl Entry {
-    fn from_check(check: Check, default_timeout: Duration, default_interval: Duration) -> Self {
+    fn from_check(
+        check: Check,
+        default_timeout: Duration,
+        default_interval: Duration,
+        redactor: Arc<obs_core::Redactor>,
+    ) -> Self {
         Self {
             name: Arc::from(check.name.as_str()),
             kinds: if check.kinds.is_empty() {
@@ -86,6 +92,7 @@ impl Entry {
             critical: check.critical,
             component_type: check.component_type,
             run: check.run,
+            redactor,
             latest: ArcSwapOption::empty(),
             last_status: AtomicU8::new(NO_STATUS),
             runs: AtomicU64::new(0),
@@ -94,11 +101,11 @@ impl Entry {
         }
     }
 
-    fn shutdown_builtin() -> Self {
+    fn shutdown_builtin(redactor: Arc<obs_core::Redactor>) -> Self {
         let check = Check::new(SHUTDOWN_CHECK, || async { CheckResult::pass() })
             .readiness()
             .component_type("system");
-        Self::from_check(check, DEFAULT_TIMEOUT, DEFAULT_INTERVAL)
+        Self::from_check(check, DEFAULT_TIMEOUT, DEFAULT_INTERVAL, redactor)
     }
 
     /// Starts one run on its own task (so a panic is contained and a
@@ -142,7 +149,9 @@ impl Entry {
         self.finish(task, started).await
     }
 
-    fn record(&self, result: CheckResult, duration: Duration) -> Arc<Record> {
+    fn record(&self, mut result: CheckResult, duration: Duration) -> Arc<Record> {
+        // once per run, so cached probes pay nothing for it
+        result.redact(&self.redactor);
         self.runs.fetch_add(1, Ordering::Relaxed);
         if result.status() == Status::Fail {
             self.failures.fetch_add(1, Ordering::Relaxed);
@@ -211,6 +220,7 @@ pub(crate) struct ServiceInfo {
     pub(crate) version: Option<String>,
     pub(crate) release_id: Option<String>,
     pub(crate) description: Option<String>,
+    pub(crate) withhold_reasons: bool,
 }
 
 struct Inner {
@@ -263,6 +273,7 @@ pub struct HealthBuilder {
     default_timeout: Option<Duration>,
     poll_interval: Option<Duration>,
     info: ServiceInfo,
+    redactor: Option<obs_core::Redactor>,
 }
 
 impl HealthBuilder {
@@ -309,6 +320,24 @@ impl HealthBuilder {
         self
     }
 
+    /// Withholds failure reasons from HTTP answers, as the Kubernetes API
+    /// server does (`[-]db failed: reason withheld`, no `output` in JSON).
+    /// Use it when the probe port is reachable by untrusted clients; the
+    /// reasons still reach the logs (status changes) and [`Report`].
+    pub fn withhold_reasons(mut self, withhold: bool) -> Self {
+        self.info.withhold_reasons = withhold;
+        self
+    }
+
+    /// The redaction rules applied to check outputs and text observed values
+    /// before they are stored, logged or served (default: obs-core's
+    /// [`Redactor::new`](obs_core::Redactor::new) rules — a failing check's
+    /// message often quotes a connection string).
+    pub fn redactor(mut self, redactor: obs_core::Redactor) -> Self {
+        self.redactor = Some(redactor);
+        self
+    }
+
     /// Takes `serviceId` from `service.name` and `version` from
     /// `service.version` of an obs-core [`Resource`](obs_core::Resource).
     pub fn resource(mut self, resource: &obs_core::Resource) -> Self {
@@ -335,6 +364,7 @@ impl HealthBuilder {
         let poll_interval = self.poll_interval.unwrap_or(DEFAULT_INTERVAL);
         non_zero("*", "timeout", default_timeout)?;
         non_zero("*", "interval", poll_interval)?;
+        let redactor = Arc::new(self.redactor.unwrap_or_default());
         let mut seen = HashSet::new();
         let mut entries = Vec::with_capacity(self.checks.len());
         for check in self.checks {
@@ -355,12 +385,13 @@ impl HealthBuilder {
                 check,
                 default_timeout,
                 poll_interval,
+                Arc::clone(&redactor),
             )));
         }
         Ok(Health {
             inner: Arc::new(Inner {
                 entries,
-                shutdown: Arc::new(Entry::shutdown_builtin()),
+                shutdown: Arc::new(Entry::shutdown_builtin(redactor)),
                 shutting_down: AtomicBool::new(false),
                 pollers: AtomicUsize::new(0),
                 info: Arc::new(self.info),

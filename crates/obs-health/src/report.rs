@@ -259,6 +259,14 @@ impl Report {
         &self.unmatched_excludes
     }
 
+    /// The reason shown for a failing or warning check over HTTP.
+    fn shown_reason<'a>(&self, c: &'a CheckReport) -> Option<Cow<'a, str>> {
+        if self.info.withhold_reasons && c.output().is_some() {
+            return Some(Cow::Borrowed("reason withheld"));
+        }
+        c.output().map(one_line)
+    }
+
     /// Kubernetes-style plain text, as the API server writes it.
     ///
     /// On failure the check list is always written (then
@@ -282,9 +290,9 @@ impl Report {
                 (false, Status::Pass) => {
                     let _ = writeln!(out, "[+]{name} ok");
                 }
-                (false, Status::Warn) => match c.output() {
+                (false, Status::Warn) => match self.shown_reason(c) {
                     Some(o) => {
-                        let _ = writeln!(out, "[+]{name} warn: {}", one_line(o));
+                        let _ = writeln!(out, "[+]{name} warn: {o}");
                     }
                     None => {
                         let _ = writeln!(out, "[+]{name} warn");
@@ -296,9 +304,9 @@ impl Report {
                     } else {
                         " (non-critical)"
                     };
-                    let reason = c
-                        .output()
-                        .map_or(Cow::Borrowed("no reason given"), one_line);
+                    let reason = self
+                        .shown_reason(c)
+                        .unwrap_or(Cow::Borrowed("no reason given"));
                     let _ = writeln!(out, "[-]{name} failed{qualifier}: {reason}");
                 }
             }
@@ -320,13 +328,13 @@ impl Report {
     pub fn to_single_text(&self) -> String {
         match self.checks.first() {
             Some(c) if c.status() == Status::Fail => {
-                let reason = c
-                    .output()
-                    .map_or(Cow::Borrowed("no reason given"), one_line);
+                let reason = self
+                    .shown_reason(c)
+                    .unwrap_or(Cow::Borrowed("no reason given"));
                 format!("[-]{} failed: {reason}\n", c.name())
             }
-            Some(c) if c.status() == Status::Warn => match c.output() {
-                Some(o) => format!("ok (warn: {})", one_line(o)),
+            Some(c) if c.status() == Status::Warn => match self.shown_reason(c) {
+                Some(o) => format!("ok (warn: {o})"),
                 None => "ok (warn)".to_owned(),
             },
             _ => "ok".to_owned(),
@@ -400,10 +408,10 @@ impl Report {
                     value: ObservedValue::Float(d.as_secs_f64() * 1000.0),
                     unit: Some(Cow::Borrowed("ms")),
                 });
-                push_check(&mut out, &mut first, c, response_time.as_ref());
+                push_check(&mut out, &mut first, c, response_time.as_ref(), info);
             } else {
                 for o in observations {
-                    push_check(&mut out, &mut first, c, Some(o));
+                    push_check(&mut out, &mut first, c, Some(o), info);
                 }
             }
         }
@@ -412,7 +420,13 @@ impl Report {
     }
 }
 
-fn push_check(out: &mut String, first: &mut bool, c: &CheckReport, obs: Option<&Observation>) {
+fn push_check(
+    out: &mut String,
+    first: &mut bool,
+    c: &CheckReport,
+    obs: Option<&Observation>,
+    info: &ServiceInfo,
+) {
     if !std::mem::take(first) {
         out.push(',');
     }
@@ -445,6 +459,7 @@ fn push_check(out: &mut String, first: &mut bool, c: &CheckReport, obs: Option<&
         out.push('"');
     }
     if c.status() != Status::Pass
+        && !info.withhold_reasons
         && let Some(o) = c.output()
     {
         push_key(out, "output");

@@ -204,6 +204,22 @@ impl CheckResult {
     pub fn observations(&self) -> &[Observation] {
         &self.observations
     }
+
+    /// Redacts credentials from the output and from text observed values.
+    pub(crate) fn redact(&mut self, redactor: &obs_core::Redactor) {
+        if let Some(out) = &self.output
+            && let Cow::Owned(clean) = redactor.redact(out)
+        {
+            self.output = Some(clean);
+        }
+        for o in &mut self.observations {
+            if let ObservedValue::Text(t) = &o.value
+                && let Cow::Owned(clean) = redactor.redact(t)
+            {
+                o.value = ObservedValue::Text(clean);
+            }
+        }
+    }
 }
 
 /// What a check function may return: a [`CheckResult`], a [`Status`], a

@@ -525,3 +525,57 @@ async fn plain_hyper_service_serves_the_same_endpoints() {
     let (_, json) = get_json(addr, "/readyz/db").await;
     assert_eq!(json["status"], Status::Pass.as_str());
 }
+
+#[tokio::test]
+async fn credentials_are_redacted_and_reasons_can_be_withheld() {
+    let leaky = || {
+        fixed(
+            "db",
+            CheckResult::fail("connect postgres://app:hunter2@db:5432/app: refused").observe(
+                "dsn",
+                "postgres://app:hunter2@db/app",
+                None,
+            ),
+        )
+    };
+    let health = Health::builder().check(leaky()).build().unwrap();
+    let addr = serve_axum(&health).await;
+    let text = get(addr, "/readyz").await;
+    assert_eq!(text.status, 503);
+    assert!(!text.body.contains("hunter2"), "{}", text.body);
+    assert!(
+        text.body
+            .starts_with("[-]db failed: connect postgres://app:"),
+        "{}",
+        text.body
+    );
+    let (_, json) = get_json(addr, "/readyz").await;
+    assert!(!json.to_string().contains("hunter2"), "{json}");
+
+    let quiet = Health::builder()
+        .withhold_reasons(true)
+        .check(leaky())
+        .build()
+        .unwrap();
+    let addr = serve_axum(&quiet).await;
+    let text = get(addr, "/readyz").await;
+    assert_eq!(
+        text.body,
+        "[-]db failed: reason withheld\n[+]shutdown ok\nreadyz check failed\n"
+    );
+    assert_eq!(
+        get(addr, "/readyz/db").await.body,
+        "[-]db failed: reason withheld\n"
+    );
+    let (resp, json) = get_json(addr, "/readyz").await;
+    assert_eq!(resp.status, 503);
+    assert!(
+        json["checks"]["db:dsn"][0].get("output").is_none(),
+        "{json}"
+    );
+    // the reason is still available in process
+    let report = quiet
+        .probe(obs_health::Probe::Readiness, &Default::default())
+        .await;
+    assert!(report.checks()[0].output().unwrap().ends_with("refused"));
+}
