@@ -1,0 +1,285 @@
+//! Breadcrumbs: the last N log events of a request/task, kept in a bounded
+//! ring buffer shared by every span under one root span.
+
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use obs_core::Redactor;
+use tracing_core::field::{Field, Visit};
+use tracing_core::{Event, Level};
+
+/// A message is cut to this many bytes.
+pub const MAX_MESSAGE_LEN: usize = 512;
+/// At most this many fields are kept per breadcrumb.
+pub const MAX_FIELDS: usize = 12;
+/// A field value is cut to this many bytes.
+pub const MAX_FIELD_LEN: usize = 256;
+
+/// One recorded log event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Breadcrumb {
+    /// When it was logged.
+    pub timestamp: SystemTime,
+    /// Its level.
+    pub level: Level,
+    /// Its target.
+    pub target: String,
+    /// Its message (scrubbed in reports).
+    pub message: String,
+    /// Its other fields (scrubbed in reports), in order.
+    pub fields: Vec<(String, String)>,
+}
+
+impl Breadcrumb {
+    /// A field's value.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One reusable slot: strings keep their capacity between events, so a
+/// warm ring records without allocating.
+struct Slot {
+    timestamp: SystemTime,
+    level: Level,
+    target: &'static str,
+    message: String,
+    fields: String,
+    ranges: Vec<(&'static str, u32, u32)>,
+}
+
+impl Slot {
+    fn empty() -> Self {
+        Self {
+            timestamp: SystemTime::UNIX_EPOCH,
+            level: Level::INFO,
+            target: "",
+            message: String::new(),
+            fields: String::new(),
+            ranges: Vec::new(),
+        }
+    }
+}
+
+struct Ring {
+    slots: Vec<Slot>,
+    next: usize,
+    len: usize,
+    cap: usize,
+}
+
+/// Shared counters of all rings.
+#[derive(Debug, Default)]
+pub(crate) struct CrumbStats {
+    pub(crate) live: AtomicUsize,
+    pub(crate) refused: AtomicU64,
+    pub(crate) evicted: AtomicU64,
+    pub(crate) recorded: AtomicU64,
+}
+
+/// A breadcrumb buffer, stored in span extensions (the root span's, and a
+/// clone in every descendant's so an event finds it in one lookup).
+#[derive(Clone)]
+pub(crate) struct Crumbs(Arc<CrumbsInner>);
+
+struct CrumbsInner {
+    ring: Mutex<Ring>,
+    stats: Arc<CrumbStats>,
+}
+
+impl Drop for CrumbsInner {
+    fn drop(&mut self) {
+        self.stats.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for Crumbs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Crumbs")
+    }
+}
+
+impl Crumbs {
+    /// A new ring, unless `max_live` rings already exist.
+    pub(crate) fn new(cap: usize, stats: &Arc<CrumbStats>, max_live: usize) -> Option<Self> {
+        if cap == 0 {
+            return None;
+        }
+        if stats.live.fetch_add(1, Ordering::Relaxed) >= max_live {
+            stats.live.fetch_sub(1, Ordering::Relaxed);
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Self(Arc::new(CrumbsInner {
+            ring: Mutex::new(Ring {
+                slots: Vec::new(),
+                next: 0,
+                len: 0,
+                cap,
+            }),
+            stats: Arc::clone(stats),
+        })))
+    }
+
+    /// Records `event` into the ring, overwriting the oldest when full.
+    pub(crate) fn record(&self, event: &Event<'_>) {
+        let meta = event.metadata();
+        let now = SystemTime::now();
+        let mut ring = self.0.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let idx = ring.next;
+        if ring.slots.len() <= idx {
+            ring.slots.push(Slot::empty());
+        }
+        if ring.len == ring.cap {
+            self.0.stats.evicted.fetch_add(1, Ordering::Relaxed);
+        } else {
+            ring.len += 1;
+        }
+        ring.next = (idx + 1) % ring.cap;
+        let slot = &mut ring.slots[idx];
+        slot.timestamp = now;
+        slot.level = *meta.level();
+        slot.target = meta.target();
+        slot.message.clear();
+        slot.fields.clear();
+        slot.ranges.clear();
+        event.record(&mut SlotVisitor(slot));
+        drop(ring);
+        self.0.stats.recorded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The breadcrumbs, oldest first, scrubbed with `redactor`.
+    pub(crate) fn snapshot(&self, redactor: &Redactor) -> Vec<Breadcrumb> {
+        let ring = self.0.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = (ring.next + ring.cap - ring.len) % ring.cap;
+        (0..ring.len)
+            .map(|i| {
+                let s = &ring.slots[(start + i) % ring.cap];
+                Breadcrumb {
+                    timestamp: s.timestamp,
+                    level: s.level,
+                    target: s.target.to_owned(),
+                    message: redactor.redact(&s.message).into_owned(),
+                    fields: s
+                        .ranges
+                        .iter()
+                        .map(|&(name, a, b)| {
+                            let v = &s.fields[a as usize..b as usize];
+                            (name.to_owned(), redactor.redact_field(name, v).into_owned())
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Appends to `buf` and cuts at `max` bytes (on a char boundary).
+struct Bounded<'a> {
+    buf: &'a mut String,
+    start: usize,
+    max: usize,
+}
+
+impl fmt::Write for Bounded<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.max.saturating_sub(self.buf.len() - self.start);
+        if s.len() <= room {
+            self.buf.push_str(s);
+            Ok(())
+        } else {
+            let mut cut = room;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.buf.push_str(&s[..cut]);
+            Err(fmt::Error)
+        }
+    }
+}
+
+struct SlotVisitor<'a>(&'a mut Slot);
+
+impl SlotVisitor<'_> {
+    fn field(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        let slot = &mut *self.0;
+        if field.name() == "message" {
+            let start = slot.message.len();
+            let _ = Bounded {
+                buf: &mut slot.message,
+                start,
+                max: MAX_MESSAGE_LEN,
+            }
+            .write_fmt(value);
+            return;
+        }
+        if slot.ranges.len() >= MAX_FIELDS {
+            return;
+        }
+        let start = slot.fields.len();
+        let _ = Bounded {
+            buf: &mut slot.fields,
+            start,
+            max: MAX_FIELD_LEN,
+        }
+        .write_fmt(value);
+        let end = slot.fields.len();
+        slot.ranges.push((field.name(), start as u32, end as u32));
+    }
+}
+
+impl Visit for SlotVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field, format_args!("{value}"));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, format_args!("{value}"));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, format_args!("{value}"));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, format_args!("{value}"));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.field(field, format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, format_args!("{value:?}"));
+    }
+}
+
+/// The ring of events logged outside any span.
+pub(crate) struct Orphans(Mutex<Option<Crumbs>>);
+
+impl Orphans {
+    pub(crate) const fn new() -> Self {
+        Self(Mutex::new(None))
+    }
+
+    pub(crate) fn get_or_init(&self, f: impl FnOnce() -> Option<Crumbs>) -> Option<Crumbs> {
+        let mut g = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if g.is_none() {
+            *g = f();
+        }
+        g.clone()
+    }
+
+    pub(crate) fn get(&self) -> Option<Crumbs> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}

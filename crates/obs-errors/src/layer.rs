@@ -1,0 +1,202 @@
+//! The `tracing` layer: breadcrumbs per request/task and capture of `ERROR` events.
+
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+
+use obs_core::IdRecord;
+use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id};
+use tracing_core::{Event, Level, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::Reporter;
+use crate::breadcrumbs::Crumbs;
+use crate::report::{ChainEntry, Location, Mechanism, dyn_type_name};
+
+/// A `tracing` layer that
+/// - keeps the last N events of each request/task as breadcrumbs: one
+///   bounded ring per root span, shared by all its descendants (events
+///   outside any span share one ring);
+/// - reports every `ERROR` event (unless turned off with
+///   [`Config::capture_error_events`](crate::Config::capture_error_events)),
+///   with the error passed as a field (`error = &e as &dyn Error`) and its
+///   `source()` chain.
+///
+/// Events of the `obs_errors` targets (the reporter's own output) are ignored.
+///
+/// ```
+/// use obs_errors::{Config, MemorySink, Reporter};
+/// use tracing_subscriber::layer::SubscriberExt;
+/// let memory = MemorySink::new();
+/// let reporter = Reporter::builder(Config::default()).sink(memory.clone()).build()?;
+/// let subscriber = tracing_subscriber::registry().with(reporter.layer());
+/// tracing::subscriber::with_default(subscriber, || {
+///     let _g = tracing::info_span!("request").entered();
+///     tracing::info!(item = 7, "loading item");
+///     tracing::error!("item not found");
+/// });
+/// reporter.flush(std::time::Duration::from_secs(5))?;
+/// let report = &memory.reports()[0];
+/// assert_eq!(report.message, "item not found");
+/// assert_eq!(report.breadcrumbs[0].message, "loading item");
+/// # Ok::<(), obs_errors::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ErrorLayer {
+    reporter: Reporter,
+    level: Level,
+    capture: bool,
+    crumbs_on: bool,
+}
+
+impl ErrorLayer {
+    /// The layer of `reporter` (also [`Reporter::layer`]).
+    pub fn new(reporter: Reporter) -> Self {
+        let cfg = reporter.config();
+        let (level, capture, crumbs_on) = (
+            cfg.breadcrumb_level,
+            cfg.capture_error_events,
+            cfg.max_breadcrumbs > 0,
+        );
+        Self {
+            reporter,
+            level,
+            capture,
+            crumbs_on,
+        }
+    }
+}
+
+#[derive(Default)]
+struct EventVisitor {
+    message: Option<String>,
+    error: Option<(String, String, Vec<ChainEntry>)>,
+    fields: Vec<(String, String)>,
+}
+
+impl Visit for EventVisitor {
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if self.error.is_none() {
+            self.error = Some((
+                dyn_type_name(value),
+                value.to_string(),
+                Reporter::chain_of(value),
+            ));
+        } else {
+            self.fields
+                .push((field.name().to_owned(), value.to_string()));
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = Some(value.to_owned());
+        } else if self.fields.len() < crate::scope::MAX_ENTRIES {
+            self.fields
+                .push((field.name().to_owned(), value.to_owned()));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            let mut s = String::new();
+            let _ = write!(s, "{value:?}");
+            self.message = Some(s);
+        } else if self.fields.len() < crate::scope::MAX_ENTRIES {
+            self.fields
+                .push((field.name().to_owned(), format!("{value:?}")));
+        }
+    }
+}
+
+impl<S> Layer<S> for ErrorLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, _attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if !self.crumbs_on {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let inherited = span
+            .parent()
+            .and_then(|p| p.extensions().get::<Crumbs>().cloned());
+        if let Some(c) = inherited.or_else(|| self.reporter.new_crumbs()) {
+            span.extensions_mut().insert(c);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        if meta.target().starts_with("obs_errors") {
+            return;
+        }
+        let span = ctx.event_span(event);
+        if self.capture && *meta.level() == Level::ERROR {
+            let mut v = EventVisitor::default();
+            event.record(&mut v);
+            let (ty, message, chain) = match v.error {
+                Some((ty, emsg, mut chain)) => {
+                    let message = match v.message {
+                        Some(m) if m != emsg => {
+                            chain.insert(
+                                0,
+                                ChainEntry {
+                                    error_type: ty.clone(),
+                                    message: emsg,
+                                },
+                            );
+                            m
+                        }
+                        _ => emsg,
+                    };
+                    (Cow::Owned(ty), message, chain)
+                }
+                None => (
+                    Cow::Borrowed(meta.target()),
+                    v.message.unwrap_or_default(),
+                    Vec::new(),
+                ),
+            };
+            let mut input = Reporter::event_input(Mechanism::Event, ty, message);
+            input.chain = chain;
+            input.fields = v.fields;
+            input.in_dispatch = true;
+            input.location = meta.file().map(|f| Location {
+                file: f.to_owned(),
+                line: meta.line().unwrap_or(0),
+                column: 0,
+            });
+            match &span {
+                Some(s) => {
+                    input.ids = IdRecord::resolve(s.scope());
+                    input.crumbs = s.extensions().get::<Crumbs>().cloned();
+                }
+                None => input.crumbs = self.reporter.shared().orphans.get(),
+            }
+            self.reporter.capture_event_input(input);
+        }
+        if !self.crumbs_on || *meta.level() > self.level {
+            return;
+        }
+        match span {
+            Some(s) => {
+                if let Some(c) = s.extensions().get::<Crumbs>() {
+                    c.record(event);
+                }
+            }
+            None => {
+                if let Some(c) = self
+                    .reporter
+                    .shared()
+                    .orphans
+                    .get_or_init(|| self.reporter.new_crumbs())
+                {
+                    c.record(event);
+                }
+            }
+        }
+    }
+}

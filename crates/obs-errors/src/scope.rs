@@ -1,0 +1,493 @@
+//! The error scope: user, tags, extra data and request context that every
+//! report captured "inside" it carries.
+//!
+//! A scope is bound to a future ([`bind`], [`ScopeExt`], [`spawn`](crate::spawn))
+//! and follows it across `.await` points and onto whichever worker thread
+//! polls it, so it survives `tokio::spawn`; synchronous code uses
+//! [`with_scope`]. Outside any bound scope, [`configure_scope`] edits the
+//! process-wide scope, which every report also carries (bound scopes win
+//! on conflicting keys).
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use obs_core::Redactor;
+
+/// At most this many tags and as many extra entries are kept on a scope;
+/// later keys are ignored (updates of existing keys still apply).
+pub const MAX_ENTRIES: usize = 64;
+/// Tag, extra and header values are cut to this many bytes.
+pub const MAX_VALUE_LEN: usize = 1024;
+/// At most this many request headers are kept.
+pub const MAX_HEADERS: usize = 48;
+
+/// The user an error happened to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct User {
+    /// Stable user id.
+    pub id: Option<String>,
+    /// User name.
+    pub username: Option<String>,
+    /// E-mail address.
+    pub email: Option<String>,
+    /// IP address.
+    pub ip_address: Option<String>,
+}
+
+impl User {
+    /// A user known by id.
+    pub fn id(id: impl Into<String>) -> Self {
+        Self {
+            id: Some(id.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the user name.
+    pub fn with_username(mut self, v: impl Into<String>) -> Self {
+        self.username = Some(v.into());
+        self
+    }
+
+    /// Sets the e-mail address.
+    pub fn with_email(mut self, v: impl Into<String>) -> Self {
+        self.email = Some(v.into());
+        self
+    }
+
+    /// Sets the IP address.
+    pub fn with_ip_address(mut self, v: impl Into<String>) -> Self {
+        self.ip_address = Some(v.into());
+        self
+    }
+}
+
+/// The HTTP request being served when the error happened.
+///
+/// Header values are redacted as they are added: credentials headers
+/// (`Authorization`, `Cookie`, …, and any name the redactor deems
+/// sensitive) become `[REDACTED]`, other values have secret-looking parts
+/// replaced.
+///
+/// ```
+/// use obs_errors::RequestContext;
+/// let req = RequestContext::new("GET")
+///     .with_route("/items/{id}")
+///     .with_header("authorization", "Bearer abc.def.ghi")
+///     .with_header("accept", "application/json");
+/// assert_eq!(req.header("authorization"), Some("[REDACTED]"));
+/// assert_eq!(req.header("accept"), Some("application/json"));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestContext {
+    /// The method (`GET`, …).
+    pub method: String,
+    /// The matched route template (never the raw path).
+    pub route: Option<String>,
+    /// The raw path (query string excluded).
+    pub path: Option<String>,
+    /// Headers, redacted, in arrival order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestContext {
+    /// A request with `method`.
+    pub fn new(method: impl Into<String>) -> Self {
+        Self {
+            method: method.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the route template.
+    pub fn with_route(mut self, route: impl Into<String>) -> Self {
+        self.route = Some(route.into());
+        self
+    }
+
+    /// Sets the path (a query string is cut off: it may carry secrets).
+    pub fn with_path(mut self, path: &str) -> Self {
+        self.path = Some(path.split('?').next().unwrap_or_default().to_owned());
+        self
+    }
+
+    /// Adds a header, redacted with the default redactor.
+    pub fn with_header(self, name: &str, value: &str) -> Self {
+        self.with_header_redacted(name, value, &obs_core::redact::DEFAULT)
+    }
+
+    /// Adds a header, redacted with `redactor`.
+    pub fn with_header_redacted(mut self, name: &str, value: &str, redactor: &Redactor) -> Self {
+        if self.headers.len() < MAX_HEADERS {
+            let name = name.to_ascii_lowercase();
+            let value = redact_header(&name, value, redactor);
+            self.headers.push((name, truncate(value, MAX_VALUE_LEN)));
+        }
+        self
+    }
+
+    /// A header's (redacted) value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Builds the context from `http` request parts: method, path and all
+    /// headers (redacted); the route is taken from axum's `MatchedPath`
+    /// when the `axum` feature is on.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn from_http<B>(req: &http::Request<B>) -> Self {
+        let mut ctx = Self::new(req.method().as_str()).with_path(req.uri().path());
+        #[cfg(feature = "axum")]
+        if let Some(m) = req.extensions().get::<axum::extract::MatchedPath>() {
+            ctx.route = Some(m.as_str().to_owned());
+        }
+        for (name, value) in req.headers() {
+            let v = String::from_utf8_lossy(value.as_bytes());
+            ctx = ctx.with_header(name.as_str(), &v);
+        }
+        ctx
+    }
+}
+
+pub(crate) fn redact_header(name: &str, value: &str, redactor: &Redactor) -> String {
+    if obs_core::names::header::SENSITIVE
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name))
+    {
+        obs_core::names::field::REDACTED.to_owned()
+    } else {
+        redactor.redact_field(name, value).into_owned()
+    }
+}
+
+pub(crate) fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// User, tags, extra data and request context attached to reports.
+///
+/// ```
+/// use obs_errors::{Scope, User};
+/// let mut scope = Scope::new();
+/// scope.set_user(User::id("u-42"));
+/// scope.set_tag("tenant", "acme");
+/// scope.set_extra("cart_items", "3");
+/// assert_eq!(scope.tag("tenant"), Some("acme"));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub(crate) user: Option<User>,
+    pub(crate) tags: Vec<(String, String)>,
+    pub(crate) extra: Vec<(String, String)>,
+    pub(crate) request: Option<RequestContext>,
+}
+
+fn set_entry(list: &mut Vec<(String, String)>, key: &str, value: String) -> bool {
+    let value = truncate(value, MAX_VALUE_LEN);
+    if let Some(slot) = list.iter_mut().find(|(k, _)| k == key) {
+        slot.1 = value;
+        true
+    } else if list.len() < MAX_ENTRIES {
+        list.push((key.to_owned(), value));
+        true
+    } else {
+        false
+    }
+}
+
+impl Scope {
+    /// An empty scope.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the user.
+    pub fn set_user(&mut self, user: User) -> &mut Self {
+        self.user = Some(user);
+        self
+    }
+
+    /// Removes the user.
+    pub fn clear_user(&mut self) -> &mut Self {
+        self.user = None;
+        self
+    }
+
+    /// Sets a tag; returns `false` when the scope already holds
+    /// [`MAX_ENTRIES`] other tags and the tag was not kept.
+    pub fn set_tag(&mut self, key: &str, value: impl Into<String>) -> bool {
+        set_entry(&mut self.tags, key, value.into())
+    }
+
+    /// Sets extra data; returns `false` when it was not kept (see [`set_tag`](Self::set_tag)).
+    pub fn set_extra(&mut self, key: &str, value: impl Into<String>) -> bool {
+        set_entry(&mut self.extra, key, value.into())
+    }
+
+    /// Sets the request context.
+    pub fn set_request(&mut self, request: RequestContext) -> &mut Self {
+        self.request = Some(request);
+        self
+    }
+
+    /// The user, if set.
+    pub fn user(&self) -> Option<&User> {
+        self.user.as_ref()
+    }
+
+    /// A tag's value.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// An extra entry's value.
+    pub fn extra(&self, key: &str) -> Option<&str> {
+        self.extra
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The request context, if set.
+    pub fn request(&self) -> Option<&RequestContext> {
+        self.request.as_ref()
+    }
+
+    /// `self` with `inner`'s entries applied on top (inner wins).
+    pub(crate) fn merged_with(&self, inner: &Scope) -> Scope {
+        let mut out = self.clone();
+        if inner.user.is_some() {
+            out.user.clone_from(&inner.user);
+        }
+        for (k, v) in &inner.tags {
+            set_entry(&mut out.tags, k, v.clone());
+        }
+        for (k, v) in &inner.extra {
+            set_entry(&mut out.extra, k, v.clone());
+        }
+        if inner.request.is_some() {
+            out.request.clone_from(&inner.request);
+        }
+        out
+    }
+}
+
+/// A shared, mutable scope: what is bound to a task or a thread.
+pub(crate) type ScopeCell = Arc<Mutex<Scope>>;
+
+thread_local! {
+    static CURRENT: RefCell<Option<ScopeCell>> = const { RefCell::new(None) };
+}
+
+static GLOBAL: Mutex<Scope> = Mutex::new(Scope {
+    user: None,
+    tags: Vec::new(),
+    extra: Vec::new(),
+    request: None,
+});
+
+struct Enter(Option<ScopeCell>);
+
+impl Enter {
+    fn new(cell: &ScopeCell) -> Self {
+        Self(CURRENT.with(|c| c.replace(Some(Arc::clone(cell)))))
+    }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        let _ = CURRENT.try_with(|c| *c.borrow_mut() = prev);
+    }
+}
+
+fn current_cell() -> Option<ScopeCell> {
+    CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
+}
+
+/// The effective scope now: the process-wide scope with the bound one on top.
+pub fn current() -> Scope {
+    let global = GLOBAL
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    match current_cell() {
+        Some(cell) => global.merged_with(&cell.lock().unwrap_or_else(PoisonError::into_inner)),
+        None => global,
+    }
+}
+
+/// The bound scope only (no process-wide entries), forked for a new task.
+pub(crate) fn fork() -> Scope {
+    current_cell()
+        .map(|c| c.lock().unwrap_or_else(PoisonError::into_inner).clone())
+        .unwrap_or_default()
+}
+
+/// Edits the scope bound to the current task or thread, or the process-wide
+/// scope when none is bound.
+///
+/// ```
+/// obs_errors::with_scope(obs_errors::Scope::new(), || {
+///     obs_errors::configure_scope(|s| { s.set_tag("job", "import"); });
+///     assert_eq!(obs_errors::scope::current().tag("job"), Some("import"));
+/// });
+/// assert_eq!(obs_errors::scope::current().tag("job"), None);
+/// ```
+pub fn configure_scope<R>(f: impl FnOnce(&mut Scope) -> R) -> R {
+    match current_cell() {
+        Some(cell) => f(&mut cell.lock().unwrap_or_else(PoisonError::into_inner)),
+        None => f(&mut GLOBAL.lock().unwrap_or_else(PoisonError::into_inner)),
+    }
+}
+
+/// Runs `f` with `scope` bound to the current thread.
+pub fn with_scope<R>(scope: Scope, f: impl FnOnce() -> R) -> R {
+    let cell = Arc::new(Mutex::new(scope));
+    let _g = Enter::new(&cell);
+    f()
+}
+
+pin_project_lite::pin_project! {
+    /// A future with an error scope bound to it: the scope is current
+    /// whenever the future is polled, on whatever thread, so panics and
+    /// captures inside it (and the panic hook, which runs before unwinding)
+    /// see it.
+    #[derive(Debug)]
+    pub struct Scoped<F> {
+        #[pin]
+        inner: F,
+        scope: ScopeCell,
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _g = Enter::new(this.scope);
+        this.inner.poll(cx)
+    }
+}
+
+/// Binds a copy of the current scope to `fut`: changes made inside the
+/// future stay there, changes made outside after this call do not reach it.
+///
+/// ```
+/// use obs_errors::{configure_scope, scope, Scope};
+/// let rt = tokio::runtime::Runtime::new().unwrap();
+/// let mut request = Scope::new();
+/// request.set_tag("tenant", "acme");
+/// let seen = obs_errors::with_scope(request, || {
+///     // the copy travels with the task to whatever worker thread polls it
+///     rt.spawn(obs_errors::bind(async { scope::current().tag("tenant").map(str::to_owned) }))
+/// });
+/// assert_eq!(rt.block_on(seen).unwrap().as_deref(), Some("acme"));
+/// ```
+pub fn bind<F: Future>(fut: F) -> Scoped<F> {
+    Scoped {
+        inner: fut,
+        scope: Arc::new(Mutex::new(fork())),
+    }
+}
+
+/// Calls `f` with `scope` bound (so synchronous work inside `f` sees it)
+/// and binds the same scope to the future `f` returns.
+#[cfg_attr(
+    not(feature = "tower"),
+    allow(dead_code, reason = "used by the tower layer")
+)]
+pub(crate) fn scoped_call<F: Future>(scope: Scope, f: impl FnOnce() -> F) -> Scoped<F> {
+    let cell = Arc::new(Mutex::new(scope));
+    let inner = {
+        let _g = Enter::new(&cell);
+        f()
+    };
+    Scoped { inner, scope: cell }
+}
+
+/// Extension methods binding scopes to futures.
+pub trait ScopeExt: Future + Sized {
+    /// Binds `scope` to this future.
+    fn with_error_scope(self, scope: Scope) -> Scoped<Self> {
+        Scoped {
+            inner: self,
+            scope: Arc::new(Mutex::new(scope)),
+        }
+    }
+
+    /// Binds a copy of the current scope to this future (see [`bind`]).
+    fn in_current_error_scope(self) -> Scoped<Self> {
+        bind(self)
+    }
+}
+
+impl<F: Future> ScopeExt for F {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bound_scope_wins_and_is_restored() {
+        configure_scope(|s| s.set_tag("region", "eu"));
+        let mut inner = Scope::new();
+        inner.set_tag("region", "us");
+        inner.set_user(User::id("7"));
+        with_scope(inner, || {
+            let s = current();
+            assert_eq!(s.tag("region"), Some("us"));
+            assert_eq!(s.user().and_then(|u| u.id.as_deref()), Some("7"));
+        });
+        assert_eq!(current().tag("region"), Some("eu"));
+        assert!(current().user().is_none());
+        configure_scope(|s| s.tags.retain(|(k, _)| k != "region"));
+    }
+
+    #[test]
+    fn entries_are_bounded() {
+        let mut s = Scope::new();
+        for i in 0..MAX_ENTRIES {
+            assert!(s.set_tag(&format!("k{i}"), "v"));
+        }
+        assert!(!s.set_tag("one-more", "v"));
+        assert!(s.set_tag("k0", "updated"));
+        assert_eq!(s.tag("k0"), Some("updated"));
+        s.set_extra("big", "x".repeat(5000));
+        assert!(s.extra("big").unwrap().len() <= MAX_VALUE_LEN + 3);
+    }
+
+    #[test]
+    fn headers_are_redacted() {
+        let r = RequestContext::new("POST")
+            .with_path("/login?password=hunter2")
+            .with_header("Cookie", "session=abc")
+            .with_header("x-api-key", "k")
+            .with_header("x-note", "token=abcdef123456");
+        assert_eq!(r.path.as_deref(), Some("/login"));
+        assert_eq!(r.header("cookie"), Some("[REDACTED]"));
+        assert_eq!(r.header("x-api-key"), Some("[REDACTED]"));
+        assert!(!r.header("x-note").unwrap().contains("abcdef123456"));
+    }
+}

@@ -1,0 +1,156 @@
+//! Corpus test: secrets in error messages, source chains, headers, tags,
+//! extra data, event fields and breadcrumbs never reach a sink.
+
+mod common;
+
+use std::time::Duration;
+
+use obs_errors::{Config, LogSink, MemorySink, Report, Reporter, RequestContext, Scope};
+use obs_testing::capture::CaptureLayer;
+use tracing_subscriber::layer::SubscriberExt;
+
+/// (secret, a sentence that carries it)
+const CORPUS: &[(&str, &str)] = &[
+    (
+        "hunter2hunter2",
+        "login failed for bob password=hunter2hunter2",
+    ),
+    (
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTYifQ.c2lnbmF0dXJlc2lnbmF0dXJl",
+        "bad token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTYifQ.c2lnbmF0dXJlc2lnbmF0dXJl expired",
+    ),
+    (
+        "AKIAIOSFODNN7EXAMPLE",
+        "s3 denied for key AKIAIOSFODNN7EXAMPLE",
+    ),
+    (
+        "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "git push with ghp_abcdefghijklmnopqrstuvwxyz0123456789 refused",
+    ),
+    (
+        "mF_9.B5f-4.1JqM",
+        "upstream said Authorization: Bearer mF_9.B5f-4.1JqM",
+    ),
+    (
+        "s3cr3tpass",
+        "cannot connect to postgres://app:s3cr3tpass@db:5432/main",
+    ),
+    (
+        "xoxb-123456789012-abcdefghijklmnop",
+        "slack hook xoxb-123456789012-abcdefghijklmnop rejected",
+    ),
+    (
+        "sk_live_abcdefghijklmnop1234",
+        "charge failed api_key: sk_live_abcdefghijklmnop1234",
+    ),
+];
+
+#[derive(Debug)]
+struct Wrapped(String, Option<Box<Wrapped>>);
+
+impl std::fmt::Display for Wrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Wrapped {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.1.as_deref().map(|e| e as _)
+    }
+}
+
+fn all_text(r: &Report) -> String {
+    let mut s = format!("{} {} ", r.error_type, r.message);
+    for c in &r.chain {
+        s += &format!("{} {} ", c.error_type, c.message);
+    }
+    for (k, v) in r.tags.iter().chain(&r.extra) {
+        s += &format!("{k}={v} ");
+    }
+    if let Some(req) = &r.request {
+        for (k, v) in &req.headers {
+            s += &format!("{k}: {v} ");
+        }
+        s += req.path.as_deref().unwrap_or_default();
+    }
+    for b in &r.breadcrumbs {
+        s += &format!("{} ", b.message);
+        for (k, v) in &b.fields {
+            s += &format!("{k}={v} ");
+        }
+    }
+    s
+}
+
+#[test]
+fn secrets_are_scrubbed_everywhere() {
+    let memory = MemorySink::new();
+    let capture = CaptureLayer::new();
+    let log_dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(capture.clone()));
+    let reporter = Reporter::builder(Config::default().dedup_window(Duration::ZERO))
+        .sink(memory.clone())
+        .sink(LogSink::with_dispatch(log_dispatch))
+        .build()
+        .unwrap();
+    let subscriber = tracing_subscriber::registry().with(reporter.layer());
+
+    tracing::subscriber::with_default(subscriber, || {
+        for (i, (secret, sentence)) in CORPUS.iter().enumerate() {
+            let span = tracing::info_span!("request", i);
+            let _g = span.enter();
+            // breadcrumbs: in the message and in fields, by value and by name
+            tracing::info!("{sentence}");
+            tracing::info!(detail = *sentence, "context");
+            tracing::info!(password = *secret, token = *secret, "credentials");
+            // headers set raw on the context: the reporter scrubs them again
+            let mut req = RequestContext::new("POST").with_path("/pay");
+            req.headers
+                .push(("authorization".into(), format!("Bearer {secret}")));
+            req.headers.push(("x-debug".into(), sentence.to_string()));
+            req.headers.push(("x-api-key".into(), secret.to_string()));
+            let mut scope = Scope::new();
+            scope.set_request(req);
+            scope.set_tag("note", *sentence);
+            scope.set_tag("api_token", *secret);
+            scope.set_extra("last_query", *sentence);
+            obs_errors::with_scope(scope, || {
+                let err = Wrapped(
+                    sentence.to_string(),
+                    Some(Box::new(Wrapped(format!("cause: {sentence}"), None))),
+                );
+                reporter.capture_error(&err);
+                // the same through an ERROR event with the error as a field
+                tracing::error!(
+                    error = &err as &dyn std::error::Error,
+                    secret_field = *sentence,
+                    "{sentence}"
+                );
+            });
+        }
+    });
+    reporter.flush(Duration::from_secs(10)).unwrap();
+
+    let reports = memory.reports();
+    assert_eq!(reports.len(), CORPUS.len() * 2);
+    for r in &reports {
+        let text = all_text(r);
+        for (secret, _) in CORPUS {
+            assert!(!text.contains(secret), "secret {secret} leaked in {text}");
+        }
+        assert!(text.contains("[REDACTED]"));
+        assert!(!r.breadcrumbs.is_empty());
+    }
+    // the log lines the log sink wrote are clean too
+    let lines = capture.with_message("error report");
+    assert_eq!(lines.len(), reports.len());
+    for l in &lines {
+        let all = format!("{:?}", l.fields);
+        for (secret, _) in CORPUS {
+            assert!(
+                !all.contains(secret),
+                "secret {secret} leaked in log line {all}"
+            );
+        }
+    }
+}
