@@ -57,6 +57,16 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
+    /// An `OBS_HEALTH_*` environment variable has a bad value.
+    #[error("invalid {var}={value:?}: expected {expected}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// The rejected value, escaped and truncated.
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
     /// Background polling was started outside a Tokio runtime.
     #[error("background polling needs a tokio runtime: {0}")]
     NoRuntime(String),

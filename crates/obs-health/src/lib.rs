@@ -3,6 +3,7 @@
 
 mod check;
 pub mod checks;
+pub mod config;
 mod error;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
@@ -13,6 +14,7 @@ mod result;
 mod time;
 
 pub use check::{Check, Kind, Kinds};
+pub use config::Config;
 pub use error::Error;
 pub use registry::{CheckStats, Health, HealthBuilder, HealthStats, Poller, SHUTDOWN_CHECK};
 pub use report::{CheckReport, Probe, ProbeOptions, Report};

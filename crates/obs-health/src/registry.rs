@@ -320,6 +320,19 @@ impl HealthBuilder {
         self
     }
 
+    /// Applies environment settings ([`Config`](crate::Config)): default
+    /// timeout, poll interval and `withhold_reasons` when set.
+    pub fn config(mut self, config: &crate::Config) -> Self {
+        if let Some(t) = config.default_timeout {
+            self.default_timeout = Some(t);
+        }
+        if let Some(i) = config.poll_interval {
+            self.poll_interval = Some(i);
+        }
+        self.info.withhold_reasons |= config.withhold_reasons;
+        self
+    }
+
     /// Withholds failure reasons from HTTP answers, as the Kubernetes API
     /// server does (`[-]db failed: reason withheld`, no `output` in JSON).
     /// Use it when the probe port is reachable by untrusted clients; the
