@@ -106,6 +106,35 @@ fn per_request(c: &mut Criterion) {
         });
         g.finish();
     }
+
+    // With a `tracing` registry installed the layer also creates the
+    // `request` span and writes the id into its IdRecord (what makes log
+    // lines carry it); the anchor does no such work.
+    let mut g = c.benchmark_group("layer_per_request/with_registry_subscriber");
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry());
+    let header = Some("3f2c6a1e-9b7d-4c2a-8e1f-0a9b8c7d6e5f");
+    let mut anchor = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .service(handler());
+    g.bench_function("anchor/tower_http_set_and_propagate_request_id", |b| {
+        b.iter_batched(
+            || request(header),
+            |r| black_box(drive(&mut anchor, r)),
+            BatchSize::SmallInput,
+        )
+    });
+    let mut ours = ServiceBuilder::new()
+        .layer(CorrelationLayer::new())
+        .service(handler());
+    g.bench_function("obs/correlation_layer_with_request_span", |b| {
+        b.iter_batched(
+            || request(header),
+            |r| black_box(drive(&mut ours, r)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
 }
 
 fn config() -> Criterion {

@@ -12,7 +12,7 @@ use tower_service::Service;
 use tracing::Span;
 
 use crate::context::{WithCorrelation, with_task_local};
-use crate::{Config, Stats};
+use crate::{Config, Source, Stats};
 
 #[derive(Debug)]
 struct Shared {
@@ -173,11 +173,22 @@ where
         let resolution = config.resolve_headers(req.headers());
         self.shared.stats.record(resolution.source);
 
-        // An id is 1..=128 bytes of visible ASCII, always a valid header value.
-        let value = HeaderValue::from_bytes(resolution.id.as_bytes()).ok();
+        // A valid incoming value is reused as is (no copy); otherwise the
+        // id — 1..=128 bytes of visible ASCII — always makes a header value.
+        let incoming = resolution
+            .header
+            .filter(|_| resolution.source == Source::Incoming);
+        let value = incoming
+            .and_then(|i| req.headers().get(&config.header_names[i]).cloned())
+            .or_else(|| HeaderValue::from_bytes(resolution.id.as_bytes()).ok());
         if let Some(value) = &value {
+            // Inner layers and proxies see only the id, never a rejected or
+            // untrusted value.
             let headers = req.headers_mut();
             for (i, name) in config.header_names.iter().enumerate() {
+                if Some(i) == incoming {
+                    continue;
+                }
                 if i == 0 {
                     headers.insert(name, value.clone());
                 } else if let http::header::Entry::Occupied(mut e) = headers.entry(name) {
