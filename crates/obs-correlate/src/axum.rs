@@ -1,6 +1,8 @@
 //! The axum extractor.
 
-use axum::extract::FromRequestParts;
+use std::convert::Infallible;
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
@@ -43,6 +45,27 @@ impl<S: Send + Sync> FromRequestParts<S> for Correlation {
             .or_else(crate::current)
             .map(Correlation)
             .ok_or(MissingCorrelationId)
+    }
+}
+
+/// `Option<Correlation>`: `None` instead of a rejection when there is no id.
+///
+/// ```
+/// use obs_correlate::Correlation;
+/// async fn handler(id: Option<Correlation>) -> String {
+///     id.map(|Correlation(id)| id.to_string()).unwrap_or_default()
+/// }
+/// let app: axum::Router = axum::Router::new().route("/", axum::routing::get(handler));
+/// ```
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Correlation {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, Infallible> {
+        Ok(
+            <Self as FromRequestParts<S>>::from_request_parts(parts, state)
+                .await
+                .ok(),
+        )
     }
 }
 
