@@ -29,10 +29,18 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -63,7 +71,15 @@ pub fn any_value_to_string(v: &AnyValue) -> String {
 fn attrs_to_map(attrs: &[KeyValue]) -> BTreeMap<String, String> {
     attrs
         .iter()
-        .map(|kv| (kv.key.clone(), kv.value.as_ref().map(any_value_to_string).unwrap_or_default()))
+        .map(|kv| {
+            (
+                kv.key.clone(),
+                kv.value
+                    .as_ref()
+                    .map(any_value_to_string)
+                    .unwrap_or_default(),
+            )
+        })
         .collect()
 }
 
@@ -107,7 +123,12 @@ impl ReceivedSpan {
 
     /// Attribute `key`, stringified.
     pub fn attr(&self, key: &str) -> Option<String> {
-        self.span.attributes.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).map(any_value_to_string)
+        self.span
+            .attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref())
+            .map(any_value_to_string)
     }
 
     /// Every attribute, stringified.
@@ -122,7 +143,11 @@ impl ReceivedSpan {
 
     /// The status message.
     pub fn status_message(&self) -> &str {
-        self.span.status.as_ref().map(|s| s.message.as_str()).unwrap_or("")
+        self.span
+            .status
+            .as_ref()
+            .map(|s| s.message.as_str())
+            .unwrap_or("")
     }
 
     /// The span kind (1 internal, 2 server, 3 client, 4 producer, 5 consumer).
@@ -150,12 +175,21 @@ pub struct ReceivedLog {
 impl ReceivedLog {
     /// The body as text.
     pub fn body(&self) -> String {
-        self.record.body.as_ref().map(any_value_to_string).unwrap_or_default()
+        self.record
+            .body
+            .as_ref()
+            .map(any_value_to_string)
+            .unwrap_or_default()
     }
 
     /// Attribute `key`, stringified.
     pub fn attr(&self, key: &str) -> Option<String> {
-        self.record.attributes.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).map(any_value_to_string)
+        self.record
+            .attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref())
+            .map(any_value_to_string)
     }
 }
 
@@ -171,31 +205,52 @@ impl Store {
     fn add_traces(&self, req: ExportTraceServiceRequest, transport: Transport) {
         let mut out = Vec::new();
         for rs in req.resource_spans {
-            let resource = rs.resource.map(|r| attrs_to_map(&r.attributes)).unwrap_or_default();
+            let resource = rs
+                .resource
+                .map(|r| attrs_to_map(&r.attributes))
+                .unwrap_or_default();
             for ss in rs.scope_spans {
                 let scope = ss.scope.map(|s| s.name).unwrap_or_default();
                 for span in ss.spans {
-                    out.push(ReceivedSpan { span, resource: resource.clone(), scope: scope.clone(), transport });
+                    out.push(ReceivedSpan {
+                        span,
+                        resource: resource.clone(),
+                        scope: scope.clone(),
+                        transport,
+                    });
                 }
             }
         }
         self.requests.fetch_add(1, Ordering::SeqCst);
-        self.spans.lock().unwrap_or_else(PoisonError::into_inner).extend(out);
+        self.spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(out);
         self.changed.notify_all();
     }
 
     fn add_logs(&self, req: ExportLogsServiceRequest, transport: Transport) {
         let mut out = Vec::new();
         for rl in req.resource_logs {
-            let resource = rl.resource.map(|r| attrs_to_map(&r.attributes)).unwrap_or_default();
+            let resource = rl
+                .resource
+                .map(|r| attrs_to_map(&r.attributes))
+                .unwrap_or_default();
             for sl in rl.scope_logs {
                 for record in sl.log_records {
-                    out.push(ReceivedLog { record, resource: resource.clone(), transport });
+                    out.push(ReceivedLog {
+                        record,
+                        resource: resource.clone(),
+                        transport,
+                    });
                 }
             }
         }
         self.requests.fetch_add(1, Ordering::SeqCst);
-        self.logs.lock().unwrap_or_else(PoisonError::into_inner).extend(out);
+        self.logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(out);
         self.changed.notify_all();
     }
 }
@@ -210,7 +265,9 @@ impl TraceService for Grpc {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         self.0.add_traces(request.into_inner(), Transport::Grpc);
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -221,18 +278,26 @@ impl LogsService for Grpc {
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
         self.0.add_logs(request.into_inner(), Transport::Grpc);
-        Ok(tonic::Response::new(ExportLogsServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportLogsServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
 fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/x-protobuf"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-protobuf"),
+    );
     r
 }
 
-async fn handle_http(store: Arc<Store>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle_http(
+    store: Arc<Store>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.method() != hyper::Method::POST {
         return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, Vec::new()));
     }
@@ -245,14 +310,26 @@ async fn handle_http(store: Arc<Store>, req: Request<Incoming>) -> Result<Respon
         "/v1/traces" => match ExportTraceServiceRequest::decode(body) {
             Ok(r) => {
                 store.add_traces(r, Transport::HttpProtobuf);
-                reply(StatusCode::OK, ExportTraceServiceResponse { partial_success: None }.encode_to_vec())
+                reply(
+                    StatusCode::OK,
+                    ExportTraceServiceResponse {
+                        partial_success: None,
+                    }
+                    .encode_to_vec(),
+                )
             }
             Err(_) => reply(StatusCode::BAD_REQUEST, Vec::new()),
         },
         "/v1/logs" => match ExportLogsServiceRequest::decode(body) {
             Ok(r) => {
                 store.add_logs(r, Transport::HttpProtobuf);
-                reply(StatusCode::OK, ExportLogsServiceResponse { partial_success: None }.encode_to_vec())
+                reply(
+                    StatusCode::OK,
+                    ExportLogsServiceResponse {
+                        partial_success: None,
+                    }
+                    .encode_to_vec(),
+                )
             }
             Err(_) => reply(StatusCode::BAD_REQUEST, Vec::new()),
         },
@@ -277,10 +354,16 @@ impl OtlpReceiver {
     /// When the ports cannot be bound or the runtime cannot start: a test
     /// cannot run without its peer, and the message says why.
     pub fn start() -> Self {
-        let http_std = StdListener::bind("127.0.0.1:0").expect("otlp receiver: cannot bind the HTTP port");
-        let grpc_std = StdListener::bind("127.0.0.1:0").expect("otlp receiver: cannot bind the gRPC port");
-        http_std.set_nonblocking(true).expect("otlp receiver: set_nonblocking");
-        grpc_std.set_nonblocking(true).expect("otlp receiver: set_nonblocking");
+        let http_std =
+            StdListener::bind("127.0.0.1:0").expect("otlp receiver: cannot bind the HTTP port");
+        let grpc_std =
+            StdListener::bind("127.0.0.1:0").expect("otlp receiver: cannot bind the gRPC port");
+        http_std
+            .set_nonblocking(true)
+            .expect("otlp receiver: set_nonblocking");
+        grpc_std
+            .set_nonblocking(true)
+            .expect("otlp receiver: set_nonblocking");
         let http_addr = http_std.local_addr().expect("otlp receiver: local_addr");
         let grpc_addr = grpc_std.local_addr().expect("otlp receiver: local_addr");
         let store = Arc::new(Store::default());
@@ -296,7 +379,13 @@ impl OtlpReceiver {
                 rt.block_on(serve(s, http_std, grpc_std, stop_rx));
             })
             .expect("otlp receiver: cannot spawn its thread");
-        Self { http_addr, grpc_addr, store, stop: Some(stop_tx), thread: Some(thread) }
+        Self {
+            http_addr,
+            grpc_addr,
+            store,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
     }
 
     /// The OTLP/HTTP base URL (`http://127.0.0.1:port`), the value of
@@ -322,12 +411,20 @@ impl OtlpReceiver {
 
     /// Every span received so far, in arrival order.
     pub fn spans(&self) -> Vec<ReceivedSpan> {
-        self.store.spans.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.store
+            .spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Every log record received so far, in arrival order.
     pub fn logs(&self) -> Vec<ReceivedLog> {
-        self.store.logs.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.store
+            .logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Export requests received (both transports, both signals).
@@ -339,13 +436,22 @@ impl OtlpReceiver {
     /// returns what arrived (the caller asserts on the count).
     pub fn wait_for_spans(&self, n: usize, timeout: Duration) -> Vec<ReceivedSpan> {
         let deadline = Instant::now() + timeout;
-        let mut g = self.store.spans.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut g = self
+            .store
+            .spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         while g.len() < n {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            g = self.store.changed.wait_timeout(g, left).unwrap_or_else(PoisonError::into_inner).0;
+            g = self
+                .store
+                .changed
+                .wait_timeout(g, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         g.clone()
     }
@@ -359,8 +465,15 @@ impl OtlpReceiver {
             if logs.len() >= n || left.is_zero() {
                 return logs;
             }
-            let g = self.store.spans.lock().unwrap_or_else(PoisonError::into_inner);
-            let _ = self.store.changed.wait_timeout(g, left.min(Duration::from_millis(50)));
+            let g = self
+                .store
+                .spans
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let _ = self
+                .store
+                .changed
+                .wait_timeout(g, left.min(Duration::from_millis(50)));
         }
     }
 
@@ -371,13 +484,24 @@ impl OtlpReceiver {
 
     /// Every received span of trace `trace_id` (hex).
     pub fn trace(&self, trace_id: &str) -> Vec<ReceivedSpan> {
-        self.spans().into_iter().filter(|s| s.trace_id() == trace_id).collect()
+        self.spans()
+            .into_iter()
+            .filter(|s| s.trace_id() == trace_id)
+            .collect()
     }
 
     /// Forgets everything received so far.
     pub fn clear(&self) {
-        self.store.spans.lock().unwrap_or_else(PoisonError::into_inner).clear();
-        self.store.logs.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.store
+            .spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.store
+            .logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 
@@ -407,7 +531,9 @@ async fn serve(
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc));
     let http_server = async move {
         loop {
-            let Ok((stream, _)) = http.accept().await else { continue };
+            let Ok((stream, _)) = http.accept().await else {
+                continue;
+            };
             let store = store.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| handle_http(store.clone(), req));
@@ -445,7 +571,8 @@ impl HungCollector {
     /// When the port cannot be bound.
     pub fn start() -> Self {
         let l = StdListener::bind("127.0.0.1:0").expect("hung collector: cannot bind");
-        l.set_nonblocking(true).expect("hung collector: set_nonblocking");
+        l.set_nonblocking(true)
+            .expect("hung collector: set_nonblocking");
         let addr = l.local_addr().expect("hung collector: local_addr");
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
@@ -458,7 +585,11 @@ impl HungCollector {
                 }
             }
         });
-        Self { addr, stop, thread: Some(thread) }
+        Self {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     /// `http://127.0.0.1:port`.

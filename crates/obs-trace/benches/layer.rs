@@ -1,1 +1,106 @@
-fn main() {}
+//! Span start+end through `tracing` with 3 attributes, sampled and
+//! unsampled: the obs-trace layer against tracing-opentelemetry 0.34 over
+//! `opentelemetry_sdk` 0.33, both exporting to a no-op exporter behind their
+//! batch processors (a queue and an exporter thread each), in the same run.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use obs_trace::export::NoopExporter;
+use obs_trace::{BatchConfig, Sampler, TracerProvider};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use tracing_subscriber::layer::SubscriberExt;
+
+#[derive(Debug)]
+struct SdkNoop;
+
+impl SpanExporter for SdkNoop {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+fn obs_dispatch(sampler: Sampler) -> (tracing::Dispatch, TracerProvider) {
+    let p = TracerProvider::builder()
+        .sampler(sampler)
+        .batch(BatchConfig {
+            schedule_delay: Duration::from_millis(100),
+            ..BatchConfig::default()
+        })
+        .with_exporter(NoopExporter)
+        .build()
+        .unwrap();
+    (
+        tracing::Dispatch::new(tracing_subscriber::registry().with(p.layer())),
+        p,
+    )
+}
+
+fn anchor_dispatch(
+    sampler: opentelemetry_sdk::trace::Sampler,
+) -> (tracing::Dispatch, SdkTracerProvider) {
+    let p = SdkTracerProvider::builder()
+        .with_sampler(sampler)
+        .with_batch_exporter(SdkNoop)
+        .build();
+    let layer = tracing_opentelemetry::layer().with_tracer(p.tracer("bench"));
+    (
+        tracing::Dispatch::new(tracing_subscriber::registry().with(layer)),
+        p,
+    )
+}
+
+fn span() {
+    let s = tracing::info_span!("request", user = "ann", items = 3_u64, cached = true);
+    let _g = black_box(s.enter());
+}
+
+#[allow(
+    clippy::print_stderr,
+    reason = "the bench reports how many spans its queue dropped"
+)]
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("span_sampled");
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    let (d, p) = obs_dispatch(Sampler::AlwaysOn);
+    tracing::dispatcher::with_default(&d, || g.bench_function("obs/layer", |b| b.iter(span)));
+    let stats = p.stats();
+    let _ = p.shutdown(Duration::from_secs(5));
+    eprintln!(
+        "obs sampled: exported {} dropped (queue full) {}",
+        stats.exported(),
+        stats.dropped_queue_full()
+    );
+    let (d, p) = anchor_dispatch(opentelemetry_sdk::trace::Sampler::AlwaysOn);
+    tracing::dispatcher::with_default(&d, || {
+        g.bench_function("anchor/tracing-opentelemetry", |b| b.iter(span))
+    });
+    let _ = p.shutdown();
+    g.finish();
+
+    let mut g = c.benchmark_group("span_unsampled");
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    let (d, p) = obs_dispatch(Sampler::AlwaysOff);
+    tracing::dispatcher::with_default(&d, || g.bench_function("obs/layer", |b| b.iter(span)));
+    let _ = p.shutdown(Duration::from_secs(5));
+    let (d, p) = anchor_dispatch(opentelemetry_sdk::trace::Sampler::AlwaysOff);
+    tracing::dispatcher::with_default(&d, || {
+        g.bench_function("anchor/tracing-opentelemetry", |b| b.iter(span))
+    });
+    let _ = p.shutdown();
+    // The floor: the same span through a bare registry, no tracing layer at all.
+    let d = tracing::Dispatch::new(tracing_subscriber::registry());
+    tracing::dispatcher::with_default(&d, || {
+        g.bench_function("baseline/registry-only", |b| b.iter(span))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -39,7 +39,14 @@ impl fmt::Debug for ExporterConfig {
         f.debug_struct("ExporterConfig")
             .field("endpoint", &self.endpoint)
             .field("protocol", &self.protocol)
-            .field("headers", &self.headers.iter().map(|(k, _)| (k.as_str(), "[REDACTED]")).collect::<Vec<_>>())
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| (k.as_str(), "[REDACTED]"))
+                    .collect::<Vec<_>>(),
+            )
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -127,7 +134,11 @@ impl Default for Config {
 }
 
 fn env_err(var: &'static str, value: &str, reason: impl Into<String>) -> Error {
-    Error::Env { var, value: value.to_owned(), reason: reason.into() }
+    Error::Env {
+        var,
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
 }
 
 fn parse_bool(var: &'static str, v: &str) -> Result<bool, Error> {
@@ -139,7 +150,9 @@ fn parse_bool(var: &'static str, v: &str) -> Result<bool, Error> {
 }
 
 fn parse_u64(var: &'static str, v: &str) -> Result<u64, Error> {
-    v.trim().parse::<u64>().map_err(|_| env_err(var, v, "expected a non-negative integer"))
+    v.trim()
+        .parse::<u64>()
+        .map_err(|_| env_err(var, v, "expected a non-negative integer"))
 }
 
 fn parse_millis(var: &'static str, v: &str) -> Result<Duration, Error> {
@@ -150,7 +163,11 @@ fn parse_protocol(var: &'static str, v: &str) -> Result<Protocol, Error> {
     match v.trim() {
         "http/protobuf" => Ok(Protocol::HttpProtobuf),
         "grpc" => Ok(Protocol::Grpc),
-        "http/json" => Err(env_err(var, v, "http/json is not supported; use http/protobuf or grpc")),
+        "http/json" => Err(env_err(
+            var,
+            v,
+            "http/json is not supported; use http/protobuf or grpc",
+        )),
         _ => Err(env_err(var, v, "expected http/protobuf or grpc")),
     }
 }
@@ -184,7 +201,10 @@ impl Config {
     /// `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
-        let mut cfg = Config { resource: Resource::from_lookup(&lookup)?, ..Config::default() };
+        let mut cfg = Config {
+            resource: Resource::from_lookup(&lookup)?,
+            ..Config::default()
+        };
 
         if let Some(v) = get("OTEL_SDK_DISABLED") {
             cfg.disabled = parse_bool("OTEL_SDK_DISABLED", &v)?;
@@ -218,8 +238,11 @@ impl Config {
         } else {
             None
         };
-        let headers_var =
-            if get("OTEL_EXPORTER_OTLP_TRACES_HEADERS").is_some() { "OTEL_EXPORTER_OTLP_TRACES_HEADERS" } else { "OTEL_EXPORTER_OTLP_HEADERS" };
+        let headers_var = if get("OTEL_EXPORTER_OTLP_TRACES_HEADERS").is_some() {
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+        } else {
+            "OTEL_EXPORTER_OTLP_HEADERS"
+        };
         let headers = match get(headers_var) {
             Some(v) => obs_core::resource::parse_attributes(&v).map_err(|e| Error::Env {
                 var: headers_var,
@@ -238,14 +261,22 @@ impl Config {
                 });
             }
         }
-        let timeout_var =
-            if get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT").is_some() { "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT" } else { "OTEL_EXPORTER_OTLP_TIMEOUT" };
+        let timeout_var = if get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT").is_some() {
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"
+        } else {
+            "OTEL_EXPORTER_OTLP_TIMEOUT"
+        };
         let timeout = match get(timeout_var) {
             Some(v) => parse_millis(timeout_var, &v)?,
             None => Duration::from_secs(10),
         };
         if exporter_on && let Some(endpoint) = endpoint {
-            cfg.exporter = Some(ExporterConfig { endpoint, protocol, headers, timeout });
+            cfg.exporter = Some(ExporterConfig {
+                endpoint,
+                protocol,
+                headers,
+                timeout,
+            });
         }
 
         // Sampler.
@@ -254,12 +285,15 @@ impl Config {
             match &arg {
                 None => Ok(1.0),
                 Some(v) => {
-                    let r: f64 = v
-                        .trim()
-                        .parse()
-                        .map_err(|_| env_err("OTEL_TRACES_SAMPLER_ARG", v, "expected a number in [0, 1]"))?;
+                    let r: f64 = v.trim().parse().map_err(|_| {
+                        env_err("OTEL_TRACES_SAMPLER_ARG", v, "expected a number in [0, 1]")
+                    })?;
                     if !(0.0..=1.0).contains(&r) {
-                        return Err(env_err("OTEL_TRACES_SAMPLER_ARG", v, "the ratio must be in [0, 1]"));
+                        return Err(env_err(
+                            "OTEL_TRACES_SAMPLER_ARG",
+                            v,
+                            "the ratio must be in [0, 1]",
+                        ));
                     }
                     Ok(r)
                 }
@@ -274,7 +308,11 @@ impl Config {
                 "parentbased_always_off" => Sampler::ParentBasedAlwaysOff,
                 "parentbased_traceidratio" => Sampler::ParentBasedTraceIdRatio(ratio()?),
                 "jaeger_remote" | "parentbased_jaeger_remote" | "xray" => {
-                    return Err(env_err("OTEL_TRACES_SAMPLER", &v, "this sampler is not supported"));
+                    return Err(env_err(
+                        "OTEL_TRACES_SAMPLER",
+                        &v,
+                        "this sampler is not supported",
+                    ));
                 }
                 _ => return Err(env_err("OTEL_TRACES_SAMPLER", &v, "unknown sampler")),
             };
@@ -288,9 +326,19 @@ impl Config {
                     "baggage" => p.baggage = true,
                     "none" => {}
                     "b3" | "b3multi" | "jaeger" | "xray" | "ottrace" => {
-                        return Err(env_err("OTEL_PROPAGATORS", &v, format!("propagator {name} is not supported")));
+                        return Err(env_err(
+                            "OTEL_PROPAGATORS",
+                            &v,
+                            format!("propagator {name} is not supported"),
+                        ));
                     }
-                    _ => return Err(env_err("OTEL_PROPAGATORS", &v, format!("unknown propagator {name}"))),
+                    _ => {
+                        return Err(env_err(
+                            "OTEL_PROPAGATORS",
+                            &v,
+                            format!("unknown propagator {name}"),
+                        ));
+                    }
                 }
             }
             cfg.propagators = p;
@@ -305,25 +353,39 @@ impl Config {
         if let Some(v) = get("OTEL_BSP_MAX_QUEUE_SIZE") {
             let n = parse_u64("OTEL_BSP_MAX_QUEUE_SIZE", &v)?;
             if n == 0 {
-                return Err(env_err("OTEL_BSP_MAX_QUEUE_SIZE", &v, "the queue size must be at least 1"));
+                return Err(env_err(
+                    "OTEL_BSP_MAX_QUEUE_SIZE",
+                    &v,
+                    "the queue size must be at least 1",
+                ));
             }
             cfg.batch.max_queue_size = n as usize;
         }
         if let Some(v) = get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") {
             let n = parse_u64("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", &v)?;
             if n == 0 {
-                return Err(env_err("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", &v, "the batch size must be at least 1"));
+                return Err(env_err(
+                    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                    &v,
+                    "the batch size must be at least 1",
+                ));
             }
             if n as usize > cfg.batch.max_queue_size {
                 return Err(env_err(
                     "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
                     &v,
-                    format!("must not exceed the queue size {}", cfg.batch.max_queue_size),
+                    format!(
+                        "must not exceed the queue size {}",
+                        cfg.batch.max_queue_size
+                    ),
                 ));
             }
             cfg.batch.max_export_batch_size = n as usize;
         } else {
-            cfg.batch.max_export_batch_size = cfg.batch.max_export_batch_size.min(cfg.batch.max_queue_size);
+            cfg.batch.max_export_batch_size = cfg
+                .batch
+                .max_export_batch_size
+                .min(cfg.batch.max_queue_size);
         }
         if let Some(v) = get("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT") {
             cfg.max_attributes = parse_u64("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", &v)? as usize;
@@ -376,7 +438,12 @@ impl Config {
 
     /// Checks values set in code (the env path checks as it reads).
     pub fn validate(&self) -> Result<(), Error> {
-        let cfg_err = |field, reason: &str| Err(Error::Config { field, reason: reason.to_owned() });
+        let cfg_err = |field, reason: &str| {
+            Err(Error::Config {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
         if self.batch.max_queue_size == 0 {
             return cfg_err("batch.max_queue_size", "must be at least 1");
         }
@@ -384,8 +451,13 @@ impl Config {
             return cfg_err("batch.max_export_batch_size", "must be at least 1");
         }
         match self.sampler {
-            Sampler::TraceIdRatio(r) | Sampler::ParentBasedTraceIdRatio(r) if !(0.0..=1.0).contains(&r) => {
-                return Err(Error::Config { field: "sampler", reason: format!("ratio {r} is not in [0, 1]") });
+            Sampler::TraceIdRatio(r) | Sampler::ParentBasedTraceIdRatio(r)
+                if !(0.0..=1.0).contains(&r) =>
+            {
+                return Err(Error::Config {
+                    field: "sampler",
+                    reason: format!("ratio {r} is not in [0, 1]"),
+                });
             }
             _ => {}
         }
@@ -406,7 +478,12 @@ mod tests {
     use super::*;
 
     fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(pk, _)| *pk == k).map(|(_, v)| (*v).to_owned())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(pk, _)| *pk == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
     }
 
     #[test]
@@ -426,7 +503,10 @@ mod tests {
             ("OTEL_RESOURCE_ATTRIBUTES", "service.version=2"),
             ("OTEL_SDK_DISABLED", "TRUE"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://base:4318"),
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4318/custom"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://traces:4318/custom",
+            ),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
             ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s%20ecret,x-team=a"),
@@ -446,11 +526,23 @@ mod tests {
         let e = c.exporter.unwrap();
         assert_eq!(e.endpoint, "http://traces:4318/custom");
         assert_eq!(e.protocol, Protocol::HttpProtobuf);
-        assert_eq!(e.headers, vec![("api-key".into(), "s ecret".into()), ("x-team".into(), "a".into())]);
+        assert_eq!(
+            e.headers,
+            vec![
+                ("api-key".into(), "s ecret".into()),
+                ("x-team".into(), "a".into())
+            ]
+        );
         assert!(!format!("{e:?}").contains("ecret"));
         assert_eq!(e.timeout, Duration::from_millis(1500));
         assert_eq!(c.sampler, Sampler::TraceIdRatio(0.5));
-        assert_eq!(c.propagators, Propagators { trace_context: false, baggage: true });
+        assert_eq!(
+            c.propagators,
+            Propagators {
+                trace_context: false,
+                baggage: true
+            }
+        );
         assert_eq!(
             c.batch,
             BatchConfig {
@@ -511,16 +603,26 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("OTEL_TRACES_SAMPLER_ARG"));
-        let err = Config::from_lookup(lookup(&[("OTEL_EXPORTER_OTLP_HEADERS", "token=%zz")])).unwrap_err();
+        let err = Config::from_lookup(lookup(&[("OTEL_EXPORTER_OTLP_HEADERS", "token=%zz")]))
+            .unwrap_err();
         assert!(err.to_string().contains("OTEL_EXPORTER_OTLP_HEADERS"));
-        let err = Config::from_lookup(lookup(&[("OTEL_RESOURCE_ATTRIBUTES", "novalue")])).unwrap_err();
-        assert!(err.to_string().contains("OTEL_RESOURCE_ATTRIBUTES"), "{err}");
+        let err =
+            Config::from_lookup(lookup(&[("OTEL_RESOURCE_ATTRIBUTES", "novalue")])).unwrap_err();
+        assert!(
+            err.to_string().contains("OTEL_RESOURCE_ATTRIBUTES"),
+            "{err}"
+        );
     }
 
     #[test]
     fn validate_checks_code_values() {
         assert!(Config::default().validate().is_ok());
-        assert!(Config::default().sampler(Sampler::TraceIdRatio(2.0)).validate().is_err());
+        assert!(
+            Config::default()
+                .sampler(Sampler::TraceIdRatio(2.0))
+                .validate()
+                .is_err()
+        );
         assert!(Config::default().otlp_http("ftp://x").validate().is_err());
         let mut c = Config::default();
         c.batch.max_queue_size = 0;

@@ -49,17 +49,33 @@ fn with_pending<T>(pending: Pending, f: impl FnOnce() -> T) -> T {
 /// ```
 pub fn in_remote_context<T>(extracted: &Extracted, f: impl FnOnce() -> T) -> T {
     let baggage = (!extracted.baggage.is_empty()).then(|| Arc::new(extracted.baggage.clone()));
-    with_pending(Pending { parent: extracted.parent.clone(), link: None, baggage }, f)
+    with_pending(
+        Pending {
+            parent: extracted.parent.clone(),
+            link: None,
+            baggage,
+        },
+        f,
+    )
 }
 
 /// Runs `f`; the first span it creates starts a new trace with a link to
 /// `linked` (the usual shape for a job consumer whose producer's trace may
 /// be long finished).
 pub fn linked_to<T>(linked: &SpanContext, f: impl FnOnce() -> T) -> T {
-    with_pending(Pending { parent: None, link: Some(linked.clone()), baggage: None }, f)
+    with_pending(
+        Pending {
+            parent: None,
+            link: Some(linked.clone()),
+            baggage: None,
+        },
+        f,
+    )
 }
 
-fn state_context<'a, S: LookupSpan<'a>>(span: tracing_subscriber::registry::SpanRef<'a, S>) -> Option<(SpanContext, Option<Arc<Baggage>>)> {
+fn state_context<'a, S: LookupSpan<'a>>(
+    span: tracing_subscriber::registry::SpanRef<'a, S>,
+) -> Option<(SpanContext, Option<Arc<Baggage>>)> {
     for s in span.scope() {
         if let Some(st) = s.extensions().get::<SpanState>() {
             return Some((st.context(), st.baggage.clone()));
@@ -68,7 +84,10 @@ fn state_context<'a, S: LookupSpan<'a>>(span: tracing_subscriber::registry::Span
     None
 }
 
-fn lookup(id: &tracing::Id, dispatch: &tracing::Dispatch) -> Option<(SpanContext, Option<Arc<Baggage>>)> {
+fn lookup(
+    id: &tracing::Id,
+    dispatch: &tracing::Dispatch,
+) -> Option<(SpanContext, Option<Arc<Baggage>>)> {
     let reg = dispatch.downcast_ref::<Registry>()?;
     state_context(reg.span(id)?)
 }
@@ -76,7 +95,9 @@ fn lookup(id: &tracing::Id, dispatch: &tracing::Dispatch) -> Option<(SpanContext
 /// The trace context of `span` (its own ids), when the obs-trace layer runs
 /// in a `Registry`-based subscriber.
 pub fn span_context(span: &tracing::Span) -> Option<SpanContext> {
-    span.with_subscriber(|(id, d)| lookup(id, d)).flatten().map(|(cx, _)| cx)
+    span.with_subscriber(|(id, d)| lookup(id, d))
+        .flatten()
+        .map(|(cx, _)| cx)
 }
 
 /// The trace context of the current span.
@@ -119,7 +140,9 @@ pub fn inject_current(carrier: &mut Carrier) -> bool {
         let cur = d.current_span();
         lookup(cur.id()?, d)
     });
-    let Some((cx, baggage)) = found else { return false };
+    let Some((cx, baggage)) = found else {
+        return false;
+    };
     Propagators::default().inject_carrier(&cx, baggage.as_deref(), carrier);
     true
 }

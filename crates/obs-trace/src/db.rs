@@ -30,7 +30,12 @@ impl<'a> DbSpan<'a> {
     /// A span for `operation` (`SELECT`, `findAndModify`, …) on a database of
     /// kind `system` (`postgresql`, `sqlite`, `mongodb`, …).
     pub fn new(system: &'a str, operation: &'a str) -> Self {
-        Self { system, operation, collection: None, query: None }
+        Self {
+            system,
+            operation,
+            collection: None,
+            query: None,
+        }
     }
 
     /// The table or collection.

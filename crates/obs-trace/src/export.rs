@@ -27,7 +27,12 @@ use crate::span::FinishedSpan;
 pub trait SpanExporter: Send + 'static {
     /// Exports `batch`, giving up after `timeout`. An error counts the whole
     /// batch as dropped.
-    fn export(&mut self, batch: &[FinishedSpan], resource: &Resource, timeout: Duration) -> Result<(), Error>;
+    fn export(
+        &mut self,
+        batch: &[FinishedSpan],
+        resource: &Resource,
+        timeout: Duration,
+    ) -> Result<(), Error>;
 
     /// Releases resources; called once, last, on the exporter thread.
     fn shutdown(&mut self) {}
@@ -49,18 +54,27 @@ pub struct InMemoryExporter {
 impl InMemoryExporter {
     /// A copy of every span exported so far.
     pub fn spans(&self) -> Vec<FinishedSpan> {
-        self.spans.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Forgets the spans exported so far.
     pub fn clear(&self) {
-        self.spans.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 
 impl SpanExporter for InMemoryExporter {
     fn export(&mut self, batch: &[FinishedSpan], _: &Resource, _: Duration) -> Result<(), Error> {
-        self.spans.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(batch);
+        self.spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(batch);
         Ok(())
     }
 }
@@ -183,7 +197,14 @@ impl Pipeline {
         let thread = std::thread::Builder::new()
             .name("obs-trace-export".into())
             .spawn(move || {
-                let mut w = Worker { rx, ctl: ctl_rx, counters, batch, resource, buf: Vec::new() };
+                let mut w = Worker {
+                    rx,
+                    ctl: ctl_rx,
+                    counters,
+                    batch,
+                    resource,
+                    buf: Vec::new(),
+                };
                 w.run(exporter.as_mut());
                 exporter.shutdown();
             })
@@ -233,7 +254,10 @@ impl Pipeline {
     }
 
     pub(crate) fn shutdown(&self, timeout: Duration) -> ShutdownReport {
-        let mut done = self.shut_down.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut done = self
+            .shut_down
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(r) = *done {
             return r;
         }
@@ -241,8 +265,16 @@ impl Pipeline {
         self.closed.store(true, Ordering::Relaxed);
         let (tx, rx) = bounded(1);
         let finished = self.control.send(Control::Shutdown(deadline, tx)).is_ok()
-            && rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_ok();
-        if finished && let Some(t) = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            && rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .is_ok();
+        if finished
+            && let Some(t) = self
+                .thread
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+        {
             // The worker has answered and only returns from here on.
             let _ = t.join();
         }

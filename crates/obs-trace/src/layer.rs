@@ -84,7 +84,9 @@ pub struct TraceLayer {
 
 impl fmt::Debug for TraceLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TraceLayer").field("sampler", &self.shared.sampler).finish_non_exhaustive()
+        f.debug_struct("TraceLayer")
+            .field("sampler", &self.shared.sampler)
+            .finish_non_exhaustive()
     }
 }
 
@@ -152,10 +154,25 @@ where
             None => local_parent(&span),
         };
         let span_id = SpanId::random();
-        let (trace_id, parent_flags, parent_id, parent_remote, trace_state, mut baggage) = match parent {
-            Some(p) => (p.trace_id, Some(p.flags), Some(p.span_id), p.remote, p.trace_state, p.baggage),
-            None => (TraceId::random(), None, None, false, TraceState::default(), None),
-        };
+        let (trace_id, parent_flags, parent_id, parent_remote, trace_state, mut baggage) =
+            match parent {
+                Some(p) => (
+                    p.trace_id,
+                    Some(p.flags),
+                    Some(p.span_id),
+                    p.remote,
+                    p.trace_state,
+                    p.baggage,
+                ),
+                None => (
+                    TraceId::random(),
+                    None,
+                    None,
+                    false,
+                    TraceState::default(),
+                    None,
+                ),
+            };
         if pending_baggage.is_some() {
             baggage = pending_baggage;
         }
@@ -181,7 +198,10 @@ where
                     trace_state: l.trace_state,
                 });
             }
-            attrs.record(&mut SpanVisitor { rec: &mut rec, max: shared.max_attributes });
+            attrs.record(&mut SpanVisitor {
+                rec: &mut rec,
+                max: shared.max_attributes,
+            });
             rec
         });
         let state = SpanState {
@@ -210,14 +230,21 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
         if let Some(rec) = ext.get_mut::<SpanState>().and_then(|s| s.rec.as_mut()) {
-            values.record(&mut SpanVisitor { rec, max: self.shared.max_attributes });
+            values.record(&mut SpanVisitor {
+                rec,
+                max: self.shared.max_attributes,
+            });
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let Some(span) = ctx.event_span(event) else { return };
+        let Some(span) = ctx.event_span(event) else {
+            return;
+        };
         let mut ext = span.extensions_mut();
-        let Some(rec) = ext.get_mut::<SpanState>().and_then(|s| s.rec.as_mut()) else { return };
+        let Some(rec) = ext.get_mut::<SpanState>().and_then(|s| s.rec.as_mut()) else {
+            return;
+        };
         if rec.events.len() >= self.shared.max_events {
             rec.dropped_events += 1;
             return;
@@ -230,7 +257,11 @@ where
                 .attributes
                 .iter()
                 .find(|kv| kv.key == attr::EXCEPTION_MESSAGE)
-                .or_else(|| v.attributes.iter().find(|kv| kv.key == attr::EXCEPTION_TYPE))
+                .or_else(|| {
+                    v.attributes
+                        .iter()
+                        .find(|kv| kv.key == attr::EXCEPTION_TYPE)
+                })
                 .map(|kv| kv.value.to_string())
                 .unwrap_or_else(|| "exception".to_owned());
             rec.status = Status::Error(msg.into());
@@ -248,14 +279,25 @@ where
             }
         };
         let mut attributes = v.attributes;
-        attributes.push(KeyValue { key: Cow::Borrowed("level"), value: Value::Str(Cow::Borrowed(event.metadata().level().as_str())) });
-        rec.events.push(SpanEvent { name, time: SystemTime::now(), attributes });
+        attributes.push(KeyValue {
+            key: Cow::Borrowed("level"),
+            value: Value::Str(Cow::Borrowed(event.metadata().level().as_str())),
+        });
+        rec.events.push(SpanEvent {
+            name,
+            time: SystemTime::now(),
+            attributes,
+        });
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let Some(pipeline) = &self.shared.pipeline else { return };
+        let Some(pipeline) = &self.shared.pipeline else {
+            return;
+        };
         let Some(span) = ctx.span(&id) else { return };
-        let Some(state) = span.extensions_mut().remove::<SpanState>() else { return };
+        let Some(state) = span.extensions_mut().remove::<SpanState>() else {
+            return;
+        };
         let Some(rec) = state.rec else { return };
         let meta = span.metadata();
         pipeline.submit(FinishedSpan {
@@ -323,7 +365,10 @@ impl SpanVisitor<'_> {
         if let Some(kv) = attrs.iter_mut().find(|kv| kv.key == name) {
             kv.value = value;
         } else if attrs.len() < self.max {
-            attrs.push(KeyValue { key: Cow::Borrowed(name), value });
+            attrs.push(KeyValue {
+                key: Cow::Borrowed(name),
+                value,
+            });
         } else {
             self.rec.dropped_attributes += 1;
         }
@@ -338,7 +383,12 @@ impl Visit for SpanVisitor<'_> {
         self.set(field, Value::I64(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.set(field, i64::try_from(value).map(Value::I64).unwrap_or_else(|_| Value::Str(value.to_string().into())));
+        self.set(
+            field,
+            i64::try_from(value)
+                .map(Value::I64)
+                .unwrap_or_else(|_| Value::Str(value.to_string().into())),
+        );
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.set(field, Value::Bool(value));
@@ -377,7 +427,10 @@ impl EventVisitor {
         if name == "error" || name == attr::ERROR_TYPE {
             self.error = Some(value.to_string());
         }
-        self.attributes.push(KeyValue { key: Cow::Borrowed(name), value });
+        self.attributes.push(KeyValue {
+            key: Cow::Borrowed(name),
+            value,
+        });
     }
 }
 
@@ -389,7 +442,12 @@ impl Visit for EventVisitor {
         self.set(field, Value::I64(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.set(field, i64::try_from(value).map(Value::I64).unwrap_or_else(|_| Value::Str(value.to_string().into())));
+        self.set(
+            field,
+            i64::try_from(value)
+                .map(Value::I64)
+                .unwrap_or_else(|_| Value::Str(value.to_string().into())),
+        );
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.set(field, Value::Bool(value));

@@ -125,7 +125,10 @@ impl Builder {
             Some(e) => Some(Pipeline::start(e, cfg.resource.clone(), cfg.batch)?),
             None => None,
         };
-        let stats = pipeline.as_ref().map(|p| p.stats().clone()).unwrap_or_default();
+        let stats = pipeline
+            .as_ref()
+            .map(|p| p.stats().clone())
+            .unwrap_or_default();
         Ok(TracerProvider {
             shared: Arc::new(Shared {
                 sampler: cfg.sampler,
@@ -140,20 +143,35 @@ impl Builder {
     }
 }
 
-#[allow(unused_variables, reason = "the exporter config is unused when no OTLP feature is on")]
+#[allow(
+    unused_variables,
+    reason = "the exporter config is unused when no OTLP feature is on"
+)]
 fn otlp_exporter(e: &ExporterConfig) -> Result<Box<dyn SpanExporter>, Error> {
     match e.protocol {
         Protocol::HttpProtobuf => {
             #[cfg(feature = "otlp-http")]
-            return Ok(Box::new(otlp::OtlpHttpExporter::new(&e.endpoint, &e.headers)?));
+            return Ok(Box::new(otlp::OtlpHttpExporter::new(
+                &e.endpoint,
+                &e.headers,
+            )?));
             #[cfg(not(feature = "otlp-http"))]
-            return Err(Error::FeatureDisabled { what: "OTLP over http/protobuf".into(), feature: "otlp-http" });
+            return Err(Error::FeatureDisabled {
+                what: "OTLP over http/protobuf".into(),
+                feature: "otlp-http",
+            });
         }
         Protocol::Grpc => {
             #[cfg(feature = "otlp-grpc")]
-            return Ok(Box::new(otlp::OtlpGrpcExporter::new(&e.endpoint, &e.headers)?));
+            return Ok(Box::new(otlp::OtlpGrpcExporter::new(
+                &e.endpoint,
+                &e.headers,
+            )?));
             #[cfg(not(feature = "otlp-grpc"))]
-            return Err(Error::FeatureDisabled { what: "OTLP over grpc".into(), feature: "otlp-grpc" });
+            return Err(Error::FeatureDisabled {
+                what: "OTLP over grpc".into(),
+                feature: "otlp-grpc",
+            });
         }
     }
 }
@@ -172,7 +190,9 @@ impl TracerProvider {
     /// The `tracing` layer feeding this pipeline. Add it to a
     /// `tracing_subscriber::registry()`.
     pub fn layer(&self) -> TraceLayer {
-        TraceLayer { shared: self.shared.clone() }
+        TraceLayer {
+            shared: self.shared.clone(),
+        }
     }
 
     /// The live export counters (exported, dropped by cause).
@@ -203,7 +223,11 @@ impl TracerProvider {
     pub fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         match &self.shared.pipeline {
             Some(p) => p.shutdown(timeout),
-            None => ShutdownReport { exported: 0, dropped: 0, timed_out: false },
+            None => ShutdownReport {
+                exported: 0,
+                dropped: 0,
+                timed_out: false,
+            },
         }
     }
 }

@@ -9,14 +9,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use obs_core::Resource;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue as PbKeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, InstrumentationScope, KeyValue as PbKeyValue, any_value,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as PbSpan, Status as PbStatus, span, status};
+use opentelemetry_proto::tonic::trace::v1::{
+    ResourceSpans, ScopeSpans, Span as PbSpan, Status as PbStatus, span, status,
+};
 
 use crate::span::{FinishedSpan, KeyValue, SpanKind, Status, Value};
 
 fn nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 fn pb_value(v: &Value) -> AnyValue {
@@ -31,13 +37,19 @@ fn pb_value(v: &Value) -> AnyValue {
 }
 
 fn pb_kv(kv: &KeyValue) -> PbKeyValue {
-    PbKeyValue { key: kv.key.to_string(), value: Some(pb_value(&kv.value)), ..Default::default() }
+    PbKeyValue {
+        key: kv.key.to_string(),
+        value: Some(pb_value(&kv.value)),
+        ..Default::default()
+    }
 }
 
 fn pb_str(k: &str, v: &str) -> PbKeyValue {
     PbKeyValue {
         key: k.to_owned(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.to_owned())) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.to_owned())),
+        }),
         ..Default::default()
     }
 }
@@ -56,7 +68,10 @@ fn pb_span(s: &FinishedSpan) -> PbSpan {
         trace_id: s.trace_id.as_bytes().to_vec(),
         span_id: s.span_id.as_bytes().to_vec(),
         trace_state: s.trace_state.as_str().to_owned(),
-        parent_span_id: s.parent_span_id.map(|p| p.as_bytes().to_vec()).unwrap_or_default(),
+        parent_span_id: s
+            .parent_span_id
+            .map(|p| p.as_bytes().to_vec())
+            .unwrap_or_default(),
         flags,
         name: s.name.to_string(),
         kind: match s.kind {
@@ -96,8 +111,14 @@ fn pb_span(s: &FinishedSpan) -> PbSpan {
         dropped_links_count: 0,
         status: match &s.status {
             Status::Unset => None,
-            Status::Ok => Some(PbStatus { message: String::new(), code: status::StatusCode::Ok as i32 }),
-            Status::Error(m) => Some(PbStatus { message: m.to_string(), code: status::StatusCode::Error as i32 }),
+            Status::Ok => Some(PbStatus {
+                message: String::new(),
+                code: status::StatusCode::Ok as i32,
+            }),
+            Status::Error(m) => Some(PbStatus {
+                message: m.to_string(),
+                code: status::StatusCode::Error as i32,
+            }),
         },
     }
 }
@@ -114,10 +135,16 @@ pub fn to_request(batch: &[FinishedSpan], resource: &Resource) -> ExportTraceSer
     let mut scopes: Vec<ScopeSpans> = Vec::new();
     for s in batch {
         let pb = pb_span(s);
-        match scopes.iter_mut().find(|sc| sc.scope.as_ref().is_some_and(|x| x.name == s.scope)) {
+        match scopes
+            .iter_mut()
+            .find(|sc| sc.scope.as_ref().is_some_and(|x| x.name == s.scope))
+        {
             Some(sc) => sc.spans.push(pb),
             None => scopes.push(ScopeSpans {
-                scope: Some(InstrumentationScope { name: s.scope.to_owned(), ..Default::default() }),
+                scope: Some(InstrumentationScope {
+                    name: s.scope.to_owned(),
+                    ..Default::default()
+                }),
                 spans: vec![pb],
                 schema_url: String::new(),
             }),
@@ -129,7 +156,10 @@ pub fn to_request(batch: &[FinishedSpan], resource: &Resource) -> ExportTraceSer
     attributes.push(pb_str("telemetry.sdk.version", env!("CARGO_PKG_VERSION")));
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(PbResource { attributes, ..Default::default() }),
+            resource: Some(PbResource {
+                attributes,
+                ..Default::default()
+            }),
             scope_spans: scopes,
             schema_url: String::new(),
         }],
@@ -169,7 +199,9 @@ mod http_exporter {
 
     impl std::fmt::Debug for OtlpHttpExporter {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("OtlpHttpExporter").field("uri", &self.uri).finish_non_exhaustive()
+            f.debug_struct("OtlpHttpExporter")
+                .field("uri", &self.uri)
+                .finish_non_exhaustive()
         }
     }
 
@@ -177,8 +209,13 @@ mod http_exporter {
         /// An exporter for `endpoint` (the full `/v1/traces` URL) sending
         /// `headers` with every request.
         pub fn new(endpoint: &str, headers: &[(String, String)]) -> Result<Self, Error> {
-            let cfg = |reason: String| Error::Config { field: "exporter.endpoint", reason };
-            let uri: http::Uri = endpoint.parse().map_err(|e| cfg(format!("{endpoint:?}: {e}")))?;
+            let cfg = |reason: String| Error::Config {
+                field: "exporter.endpoint",
+                reason,
+            };
+            let uri: http::Uri = endpoint
+                .parse()
+                .map_err(|e| cfg(format!("{endpoint:?}: {e}")))?;
             match uri.scheme_str() {
                 Some("http") => {}
                 Some("https") => {
@@ -191,20 +228,32 @@ mod http_exporter {
             }
             let mut map = http::HeaderMap::new();
             for (k, v) in headers {
-                let name = http::HeaderName::from_bytes(k.as_bytes())
-                    .map_err(|_| Error::Config { field: "exporter.headers", reason: format!("{k:?} is not a header name") })?;
+                let name =
+                    http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| Error::Config {
+                        field: "exporter.headers",
+                        reason: format!("{k:?} is not a header name"),
+                    })?;
                 let value = http::HeaderValue::from_str(v).map_err(|_| Error::Config {
                     field: "exporter.headers",
                     reason: format!("the value of {k:?} is not a valid header value"),
                 })?;
                 map.append(name, value);
             }
-            Ok(Self { uri, headers: map, state: None })
+            Ok(Self {
+                uri,
+                headers: map,
+                state: None,
+            })
         }
     }
 
     impl SpanExporter for OtlpHttpExporter {
-        fn export(&mut self, batch: &[FinishedSpan], resource: &Resource, timeout: Duration) -> Result<(), Error> {
+        fn export(
+            &mut self,
+            batch: &[FinishedSpan],
+            resource: &Resource,
+            timeout: Duration,
+        ) -> Result<(), Error> {
             if self.state.is_none() {
                 let rt = runtime()?;
                 let mut connector = HttpConnector::new();
@@ -212,7 +261,9 @@ mod http_exporter {
                 let client = Client::builder(TokioExecutor::new()).build(connector);
                 self.state = Some((rt, client));
             }
-            let Some((rt, client)) = &self.state else { return Err(Error::Export("no client".into())) };
+            let Some((rt, client)) = &self.state else {
+                return Err(Error::Export("no client".into()));
+            };
             let body = to_request(batch, resource).encode_to_vec();
             let mut req = http::Request::post(self.uri.clone())
                 .header(http::header::CONTENT_TYPE, "application/x-protobuf")
@@ -220,7 +271,10 @@ mod http_exporter {
                 .map_err(|e| Error::Export(e.to_string()))?;
             req.headers_mut().extend(self.headers.clone());
             let fut = async {
-                let resp = client.request(req).await.map_err(|e| Error::Export(format!("{}: {e}", self.uri)))?;
+                let resp = client
+                    .request(req)
+                    .await
+                    .map_err(|e| Error::Export(format!("{}: {e}", self.uri)))?;
                 let status = resp.status();
                 // Read the body so the connection can be reused.
                 let _ = resp.into_body().collect().await;
@@ -256,7 +310,9 @@ mod grpc_exporter {
 
     impl std::fmt::Debug for OtlpGrpcExporter {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("OtlpGrpcExporter").field("endpoint", &self.endpoint).finish_non_exhaustive()
+            f.debug_struct("OtlpGrpcExporter")
+                .field("endpoint", &self.endpoint)
+                .finish_non_exhaustive()
         }
     }
 
@@ -267,27 +323,44 @@ mod grpc_exporter {
             if !endpoint.starts_with("http://") {
                 return Err(Error::Config {
                     field: "exporter.endpoint",
-                    reason: format!("{endpoint:?}: the built-in gRPC exporter speaks plain http:// only"),
+                    reason: format!(
+                        "{endpoint:?}: the built-in gRPC exporter speaks plain http:// only"
+                    ),
                 });
             }
-            Endpoint::from_shared(endpoint.to_owned())
-                .map_err(|e| Error::Config { field: "exporter.endpoint", reason: format!("{endpoint:?}: {e}") })?;
+            Endpoint::from_shared(endpoint.to_owned()).map_err(|e| Error::Config {
+                field: "exporter.endpoint",
+                reason: format!("{endpoint:?}: {e}"),
+            })?;
             let mut metadata = tonic::metadata::MetadataMap::new();
             for (k, v) in headers {
-                let key = tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
-                    .map_err(|_| Error::Config { field: "exporter.headers", reason: format!("{k:?} is not a header name") })?;
+                let key =
+                    tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+                        .map_err(|_| Error::Config {
+                            field: "exporter.headers",
+                            reason: format!("{k:?} is not a header name"),
+                        })?;
                 let value = v.parse().map_err(|_| Error::Config {
                     field: "exporter.headers",
                     reason: format!("the value of {k:?} is not a valid header value"),
                 })?;
                 metadata.append(key, value);
             }
-            Ok(Self { endpoint: endpoint.to_owned(), metadata, state: None })
+            Ok(Self {
+                endpoint: endpoint.to_owned(),
+                metadata,
+                state: None,
+            })
         }
     }
 
     impl SpanExporter for OtlpGrpcExporter {
-        fn export(&mut self, batch: &[FinishedSpan], resource: &Resource, timeout: Duration) -> Result<(), Error> {
+        fn export(
+            &mut self,
+            batch: &[FinishedSpan],
+            resource: &Resource,
+            timeout: Duration,
+        ) -> Result<(), Error> {
             if self.state.is_none() {
                 let rt = runtime()?;
                 let endpoint = Endpoint::from_shared(self.endpoint.clone())
@@ -299,7 +372,9 @@ mod grpc_exporter {
                 };
                 self.state = Some((rt, TraceServiceClient::new(channel)));
             }
-            let Some((rt, client)) = &mut self.state else { return Err(Error::Export("no client".into())) };
+            let Some((rt, client)) = &mut self.state else {
+                return Err(Error::Export("no client".into()));
+            };
             let mut req = tonic::Request::new(to_request(batch, resource));
             *req.metadata_mut() = self.metadata.clone();
             req.set_timeout(timeout);

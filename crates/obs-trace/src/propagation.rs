@@ -110,7 +110,13 @@ pub struct SpanContext {
 impl SpanContext {
     /// A local context with an empty trace state.
     pub fn new(trace_id: TraceId, span_id: SpanId, trace_flags: TraceFlags) -> Self {
-        Self { trace_id, span_id, trace_flags, trace_state: TraceState::default(), is_remote: false }
+        Self {
+            trace_id,
+            span_id,
+            trace_flags,
+            trace_state: TraceState::default(),
+            is_remote: false,
+        }
     }
 
     /// Whether the sampled flag is set.
@@ -286,7 +292,10 @@ fn valid_tracestate_key(k: &[u8]) -> bool {
     match k.iter().position(|&c| c == b'@') {
         None => {
             // simple-key = lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
-            !k.is_empty() && k.len() <= 256 && k[0].is_ascii_lowercase() && k.iter().all(|&c| is_key_char(c))
+            !k.is_empty()
+                && k.len() <= 256
+                && k[0].is_ascii_lowercase()
+                && k.iter().all(|&c| is_key_char(c))
         }
         Some(at) => {
             // tenant-id = ( lcalpha / DIGIT ) 0*240( ... ) "@" system-id = lcalpha 0*13( ... )
@@ -307,7 +316,10 @@ fn valid_tracestate_value(v: &[u8]) -> bool {
     // value = 0*255(chr) nblk-chr ; chr = %x20 / nblk-chr
     // nblk-chr = %x21-2B / %x2D-3C / %x3E-7E
     let nblk = |c: u8| matches!(c, 0x21..=0x2b | 0x2d..=0x3c | 0x3e..=0x7e);
-    !v.is_empty() && v.len() <= 256 && nblk(v[v.len() - 1]) && v.iter().all(|&c| c == b' ' || nblk(c))
+    !v.is_empty()
+        && v.len() <= 256
+        && nblk(v[v.len() - 1])
+        && v.iter().all(|&c| c == b' ' || nblk(c))
 }
 
 /// Splits `(key, value)` of a trimmed, non-empty member, or `None` if invalid.
@@ -401,7 +413,10 @@ impl TraceState {
 
     /// Iterates over `(key, value)` members in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.as_str().split(',').filter(|m| !m.is_empty()).filter_map(|m| m.split_once('='))
+        self.as_str()
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .filter_map(|m| m.split_once('='))
     }
 
     /// Number of members.
@@ -558,7 +573,10 @@ impl Baggage {
         }
         let properties = match props {
             Some(p) if !p.is_empty() => {
-                if !p.iter().all(|&c| c.is_ascii_graphic() || c == b' ' || c == b'\t') {
+                if !p
+                    .iter()
+                    .all(|&c| c.is_ascii_graphic() || c == b' ' || c == b'\t')
+                {
                     return None;
                 }
                 Some(std::str::from_utf8(p).ok()?.to_owned())
@@ -585,13 +603,20 @@ impl Baggage {
         if self.entries.len() >= BAGGAGE_MAX_MEMBERS {
             return false;
         }
-        self.entries.push(BaggageEntry { key: key.to_owned(), value: value.to_owned(), properties: None });
+        self.entries.push(BaggageEntry {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            properties: None,
+        });
         true
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries.iter().find(|e| e.key == key).map(|e| e.value.as_str())
+        self.entries
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.value.as_str())
     }
 
     /// The entries in order.
@@ -646,7 +671,10 @@ pub struct Propagators {
 impl Default for Propagators {
     /// `tracecontext,baggage`, the OpenTelemetry default.
     fn default() -> Self {
-        Self { trace_context: true, baggage: true }
+        Self {
+            trace_context: true,
+            baggage: true,
+        }
     }
 }
 
@@ -662,14 +690,26 @@ pub struct Extracted {
 
 impl Propagators {
     /// No propagation at all (`OTEL_PROPAGATORS=none`).
-    pub const NONE: Self = Self { trace_context: false, baggage: false };
+    pub const NONE: Self = Self {
+        trace_context: false,
+        baggage: false,
+    };
 
     /// Extracts from HTTP headers.
     pub fn extract_headers(&self, headers: &http::HeaderMap) -> Extracted {
         Extracted {
-            parent: if self.trace_context { extract(headers) } else { None },
+            parent: if self.trace_context {
+                extract(headers)
+            } else {
+                None
+            },
             baggage: if self.baggage {
-                Baggage::parse(headers.get_all(header::BAGGAGE).iter().map(|v| v.as_bytes()))
+                Baggage::parse(
+                    headers
+                        .get_all(header::BAGGAGE)
+                        .iter()
+                        .map(|v| v.as_bytes()),
+                )
             } else {
                 Baggage::default()
             },
@@ -679,7 +719,11 @@ impl Propagators {
     /// Extracts from a carrier (a job payload, message metadata).
     pub fn extract_carrier(&self, carrier: &Carrier) -> Extracted {
         Extracted {
-            parent: if self.trace_context { extract_carrier(carrier) } else { None },
+            parent: if self.trace_context {
+                extract_carrier(carrier)
+            } else {
+                None
+            },
             baggage: match carrier.get(header::BAGGAGE) {
                 Some(v) if self.baggage => Baggage::parse([v.as_bytes()]),
                 _ => Baggage::default(),
@@ -688,7 +732,12 @@ impl Propagators {
     }
 
     /// Writes the context (and non-empty baggage) into HTTP headers.
-    pub fn inject_headers(&self, cx: &SpanContext, baggage: Option<&Baggage>, headers: &mut http::HeaderMap) {
+    pub fn inject_headers(
+        &self,
+        cx: &SpanContext,
+        baggage: Option<&Baggage>,
+        headers: &mut http::HeaderMap,
+    ) {
         if self.trace_context {
             inject(cx, headers);
         }
@@ -701,7 +750,12 @@ impl Propagators {
     }
 
     /// Writes the context (and non-empty baggage) into a carrier.
-    pub fn inject_carrier(&self, cx: &SpanContext, baggage: Option<&Baggage>, carrier: &mut Carrier) {
+    pub fn inject_carrier(
+        &self,
+        cx: &SpanContext,
+        baggage: Option<&Baggage>,
+        carrier: &mut Carrier,
+    ) {
         if self.trace_context {
             inject_carrier(cx, carrier);
         }

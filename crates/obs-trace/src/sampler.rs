@@ -13,7 +13,7 @@ use obs_core::{TraceFlags, TraceId};
 /// // ...a root span follows it.
 /// assert!(!s.should_sample(None, TraceId::random()));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum Sampler {
     /// `always_on`: record everything.
     AlwaysOn,
@@ -22,17 +22,12 @@ pub enum Sampler {
     /// `traceidratio`: a deterministic fraction of traces, by trace id.
     TraceIdRatio(f64),
     /// `parentbased_always_on` (the default): follow the parent, sample roots.
+    #[default]
     ParentBasedAlwaysOn,
     /// `parentbased_always_off`: follow the parent, drop roots.
     ParentBasedAlwaysOff,
     /// `parentbased_traceidratio`: follow the parent, a fraction of roots.
     ParentBasedTraceIdRatio(f64),
-}
-
-impl Default for Sampler {
-    fn default() -> Self {
-        Sampler::ParentBasedAlwaysOn
-    }
 }
 
 #[inline]

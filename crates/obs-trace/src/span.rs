@@ -179,6 +179,9 @@ pub struct FinishedSpan {
 impl FinishedSpan {
     /// The value of attribute `key`.
     pub fn attribute(&self, key: &str) -> Option<&Value> {
-        self.attributes.iter().find(|kv| kv.key == key).map(|kv| &kv.value)
+        self.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| &kv.value)
     }
 }

@@ -45,13 +45,23 @@ fn host_port<B>(req: &Request<B>) -> (Option<String>, Option<u16>) {
         .uri()
         .authority()
         .map(|a| a.as_str().to_owned())
-        .or_else(|| req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned));
-    let Some(a) = authority else { return (None, None) };
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        });
+    let Some(a) = authority else {
+        return (None, None);
+    };
     let a = a.rsplit('@').next().unwrap_or(&a).to_owned();
     // `[v6]:port`, `host:port` or `host`.
     if let Some(rest) = a.strip_prefix('[') {
         let (h, p) = rest.split_once(']').unwrap_or((rest, ""));
-        return (Some(h.to_owned()), p.strip_prefix(':').and_then(|p| p.parse().ok()));
+        return (
+            Some(h.to_owned()),
+            p.strip_prefix(':').and_then(|p| p.parse().ok()),
+        );
     }
     match a.rsplit_once(':') {
         Some((h, p)) => (Some(h.to_owned()), p.parse().ok()),
@@ -92,7 +102,10 @@ impl TraceServerLayer {
     /// W3C Trace Context and Baggage; the route from axum's `MatchedPath`
     /// when the `axum` feature is on.
     pub fn new() -> Self {
-        Self { propagators: Propagators::default(), route: None }
+        Self {
+            propagators: Propagators::default(),
+            route: None,
+        }
     }
 
     /// Uses these propagation formats (see
@@ -164,7 +177,11 @@ impl TraceServerLayer {
         if let Some(p) = port {
             span.record("server.port", i64::from(p));
         }
-        if let Some(ua) = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+        if let Some(ua) = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+        {
             span.record("user_agent.original", ua);
         }
         if let Some(c) = client_address(req) {
@@ -186,8 +203,15 @@ impl TraceServerLayer {
 }
 
 fn client_address<B>(req: &Request<B>) -> Option<String> {
-    if let Some(xff) = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok())
-        && let Some(first) = xff.split(',').next().map(str::trim).filter(|s| !s.is_empty())
+    if let Some(xff) = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        && let Some(first) = xff
+            .split(',')
+            .next()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
     {
         return Some(first.to_owned());
     }
@@ -195,7 +219,10 @@ fn client_address<B>(req: &Request<B>) -> Option<String> {
         return Some(addr.ip().to_string());
     }
     #[cfg(feature = "axum")]
-    if let Some(ci) = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+    if let Some(ci) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
         return Some(ci.0.ip().to_string());
     }
     None
@@ -204,7 +231,10 @@ fn client_address<B>(req: &Request<B>) -> Option<String> {
 impl<S> Layer<S> for TraceServerLayer {
     type Service = TraceServer<S>;
     fn layer(&self, inner: S) -> TraceServer<S> {
-        TraceServer { inner, layer: self.clone() }
+        TraceServer {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
@@ -233,7 +263,11 @@ where
             let _g = span.enter();
             self.inner.call(req)
         };
-        TracedFuture { inner: fut, span, client: false }
+        TracedFuture {
+            inner: fut,
+            span,
+            client: false,
+        }
     }
 }
 
@@ -250,7 +284,9 @@ pin_project_lite::pin_project! {
 
 impl<F> fmt::Debug for TracedFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TracedFuture").field("span", &self.span).finish_non_exhaustive()
+        f.debug_struct("TracedFuture")
+            .field("span", &self.span)
+            .finish_non_exhaustive()
     }
 }
 
@@ -267,7 +303,8 @@ where
         match &out {
             Ok(resp) => {
                 let code = resp.status().as_u16();
-                this.span.record("http.response.status_code", i64::from(code));
+                this.span
+                    .record("http.response.status_code", i64::from(code));
                 // Servers fail on 5xx only; clients on every 4xx and 5xx.
                 if code >= 500 || (*this.client && code >= 400) {
                     this.span.record("error.type", resp.status().as_str());
@@ -311,7 +348,10 @@ impl TraceClientLayer {
 impl<S> Layer<S> for TraceClientLayer {
     type Service = TraceClient<S>;
     fn layer(&self, inner: S) -> TraceClient<S> {
-        TraceClient { inner, propagators: self.propagators }
+        TraceClient {
+            inner,
+            propagators: self.propagators,
+        }
     }
 }
 
@@ -379,12 +419,17 @@ where
                 let _g = span.enter();
                 current_baggage()
             };
-            self.propagators.inject_headers(&cx, baggage.as_deref(), req.headers_mut());
+            self.propagators
+                .inject_headers(&cx, baggage.as_deref(), req.headers_mut());
         }
         let fut = {
             let _g = span.enter();
             self.inner.call(req)
         };
-        TracedFuture { inner: fut, span, client: true }
+        TracedFuture {
+            inner: fut,
+            span,
+            client: true,
+        }
     }
 }

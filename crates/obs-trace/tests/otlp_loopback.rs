@@ -27,7 +27,10 @@ type Body = Full<Bytes>;
 
 async fn serve<S>(svc: S) -> SocketAddr
 where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -37,7 +40,9 @@ where
             let (stream, _) = listener.accept().await.unwrap();
             let svc = hyper_util::service::TowerToHyperService::new(svc.clone());
             tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
@@ -46,66 +51,96 @@ where
 
 fn route(uri: &http::Uri, _: &http::Extensions) -> Option<std::borrow::Cow<'static, str>> {
     let p = uri.path();
-    Some(if p.starts_with("/items/") { "/items/{id}".into() } else { p.to_owned().into() })
+    Some(if p.starts_with("/items/") {
+        "/items/{id}".into()
+    } else {
+        p.to_owned().into()
+    })
 }
 
 /// Runs the test app against `receiver` and returns the spans it received.
-fn run_app(config: Config, receiver: &OtlpReceiver, expected: usize) -> (Vec<ReceivedSpan>, CaptureLayer) {
+fn run_app(
+    config: Config,
+    receiver: &OtlpReceiver,
+    expected: usize,
+) -> (Vec<ReceivedSpan>, CaptureLayer) {
     let provider = TracerProvider::from_config(config).unwrap();
     let capture = CaptureLayer::new();
-    let subscriber = tracing_subscriber::registry().with(provider.layer()).with(capture.clone());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let subscriber = tracing_subscriber::registry()
+        .with(provider.layer())
+        .with(capture.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     tracing::subscriber::with_default(subscriber, || {
         rt.block_on(async {
             // The backend the app calls.
-            let backend = ServiceBuilder::new().layer(TraceServerLayer::new().route_fn(route)).service(
-                tower::service_fn(|_req: Request<Incoming>| async {
+            let backend = ServiceBuilder::new()
+                .layer(TraceServerLayer::new().route_fn(route))
+                .service(tower::service_fn(|_req: Request<Incoming>| async {
                     tracing::info!("backend work");
                     Ok::<_, Infallible>(Response::new(Body::from("stock: 3")))
-                }),
-            );
+                }));
             let backend_addr = serve(backend).await;
 
             // The app.
-            let app = ServiceBuilder::new().layer(TraceServerLayer::new().route_fn(route)).service(
-                tower::service_fn(move |req: Request<Incoming>| async move {
-                    let path = req.uri().path().to_owned();
-                    tracing::info!(path = %path, "handling");
-                    match path.as_str() {
-                        "/fail" => {
-                            return Ok::<_, Infallible>(
-                                Response::builder().status(StatusCode::INTERNAL_SERVER_ERROR).body(Body::from("boom")).unwrap(),
+            let app = ServiceBuilder::new()
+                .layer(TraceServerLayer::new().route_fn(route))
+                .service(tower::service_fn(
+                    move |req: Request<Incoming>| async move {
+                        let path = req.uri().path().to_owned();
+                        tracing::info!(path = %path, "handling");
+                        match path.as_str() {
+                            "/fail" => {
+                                return Ok::<_, Infallible>(
+                                    Response::builder()
+                                        .status(StatusCode::INTERNAL_SERVER_ERROR)
+                                        .body(Body::from("boom"))
+                                        .unwrap(),
+                                );
+                            }
+                            "/missing" => {
+                                return Ok(Response::builder()
+                                    .status(StatusCode::NOT_FOUND)
+                                    .body(Body::from("no"))
+                                    .unwrap());
+                            }
+                            _ => {}
+                        }
+                        {
+                            let db = obs_trace::db::DbSpan::new("sqlite", "SELECT")
+                                .collection("items")
+                                .query("SELECT * FROM items WHERE password = 'hunter2'")
+                                .start();
+                            let _g = db.enter();
+                            tracing::debug!("query");
+                        }
+                        let client = ServiceBuilder::new()
+                            .layer(TraceClientLayer::new())
+                            .service(
+                                Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>(),
                             );
-                        }
-                        "/missing" => {
-                            return Ok(Response::builder().status(StatusCode::NOT_FOUND).body(Body::from("no")).unwrap());
-                        }
-                        _ => {}
-                    }
-                    {
-                        let db = obs_trace::db::DbSpan::new("sqlite", "SELECT")
-                            .collection("items")
-                            .query("SELECT * FROM items WHERE password = 'hunter2'")
-                            .start();
-                        let _g = db.enter();
-                        tracing::debug!("query");
-                    }
-                    let client = ServiceBuilder::new()
-                        .layer(TraceClientLayer::new())
-                        .service(Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>());
-                    let uri: http::Uri = format!("http://{backend_addr}/backend").parse().unwrap();
-                    let resp = client.oneshot(Request::get(uri).body(Empty::new()).unwrap()).await.unwrap();
-                    let body = resp.into_body().collect().await.unwrap().to_bytes();
-                    Ok(Response::new(Body::from(body)))
-                }),
-            );
+                        let uri: http::Uri =
+                            format!("http://{backend_addr}/backend").parse().unwrap();
+                        let resp = client
+                            .oneshot(Request::get(uri).body(Empty::new()).unwrap())
+                            .await
+                            .unwrap();
+                        let body = resp.into_body().collect().await.unwrap().to_bytes();
+                        Ok(Response::new(Body::from(body)))
+                    },
+                ));
             let app_addr = serve(app).await;
 
             // A caller that is not traced by us sends a sampled traceparent.
             let caller = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
             for path in ["/items/42", "/fail", "/missing"] {
                 let req = Request::get(format!("http://{app_addr}{path}"))
-                    .header("traceparent", format!("00-{INCOMING_TRACE}-{INCOMING_PARENT}-01"))
+                    .header(
+                        "traceparent",
+                        format!("00-{INCOMING_TRACE}-{INCOMING_PARENT}-01"),
+                    )
                     .header("user-agent", "loopback-test/1.0")
                     .body(Empty::new())
                     .unwrap();
@@ -119,21 +154,40 @@ fn run_app(config: Config, receiver: &OtlpReceiver, expected: usize) -> (Vec<Rec
     assert!(!report.timed_out, "{report:?}");
     assert_eq!(report.dropped, 0, "{report:?}");
     assert_eq!(report.exported as usize, expected, "{report:?}");
-    (receiver.wait_for_spans(expected, Duration::from_secs(10)), capture)
+    (
+        receiver.wait_for_spans(expected, Duration::from_secs(10)),
+        capture,
+    )
 }
 
 fn find<'a>(spans: &'a [ReceivedSpan], name: &str) -> &'a ReceivedSpan {
     spans.iter().find(|s| s.name() == name).unwrap_or_else(|| {
-        panic!("no span {name:?} in {:?}", spans.iter().map(|s| s.name()).collect::<Vec<_>>())
+        panic!(
+            "no span {name:?} in {:?}",
+            spans.iter().map(|s| s.name()).collect::<Vec<_>>()
+        )
     })
 }
 
 fn check_app_spans(spans: &[ReceivedSpan], capture: &CaptureLayer) {
     // 3 requests: /items/42 (server, db, client, backend server), /fail, /missing.
-    assert_eq!(spans.len(), 6, "{:?}", spans.iter().map(|s| s.name()).collect::<Vec<_>>());
+    assert_eq!(
+        spans.len(),
+        6,
+        "{:?}",
+        spans.iter().map(|s| s.name()).collect::<Vec<_>>()
+    );
     for s in spans {
-        assert_eq!(s.trace_id(), INCOMING_TRACE, "{} kept the incoming trace id", s.name());
-        assert_eq!(s.resource.get("service.name").map(String::as_str), Some("loopback-app"));
+        assert_eq!(
+            s.trace_id(),
+            INCOMING_TRACE,
+            "{} kept the incoming trace id",
+            s.name()
+        );
+        assert_eq!(
+            s.resource.get("service.name").map(String::as_str),
+            Some("loopback-app")
+        );
     }
 
     let server = find(spans, "GET /items/{id}");
@@ -168,19 +222,33 @@ fn check_app_spans(spans: &[ReceivedSpan], capture: &CaptureLayer) {
     assert_eq!(client.parent_span_id(), Some(server.span_id()));
     assert_eq!(client.kind(), 3);
     assert!(client.attr("url.full").unwrap().ends_with("/backend"));
-    assert_eq!(client.attr("http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(
+        client.attr("http.response.status_code").as_deref(),
+        Some("200")
+    );
 
     let backend = find(spans, "GET /backend");
-    assert_eq!(backend.parent_span_id(), Some(client.span_id()), "the injected context parents the backend span");
+    assert_eq!(
+        backend.parent_span_id(),
+        Some(client.span_id()),
+        "the injected context parents the backend span"
+    );
     assert_eq!(backend.kind(), 2);
     assert_eq!(backend.event_names(), vec!["backend work"]);
 
     let fail = find(spans, "GET /fail");
     assert_eq!(fail.status_code(), 2, "5xx is an error");
     assert_eq!(fail.attr("error.type").as_deref(), Some("500"));
-    assert_eq!(fail.attr("http.response.status_code").as_deref(), Some("500"));
+    assert_eq!(
+        fail.attr("http.response.status_code").as_deref(),
+        Some("500")
+    );
     let missing = find(spans, "GET /missing");
-    assert_eq!(missing.status_code(), 0, "4xx leaves the server status unset");
+    assert_eq!(
+        missing.status_code(),
+        0,
+        "4xx leaves the server status unset"
+    );
     assert_eq!(missing.attr("error.type"), None);
 
     // Log events carry the ids of the span they happen in (contract C1).
@@ -190,7 +258,16 @@ fn check_app_spans(spans: &[ReceivedSpan], capture: &CaptureLayer) {
         assert_eq!(e.trace_id().as_deref(), Some(INCOMING_TRACE));
     }
     let backend_log = &capture.with_message("backend work")[0];
-    assert_eq!(backend_log.ids.as_ref().unwrap().span_id.unwrap().to_string(), backend.span_id());
+    assert_eq!(
+        backend_log
+            .ids
+            .as_ref()
+            .unwrap()
+            .span_id
+            .unwrap()
+            .to_string(),
+        backend.span_id()
+    );
 }
 
 fn config(endpoint_var: &'static str, endpoint: String, protocol: Option<&'static str>) -> Config {
@@ -207,9 +284,17 @@ fn config(endpoint_var: &'static str, endpoint: String, protocol: Option<&'stati
 #[test]
 fn http_protobuf_export_of_a_traced_service() {
     let receiver = OtlpReceiver::start();
-    let cfg = config("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.http_base_url(), None);
+    let cfg = config(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        receiver.http_base_url(),
+        None,
+    );
     let (spans, capture) = run_app(cfg, &receiver, 6);
-    assert!(spans.iter().all(|s| s.transport == obs_testing::otlp::Transport::HttpProtobuf));
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.transport == obs_testing::otlp::Transport::HttpProtobuf)
+    );
     check_app_spans(&spans, &capture);
 }
 
@@ -217,21 +302,32 @@ fn http_protobuf_export_of_a_traced_service() {
 #[test]
 fn grpc_export_of_a_traced_service() {
     let receiver = OtlpReceiver::start();
-    let cfg = config("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_url(), Some("grpc"));
+    let cfg = config(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        receiver.grpc_url(),
+        Some("grpc"),
+    );
     let (spans, capture) = run_app(cfg, &receiver, 6);
-    assert!(spans.iter().all(|s| s.transport == obs_testing::otlp::Transport::Grpc));
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.transport == obs_testing::otlp::Transport::Grpc)
+    );
     check_app_spans(&spans, &capture);
 }
 
 #[test]
 fn batches_are_split_and_all_arrive() {
     let receiver = OtlpReceiver::start();
-    let cfg = Config::default().service("batches").otlp_http(receiver.http_traces_url()).batch(BatchConfig {
-        max_queue_size: 1000,
-        schedule_delay: Duration::from_millis(20),
-        max_export_batch_size: 7,
-        export_timeout: Duration::from_secs(5),
-    });
+    let cfg = Config::default()
+        .service("batches")
+        .otlp_http(receiver.http_traces_url())
+        .batch(BatchConfig {
+            max_queue_size: 1000,
+            schedule_delay: Duration::from_millis(20),
+            max_export_batch_size: 7,
+            export_timeout: Duration::from_secs(5),
+        });
     let provider = TracerProvider::from_config(cfg).unwrap();
     let subscriber = tracing_subscriber::registry().with(provider.layer());
     tracing::subscriber::with_default(subscriber, || {
@@ -244,7 +340,10 @@ fn batches_are_split_and_all_arrive() {
     let spans = receiver.wait_for_spans(50, Duration::from_secs(5));
     assert_eq!(spans.len(), 50);
     assert!(receiver.requests() >= 8, "50 spans in batches of at most 7");
-    let mut seen: Vec<i64> = spans.iter().map(|s| s.attr("i").unwrap().parse().unwrap()).collect();
+    let mut seen: Vec<i64> = spans
+        .iter()
+        .map(|s| s.attr("i").unwrap().parse().unwrap())
+        .collect();
     seen.sort_unstable();
     assert_eq!(seen, (0..50).collect::<Vec<_>>());
 }

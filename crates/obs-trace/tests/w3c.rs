@@ -30,54 +30,263 @@ fn extracted_trace(pairs: &[(&str, &str)]) -> Option<String> {
 fn traceparent_cases_from_the_official_suite() {
     // (name, header name, value, trace id kept?)
     let cases: &[(&str, &str, &str, bool)] = &[
-        ("valid", "traceparent", "00-12345678901234567890123456789012-1234567890123456-01", true),
-        ("header name trace-parent", "trace-parent", "00-12345678901234567890123456789012-1234567890123456-01", false),
-        ("header name trace.parent", "trace.parent", "00-12345678901234567890123456789012-1234567890123456-01", false),
-        ("casing TraceParent", "TraceParent", "00-12345678901234567890123456789012-1234567890123456-01", true),
-        ("casing TrAcEpArEnT", "TrAcEpArEnT", "00-12345678901234567890123456789012-1234567890123456-01", true),
-        ("casing TRACEPARENT", "TRACEPARENT", "00-12345678901234567890123456789012-1234567890123456-01", true),
-        ("v00 trailing dot", "traceparent", "00-12345678901234567890123456789012-1234567890123456-01.", false),
-        ("v00 trailing future data", "traceparent", "00-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like", false),
-        ("future version cc", "traceparent", "cc-12345678901234567890123456789012-1234567890123456-01", true),
-        ("future version cc with data", "traceparent", "cc-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like", true),
-        ("future version cc bad separator", "traceparent", "cc-12345678901234567890123456789012-1234567890123456-01.what-the-future-will-be-like", false),
-        ("version ff", "traceparent", "ff-12345678901234567890123456789012-1234567890123456-01", false),
-        ("version .0", "traceparent", ".0-12345678901234567890123456789012-1234567890123456-01", false),
-        ("version 0.", "traceparent", "0.-12345678901234567890123456789012-1234567890123456-01", false),
-        ("version 000", "traceparent", "000-12345678901234567890123456789012-1234567890123456-01", false),
-        ("version 0000", "traceparent", "0000-12345678901234567890123456789012-1234567890123456-01", false),
-        ("version 0", "traceparent", "0-12345678901234567890123456789012-1234567890123456-01", false),
-        ("trace id all zero", "traceparent", "00-00000000000000000000000000000000-1234567890123456-01", false),
-        ("trace id leading dot", "traceparent", "00-.2345678901234567890123456789012-1234567890123456-01", false),
-        ("trace id trailing dot", "traceparent", "00-1234567890123456789012345678901.-1234567890123456-01", false),
-        ("trace id too long", "traceparent", "00-123456789012345678901234567890123-1234567890123456-01", false),
-        ("trace id too short", "traceparent", "00-1234567890123456789012345678901-1234567890123456-01", false),
-        ("parent id all zero", "traceparent", "00-12345678901234567890123456789012-0000000000000000-01", false),
-        ("parent id leading dot", "traceparent", "00-12345678901234567890123456789012-.234567890123456-01", false),
-        ("parent id trailing dot", "traceparent", "00-12345678901234567890123456789012-123456789012345.-01", false),
-        ("parent id too long", "traceparent", "00-12345678901234567890123456789012-12345678901234567-01", false),
-        ("parent id too short", "traceparent", "00-12345678901234567890123456789012-123456789012345-01", false),
-        ("flags .0", "traceparent", "00-12345678901234567890123456789012-1234567890123456-.0", false),
-        ("flags 0.", "traceparent", "00-12345678901234567890123456789012-1234567890123456-0.", false),
-        ("flags too long", "traceparent", "00-12345678901234567890123456789012-1234567890123456-001", false),
-        ("flags too short", "traceparent", "00-12345678901234567890123456789012-1234567890123456-1", false),
-        ("OWS leading space", "traceparent", " 00-12345678901234567890123456789012-1234567890123456-01", true),
-        ("OWS leading tab", "traceparent", "\t00-12345678901234567890123456789012-1234567890123456-01", true),
-        ("OWS trailing space", "traceparent", "00-12345678901234567890123456789012-1234567890123456-01 ", true),
-        ("OWS trailing tab", "traceparent", "00-12345678901234567890123456789012-1234567890123456-01\t", true),
-        ("OWS both", "traceparent", "\t 00-12345678901234567890123456789012-1234567890123456-01 \t", true),
+        (
+            "valid",
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-01",
+            true,
+        ),
+        (
+            "header name trace-parent",
+            "trace-parent",
+            "00-12345678901234567890123456789012-1234567890123456-01",
+            false,
+        ),
+        (
+            "header name trace.parent",
+            "trace.parent",
+            "00-12345678901234567890123456789012-1234567890123456-01",
+            false,
+        ),
+        (
+            "casing TraceParent",
+            "TraceParent",
+            "00-12345678901234567890123456789012-1234567890123456-01",
+            true,
+        ),
+        (
+            "casing TrAcEpArEnT",
+            "TrAcEpArEnT",
+            "00-12345678901234567890123456789012-1234567890123456-01",
+            true,
+        ),
+        (
+            "casing TRACEPARENT",
+            "TRACEPARENT",
+            "00-12345678901234567890123456789012-1234567890123456-01",
+            true,
+        ),
+        (
+            "v00 trailing dot",
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-01.",
+            false,
+        ),
+        (
+            "v00 trailing future data",
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like",
+            false,
+        ),
+        (
+            "future version cc",
+            "traceparent",
+            "cc-12345678901234567890123456789012-1234567890123456-01",
+            true,
+        ),
+        (
+            "future version cc with data",
+            "traceparent",
+            "cc-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like",
+            true,
+        ),
+        (
+            "future version cc bad separator",
+            "traceparent",
+            "cc-12345678901234567890123456789012-1234567890123456-01.what-the-future-will-be-like",
+            false,
+        ),
+        (
+            "version ff",
+            "traceparent",
+            "ff-12345678901234567890123456789012-1234567890123456-01",
+            false,
+        ),
+        (
+            "version .0",
+            "traceparent",
+            ".0-12345678901234567890123456789012-1234567890123456-01",
+            false,
+        ),
+        (
+            "version 0.",
+            "traceparent",
+            "0.-12345678901234567890123456789012-1234567890123456-01",
+            false,
+        ),
+        (
+            "version 000",
+            "traceparent",
+            "000-12345678901234567890123456789012-1234567890123456-01",
+            false,
+        ),
+        (
+            "version 0000",
+            "traceparent",
+            "0000-12345678901234567890123456789012-1234567890123456-01",
+            false,
+        ),
+        (
+            "version 0",
+            "traceparent",
+            "0-12345678901234567890123456789012-1234567890123456-01",
+            false,
+        ),
+        (
+            "trace id all zero",
+            "traceparent",
+            "00-00000000000000000000000000000000-1234567890123456-01",
+            false,
+        ),
+        (
+            "trace id leading dot",
+            "traceparent",
+            "00-.2345678901234567890123456789012-1234567890123456-01",
+            false,
+        ),
+        (
+            "trace id trailing dot",
+            "traceparent",
+            "00-1234567890123456789012345678901.-1234567890123456-01",
+            false,
+        ),
+        (
+            "trace id too long",
+            "traceparent",
+            "00-123456789012345678901234567890123-1234567890123456-01",
+            false,
+        ),
+        (
+            "trace id too short",
+            "traceparent",
+            "00-1234567890123456789012345678901-1234567890123456-01",
+            false,
+        ),
+        (
+            "parent id all zero",
+            "traceparent",
+            "00-12345678901234567890123456789012-0000000000000000-01",
+            false,
+        ),
+        (
+            "parent id leading dot",
+            "traceparent",
+            "00-12345678901234567890123456789012-.234567890123456-01",
+            false,
+        ),
+        (
+            "parent id trailing dot",
+            "traceparent",
+            "00-12345678901234567890123456789012-123456789012345.-01",
+            false,
+        ),
+        (
+            "parent id too long",
+            "traceparent",
+            "00-12345678901234567890123456789012-12345678901234567-01",
+            false,
+        ),
+        (
+            "parent id too short",
+            "traceparent",
+            "00-12345678901234567890123456789012-123456789012345-01",
+            false,
+        ),
+        (
+            "flags .0",
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-.0",
+            false,
+        ),
+        (
+            "flags 0.",
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-0.",
+            false,
+        ),
+        (
+            "flags too long",
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-001",
+            false,
+        ),
+        (
+            "flags too short",
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-1",
+            false,
+        ),
+        (
+            "OWS leading space",
+            "traceparent",
+            " 00-12345678901234567890123456789012-1234567890123456-01",
+            true,
+        ),
+        (
+            "OWS leading tab",
+            "traceparent",
+            "\t00-12345678901234567890123456789012-1234567890123456-01",
+            true,
+        ),
+        (
+            "OWS trailing space",
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-01 ",
+            true,
+        ),
+        (
+            "OWS trailing tab",
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-01\t",
+            true,
+        ),
+        (
+            "OWS both",
+            "traceparent",
+            "\t 00-12345678901234567890123456789012-1234567890123456-01 \t",
+            true,
+        ),
         // Beyond the suite: the Recommendation's own rules.
-        ("uppercase trace id", "traceparent", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", false),
-        ("uppercase parent id", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01", false),
-        ("uppercase version", "traceparent", "0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", false),
-        ("uppercase flags", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A", false),
+        (
+            "uppercase trace id",
+            "traceparent",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            false,
+        ),
+        (
+            "uppercase parent id",
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+            false,
+        ),
+        (
+            "uppercase version",
+            "traceparent",
+            "0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            false,
+        ),
+        (
+            "uppercase flags",
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A",
+            false,
+        ),
         ("empty", "traceparent", "", false),
-        ("separators swapped", "traceparent", "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01", false),
+        (
+            "separators swapped",
+            "traceparent",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+            false,
+        ),
     ];
     for (name, header, value, kept) in cases {
         let got = extracted_trace(&[(header, value)]);
         if *kept {
-            assert_eq!(got.as_deref(), Some(TID), "{name}: {value:?} should be accepted");
+            assert_eq!(
+                got.as_deref(),
+                Some(TID),
+                "{name}: {value:?} should be accepted"
+            );
         } else {
             assert_eq!(got, None, "{name}: {value:?} should restart the trace");
         }
@@ -87,14 +296,26 @@ fn traceparent_cases_from_the_official_suite() {
 #[test]
 fn duplicated_traceparent_restarts_the_trace() {
     let got = extracted_trace(&[
-        ("traceparent", "00-12345678901234567890123456789011-1234567890123456-01"),
-        ("traceparent", "00-12345678901234567890123456789012-1234567890123456-01"),
+        (
+            "traceparent",
+            "00-12345678901234567890123456789011-1234567890123456-01",
+        ),
+        (
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-01",
+        ),
     ]);
     assert_eq!(got, None);
     // The same through a carrier, where repeated headers arrive joined.
     let h = headers(&[
-        ("traceparent", "00-12345678901234567890123456789011-1234567890123456-01"),
-        ("traceparent", "00-12345678901234567890123456789012-1234567890123456-01"),
+        (
+            "traceparent",
+            "00-12345678901234567890123456789011-1234567890123456-01",
+        ),
+        (
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-01",
+        ),
     ]);
     let c = Carrier::from_headers(&h, &["traceparent"]);
     assert_eq!(propagation::extract_carrier(&c), None);
@@ -110,17 +331,50 @@ fn duplicated_traceparent_restarts_the_trace() {
 #[test]
 fn parse_errors_are_typed() {
     let cases: &[(&str, TraceparentError)] = &[
-        ("00-12345678901234567890123456789012-1234567890123456-0", TraceparentError::TooShort),
-        ("00-12345678901234567890123456789012-1234567890123456-01-", TraceparentError::TrailingData),
-        ("01-12345678901234567890123456789012-1234567890123456-01x", TraceparentError::BadFutureFormat),
-        ("ff-12345678901234567890123456789012-1234567890123456-01", TraceparentError::VersionFf),
-        ("0g-12345678901234567890123456789012-1234567890123456-01", TraceparentError::Version),
-        ("00+12345678901234567890123456789012-1234567890123456-01", TraceparentError::Separator),
-        ("00-1234567890123456789012345678901x-1234567890123456-01", TraceparentError::TraceId),
-        ("00-00000000000000000000000000000000-1234567890123456-01", TraceparentError::ZeroTraceId),
-        ("00-12345678901234567890123456789012-123456789012345x-01", TraceparentError::ParentId),
-        ("00-12345678901234567890123456789012-0000000000000000-01", TraceparentError::ZeroParentId),
-        ("00-12345678901234567890123456789012-1234567890123456-0x", TraceparentError::Flags),
+        (
+            "00-12345678901234567890123456789012-1234567890123456-0",
+            TraceparentError::TooShort,
+        ),
+        (
+            "00-12345678901234567890123456789012-1234567890123456-01-",
+            TraceparentError::TrailingData,
+        ),
+        (
+            "01-12345678901234567890123456789012-1234567890123456-01x",
+            TraceparentError::BadFutureFormat,
+        ),
+        (
+            "ff-12345678901234567890123456789012-1234567890123456-01",
+            TraceparentError::VersionFf,
+        ),
+        (
+            "0g-12345678901234567890123456789012-1234567890123456-01",
+            TraceparentError::Version,
+        ),
+        (
+            "00+12345678901234567890123456789012-1234567890123456-01",
+            TraceparentError::Separator,
+        ),
+        (
+            "00-1234567890123456789012345678901x-1234567890123456-01",
+            TraceparentError::TraceId,
+        ),
+        (
+            "00-00000000000000000000000000000000-1234567890123456-01",
+            TraceparentError::ZeroTraceId,
+        ),
+        (
+            "00-12345678901234567890123456789012-123456789012345x-01",
+            TraceparentError::ParentId,
+        ),
+        (
+            "00-12345678901234567890123456789012-0000000000000000-01",
+            TraceparentError::ZeroParentId,
+        ),
+        (
+            "00-12345678901234567890123456789012-1234567890123456-0x",
+            TraceparentError::Flags,
+        ),
     ];
     for (v, e) in cases {
         assert_eq!(parse_traceparent(v.as_bytes()), Err(*e), "{v}");
@@ -140,7 +394,10 @@ fn unknown_flags_are_kept_and_sampled_bit_read() {
     assert!(cx.is_remote);
     let mut out = http::HeaderMap::new();
     propagation::inject(&cx, &mut out);
-    assert_eq!(out["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff");
+    assert_eq!(
+        out["traceparent"],
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff"
+    );
     let cx = propagation::extract(&headers(&[(
         "traceparent",
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
@@ -156,10 +413,16 @@ fn future_version_is_answered_with_version_00() {
         "cc-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like",
     )]))
     .unwrap();
-    assert_eq!(cx.traceparent().as_str(), "00-12345678901234567890123456789012-1234567890123456-01");
+    assert_eq!(
+        cx.traceparent().as_str(),
+        "00-12345678901234567890123456789012-1234567890123456-01"
+    );
 }
 
-const TP: (&str, &str) = ("traceparent", "00-12345678901234567890123456789012-1234567890123456-00");
+const TP: (&str, &str) = (
+    "traceparent",
+    "00-12345678901234567890123456789012-1234567890123456-00",
+);
 
 /// The tracestate that extraction keeps (`None` when the context is invalid).
 fn tracestate(extra: &[(&str, &str)]) -> Option<TraceState> {
@@ -171,8 +434,14 @@ fn tracestate(extra: &[(&str, &str)]) -> Option<TraceState> {
 #[test]
 fn tracestate_cases_from_the_official_suite() {
     // Discarded without a valid traceparent.
-    assert_eq!(propagation::extract(&headers(&[("tracestate", "foo=1")])), None);
-    assert_eq!(propagation::extract(&headers(&[("tracestate", "foo=1,bar=2")])), None);
+    assert_eq!(
+        propagation::extract(&headers(&[("tracestate", "foo=1")])),
+        None
+    );
+    assert_eq!(
+        propagation::extract(&headers(&[("tracestate", "foo=1,bar=2")])),
+        None
+    );
 
     // Inherited with a traceparent.
     let ts = tracestate(&[("tracestate", "foo=1,bar=2")]).unwrap();
@@ -183,12 +452,19 @@ fn tracestate_cases_from_the_official_suite() {
         assert!(tracestate(&[(name, "foo=1")]).unwrap().is_empty(), "{name}");
     }
     for name in ["TraceState", "TrAcEsTaTe", "TRACESTATE"] {
-        assert_eq!(tracestate(&[(name, "foo=1")]).unwrap().get("foo"), Some("1"), "{name}");
+        assert_eq!(
+            tracestate(&[(name, "foo=1")]).unwrap().get("foo"),
+            Some("1"),
+            "{name}"
+        );
     }
 
     // Empty headers.
     assert!(tracestate(&[("tracestate", "")]).unwrap().is_empty());
-    for pairs in [[("tracestate", "foo=1"), ("tracestate", "")], [("tracestate", ""), ("tracestate", "foo=1")]] {
+    for pairs in [
+        [("tracestate", "foo=1"), ("tracestate", "")],
+        [("tracestate", ""), ("tracestate", "foo=1")],
+    ] {
         let ts = tracestate(&pairs).unwrap();
         assert_eq!(ts.get("foo"), Some("1"));
         assert_eq!(ts.as_str(), "foo=1");
@@ -213,12 +489,22 @@ fn tracestate_cases_from_the_official_suite() {
         let ts = tracestate(&pairs).unwrap();
         assert!(ts.is_empty(), "{pairs:?}");
         // ...but the trace continues.
-        assert_eq!(propagation::extract(&headers(&[TP])).unwrap().trace_id.to_string(), TID);
+        assert_eq!(
+            propagation::extract(&headers(&[TP]))
+                .unwrap()
+                .trace_id
+                .to_string(),
+            TID
+        );
     }
 
     // All allowed characters.
     let key: String = ('a'..='z').chain('0'..='9').chain("_-*/".chars()).collect();
-    let value: String = (0x20u8..=0x2b).chain(0x2d..=0x3c).chain(0x3e..=0x7e).map(char::from).collect();
+    let value: String = (0x20u8..=0x2b)
+        .chain(0x2d..=0x3c)
+        .chain(0x3e..=0x7e)
+        .map(char::from)
+        .collect();
     let ts = tracestate(&[("tracestate", &format!("{key}={value}"))]).unwrap();
     assert_eq!(ts.get(&key), Some(value.as_str()));
     let vkey = format!("{key}@a-z0-9_-*/");
@@ -226,26 +512,45 @@ fn tracestate_cases_from_the_official_suite() {
     assert_eq!(ts.get(&vkey), Some(value.as_str()));
 
     // OWS handling.
-    for v in ["foo=1 \t , \t bar=2, \t baz=3", "foo=1\t \t,\t \tbar=2,\t \tbaz=3"] {
+    for v in [
+        "foo=1 \t , \t bar=2, \t baz=3",
+        "foo=1\t \t,\t \tbar=2,\t \tbaz=3",
+    ] {
         let ts = tracestate(&[("tracestate", v)]).unwrap();
         assert_eq!(ts.as_str(), "foo=1,bar=2,baz=3", "{v:?}");
     }
     for v in [" foo=1", "\tfoo=1", "foo=1 ", "foo=1\t", "\t foo=1 \t"] {
-        assert_eq!(tracestate(&[("tracestate", v)]).unwrap().get("foo"), Some("1"), "{v:?}");
+        assert_eq!(
+            tracestate(&[("tracestate", v)]).unwrap().get("foo"),
+            Some("1"),
+            "{v:?}"
+        );
     }
 
     // Illegal keys drop the list.
     for v in ["foo =1", "FOO=1", "foo.bar=1"] {
-        assert!(tracestate(&[("tracestate", v)]).unwrap().is_empty(), "{v:?}");
+        assert!(
+            tracestate(&[("tracestate", v)]).unwrap().is_empty(),
+            "{v:?}"
+        );
     }
     // Illegal vendor formats drop the list, valid members included.
-    for v in ["foo@=1,bar=2", "@foo=1,bar=2", "foo@@bar=1,bar=2", "foo@bar@baz=1,bar=2"] {
+    for v in [
+        "foo@=1,bar=2",
+        "@foo=1,bar=2",
+        "foo@@bar=1,bar=2",
+        "foo@bar@baz=1,bar=2",
+    ] {
         let ts = tracestate(&[("tracestate", v)]).unwrap();
         assert_eq!(ts.get("bar"), None, "{v:?}");
     }
 
     // 32 members are fine, 33 drop the list.
-    let m = |r: std::ops::RangeInclusive<u32>| r.map(|i| format!("bar{i:02}={i:02}")).collect::<Vec<_>>().join(",");
+    let m = |r: std::ops::RangeInclusive<u32>| {
+        r.map(|i| format!("bar{i:02}={i:02}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let ts = tracestate(&[
         ("tracestate", &m(1..=10)),
         ("tracestate", &m(11..=20)),
@@ -265,7 +570,12 @@ fn tracestate_cases_from_the_official_suite() {
     assert_eq!(ts.get("bar01"), None);
 
     // Key length limits.
-    let ok = |k: String| tracestate(&[("tracestate", "foo=1"), ("tracestate", &format!("{k}=1"))]).unwrap().get("foo").is_some();
+    let ok = |k: String| {
+        tracestate(&[("tracestate", "foo=1"), ("tracestate", &format!("{k}=1"))])
+            .unwrap()
+            .get("foo")
+            .is_some()
+    };
     assert!(ok("z".repeat(256)));
     assert!(!ok("z".repeat(257)));
     assert!(ok(format!("{}@{}", "t".repeat(241), "v".repeat(14))));
@@ -273,22 +583,47 @@ fn tracestate_cases_from_the_official_suite() {
     assert!(!ok(format!("t@{}", "v".repeat(15))));
 
     // Illegal values.
-    assert_eq!(tracestate(&[("tracestate", "foo=bar=baz")]).unwrap().get("foo"), None);
+    assert_eq!(
+        tracestate(&[("tracestate", "foo=bar=baz")])
+            .unwrap()
+            .get("foo"),
+        None
+    );
     let ts = tracestate(&[("tracestate", "foo=,bar=3")]).unwrap();
     assert_eq!((ts.get("foo"), ts.get("bar")), (None, None));
     // A value may hold spaces but not end with one (after trimming it cannot).
-    assert_eq!(tracestate(&[("tracestate", "foo=a b")]).unwrap().get("foo"), Some("a b"));
+    assert_eq!(
+        tracestate(&[("tracestate", "foo=a b")]).unwrap().get("foo"),
+        Some("a b")
+    );
     // Value length: 256 allowed, 257 not.
-    assert!(tracestate(&[("tracestate", &format!("foo={}", "v".repeat(256)))]).unwrap().get("foo").is_some());
-    assert!(tracestate(&[("tracestate", &format!("foo={}", "v".repeat(257)))]).unwrap().is_empty());
+    assert!(
+        tracestate(&[("tracestate", &format!("foo={}", "v".repeat(256)))])
+            .unwrap()
+            .get("foo")
+            .is_some()
+    );
+    assert!(
+        tracestate(&[("tracestate", &format!("foo={}", "v".repeat(257)))])
+            .unwrap()
+            .is_empty()
+    );
     // Empty list members between commas are allowed.
-    assert_eq!(tracestate(&[("tracestate", "foo=1,,bar=2, ,")]).unwrap().as_str(), "foo=1,bar=2");
+    assert_eq!(
+        tracestate(&[("tracestate", "foo=1,,bar=2, ,")])
+            .unwrap()
+            .as_str(),
+        "foo=1,bar=2"
+    );
 }
 
 #[test]
 fn tracestate_round_trips_through_inject() {
     let cx = propagation::extract(&headers(&[
-        ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
         ("tracestate", " congo=t61rcWkgMzE"),
         ("tracestate", "rojo=00f067aa0ba902b7 "),
     ]))
@@ -300,7 +635,11 @@ fn tracestate_round_trips_through_inject() {
     propagation::inject_carrier(&cx, &mut carrier);
     assert_eq!(propagation::extract_carrier(&carrier), Some(cx));
     // An empty state removes a stale header.
-    let bare = SpanContext::new(obs_core::TraceId::random(), obs_core::SpanId::random(), Default::default());
+    let bare = SpanContext::new(
+        obs_core::TraceId::random(),
+        obs_core::SpanId::random(),
+        Default::default(),
+    );
     propagation::inject(&bare, &mut out);
     assert!(out.get("tracestate").is_none());
 }
@@ -308,9 +647,18 @@ fn tracestate_round_trips_through_inject() {
 #[test]
 fn baggage_edge_cases() {
     let cases: &[(&str, &[(&str, &str)])] = &[
-        ("key1=value1,key2=value2", &[("key1", "value1"), ("key2", "value2")]),
-        (" key1 = value1 , key2=value2 ", &[("key1", "value1"), ("key2", "value2")]),
-        ("key1=value1;property1;p2=v2,key2=value2", &[("key1", "value1"), ("key2", "value2")]),
+        (
+            "key1=value1,key2=value2",
+            &[("key1", "value1"), ("key2", "value2")],
+        ),
+        (
+            " key1 = value1 , key2=value2 ",
+            &[("key1", "value1"), ("key2", "value2")],
+        ),
+        (
+            "key1=value1;property1;p2=v2,key2=value2",
+            &[("key1", "value1"), ("key2", "value2")],
+        ),
         ("key1=%20v%C3%A9", &[("key1", " v\u{e9}")]),
         ("key1=", &[("key1", "")]),
         ("=novalue,k=v", &[("k", "v")]),
@@ -324,11 +672,18 @@ fn baggage_edge_cases() {
     ];
     for (input, want) in cases {
         let b = Baggage::parse([input.as_bytes()]);
-        let got: Vec<(&str, &str)> = b.entries().iter().map(|e| (e.key.as_str(), e.value.as_str())).collect();
+        let got: Vec<(&str, &str)> = b
+            .entries()
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str()))
+            .collect();
         assert_eq!(&got, want, "{input:?}");
     }
     // Limits: at most 64 members.
-    let many: String = (0..100).map(|i| format!("k{i}=v")).collect::<Vec<_>>().join(",");
+    let many: String = (0..100)
+        .map(|i| format!("k{i}=v"))
+        .collect::<Vec<_>>()
+        .join(",");
     assert_eq!(Baggage::parse([many.as_bytes()]).len(), 64);
     // At most 8192 bytes.
     let big = format!("a={},b=1", "x".repeat(8190));
@@ -340,13 +695,19 @@ fn baggage_edge_cases() {
     assert!(!b.insert("bad key", "v"));
     let v = b.to_header_value();
     assert!(!v.contains(' ') && !v.contains('"'), "{v}");
-    assert_eq!(Baggage::parse([v.as_bytes()]).get("user"), Some("ann, the \"admin\"=1;x"));
+    assert_eq!(
+        Baggage::parse([v.as_bytes()]).get("user"),
+        Some("ann, the \"admin\"=1;x")
+    );
 }
 
 #[test]
 fn propagators_respect_configuration() {
     let h = headers(&[
-        ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
         ("baggage", "k=v"),
     ]);
     let all = Propagators::default().extract_headers(&h);
@@ -355,10 +716,18 @@ fn propagators_respect_configuration() {
     let none = Propagators::NONE.extract_headers(&h);
     assert!(none.parent.is_none() && none.baggage.is_empty());
     let mut out = http::HeaderMap::new();
-    Propagators::default().inject_headers(all.parent.as_ref().unwrap(), Some(&all.baggage), &mut out);
+    Propagators::default().inject_headers(
+        all.parent.as_ref().unwrap(),
+        Some(&all.baggage),
+        &mut out,
+    );
     assert_eq!(out["baggage"], "k=v");
     let mut carrier = Carrier::new();
-    Propagators::default().inject_carrier(all.parent.as_ref().unwrap(), Some(&all.baggage), &mut carrier);
+    Propagators::default().inject_carrier(
+        all.parent.as_ref().unwrap(),
+        Some(&all.baggage),
+        &mut carrier,
+    );
     let back = Propagators::default().extract_carrier(&carrier);
     assert_eq!(back, all);
 }
