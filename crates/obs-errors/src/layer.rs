@@ -165,7 +165,7 @@ where
             input.fields = v.fields;
             input.in_dispatch = true;
             input.location = meta.file().map(|f| Location {
-                file: f.to_owned(),
+                file: Cow::Borrowed(f),
                 line: meta.line().unwrap_or(0),
                 column: 0,
             });

@@ -1,6 +1,7 @@
 //! The error report and its parts.
 
 use std::backtrace::{Backtrace, BacktraceStatus};
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -57,7 +58,7 @@ pub struct ChainEntry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
     /// The file.
-    pub file: String,
+    pub file: Cow<'static, str>,
     /// 1-based line.
     pub line: u32,
     /// 1-based column (0 when unknown).
@@ -67,7 +68,15 @@ pub struct Location {
 impl Location {
     pub(crate) fn from_std(l: &std::panic::Location<'_>) -> Self {
         Self {
-            file: l.file().to_owned(),
+            file: Cow::Owned(l.file().to_owned()),
+            line: l.line(),
+            column: l.column(),
+        }
+    }
+
+    pub(crate) fn from_static(l: &'static std::panic::Location<'static>) -> Self {
+        Self {
+            file: Cow::Borrowed(l.file()),
             line: l.line(),
             column: l.column(),
         }

@@ -337,7 +337,8 @@ pub(crate) struct Input<'a> {
     pub(crate) mechanism: Mechanism,
     pub(crate) level: Level,
     pub(crate) error_type: Cow<'a, str>,
-    pub(crate) message: String,
+    /// Formatted lazily from `source` when `None`: a merged capture never formats it.
+    pub(crate) message: Option<String>,
     pub(crate) source: Option<&'a (dyn StdError + 'static)>,
     pub(crate) chain: Vec<ChainEntry>,
     pub(crate) location: Option<Location>,
@@ -347,10 +348,12 @@ pub(crate) struct Input<'a> {
     /// Set when capturing from inside a subscriber callback, where `tracing`
     /// drops nested events: no span event can be emitted then.
     pub(crate) in_dispatch: bool,
+    /// Take ids and breadcrumbs from the current span, once the capture is known to open a group.
+    pub(crate) lazy_context: bool,
 }
 
 impl Input<'_> {
-    fn new(mechanism: Mechanism, error_type: Cow<'_, str>, message: String) -> Input<'_> {
+    fn new(mechanism: Mechanism, error_type: Cow<'_, str>, message: Option<String>) -> Input<'_> {
         Input {
             mechanism,
             level: Level::ERROR,
@@ -363,7 +366,14 @@ impl Input<'_> {
             crumbs: None,
             fields: Vec::new(),
             in_dispatch: false,
+            lazy_context: false,
         }
+    }
+
+    fn message(&mut self) -> &str {
+        let source = self.source;
+        self.message
+            .get_or_insert_with(|| source.map(ToString::to_string).unwrap_or_default())
     }
 }
 
@@ -468,10 +478,10 @@ impl Reporter {
         let mut input = Input::new(
             Mechanism::Error,
             Cow::Borrowed(std::any::type_name::<E>()),
-            err.to_string(),
+            None,
         );
         input.source = Some(err);
-        input.location = Some(Location::from_std(loc));
+        input.location = Some(Location::from_static(loc));
         self.capture_current(input)
     }
 
@@ -480,13 +490,9 @@ impl Reporter {
     #[track_caller]
     pub fn capture_dyn_error(&self, err: &(dyn StdError + 'static)) -> Captured {
         let loc = std::panic::Location::caller();
-        let mut input = Input::new(
-            Mechanism::Error,
-            Cow::Owned(dyn_type_name(err)),
-            err.to_string(),
-        );
+        let mut input = Input::new(Mechanism::Error, Cow::Owned(dyn_type_name(err)), None);
         input.source = Some(err);
-        input.location = Some(Location::from_std(loc));
+        input.location = Some(Location::from_static(loc));
         self.capture_current(input)
     }
 
@@ -502,9 +508,9 @@ impl Reporter {
             t if t == "Error" => "anyhow::Error".to_owned(),
             t => t,
         };
-        let mut input = Input::new(Mechanism::Error, Cow::Owned(ty), err.to_string());
+        let mut input = Input::new(Mechanism::Error, Cow::Owned(ty), None);
         input.source = Some(dyn_err);
-        input.location = Some(Location::from_std(loc));
+        input.location = Some(Location::from_static(loc));
         self.capture_current(input)
     }
 
@@ -515,10 +521,10 @@ impl Reporter {
         let mut input = Input::new(
             Mechanism::Message,
             Cow::Borrowed("message"),
-            message.to_owned(),
+            Some(message.to_owned()),
         );
         input.level = level;
-        input.location = Some(Location::from_std(loc));
+        input.location = Some(Location::from_static(loc));
         self.capture_current(input)
     }
 
@@ -531,7 +537,7 @@ impl Reporter {
             .map(|s| (*s).to_owned())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "Box<dyn Any>".to_owned());
-        let mut input = Input::new(Mechanism::Panic, Cow::Borrowed("panic"), message);
+        let mut input = Input::new(Mechanism::Panic, Cow::Borrowed("panic"), Some(message));
         input.location = info.location().map(Location::from_std);
         self.capture_current(input)
     }
@@ -553,11 +559,7 @@ impl Reporter {
     }
 
     fn capture_current(&self, mut input: Input<'_>) -> Captured {
-        if input.ids.is_none() && input.crumbs.is_none() {
-            let (ids, crumbs) = current_context(&self.inner.shared);
-            input.ids = ids;
-            input.crumbs = crumbs;
-        }
+        input.lazy_context = true;
         self.capture_input(input)
     }
 
@@ -579,7 +581,7 @@ impl Reporter {
         self.capture_inner(input)
     }
 
-    fn capture_inner(&self, input: Input<'_>) -> Captured {
+    fn capture_inner(&self, mut input: Input<'_>) -> Captured {
         let sh = &*self.inner.shared;
         let cfg = &sh.config;
         if sh.closed.load(Ordering::Acquire) {
@@ -599,7 +601,7 @@ impl Reporter {
             FingerprintMode::TypeAndFrames(_) => self.stacktrace(),
             _ => None,
         };
-        let fp = self.fingerprint(&input, stack.as_ref());
+        let fp = self.fingerprint(&mut input, stack.as_ref());
         let window = cfg.dedup_window;
         let span_events = cfg.span_events && !input.in_dispatch && in_span();
         if !window.is_zero() {
@@ -629,6 +631,11 @@ impl Reporter {
         }
         if stack.is_none() {
             stack = self.stacktrace();
+        }
+        if input.lazy_context {
+            let (ids, crumbs) = current_context(sh);
+            input.ids = ids;
+            input.crumbs = crumbs;
         }
         let report = self.build(input, fp, stack);
         if span_events {
@@ -682,15 +689,24 @@ impl Reporter {
         Stacktrace::with_exclusions(bt, Arc::clone(&sh.not_in_app))
     }
 
-    fn fingerprint(&self, input: &Input<'_>, stack: Option<&Stacktrace>) -> u64 {
+    fn fingerprint(&self, input: &mut Input<'_>, stack: Option<&Stacktrace>) -> u64 {
         let mut h = Fnv::new();
         h.write(input.error_type.as_bytes());
+        let mode = &self.inner.shared.config.fingerprint;
+        if matches!(
+            mode,
+            FingerprintMode::TypeAndMessage | FingerprintMode::Custom(_)
+        ) {
+            input.message();
+        }
+        let input = &*input;
+        let message = input.message.as_deref().unwrap_or_default();
         let write_location = |h: &mut Fnv| {
             if let Some(l) = &input.location {
                 h.write(l.file.as_bytes()).write(&l.line.to_le_bytes());
             }
         };
-        match &self.inner.shared.config.fingerprint {
+        match mode {
             FingerprintMode::TypeAndLocation => write_location(&mut h),
             FingerprintMode::TypeAndFrames(n) => {
                 let mut used = 0;
@@ -705,24 +721,25 @@ impl Reporter {
                 }
             }
             FingerprintMode::TypeAndMessage => {
-                h.write(input.message.as_bytes());
+                h.write(message.as_bytes());
             }
             FingerprintMode::Custom(f) => {
                 let loc = input
                     .location
                     .as_ref()
                     .map(|l| format!("{}:{}", l.file, l.line));
-                h.write(f(&input.error_type, &input.message, loc.as_deref()).as_bytes());
+                h.write(f(&input.error_type, message, loc.as_deref()).as_bytes());
             }
         }
         h.finish()
     }
 
-    fn build(&self, input: Input<'_>, fp: u64, stacktrace: Option<Stacktrace>) -> Report {
+    fn build(&self, mut input: Input<'_>, fp: u64, stacktrace: Option<Stacktrace>) -> Report {
         let sh = &*self.inner.shared;
         let red = &*sh.config.redactor;
         let scope = scope::current();
         let now = SystemTime::now();
+        let message = red.redact(input.message()).into_owned();
         let mut chain = input.chain;
         if let Some(src) = input.source {
             chain.extend(chain_of(src));
@@ -754,7 +771,7 @@ impl Reporter {
             mechanism: input.mechanism,
             level: input.level,
             error_type: input.error_type.into_owned(),
-            message: red.redact(&input.message).into_owned(),
+            message,
             chain,
             location: input.location,
             stacktrace,
@@ -932,10 +949,10 @@ pub fn capture_error<E: StdError + 'static>(err: &E) -> Option<Captured> {
     let mut input = Input::new(
         Mechanism::Error,
         Cow::Borrowed(std::any::type_name::<E>()),
-        err.to_string(),
+        None,
     );
     input.source = Some(err);
-    input.location = Some(Location::from_std(loc));
+    input.location = Some(Location::from_static(loc));
     Some(r.capture_current(input))
 }
 
@@ -944,13 +961,9 @@ pub fn capture_error<E: StdError + 'static>(err: &E) -> Option<Captured> {
 pub fn capture_dyn_error(err: &(dyn StdError + 'static)) -> Option<Captured> {
     let loc = std::panic::Location::caller();
     let r = Reporter::global()?;
-    let mut input = Input::new(
-        Mechanism::Error,
-        Cow::Owned(dyn_type_name(err)),
-        err.to_string(),
-    );
+    let mut input = Input::new(Mechanism::Error, Cow::Owned(dyn_type_name(err)), None);
     input.source = Some(err);
-    input.location = Some(Location::from_std(loc));
+    input.location = Some(Location::from_static(loc));
     Some(r.capture_current(input))
 }
 
@@ -965,7 +978,7 @@ impl Reporter {
         error_type: Cow<'a, str>,
         message: String,
     ) -> Input<'a> {
-        Input::new(mechanism, error_type, message)
+        Input::new(mechanism, error_type, Some(message))
     }
 
     pub(crate) fn new_crumbs(&self) -> Option<Crumbs> {
