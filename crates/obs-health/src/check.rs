@@ -58,6 +58,7 @@ impl Kind {
 /// use obs_health::{Kind, Kinds};
 /// let k = Kinds::LIVENESS | Kinds::READINESS;
 /// assert!(k.contains(Kind::Liveness) && !k.contains(Kind::Startup));
+/// assert_eq!(Kind::Liveness | Kind::Readiness, k);
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Kinds(u8);
@@ -102,6 +103,13 @@ impl BitOr<Kind> for Kinds {
     type Output = Kinds;
     fn bitor(self, rhs: Kind) -> Kinds {
         Kinds(self.0 | rhs.bit())
+    }
+}
+
+impl BitOr for Kind {
+    type Output = Kinds;
+    fn bitor(self, rhs: Kind) -> Kinds {
+        Kinds(self.bit() | rhs.bit())
     }
 }
 

@@ -102,6 +102,10 @@ pub fn system_memory(
 }
 
 /// Parses a `Key:   123 kB` line value of a `/proc` file into bytes.
+#[cfg_attr(
+    not(target_os = "linux"),
+    allow(dead_code, reason = "only the Linux readers parse /proc files")
+)]
 fn kb_field(text: &str, key: &str) -> Option<u64> {
     let line = text
         .lines()
