@@ -9,7 +9,7 @@ use tracing::instrument::{Instrument, Instrumented};
 use tracing_subscriber::Registry;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::layer::{PENDING, Pending, SpanState};
+use crate::layer::{HAS_PENDING, PENDING, Pending, context_in};
 use crate::propagation::{Baggage, Extracted, Propagators, SpanContext};
 
 struct ClearPending;
@@ -18,11 +18,13 @@ impl Drop for ClearPending {
     fn drop(&mut self) {
         // Whatever `f` did not consume must not leak into a later span.
         let _ = PENDING.try_with(|p| p.borrow_mut().take());
+        let _ = HAS_PENDING.try_with(|f| f.set(false));
     }
 }
 
 fn with_pending<T>(pending: Pending, f: impl FnOnce() -> T) -> T {
     PENDING.with(|p| *p.borrow_mut() = Some(pending));
+    HAS_PENDING.set(true);
     let _clear = ClearPending;
     f()
 }
@@ -73,23 +75,12 @@ pub fn linked_to<T>(linked: &SpanContext, f: impl FnOnce() -> T) -> T {
     )
 }
 
-fn state_context<'a, S: LookupSpan<'a>>(
-    span: tracing_subscriber::registry::SpanRef<'a, S>,
-) -> Option<(SpanContext, Option<Arc<Baggage>>)> {
-    for s in span.scope() {
-        if let Some(st) = s.extensions().get::<SpanState>() {
-            return Some((st.context(), st.baggage.clone()));
-        }
-    }
-    None
-}
-
 fn lookup(
     id: &tracing::Id,
     dispatch: &tracing::Dispatch,
 ) -> Option<(SpanContext, Option<Arc<Baggage>>)> {
     let reg = dispatch.downcast_ref::<Registry>()?;
-    state_context(reg.span(id)?)
+    context_in(reg.span(id)?.scope())
 }
 
 /// The trace context of `span` (its own ids), when the obs-trace layer runs

@@ -2,7 +2,7 @@
 //! data only for sampled spans, built at close.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -29,6 +29,8 @@ pub(crate) struct Pending {
 
 thread_local! {
     pub(crate) static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
+    /// Whether `PENDING` may hold something: one cheap load per new span.
+    pub(crate) static HAS_PENDING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The per-span state the layer keeps in the span's extensions.
@@ -99,25 +101,42 @@ struct Parent {
     remote: bool,
 }
 
+/// The trace context of the nearest span in `scope` that has one: its
+/// `SpanState`, or for a span that records nothing (unsampled, no trace
+/// state, no baggage) the ids the layer wrote into its `IdRecord`.
+pub(crate) fn context_in<'a, S, I>(scope: I) -> Option<(SpanContext, Option<Arc<Baggage>>)>
+where
+    S: LookupSpan<'a> + 'a,
+    I: IntoIterator<Item = SpanRef<'a, S>>,
+{
+    for span in scope {
+        let ext = span.extensions();
+        if let Some(st) = ext.get::<SpanState>() {
+            return Some((st.context(), st.baggage.clone()));
+        }
+        if let Some(r) = ext.get::<IdRecord>()
+            && let (Some(trace_id), Some(span_id)) = (r.trace_id, r.span_id)
+        {
+            return Some((SpanContext::new(trace_id, span_id, r.trace_flags), None));
+        }
+    }
+    None
+}
+
 fn local_parent<S>(span: &SpanRef<'_, S>) -> Option<Parent>
 where
     S: for<'a> LookupSpan<'a>,
 {
-    let mut cur = span.parent();
-    while let Some(p) = cur {
-        if let Some(st) = p.extensions().get::<SpanState>() {
-            return Some(Parent {
-                trace_id: st.trace_id,
-                span_id: st.span_id,
-                flags: st.flags,
-                trace_state: st.trace_state.clone(),
-                baggage: st.baggage.clone(),
-                remote: false,
-            });
-        }
-        cur = p.parent();
-    }
-    None
+    let parent = span.parent()?;
+    let (cx, baggage) = context_in(parent.scope())?;
+    Some(Parent {
+        trace_id: cx.trace_id,
+        span_id: cx.span_id,
+        flags: cx.trace_flags,
+        trace_state: cx.trace_state,
+        baggage,
+        remote: false,
+    })
 }
 
 impl<S> tracing_subscriber::Layer<S> for TraceLayer
@@ -130,7 +149,12 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let pending = PENDING.with(|p| p.borrow_mut().take());
+        let pending = if HAS_PENDING.get() {
+            HAS_PENDING.set(false);
+            PENDING.with(|p| p.borrow_mut().take())
+        } else {
+            None
+        };
         let mut link = None;
         let mut pending_baggage = None;
         let parent = match pending {
@@ -204,6 +228,22 @@ where
             });
             rec
         });
+        // A span that records nothing and carries no trace state or baggage
+        // is fully described by its id record: skip the second extension
+        // (an allocation) on the unsampled fast path.
+        let needs_state = rec.is_some() || !trace_state.is_empty() || baggage.is_some();
+        let mut ext = span.extensions_mut();
+        match ext.get_mut::<IdRecord>() {
+            Some(r) => {
+                r.trace_id = Some(trace_id);
+                r.span_id = Some(span_id);
+                r.trace_flags = flags;
+            }
+            None => ext.insert(IdRecord::with_trace(trace_id, span_id, flags)),
+        }
+        if !needs_state {
+            return;
+        }
         let state = SpanState {
             trace_id,
             span_id,
@@ -214,15 +254,6 @@ where
             parent_remote,
             rec,
         };
-        let mut ext = span.extensions_mut();
-        match ext.get_mut::<IdRecord>() {
-            Some(r) => {
-                r.trace_id = Some(trace_id);
-                r.span_id = Some(span_id);
-                r.trace_flags = flags;
-            }
-            None => ext.insert(IdRecord::with_trace(trace_id, span_id, flags)),
-        }
         ext.insert(state);
     }
 
