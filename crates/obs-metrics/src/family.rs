@@ -105,10 +105,10 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
         make: impl FnOnce() -> Option<(K, String)>,
     ) -> M {
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(bucket) = map.by_hash.get(&hash) {
-            if let Some(slot) = bucket.iter().find(|s| eq(&s.key)) {
-                return slot.metric.clone();
-            }
+        if let Some(bucket) = map.by_hash.get(&hash)
+            && let Some(slot) = bucket.iter().find(|s| eq(&s.key))
+        {
+            return slot.metric.clone();
         }
         if map.order.len() >= self.limit {
             drop(map);

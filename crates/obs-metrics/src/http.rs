@@ -62,11 +62,11 @@ impl MetricsService {
             )
             .header(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
         let mut body = Bytes::from(text);
-        if accepts_gzip(headers) {
-            if let Some(gz) = gzip(&body) {
-                body = gz;
-                builder = builder.header(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            }
+        if accepts_gzip(headers)
+            && let Some(gz) = gzip(&body)
+        {
+            body = gz;
+            builder = builder.header(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         builder
             .body(Full::new(body))

@@ -9,10 +9,15 @@ mod http;
 #[cfg(feature = "tower")]
 mod layer;
 mod metric;
+#[cfg(feature = "push")]
+mod push;
 mod registry;
 mod text;
 
 pub mod process;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod runtime;
 pub mod sets;
 
 pub use encode::Format;
@@ -31,6 +36,9 @@ pub use metric::{
     Counter, FloatGauge, Gauge, GaugeGuard, Histogram, HistogramSpec, HistogramTimer, Metric,
     Summary, SummaryOpts, SummarySpec,
 };
+#[cfg(feature = "push")]
+#[cfg_attr(docsrs, doc(cfg(feature = "push")))]
+pub use push::Pushgateway;
 pub use registry::{
     DEFAULT_CARDINALITY_LIMIT, Emit, MetricBuilder, Registry, RegistryBuilder, Value,
 };

@@ -51,19 +51,15 @@ impl ExemplarCell {
 
     #[cold]
     fn offer_slow(&self, value: f64, bucket: usize) {
-        let Some(rec) = obs_core::IdRecord::current() else {
+        let Some((trace_id, span_id)) = sampled_trace() else {
             return;
         };
-        if !rec.is_sampled() {
-            return;
-        }
-        let Some(trace_id) = rec.trace_id else { return };
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         let ex = Exemplar {
             trace_id,
-            span_id: rec.span_id,
+            span_id,
             value,
             timestamp,
         };
@@ -73,6 +69,31 @@ impl ExemplarCell {
     fn get(&self) -> Option<(usize, Exemplar)> {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The trace and span id of the current span when it is sampled: the
+/// nearest `IdRecord` carrying a trace id wins, as in `IdRecord::resolve`,
+/// read in place so that no correlation id is cloned on a hot path.
+fn sampled_trace() -> Option<(obs_core::TraceId, Option<obs_core::SpanId>)> {
+    use tracing_subscriber::registry::LookupSpan;
+    tracing_core::dispatcher::get_default(|d| {
+        let current = d.current_span();
+        let id = current.id()?;
+        let reg = d.downcast_ref::<tracing_subscriber::Registry>()?;
+        let span = reg.span(id)?;
+        for s in span.scope() {
+            let ext = s.extensions();
+            if let Some(rec) = ext.get::<obs_core::IdRecord>()
+                && let Some(trace_id) = rec.trace_id
+            {
+                return rec
+                    .trace_flags
+                    .is_sampled()
+                    .then_some((trace_id, rec.span_id));
+            }
+        }
+        None
+    })
 }
 
 fn add_f64(cell: &AtomicU64, v: f64) {

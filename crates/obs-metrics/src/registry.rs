@@ -71,6 +71,9 @@ impl<K: Send + Sync + 'static, M: Metric> Collect for Store<K, M> {
     }
 }
 
+/// What a scrape needs of an entry, cloned out of the lock.
+type Body = (Arc<[Desc]>, Arc<dyn Collect>);
+
 struct Entry {
     descs: Arc<[Desc]>,
     body: Arc<dyn Collect>,
@@ -404,8 +407,8 @@ impl Registry {
             .push(registry);
     }
 
-    /// The number of series of the labelled family `name` (overflow series
-    /// included), or of a single metric (1); `None` when not registered.
+    /// The names of every registered metric family, in registration order
+    /// (counters without `_total`).
     pub fn family_names(&self) -> Vec<String> {
         let state = self
             .inner
@@ -438,7 +441,7 @@ impl Registry {
     pub fn encode_into(&self, format: Format, out: &mut String) {
         // Snapshot the bodies so that callbacks run without the registry lock
         // (a callback may itself register a metric).
-        let bodies: Vec<(Arc<[Desc]>, Arc<dyn Collect>)> = {
+        let bodies: Vec<Body> = {
             let state = self
                 .inner
                 .state
