@@ -1,12 +1,33 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod config;
+mod error;
+mod instance;
+mod stats;
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod admin;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
+#[cfg(all(feature = "metrics", feature = "trace"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "metrics", feature = "trace"))))]
+pub mod job;
+#[cfg(all(feature = "metrics", feature = "trace"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "metrics", feature = "trace"))))]
+pub mod pipeline;
+
+pub use config::{Config, ENV_ADMIN_TOKEN, ENV_CARDINALITY_LIMIT, ENV_HEALTH_POLL};
+pub use error::Error;
+pub use instance::{Obs, ShutdownReport, init};
+
 #[doc(inline)]
 pub use obs_core as core;
-#[doc(inline)]
 pub use obs_core::{
-    Carrier, CorrelationId, Error, IdFormat, IdRecord, Redactor, Resource, Secret, SpanId,
-    TraceFlags, TraceId, redact,
+    Carrier, CorrelationId, IdFormat, IdRecord, Redactor, Resource, Secret, SpanId, TraceFlags,
+    TraceId, redact,
 };
 
 /// Structured JSON logging: see the `obs-log` crate.

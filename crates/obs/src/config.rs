@@ -1,0 +1,293 @@
+//! [`Config`]: every enabled pillar's configuration, read from the environment
+//! in one call, with one place for the service's identity.
+
+use std::fmt;
+use std::time::Duration;
+
+use obs_core::{Resource, Secret};
+
+use crate::Error;
+
+/// `OBS_ADMIN_TOKEN`: bearer token required by the admin router's mutating
+/// endpoints (`PUT /loglevel`). Unset: those endpoints are open, which is fine
+/// on a separate admin port that only the cluster can reach.
+pub const ENV_ADMIN_TOKEN: &str = "OBS_ADMIN_TOKEN";
+/// `OBS_METRICS_CARDINALITY_LIMIT`: label sets kept per metric before new
+/// ones go to the overflow series.
+pub const ENV_CARDINALITY_LIMIT: &str = "OBS_METRICS_CARDINALITY_LIMIT";
+/// `OBS_HEALTH_POLL_INTERVAL_MS`: when set, health checks run in the
+/// background at this interval and probes answer from the cache.
+pub const ENV_HEALTH_POLL: &str = "OBS_HEALTH_POLL_INTERVAL_MS";
+
+/// Configuration of every enabled pillar.
+///
+/// [`Config::from_env`] reads the standard `OTEL_*` variables and obs's
+/// `OBS_*` ones; with nothing set it is the embedded default: JSON logs to
+/// stdout at `info`, metrics with the process collector, tracing on with no
+/// exporter, correlation ids as UUID v4, panics captured. The builder methods
+/// adjust it in code.
+///
+/// ```
+/// let config = obs::Config::from_lookup(|k| match k {
+///     "OBS_LOG" => Some("warn,checkout=debug".into()),
+///     _ => None,
+/// })?
+/// .service("checkout")
+/// .version("1.4.2");
+/// assert_eq!(config.resource().service_name(), "checkout");
+/// # Ok::<(), obs::Error>(())
+/// ```
+pub struct Config {
+    pub(crate) resource: Resource,
+    pub(crate) service_from_env: bool,
+    pub(crate) install_global: bool,
+    pub(crate) admin_token: Option<Secret<String>>,
+    #[cfg(feature = "log")]
+    pub(crate) log: obs_log::Config,
+    #[cfg(feature = "trace")]
+    pub(crate) trace: obs_trace::Config,
+    #[cfg(feature = "correlate")]
+    pub(crate) correlate: obs_correlate::Config,
+    #[cfg(feature = "errors")]
+    pub(crate) errors: obs_errors::Config,
+    #[cfg(feature = "metrics")]
+    pub(crate) cardinality_limit: usize,
+    #[cfg(feature = "health")]
+    pub(crate) checks: Vec<obs_health::Check>,
+    #[cfg(feature = "health")]
+    pub(crate) health_poll: Option<Duration>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Config");
+        d.field("resource", &self.resource)
+            .field("install_global", &self.install_global)
+            .field("admin_token", &self.admin_token);
+        #[cfg(feature = "log")]
+        d.field("log_filter", &self.log.directive());
+        #[cfg(feature = "trace")]
+        d.field("trace", &self.trace);
+        #[cfg(feature = "correlate")]
+        d.field("correlate", &self.correlate);
+        #[cfg(feature = "errors")]
+        d.field("errors", &self.errors);
+        #[cfg(feature = "metrics")]
+        d.field("cardinality_limit", &self.cardinality_limit);
+        #[cfg(feature = "health")]
+        d.field("checks", &self.checks.len())
+            .field("health_poll", &self.health_poll);
+        d.finish()
+    }
+}
+
+impl Config {
+    /// The embedded defaults, ignoring the environment.
+    pub fn new() -> Self {
+        Self::from_lookup(|_| None).unwrap_or_else(|_| unreachable_defaults())
+    }
+
+    /// Reads the process environment (`OTEL_*` and `OBS_*`). A bad value is a
+    /// typed error naming the variable.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env) with any lookup function (tests,
+    /// config files).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let resource = Resource::from_lookup(&lookup)?;
+        let service_from_env = lookup(obs_core::names::env::OTEL_SERVICE_NAME).is_some()
+            || lookup(obs_core::names::env::OTEL_RESOURCE_ATTRIBUTES)
+                .is_some_and(|a| a.contains("service.name="));
+        let admin_token = match lookup(ENV_ADMIN_TOKEN) {
+            Some(t) if t.trim().is_empty() => {
+                return Err(Error::Env {
+                    var: ENV_ADMIN_TOKEN,
+                    reason: "the token is empty".into(),
+                });
+            }
+            Some(t) => Some(Secret::new(t.trim().to_owned())),
+            None => None,
+        };
+        Ok(Self {
+            resource,
+            service_from_env,
+            install_global: true,
+            admin_token,
+            #[cfg(feature = "log")]
+            log: obs_log::Config::from_lookup(&lookup)?,
+            #[cfg(feature = "trace")]
+            trace: obs_trace::Config::from_lookup(&lookup)?,
+            #[cfg(feature = "correlate")]
+            correlate: obs_correlate::Config::from_lookup(&lookup)?,
+            #[cfg(feature = "errors")]
+            errors: obs_errors::Config::from_lookup(&lookup)?,
+            #[cfg(feature = "metrics")]
+            cardinality_limit: parse_var(&lookup, ENV_CARDINALITY_LIMIT)?
+                .unwrap_or(obs_metrics::DEFAULT_CARDINALITY_LIMIT),
+            #[cfg(feature = "health")]
+            checks: Vec::new(),
+            #[cfg(feature = "health")]
+            health_poll: parse_var::<u64>(&lookup, ENV_HEALTH_POLL)?.map(Duration::from_millis),
+        })
+    }
+
+    /// The service name. The deployment's `OTEL_SERVICE_NAME` (or
+    /// `service.name` in `OTEL_RESOURCE_ATTRIBUTES`) wins over the name in
+    /// code, so operators can rename a service without a rebuild.
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        if !self.service_from_env {
+            self.resource = self.resource.with_service_name(name);
+        }
+        self
+    }
+
+    /// `service.version` (e.g. `env!("CARGO_PKG_VERSION")`).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        if self.resource.service_version().is_none() {
+            self.resource = self.resource.with_version(version);
+        }
+        self
+    }
+
+    /// `deployment.environment.name` unless the environment set one.
+    pub fn environment(mut self, env: impl Into<String>) -> Self {
+        if self.resource.environment().is_none() {
+            self.resource = self.resource.with_environment(env);
+        }
+        self
+    }
+
+    /// The resource every pillar stamps on its output.
+    pub fn resource(&self) -> &Resource {
+        &self.resource
+    }
+
+    /// Whether [`init`](crate::init) installs the global `tracing` subscriber
+    /// and the panic hooks (default `true`). Turn it off to compose the
+    /// layers yourself from the returned handle.
+    pub fn install_global(mut self, on: bool) -> Self {
+        self.install_global = on;
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on the admin router's
+    /// mutating endpoints.
+    pub fn admin_token(mut self, token: impl Into<String>) -> Self {
+        self.admin_token = Some(Secret::new(token.into()));
+        self
+    }
+
+    /// Adjusts the log configuration.
+    #[cfg(feature = "log")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "log")))]
+    pub fn log(mut self, f: impl FnOnce(obs_log::Config) -> obs_log::Config) -> Self {
+        self.log = f(self.log);
+        self
+    }
+
+    /// Adjusts the tracing configuration.
+    #[cfg(feature = "trace")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "trace")))]
+    pub fn trace(mut self, f: impl FnOnce(obs_trace::Config) -> obs_trace::Config) -> Self {
+        self.trace = f(self.trace);
+        self
+    }
+
+    /// Adjusts the correlation-id configuration.
+    #[cfg(feature = "correlate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "correlate")))]
+    pub fn correlate(
+        mut self,
+        f: impl FnOnce(obs_correlate::Config) -> obs_correlate::Config,
+    ) -> Self {
+        self.correlate = f(self.correlate);
+        self
+    }
+
+    /// Adjusts the error-monitoring configuration.
+    #[cfg(feature = "errors")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "errors")))]
+    pub fn errors(mut self, f: impl FnOnce(obs_errors::Config) -> obs_errors::Config) -> Self {
+        self.errors = f(self.errors);
+        self
+    }
+
+    /// Label sets kept per metric before new ones go to the overflow series.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn cardinality_limit(mut self, limit: usize) -> Self {
+        self.cardinality_limit = limit;
+        self
+    }
+
+    /// Registers a health check (add `.readiness()`, `.liveness()`, … on it).
+    #[cfg(feature = "health")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "health")))]
+    pub fn health_check(mut self, check: obs_health::Check) -> Self {
+        self.checks.push(check);
+        self
+    }
+
+    /// Runs health checks in the background every `interval` so probes
+    /// answer from the cache and a slow dependency cannot stall them.
+    #[cfg(feature = "health")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "health")))]
+    pub fn health_poll_interval(mut self, interval: Duration) -> Self {
+        self.health_poll = Some(interval);
+        self
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The defaults cannot fail to parse (there is nothing to parse); this keeps
+/// `Config::new` panic-free without hiding an error, because no lookup
+/// happens.
+fn unreachable_defaults() -> Config {
+    Config {
+        resource: Resource::default(),
+        service_from_env: false,
+        install_global: true,
+        admin_token: None,
+        #[cfg(feature = "log")]
+        log: obs_log::Config::new(),
+        #[cfg(feature = "trace")]
+        trace: obs_trace::Config::default(),
+        #[cfg(feature = "correlate")]
+        correlate: obs_correlate::Config::new(),
+        #[cfg(feature = "errors")]
+        errors: obs_errors::Config::default(),
+        #[cfg(feature = "metrics")]
+        cardinality_limit: obs_metrics::DEFAULT_CARDINALITY_LIMIT,
+        #[cfg(feature = "health")]
+        checks: Vec::new(),
+        #[cfg(feature = "health")]
+        health_poll: None,
+    }
+}
+
+#[allow(dead_code, reason = "used only when metrics or health is enabled")]
+fn parse_var<T: std::str::FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+) -> Result<Option<T>, Error>
+where
+    T::Err: fmt::Display,
+{
+    match lookup(var) {
+        None => Ok(None),
+        Some(v) => v.trim().parse::<T>().map(Some).map_err(|e| Error::Env {
+            var,
+            reason: format!(
+                "{:?} is not a valid number: {e}",
+                v.chars().take(64).collect::<String>()
+            ),
+        }),
+    }
+}

@@ -1,0 +1,673 @@
+//! One tower layer for HTTP servers and one for clients, composing every
+//! enabled pillar in the order that lets each piece see the same ids.
+//!
+//! Server, outermost first:
+//!
+//! 1. **skip** — paths such as `/metrics` and the probes bypass everything;
+//! 2. **trace** (`obs-trace`) — extracts `traceparent`, opens the server span
+//!    `{method} {route}` and keeps it entered for the rest of the stack;
+//! 3. **correlate** (`obs-correlate`) — takes or generates the correlation id,
+//!    records it on that span, echoes it on the response;
+//! 4. **errors** (`obs-errors`) — binds the request context to the error scope;
+//! 5. **metrics** (`obs-metrics`) — RED metrics by method, route template,
+//!    status and error type;
+//! 6. **access log** — one line per request, level by status (5xx error, 4xx
+//!    warn, else info), with duration and sizes; the log layer adds the ids;
+//! 7. **catch panic** — a panicking handler becomes a 500 that every layer
+//!    above sees (the panic itself is reported by the panic hook).
+//!
+//! With axum, add the layer with `Router::layer` so that it runs inside the
+//! router, where the matched route template is known.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use http::{Request, Response, StatusCode};
+#[allow(
+    unused_imports,
+    reason = "Identity stands in for pillars that are not enabled"
+)]
+use tower_layer::{Identity, Layer, Stack};
+use tower_service::Service;
+
+use crate::Obs;
+
+/// Paths that bypass the server layer by default: scrapes and probes would
+/// otherwise drown the access log and skew the latency histograms.
+pub const DEFAULT_SKIP_PATHS: &[&str] = &[
+    "/metrics",
+    "/livez",
+    "/readyz",
+    "/startupz",
+    "/healthz",
+    "/loglevel",
+];
+
+#[cfg(feature = "trace")]
+type TraceL = obs_trace::tower::TraceServerLayer;
+#[cfg(not(feature = "trace"))]
+type TraceL = Identity;
+#[cfg(feature = "correlate")]
+type CorrelateL = obs_correlate::CorrelationLayer;
+#[cfg(not(feature = "correlate"))]
+type CorrelateL = Identity;
+#[cfg(feature = "errors")]
+type ErrorsL = obs_errors::tower::ErrorScopeLayer;
+#[cfg(not(feature = "errors"))]
+type ErrorsL = Identity;
+#[cfg(feature = "metrics")]
+type MetricsL = obs_metrics::HttpMetricsLayer;
+#[cfg(not(feature = "metrics"))]
+type MetricsL = Identity;
+
+type PillarStack = Stack<MetricsL, Stack<ErrorsL, Stack<CorrelateL, TraceL>>>;
+type ServerStack = Stack<CatchPanicLayer, Stack<AccessLogLayer, PillarStack>>;
+
+/// The combined server layer; see the [module docs](self).
+#[derive(Clone)]
+pub struct ServerLayer {
+    pillars: PillarStack,
+    access_log: bool,
+    skip: Arc<[Cow<'static, str>]>,
+}
+
+impl std::fmt::Debug for ServerLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerLayer")
+            .field("skip", &self.skip)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The server layer of the instance installed by [`crate::init`].
+///
+/// Without an installed instance the layer still traces, correlates and
+/// logs, but its metrics go to a registry nobody scrapes; a warning says so
+/// once. Prefer [`Obs::server_layer`] when you hold the handle.
+pub fn server_layer() -> ServerLayer {
+    match Obs::global() {
+        Some(obs) => obs.server_layer(),
+        None => {
+            tracing::warn!(
+                target: "obs",
+                "obs::http::server_layer() called before obs::init: HTTP metrics will not be exported"
+            );
+            ServerLayer::standalone()
+        }
+    }
+}
+
+/// The client layer of the instance installed by [`crate::init`] (see
+/// [`Obs::client_layer`]).
+pub fn client_layer() -> ClientLayer {
+    match Obs::global() {
+        Some(obs) => obs.client_layer(),
+        None => ClientLayer::standalone(),
+    }
+}
+
+impl Obs {
+    /// The combined server layer wired to this instance (its metrics
+    /// registry, correlation policy and propagators).
+    pub fn server_layer(&self) -> ServerLayer {
+        #[cfg(feature = "trace")]
+        let trace =
+            obs_trace::tower::TraceServerLayer::new().propagators(self.inner.tracer.propagators());
+        #[cfg(not(feature = "trace"))]
+        let trace = Identity::new();
+        #[cfg(feature = "correlate")]
+        let correlate = obs_correlate::CorrelationLayer::with_config(self.inner.correlate.clone())
+            .with_stats(self.inner.correlate_stats.clone());
+        #[cfg(not(feature = "correlate"))]
+        let correlate = Identity::new();
+        #[cfg(feature = "metrics")]
+        let metrics = self.http_metrics().layer();
+        #[cfg(not(feature = "metrics"))]
+        let metrics = Identity::new();
+        ServerLayer::from_parts(trace, correlate, metrics)
+    }
+
+    /// The combined client layer wired to this instance.
+    pub fn client_layer(&self) -> ClientLayer {
+        #[cfg(feature = "trace")]
+        let trace =
+            obs_trace::tower::TraceClientLayer::new().propagators(self.inner.tracer.propagators());
+        #[cfg(not(feature = "trace"))]
+        let trace = Identity::new();
+        #[cfg(feature = "metrics")]
+        let metrics = ClientMetricsLayer {
+            metrics: self.http_client_metrics(),
+        };
+        #[cfg(not(feature = "metrics"))]
+        let metrics = Identity::new();
+        ClientLayer {
+            stack: Stack::new(Stack::new(metrics, propagate()), trace),
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    fn http_metrics(&self) -> obs_metrics::sets::HttpServerMetrics {
+        let r = self.inner.http_metrics.get_or_init(|| {
+            obs_metrics::sets::HttpServerMetrics::new(&self.inner.registry)
+                .map_err(|e| e.to_string())
+        });
+        match r {
+            Ok(m) => m.clone(),
+            Err(e) => {
+                tracing::error!(target: "obs", error = %e, "cannot register the HTTP server metrics");
+                detached_server_metrics()
+            }
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    fn http_client_metrics(&self) -> Option<Arc<obs_metrics::sets::HttpClientMetrics>> {
+        static CLIENT: std::sync::OnceLock<Option<Arc<obs_metrics::sets::HttpClientMetrics>>> =
+            std::sync::OnceLock::new();
+        let registry = &self.inner.registry;
+        CLIENT
+            .get_or_init(|| match obs_metrics::sets::HttpClientMetrics::new(registry) {
+                Ok(m) => Some(Arc::new(m)),
+                Err(e) => {
+                    tracing::error!(target: "obs", error = %e, "cannot register the HTTP client metrics");
+                    None
+                }
+            })
+            .clone()
+    }
+}
+
+#[cfg(feature = "metrics")]
+fn detached_server_metrics() -> obs_metrics::sets::HttpServerMetrics {
+    let registry = obs_metrics::Registry::new();
+    match obs_metrics::sets::HttpServerMetrics::new(&registry) {
+        Ok(m) => m,
+        // A fresh registry has no conflicting names; registration cannot fail.
+        Err(e) => unreachable!("fresh registry refused the HTTP metric set: {e}"),
+    }
+}
+
+impl ServerLayer {
+    fn standalone() -> Self {
+        #[cfg(feature = "trace")]
+        let trace = obs_trace::tower::TraceServerLayer::new();
+        #[cfg(not(feature = "trace"))]
+        let trace = Identity::new();
+        #[cfg(feature = "correlate")]
+        let correlate = obs_correlate::CorrelationLayer::new();
+        #[cfg(not(feature = "correlate"))]
+        let correlate = Identity::new();
+        #[cfg(feature = "metrics")]
+        let metrics = detached_server_metrics().layer();
+        #[cfg(not(feature = "metrics"))]
+        let metrics = Identity::new();
+        Self::from_parts(trace, correlate, metrics)
+    }
+
+    fn from_parts(trace: TraceL, correlate: CorrelateL, metrics: MetricsL) -> Self {
+        #[cfg(feature = "errors")]
+        let errors = obs_errors::tower::ErrorScopeLayer::new();
+        #[cfg(not(feature = "errors"))]
+        let errors = Identity::new();
+        Self {
+            pillars: Stack::new(metrics, Stack::new(errors, Stack::new(correlate, trace))),
+            access_log: true,
+            skip: DEFAULT_SKIP_PATHS
+                .iter()
+                .map(|p| Cow::Borrowed(*p))
+                .collect(),
+        }
+    }
+
+    /// Replaces the paths that bypass the layer (exact match on the path).
+    pub fn skip_paths<I, P>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<Cow<'static, str>>,
+    {
+        self.skip = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Turns the access log line off (the rest of the stack stays).
+    pub fn access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
+        self
+    }
+}
+
+impl<S: Clone> Layer<S> for ServerLayer {
+    type Service = ServerService<S>;
+
+    fn layer(&self, inner: S) -> ServerService<S> {
+        let stack: ServerStack = Stack::new(
+            CatchPanicLayer,
+            Stack::new(
+                AccessLogLayer {
+                    enabled: self.access_log,
+                },
+                self.pillars.clone(),
+            ),
+        );
+        ServerService {
+            traced: stack.layer(inner.clone()),
+            bypass: inner,
+            skip: self.skip.clone(),
+        }
+    }
+}
+
+/// The service of [`ServerLayer`].
+#[derive(Clone)]
+pub struct ServerService<S> {
+    traced: <ServerStack as Layer<S>>::Service,
+    bypass: S,
+    skip: Arc<[Cow<'static, str>]>,
+}
+
+impl<S> std::fmt::Debug for ServerService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerService")
+            .field("skip", &self.skip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<Request<B>> for ServerService<S>
+where
+    S: Service<Request<B>> + Clone,
+    <ServerStack as Layer<S>>::Service:
+        Service<Request<B>, Response = S::Response, Error = S::Error>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = EitherFuture<
+        <<ServerStack as Layer<S>>::Service as Service<Request<B>>>::Future,
+        S::Future,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self.traced.poll_ready(cx) {
+            Poll::Ready(Ok(())) => self.bypass.poll_ready(cx),
+            other => other,
+        }
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if self.skip.iter().any(|p| p == req.uri().path()) {
+            EitherFuture::Right {
+                fut: self.bypass.call(req),
+            }
+        } else {
+            EitherFuture::Left {
+                fut: self.traced.call(req),
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`ServerService`]: the full stack or the bypass.
+    #[project = EitherProj]
+    #[allow(missing_docs, reason = "variants are private in practice")]
+    pub enum EitherFuture<A, B> {
+        /// Through the stack.
+        Left { #[pin] fut: A },
+        /// Bypassed.
+        Right { #[pin] fut: B },
+    }
+}
+
+impl<A, B, T> Future for EitherFuture<A, B>
+where
+    A: Future<Output = T>,
+    B: Future<Output = T>,
+{
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match self.project() {
+            EitherProj::Left { fut } => fut.poll(cx),
+            EitherProj::Right { fut } => fut.poll(cx),
+        }
+    }
+}
+
+/// Writes one access log line per request.
+#[derive(Clone, Copy, Debug)]
+pub struct AccessLogLayer {
+    enabled: bool,
+}
+
+impl<S> Layer<S> for AccessLogLayer {
+    type Service = AccessLog<S>;
+    fn layer(&self, inner: S) -> AccessLog<S> {
+        AccessLog {
+            inner,
+            enabled: self.enabled,
+        }
+    }
+}
+
+/// The service of [`AccessLogLayer`].
+#[derive(Clone, Debug)]
+pub struct AccessLog<S> {
+    inner: S,
+    enabled: bool,
+}
+
+impl<S, B, RB> Service<Request<B>> for AccessLog<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    RB: http_body::Body,
+{
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = AccessLogFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let info = self.enabled.then(|| RequestInfo::of(&req));
+        AccessLogFuture {
+            fut: self.inner.call(req),
+            info,
+            start: Instant::now(),
+        }
+    }
+}
+
+struct RequestInfo {
+    method: http::Method,
+    route: Option<String>,
+    path: String,
+    request_size: Option<u64>,
+}
+
+impl RequestInfo {
+    fn of<B>(req: &Request<B>) -> Self {
+        Self {
+            method: req.method().clone(),
+            route: req
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map(|m| m.as_str().to_owned()),
+            // The path goes through redaction like every other value; a token
+            // in a path segment is caught by its shape.
+            path: obs_core::redact(req.uri().path()).into_owned(),
+            request_size: req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`AccessLog`].
+    pub struct AccessLogFuture<F> {
+        #[pin]
+        fut: F,
+        info: Option<RequestInfo>,
+        start: Instant,
+    }
+}
+
+impl<F, RB, E> Future for AccessLogFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    RB: http_body::Body,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.fut.poll(cx));
+        if let Some(info) = this.info.take() {
+            let duration_ms = this.start.elapsed().as_secs_f64() * 1000.0;
+            let route = info.route.as_deref().unwrap_or("");
+            match &out {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let response_size = resp.body().size_hint().exact();
+                    macro_rules! access {
+                        ($lvl:expr) => {
+                            tracing::event!(
+                                target: "obs::access",
+                                $lvl,
+                                http.request.method = %info.method,
+                                http.route = route,
+                                url.path = %info.path,
+                                http.response.status_code = status,
+                                duration_ms,
+                                http.request.body.size = info.request_size,
+                                http.response.body.size = response_size,
+                                "request finished"
+                            )
+                        };
+                    }
+                    if status >= 500 {
+                        access!(tracing::Level::ERROR);
+                    } else if status >= 400 {
+                        access!(tracing::Level::WARN);
+                    } else {
+                        access!(tracing::Level::INFO);
+                    }
+                }
+                Err(_) => tracing::event!(
+                    target: "obs::access",
+                    tracing::Level::ERROR,
+                    http.request.method = %info.method,
+                    http.route = route,
+                    url.path = %info.path,
+                    duration_ms,
+                    error.type = "service_error",
+                    "request failed without a response"
+                ),
+            }
+        }
+        Poll::Ready(out)
+    }
+}
+
+/// Turns a panic in the inner service into a `500 Internal Server Error`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CatchPanicLayer;
+
+impl<S> Layer<S> for CatchPanicLayer {
+    type Service = CatchPanic<S>;
+    fn layer(&self, inner: S) -> CatchPanic<S> {
+        CatchPanic { inner }
+    }
+}
+
+/// The service of [`CatchPanicLayer`].
+#[derive(Clone, Debug)]
+pub struct CatchPanic<S> {
+    inner: S,
+}
+
+impl<S, B, RB> Service<Request<B>> for CatchPanic<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Future: Send + 'static,
+    RB: Default + 'static,
+    S::Error: 'static,
+{
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<RB>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // A panic in `call` itself (before the future exists) is caught too.
+        let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
+            Ok(fut) => fut,
+            Err(panic) => return Box::pin(async move { Ok(panic_response(&*panic)) }),
+        };
+        Box::pin(AssertUnwindSafe(fut).catch_unwind().map(|r| match r {
+            Ok(out) => out,
+            Err(panic) => Ok(panic_response(&*panic)),
+        }))
+    }
+}
+
+fn panic_response<RB: Default>(_panic: &(dyn Any + Send)) -> Response<RB> {
+    let mut r = Response::new(RB::default());
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    r
+}
+
+type ClientStack = Stack<Stack<ClientMetricsLayerT, PropagateL>, ClientTraceL>;
+#[cfg(feature = "trace")]
+type ClientTraceL = obs_trace::tower::TraceClientLayer;
+#[cfg(not(feature = "trace"))]
+type ClientTraceL = Identity;
+#[cfg(feature = "correlate")]
+type PropagateL = obs_correlate::PropagateLayer;
+#[cfg(not(feature = "correlate"))]
+type PropagateL = Identity;
+#[cfg(feature = "metrics")]
+type ClientMetricsLayerT = ClientMetricsLayer;
+#[cfg(not(feature = "metrics"))]
+type ClientMetricsLayerT = Identity;
+
+fn propagate() -> PropagateL {
+    #[cfg(feature = "correlate")]
+    return obs_correlate::PropagateLayer::new();
+    #[cfg(not(feature = "correlate"))]
+    return Identity::new();
+}
+
+/// The combined client layer: a client span with `traceparent` injected,
+/// the correlation id forwarded, and `http_client_request_duration_seconds`
+/// by method, server and status.
+#[derive(Clone, Debug)]
+pub struct ClientLayer {
+    stack: ClientStack,
+}
+
+impl ClientLayer {
+    fn standalone() -> Self {
+        #[cfg(feature = "trace")]
+        let trace = obs_trace::tower::TraceClientLayer::new();
+        #[cfg(not(feature = "trace"))]
+        let trace = Identity::new();
+        #[cfg(feature = "metrics")]
+        let metrics = ClientMetricsLayer { metrics: None };
+        #[cfg(not(feature = "metrics"))]
+        let metrics = Identity::new();
+        Self {
+            stack: Stack::new(Stack::new(metrics, propagate()), trace),
+        }
+    }
+}
+
+impl<S> Layer<S> for ClientLayer {
+    type Service = <ClientStack as Layer<S>>::Service;
+    fn layer(&self, inner: S) -> Self::Service {
+        self.stack.layer(inner)
+    }
+}
+
+/// Records `http_client_request_duration_seconds` for every call.
+#[cfg(feature = "metrics")]
+#[derive(Clone, Debug)]
+pub struct ClientMetricsLayer {
+    metrics: Option<Arc<obs_metrics::sets::HttpClientMetrics>>,
+}
+
+#[cfg(feature = "metrics")]
+impl<S> Layer<S> for ClientMetricsLayer {
+    type Service = ClientMetrics<S>;
+    fn layer(&self, inner: S) -> ClientMetrics<S> {
+        ClientMetrics {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The service of [`ClientMetricsLayer`].
+#[cfg(feature = "metrics")]
+#[derive(Clone, Debug)]
+pub struct ClientMetrics<S> {
+    inner: S,
+    metrics: Option<Arc<obs_metrics::sets::HttpClientMetrics>>,
+}
+
+#[cfg(feature = "metrics")]
+impl<S, B, RB> Service<Request<B>> for ClientMetrics<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+{
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = ClientMetricsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let call = self.metrics.clone().map(|m| {
+            let server = req
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_default();
+            (m, req.method().as_str().to_owned(), server)
+        });
+        ClientMetricsFuture {
+            fut: self.inner.call(req),
+            call,
+            start: Instant::now(),
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+type PendingCall = (Arc<obs_metrics::sets::HttpClientMetrics>, String, String);
+
+#[cfg(feature = "metrics")]
+pin_project_lite::pin_project! {
+    /// The future of [`ClientMetrics`].
+    pub struct ClientMetricsFuture<F> {
+        #[pin]
+        fut: F,
+        call: Option<PendingCall>,
+        start: Instant,
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl<F, RB, E> Future for ClientMetricsFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+{
+    type Output = F::Output;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.fut.poll(cx));
+        if let Some((m, method, server)) = this.call.take() {
+            let (status, error) = match &out {
+                Ok(r) => (Some(r.status().as_u16()), None),
+                Err(_) => (None, Some("transport")),
+            };
+            m.record(&method, &server, status, error, this.start.elapsed());
+        }
+        Poll::Ready(out)
+    }
+}

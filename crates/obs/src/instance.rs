@@ -1,0 +1,424 @@
+//! [`init`] and the [`Obs`] handle it returns.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use obs_core::{Resource, Secret};
+use tracing_subscriber::Registry;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+
+use crate::{Config, Error};
+
+/// The layers `init` composed, boxed so that any set of features gives one type.
+pub(crate) type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync + 'static>;
+
+static GLOBAL: OnceLock<Obs> = OnceLock::new();
+
+/// The running observability stack: handles on every enabled pillar.
+///
+/// Cheap to clone. Created by [`init`]; [`Obs::shutdown`] flushes everything
+/// in the right order and says what was lost.
+#[derive(Clone)]
+pub struct Obs {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) resource: Resource,
+    pub(crate) admin_token: Option<Secret<String>>,
+    layers: Mutex<Option<Vec<BoxedLayer>>>,
+    #[cfg(feature = "log")]
+    pub(crate) log_reload: obs_log::ReloadHandle,
+    #[cfg(feature = "log")]
+    pub(crate) log_stats: obs_log::LogStats,
+    #[cfg(feature = "log")]
+    log_guard: Mutex<Option<obs_log::LogGuard>>,
+    #[cfg(feature = "trace")]
+    pub(crate) tracer: obs_trace::TracerProvider,
+    #[cfg(feature = "metrics")]
+    pub(crate) registry: obs_metrics::Registry,
+    #[cfg(feature = "health")]
+    pub(crate) health: obs_health::Health,
+    #[cfg(feature = "health")]
+    poller: Mutex<Option<obs_health::Poller>>,
+    #[cfg(feature = "correlate")]
+    pub(crate) correlate: obs_correlate::Config,
+    #[cfg(feature = "correlate")]
+    pub(crate) correlate_stats: obs_correlate::Stats,
+    #[cfg(feature = "errors")]
+    pub(crate) reporter: obs_errors::Reporter,
+    #[cfg(all(feature = "http", feature = "metrics"))]
+    pub(crate) http_metrics: OnceLock<Result<obs_metrics::sets::HttpServerMetrics, String>>,
+}
+
+impl fmt::Debug for Obs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Obs")
+            .field("service", &self.inner.resource.service_name())
+            .field("admin_token", &self.inner.admin_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sets up every enabled pillar from `config` in one call: the JSON log
+/// layer, the tracer and its layer, error capture with the panic hook, the
+/// metrics registry with the process collector and the pillars' own
+/// self-metrics, and the health registry. With
+/// [`Config::install_global`] (the default) it installs the global `tracing`
+/// subscriber and the panic hooks; otherwise take the layers with
+/// [`Obs::take_layers`] and compose them yourself.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), obs::Error> {
+/// let obs = obs::init(
+///     obs::Config::from_lookup(|_| None)?
+///         .service("checkout")
+///         .log(|l| l.writer(std::io::sink()))
+///         .install_global(false),
+/// )?;
+/// assert_eq!(obs.resource().service_name(), "checkout");
+/// let report = obs.shutdown(std::time::Duration::from_secs(2)).await;
+/// assert!(report.completed);
+/// # Ok(())
+/// # }
+/// ```
+pub fn init(config: Config) -> Result<Obs, Error> {
+    let resource = config.resource.clone();
+    let mut layers: Vec<BoxedLayer> = Vec::new();
+
+    #[cfg(feature = "metrics")]
+    let registry = {
+        let registry = obs_metrics::Registry::builder()
+            .cardinality_limit(config.cardinality_limit)
+            .build();
+        obs_metrics::process::register(&registry)?;
+        registry
+    };
+
+    #[cfg(feature = "trace")]
+    let tracer = {
+        let mut trace = config.trace;
+        trace.resource = resource.clone();
+        let tracer = obs_trace::TracerProvider::from_config(trace)?;
+        layers.push(Box::new(tracer.layer()));
+        tracer
+    };
+
+    #[cfg(feature = "errors")]
+    let reporter = {
+        let reporter = obs_errors::Reporter::builder(config.errors).build()?;
+        layers.push(Box::new(reporter.layer()));
+        reporter
+    };
+
+    #[cfg(feature = "log")]
+    let (log_reload, log_stats, log_guard) = {
+        let (layer, handles) = obs_log::layer(config.log.resource(resource.clone()))?;
+        layers.push(Box::new(layer));
+        (handles.reload, handles.stats, handles.guard)
+    };
+
+    #[cfg(feature = "health")]
+    let health = {
+        let mut b = obs_health::Health::builder().resource(&resource);
+        for c in config.checks {
+            b = b.check(c);
+        }
+        if let Some(every) = config.health_poll {
+            b = b.poll_interval(every);
+        }
+        b.build()?
+    };
+
+    #[cfg(feature = "correlate")]
+    let correlate_stats = obs_correlate::Stats::new();
+
+    let inner = Inner {
+        resource,
+        admin_token: config.admin_token,
+        layers: Mutex::new(None),
+        #[cfg(feature = "log")]
+        log_reload,
+        #[cfg(feature = "log")]
+        log_stats,
+        #[cfg(feature = "log")]
+        log_guard: Mutex::new(Some(log_guard)),
+        #[cfg(feature = "trace")]
+        tracer,
+        #[cfg(feature = "metrics")]
+        registry,
+        #[cfg(feature = "health")]
+        health,
+        #[cfg(feature = "health")]
+        poller: Mutex::new(None),
+        #[cfg(feature = "correlate")]
+        correlate: config.correlate,
+        #[cfg(feature = "correlate")]
+        correlate_stats,
+        #[cfg(feature = "errors")]
+        reporter,
+        #[cfg(all(feature = "http", feature = "metrics"))]
+        http_metrics: OnceLock::new(),
+    };
+    let obs = Obs {
+        inner: Arc::new(inner),
+    };
+
+    #[cfg(feature = "metrics")]
+    crate::stats::publish(&obs)?;
+
+    #[cfg(feature = "health")]
+    if config.health_poll.is_some() && tokio::runtime::Handle::try_current().is_ok() {
+        let poller = obs.inner.health.spawn_poller()?;
+        *lock(&obs.inner.poller) = Some(poller);
+    }
+
+    if config.install_global {
+        let subscriber = tracing_subscriber::registry().with(layers);
+        tracing::subscriber::set_global_default(subscriber)
+            .map_err(|_| Error::SubscriberAlreadySet)?;
+        install_panic_hooks(&obs);
+        let _ = GLOBAL.set(obs.clone());
+    } else {
+        *lock(&obs.inner.layers) = Some(layers);
+    }
+    Ok(obs)
+}
+
+/// Panic hooks chain: the one installed last runs first. Logs flush last, so
+/// the error report of the panic is among the lines that reach the sink.
+fn install_panic_hooks(obs: &Obs) {
+    #[cfg(feature = "log")]
+    if let Some(guard) = lock(&obs.inner.log_guard).as_ref() {
+        guard.install_panic_hook(Duration::from_secs(2));
+    }
+    #[cfg(feature = "errors")]
+    obs.inner.reporter.install_panic_hook();
+    #[cfg(not(any(feature = "log", feature = "errors")))]
+    let _ = obs;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Obs {
+    /// The instance installed by the last [`init`] that installed the global
+    /// subscriber.
+    pub fn global() -> Option<Obs> {
+        GLOBAL.get().cloned()
+    }
+
+    /// The resource every pillar stamps on its output.
+    pub fn resource(&self) -> &Resource {
+        &self.inner.resource
+    }
+
+    /// The composed `tracing` layers, when [`Config::install_global`] was
+    /// off; `None` once taken or when `init` installed them itself.
+    pub fn take_layers(&self) -> Option<impl Layer<Registry> + Send + Sync + 'static> {
+        lock(&self.inner.layers).take()
+    }
+
+    /// The metrics registry (`/metrics` encodes it).
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(&self) -> &obs_metrics::Registry {
+        &self.inner.registry
+    }
+
+    /// The health registry.
+    #[cfg(feature = "health")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "health")))]
+    pub fn health(&self) -> &obs_health::Health {
+        &self.inner.health
+    }
+
+    /// The tracer.
+    #[cfg(feature = "trace")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "trace")))]
+    pub fn tracer(&self) -> &obs_trace::TracerProvider {
+        &self.inner.tracer
+    }
+
+    /// The error reporter.
+    #[cfg(feature = "errors")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "errors")))]
+    pub fn errors(&self) -> &obs_errors::Reporter {
+        &self.inner.reporter
+    }
+
+    /// The log filter directive in force.
+    #[cfg(feature = "log")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "log")))]
+    pub fn log_level(&self) -> String {
+        self.inner.log_reload.current()
+    }
+
+    /// Replaces the log filter directive at runtime (`warn,my_app=debug`). A
+    /// bad directive is a typed error and leaves the old one in force.
+    #[cfg(feature = "log")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "log")))]
+    pub fn reload_log_level(&self, directive: &str) -> Result<(), Error> {
+        self.inner.log_reload.set(directive)?;
+        Ok(())
+    }
+
+    /// Flushes and stops every pillar, in order, within `timeout`:
+    /// readiness fails first, then queued error reports go out, then spans
+    /// are exported, then the log writer drains — last, so that what the
+    /// other pillars log on the way down is kept. Never blocks the async
+    /// runtime: the blocking flushes run on tokio's blocking pool when a
+    /// runtime is present.
+    pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let this = self.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle
+                .spawn_blocking(move || this.shutdown_blocking(timeout))
+                .await
+                .unwrap_or_else(|_| ShutdownReport::failed(timeout)),
+            Err(_) => this.shutdown_blocking(timeout),
+        }
+    }
+
+    /// [`shutdown`](Self::shutdown) for code outside an async runtime.
+    pub fn shutdown_blocking(&self, timeout: Duration) -> ShutdownReport {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let mut report = ShutdownReport::new();
+
+        #[cfg(feature = "health")]
+        {
+            self.inner.health.begin_shutdown();
+            if let Some(p) = lock(&self.inner.poller).take() {
+                drop(p);
+            }
+        }
+        #[cfg(feature = "errors")]
+        {
+            let pending = self.inner.reporter.pending() as u64;
+            match self.inner.reporter.shutdown(left()) {
+                Ok(()) => report.errors_flushed = pending,
+                Err(e) => {
+                    report.completed = false;
+                    report.errors_lost = self.inner.reporter.pending() as u64;
+                    report.problems.push(format!("errors: {e}"));
+                }
+            }
+        }
+        #[cfg(feature = "trace")]
+        {
+            let r = self.inner.tracer.shutdown(left());
+            report.spans_exported = r.exported;
+            report.spans_dropped = r.dropped;
+            if r.timed_out {
+                report.completed = false;
+                report
+                    .problems
+                    .push("trace: export did not finish in time".into());
+            }
+        }
+        tracing::info!(
+            target: "obs",
+            spans_exported = report.spans_exported,
+            spans_dropped = report.spans_dropped,
+            error_reports_flushed = report.errors_flushed,
+            "obs shutting down"
+        );
+        #[cfg(feature = "log")]
+        if let Some(guard) = lock(&self.inner.log_guard).take() {
+            let r = guard.shutdown(left());
+            report.log_lines_written = r.written;
+            report.log_lines_dropped = r.dropped.total();
+            if !r.completed {
+                report.completed = false;
+                report
+                    .problems
+                    .push("log: the writer did not drain in time".into());
+            }
+        }
+        report.elapsed = start.elapsed();
+        report
+    }
+}
+
+/// What [`Obs::shutdown`] flushed and what was lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Whether every pillar finished within the timeout.
+    pub completed: bool,
+    /// How long the shutdown took.
+    pub elapsed: Duration,
+    /// Log lines written over the writer's lifetime.
+    pub log_lines_written: u64,
+    /// Log lines dropped over the writer's lifetime (overflow policy or shutdown).
+    pub log_lines_dropped: u64,
+    /// Spans exported over the tracer's lifetime.
+    pub spans_exported: u64,
+    /// Spans dropped over the tracer's lifetime (full queue, failed export, shutdown).
+    pub spans_dropped: u64,
+    /// Error reports that were queued and went out during shutdown.
+    pub errors_flushed: u64,
+    /// Error reports still queued when the timeout ran out.
+    pub errors_lost: u64,
+    /// What did not finish, one line per pillar.
+    pub problems: Vec<String>,
+}
+
+impl ShutdownReport {
+    fn new() -> Self {
+        Self {
+            completed: true,
+            elapsed: Duration::ZERO,
+            log_lines_written: 0,
+            log_lines_dropped: 0,
+            spans_exported: 0,
+            spans_dropped: 0,
+            errors_flushed: 0,
+            errors_lost: 0,
+            problems: Vec::new(),
+        }
+    }
+
+    fn failed(timeout: Duration) -> Self {
+        let mut r = Self::new();
+        r.completed = false;
+        r.elapsed = timeout;
+        r.problems.push("shutdown task panicked".into());
+        r
+    }
+
+    /// Everything lost: log lines, spans and error reports.
+    pub fn lost(&self) -> u64 {
+        self.log_lines_dropped + self.spans_dropped + self.errors_lost
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} in {:.2?}: {} log lines written, {} dropped; {} spans exported, {} dropped; {} error reports flushed, {} lost",
+            if self.completed {
+                "complete"
+            } else {
+                "incomplete"
+            },
+            self.elapsed,
+            self.log_lines_written,
+            self.log_lines_dropped,
+            self.spans_exported,
+            self.spans_dropped,
+            self.errors_flushed,
+            self.errors_lost
+        )?;
+        for p in &self.problems {
+            write!(f, "; {p}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,197 @@
+//! Background jobs: carry a request's context into a job and instrument the
+//! job where it runs.
+//!
+//! Request telemetry and job telemetry stay apart: a job gets a **consumer**
+//! span named for its type (parented by, or linked to, the producer's span)
+//! and the `jobs_*` / `job_duration_seconds` metrics, never the HTTP ones.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // Producer, inside a request: the carrier travels in the job payload.
+//! let carrier = obs::job::carrier();
+//!
+//! // Consumer, in the worker.
+//! let job = obs::job::Job::new("emails", "send_receipt").carrier(carrier);
+//! let sent: Result<u32, std::io::Error> = obs::job::instrument(job, async { Ok(1) }).await;
+//! assert_eq!(sent.unwrap(), 1);
+//! # }
+//! ```
+
+use std::future::Future;
+use std::time::Instant;
+
+use obs_core::{Carrier, CorrelationId, IdFormat, IdRecord};
+use tracing::Instrument;
+
+use crate::Obs;
+
+/// Writes the current trace context and correlation id into a new carrier,
+/// to put into a job payload or message metadata.
+pub fn carrier() -> Carrier {
+    let mut carrier = Carrier::new();
+    inject(&mut carrier);
+    carrier
+}
+
+/// Writes the current trace context and correlation id into `carrier`.
+pub fn inject(carrier: &mut Carrier) {
+    obs_trace::context::inject_current(carrier);
+    #[cfg(feature = "correlate")]
+    if obs_correlate::carrier::inject(carrier).is_none()
+        && let Some(id) = IdRecord::current().and_then(|r| r.correlation_id)
+    {
+        carrier.set_correlation_id(&id);
+    }
+    #[cfg(not(feature = "correlate"))]
+    if let Some(id) = IdRecord::current().and_then(|r| r.correlation_id) {
+        carrier.set_correlation_id(&id);
+    }
+}
+
+/// A job about to run: its queue, type and the carrier from its payload.
+#[derive(Debug, Clone)]
+pub struct Job {
+    queue: String,
+    job_type: String,
+    carrier: Carrier,
+    linked: bool,
+    will_retry: bool,
+}
+
+impl Job {
+    /// A job of `job_type` taken from `queue`.
+    pub fn new(queue: impl Into<String>, job_type: impl Into<String>) -> Self {
+        Self {
+            queue: queue.into(),
+            job_type: job_type.into(),
+            carrier: Carrier::new(),
+            linked: false,
+            will_retry: false,
+        }
+    }
+
+    /// The carrier the producer wrote with [`carrier`].
+    pub fn carrier(mut self, carrier: Carrier) -> Self {
+        self.carrier = carrier;
+        self
+    }
+
+    /// Start a new trace linked to the producer instead of continuing its
+    /// trace (for long-delayed or fan-in jobs).
+    pub fn linked(mut self) -> Self {
+        self.linked = true;
+        self
+    }
+
+    /// The caller will retry this job if it fails: a failure is counted in
+    /// `jobs_retried` instead of `jobs_failed`.
+    pub fn will_retry(mut self, retry: bool) -> Self {
+        self.will_retry = retry;
+        self
+    }
+}
+
+/// Runs `fut` as `job` with the instance installed by [`crate::init`] (see
+/// [`Obs::run_job`]); without one, the span, ids and error capture still
+/// work and the metrics are skipped.
+pub async fn instrument<T, E, F>(job: Job, fut: F) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+    E: std::error::Error + 'static,
+{
+    match Obs::global() {
+        Some(obs) => obs.run_job(job, fut).await,
+        None => run(None, job, fut).await,
+    }
+}
+
+impl Obs {
+    /// Runs `fut` as `job`: a consumer span linked to the producer, the
+    /// correlation id from the carrier (a new one when absent or invalid),
+    /// `jobs_started`/`_succeeded`/`_failed`/`_retried` and
+    /// `job_duration_seconds`, the error captured on failure, and one log line
+    /// when the job ends.
+    pub async fn run_job<T, E, F>(&self, job: Job, fut: F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: std::error::Error + 'static,
+    {
+        run(Some(self), job, fut).await
+    }
+
+    /// The job metric set of this instance, registered on first use.
+    pub fn job_metrics(&self) -> Option<obs_metrics::sets::JobMetrics> {
+        static SET: std::sync::OnceLock<Option<obs_metrics::sets::JobMetrics>> =
+            std::sync::OnceLock::new();
+        SET.get_or_init(
+            || match obs_metrics::sets::JobMetrics::new(&self.inner.registry) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::error!(target: "obs", error = %e, "cannot register the job metrics");
+                    None
+                }
+            },
+        )
+        .clone()
+    }
+}
+
+async fn run<T, E, F>(obs: Option<&Obs>, job: Job, fut: F) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+    E: std::error::Error + 'static,
+{
+    let link = if job.linked {
+        obs_trace::context::JobLink::Link
+    } else {
+        obs_trace::context::JobLink::Parent
+    };
+    let span = obs_trace::context::consumer_span(&job.carrier, &job.job_type, link);
+    span.record("messaging.destination.name", job.queue.as_str());
+    let correlation = match job.carrier.correlation_id() {
+        Some(Ok(id)) => id,
+        // An invalid id from a payload is replaced, never logged raw.
+        _ => CorrelationId::generate(IdFormat::UuidV4),
+    };
+    if let Some(id) = span.id() {
+        IdRecord::update_span_id(&id, |r| r.correlation_id = Some(correlation.clone()));
+    }
+    let metrics = obs.and_then(Obs::job_metrics);
+    let guard = metrics.as_ref().map(|m| m.start(&job.queue, &job.job_type));
+    let start = Instant::now();
+
+    #[cfg(feature = "correlate")]
+    let fut = obs_correlate::scope(correlation, fut);
+    #[cfg(not(feature = "correlate"))]
+    let _ = correlation;
+    let out = fut.instrument(span.clone()).await;
+
+    let _entered = span.enter();
+    let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
+    match &out {
+        Ok(_) => {
+            if let Some(g) = guard {
+                g.succeed();
+            }
+            tracing::info!(target: "obs::job", queue = %job.queue, job_type = %job.job_type, duration_ms, outcome = "success", "job finished");
+        }
+        Err(e) => {
+            if let Some(g) = guard {
+                if job.will_retry { g.retry() } else { g.fail() }
+            }
+            #[cfg(feature = "errors")]
+            match obs {
+                Some(o) => {
+                    o.inner.reporter.capture_error(e);
+                }
+                None => {
+                    obs_errors::capture_error(e);
+                }
+            }
+            let outcome = if job.will_retry { "retry" } else { "failure" };
+            tracing::warn!(target: "obs::job", queue = %job.queue, job_type = %job.job_type, duration_ms, outcome, error = %e, "job failed");
+        }
+    }
+    out
+}

@@ -1,0 +1,240 @@
+//! The facade over real HTTP on loopback: one server layer gives every
+//! request a correlation id, a server span whose ids reach the access log
+//! line, RED metrics by route template; the admin router serves metrics,
+//! probes and the log level (guarded by a token).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tracing_subscriber::layer::SubscriberExt;
+
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buf {
+    fn lines(&self) -> Vec<serde_json::Value> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<bytes::Bytes>>;
+
+async fn send(
+    client: &HttpClient,
+    method: &str,
+    url: String,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, http::HeaderMap, String) {
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::from(body.to_owned())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn one_layer_gives_ids_metrics_access_log_and_admin() {
+    let logs = Buf::default();
+    let sink = logs.clone();
+    let obs = obs::init(
+        obs::Config::from_lookup(|_| None)
+            .unwrap()
+            .service("facade-test")
+            .admin_token("s3cret-token")
+            .log(move |l| l.writer(sink).filter("info"))
+            .install_global(false),
+    )
+    .unwrap();
+    let subscriber = tracing_subscriber::registry().with(obs.take_layers().unwrap());
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let app = Router::new()
+        .route("/items/{id}", get(|| async { "item" }))
+        .route(
+            "/boom",
+            get(|| async {
+                if std::hint::black_box(true) {
+                    panic!("handler exploded");
+                }
+                "unreachable"
+            }),
+        )
+        .layer(obs.server_layer())
+        .merge(obs.admin_router());
+    let addr = serve(app).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let base = format!("http://{addr}");
+
+    // A request with a caller's trace context and correlation id.
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (status, headers, body) = send(
+        &client,
+        "GET",
+        format!("{base}/items/42"),
+        &[("traceparent", tp), ("x-correlation-id", "req-abc-1")],
+        "",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "item"));
+    assert_eq!(headers["x-correlation-id"], "req-abc-1");
+
+    // No id given: one is generated and echoed, also on a panic turned 500.
+    let (status, headers, _) = send(&client, "GET", format!("{base}/boom"), &[], "").await;
+    assert_eq!(status, 500);
+    let generated = headers["x-correlation-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 36, "uuid v4: {generated}");
+
+    // An injection attempt is replaced, never echoed.
+    let (_, headers, _) = send(
+        &client,
+        "GET",
+        format!("{base}/items/7"),
+        &[("x-request-id", "a b\tc")],
+        "",
+    )
+    .await;
+    assert_ne!(headers["x-correlation-id"], "a b\tc");
+
+    // Metrics by route template, never the raw path; probes are skipped.
+    let (_, _, _) = send(&client, "GET", format!("{base}/readyz"), &[], "").await;
+    let (status, _, text) = send(&client, "GET", format!("{base}/metrics"), &[], "").await;
+    assert_eq!(status, 200);
+    let count_line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("http_server_request_duration_seconds_count")
+                && l.contains("http_route=\"/items/{id}\"")
+                && l.contains("http_response_status_code=\"200\"")
+        })
+        .unwrap_or_else(|| panic!("no count line for /items/{{id}}:\n{text}"));
+    assert!(count_line.ends_with(" 2"), "{count_line}");
+    assert!(!text.contains("/items/42"), "raw path leaked into labels");
+    assert!(
+        !text.contains("http_route=\"/readyz\""),
+        "probe was measured"
+    );
+    assert!(text.contains("obs_build_info{"), "{text}");
+    assert!(text.contains("obs_log_dropped_lines_total") || text.contains("obs_log_dropped_lines"));
+    assert!(text.contains("process_"), "process collector missing");
+
+    // /loglevel: readable, writable only with the token, bad directives are a 400.
+    let (status, _, level) = send(&client, "GET", format!("{base}/loglevel"), &[], "").await;
+    assert_eq!((status, level.trim()), (200, "info"));
+    let (status, _, _) = send(&client, "PUT", format!("{base}/loglevel"), &[], "debug").await;
+    assert_eq!(status, 401);
+    let auth = [("authorization", "Bearer s3cret-token")];
+    let (status, _, body) = send(
+        &client,
+        "PUT",
+        format!("{base}/loglevel"),
+        &auth,
+        "warn,facade=debug",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(obs.log_level(), "warn,facade=debug");
+    let (status, _, body) = send(&client, "PUT", format!("{base}/loglevel"), &auth, "[[[").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        obs.log_level(),
+        "warn,facade=debug",
+        "a bad directive changes nothing"
+    );
+    obs.reload_log_level("info").unwrap();
+
+    // Readiness fails first when the process drains.
+    let (status, _, _) = send(&client, "GET", format!("{base}/readyz"), &[], "").await;
+    assert_eq!(status, 200);
+    obs.health().begin_shutdown();
+    let (status, _, _) = send(&client, "GET", format!("{base}/readyz"), &[], "").await;
+    assert_eq!(status, 503);
+    let (status, _, _) = send(&client, "GET", format!("{base}/livez"), &[], "").await;
+    assert_eq!(status, 200);
+
+    let report = obs.shutdown(Duration::from_secs(5)).await;
+    assert!(report.completed, "{report}");
+    assert_eq!(report.log_lines_dropped, 0);
+
+    // The access log line of the first request carries the caller's trace id
+    // and the correlation id, at INFO; the panic's line is an ERROR with the
+    // generated id.
+    let lines = logs.lines();
+    let access: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "request finished")
+        .collect();
+    assert_eq!(
+        access.len(),
+        3,
+        "one access line per non-skipped request: {lines:#?}"
+    );
+    let first = access[0];
+    assert_eq!(first["level"], "INFO");
+    assert_eq!(first["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(first["correlation_id"], "req-abc-1");
+    assert_eq!(first["http.route"], "/items/{id}");
+    assert_eq!(first["http.response.status_code"], 200);
+    assert_eq!(first["service.name"], "facade-test");
+    let boom = access[1];
+    assert_eq!(boom["level"], "ERROR");
+    assert_eq!(boom["correlation_id"], generated.as_str());
+    assert_eq!(boom["http.response.status_code"], 500);
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.to_string().contains("s3cret-token"))
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn bad_env_is_a_typed_error_naming_the_variable() {
+    let err =
+        obs::Config::from_lookup(|k| (k == "OBS_METRICS_CARDINALITY_LIMIT").then(|| "lots".into()))
+            .unwrap_err();
+    assert!(
+        err.to_string().contains("OBS_METRICS_CARDINALITY_LIMIT"),
+        "{err}"
+    );
+    let err =
+        obs::Config::from_lookup(|k| (k == "OTEL_TRACES_SAMPLER").then(|| "sometimes".into()))
+            .unwrap_err();
+    assert!(err.to_string().contains("OTEL_TRACES_SAMPLER"), "{err}");
+    let err =
+        obs::Config::from_lookup(|k| (k == "OBS_LOG_FORMAT").then(|| "xml".into())).unwrap_err();
+    assert!(err.to_string().contains("OBS_LOG_FORMAT"), "{err}");
+}
