@@ -16,6 +16,8 @@ pub const MAX_MESSAGE_LEN: usize = 512;
 pub const MAX_FIELDS: usize = 12;
 /// A field value is cut to this many bytes.
 pub const MAX_FIELD_LEN: usize = 256;
+/// All field values of one breadcrumb together are cut to this many bytes.
+pub const MAX_FIELDS_LEN: usize = 1024;
 
 /// One recorded log event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,14 +221,14 @@ impl SlotVisitor<'_> {
             .write_fmt(value);
             return;
         }
-        if slot.ranges.len() >= MAX_FIELDS {
+        if slot.ranges.len() >= MAX_FIELDS || slot.fields.len() >= MAX_FIELDS_LEN {
             return;
         }
         let start = slot.fields.len();
         let _ = Bounded {
             buf: &mut slot.fields,
             start,
-            max: MAX_FIELD_LEN,
+            max: MAX_FIELD_LEN.min(MAX_FIELDS_LEN - start),
         }
         .write_fmt(value);
         let end = slot.fields.len();

@@ -185,7 +185,7 @@ impl Config {
             queue_capacity: 1024,
             max_breadcrumbs: 32,
             breadcrumb_level: Level::DEBUG,
-            max_breadcrumb_buffers: 16_384,
+            max_breadcrumb_buffers: 4096,
             capture_error_events: true,
             span_events: true,
             flush_on_panic: Some(Duration::from_secs(2)),
@@ -369,8 +369,10 @@ impl Config {
     }
 
     /// How many breadcrumb buffers (one per live root span) may exist at
-    /// once; root spans beyond it get none (counted as
-    /// `ErrorStats::breadcrumb_buffers_refused`). Bounds memory overall.
+    /// once (default 4096); root spans beyond it get none (counted as
+    /// `ErrorStats::breadcrumb_buffers_refused`). Bounds memory overall:
+    /// at most `buffers × max_breadcrumbs × 1.5 KiB` (message and fields are
+    /// cut), typically a tenth of that.
     pub fn max_breadcrumb_buffers(mut self, n: usize) -> Self {
         self.max_breadcrumb_buffers = n;
         self

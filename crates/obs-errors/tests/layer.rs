@@ -227,3 +227,29 @@ fn anyhow_style_errors_keep_their_chain() {
     assert_eq!(r.chain.len(), 1);
     assert_eq!(r.chain[0].message, "config.toml missing");
 }
+
+#[test]
+fn breadcrumb_sizes_are_capped() {
+    let memory = MemorySink::new();
+    let reporter = Reporter::builder(Config::default())
+        .sink(memory.clone())
+        .build()
+        .unwrap();
+    let subscriber = tracing_subscriber::registry().with(reporter.layer());
+    tracing::subscriber::with_default(subscriber, || {
+        let _g = tracing::info_span!("r").entered();
+        let long = "é".repeat(2000);
+        tracing::info!(
+            a = %long, b = 1, c = 2, d = 3, e = 4, f = 5, g = 6, h = 7, i = 8, j = 9, k = 10, l = 11, m = 12, n = 13,
+            "{long}"
+        );
+        reporter.capture_message(tracing::Level::ERROR, "x");
+    });
+    reporter.flush(Duration::from_secs(10)).unwrap();
+    let b = &memory.reports()[0].breadcrumbs[0];
+    assert!(b.message.len() <= obs_errors::breadcrumbs::MAX_MESSAGE_LEN);
+    assert!(b.message.starts_with("éé"));
+    assert_eq!(b.fields.len(), obs_errors::breadcrumbs::MAX_FIELDS);
+    assert!(b.field("a").unwrap().len() <= obs_errors::breadcrumbs::MAX_FIELD_LEN);
+    assert_eq!(b.field("b"), Some("1"));
+}

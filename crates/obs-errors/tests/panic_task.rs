@@ -32,6 +32,11 @@ fn panic_in_spawned_task_is_reported_once_with_context() {
         .with(reporter.layer())
         .with(capture.clone());
     tracing::subscriber::set_global_default(subscriber).unwrap();
+    static PREVIOUS_HOOK_CALLS: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(0);
+    std::panic::set_hook(Box::new(|_| {
+        PREVIOUS_HOOK_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
     reporter.install_panic_hook();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -66,6 +71,11 @@ fn panic_in_spawned_task_is_reported_once_with_context() {
     let err = rt.block_on(handle).unwrap_err();
     assert!(err.is_panic());
     reporter.flush(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        PREVIOUS_HOOK_CALLS.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the hook chains"
+    );
 
     let reports = memory.reports();
     assert_eq!(reports.len(), 1, "{reports:#?}");
