@@ -185,6 +185,10 @@ fn render_resource(schema: Schema, r: Option<&Resource>) -> Vec<u8> {
 }
 
 impl Spec {
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "crate-internal constructor fed field by field from Config"
+    )]
     pub(crate) fn new(
         schema: Schema,
         format: Format,
@@ -314,16 +318,16 @@ impl Spec {
                     out.remove(start);
                 }
                 out.push(b'}');
-                if let Some(r) = ids {
-                    if let (Some(t), Some(s)) = (r.trace_id, r.span_id) {
-                        out.extend_from_slice(b",\"TraceId\":\"");
-                        out.extend_from_slice(t.to_hex().as_bytes());
-                        out.extend_from_slice(b"\",\"SpanId\":\"");
-                        out.extend_from_slice(s.to_hex().as_bytes());
-                        out.extend_from_slice(b"\",\"TraceFlags\":\"");
-                        out.extend_from_slice(r.trace_flags.to_hex().as_bytes());
-                        out.push(b'"');
-                    }
+                if let Some(r) = ids
+                    && let (Some(t), Some(s)) = (r.trace_id, r.span_id)
+                {
+                    out.extend_from_slice(b",\"TraceId\":\"");
+                    out.extend_from_slice(t.to_hex().as_bytes());
+                    out.extend_from_slice(b"\",\"SpanId\":\"");
+                    out.extend_from_slice(s.to_hex().as_bytes());
+                    out.extend_from_slice(b"\",\"TraceFlags\":\"");
+                    out.extend_from_slice(r.trace_flags.to_hex().as_bytes());
+                    out.push(b'"');
                 }
                 out.extend_from_slice(b",\"InstrumentationScope\":{\"Name\":");
                 q(out, p.target);
@@ -384,16 +388,14 @@ impl Spec {
                     }
                     corr(out, r, "correlation_id");
                 }
-                if self.file_line {
-                    if let (Some(f), Some(l)) = (p.file, p.line) {
-                        out.extend_from_slice(
-                            b",\"logging.googleapis.com/sourceLocation\":{\"file\":",
-                        );
-                        q(out, f);
-                        out.extend_from_slice(b",\"line\":\"");
-                        json::int(out, l);
-                        out.extend_from_slice(b"\"}");
-                    }
+                if self.file_line
+                    && let (Some(f), Some(l)) = (p.file, p.line)
+                {
+                    out.extend_from_slice(b",\"logging.googleapis.com/sourceLocation\":{\"file\":");
+                    q(out, f);
+                    out.extend_from_slice(b",\"line\":\"");
+                    json::int(out, l);
+                    out.extend_from_slice(b"\"}");
                 }
             }
             Schema::Datadog => {
@@ -567,11 +569,11 @@ impl Spec {
                 id(out, "correlation_id", c.as_str());
             }
         }
-        if self.file_line {
-            if let (Some(f), Some(l)) = (p.file, p.line) {
-                nl(out);
-                let _ = write!(json::Raw(out), "{dim}at{reset} {f}:{l}");
-            }
+        if self.file_line
+            && let (Some(f), Some(l)) = (p.file, p.line)
+        {
+            nl(out);
+            let _ = write!(json::Raw(out), "{dim}at{reset} {f}:{l}");
         }
         if pretty {
             for &(a, b) in ranges {
@@ -889,6 +891,7 @@ impl Visit for FieldWriter<'_> {
 /// clash with the schema's own keys, and the rate limiter.
 #[derive(Debug)]
 pub(crate) struct CallsiteInfo {
+    has_message: bool,
     sensitive: u64,
     reserved: u64,
     limiter: Option<Limiter>,
@@ -1086,6 +1089,7 @@ impl Inner {
                 }
             });
         CallsiteInfo {
+            has_message: meta.fields().field("message").is_some(),
             sensitive,
             reserved,
             limiter,
@@ -1237,7 +1241,7 @@ impl Inner {
         s.path.clear();
         s.spans.clear();
         s.ranges.clear();
-        let mut has_msg = false;
+        let has_msg = info.has_message;
         {
             let mut w = FieldWriter {
                 json,
@@ -1251,9 +1255,6 @@ impl Inner {
                 skip_log_fields: is_log,
             };
             event.record(&mut w);
-            if meta.fields().field("message").is_some() {
-                has_msg = true;
-            }
         }
 
         let mut ids: Option<IdRecord> = None;

@@ -18,7 +18,7 @@ use crate::layer::Spec;
 
 /// Buffers kept for reuse are capped at this capacity so one huge line does
 /// not pin its memory forever.
-const MAX_POOLED: usize = 16 * 1024;
+const MAX_POOLED: usize = 8 * 1024;
 const BUF_CAPACITY: usize = 64 * 1024;
 
 /// The sink behind the buffer.
@@ -406,7 +406,9 @@ impl NbShared {
         every: Duration,
     ) -> io::Result<Arc<Self>> {
         let (tx, rx) = crossbeam_channel::bounded(s.capacity);
-        let (free_tx, free_rx) = crossbeam_channel::bounded(s.capacity.min(1024) + 64);
+        // Room for every buffer that can be in flight (queue + writer + a blocked
+        // producer), so once as many exist the producer never allocates again.
+        let (free_tx, free_rx) = crossbeam_channel::bounded(s.capacity + 2);
         let _ = stats.inner.queue.set(tx.clone());
         let low_limit = ((s.capacity as f64) * s.low_priority_share).floor() as usize;
         let finished = Arc::new(AtomicBool::new(false));

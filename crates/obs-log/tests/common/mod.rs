@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 /// A cloneable in-memory sink.
 #[derive(Clone, Default)]
-pub struct SharedBuf(pub Arc<Mutex<Vec<u8>>>);
+pub(crate) struct SharedBuf(pub Arc<Mutex<Vec<u8>>>);
 
 impl SharedBuf {
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8(
             self.0
                 .lock()
@@ -19,11 +19,11 @@ impl SharedBuf {
         .expect("output is UTF-8")
     }
 
-    pub fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         self.text().lines().map(str::to_owned).collect()
     }
 
-    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn json_lines(&self) -> Vec<serde_json::Value> {
         self.lines()
             .iter()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -45,7 +45,7 @@ impl Write for SharedBuf {
 }
 
 /// Replaces the first JSON string value (the timestamp in every schema) by `TS`.
-pub fn mask_timestamp(line: &str) -> String {
+pub(crate) fn mask_timestamp(line: &str) -> String {
     let start = line.find("\":\"").expect("a string value") + 3;
     let end = start + line[start..].find('"').expect("closing quote");
     format!("{}TS{}", &line[..start], &line[end..])
