@@ -116,8 +116,11 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
         )
         .env("RUSTDOCFLAGS", "-D warnings"),
     );
-    let test_cmd: &[&str] = if nextest {
-        &[
+    // The examples crate holds the end-to-end tests; they run as their own
+    // step, after everything they depend on has passed.
+    let e2e = e2e && root.join("examples/tests").is_dir();
+    let mut test_cmd: Vec<&str> = if nextest {
+        vec![
             "cargo",
             "nextest",
             "run",
@@ -126,7 +129,7 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
             "--no-fail-fast",
         ]
     } else {
-        &[
+        vec![
             "cargo",
             "test",
             "--workspace",
@@ -134,7 +137,10 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
             "--no-fail-fast",
         ]
     };
-    let mut test_step = Step::new("test", &[test_cmd]);
+    if e2e {
+        test_cmd.extend(["--exclude", "examples"]);
+    }
+    let mut test_step = Step::new("test", &[&test_cmd]);
     if nextest {
         test_step.commands.push(
             ["cargo", "test", "--workspace", "--all-features", "--doc"]
@@ -169,19 +175,28 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
         commands: feature_cmds,
         env: Vec::new(),
     });
-    if e2e && root.join("examples/tests").is_dir() {
-        steps.push(Step::new(
-            "e2e",
-            &[&[
+    if e2e {
+        let cmd: &[&str] = if nextest {
+            &[
+                "cargo",
+                "nextest",
+                "run",
+                "-p",
+                "examples",
+                "--all-features",
+                "--no-fail-fast",
+            ]
+        } else {
+            &[
                 "cargo",
                 "test",
                 "-p",
                 "examples",
                 "--all-features",
-                "--",
-                "--include-ignored",
-            ]],
-        ));
+                "--no-fail-fast",
+            ]
+        };
+        steps.push(Step::new("e2e", &[cmd]));
     }
 
     let mut tests_line = None;
@@ -190,8 +205,8 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
     for (i, step) in steps.iter().enumerate() {
         let t = Instant::now();
         let out = run_step(root, step)?;
-        if step.name == "test" {
-            tests_line = test_counts(&out);
+        if step.name == "test" || step.name == "e2e" {
+            tests_line = merge_counts(tests_line, test_counts(&out));
         }
         say(&format!(
             "ok  {:<9} {:>7.1}s",
@@ -217,8 +232,11 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
         started.elapsed().as_secs_f64(),
         features.join(", ")
     ));
-    if let Some(line) = tests_line {
-        say(&line);
+    // The closing line CI reads: "N passed, N failed" alone on a line.
+    if let Some((passed, failed, skipped)) = tests_line {
+        say(&format!(
+            "tests: {passed} passed, {failed} failed, {skipped} skipped"
+        ));
     }
     Ok(())
 }
@@ -278,9 +296,16 @@ fn run_step(root: &Path, step: &Step) -> Result<String, String> {
     Ok(all)
 }
 
-/// Sums `N passed` / `N failed` across libtest and nextest summaries into
-/// one closing line that CI and humans can read.
-fn test_counts(out: &str) -> Option<String> {
+fn merge_counts(a: Option<(u64, u64, u64)>, b: Option<(u64, u64, u64)>) -> Option<(u64, u64, u64)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some((a.0 + b.0, a.1 + b.1, a.2 + b.2)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Sums `N passed` / `N failed` / skipped across libtest and nextest
+/// summaries.
+fn test_counts(out: &str) -> Option<(u64, u64, u64)> {
     let (mut passed, mut failed, mut skipped, mut seen) = (0u64, 0u64, 0u64, false);
     for line in out.lines() {
         let l = line.trim();
@@ -302,7 +327,7 @@ fn test_counts(out: &str) -> Option<String> {
             }
         }
     }
-    seen.then(|| format!("tests: {passed} passed, {failed} failed, {skipped} skipped"))
+    seen.then_some((passed, failed, skipped))
 }
 
 fn facade_features(root: &Path) -> Result<Vec<String>, String> {
@@ -337,9 +362,10 @@ mod tests {
     fn counts_libtest_and_nextest() {
         let out = "test result: ok. 36 passed; 1 failed; 2 ignored; 0 measured\n\
                    Summary [  12.3s] 250 tests run: 250 passed, 3 skipped\n";
+        assert_eq!(test_counts(out).unwrap(), (286, 1, 5));
         assert_eq!(
-            test_counts(out).unwrap(),
-            "tests: 286 passed, 1 failed, 5 skipped"
+            merge_counts(Some((1, 0, 0)), Some((2, 1, 0))),
+            Some((3, 1, 0))
         );
         assert!(test_counts("nothing here").is_none());
     }
