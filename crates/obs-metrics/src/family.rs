@@ -2,26 +2,26 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use crate::encode::Writer;
 use crate::metric::{Counter, Metric};
 use crate::text::{BuildIdentity, LabelHasher};
 
-/// One series of a family.
+/// The series of one hash value: almost always exactly one, kept inline.
 #[derive(Debug)]
-pub(crate) struct Slot<K, M> {
-    key: K,
-    labels: Box<str>,
-    metric: M,
+struct Bucket<K, M> {
+    first: (K, M),
+    more: Vec<(K, M)>,
 }
 
 #[derive(Debug)]
 struct Map<K, M> {
-    by_hash: HashMap<u64, Vec<Slot<K, M>>, BuildIdentity>,
-    /// Insertion order, as (hash, index in its bucket), so scrapes are stable.
-    order: Vec<(u64, u32)>,
+    by_hash: HashMap<u64, Bucket<K, M>, BuildIdentity>,
+    /// Every series with its rendered labels, in creation order: what a
+    /// scrape walks, sequentially and in a stable order.
+    order: Vec<(Box<str>, M)>,
 }
 
 /// The storage and guard shared by both kinds of family.
@@ -30,7 +30,7 @@ pub(crate) struct Store<K, M: Metric> {
     spec: Arc<M::Spec>,
     exemplars: bool,
     limit: usize,
-    hasher: LabelHasher,
+    pub(crate) hasher: LabelHasher,
     map: RwLock<Map<K, M>>,
     overflow: OnceLock<M>,
     rejected: Counter,
@@ -68,11 +68,6 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
         }
     }
 
-    #[inline]
-    fn hash<Q: Hash + ?Sized>(&self, q: &Q) -> u64 {
-        self.hasher.hash_one(q)
-    }
-
     /// Runs `f` on the series whose key matches, creating it (or falling
     /// back to the overflow series) on a miss.
     #[inline]
@@ -85,10 +80,13 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
     ) -> R {
         {
             let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(bucket) = map.by_hash.get(&hash) {
-                for slot in bucket {
-                    if eq(&slot.key) {
-                        return f(&slot.metric);
+            if let Some(b) = map.by_hash.get(&hash) {
+                if eq(&b.first.0) {
+                    return f(&b.first.1);
+                }
+                for (k, m) in &b.more {
+                    if eq(k) {
+                        return f(m);
                     }
                 }
             }
@@ -105,10 +103,12 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
         make: impl FnOnce() -> Option<(K, String)>,
     ) -> M {
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(bucket) = map.by_hash.get(&hash)
-            && let Some(slot) = bucket.iter().find(|s| eq(&s.key))
+        if let Some(b) = map.by_hash.get(&hash)
+            && let Some((_, m)) = std::iter::once(&b.first)
+                .chain(&b.more)
+                .find(|(k, _)| eq(k))
         {
-            return slot.metric.clone();
+            return m.clone();
         }
         if map.order.len() >= self.limit {
             drop(map);
@@ -119,14 +119,18 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
             return self.reject();
         };
         let metric = M::create(&self.spec, self.exemplars);
-        let bucket = map.by_hash.entry(hash).or_default();
-        let idx = bucket.len() as u32;
-        bucket.push(Slot {
-            key,
-            labels: labels.into_boxed_str(),
-            metric: metric.clone(),
-        });
-        map.order.push((hash, idx));
+        match map.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                e.get_mut().more.push((key, metric.clone()));
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Bucket {
+                    first: (key, metric.clone()),
+                    more: Vec::new(),
+                });
+            }
+        }
+        map.order.push((labels.into_boxed_str(), metric.clone()));
         metric
     }
 
@@ -151,10 +155,8 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
     pub(crate) fn encode(&self, w: &mut Writer<'_>) {
         {
             let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-            for (hash, idx) in &map.order {
-                if let Some(slot) = map.by_hash.get(hash).and_then(|b| b.get(*idx as usize)) {
-                    slot.metric.encode(w, &self.name, &slot.labels);
-                }
+            for (labels, metric) in &map.order {
+                metric.encode(w, &self.name, labels);
             }
         }
         if let Some(m) = self.overflow.get() {
@@ -183,7 +185,7 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
 /// # Ok::<(), obs_metrics::Error>(())
 /// ```
 pub struct Family<M: Metric, const N: usize> {
-    pub(crate) store: Arc<Store<[Box<str>; N], M>>,
+    pub(crate) store: Arc<Store<Box<[u8]>, M>>,
     pub(crate) label_names: Arc<[Box<str>; N]>,
 }
 
@@ -217,14 +219,16 @@ impl<M: Metric, const N: usize> Family<M, N> {
     /// Runs `f` on the series for these label values without cloning its handle.
     #[inline]
     pub fn with<R>(&self, values: [&str; N], f: impl FnOnce(&M) -> R) -> R {
-        let hash = self.store.hash(&values);
+        let mut h = self.store.hasher.build_hasher();
+        for v in &values {
+            h.write_value(v.as_bytes());
+        }
         self.store.with(
-            hash,
-            |k| k.iter().zip(values.iter()).all(|(a, b)| **a == **b),
+            h.finish(),
+            |k| key_eq(k, &values),
             || {
-                let key: [Box<str>; N] = values.map(Into::into);
                 let labels = crate::text::render_labels(&self.label_names[..], &values);
-                Some((key, labels))
+                Some((pack_key(&values), labels))
             },
             f,
         )
@@ -239,6 +243,33 @@ impl<M: Metric, const N: usize> Family<M, N> {
     pub fn label_names(&self) -> &[Box<str>; N] {
         &self.label_names
     }
+}
+
+/// Label values packed as (u32 length, bytes)* in one allocation, so a
+/// lookup compares against one contiguous buffer.
+fn pack_key(values: &[&str]) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(values.iter().map(|v| v.len() + 4).sum());
+    for v in values {
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v.as_bytes());
+    }
+    out.into_boxed_slice()
+}
+
+#[inline]
+fn key_eq(key: &[u8], values: &[&str]) -> bool {
+    let mut rest = key;
+    for v in values {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            return false;
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        if len != v.len() || tail.len() < len || &tail[..len] != v.as_bytes() {
+            return false;
+        }
+        rest = &tail[len..];
+    }
+    rest.is_empty()
 }
 
 /// A family whose label sets are a type `S` deriving
@@ -311,7 +342,7 @@ impl<M: Metric, S: LabelSet> LabelledFamily<M, S> {
     /// Runs `f` on the series for this label set without cloning its handle.
     #[inline]
     pub fn with<R>(&self, labels: &S, f: impl FnOnce(&M) -> R) -> R {
-        let hash = self.store.hash(labels);
+        let hash = self.store.hasher.hash_one(labels);
         self.store.with(
             hash,
             |k| k == labels,

@@ -35,7 +35,11 @@ impl<T: sealed::Sealed> Metric for T {}
 
 /// Where exemplars of one series are kept: the latest sampled observation.
 #[derive(Debug, Default)]
-pub(crate) struct ExemplarCell(Mutex<Option<(usize, Exemplar)>>);
+pub(crate) struct ExemplarCell {
+    /// Whether `latest` was ever written: lets a scrape skip the lock.
+    set: std::sync::atomic::AtomicBool,
+    latest: Mutex<Option<(usize, Exemplar)>>,
+}
 
 impl ExemplarCell {
     /// Records `value` (falling in `bucket`) when the current span is sampled.
@@ -63,11 +67,15 @@ impl ExemplarCell {
             value,
             timestamp,
         };
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((bucket, ex));
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some((bucket, ex));
+        self.set.store(true, Ordering::Release);
     }
 
     fn get(&self) -> Option<(usize, Exemplar)> {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        if !self.set.load(Ordering::Acquire) {
+            return None;
+        }
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -198,6 +198,24 @@ impl FoldHasher {
     }
 }
 
+impl FoldHasher {
+    /// Mixes one label value, its length folded into its last chunk so that
+    /// a sequence of values hashes prefix-free with one multiply per 8 bytes.
+    #[inline]
+    pub(crate) fn write_value(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.mix(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        self.mix(u64::from_le_bytes(w) ^ ((bytes.len() as u64) << 56) ^ 0x80);
+    }
+}
+
 impl Hasher for FoldHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
