@@ -268,16 +268,15 @@ impl Pipeline {
             && rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .is_ok();
-        if finished
-            && let Some(t) = self
-                .thread
+        // Never join: the worker still calls the exporter's own shutdown,
+        // which may hang on a dead collector. It is detached and ends on
+        // its own.
+        drop(
+            self.thread
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .take()
-        {
-            // The worker has answered and only returns from here on.
-            let _ = t.join();
-        }
+                .take(),
+        );
         let c = &self.stats.c;
         let exported = c.exported.load(Ordering::Relaxed);
         let accepted = c.accepted.load(Ordering::Relaxed);

@@ -12,6 +12,9 @@ mod layer;
 pub mod otlp;
 pub mod propagation;
 mod sampler;
+#[cfg(feature = "sdk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sdk")))]
+pub mod sdk;
 pub mod span;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
