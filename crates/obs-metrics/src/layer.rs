@@ -68,14 +68,32 @@ pub struct HttpMetricsService<S> {
     metrics: Arc<HttpServerMetrics>,
 }
 
-fn route_of<B>(req: &Request<B>) -> Cow<'static, str> {
+/// The route label of a request, kept without copying the template.
+#[derive(Debug)]
+enum Route {
+    #[cfg(feature = "axum")]
+    Matched(axum::extract::MatchedPath),
+    Template(Cow<'static, str>),
+}
+
+impl Route {
+    fn as_str(&self) -> &str {
+        match self {
+            #[cfg(feature = "axum")]
+            Route::Matched(m) => m.as_str(),
+            Route::Template(t) => t,
+        }
+    }
+}
+
+fn route_of<B>(req: &Request<B>) -> Route {
     #[cfg(feature = "axum")]
     if let Some(m) = req.extensions().get::<axum::extract::MatchedPath>() {
-        return Cow::Owned(m.as_str().to_owned());
+        return Route::Matched(m.clone());
     }
     match req.extensions().get::<RouteTemplate>() {
-        Some(r) => r.0.clone(),
-        None => Cow::Borrowed(""),
+        Some(r) => Route::Template(r.0.clone()),
+        None => Route::Template(Cow::Borrowed("")),
     }
 }
 
@@ -124,7 +142,7 @@ where
 struct State {
     metrics: Arc<HttpServerMetrics>,
     method: &'static str,
-    route: Cow<'static, str>,
+    route: Route,
     request_size: Option<u64>,
     start: Instant,
     _active: GaugeGuard,
@@ -157,13 +175,13 @@ where
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     st.metrics
-                        .record(st.method, &st.route, status, None, elapsed);
+                        .record(st.method, st.route.as_str(), status, None, elapsed);
                     let resp_size = http_body::Body::size_hint(resp.body())
                         .exact()
                         .or_else(|| content_length(resp.headers()));
                     st.metrics.record_sizes(
                         st.method,
-                        &st.route,
+                        st.route.as_str(),
                         status,
                         st.request_size,
                         resp_size,
@@ -172,7 +190,7 @@ where
                 Err(_) => {
                     st.metrics
                         .duration
-                        .with([st.method, &st.route, "", "_OTHER"], |h| {
+                        .with([st.method, st.route.as_str(), "", "_OTHER"], |h| {
                             h.observe_duration(elapsed)
                         });
                 }
