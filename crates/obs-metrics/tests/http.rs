@@ -204,3 +204,12 @@ async fn axum_layer_records_route_templates_not_paths() {
     );
     obs_testing::prometheus::check_metrics(&text).unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[tokio::test]
+async fn binding_a_taken_port_is_a_typed_error() {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = obs_metrics::serve(Registry::new(), addr).await.unwrap_err();
+    assert!(matches!(err, obs_metrics::Error::Serve { .. }), "{err}");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
