@@ -611,3 +611,83 @@ impl Drop for HungCollector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+    use std::io::{Read, Write};
+
+    #[test]
+    fn http_traces_and_grpc_logs_are_collected() {
+        let r = OtlpReceiver::start();
+        // OTLP/HTTP over a raw socket: exactly what goes on the wire.
+        let body = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        name: "raw".into(),
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec();
+        let mut s = TcpStream::connect(r.http_addr).unwrap();
+        write!(
+            s,
+            "POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(&body).unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        assert!(
+            resp.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&resp)
+        );
+        let spans = r.wait_for_spans(1, Duration::from_secs(5));
+        assert_eq!(spans[0].name(), "raw");
+        assert_eq!(spans[0].trace_id(), "01".repeat(16));
+        assert_eq!(spans[0].parent_span_id(), None);
+        assert_eq!(r.find("raw").unwrap().transport, Transport::HttpProtobuf);
+
+        // OTLP/gRPC logs with the official client.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut client = LogsServiceClient::connect(r.grpc_url()).await.unwrap();
+            client
+                .export(ExportLogsServiceRequest {
+                    resource_logs: vec![ResourceLogs {
+                        scope_logs: vec![ScopeLogs {
+                            log_records: vec![LogRecord {
+                                body: Some(AnyValue {
+                                    value: Some(any_value::Value::StringValue("hello".into())),
+                                }),
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                })
+                .await
+                .unwrap();
+        });
+        let logs = r.wait_for_logs(1, Duration::from_secs(5));
+        assert_eq!(logs[0].body(), "hello");
+        assert_eq!(logs[0].transport, Transport::Grpc);
+        assert_eq!(r.requests(), 2);
+    }
+}
