@@ -225,6 +225,7 @@ where
             attrs.record(&mut SpanVisitor {
                 rec: &mut rec,
                 max: shared.max_attributes,
+                fresh: true,
             });
             rec
         });
@@ -264,6 +265,7 @@ where
             values.record(&mut SpanVisitor {
                 rec,
                 max: self.shared.max_attributes,
+                fresh: false,
             });
         }
     }
@@ -356,6 +358,7 @@ where
 struct SpanVisitor<'a> {
     rec: &'a mut Recording,
     max: usize,
+    fresh: bool,
 }
 
 impl SpanVisitor<'_> {
@@ -393,7 +396,11 @@ impl SpanVisitor<'_> {
             }
         }
         let attrs = &mut self.rec.attributes;
-        if let Some(kv) = attrs.iter_mut().find(|kv| kv.key == name) {
+        // At creation every field is new (tracing field names are unique per
+        // callsite): skip the search for an earlier value.
+        if !self.fresh
+            && let Some(kv) = attrs.iter_mut().find(|kv| kv.key == name)
+        {
             kv.value = value;
         } else if attrs.len() < self.max {
             attrs.push(KeyValue {

@@ -85,6 +85,11 @@ impl fmt::Display for TraceparentError {
 
 impl std::error::Error for TraceparentError {}
 
+// Pre-built header names: no name parsing on the hot path.
+const H_TRACEPARENT: http::HeaderName = http::HeaderName::from_static(header::TRACEPARENT);
+const H_TRACESTATE: http::HeaderName = http::HeaderName::from_static(header::TRACESTATE);
+const H_BAGGAGE: http::HeaderName = http::HeaderName::from_static(header::BAGGAGE);
+
 /// The most list members a `tracestate` may carry.
 pub const TRACESTATE_MAX_MEMBERS: usize = 32;
 /// The most list members a `baggage` header may carry.
@@ -704,12 +709,7 @@ impl Propagators {
                 None
             },
             baggage: if self.baggage {
-                Baggage::parse(
-                    headers
-                        .get_all(header::BAGGAGE)
-                        .iter()
-                        .map(|v| v.as_bytes()),
-                )
+                Baggage::parse(headers.get_all(&H_BAGGAGE).iter().map(|v| v.as_bytes()))
             } else {
                 Baggage::default()
             },
@@ -745,7 +745,7 @@ impl Propagators {
             && let Some(b) = baggage.filter(|b| !b.is_empty())
             && let Ok(v) = http::HeaderValue::from_str(&b.to_header_value())
         {
-            headers.insert(header::BAGGAGE, v);
+            headers.insert(H_BAGGAGE, v);
         }
     }
 
@@ -782,12 +782,12 @@ fn context_from<'a>(tp: &[u8], states: impl IntoIterator<Item = &'a [u8]>) -> Op
 /// Extracts the W3C trace context from HTTP headers: `None` when
 /// `traceparent` is absent, invalid or repeated (the trace restarts).
 pub fn extract(headers: &http::HeaderMap) -> Option<SpanContext> {
-    let mut tps = headers.get_all(header::TRACEPARENT).iter();
+    let mut tps = headers.get_all(&H_TRACEPARENT).iter();
     let tp = tps.next()?;
     if tps.next().is_some() {
         return None;
     }
-    let states = headers.get_all(header::TRACESTATE);
+    let states = headers.get_all(&H_TRACESTATE);
     context_from(tp.as_bytes(), states.iter().map(|v| v.as_bytes()))
 }
 
@@ -803,12 +803,12 @@ pub fn extract_carrier(carrier: &Carrier) -> Option<SpanContext> {
 pub fn inject(cx: &SpanContext, headers: &mut http::HeaderMap) {
     let tp = cx.traceparent();
     if let Ok(v) = http::HeaderValue::from_bytes(tp.as_bytes()) {
-        headers.insert(header::TRACEPARENT, v);
+        headers.insert(H_TRACEPARENT, v);
     }
     if cx.trace_state.is_empty() {
-        headers.remove(header::TRACESTATE);
+        headers.remove(&H_TRACESTATE);
     } else if let Ok(v) = http::HeaderValue::from_str(cx.trace_state.as_str()) {
-        headers.insert(header::TRACESTATE, v);
+        headers.insert(H_TRACESTATE, v);
     }
 }
 
