@@ -1,39 +1,32 @@
 //! Run with: `cargo run -p examples --bin quickstart`
 //!
-//! The smallest obs program: it identifies the service from the standard
-//! OpenTelemetry variables (or embedded defaults), mints the ids a request
-//! would carry, puts them in a carrier as they would travel to the next
-//! service or job, and redacts a secret before anything is printed. Output is
-//! one JSON object per line on stdout, the format obs logs in.
+//! One call sets up JSON logs with ids, metrics, tracing (exported over OTLP
+//! when `OTEL_EXPORTER_OTLP_ENDPOINT` is set) and error capture. Lines in a
+//! span carry `trace_id`, `span_id` and `correlation_id`; secrets are redacted.
+use std::time::Duration;
+use tracing::Instrument;
 
-use obs::{Carrier, CorrelationId, IdFormat, Resource, SpanId, TraceFlags, TraceId};
-use serde_json::json;
+#[tokio::main]
+async fn main() -> Result<(), obs::Error> {
+    let obs = obs::init(obs::Config::from_env()?.service("quickstart"))?;
+    let request = obs::CorrelationId::generate(obs::IdFormat::UuidV7);
+    let checkout = async {
+        tracing::info!(order_id = 42, password = "hunter2", "order placed");
+    };
+    let span = tracing::info_span!("checkout", otel.kind = "server");
+    obs::correlate::scope(request, checkout.instrument(span)).await;
 
-fn main() -> Result<(), obs::Error> {
-    let resource = Resource::from_env()?; // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
-    let (trace_id, span_id) = (TraceId::random(), SpanId::random());
-    let request = CorrelationId::generate(IdFormat::UuidV7);
+    let metrics = obs.metrics().encode(obs::metrics::Format::Text);
+    let series = metrics.lines().filter(|l| !l.starts_with('#')).count();
+    tracing::info!(series, "metrics ready for /metrics");
 
-    let mut carrier = Carrier::new();
-    carrier.insert(
-        obs::core::names::header::TRACEPARENT,
-        format!("00-{trace_id}-{span_id}-{}", TraceFlags::SAMPLED),
-    )?;
-    carrier.set_correlation_id(&request);
-
-    let line = json!({
-        "level": "INFO",
-        "message": obs::redact("checkout called with password=hunter2"),
-        "service.name": resource.service_name(),
-        "service.instance.id": resource.instance_id(),
-        "trace_id": trace_id.to_hex().as_str(),
-        "span_id": span_id.to_hex().as_str(),
-        "correlation_id": request.as_str(),
-        "carrier": carrier,
-    });
-    #[allow(clippy::print_stdout, reason = "an example prints its result")]
+    let report = obs.shutdown(Duration::from_secs(2)).await; // flushes logs and spans
+    #[allow(
+        clippy::print_stderr,
+        reason = "logging is shut down; the report goes to stderr"
+    )]
     {
-        println!("{line}");
+        eprintln!("obs shutdown: {report}");
     }
     Ok(())
 }

@@ -1,0 +1,653 @@
+//! End-to-end tests of the `service` example with real peers: the built
+//! binary runs on loopback (`PORT=0 ADMIN_PORT=0`), real HTTP requests drive
+//! it, a real Prometheus server scrapes it, the OTLP receiver of
+//! `obs-testing` collects its spans, and its stdout JSON lines are read back.
+//!
+//! Every wait is bounded; the child process is killed when a test ends,
+//! passes or panics.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use obs_testing::otlp::{OtlpReceiver, ReceivedSpan};
+use obs_testing::prometheus::{PrometheusServer, check_metrics};
+use serde_json::Value;
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Lines a child wrote, shared with the reader threads.
+#[derive(Default)]
+struct Lines {
+    lines: Mutex<Vec<String>>,
+    changed: Condvar,
+}
+
+impl Lines {
+    fn push(&self, line: String) {
+        self.lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(line);
+        self.changed.notify_all();
+    }
+
+    fn snapshot(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits until a line satisfies `pred`, up to `timeout`.
+    fn wait_for(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(l) = g.iter().find(|l| pred(l)) {
+                return Some(l.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            g = self
+                .changed
+                .wait_timeout(g, left.min(Duration::from_millis(100)))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+fn read_into(stream: impl std::io::Read + Send + 'static, into: Arc<Lines>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            match line {
+                Ok(l) => into.push(l),
+                Err(_) => break,
+            }
+        }
+    });
+}
+
+/// The `service` binary running as a child process; killed on drop.
+struct Service {
+    child: Child,
+    stdout: Arc<Lines>,
+    stderr: Arc<Lines>,
+    http: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Service {
+    fn start(env: &[(&str, &str)]) -> Service {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_service"));
+        // The test decides the whole obs configuration.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("OTEL_") || k.starts_with("OBS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("ADMIN_PORT", "0")
+            .env_remove("PRICE_SERVICE_URL")
+            .env_remove("DATABASE_PATH")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("cannot spawn the service binary");
+        let (stdout, stderr) = (Arc::new(Lines::default()), Arc::new(Lines::default()));
+        read_into(child.stdout.take().expect("piped stdout"), stdout.clone());
+        read_into(child.stderr.take().expect("piped stderr"), stderr.clone());
+
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let listening = loop {
+            if let Some(l) = stdout.wait_for(Duration::from_millis(200), |l| {
+                json(l).is_some_and(|v| v["message"] == "service listening")
+            }) {
+                break json(&l).expect("checked above");
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "the service exited before listening ({status}); stdout:\n{}\nstderr:\n{}",
+                    stdout.snapshot().join("\n"),
+                    stderr.snapshot().join("\n")
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "no 'service listening' line after {STARTUP_TIMEOUT:?}; stdout:\n{}\nstderr:\n{}",
+                    stdout.snapshot().join("\n"),
+                    stderr.snapshot().join("\n")
+                );
+            }
+        };
+        let addr = |key: &str| -> SocketAddr {
+            listening[key]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("no address in {key:?} of the startup line: {listening}"))
+        };
+        let (http, admin) = (addr("http.addr"), addr("admin.addr"));
+        Service {
+            child,
+            stdout,
+            stderr,
+            http,
+            admin,
+        }
+    }
+
+    fn api(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    fn admin(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// Every stdout line that is a JSON object.
+    fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .snapshot()
+            .iter()
+            .filter_map(|l| json(l))
+            .collect()
+    }
+
+    fn sigterm(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -TERM failed: {status}");
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn output(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout.snapshot().join("\n"),
+            self.stderr.snapshot().join("\n")
+        )
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn json(line: &str) -> Option<Value> {
+    serde_json::from_str::<Value>(line)
+        .ok()
+        .filter(Value::is_object)
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: hyper::HeaderMap,
+    body: String,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A plain HTTP client (no obs layers: the test is the outside world).
+struct Http {
+    rt: tokio::runtime::Runtime,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Http {
+    fn new() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("cannot build the test runtime");
+        let client = {
+            let _g = rt.enter();
+            Client::builder(TokioExecutor::new()).build_http()
+        };
+        Self { rt, client }
+    }
+
+    fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+        let mut req = hyper::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
+            .expect("valid request");
+        let client = self.client.clone();
+        self.rt
+            .block_on(async move {
+                tokio::time::timeout(REQUEST_TIMEOUT, async move {
+                    let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
+                    let (parts, body) = resp.into_parts();
+                    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+                    Ok::<_, String>(Resp {
+                        status: parts.status.as_u16(),
+                        headers: parts.headers,
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                    })
+                })
+                .await
+                .map_err(|_| format!("no answer within {REQUEST_TIMEOUT:?}"))?
+            })
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+    }
+
+    fn get(&self, url: &str) -> Resp {
+        self.send("GET", url, &[], None)
+    }
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, up to `timeout`.
+fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn crud_works_and_prometheus_sees_red_metrics_by_route_and_status() {
+    let svc = Service::start(&[]);
+    let http = Http::new();
+
+    // CRUD over real HTTP.
+    let list = http.get(&svc.api("/items"));
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(
+        list.json().as_array().map(Vec::len),
+        Some(3),
+        "three seeded items: {}",
+        list.body
+    );
+    let created = http.send(
+        "POST",
+        &svc.api("/items"),
+        &[],
+        Some(r#"{"name":"lamp","quantity":3}"#),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"]
+        .as_i64()
+        .expect("created item has an id");
+    let one = http.get(&svc.api(&format!("/items/{id}")));
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_eq!(one.json()["name"], "lamp");
+    assert!(
+        one.json()["price_cents"].as_i64().is_some(),
+        "price from the downstream call: {}",
+        one.body
+    );
+    let updated = http.send(
+        "PUT",
+        &svc.api(&format!("/items/{id}")),
+        &[],
+        Some(r#"{"name":"desk lamp","quantity":5}"#),
+    );
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    assert_eq!(updated.json()["name"], "desk lamp");
+    assert_eq!(updated.json()["quantity"], 5);
+    assert_eq!(http.get(&svc.api("/items/1")).status, 200);
+    assert_eq!(
+        http.send("DELETE", &svc.api(&format!("/items/{id}")), &[], None)
+            .status,
+        204
+    );
+    assert_eq!(http.get(&svc.api(&format!("/items/{id}"))).status, 404);
+    let bad = http.send(
+        "POST",
+        &svc.api("/items"),
+        &[],
+        Some(r#"{"name":"  ","quantity":1}"#),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_eq!(http.get(&svc.api("/items")).status, 200);
+    assert_eq!(http.get(&svc.api("/items")).status, 200);
+
+    // The exposition is clean for promtool and holds every metric family the
+    // service feeds.
+    let metrics = http.get(&svc.admin("/metrics"));
+    assert_eq!(metrics.status, 200);
+    if let Err(e) = check_metrics(&metrics.body) {
+        panic!("promtool check metrics failed: {e}\n{}", metrics.body);
+    }
+    for family in [
+        "http_server_request_duration_seconds_count",
+        "http_client_request_duration_seconds_count",
+        "db_client_operation_duration_seconds_count",
+        "jobs_started_total",
+        "job_queue_length",
+    ] {
+        assert!(
+            metrics.body.contains(family),
+            "{family} missing from /metrics:\n{}",
+            metrics.body
+        );
+    }
+
+    // A real Prometheus server scrapes the admin port; its HTTP API answers
+    // by route template and status.
+    let prom = PrometheusServer::start(svc.admin, "/metrics")
+        .unwrap_or_else(|e| panic!("cannot start Prometheus: {e}"));
+    let count = |method: &str, route: &str, status: u16| -> f64 {
+        let q = format!(
+            r#"http_server_request_duration_seconds_count{{job="obs",http_request_method="{method}",http_route="{route}",http_response_status_code="{status}"}}"#
+        );
+        let series = prom
+            .wait_for(&q, Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(series.len(), 1, "one series for {q}: {series:?}");
+        series[0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no value in {series:?}"))
+    };
+    assert_eq!(count("GET", "/items", 200), 3.0);
+    assert_eq!(count("POST", "/items", 201), 1.0);
+    assert_eq!(count("POST", "/items", 400), 1.0);
+    assert_eq!(count("GET", "/items/{id}", 200), 2.0);
+    assert_eq!(count("GET", "/items/{id}", 404), 1.0);
+    assert_eq!(count("PUT", "/items/{id}", 200), 1.0);
+    assert_eq!(count("DELETE", "/items/{id}", 204), 1.0);
+    // The downstream calls went through the server stack too.
+    assert_eq!(count("GET", "/internal/price/{id}", 200), 2.0);
+    // Raw paths never become labels.
+    let raw = prom
+        .query(r#"http_server_request_duration_seconds_count{http_route=~"/items/[0-9]+"}"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(raw.is_empty(), "raw paths as route labels: {raw:?}");
+    let targets = prom.targets().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(targets.len(), 1);
+    assert_eq!(
+        targets[0]["health"], "up",
+        "scrape target: {:?}",
+        targets[0]
+    );
+}
+
+/// Spans of `trace` with this kind (2 server, 3 client, 5 consumer).
+fn of_kind(spans: &[ReceivedSpan], kind: i32) -> impl Iterator<Item = &ReceivedSpan> {
+    spans.iter().filter(move |s| s.kind() == kind)
+}
+
+fn describe(spans: &[ReceivedSpan]) -> String {
+    spans
+        .iter()
+        .map(|s| {
+            format!(
+                "{} kind={} trace={} span={} parent={:?} attrs={:?}",
+                s.name(),
+                s.kind(),
+                s.trace_id(),
+                s.span_id(),
+                s.parent_span_id(),
+                s.attributes()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn one_trace_links_server_db_client_and_job_spans_and_the_log_lines() {
+    let receiver = OtlpReceiver::start();
+    let endpoint = receiver.http_base_url();
+    let svc = Service::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ("OTEL_TRACES_SAMPLER", "always_on"),
+    ]);
+    let http = Http::new();
+    let correlation = "e2e-trace-check-7f3a";
+
+    let resp = http.send(
+        "GET",
+        &svc.api("/items/2"),
+        &[("x-correlation-id", correlation)],
+        None,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(
+        resp.header("x-correlation-id"),
+        Some(correlation),
+        "echoed correlation id"
+    );
+    assert!(
+        resp.json()["price_cents"].as_i64().is_some(),
+        "downstream call answered: {}",
+        resp.body
+    );
+
+    // Wait until the trace holds a server span, the DB span, the client span
+    // and the job's consumer span.
+    let complete = poll(Duration::from_secs(30), || {
+        let spans = receiver.spans();
+        let server = spans
+            .iter()
+            .find(|s| s.kind() == 2 && s.name() == "GET /items/{id}")?
+            .clone();
+        let trace = receiver.trace(&server.trace_id());
+        let has_job = of_kind(&trace, 5).any(|s| s.name() == "record_view");
+        let has_job_db = trace.iter().any(|s| s.name() == "UPDATE items");
+        (has_job && has_job_db).then_some((server, trace))
+    });
+    let Some((server, trace)) = complete else {
+        panic!(
+            "incomplete trace after 30s; received:\n{}\n{}",
+            describe(&receiver.spans()),
+            svc.output()
+        );
+    };
+    let dump = describe(&trace);
+    let tid = server.trace_id();
+    assert_ne!(tid, "0".repeat(32));
+    assert_eq!(
+        server.attr("http.route").as_deref(),
+        Some("/items/{id}"),
+        "{dump}"
+    );
+
+    // The DB span is a client span, child of the server span.
+    let db = trace
+        .iter()
+        .find(|s| s.name() == "SELECT items")
+        .unwrap_or_else(|| panic!("no DB span in the trace:\n{dump}"));
+    assert_eq!(db.kind(), 3, "{dump}");
+    assert_eq!(
+        db.attr("db.system.name").as_deref(),
+        Some("sqlite"),
+        "{dump}"
+    );
+    assert_eq!(db.parent_span_id(), Some(server.span_id()), "{dump}");
+
+    // The HTTP client span of the downstream call, child of the server span,
+    // and the downstream server span continuing from it over the wire.
+    let client = of_kind(&trace, 3)
+        .find(|s| {
+            s.attr("url.full")
+                .is_some_and(|u| u.contains("/internal/price/2"))
+        })
+        .unwrap_or_else(|| panic!("no client span in the trace:\n{dump}"));
+    assert_eq!(client.parent_span_id(), Some(server.span_id()), "{dump}");
+    let downstream = of_kind(&trace, 2)
+        .find(|s| s.name() == "GET /internal/price/{id}")
+        .unwrap_or_else(|| panic!("no downstream server span in the trace:\n{dump}"));
+    assert_eq!(
+        downstream.parent_span_id(),
+        Some(client.span_id()),
+        "{dump}"
+    );
+
+    // The job's consumer span continues the request's trace.
+    let job = of_kind(&trace, 5)
+        .find(|s| s.name() == "record_view")
+        .unwrap_or_else(|| panic!("no job span in the trace:\n{dump}"));
+    assert_eq!(job.parent_span_id(), Some(server.span_id()), "{dump}");
+    let job_db = trace
+        .iter()
+        .find(|s| s.name() == "UPDATE items")
+        .unwrap_or_else(|| panic!("no job DB span:\n{dump}"));
+    assert_eq!(job_db.parent_span_id(), Some(job.span_id()), "{dump}");
+    for s in [&server, db, client, downstream, job, job_db] {
+        assert_eq!(s.trace_id(), tid, "{dump}");
+        assert_eq!(
+            s.resource.get("service.name").map(String::as_str),
+            Some("items-service")
+        );
+    }
+
+    // The stdout JSON lines of the same request carry the trace id and the
+    // correlation id: the access log line, the downstream's access log line
+    // and the job's line.
+    let found = poll(Duration::from_secs(10), || {
+        let lines: Vec<Value> = svc
+            .json_lines()
+            .into_iter()
+            .filter(|l| l["trace_id"] == tid.as_str())
+            .collect();
+        let access = lines
+            .iter()
+            .find(|l| l["message"] == "request finished" && l["url.path"] == "/items/2")?
+            .clone();
+        let downstream = lines
+            .iter()
+            .find(|l| l["message"] == "request finished" && l["url.path"] == "/internal/price/2")?
+            .clone();
+        let job = lines
+            .iter()
+            .find(|l| l["message"] == "job finished")?
+            .clone();
+        Some((access, downstream, job, lines))
+    });
+    let Some((access, downstream_line, job_line, lines)) = found else {
+        panic!("log lines of trace {tid} not found; {}", svc.output());
+    };
+    for line in [&access, &downstream_line, &job_line] {
+        assert_eq!(line["correlation_id"], correlation, "{line}");
+        assert_eq!(line["trace_id"], tid.as_str(), "{line}");
+    }
+    assert_eq!(access["span_id"], server.span_id().as_str(), "{access}");
+    assert_eq!(access["http.response.status_code"], 200, "{access}");
+    assert!(
+        lines.iter().all(|l| l["correlation_id"] == correlation),
+        "every line of the trace carries the correlation id: {lines:?}"
+    );
+}
+
+#[test]
+fn probes_flip_during_graceful_shutdown() {
+    let mut svc = Service::start(&[("SHUTDOWN_GRACE_MS", "3000")]);
+    let http = Http::new();
+
+    let ready = http.get(&svc.admin("/readyz?verbose"));
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert!(
+        ready.body.contains("[+]db ok"),
+        "the database readiness check runs: {}",
+        ready.body
+    );
+    assert_eq!(http.get(&svc.admin("/livez")).status, 200);
+
+    svc.sigterm();
+    // Within the grace period: readiness fails, liveness holds, and the API
+    // still serves requests already routed here.
+    let not_ready = poll(Duration::from_secs(2), || {
+        let r = http.get(&svc.admin("/readyz?verbose"));
+        (r.status == 503).then_some(r)
+    })
+    .unwrap_or_else(|| panic!("/readyz never answered 503 after SIGTERM; {}", svc.output()));
+    assert!(not_ready.body.contains("[-]shutdown"), "{}", not_ready.body);
+    let live = http.get(&svc.admin("/livez"));
+    assert_eq!(
+        live.status, 200,
+        "liveness must hold while draining: {}",
+        live.body
+    );
+    assert_eq!(
+        http.get(&svc.api("/items")).status,
+        200,
+        "the API serves during the grace period"
+    );
+
+    // Then the process stops on its own and reports what obs flushed.
+    let status = svc.wait_exit(Duration::from_secs(20)).unwrap_or_else(|| {
+        panic!(
+            "the service did not exit within 20s of SIGTERM; {}",
+            svc.output()
+        )
+    });
+    assert!(status.success(), "exit status {status}; {}", svc.output());
+    let lines = svc.json_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "shutting down: readiness now fails"
+                && l["signal"] == "SIGTERM"),
+        "{}",
+        svc.output()
+    );
+    let report = svc
+        .stdout
+        .wait_for(Duration::from_secs(2), |l| {
+            json(l).is_some_and(|v| v["message"] == "obs shutdown report")
+        })
+        .and_then(|l| json(&l))
+        .unwrap_or_else(|| panic!("no shutdown report; {}", svc.output()));
+    assert_eq!(report["completed"], true, "{report}");
+    assert_eq!(report["log_lines_dropped"], 0, "{report}");
+}
