@@ -4,8 +4,11 @@
 //!
 //! The layers wrap a trivial `tower::service_fn` and are driven directly (no
 //! network, no runtime: every future completes on its first poll), so the
-//! numbers are the layers' own cost. No `tracing` subscriber is installed,
-//! as the anchor records nothing into spans either.
+//! numbers are the layers' own cost. Each iteration builds the request
+//! (same for every variant) and drops the response; `baseline/service_fn`
+//! measures exactly that without a layer, so a layer's overhead is its time
+//! minus the baseline. The first groups install no `tracing` subscriber, as
+//! the anchor records nothing into spans; the last installs a registry.
 //!
 //! Run with `cargo bench -p obs-correlate --bench correlate -- --noplot`.
 
@@ -13,7 +16,7 @@ use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use http::{Request, Response};
 use obs_core::{CorrelationId, IdFormat};
@@ -67,6 +70,17 @@ where
 fn per_request(c: &mut Criterion) {
     let handler =
         || service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    let anchor = || {
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .service(handler())
+    };
+    let ours = || {
+        ServiceBuilder::new()
+            .layer(CorrelationLayer::new())
+            .service(handler())
+    };
     for (group, header) in [
         ("layer_per_request/no_incoming_id", None),
         (
@@ -75,34 +89,17 @@ fn per_request(c: &mut Criterion) {
         ),
     ] {
         let mut g = c.benchmark_group(group);
-        let mut bare = handler();
+        let mut svc = handler();
         g.bench_function("baseline/service_fn", |b| {
-            b.iter_batched(
-                || request(header),
-                |r| black_box(drive(&mut bare, r)),
-                BatchSize::SmallInput,
-            )
+            b.iter(|| black_box(drive(&mut svc, request(header))))
         });
-        let mut anchor = ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .service(handler());
+        let mut svc = anchor();
         g.bench_function("anchor/tower_http_set_and_propagate_request_id", |b| {
-            b.iter_batched(
-                || request(header),
-                |r| black_box(drive(&mut anchor, r)),
-                BatchSize::SmallInput,
-            )
+            b.iter(|| black_box(drive(&mut svc, request(header))))
         });
-        let mut ours = ServiceBuilder::new()
-            .layer(CorrelationLayer::new())
-            .service(handler());
+        let mut svc = ours();
         g.bench_function("obs/correlation_layer", |b| {
-            b.iter_batched(
-                || request(header),
-                |r| black_box(drive(&mut ours, r)),
-                BatchSize::SmallInput,
-            )
+            b.iter(|| black_box(drive(&mut svc, request(header))))
         });
         g.finish();
     }
@@ -113,26 +110,17 @@ fn per_request(c: &mut Criterion) {
     let mut g = c.benchmark_group("layer_per_request/with_registry_subscriber");
     let _guard = tracing::subscriber::set_default(tracing_subscriber::registry());
     let header = Some("3f2c6a1e-9b7d-4c2a-8e1f-0a9b8c7d6e5f");
-    let mut anchor = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .service(handler());
-    g.bench_function("anchor/tower_http_set_and_propagate_request_id", |b| {
-        b.iter_batched(
-            || request(header),
-            |r| black_box(drive(&mut anchor, r)),
-            BatchSize::SmallInput,
-        )
+    let mut svc = handler();
+    g.bench_function("baseline/service_fn", |b| {
+        b.iter(|| black_box(drive(&mut svc, request(header))))
     });
-    let mut ours = ServiceBuilder::new()
-        .layer(CorrelationLayer::new())
-        .service(handler());
+    let mut svc = anchor();
+    g.bench_function("anchor/tower_http_set_and_propagate_request_id", |b| {
+        b.iter(|| black_box(drive(&mut svc, request(header))))
+    });
+    let mut svc = ours();
     g.bench_function("obs/correlation_layer_with_request_span", |b| {
-        b.iter_batched(
-            || request(header),
-            |r| black_box(drive(&mut ours, r)),
-            BatchSize::SmallInput,
-        )
+        b.iter(|| black_box(drive(&mut svc, request(header))))
     });
     g.finish();
 }

@@ -84,10 +84,9 @@ impl Resolution {
 }
 
 /// What a lookup of one field found.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Lookup<'a> {
+pub(crate) enum Lookup<'a, V: ?Sized> {
     Absent,
-    One(&'a [u8]),
+    One(&'a V),
     #[cfg_attr(
         not(feature = "tower"),
         allow(dead_code, reason = "only HTTP header maps can repeat a field")
@@ -370,10 +369,11 @@ impl Config {
     /// ```
     pub fn resolve_carrier(&self, carrier: &Carrier) -> Resolution {
         let get = |name: &str| match carrier.get(name) {
-            Some(v) => Lookup::One(v.as_bytes()),
+            Some(v) => Lookup::One(v),
             None => Lookup::Absent,
         };
         self.resolve_with(|i| get(&self.names[i]), || get(header::TRACEPARENT))
+            .0
     }
 
     /// Applies the policy to HTTP headers (what the server layer does).
@@ -390,11 +390,25 @@ impl Config {
     #[cfg(feature = "tower")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
     pub fn resolve_headers(&self, headers: &http::HeaderMap) -> Resolution {
-        fn get<'a>(h: &'a http::HeaderMap, name: impl http::header::AsHeaderName) -> Lookup<'a> {
+        self.resolve_header_map(headers).0
+    }
+
+    /// [`resolve_headers`](Self::resolve_headers), also returning the
+    /// incoming header value when it supplied the id (so the server layer
+    /// reuses it instead of copying the id).
+    #[cfg(feature = "tower")]
+    pub(crate) fn resolve_header_map<'h>(
+        &self,
+        headers: &'h http::HeaderMap,
+    ) -> (Resolution, Option<&'h http::HeaderValue>) {
+        fn get<'a>(
+            h: &'a http::HeaderMap,
+            name: impl http::header::AsHeaderName,
+        ) -> Lookup<'a, http::HeaderValue> {
             let mut all = h.get_all(name).into_iter();
             match (all.next(), all.next()) {
                 (None, _) => Lookup::Absent,
-                (Some(v), None) => Lookup::One(v.as_bytes()),
+                (Some(v), None) => Lookup::One(v),
                 (Some(_), Some(_)) => Lookup::Repeated,
             }
         }
@@ -404,16 +418,23 @@ impl Config {
         )
     }
 
-    pub(crate) fn resolve_with<'a>(
+    /// The policy over any lookup of fields by index of the configured names.
+    pub(crate) fn resolve_with<'a, V: AsRef<[u8]> + ?Sized>(
         &self,
-        mut by_index: impl FnMut(usize) -> Lookup<'a>,
-        traceparent: impl FnOnce() -> Lookup<'a>,
-    ) -> Resolution {
-        let generated = |source, header, rejection| Resolution {
-            id: CorrelationId::generate(self.format),
-            source,
-            header,
-            rejection,
+        mut by_index: impl FnMut(usize) -> Lookup<'a, V>,
+        traceparent: impl FnOnce() -> Lookup<'a, V>,
+    ) -> (Resolution, Option<&'a V>) {
+        let generated = |source, header, rejection| {
+            let id = CorrelationId::generate(self.format);
+            (
+                Resolution {
+                    id,
+                    source,
+                    header,
+                    rejection,
+                },
+                None,
+            )
         };
         for i in 0..self.names.len() {
             let value = match by_index(i) {
@@ -424,6 +445,8 @@ impl Config {
                 }
                 Lookup::One(v) => v,
             };
+            let raw = value;
+            let value = value.as_ref();
             // Length first: a megabyte of header is rejected without a scan.
             if value.len() > self.max_len && value.len() <= CorrelationId::MAX_LEN {
                 let r = Rejection::TooLong {
@@ -433,12 +456,15 @@ impl Config {
                 return generated(Source::Replaced, Some(i), Some(r));
             }
             return match CorrelationId::parse_bytes(value) {
-                Ok(id) => Resolution {
-                    id,
-                    source: Source::Incoming,
-                    header: Some(i),
-                    rejection: None,
-                },
+                Ok(id) => {
+                    let r = Resolution {
+                        id,
+                        source: Source::Incoming,
+                        header: Some(i),
+                        rejection: None,
+                    };
+                    (r, Some(raw))
+                }
                 Err(obs_core::Error::CorrelationId(e)) => {
                     generated(Source::Replaced, Some(i), Some(Rejection::Invalid(e)))
                 }
@@ -452,14 +478,15 @@ impl Config {
         if self.accept_traceparent
             && self.trust_incoming
             && let Lookup::One(tp) = traceparent()
-            && let Some(trace_id) = trace_id_of(tp)
+            && let Some(trace_id) = trace_id_of(tp.as_ref())
         {
-            return Resolution {
+            let r = Resolution {
                 id: CorrelationId::from_trace_id(trace_id),
                 source: Source::Traceparent,
                 header: None,
                 rejection: None,
             };
+            return (r, None);
         }
         generated(Source::Generated, None, None)
     }
@@ -503,12 +530,14 @@ pub(crate) fn trace_id_of(tp: &[u8]) -> Option<TraceId> {
 mod tests {
     use super::*;
 
-    fn look(v: Option<&[u8]>) -> Lookup<'_> {
+    fn look(v: Option<&[u8]>) -> Lookup<'_, [u8]> {
         v.map_or(Lookup::Absent, Lookup::One)
     }
 
     fn resolve(config: &Config, values: &[Option<&[u8]>], tp: Option<&[u8]>) -> Resolution {
-        config.resolve_with(|i| look(values.get(i).copied().flatten()), || look(tp))
+        config
+            .resolve_with(|i| look(values.get(i).copied().flatten()), || look(tp))
+            .0
     }
 
     #[test]

@@ -170,31 +170,16 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &self.shared.config;
-        let resolution = config.resolve_headers(req.headers());
-        self.shared.stats.record(resolution.source);
-
+        let (resolution, incoming) = config.resolve_header_map(req.headers());
         // A valid incoming value is reused as is (no copy); otherwise the
         // id — 1..=128 bytes of visible ASCII — always makes a header value.
-        let incoming = resolution
-            .header
-            .filter(|_| resolution.source == Source::Incoming);
-        let value = incoming
-            .and_then(|i| req.headers().get(&config.header_names[i]).cloned())
-            .or_else(|| HeaderValue::from_bytes(resolution.id.as_bytes()).ok());
+        let value = match incoming {
+            Some(v) => Some(v.clone()),
+            None => HeaderValue::from_bytes(resolution.id.as_bytes()).ok(),
+        };
+        self.shared.stats.record(resolution.source);
         if let Some(value) = &value {
-            // Inner layers and proxies see only the id, never a rejected or
-            // untrusted value.
-            let headers = req.headers_mut();
-            for (i, name) in config.header_names.iter().enumerate() {
-                if Some(i) == incoming {
-                    continue;
-                }
-                if i == 0 {
-                    headers.insert(name, value.clone());
-                } else if let http::header::Entry::Occupied(mut e) = headers.entry(name) {
-                    e.insert(value.clone());
-                }
-            }
+            normalize_request_headers(config, &resolution, value, req.headers_mut());
         }
         req.extensions_mut().insert(resolution.id.clone());
 
@@ -222,6 +207,34 @@ where
         ResponseFuture {
             inner: WithCorrelation::new(Some(id), span, fut),
             echo,
+        }
+    }
+}
+
+/// Makes the request's correlation headers agree with the id, so inner
+/// layers and proxies never see a rejected or untrusted value: the first
+/// configured header always holds the id; a header whose value was rejected
+/// or not trusted is overwritten. The hot path (a valid id in the first
+/// header) writes nothing.
+fn normalize_request_headers(
+    config: &Config,
+    resolution: &crate::Resolution,
+    value: &HeaderValue,
+    headers: &mut http::HeaderMap,
+) {
+    let names = &config.header_names;
+    match resolution.source {
+        Source::Incoming if resolution.header == Some(0) => {}
+        Source::Replaced | Source::Untrusted => {
+            for name in names {
+                if let http::header::Entry::Occupied(mut e) = headers.entry(name) {
+                    e.insert(value.clone());
+                }
+            }
+            headers.insert(&names[0], value.clone());
+        }
+        _ => {
+            headers.insert(&names[0], value.clone());
         }
     }
 }
