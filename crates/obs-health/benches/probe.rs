@@ -45,7 +45,7 @@ fn obs_app(
     });
     if cached {
         // let the first background round finish so probes read real results
-        rt.block_on(tokio::time::sleep(Duration::from_millis(50)));
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
     }
     (Router::new().merge(health.router()), health, poller)
 }

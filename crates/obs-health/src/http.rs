@@ -13,6 +13,7 @@ use http_body_util::Full;
 
 use crate::registry::Health;
 use crate::report::{Probe, ProbeOptions};
+use crate::result::Status;
 
 /// The `Content-Type` of the IETF format.
 pub const HEALTH_JSON: &str = "application/health+json";
@@ -141,7 +142,11 @@ pub async fn respond(
     };
     let code = StatusCode::from_u16(report.http_code()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     if json {
-        return with_headers(code, HEALTH_JSON, report.to_health_json());
+        return with_headers(code, HEALTH_JSON, Bytes::from(report.to_health_json()));
+    }
+    if check.is_none() && !query.verbose && report.status() != Status::Fail {
+        // the common probe answer, without building the text
+        return with_headers(code, TEXT, Bytes::from_static(b"ok"));
     }
     let body = if check.is_some() {
         report.to_single_text()
@@ -152,15 +157,15 @@ pub async fn respond(
 }
 
 fn plain(code: StatusCode, body: String) -> Response<Full<Bytes>> {
-    with_headers(code, TEXT, body)
+    with_headers(code, TEXT, Bytes::from(body))
 }
 
 fn with_headers(
     code: StatusCode,
     content_type: &'static str,
-    body: String,
+    body: Bytes,
 ) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = code;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

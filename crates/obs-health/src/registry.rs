@@ -455,24 +455,19 @@ impl Health {
     /// [`SHUTDOWN_CHECK`] for readiness and `All`.
     pub async fn probe(&self, probe: Probe, options: &ProbeOptions) -> Report {
         let inner = &*self.inner;
-        let mut selected: Vec<&Arc<Entry>> = inner
+        let shutdown = (probe.includes(Kinds::READINESS) && options.tags.is_empty())
+            .then_some(&inner.shutdown);
+        let selected = inner
             .entries
             .iter()
             .filter(|e| e.matches(probe, &options.tags))
-            .collect();
-        if probe.includes(Kinds::READINESS) && options.tags.is_empty() {
-            selected.push(&inner.shutdown);
-        }
-        let mut unmatched: Vec<String> = Vec::new();
-        for name in &options.exclude {
-            if !selected.iter().any(|e| &*e.name == name.as_str()) && !unmatched.contains(name) {
-                unmatched.push(name.clone());
-            }
-        }
+            .chain(shutdown);
         let cached = self.is_cached();
+        // Direct mode starts every check before awaiting any, so they run
+        // concurrently and each is bounded by its own deadline.
         let mut pending: Vec<(usize, AbortOnDrop, Instant)> = Vec::new();
-        let mut outcomes: Vec<Outcome> = Vec::with_capacity(selected.len());
-        for (i, entry) in selected.iter().enumerate() {
+        let mut checks: Vec<CheckReport> = Vec::with_capacity(inner.entries.len() + 1);
+        for entry in selected {
             let outcome = if options.exclude.iter().any(|x| x.as_str() == &*entry.name) {
                 Outcome::Excluded
             } else if Arc::ptr_eq(entry, &inner.shutdown) {
@@ -481,19 +476,21 @@ impl Health {
                 entry.latest().map_or(Outcome::Pending, Outcome::Done)
             } else {
                 let (task, started) = entry.start();
-                pending.push((i, task, started));
+                pending.push((checks.len(), task, started));
                 Outcome::Pending
             };
-            outcomes.push(outcome);
+            checks.push(CheckReport::new(Arc::clone(entry), outcome));
         }
         for (i, task, started) in pending {
-            outcomes[i] = Outcome::Done(selected[i].finish(task, started).await);
+            let record = checks[i].entry().finish(task, started).await;
+            checks[i].set_outcome(Outcome::Done(record));
         }
-        let checks = selected
-            .into_iter()
-            .zip(outcomes)
-            .map(|(entry, outcome)| CheckReport::new(Arc::clone(entry), outcome))
-            .collect();
+        let mut unmatched: Vec<String> = Vec::new();
+        for name in &options.exclude {
+            if !checks.iter().any(|c| c.name() == name.as_str()) && !unmatched.contains(name) {
+                unmatched.push(name.clone());
+            }
+        }
         Report::new(probe, checks, unmatched, Arc::clone(&inner.info))
     }
 

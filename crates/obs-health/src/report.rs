@@ -114,6 +114,14 @@ impl CheckReport {
         Self { entry, outcome }
     }
 
+    pub(crate) fn entry(&self) -> &Arc<Entry> {
+        &self.entry
+    }
+
+    pub(crate) fn set_outcome(&mut self, outcome: Outcome) {
+        self.outcome = outcome;
+    }
+
     /// The check's name.
     pub fn name(&self) -> &str {
         &self.entry.name
