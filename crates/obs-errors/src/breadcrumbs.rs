@@ -209,28 +209,28 @@ impl fmt::Write for Bounded<'_> {
 struct SlotVisitor<'a>(&'a mut Slot);
 
 impl SlotVisitor<'_> {
-    fn field(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+    /// Writes one value with `put` into the message or the field buffer,
+    /// within the size caps.
+    fn put(&mut self, field: &Field, put: impl FnOnce(&mut Bounded<'_>)) {
         let slot = &mut *self.0;
         if field.name() == "message" {
             let start = slot.message.len();
-            let _ = Bounded {
+            put(&mut Bounded {
                 buf: &mut slot.message,
                 start,
                 max: MAX_MESSAGE_LEN,
-            }
-            .write_fmt(value);
+            });
             return;
         }
         if slot.ranges.len() >= MAX_FIELDS || slot.fields.len() >= MAX_FIELDS_LEN {
             return;
         }
         let start = slot.fields.len();
-        let _ = Bounded {
+        put(&mut Bounded {
             buf: &mut slot.fields,
             start,
             max: MAX_FIELD_LEN.min(MAX_FIELDS_LEN - start),
-        }
-        .write_fmt(value);
+        });
         let end = slot.fields.len();
         slot.ranges.push((field.name(), start as u32, end as u32));
     }
@@ -238,27 +238,43 @@ impl SlotVisitor<'_> {
 
 impl Visit for SlotVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.field(field, format_args!("{value}"));
+        self.put(field, |w| {
+            let _ = w.write_str(value);
+        });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, format_args!("{value}"));
+        let mut b = itoa::Buffer::new();
+        let s = b.format(value);
+        self.put(field, |w| {
+            let _ = w.write_str(s);
+        });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, format_args!("{value}"));
+        let mut b = itoa::Buffer::new();
+        let s = b.format(value);
+        self.put(field, |w| {
+            let _ = w.write_str(s);
+        });
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.field(field, format_args!("{value}"));
+        self.put(field, |w| {
+            let _ = w.write_str(if value { "true" } else { "false" });
+        });
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.field(field, format_args!("{value}"));
+        self.put(field, |w| {
+            let _ = write!(w, "{value}");
+        });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.field(field, format_args!("{value:?}"));
+        self.put(field, |w| {
+            let _ = write!(w, "{value:?}");
+        });
     }
 }
 

@@ -161,6 +161,7 @@ pub(crate) const DEFAULT_NOT_IN_APP: &[&str] = &[
     "test::",
     "<F as ",
     "rust_begin_unwind",
+    "__rustc",
     "__rust",
     "__libc",
     "_start",

@@ -302,29 +302,58 @@ impl Report {
     }
 }
 
-/// 64-bit FNV-1a: stable across processes and Rust versions, unlike
-/// `DefaultHasher`, so fingerprints group across restarts.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Fnv(u64);
+/// A word-at-a-time 64-bit hash with a final avalanche: fixed algorithm,
+/// no random seed, so fingerprints are stable across processes, restarts
+/// and Rust versions (unlike `DefaultHasher`) and group across them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct StableHash(u64);
 
-impl Fnv {
+const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl StableHash {
     pub(crate) const fn new() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
+        Self(0)
     }
 
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(26) ^ w).wrapping_mul(K);
+    }
+
+    /// Adds `bytes` followed by their length, so ("ab","c") and ("a","bc") differ.
     pub(crate) fn write(&mut self, bytes: &[u8]) -> &mut Self {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().unwrap_or_default()));
         }
-        // separator, so ("ab","c") and ("a","bc") differ
-        self.0 ^= 0xff;
-        self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        let rem = chunks.remainder();
+        if !rem.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..rem.len()].copy_from_slice(rem);
+            self.add(u64::from_le_bytes(buf));
+        }
+        self.add(bytes.len() as u64);
         self
     }
 
+    /// The hash, avalanched (murmur3's `fmix64`).
     pub(crate) const fn finish(self) -> u64 {
-        self.0
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+impl std::hash::Hasher for StableHash {
+    fn finish(&self) -> u64 {
+        StableHash::finish(*self)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        StableHash::write(self, bytes);
     }
 }
 
@@ -413,10 +442,23 @@ mod tests {
     }
 
     #[test]
-    fn fnv_is_stable_and_separated() {
-        let a = Fnv::new().write(b"ab").write(b"c").finish();
-        let b = Fnv::new().write(b"a").write(b"bc").finish();
+    fn stable_hash_is_stable_and_separated() {
+        let a = StableHash::new().write(b"ab").write(b"c").finish();
+        let b = StableHash::new().write(b"a").write(b"bc").finish();
         assert_ne!(a, b);
-        assert_eq!(a, Fnv::new().write(b"ab").write(b"c").finish());
+        assert_eq!(a, StableHash::new().write(b"ab").write(b"c").finish());
+        // pinned: a change of algorithm would regroup every error in the backends
+        const PINNED: u64 = 1_265_048_136_688_877_285;
+        assert_eq!(
+            StableHash::new()
+                .write(b"panic")
+                .write(b"src/main.rs")
+                .finish(),
+            PINNED
+        );
+        assert_ne!(
+            StableHash::new().write(b"").finish(),
+            StableHash::new().write(&[0]).finish()
+        );
     }
 }

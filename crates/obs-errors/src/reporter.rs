@@ -5,6 +5,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::panic::{AssertUnwindSafe, PanicHookInfo};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -18,7 +19,9 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::breadcrumbs::{CrumbStats, Crumbs, Orphans};
 use crate::config::{BacktraceMode, Config, FingerprintMode};
-use crate::report::{ChainEntry, Fnv, Location, Mechanism, Report, Stacktrace, dyn_type_name};
+use crate::report::{
+    ChainEntry, Location, Mechanism, Report, StableHash, Stacktrace, dyn_type_name,
+};
 use crate::sink::Sink;
 use crate::{Error, scope};
 
@@ -41,7 +44,7 @@ struct StatsInner {
     dropped: AtomicU64,
     rate_limited: AtomicU64,
     sink_errors: AtomicU64,
-    by_type: Mutex<HashMap<String, [u64; 4]>>,
+    by_type: Mutex<HashMap<String, [u64; 4], BuildHasherDefault<StableHash>>>,
 }
 
 /// Counters of a reporter (contract C3): cheap to clone, read with getters,
@@ -690,7 +693,7 @@ impl Reporter {
     }
 
     fn fingerprint(&self, input: &mut Input<'_>, stack: Option<&Stacktrace>) -> u64 {
-        let mut h = Fnv::new();
+        let mut h = StableHash::new();
         h.write(input.error_type.as_bytes());
         let mode = &self.inner.shared.config.fingerprint;
         if matches!(
@@ -701,7 +704,7 @@ impl Reporter {
         }
         let input = &*input;
         let message = input.message.as_deref().unwrap_or_default();
-        let write_location = |h: &mut Fnv| {
+        let write_location = |h: &mut StableHash| {
             if let Some(l) = &input.location {
                 h.write(l.file.as_bytes()).write(&l.line.to_le_bytes());
             }
