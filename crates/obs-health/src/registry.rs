@@ -453,6 +453,9 @@ impl Health {
     /// Evaluates a probe: runs (direct mode) or reads (cached mode) every
     /// selected check not excluded by `options`, plus the built-in
     /// [`SHUTDOWN_CHECK`] for readiness and `All`.
+    ///
+    /// Must be awaited inside a Tokio runtime: in direct mode each check
+    /// runs on its own task.
     pub async fn probe(&self, probe: Probe, options: &ProbeOptions) -> Report {
         let inner = &*self.inner;
         let shutdown = (probe.includes(Kinds::READINESS) && options.tags.is_empty())

@@ -260,3 +260,43 @@ async fn closure_checks_accept_several_return_types() {
         ]
     );
 }
+
+#[tokio::test]
+async fn environment_config_applies_to_the_builder() {
+    let env = |k: &str| match k {
+        "OBS_HEALTH_TIMEOUT" => Some("200ms".to_owned()),
+        "OBS_HEALTH_WITHHOLD_REASONS" => Some("yes".to_owned()),
+        _ => None,
+    };
+    let cfg = obs_health::Config::from_lookup(env).unwrap();
+    assert!(cfg.withhold_reasons && !cfg.cached);
+    let health = Health::builder()
+        .config(&cfg)
+        .check(Check::new("hang", || async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            true
+        }))
+        .build()
+        .unwrap();
+    let report = health
+        .probe(Probe::Readiness, &ProbeOptions::default())
+        .await;
+    assert_eq!(report.checks()[0].output(), Some("timed out after 200ms"));
+    // reasons are withheld from the rendered answer only
+    assert_eq!(
+        report.to_text(false),
+        "[-]hang failed: reason withheld\n[+]shutdown ok\nreadyz check failed\n"
+    );
+
+    let bad = obs_health::Config::from_lookup(|k| {
+        (k == "OBS_HEALTH_CACHED").then(|| "sometimes".to_owned())
+    });
+    assert_eq!(
+        bad.unwrap_err(),
+        Error::Env {
+            var: "OBS_HEALTH_CACHED",
+            value: "sometimes".into(),
+            expected: "true or false"
+        }
+    );
+}
