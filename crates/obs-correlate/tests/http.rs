@@ -682,3 +682,92 @@ async fn http2_requests_get_the_same_treatment() {
     }
     assert_eq!((stats.incoming(), stats.replaced()), (1, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inner_services_never_see_a_rejected_or_untrusted_value() {
+    capture();
+    async fn seen(headers: HeaderMap) -> String {
+        let get = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned()
+        };
+        format!("{} {}", get("x-correlation-id"), get("x-request-id"))
+    }
+    let router = || Router::new().route("/seen", get(seen));
+    let addr = serve_router(router().layer(CorrelationLayer::new())).await;
+
+    // A valid id in the first header: the request is left as sent.
+    let r = send(
+        addr,
+        "/seen",
+        &[("x-correlation-id", b"ok-1"), ("x-request-id", b"other")],
+    )
+    .await;
+    assert_eq!(r.body, "ok-1 other");
+    // Taken from the second header: the first is filled in.
+    let r = send(addr, "/seen", &[("x-request-id", b"ok-2")]).await;
+    assert_eq!(r.body, "ok-2 ok-2");
+    // Rejected: every correlation header the handler sees holds the new id.
+    let r = send(
+        addr,
+        "/seen",
+        &[
+            ("x-correlation-id", b"bad id"),
+            ("x-request-id", b"also bad"),
+        ],
+    )
+    .await;
+    assert_eq!(r.body, format!("{0} {0}", r.id()));
+    // Absent: the generated id is added.
+    let r = send(addr, "/seen", &[]).await;
+    assert_eq!(r.body, format!("{} -", r.id()));
+
+    let addr = serve_router(router().layer(CorrelationLayer::with_config(
+        Config::new().trust_incoming(false),
+    )))
+    .await;
+    let r = send(
+        addr,
+        "/seen",
+        &[("x-correlation-id", b"chosen"), ("x-request-id", b"chosen")],
+    )
+    .await;
+    assert_eq!(r.body, format!("{0} {0}", r.id()));
+    assert_ne!(r.id(), "chosen");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_format_is_configurable_and_the_extractor_needs_the_layer() {
+    capture();
+    for (format, check) in [
+        (
+            obs_core::IdFormat::Hex128,
+            (|s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+                as fn(&str) -> bool,
+        ),
+        (obs_core::IdFormat::UuidV7, |s: &str| {
+            s.len() == 36 && s.as_bytes()[14] == b'7'
+        }),
+    ] {
+        let addr = serve_router(app(CorrelationLayer::with_config(
+            Config::new().format(format),
+        )))
+        .await;
+        let r = send(addr, "/ok", &[]).await;
+        assert!(check(r.id()), "{format:?}: {}", r.id());
+        let r = send(addr, "/ok", &[("x-correlation-id", b"bad id")]).await;
+        assert!(check(r.id()), "{format:?}: replacement {}", r.id());
+    }
+    let addr = serve_router(Router::new().route("/ok", get(handler))).await;
+    let r = send(addr, "/ok", &[("x-correlation-id", b"no-layer")]).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        r.body.contains("CorrelationLayer is not installed"),
+        "{}",
+        r.body
+    );
+    assert!(!r.headers.contains_key("x-correlation-id"));
+}
