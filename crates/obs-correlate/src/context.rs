@@ -158,6 +158,12 @@ pub fn in_current<F: Future>(fut: F) -> WithCorrelation<F> {
 /// `tokio::spawn` that carries the current correlation id and span into the
 /// new task, so its log lines and outgoing calls keep the id.
 ///
+/// Like `tracing`'s `in_current_span`, the task holds the request's span:
+/// it is part of the request's trace, and the span closes when the task
+/// ends. For work that outlives the request by far, pass the id on through a
+/// [`Carrier`](obs_core::Carrier) instead (see [`carrier`](crate::carrier)),
+/// which starts a fresh `correlation` span on the consumer side.
+///
 /// ```
 /// use obs_core::CorrelationId;
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
