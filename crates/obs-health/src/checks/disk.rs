@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::threshold::Thresholds;
 use crate::check::Check;
 use crate::error::Error;
-use crate::result::{CheckResult, Status};
+use crate::result::CheckResult;
 
 /// Free space on the filesystem holding `path`: `warn` below
 /// `warn_below_bytes`, `fail` below `fail_below_bytes`. "Free" is what an
@@ -28,15 +29,11 @@ pub fn disk_space(
     warn_below_bytes: u64,
     fail_below_bytes: u64,
 ) -> Result<Check, Error> {
-    let name = name.into();
-    if fail_below_bytes > warn_below_bytes {
-        return Err(Error::Thresholds {
-            name,
-            reason: "the fail threshold must not be above the warn threshold",
-            warn: warn_below_bytes,
-            fail: fail_below_bytes,
-        });
+    let (name, thresholds) = Thresholds::Below {
+        warn: warn_below_bytes,
+        fail: fail_below_bytes,
     }
+    .validate(name.into())?;
     let path: Arc<Path> = Arc::from(path.into());
     Ok(Check::new(name, move || {
         let path = Arc::clone(&path);
@@ -47,20 +44,9 @@ pub fn disk_space(
                 Ok(Err(e)) => return CheckResult::fail(format!("statvfs {shown}: {e}")),
                 Err(e) => return CheckResult::fail(format!("statvfs {shown}: {e}")),
             };
-            let status = if stat.free < fail_below_bytes {
-                Status::Fail
-            } else if stat.free < warn_below_bytes {
-                Status::Warn
-            } else {
-                Status::Pass
-            };
-            let threshold = if status == Status::Fail {
-                fail_below_bytes
-            } else {
-                warn_below_bytes
-            };
-            let output = (status != Status::Pass)
-                .then(|| format!("{} bytes free on {shown}, below {threshold}", stat.free));
+            let (status, crossed) = thresholds.grade(stat.free);
+            let output = crossed
+                .map(|(dir, limit)| format!("{} bytes free on {shown}, {dir} {limit}", stat.free));
             let used_pct = if stat.total == 0 {
                 0.0
             } else {

@@ -1,9 +1,10 @@
 //! Memory checks: the process's resident set and the memory still available
 //! to it (cgroup v2 limit when there is one, else the host's `MemAvailable`).
 
+use super::threshold::Thresholds;
 use crate::check::Check;
 use crate::error::Error;
-use crate::result::{CheckResult, Status};
+use crate::result::CheckResult;
 
 /// The process's resident set size (`VmRSS` of `/proc/self/status`):
 /// `warn` above `warn_above_bytes`, `fail` above `fail_above_bytes`. Reports
@@ -20,34 +21,18 @@ pub fn process_memory(
     warn_above_bytes: u64,
     fail_above_bytes: u64,
 ) -> Result<Check, Error> {
-    let name = name.into();
-    if fail_above_bytes < warn_above_bytes {
-        return Err(Error::Thresholds {
-            name,
-            reason: "the fail threshold must not be below the warn threshold",
-            warn: warn_above_bytes,
-            fail: fail_above_bytes,
-        });
+    let (name, thresholds) = Thresholds::Above {
+        warn: warn_above_bytes,
+        fail: fail_above_bytes,
     }
+    .validate(name.into())?;
     Ok(Check::new(name, move || async move {
         let rss = match read_rss() {
             Ok(v) => v,
             Err(e) => return CheckResult::fail(e),
         };
-        let status = if rss > fail_above_bytes {
-            Status::Fail
-        } else if rss > warn_above_bytes {
-            Status::Warn
-        } else {
-            Status::Pass
-        };
-        let limit = if status == Status::Fail {
-            fail_above_bytes
-        } else {
-            warn_above_bytes
-        };
-        let output =
-            (status != Status::Pass).then(|| format!("resident set {rss} bytes, above {limit}"));
+        let (status, crossed) = thresholds.grade(rss);
+        let output = crossed.map(|(dir, limit)| format!("resident set {rss} bytes, {dir} {limit}"));
         CheckResult::with_status(status, output).observe("rss", rss, Some("bytes"))
     })
     .component_type("system"))
@@ -68,34 +53,19 @@ pub fn system_memory(
     warn_below_bytes: u64,
     fail_below_bytes: u64,
 ) -> Result<Check, Error> {
-    let name = name.into();
-    if fail_below_bytes > warn_below_bytes {
-        return Err(Error::Thresholds {
-            name,
-            reason: "the fail threshold must not be above the warn threshold",
-            warn: warn_below_bytes,
-            fail: fail_below_bytes,
-        });
+    let (name, thresholds) = Thresholds::Below {
+        warn: warn_below_bytes,
+        fail: fail_below_bytes,
     }
+    .validate(name.into())?;
     Ok(Check::new(name, move || async move {
         let (available, source) = match read_available() {
             Ok(v) => v,
             Err(e) => return CheckResult::fail(e),
         };
-        let status = if available < fail_below_bytes {
-            Status::Fail
-        } else if available < warn_below_bytes {
-            Status::Warn
-        } else {
-            Status::Pass
-        };
-        let limit = if status == Status::Fail {
-            fail_below_bytes
-        } else {
-            warn_below_bytes
-        };
-        let output = (status != Status::Pass)
-            .then(|| format!("{available} bytes available ({source}), below {limit}"));
+        let (status, crossed) = thresholds.grade(available);
+        let output = crossed
+            .map(|(dir, limit)| format!("{available} bytes available ({source}), {dir} {limit}"));
         CheckResult::with_status(status, output).observe("available", available, Some("bytes"))
     })
     .component_type("system"))

@@ -10,6 +10,7 @@ mod disk;
 mod heartbeat;
 mod memory;
 mod net;
+mod threshold;
 
 use std::fmt::Display;
 use std::future::Future;
