@@ -8,7 +8,7 @@ use obs_core::names::header;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::Error;
+use crate::{Config, Error};
 
 /// The client layer: puts the correlation id on outgoing requests.
 ///
@@ -48,6 +48,21 @@ impl PropagateLayer {
     /// A layer writing `x-correlation-id`.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A layer writing the first header name of `config` (the one the
+    /// server layer echoes under), so both sides of a service agree.
+    ///
+    /// ```
+    /// use obs_correlate::{Config, PropagateLayer};
+    /// let config = Config::new().headers(["x-request-id"])?;
+    /// let _client = PropagateLayer::from_config(&config);
+    /// # Ok::<(), obs_correlate::Error>(())
+    /// ```
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            header: config.header_names[0].clone(),
+        }
     }
 
     /// A layer writing the header `name` instead.
