@@ -252,9 +252,6 @@ impl Config {
                 });
             }
             out.push(name.to_ascii_lowercase());
-            if out.len() > Self::MAX_HEADERS {
-                break;
-            }
         }
         if out.is_empty() || out.len() > Self::MAX_HEADERS {
             return Err(Error::HeaderCount {
@@ -663,7 +660,7 @@ mod tests {
         ));
         assert!(matches!(
             Config::new().headers(vec!["a"; 20]),
-            Err(Error::HeaderCount { .. })
+            Err(Error::HeaderCount { count: 20, .. })
         ));
         assert!(matches!(
             Config::new().max_len(0),
