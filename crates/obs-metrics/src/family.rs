@@ -9,6 +9,18 @@ use crate::encode::Writer;
 use crate::metric::{Counter, Metric};
 use crate::text::{BuildIdentity, LabelHasher};
 
+/// Slots of the lock-free first tier (a power of two).
+const FAST_SLOTS: usize = 128;
+/// Series kept in the first tier: at most half full, so probes stay short.
+const FAST_MAX: usize = FAST_SLOTS / 2;
+
+/// The first tier: an insert-only open-addressing table whose slots are
+/// written once, under the family's write lock, and read without any lock
+/// (`OnceLock::get` is one acquire load). Series are never removed, so a
+/// reader that finds a slot empty knows the key is not in this tier (or is
+/// being inserted right now, which the locked slow path sorts out).
+type FastTable<K, M> = Box<[OnceLock<(u64, K, M)>]>;
+
 /// The series of one hash value: almost always exactly one, kept inline.
 #[derive(Debug)]
 struct Bucket<K, M> {
@@ -31,6 +43,7 @@ pub(crate) struct Store<K, M: Metric> {
     exemplars: bool,
     limit: usize,
     pub(crate) hasher: LabelHasher,
+    fast: OnceLock<FastTable<K, M>>,
     map: RwLock<Map<K, M>>,
     overflow: OnceLock<M>,
     rejected: Counter,
@@ -59,6 +72,7 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
             exemplars,
             limit,
             hasher: LabelHasher::new(),
+            fast: OnceLock::new(),
             map: RwLock::new(Map {
                 by_hash: HashMap::default(),
                 order: Vec::new(),
@@ -66,6 +80,21 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
             overflow: OnceLock::new(),
             rejected,
         }
+    }
+
+    /// Probes the first tier from the hash's home slot to the first empty slot.
+    #[inline]
+    fn fast_find(&self, hash: u64, eq: &impl Fn(&K) -> bool) -> Option<&M> {
+        let table = self.fast.get()?;
+        let mut i = hash as usize & (FAST_SLOTS - 1);
+        for _ in 0..FAST_SLOTS {
+            let (h, k, m) = table[i].get()?;
+            if *h == hash && eq(k) {
+                return Some(m);
+            }
+            i = (i + 1) & (FAST_SLOTS - 1);
+        }
+        None
     }
 
     /// Runs `f` on the series whose key matches, creating it (or falling
@@ -78,6 +107,9 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
         make: impl FnOnce() -> Option<(K, String)>,
         f: impl FnOnce(&M) -> R,
     ) -> R {
+        if let Some(m) = self.fast_find(hash, &eq) {
+            return f(m);
+        }
         {
             let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(b) = map.by_hash.get(&hash) {
@@ -103,6 +135,10 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
         make: impl FnOnce() -> Option<(K, String)>,
     ) -> M {
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        // Under the write lock no slot can change: re-check both tiers.
+        if let Some(m) = self.fast_find(hash, &eq) {
+            return m.clone();
+        }
         if let Some(b) = map.by_hash.get(&hash)
             && let Some((_, m)) = std::iter::once(&b.first)
                 .chain(&b.more)
@@ -119,6 +155,19 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
             return self.reject();
         };
         let metric = M::create(&self.spec, self.exemplars);
+        if map.order.len() < FAST_MAX {
+            let table = self
+                .fast
+                .get_or_init(|| (0..FAST_SLOTS).map(|_| OnceLock::new()).collect());
+            let mut i = hash as usize & (FAST_SLOTS - 1);
+            // At most FAST_MAX of FAST_SLOTS slots are taken: an empty one exists.
+            while table[i].get().is_some() {
+                i = (i + 1) & (FAST_SLOTS - 1);
+            }
+            let _ = table[i].set((hash, key, metric.clone()));
+            map.order.push((labels.into_boxed_str(), metric.clone()));
+            return metric;
+        }
         match map.by_hash.entry(hash) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 e.get_mut().more.push((key, metric.clone()));
@@ -427,4 +476,48 @@ pub(crate) fn render_label_set<S: LabelSet>(
     }
     crate::text::validate_label_names(metric, &names)?;
     Ok(inner.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Format, Registry};
+
+    #[test]
+    fn both_tiers_return_the_same_series() {
+        let r = Registry::new();
+        let f = r.counter_family("tiers", "x", ["a", "b"]).unwrap();
+        let n = super::FAST_MAX * 5;
+        for round in 0..2 {
+            for i in 0..n {
+                let v = i.to_string();
+                f.with(["k", &v], |c| c.inc());
+                if round == 1 {
+                    assert_eq!(f.get(["k", &v]).get(), 2, "series {i}");
+                }
+            }
+        }
+        assert_eq!(f.series_count(), n);
+        let text = r.encode(Format::Text);
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("tiers_total{"))
+                .count(),
+            n
+        );
+        // Creation order is scrape order.
+        let first = text
+            .lines()
+            .find(|l| l.starts_with("tiers_total{"))
+            .unwrap();
+        assert_eq!(first, "tiers_total{a=\"k\",b=\"0\"} 2");
+    }
+
+    #[test]
+    fn packed_keys_do_not_confuse_boundaries() {
+        let k = super::pack_key(&["ab", "c"]);
+        assert!(super::key_eq(&k, &["ab", "c"]));
+        assert!(!super::key_eq(&k, &["a", "bc"]));
+        assert!(!super::key_eq(&k, &["ab", "c", ""]));
+        assert!(!super::key_eq(&k, &["ab"]));
+    }
 }
