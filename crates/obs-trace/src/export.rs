@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded, unbounded};
 use obs_core::Resource;
 
 use crate::Error;
@@ -160,6 +160,8 @@ pub struct ShutdownReport {
 }
 
 enum Control {
+    /// A full batch is queued.
+    Wake,
     Flush(Sender<()>),
     Shutdown(Instant, Sender<()>),
 }
@@ -171,6 +173,8 @@ pub(crate) struct Pipeline {
     control: Sender<Control>,
     stats: TraceStats,
     closed: AtomicBool,
+    wake_pending: Arc<AtomicBool>,
+    wake_at: usize,
     thread: Mutex<Option<JoinHandle<()>>>,
     shut_down: Mutex<Option<ShutdownReport>>,
 }
@@ -178,6 +182,7 @@ pub(crate) struct Pipeline {
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Control::Wake => "Wake",
             Control::Flush(_) => "Flush",
             Control::Shutdown(..) => "Shutdown",
         })
@@ -194,6 +199,8 @@ impl Pipeline {
         let (ctl_tx, ctl_rx) = unbounded::<Control>();
         let stats = TraceStats::default();
         let counters = stats.c.clone();
+        let wake_pending = Arc::new(AtomicBool::new(false));
+        let wp = wake_pending.clone();
         let thread = std::thread::Builder::new()
             .name("obs-trace-export".into())
             .spawn(move || {
@@ -204,6 +211,7 @@ impl Pipeline {
                     batch,
                     resource,
                     buf: Vec::new(),
+                    wake_pending: wp,
                 };
                 w.run(exporter.as_mut());
                 exporter.shutdown();
@@ -214,6 +222,8 @@ impl Pipeline {
             control: ctl_tx,
             stats,
             closed: AtomicBool::new(false),
+            wake_pending,
+            wake_at: batch.max_export_batch_size,
             thread: Mutex::new(Some(thread)),
             shut_down: Mutex::new(None),
         })
@@ -230,6 +240,14 @@ impl Pipeline {
         match self.spans.try_send(span) {
             Ok(()) => {
                 c.accepted.fetch_add(1, Ordering::Relaxed);
+                // Wake the worker only when a full batch waits, and only once
+                // until it has looked: a wake-up per span would cost a futex
+                // call on the application's thread.
+                if self.spans.len() >= self.wake_at
+                    && !self.wake_pending.swap(true, Ordering::AcqRel)
+                {
+                    let _ = self.control.send(Control::Wake);
+                }
             }
             Err(TrySendError::Full(_)) => {
                 c.dropped_full.fetch_add(1, Ordering::Relaxed);
@@ -299,51 +317,54 @@ struct Worker {
     batch: BatchConfig,
     resource: Resource,
     buf: Vec<FinishedSpan>,
+    wake_pending: Arc<AtomicBool>,
 }
 
 impl Worker {
     fn run(&mut self, exporter: &mut dyn SpanExporter) {
-        let mut first_at: Option<Instant> = None;
+        // The worker sleeps on the control channel: woken by a full batch,
+        // a flush, a shutdown, or the schedule delay. It never waits on the
+        // span queue itself, so producers never pay for waking it per span.
+        let mut next_export = Instant::now() + self.batch.schedule_delay;
         loop {
-            let wait = match first_at {
-                Some(t) => self.batch.schedule_delay.saturating_sub(t.elapsed()),
-                None => self.batch.schedule_delay,
-            };
-            crossbeam_channel::select! {
-                recv(self.rx) -> msg => match msg {
-                    Ok(span) => {
-                        if self.buf.is_empty() {
-                            first_at = Some(Instant::now());
-                        }
-                        self.buf.push(span);
-                        if self.buf.len() >= self.batch.max_export_batch_size {
-                            self.export(exporter, None);
-                            first_at = None;
-                        }
-                    }
-                    Err(_) => {
-                        // Every sender is gone: flush what is left and stop.
+            let wait = next_export.saturating_duration_since(Instant::now());
+            match self.ctl.recv_timeout(wait) {
+                Ok(Control::Wake) => {
+                    self.wake_pending.store(false, Ordering::Release);
+                    while self.rx.len() >= self.batch.max_export_batch_size {
+                        self.fill();
                         self.export(exporter, None);
-                        return;
                     }
-                },
-                recv(self.ctl) -> msg => match msg {
-                    Ok(Control::Flush(reply)) => {
-                        self.drain(exporter, None);
-                        first_at = None;
-                        let _ = reply.send(());
-                    }
-                    Ok(Control::Shutdown(deadline, reply)) => {
-                        self.drain(exporter, Some(deadline));
-                        let _ = reply.send(());
-                        return;
-                    }
-                    Err(_) => return,
-                },
-                default(wait) => {
-                    self.export(exporter, None);
-                    first_at = None;
                 }
+                Ok(Control::Flush(reply)) => {
+                    self.drain(exporter, None);
+                    next_export = Instant::now() + self.batch.schedule_delay;
+                    let _ = reply.send(());
+                }
+                Ok(Control::Shutdown(deadline, reply)) => {
+                    self.drain(exporter, Some(deadline));
+                    let _ = reply.send(());
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.drain(exporter, None);
+                    next_export = Instant::now() + self.batch.schedule_delay;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    // The pipeline is gone without a shutdown: flush and stop.
+                    self.drain(exporter, None);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Moves queued spans into the buffer, up to one batch.
+    fn fill(&mut self) {
+        while self.buf.len() < self.batch.max_export_batch_size {
+            match self.rx.try_recv() {
+                Ok(s) => self.buf.push(s),
+                Err(_) => break,
             }
         }
     }
@@ -351,12 +372,7 @@ impl Worker {
     /// Exports the buffer and everything queued, stopping at `deadline`.
     fn drain(&mut self, exporter: &mut dyn SpanExporter, deadline: Option<Instant>) {
         loop {
-            while self.buf.len() < self.batch.max_export_batch_size {
-                match self.rx.try_recv() {
-                    Ok(s) => self.buf.push(s),
-                    Err(_) => break,
-                }
-            }
+            self.fill();
             if self.buf.is_empty() {
                 return;
             }
