@@ -32,6 +32,8 @@ pub(crate) struct Record {
     pub(crate) result: CheckResult,
     pub(crate) time: SystemTime,
     pub(crate) duration: Duration,
+    /// Monotonic finish time, for the staleness test of cached mode.
+    pub(crate) finished: Instant,
 }
 
 /// A registered check with its state.
@@ -161,6 +163,7 @@ impl Entry {
             result,
             time: SystemTime::now(),
             duration,
+            finished: Instant::now(),
         });
         self.latest.store(Some(Arc::clone(&record)));
         let prev = self.last_status.swap(status.to_u8(), Ordering::AcqRel);
@@ -172,6 +175,21 @@ impl Entry {
 
     fn latest(&self) -> Option<Arc<Record>> {
         self.latest.load_full()
+    }
+
+    /// A cached result older than this means the poller is not running any
+    /// more (its runtime shut down, or it is starved): two missed rounds.
+    fn stale_after(&self) -> Duration {
+        self.interval.saturating_mul(2).saturating_add(self.timeout)
+    }
+
+    /// What cached mode reports for this check.
+    fn cached_outcome(&self) -> Outcome {
+        match self.latest() {
+            None => Outcome::Pending,
+            Some(r) if r.finished.elapsed() > self.stale_after() => Outcome::Stale(r),
+            Some(r) => Outcome::Done(r),
+        }
     }
 
     fn matches(&self, probe: Probe, tags: &[String]) -> bool {
@@ -476,7 +494,7 @@ impl Health {
             } else if Arc::ptr_eq(entry, &inner.shutdown) {
                 Outcome::Done(self.shutdown_record())
             } else if cached {
-                entry.latest().map_or(Outcome::Pending, Outcome::Done)
+                entry.cached_outcome()
             } else {
                 let (task, started) = entry.start();
                 pending.push((checks.len(), task, started));
@@ -512,7 +530,7 @@ impl Health {
         let outcome = if Arc::ptr_eq(entry, &inner.shutdown) {
             Outcome::Done(self.shutdown_record())
         } else if self.is_cached() {
-            entry.latest().map_or(Outcome::Pending, Outcome::Done)
+            entry.cached_outcome()
         } else {
             Outcome::Done(entry.run_once().await)
         };
@@ -535,6 +553,7 @@ impl Health {
             result,
             time: SystemTime::now(),
             duration: Duration::ZERO,
+            finished: Instant::now(),
         })
     }
 
@@ -708,12 +727,22 @@ pub struct CheckStats {
     pub failures: u64,
     /// Runs abandoned at the timeout.
     pub timeouts: u64,
+    /// Cached mode only: the latest result is older than two poll rounds
+    /// plus the timeout, so the poller is not running; probes report the
+    /// check as failing.
+    pub stale: bool,
 }
 
 impl CheckStats {
-    /// The `obs_health_check_status` value of the latest run.
+    /// The `obs_health_check_status` value of the latest run (0, failing,
+    /// when the result is [`stale`](CheckStats::stale)).
     pub fn status_value(&self) -> Option<f64> {
-        self.status.map(Status::metric_value)
+        let status = if self.stale {
+            Some(Status::Fail)
+        } else {
+            self.status
+        };
+        status.map(Status::metric_value)
     }
 
     /// The `obs_health_check_duration_seconds` value of the latest run.
@@ -730,6 +759,7 @@ impl HealthStats {
 
     /// A snapshot of every registered check, in registration order.
     pub fn checks(&self) -> Vec<CheckStats> {
+        let cached = self.inner.pollers.load(Ordering::Acquire) > 0;
         self.inner
             .entries
             .iter()
@@ -745,6 +775,7 @@ impl HealthStats {
                     runs: e.runs.load(Ordering::Relaxed),
                     failures: e.failures.load(Ordering::Relaxed),
                     timeouts: e.timeouts.load(Ordering::Relaxed),
+                    stale: cached && matches!(e.cached_outcome(), Outcome::Stale(_)),
                 }
             })
             .collect()

@@ -98,6 +98,8 @@ pub(crate) enum Outcome {
     Excluded,
     Pending,
     Done(Arc<Record>),
+    /// Cached mode only: the latest result is too old to be believed.
+    Stale(Arc<Record>),
 }
 
 /// One check's part of a [`Report`].
@@ -108,6 +110,8 @@ pub struct CheckReport {
 }
 
 const PENDING_OUTPUT: &str = "no result yet: waiting for the first background run";
+const STALE_OUTPUT: &str =
+    "stale result: the background poller has missed two rounds (stopped or starved)";
 
 impl CheckReport {
     pub(crate) fn new(entry: Arc<Entry>, outcome: Outcome) -> Self {
@@ -127,12 +131,12 @@ impl CheckReport {
         &self.entry.name
     }
 
-    /// The check's own status (`pass` when excluded, `fail` while no result
-    /// exists yet in cached mode).
+    /// The check's own status (`pass` when excluded; in cached mode `fail`
+    /// while no result exists yet or when the latest one is stale).
     pub fn status(&self) -> Status {
         match &self.outcome {
             Outcome::Excluded => Status::Pass,
-            Outcome::Pending => Status::Fail,
+            Outcome::Pending | Outcome::Stale(_) => Status::Fail,
             Outcome::Done(r) => r.result.status(),
         }
     }
@@ -142,6 +146,7 @@ impl CheckReport {
         match &self.outcome {
             Outcome::Excluded => None,
             Outcome::Pending => Some(PENDING_OUTPUT),
+            Outcome::Stale(_) => Some(STALE_OUTPUT),
             Outcome::Done(r) => r.result.output(),
         }
     }
@@ -149,7 +154,7 @@ impl CheckReport {
     /// The observed values of the run.
     pub fn observations(&self) -> &[Observation] {
         match &self.outcome {
-            Outcome::Done(r) => r.result.observations(),
+            Outcome::Done(r) | Outcome::Stale(r) => r.result.observations(),
             _ => &[],
         }
     }
@@ -157,7 +162,7 @@ impl CheckReport {
     /// When the run finished (`None` if excluded or pending).
     pub fn time(&self) -> Option<SystemTime> {
         match &self.outcome {
-            Outcome::Done(r) => Some(r.time),
+            Outcome::Done(r) | Outcome::Stale(r) => Some(r.time),
             _ => None,
         }
     }
@@ -165,7 +170,7 @@ impl CheckReport {
     /// How long the run took (`None` if excluded or pending).
     pub fn duration(&self) -> Option<Duration> {
         match &self.outcome {
-            Outcome::Done(r) => Some(r.duration),
+            Outcome::Done(r) | Outcome::Stale(r) => Some(r.duration),
             _ => None,
         }
     }

@@ -430,3 +430,47 @@ fn the_builder_rejects_bad_input_with_clear_errors() {
         "invalid timeout for check \"*\": 0ns (must be greater than zero)"
     );
 }
+
+#[test]
+fn a_cached_result_goes_stale_when_the_poller_dies_with_its_runtime() {
+    let health = Health::builder()
+        .check(
+            Check::new("db", || async { CheckResult::pass() })
+                .interval(Duration::from_millis(200))
+                .timeout(Duration::from_millis(200)),
+        )
+        .build()
+        .unwrap();
+    // the poller lives on a runtime that is shut down later, without the
+    // `Poller` being dropped: the cached `pass` must not live on
+    let poller_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let poller = poller_rt.block_on(async {
+        let poller = health.spawn_poller().unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        poller
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let probe = || rt.block_on(health.probe(Probe::Readiness, &ProbeOptions::default()));
+    // the current-thread runtime only polls while blocked on, so the result
+    // (from the round at 200 ms) is about 50 ms old: fresh (stale after 600 ms)
+    assert_eq!(probe().status(), Status::Pass);
+    drop(poller_rt);
+    std::thread::sleep(Duration::from_millis(1500));
+    let report = probe();
+    assert_eq!(report.status(), Status::Fail);
+    assert_eq!(
+        report.checks()[0].output(),
+        Some("stale result: the background poller has missed two rounds (stopped or starved)")
+    );
+    let stats = health.stats().checks();
+    assert!(stats[0].stale);
+    assert_eq!(stats[0].status, Some(Status::Pass));
+    assert_eq!(stats[0].status_value(), Some(0.0));
+    drop(poller);
+}
