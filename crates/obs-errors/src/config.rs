@@ -434,6 +434,26 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn duration_parser_never_panics(s in "\\PC{0,30}") {
+            let _ = parse_duration(&s);
+        }
+
+        #[test]
+        fn durations_round_trip(n in 0u64..1_000_000, unit in prop_oneof![Just("ms"), Just("s"), Just("m"), Just("h"), Just("")]) {
+            let d = parse_duration(&format!("{n}{unit}")).unwrap();
+            let expected = match unit {
+                "ms" => Duration::from_millis(n),
+                "m" => Duration::from_secs(n * 60),
+                "h" => Duration::from_secs(n * 3600),
+                _ => Duration::from_secs(n),
+            };
+            prop_assert_eq!(d, expected);
+        }
+    }
 
     #[test]
     fn durations() {

@@ -401,6 +401,31 @@ pub(crate) fn dyn_type_name(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn frame_parser_never_panics(text in "\\PC{0,400}") {
+            let frames = parse_frames(&text, &[]);
+            prop_assert!(frames.len() <= text.lines().count());
+        }
+
+        #[test]
+        fn frame_parser_reads_generated_traces(names in proptest::collection::vec("[a-z_]{1,12}(::[a-z_]{1,12}){0,3}", 1..8), line in 1u32..100_000) {
+            let text: String = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!("{i:4}: {n}\n             at ./src/x.rs:{line}:5\n"))
+                .collect();
+            let frames = parse_frames(&text, &[]);
+            prop_assert_eq!(frames.len(), names.len());
+            for (f, n) in frames.iter().zip(&names) {
+                prop_assert_eq!(&f.function, n);
+                prop_assert_eq!(f.line, Some(line));
+                prop_assert_eq!(f.file.as_deref(), Some("./src/x.rs"));
+            }
+        }
+    }
 
     #[test]
     fn parses_std_backtrace_format() {

@@ -190,6 +190,24 @@ impl ErrorStats {
     }
 }
 
+/// What a reporter delivered and lost, returned by [`Reporter::shutdown`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownSummary {
+    /// Errors captured.
+    pub captured: u64,
+    /// Reports handed to the sinks.
+    pub reported: u64,
+    /// Captures folded into another report (not lost: counted in its `count`).
+    pub deduplicated: u64,
+    /// Reports lost to a full or closed queue.
+    pub dropped: u64,
+    /// Captures lost to the cap on held groups.
+    pub rate_limited: u64,
+    /// Deliveries a sink failed.
+    pub sink_errors: u64,
+}
+
 /// What became of one capture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -822,11 +840,30 @@ impl Reporter {
     }
 
     /// Flushes like [`flush`](Self::flush), then stops the delivery thread;
-    /// later captures are dropped and counted.
-    pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
+    /// later captures are dropped and counted. Returns what was delivered
+    /// and lost over the reporter's life, so the caller can log it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let reporter = obs_errors::Reporter::builder(obs_errors::Config::default()).build()?;
+    /// reporter.capture_message(tracing::Level::ERROR, "last words");
+    /// let summary = reporter.shutdown(Duration::from_secs(5))?;
+    /// assert_eq!((summary.reported, summary.dropped), (1, 0));
+    /// # Ok::<(), obs_errors::Error>(())
+    /// ```
+    pub fn shutdown(&self, timeout: Duration) -> Result<ShutdownSummary, Error> {
         let r = self.request(timeout, Msg::Shutdown);
         self.inner.shared.closed.store(true, Ordering::Release);
-        r
+        r?;
+        let st = &self.inner.shared.stats;
+        Ok(ShutdownSummary {
+            captured: st.captured(),
+            reported: st.reported(),
+            deduplicated: st.deduplicated(),
+            dropped: st.dropped(),
+            rate_limited: st.rate_limited(),
+            sink_errors: st.sink_errors(),
+        })
     }
 
     fn request(&self, timeout: Duration, make: fn(Sender<()>) -> Msg) -> Result<(), Error> {

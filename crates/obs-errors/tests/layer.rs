@@ -253,3 +253,30 @@ fn breadcrumb_sizes_are_capped() {
     assert!(b.field("a").unwrap().len() <= obs_errors::breadcrumbs::MAX_FIELD_LEN);
     assert_eq!(b.field("b"), Some("1"));
 }
+
+#[cfg(feature = "anyhow")]
+#[test]
+fn anyhow_feature_captures_type_and_chain() {
+    let memory = MemorySink::new();
+    let reporter = Reporter::builder(Config::default())
+        .sink(memory.clone())
+        .build()
+        .unwrap();
+    let typed = anyhow::Error::new("7x".parse::<u8>().unwrap_err()).context("reading the port");
+    let adhoc = anyhow::anyhow!("no route to {}", "db");
+    reporter.capture_anyhow(&typed);
+    reporter.capture_anyhow(&adhoc);
+    reporter.flush(Duration::from_secs(10)).unwrap();
+    let reports = memory.reports();
+    let t = reports
+        .iter()
+        .find(|r| r.message == "reading the port")
+        .unwrap();
+    assert_eq!(t.chain.len(), 1);
+    assert_eq!(t.chain[0].error_type, "ParseIntError");
+    let a = reports
+        .iter()
+        .find(|r| r.message == "no route to db")
+        .unwrap();
+    assert_eq!(a.error_type, "anyhow::Error");
+}
