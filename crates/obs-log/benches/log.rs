@@ -1,7 +1,10 @@
 //! obs-log against `tracing-subscriber` `fmt().json()`, `slog-json` and
 //! `tracing-appender::non_blocking`, in the same run.
 
-#![allow(clippy::print_stderr, reason = "the bench reports the writer's shutdown summary")]
+#![allow(
+    clippy::print_stderr,
+    reason = "the bench reports the writer's shutdown summary"
+)]
 
 use std::hint::black_box;
 use std::io;

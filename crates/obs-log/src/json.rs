@@ -26,26 +26,51 @@ static ESCAPE: [u8; 256] = {
     t
 };
 
+/// Whether any of the 8 bytes of `x` is below 0x20, `"` or `\\`
+/// (exact existence test; SWAR "has less / has byte" tricks).
+#[inline]
+fn word_needs_escape(x: u64) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let ctl = x.wrapping_sub(LO * 0x20) & !x;
+    let q = x ^ (LO * u64::from(b'"'));
+    let quote = q.wrapping_sub(LO) & !q;
+    let bs = x ^ (LO * u64::from(b'\\'));
+    let backslash = bs.wrapping_sub(LO) & !bs;
+    (ctl | quote | backslash) & HI != 0
+}
+
 /// Appends `s` escaped for the inside of a JSON string.
 #[inline]
 pub(crate) fn escape_into(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Skip 8 clean bytes at a time.
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            if !word_needs_escape(u64::from_le_bytes(w)) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         let e = ESCAPE[b as usize];
-        if e == 0 {
-            continue;
+        if e != 0 {
+            out.extend_from_slice(&bytes[start..i]);
+            if e == b'u' {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 15) as usize]);
+            } else {
+                out.push(b'\\');
+                out.push(e);
+            }
+            start = i + 1;
         }
-        out.extend_from_slice(&bytes[start..i]);
-        if e == b'u' {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 15) as usize]);
-        } else {
-            out.push(b'\\');
-            out.push(e);
-        }
-        start = i + 1;
+        i += 1;
     }
     out.extend_from_slice(&bytes[start..]);
 }
@@ -93,6 +118,36 @@ pub(crate) fn int<I: itoa::Integer>(out: &mut Vec<u8>, v: I) {
 #[inline]
 pub(crate) fn float(out: &mut Vec<u8>, v: f64) {
     if v.is_finite() {
+        // Values with at most six decimals (prices, ratios, durations) are
+        // written from an integer; `(n as f64) / 1e6 == v` proves the decimal
+        // text parses back to exactly `v`. Everything else goes through ryu.
+        let scaled = v * 1e6;
+        if scaled.abs() < 9.0e15 && scaled == scaled.trunc() && scaled / 1e6 == v {
+            let n = scaled as i64;
+            if v.is_sign_negative() {
+                out.push(b'-');
+            }
+            let a = n.unsigned_abs();
+            int(out, a / 1_000_000);
+            out.push(b'.');
+            let mut frac = a % 1_000_000;
+            if frac == 0 {
+                out.push(b'0');
+            } else {
+                let mut digits = 6;
+                while frac.is_multiple_of(10) {
+                    frac /= 10;
+                    digits -= 1;
+                }
+                let mut d = [b'0'; 6];
+                for slot in d[..digits].iter_mut().rev() {
+                    *slot = b'0' + (frac % 10) as u8;
+                    frac /= 10;
+                }
+                out.extend_from_slice(&d[..digits]);
+            }
+            return;
+        }
         let mut b = ryu::Buffer::new();
         out.extend_from_slice(b.format_finite(v).as_bytes());
     } else if v.is_nan() {
@@ -233,6 +288,40 @@ mod tests {
             serde_json::from_slice::<String>(&v).unwrap(),
             "ok\u{FFFD}\u{FFFD}!"
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn floats_round_trip(v in proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL | proptest::num::f64::ZERO, cents in -10_000_000i64..10_000_000) {
+            for v in [v, cents as f64 / 100.0, cents as f64 / 1e6] {
+                let mut out = Vec::new();
+                float(&mut out, v);
+                let text = std::str::from_utf8(&out).unwrap();
+                let back: f64 = text.parse().unwrap();
+                proptest::prop_assert_eq!(back.to_bits(), v.to_bits(), "{} -> {}", v, text);
+                let via_json: f64 = serde_json::from_str(text).unwrap();
+                proptest::prop_assert_eq!(via_json.to_bits(), v.to_bits());
+            }
+        }
+    }
+
+    #[test]
+    fn escaping_every_byte_at_every_offset() {
+        for b in 0u8..=127 {
+            for pad in 0..17 {
+                let s = format!("{}{}{}", "a".repeat(pad), b as char, "z".repeat(17 - pad));
+                let mut v = Vec::new();
+                quoted(&mut v, &s);
+                assert_eq!(
+                    serde_json::from_slice::<String>(&v).unwrap(),
+                    s,
+                    "byte {b} at {pad}"
+                );
+                let must_escape = s.bytes().any(|c| ESCAPE[c as usize] != 0);
+                let escaped = v.len() - 2 != s.len();
+                assert_eq!(escaped, must_escape, "byte {b} at {pad}");
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The `tracing-subscriber` layer and the line formatters.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
@@ -649,7 +650,7 @@ struct FieldWriter<'a> {
     out: &'a mut Vec<u8>,
     msg: Option<&'a mut Vec<u8>>,
     tmp: &'a mut String,
-    redactor: Option<&'a Redactor>,
+    redactor: Option<&'a Redaction>,
     info: &'a CallsiteInfo,
     /// Names written, for span-field de-duplication (events only).
     seen: Option<&'a mut Vec<&'static str>>,
@@ -716,7 +717,7 @@ impl FieldWriter<'_> {
         msg.clear();
         let v = match self.redactor {
             Some(r) => r.redact(self.tmp),
-            None => std::borrow::Cow::Borrowed(self.tmp.as_str()),
+            None => Cow::Borrowed(self.tmp.as_str()),
         };
         if self.json {
             json::escape_into(msg, &v);
@@ -755,11 +756,71 @@ fn write_redacted(out: &mut Vec<u8>, json: bool) {
     }
 }
 
+/// The redactor, and whether it holds only the built-in rules (which allows
+/// the [`may_hold_secret`] shortcut).
+#[derive(Debug)]
+pub(crate) struct Redaction {
+    pub(crate) rules: Redactor,
+    pub(crate) builtin_only: bool,
+}
+
+impl Redaction {
+    #[inline]
+    fn redact<'a>(&self, value: &'a str) -> Cow<'a, str> {
+        if self.builtin_only && !may_hold_secret(value.as_bytes()) {
+            Cow::Borrowed(value)
+        } else {
+            self.rules.redact(value)
+        }
+    }
+}
+
+/// A conservative pre-check for `obs_core`'s built-in value rules: `false`
+/// only when none of them can match — they all need a `key=value` /
+/// `key: value` separator, a URL's `@`, a PEM `-----` line, a `Bearer` or
+/// `Basic` scheme word, or a token of at least 20 token bytes. Checked
+/// against the real scanner by a property test.
+#[inline]
+pub(crate) fn may_hold_secret(b: &[u8]) -> bool {
+    let mut run = 0usize;
+    let mut dashes = 0usize;
+    for (i, &c) in b.iter().enumerate() {
+        if matches!(c, b'=' | b':' | b'@') {
+            return true;
+        }
+        if c == b'-' {
+            dashes += 1;
+            if dashes >= 5 {
+                return true;
+            }
+        } else {
+            dashes = 0;
+        }
+        if c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'.' | b'-' | b'~') {
+            run += 1;
+            if run >= 20 {
+                return true;
+            }
+        } else {
+            if (run == 5 || run == 6) && is_scheme(&b[i - run..i]) {
+                return true;
+            }
+            run = 0;
+        }
+    }
+    (run == 5 || run == 6) && is_scheme(&b[b.len() - run..])
+}
+
+#[inline]
+fn is_scheme(tok: &[u8]) -> bool {
+    tok.eq_ignore_ascii_case(b"bearer") || tok.eq_ignore_ascii_case(b"basic")
+}
+
 #[inline]
 fn write_str_value(
     out: &mut Vec<u8>,
     json: bool,
-    redactor: Option<&Redactor>,
+    redactor: Option<&Redaction>,
     sensitive: bool,
     value: &str,
 ) {
@@ -768,7 +829,7 @@ fn write_str_value(
     }
     let v = match redactor {
         Some(r) => r.redact(value),
-        None => std::borrow::Cow::Borrowed(value),
+        None => Cow::Borrowed(value),
     };
     if json {
         json::quoted(out, &v);
@@ -1011,7 +1072,7 @@ struct SpanFields {
 pub(crate) struct Inner {
     pub(crate) spec: Arc<Spec>,
     pub(crate) filter: Arc<FilterState>,
-    pub(crate) redactor: Option<Redactor>,
+    pub(crate) redactor: Option<Redaction>,
     pub(crate) rate_limit: Option<u32>,
     pub(crate) out: Output,
     pub(crate) stats: LogStats,
@@ -1036,7 +1097,7 @@ impl LogLayer {
     pub(crate) fn new(
         spec: Arc<Spec>,
         filter: Arc<FilterState>,
-        redactor: Option<Redactor>,
+        redactor: Option<Redaction>,
         rate_limit: Option<u32>,
         out: Output,
         stats: LogStats,
@@ -1072,7 +1133,7 @@ impl Inner {
             if self
                 .redactor
                 .as_ref()
-                .is_some_and(|r| r.is_sensitive_name(f.name()))
+                .is_some_and(|r| r.rules.is_sensitive_name(f.name()))
             {
                 sensitive |= b;
             }
@@ -1378,5 +1439,51 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         self.inner.on_event(event, &ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_hold_secret;
+    use proptest::prelude::*;
+
+    fn unchanged_by_default_rules(s: &str) -> bool {
+        obs_core::redact::DEFAULT.redact(s) == s
+    }
+
+    #[test]
+    fn shortcut_cases() {
+        for s in ["served item", "GET", "ann", "", "a b c", "tokens used 12"] {
+            assert!(!may_hold_secret(s.as_bytes()), "{s}");
+        }
+        for s in [
+            "Bearer abcdefgh",
+            "basic dXNlcjpwYXNz",
+            "password=hunter2",
+            "k: v",
+            "https://u:p@host",
+            "-----BEGIN PRIVATE KEY-----",
+            "AKIAIOSFODNN7EXAMPLE",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig",
+        ] {
+            assert!(may_hold_secret(s.as_bytes()), "{s}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whenever the shortcut skips the scan, the real scanner would not
+        /// have changed the value.
+        #[test]
+        fn shortcut_never_skips_a_secret(
+            s in proptest::string::string_regex(
+                "((bearer|Basic|BEARER|AKIA|eyJ|ghp_|sk_live_|xoxb-|-----BEGIN |[A-Za-z0-9+/_.~-]{1,30}|[ ,;&()\\[\\]{}\"'!?#%*<>|\\t\\n]|[=:@]){0,8})"
+            ).unwrap()
+        ) {
+            if !may_hold_secret(s.as_bytes()) {
+                prop_assert!(unchanged_by_default_rules(&s), "skipped a value the scanner changes: {s:?}");
+            }
+        }
     }
 }

@@ -83,7 +83,10 @@ pub fn layer(config: Config) -> Result<(LogLayer, Handles), Error> {
     let layer = LogLayer::new(
         spec,
         filter.clone(),
-        config.redactor,
+        config.redactor.map(|rules| layer::Redaction {
+            rules,
+            builtin_only: config.redactor_builtin,
+        }),
         config.rate_limit,
         out.clone(),
         stats.clone(),
