@@ -190,7 +190,7 @@ impl ErrorStats {
     }
 }
 
-/// What a reporter delivered and lost, returned by [`Reporter::shutdown`].
+/// What a reporter delivered and lost, from [`Reporter::summary`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownSummary {
@@ -206,6 +206,8 @@ pub struct ShutdownSummary {
     pub rate_limited: u64,
     /// Deliveries a sink failed.
     pub sink_errors: u64,
+    /// Reports still held or queued (lost if the process ends now).
+    pub pending: usize,
 }
 
 /// What became of one capture.
@@ -840,30 +842,36 @@ impl Reporter {
     }
 
     /// Flushes like [`flush`](Self::flush), then stops the delivery thread;
-    /// later captures are dropped and counted. Returns what was delivered
-    /// and lost over the reporter's life, so the caller can log it.
+    /// later captures are dropped and counted. [`summary`](Self::summary)
+    /// then tells what was delivered and lost.
     ///
     /// ```
     /// use std::time::Duration;
     /// let reporter = obs_errors::Reporter::builder(obs_errors::Config::default()).build()?;
     /// reporter.capture_message(tracing::Level::ERROR, "last words");
-    /// let summary = reporter.shutdown(Duration::from_secs(5))?;
+    /// reporter.shutdown(Duration::from_secs(5))?;
+    /// let summary = reporter.summary();
     /// assert_eq!((summary.reported, summary.dropped), (1, 0));
     /// # Ok::<(), obs_errors::Error>(())
     /// ```
-    pub fn shutdown(&self, timeout: Duration) -> Result<ShutdownSummary, Error> {
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
         let r = self.request(timeout, Msg::Shutdown);
         self.inner.shared.closed.store(true, Ordering::Release);
-        r?;
+        r
+    }
+
+    /// What was captured, delivered and lost so far (for the shutdown report).
+    pub fn summary(&self) -> ShutdownSummary {
         let st = &self.inner.shared.stats;
-        Ok(ShutdownSummary {
+        ShutdownSummary {
             captured: st.captured(),
             reported: st.reported(),
             deduplicated: st.deduplicated(),
             dropped: st.dropped(),
             rate_limited: st.rate_limited(),
             sink_errors: st.sink_errors(),
-        })
+            pending: self.pending(),
+        }
     }
 
     fn request(&self, timeout: Duration, make: fn(Sender<()>) -> Msg) -> Result<(), Error> {
