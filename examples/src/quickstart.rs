@@ -11,19 +11,17 @@ async fn main() -> Result<(), obs::Error> {
     let obs = obs::init(obs::Config::from_env()?.service("quickstart"))?;
     let request = obs::CorrelationId::generate(obs::IdFormat::UuidV7);
     let checkout = async {
-        tracing::info!(order_id = 42, password = "hunter2", "order placed");
+        let work = async { tracing::info!(order_id = 42, password = "hunter2", "order placed") };
+        obs::correlate::scope(request, work).await; // the id joins the current span
     };
-    let span = tracing::info_span!("checkout", otel.kind = "server");
-    obs::correlate::scope(request, checkout.instrument(span)).await;
-
+    checkout.instrument(tracing::info_span!("checkout")).await;
     let metrics = obs.metrics().encode(obs::metrics::Format::Text);
     let series = metrics.lines().filter(|l| !l.starts_with('#')).count();
     tracing::info!(series, "metrics ready for /metrics");
-
     let report = obs.shutdown(Duration::from_secs(2)).await; // flushes logs and spans
     #[allow(
         clippy::print_stderr,
-        reason = "logging is shut down; the report goes to stderr"
+        reason = "logs are shut down: the report goes to stderr"
     )]
     {
         eprintln!("obs shutdown: {report}");

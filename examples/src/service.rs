@@ -295,38 +295,17 @@ struct JobMsg {
     enqueued_at: Instant,
 }
 
-/// The producer side of the bounded job queue.
+/// The queue's gauges: `job_queue_length` and `job_queue_oldest_age_seconds`.
 #[derive(Clone)]
-struct Jobs {
-    tx: mpsc::Sender<JobMsg>,
-    /// Enqueue times, oldest first, to publish the oldest job's age.
+struct QueueGauges {
+    /// Enqueue times, oldest first.
     waiting: Arc<Mutex<VecDeque<Instant>>>,
     metrics: Option<JobMetrics>,
-    dropped: obs::metrics::Counter,
 }
 
-impl Jobs {
-    /// Enqueues without waiting; a full queue drops the job, counts it in
-    /// `service_jobs_dropped_total` and logs a warning.
-    fn enqueue(&self, kind: &'static str, item_id: i64) {
-        // The carrier holds the current span's trace context and correlation id.
-        let msg = JobMsg {
-            kind,
-            item_id,
-            carrier: obs::job::carrier(),
-            enqueued_at: Instant::now(),
-        };
-        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        match self.tx.try_send(msg) {
-            Ok(()) => {
-                waiting.push_back(Instant::now());
-                self.publish(&waiting);
-            }
-            Err(e) => {
-                self.dropped.inc();
-                tracing::warn!(queue = QUEUE, job_type = kind, reason = %e, "job dropped");
-            }
-        }
+impl QueueGauges {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Instant>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn publish(&self, waiting: &VecDeque<Instant>) {
@@ -341,16 +320,50 @@ impl Jobs {
     }
 
     fn dequeued(&self) {
-        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut waiting = self.lock();
         waiting.pop_front();
         self.publish(&waiting);
     }
 }
 
+/// The producer side of the bounded job queue. The worker holds no
+/// sender, so the queue closes when the last producer (the router) is gone.
+#[derive(Clone)]
+struct Jobs {
+    tx: mpsc::Sender<JobMsg>,
+    gauges: QueueGauges,
+    dropped: obs::metrics::Counter,
+}
+
+impl Jobs {
+    /// Enqueues without waiting; a full queue drops the job, counts it in
+    /// `service_jobs_dropped_total` and logs a warning.
+    fn enqueue(&self, kind: &'static str, item_id: i64) {
+        // The carrier holds the current span's trace context and correlation id.
+        let msg = JobMsg {
+            kind,
+            item_id,
+            carrier: obs::job::carrier(),
+            enqueued_at: Instant::now(),
+        };
+        let mut waiting = self.gauges.lock();
+        match self.tx.try_send(msg) {
+            Ok(()) => {
+                waiting.push_back(Instant::now());
+                self.gauges.publish(&waiting);
+            }
+            Err(e) => {
+                self.dropped.inc();
+                tracing::warn!(queue = QUEUE, job_type = kind, reason = %e, "job dropped");
+            }
+        }
+    }
+}
+
 /// Runs jobs until every producer is gone and the queue is drained.
-async fn job_worker(mut rx: mpsc::Receiver<JobMsg>, jobs: Jobs, db: Db) {
+async fn job_worker(mut rx: mpsc::Receiver<JobMsg>, gauges: QueueGauges, db: Db) {
     while let Some(msg) = rx.recv().await {
-        jobs.dequeued();
+        gauges.dequeued();
         let waited_ms = msg.enqueued_at.elapsed().as_secs_f64() * 1000.0;
         let job = Job::new(QUEUE, msg.kind).carrier(msg.carrier);
         let (db, id, kind) = (db.clone(), msg.item_id, msg.kind);
@@ -366,6 +379,7 @@ async fn job_worker(mut rx: mpsc::Receiver<JobMsg>, jobs: Jobs, db: Db) {
                         move |c, sql| c.execute(sql, params![id]),
                     )
                     .await?;
+                    tracing::info!(item_id = id, "view recorded");
                 }
                 _ => {
                     let name = db
@@ -629,10 +643,13 @@ async fn main() -> Result<(), StartError> {
     };
 
     let (tx, rx) = mpsc::channel(queue_capacity);
-    let jobs = Jobs {
-        tx,
+    let gauges = QueueGauges {
         waiting: Arc::new(Mutex::new(VecDeque::new())),
         metrics: obs.job_metrics(),
+    };
+    let jobs = Jobs {
+        tx,
+        gauges: gauges.clone(),
         dropped: obs
             .metrics()
             .counter(
@@ -641,7 +658,7 @@ async fn main() -> Result<(), StartError> {
             )
             .map_err(obs::Error::from)?,
     };
-    let worker = tokio::spawn(job_worker(rx, jobs.clone(), db.clone()));
+    let worker = tokio::spawn(job_worker(rx, gauges, db.clone()));
 
     let listener = bind(&host, port).await?;
     let admin_listener = bind(&host, admin_port).await?;

@@ -185,23 +185,22 @@ async fn main() -> Result<(), obs::Error> {
     let batch = CorrelationId::generate(IdFormat::UuidV7);
     let producer = {
         let queue = queue.clone();
-        let span = tracing::info_span!("enqueue receipts", otel.kind = "producer", jobs = JOBS);
-        obs::correlate::scope(
-            batch,
-            async move {
-                for order in 1..=JOBS {
-                    let msg = Msg {
-                        order,
-                        attempt: 1,
-                        carrier: obs::job::carrier(),
-                    };
-                    if queue.push(msg).await.is_err() {
-                        tracing::error!(order, "queue closed; job not enqueued");
-                    }
+        let enqueue_all = async move {
+            for order in 1..=JOBS {
+                let msg = Msg {
+                    order,
+                    attempt: 1,
+                    carrier: obs::job::carrier(),
+                };
+                if queue.push(msg).await.is_err() {
+                    tracing::error!(order, "queue closed; job not enqueued");
                 }
-                tracing::info!(jobs = JOBS, "batch enqueued");
             }
-            .instrument(span),
+            tracing::info!(jobs = JOBS, "batch enqueued");
+        };
+        // `scope` is called inside the producer span, so the id lands on it.
+        async move { obs::correlate::scope(batch, enqueue_all).await }.instrument(
+            tracing::info_span!("enqueue receipts", otel.kind = "producer", jobs = JOBS),
         )
     };
     producer.await;
