@@ -20,6 +20,7 @@ use obs_core::Resource;
 
 use crate::Error;
 use crate::config::BatchConfig;
+use crate::raw::RawSpan;
 use crate::span::FinishedSpan;
 
 /// Something that sends batches of spans somewhere. Called on the exporter
@@ -169,7 +170,7 @@ enum Control {
 /// The queue and its exporter thread.
 #[derive(Debug)]
 pub(crate) struct Pipeline {
-    spans: Sender<FinishedSpan>,
+    spans: Sender<RawSpan>,
     control: Sender<Control>,
     stats: TraceStats,
     closed: AtomicBool,
@@ -195,7 +196,7 @@ impl Pipeline {
         resource: Resource,
         batch: BatchConfig,
     ) -> Result<Self, Error> {
-        let (tx, rx) = bounded::<FinishedSpan>(batch.max_queue_size);
+        let (tx, rx) = bounded::<RawSpan>(batch.max_queue_size);
         let (ctl_tx, ctl_rx) = unbounded::<Control>();
         let stats = TraceStats::default();
         let counters = stats.c.clone();
@@ -231,7 +232,7 @@ impl Pipeline {
 
     /// Queues a finished span; never blocks.
     #[inline]
-    pub(crate) fn submit(&self, span: FinishedSpan) {
+    pub(crate) fn submit(&self, span: RawSpan) {
         let c = &self.stats.c;
         if self.closed.load(Ordering::Relaxed) {
             c.dropped_closed.fetch_add(1, Ordering::Relaxed);
@@ -311,7 +312,7 @@ impl Pipeline {
 }
 
 struct Worker {
-    rx: Receiver<FinishedSpan>,
+    rx: Receiver<RawSpan>,
     ctl: Receiver<Control>,
     counters: Arc<Counters>,
     batch: BatchConfig,
@@ -363,7 +364,7 @@ impl Worker {
     fn fill(&mut self) {
         while self.buf.len() < self.batch.max_export_batch_size {
             match self.rx.try_recv() {
-                Ok(s) => self.buf.push(s),
+                Ok(s) => self.buf.push(s.into_finished()),
                 Err(_) => break,
             }
         }

@@ -17,7 +17,8 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::Shared;
 use crate::propagation::{Baggage, SpanContext, TraceState};
-use crate::span::{FinishedSpan, KeyValue, Link, SpanEvent, SpanKind, Status, Value};
+use crate::raw::{RawSpan, RawStr, RawValue, RawWriter, Recording};
+use crate::span::{KeyValue, Link, SpanEvent, SpanKind, Status, Value};
 
 /// What the next span created on this thread inherits instead of its local
 /// parent (see [`crate::context::in_remote_context`]).
@@ -55,18 +56,6 @@ impl SpanState {
             is_remote: false,
         }
     }
-}
-
-struct Recording {
-    start: SystemTime,
-    name: Option<Cow<'static, str>>,
-    kind: SpanKind,
-    attributes: Vec<KeyValue>,
-    events: Vec<SpanEvent>,
-    links: Vec<Link>,
-    status: Status,
-    dropped_attributes: u32,
-    dropped_events: u32,
 }
 
 /// The `tracing_subscriber::Layer` of obs-trace. Get one from
@@ -203,17 +192,7 @@ where
         let sampled = shared.sampler.should_sample(parent_flags, trace_id);
         let flags = parent_flags.unwrap_or_default().with_sampled(sampled);
         let rec = (sampled && shared.pipeline.is_some()).then(|| {
-            let mut rec = Recording {
-                start: SystemTime::now(),
-                name: None,
-                kind: SpanKind::Internal,
-                attributes: Vec::with_capacity(attrs.fields().len()),
-                events: Vec::new(),
-                links: Vec::new(),
-                status: Status::Unset,
-                dropped_attributes: 0,
-                dropped_events: 0,
-            };
+            let mut rec = Recording::new(SystemTime::now());
             if let Some(l) = link {
                 rec.links.push(Link {
                     trace_id: l.trace_id,
@@ -333,24 +312,17 @@ where
         };
         let Some(rec) = state.rec else { return };
         let meta = span.metadata();
-        pipeline.submit(FinishedSpan {
+        pipeline.submit(RawSpan {
             trace_id: state.trace_id,
             span_id: state.span_id,
-            parent_span_id: state.parent,
-            parent_is_remote: state.parent_remote,
-            trace_flags: state.flags,
+            parent: state.parent,
+            parent_remote: state.parent_remote,
+            flags: state.flags,
             trace_state: state.trace_state,
-            name: rec.name.unwrap_or(Cow::Borrowed(meta.name())),
-            kind: rec.kind,
-            start: rec.start,
-            end: SystemTime::now(),
-            attributes: rec.attributes,
-            events: rec.events,
-            links: rec.links,
-            status: rec.status,
+            meta_name: meta.name(),
             scope: meta.target(),
-            dropped_attributes: rec.dropped_attributes,
-            dropped_events: rec.dropped_events,
+            end: SystemTime::now(),
+            rec,
         });
     }
 }
@@ -362,25 +334,32 @@ struct SpanVisitor<'a> {
 }
 
 impl SpanVisitor<'_> {
-    fn set(&mut self, field: &Field, value: Value) {
+    fn set(&mut self, field: &Field, value: RawValue) {
         let name = field.name();
         if let Some(special) = name.strip_prefix("otel.") {
-            let s = value.to_string();
+            let text = value.text();
             match special {
-                "name" => self.rec.name = Some(Cow::Owned(s)),
-                "kind" => self.rec.kind = SpanKind::parse(&s).unwrap_or(self.rec.kind),
-                "status_code" => match s.to_ascii_lowercase().as_str() {
-                    "ok" => self.rec.status = Status::Ok,
-                    "error" => {
+                "name" => {
+                    self.rec.name = Some(match value {
+                        RawValue::Str(s) => s,
+                        other => RawStr::new(&other.text()),
+                    })
+                }
+                "kind" => self.rec.kind = SpanKind::parse(&text).unwrap_or(self.rec.kind),
+                "status_code" => {
+                    if text.eq_ignore_ascii_case("ok") {
+                        self.rec.status = Status::Ok;
+                    } else if text.eq_ignore_ascii_case("error") {
                         if !matches!(self.rec.status, Status::Error(_)) {
                             self.rec.status = Status::Error(Cow::Borrowed(""));
                         }
+                    } else {
+                        self.rec.status = Status::Unset;
                     }
-                    _ => self.rec.status = Status::Unset,
-                },
+                }
                 "status_message" | "status_description" => {
                     if let Status::Error(m) = &mut self.rec.status {
-                        *m = Cow::Owned(s);
+                        *m = Cow::Owned(text.into_owned());
                     }
                 }
                 _ => {}
@@ -388,25 +367,21 @@ impl SpanVisitor<'_> {
             return;
         }
         if name == "error" || name == attr::ERROR_TYPE {
-            let msg = value.to_string();
             match &self.rec.status {
                 Status::Ok => {}
                 Status::Error(m) if !m.is_empty() => {}
-                _ => self.rec.status = Status::Error(Cow::Owned(msg)),
+                _ => self.rec.status = Status::Error(Cow::Owned(value.text().into_owned())),
             }
         }
         let attrs = &mut self.rec.attributes;
         // At creation every field is new (tracing field names are unique per
         // callsite): skip the search for an earlier value.
         if !self.fresh
-            && let Some(kv) = attrs.iter_mut().find(|kv| kv.key == name)
+            && let Some(v) = attrs.get_mut(name)
         {
-            kv.value = value;
+            *v = value;
         } else if attrs.len() < self.max {
-            attrs.push(KeyValue {
-                key: Cow::Borrowed(name),
-                value,
-            });
+            attrs.push(name, value);
         } else {
             self.rec.dropped_attributes += 1;
         }
@@ -415,32 +390,34 @@ impl SpanVisitor<'_> {
 
 impl Visit for SpanVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.set(field, Value::Str(Cow::Owned(value.to_owned())));
+        self.set(field, RawValue::Str(RawStr::new(value)));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.set(field, Value::I64(value));
+        self.set(field, RawValue::I64(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.set(
             field,
             i64::try_from(value)
-                .map(Value::I64)
-                .unwrap_or_else(|_| Value::Str(value.to_string().into())),
+                .map(RawValue::I64)
+                .unwrap_or_else(|_| RawValue::Str(RawStr::new(&value.to_string()))),
         );
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.set(field, Value::Bool(value));
+        self.set(field, RawValue::Bool(value));
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.set(field, Value::F64(value));
+        self.set(field, RawValue::F64(value));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.set(field, Value::Str(Cow::Owned(value.to_string())));
+        let mut w = RawWriter::default();
+        let _ = write!(w, "{value}");
+        self.set(field, RawValue::Str(w.finish()));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let mut s = String::new();
-        let _ = write!(s, "{value:?}");
-        self.set(field, Value::Str(Cow::Owned(s)));
+        let mut w = RawWriter::default();
+        let _ = write!(w, "{value:?}");
+        self.set(field, RawValue::Str(w.finish()));
     }
 }
 

@@ -11,6 +11,7 @@ mod layer;
 #[cfg_attr(docsrs, doc(cfg(any(feature = "otlp-http", feature = "otlp-grpc"))))]
 pub mod otlp;
 pub mod propagation;
+mod raw;
 mod sampler;
 #[cfg(feature = "sdk")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sdk")))]

@@ -1,0 +1,278 @@
+//! What a sampled span carries between the application thread and the
+//! exporter thread: attributes stored inline (no `Vec`, short strings
+//! without a heap allocation), so that the application thread allocates as
+//! little as possible and nothing it allocates is freed by another thread.
+//! The exporter thread turns it into a public [`FinishedSpan`].
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::SystemTime;
+
+use obs_core::{SpanId, TraceFlags, TraceId};
+
+use crate::propagation::TraceState;
+use crate::span::{FinishedSpan, KeyValue, Link, SpanEvent, SpanKind, Status, Value};
+
+/// Strings up to this many bytes are stored inline.
+const INLINE_STR: usize = 22;
+/// Attributes stored inline before spilling into a `Vec`.
+const INLINE_ATTRS: usize = 6;
+
+/// A string that lives inline when short.
+#[derive(Clone)]
+pub(crate) enum RawStr {
+    Inline(u8, [u8; INLINE_STR]),
+    Heap(String),
+}
+
+impl RawStr {
+    pub(crate) fn new(s: &str) -> Self {
+        if s.len() <= INLINE_STR {
+            let mut b = [0u8; INLINE_STR];
+            b[..s.len()].copy_from_slice(s.as_bytes());
+            RawStr::Inline(s.len() as u8, b)
+        } else {
+            RawStr::Heap(s.to_owned())
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Copied whole from a `&str`, so always valid UTF-8.
+            RawStr::Inline(n, b) => std::str::from_utf8(&b[..*n as usize]).unwrap_or_default(),
+            RawStr::Heap(s) => s,
+        }
+    }
+
+    fn into_string(self) -> String {
+        match self {
+            RawStr::Heap(s) => s,
+            inline => inline.as_str().to_owned(),
+        }
+    }
+}
+
+/// Formats into a [`RawStr`] without allocating when the text is short.
+#[derive(Default)]
+pub(crate) struct RawWriter {
+    len: usize,
+    buf: [u8; INLINE_STR],
+    heap: Option<String>,
+}
+
+impl fmt::Write for RawWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if let Some(h) = &mut self.heap {
+            h.push_str(s);
+        } else if self.len + s.len() <= INLINE_STR {
+            self.buf[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
+            self.len += s.len();
+        } else {
+            let mut h = String::with_capacity(self.len + s.len() + 16);
+            h.push_str(std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default());
+            h.push_str(s);
+            self.heap = Some(h);
+        }
+        Ok(())
+    }
+}
+
+impl RawWriter {
+    pub(crate) fn finish(self) -> RawStr {
+        match self.heap {
+            Some(h) => RawStr::Heap(h),
+            None => RawStr::Inline(self.len as u8, self.buf),
+        }
+    }
+}
+
+/// An attribute value as recorded on the application thread.
+#[derive(Clone)]
+pub(crate) enum RawValue {
+    Bool(bool),
+    I64(i64),
+    F64(f64),
+    Str(RawStr),
+}
+
+impl RawValue {
+    pub(crate) fn text(&self) -> Cow<'_, str> {
+        match self {
+            RawValue::Str(s) => Cow::Borrowed(s.as_str()),
+            RawValue::Bool(b) => Cow::Owned(b.to_string()),
+            RawValue::I64(i) => Cow::Owned(i.to_string()),
+            RawValue::F64(f) => Cow::Owned(f.to_string()),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            RawValue::Bool(b) => Value::Bool(b),
+            RawValue::I64(i) => Value::I64(i),
+            RawValue::F64(f) => Value::F64(f),
+            RawValue::Str(s) => Value::Str(Cow::Owned(s.into_string())),
+        }
+    }
+}
+
+/// Attributes: the first few inline, the rest in a `Vec`.
+#[derive(Default)]
+pub(crate) struct RawAttrs {
+    inline: [Option<(&'static str, RawValue)>; INLINE_ATTRS],
+    len: usize,
+    spill: Vec<(&'static str, RawValue)>,
+}
+
+impl RawAttrs {
+    pub(crate) fn len(&self) -> usize {
+        self.len + self.spill.len()
+    }
+
+    pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut RawValue> {
+        self.inline[..self.len]
+            .iter_mut()
+            .flatten()
+            .chain(self.spill.iter_mut())
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    }
+
+    pub(crate) fn push(&mut self, key: &'static str, value: RawValue) {
+        if self.len < INLINE_ATTRS {
+            self.inline[self.len] = Some((key, value));
+            self.len += 1;
+        } else {
+            self.spill.push((key, value));
+        }
+    }
+
+    fn into_vec(self) -> Vec<KeyValue> {
+        let mut out = Vec::with_capacity(self.len());
+        for (k, v) in self.inline.into_iter().flatten().chain(self.spill) {
+            out.push(KeyValue {
+                key: Cow::Borrowed(k),
+                value: v.into_value(),
+            });
+        }
+        out
+    }
+}
+
+/// The recording of a sampled span, kept in its extensions until close.
+pub(crate) struct Recording {
+    pub(crate) start: SystemTime,
+    pub(crate) name: Option<RawStr>,
+    pub(crate) kind: SpanKind,
+    pub(crate) attributes: RawAttrs,
+    pub(crate) events: Vec<SpanEvent>,
+    pub(crate) links: Vec<Link>,
+    pub(crate) status: Status,
+    pub(crate) dropped_attributes: u32,
+    pub(crate) dropped_events: u32,
+}
+
+impl Recording {
+    pub(crate) fn new(start: SystemTime) -> Self {
+        Self {
+            start,
+            name: None,
+            kind: SpanKind::Internal,
+            attributes: RawAttrs::default(),
+            events: Vec::new(),
+            links: Vec::new(),
+            status: Status::Unset,
+            dropped_attributes: 0,
+            dropped_events: 0,
+        }
+    }
+}
+
+/// A closed, sampled span on its way to the exporter thread.
+pub(crate) struct RawSpan {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) parent: Option<SpanId>,
+    pub(crate) parent_remote: bool,
+    pub(crate) flags: TraceFlags,
+    pub(crate) trace_state: TraceState,
+    pub(crate) meta_name: &'static str,
+    pub(crate) scope: &'static str,
+    pub(crate) end: SystemTime,
+    pub(crate) rec: Recording,
+}
+
+impl RawSpan {
+    pub(crate) fn into_finished(self) -> FinishedSpan {
+        let rec = self.rec;
+        FinishedSpan {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_span_id: self.parent,
+            parent_is_remote: self.parent_remote,
+            trace_flags: self.flags,
+            trace_state: self.trace_state,
+            name: match rec.name {
+                Some(n) => Cow::Owned(n.into_string()),
+                None => Cow::Borrowed(self.meta_name),
+            },
+            kind: rec.kind,
+            start: rec.start,
+            end: self.end,
+            attributes: rec.attributes.into_vec(),
+            events: rec.events,
+            links: rec.links,
+            status: rec.status,
+            scope: self.scope,
+            dropped_attributes: rec.dropped_attributes,
+            dropped_events: rec.dropped_events,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write as _;
+
+    #[test]
+    fn strings_inline_or_heap() {
+        assert!(matches!(RawStr::new("short"), RawStr::Inline(5, _)));
+        assert_eq!(RawStr::new("short").as_str(), "short");
+        let long = "x".repeat(23);
+        assert!(matches!(RawStr::new(&long), RawStr::Heap(_)));
+        assert_eq!(RawStr::new(&long).into_string(), long);
+        assert_eq!(RawStr::new("h\u{e9}llo").as_str(), "h\u{e9}llo");
+    }
+
+    #[test]
+    fn writer_spills_to_heap() {
+        let mut w = RawWriter::default();
+        write!(w, "{}-{}", "a".repeat(10), "b".repeat(10)).unwrap();
+        assert_eq!(
+            w.finish().as_str(),
+            format!("{}-{}", "a".repeat(10), "b".repeat(10))
+        );
+        let mut w = RawWriter::default();
+        write!(w, "{}", "c".repeat(40)).unwrap();
+        assert!(matches!(w.finish(), RawStr::Heap(s) if s.len() == 40));
+    }
+
+    #[test]
+    fn attrs_spill_and_keep_order() {
+        let mut a = RawAttrs::default();
+        for (i, k) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+            .into_iter()
+            .enumerate()
+        {
+            a.push(k, RawValue::I64(i as i64));
+        }
+        assert_eq!(a.len(), 8);
+        *a.get_mut("g").unwrap() = RawValue::Bool(true);
+        let v = a.into_vec();
+        assert_eq!(
+            v.iter().map(|kv| kv.key.as_ref()).collect::<String>(),
+            "abcdefgh"
+        );
+        assert_eq!(v[6].value, Value::Bool(true));
+    }
+}
