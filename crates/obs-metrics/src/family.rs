@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use crate::encode::Writer;
@@ -268,12 +268,8 @@ impl<M: Metric, const N: usize> Family<M, N> {
     /// Runs `f` on the series for these label values without cloning its handle.
     #[inline]
     pub fn with<R>(&self, values: [&str; N], f: impl FnOnce(&M) -> R) -> R {
-        let mut h = self.store.hasher.build_hasher();
-        for v in &values {
-            h.write_value(v.as_bytes());
-        }
         self.store.with(
-            h.finish(),
+            self.store.hasher.hash_values(&values),
             |k| key_eq(k, &values),
             || {
                 let labels = crate::text::render_labels(&self.label_names[..], &values);
@@ -296,7 +292,7 @@ impl<M: Metric, const N: usize> Family<M, N> {
 
 /// Label values packed as (u32 length, bytes)* in one allocation, so a
 /// lookup compares against one contiguous buffer.
-fn pack_key(values: &[&str]) -> Box<[u8]> {
+pub(crate) fn pack_key(values: &[&str]) -> Box<[u8]> {
     let mut out = Vec::with_capacity(values.iter().map(|v| v.len() + 4).sum());
     for v in values {
         out.extend_from_slice(&(v.len() as u32).to_le_bytes());
@@ -306,14 +302,15 @@ fn pack_key(values: &[&str]) -> Box<[u8]> {
 }
 
 #[inline]
-fn key_eq(key: &[u8], values: &[&str]) -> bool {
+pub(crate) fn key_eq(key: &[u8], values: &[&str]) -> bool {
     let mut rest = key;
     for v in values {
         let Some((len, tail)) = rest.split_first_chunk::<4>() else {
             return false;
         };
         let len = u32::from_le_bytes(*len) as usize;
-        if len != v.len() || tail.len() < len || &tail[..len] != v.as_bytes() {
+        if len != v.len() || tail.len() < len || !crate::text::bytes_eq(&tail[..len], v.as_bytes())
+        {
             return false;
         }
         rest = &tail[len..];

@@ -155,15 +155,36 @@ pub(crate) fn push_i64(out: &mut String, v: i64) {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LabelHasher {
     seed: u64,
+    k: u64,
 }
 
-static SEEDS: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+impl LabelHasher {
+    /// A hasher with fresh random keys.
+    pub(crate) fn new() -> Self {
+        Self {
+            seed: obs_core::rng::next_u64(),
+            k: obs_core::rng::next_u64(),
+        }
+    }
+}
 
 impl LabelHasher {
-    pub(crate) fn new() -> Self {
-        let (a, _) =
-            *SEEDS.get_or_init(|| (obs_core::rng::next_u64() | 1, obs_core::rng::next_u64()));
-        Self { seed: a }
+    /// Hashes a list of label values. Each value is hashed on its own with a
+    /// key derived from its position (so the hash depends on order and on
+    /// where values start and end), which lets the CPU overlap the
+    /// multiplies of different values; the sum is mixed once more.
+    #[inline]
+    pub(crate) fn hash_values(&self, values: &[&str]) -> u64 {
+        let mut acc = 0u64;
+        for (i, v) in values.iter().enumerate() {
+            let pos = self
+                .seed
+                .wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut h = FoldHasher { h: pos, k: self.k };
+            h.write_value(v.as_bytes());
+            acc = acc.wrapping_add(h.h);
+        }
+        folded_mul(acc ^ self.seed, self.k ^ 0xe703_7ed1_a0b4_28db)
     }
 }
 
@@ -173,7 +194,7 @@ impl BuildHasher for LabelHasher {
     fn build_hasher(&self) -> FoldHasher {
         FoldHasher {
             h: self.seed,
-            k: SEEDS.get().map_or(0x9e37_79b9_7f4a_7c15, |s| s.1),
+            k: self.k,
         }
     }
 }
@@ -183,6 +204,40 @@ impl BuildHasher for LabelHasher {
 pub(crate) struct FoldHasher {
     h: u64,
     k: u64,
+}
+
+#[inline]
+fn read_u64(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(w)
+}
+
+#[inline]
+fn read_u32(b: &[u8]) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(w)
+}
+
+/// Byte equality without a `memcmp` call for the short strings labels
+/// usually are (overlapping fixed-size loads up to 16 bytes).
+#[inline]
+pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n > 16 {
+        return a == b;
+    }
+    if n >= 8 {
+        return read_u64(a) == read_u64(b) && read_u64(&a[n - 8..]) == read_u64(&b[n - 8..]);
+    }
+    if n >= 4 {
+        return read_u32(a) == read_u32(b) && read_u32(&a[n - 4..]) == read_u32(&b[n - 4..]);
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 #[inline]
@@ -205,14 +260,20 @@ impl FoldHasher {
     pub(crate) fn write_value(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.mix(u64::from_le_bytes(w));
+            self.mix(read_u64(c));
         }
+        // The tail is read with (possibly overlapping) fixed-size loads rather
+        // than copied into a buffer: a variable-length copy is a memcpy call.
         let rest = chunks.remainder();
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        self.mix(u64::from_le_bytes(w) ^ ((bytes.len() as u64) << 56) ^ 0x80);
+        let n = rest.len();
+        let tail = if n >= 4 {
+            (u64::from(read_u32(&rest[..4])) << 32) | u64::from(read_u32(&rest[n - 4..]))
+        } else if n > 0 {
+            (u64::from(rest[0]) << 16) | (u64::from(rest[n / 2]) << 8) | u64::from(rest[n - 1])
+        } else {
+            0
+        };
+        self.mix(tail ^ ((bytes.len() as u64) << 56) ^ 0x80);
     }
 }
 
@@ -313,6 +374,19 @@ mod tests {
         let b = LabelHasher::new();
         let h = |v: &[&str]| b.hash_one(v);
         assert_ne!(h(&["ab", "c"]), h(&["a", "bc"]));
+        let v = |x: &[&str]| b.hash_values(x);
+        assert_ne!(v(&["ab", "c"]), v(&["a", "bc"]));
+        assert_ne!(v(&["a", "b"]), v(&["b", "a"]));
+        assert_ne!(v(&["", "x"]), v(&["x", ""]));
+        assert_ne!(v(&["abcdefgh"]), v(&["abcdefgh", ""]));
+        assert_eq!(v(&["GET", "/x"]), v(&["GET", "/x"]));
+        assert!(bytes_eq(b"/items/{id}", b"/items/{id}"));
+        assert!(!bytes_eq(b"/items/{id}", b"/items/{ix}"));
+        assert!(!bytes_eq(b"abcd", b"abce"));
+        assert!(bytes_eq(
+            b"a long value of more than sixteen bytes",
+            b"a long value of more than sixteen bytes"
+        ));
         assert_eq!(h(&["GET", "/x"]), h(&["GET", "/x"]));
     }
 }
