@@ -213,3 +213,45 @@ async fn binding_a_taken_port_is_a_typed_error() {
     assert!(matches!(err, obs_metrics::Error::Serve { .. }), "{err}");
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }
+
+#[test]
+fn tokio_runtime_metrics_pass_promtool() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let registry = Registry::new();
+    obs_metrics::runtime::register(&registry, rt.handle().clone()).unwrap();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..10)
+            .map(|_| tokio::spawn(async { tokio::task::yield_now().await }))
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let text = registry.encode(Format::Text);
+    assert!(text.contains("tokio_workers 2\n"), "{text}");
+    assert!(
+        text.contains("tokio_worker_busy_seconds_total{worker=\"1\"} "),
+        "{text}"
+    );
+    assert!(
+        text.contains("tokio_worker_parks_total{worker=\"0\"} "),
+        "{text}"
+    );
+    obs_testing::prometheus::check_metrics(&text).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn handles_are_send_sync_and_cheap_to_clone() {
+    fn assert<T: Send + Sync + Clone + 'static>() {}
+    assert::<Registry>();
+    assert::<obs_metrics::Counter>();
+    assert::<obs_metrics::Histogram>();
+    assert::<obs_metrics::Summary>();
+    assert::<obs_metrics::Family<obs_metrics::Counter, 3>>();
+    assert::<obs_metrics::sets::HttpServerMetrics>();
+    assert::<obs_metrics::MetricsService>();
+}
