@@ -295,6 +295,13 @@ impl Config {
         &self.resource
     }
 
+    /// Replaces the resource stamped on reports (the facade passes the one
+    /// every pillar shares).
+    pub fn with_resource(mut self, resource: Resource) -> Self {
+        self.resource = Arc::new(resource);
+        self
+    }
+
     /// Replaces the redactor used to scrub reports (default: `obs_core::Redactor::new()`).
     pub fn redactor(mut self, redactor: Redactor) -> Self {
         self.redactor = Arc::new(redactor);

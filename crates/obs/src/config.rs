@@ -15,9 +15,6 @@ pub const ENV_ADMIN_TOKEN: &str = "OBS_ADMIN_TOKEN";
 /// `OBS_METRICS_CARDINALITY_LIMIT`: label sets kept per metric before new
 /// ones go to the overflow series.
 pub const ENV_CARDINALITY_LIMIT: &str = "OBS_METRICS_CARDINALITY_LIMIT";
-/// `OBS_HEALTH_POLL_INTERVAL_MS`: when set, health checks run in the
-/// background at this interval and probes answer from the cache.
-pub const ENV_HEALTH_POLL: &str = "OBS_HEALTH_POLL_INTERVAL_MS";
 
 /// Configuration of every enabled pillar.
 ///
@@ -55,7 +52,7 @@ pub struct Config {
     #[cfg(feature = "health")]
     pub(crate) checks: Vec<obs_health::Check>,
     #[cfg(feature = "health")]
-    pub(crate) health_poll: Option<Duration>,
+    pub(crate) health: obs_health::Config,
 }
 
 impl fmt::Debug for Config {
@@ -76,7 +73,7 @@ impl fmt::Debug for Config {
         d.field("cardinality_limit", &self.cardinality_limit);
         #[cfg(feature = "health")]
         d.field("checks", &self.checks.len())
-            .field("health_poll", &self.health_poll);
+            .field("health", &self.health);
         d.finish()
     }
 }
@@ -129,7 +126,7 @@ impl Config {
             #[cfg(feature = "health")]
             checks: Vec::new(),
             #[cfg(feature = "health")]
-            health_poll: parse_var::<u64>(&lookup, ENV_HEALTH_POLL)?.map(Duration::from_millis),
+            health: obs_health::Config::from_lookup(&lookup)?,
         })
     }
 
@@ -231,11 +228,13 @@ impl Config {
     }
 
     /// Runs health checks in the background every `interval` so probes
-    /// answer from the cache and a slow dependency cannot stall them.
+    /// answer from the cache and a slow dependency cannot stall them
+    /// (`OBS_HEALTH_CACHED=true` with `OBS_HEALTH_POLL_INTERVAL`).
     #[cfg(feature = "health")]
     #[cfg_attr(docsrs, doc(cfg(feature = "health")))]
     pub fn health_poll_interval(mut self, interval: Duration) -> Self {
-        self.health_poll = Some(interval);
+        self.health.poll_interval = Some(interval);
+        self.health.cached = true;
         self
     }
 }
@@ -268,7 +267,7 @@ fn unreachable_defaults() -> Config {
         #[cfg(feature = "health")]
         checks: Vec::new(),
         #[cfg(feature = "health")]
-        health_poll: None,
+        health: obs_health::Config::default(),
     }
 }
 

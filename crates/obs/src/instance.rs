@@ -108,7 +108,8 @@ pub fn init(config: Config) -> Result<Obs, Error> {
 
     #[cfg(feature = "errors")]
     let reporter = {
-        let reporter = obs_errors::Reporter::builder(config.errors).build()?;
+        let reporter =
+            obs_errors::Reporter::builder(config.errors.with_resource(resource.clone())).build()?;
         layers.push(Box::new(reporter.layer()));
         reporter
     };
@@ -122,12 +123,11 @@ pub fn init(config: Config) -> Result<Obs, Error> {
 
     #[cfg(feature = "health")]
     let health = {
-        let mut b = obs_health::Health::builder().resource(&resource);
+        let mut b = obs_health::Health::builder()
+            .resource(&resource)
+            .config(&config.health);
         for c in config.checks {
             b = b.check(c);
-        }
-        if let Some(every) = config.health_poll {
-            b = b.poll_interval(every);
         }
         b.build()?
     };
@@ -169,8 +169,10 @@ pub fn init(config: Config) -> Result<Obs, Error> {
     #[cfg(feature = "metrics")]
     crate::stats::publish(&obs)?;
 
+    // Cached mode needs a runtime for its poller; outside one it is a typed
+    // error rather than probes that silently run every check.
     #[cfg(feature = "health")]
-    if config.health_poll.is_some() && tokio::runtime::Handle::try_current().is_ok() {
+    if config.health.cached {
         let poller = obs.inner.health.spawn_poller()?;
         *lock(&obs.inner.poller) = Some(poller);
     }
