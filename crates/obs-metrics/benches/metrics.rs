@@ -40,6 +40,19 @@ fn counter_inc(c: &mut Criterion) {
         b.iter(|| family.get(black_box(["GET", "/items/{id}", "200"])).inc())
     });
 
+    let typed = registry
+        .labelled::<obs_metrics::Counter, Labels>("typed_requests", "Requests.")
+        .unwrap();
+    let tl = Labels {
+        method: "GET".into(),
+        route: "/items/{id}".into(),
+        status: "200".into(),
+    };
+    typed.get(&tl).inc();
+    g.bench_function("obs/derive_lookup_with", |b| {
+        b.iter(|| typed.with(black_box(&tl), |c| c.inc()))
+    });
+
     let pc: PcFamily<Labels, PcCounter> = PcFamily::default();
     let l = Labels {
         method: "GET".into(),
