@@ -154,6 +154,21 @@ fn non_blocking_producer(c: &mut Criterion) {
         });
     });
     let report = h.guard.shutdown(Duration::from_secs(10));
+    let (obs_lossless, h2) = obs_dispatch(
+        Config::new()
+            .writer(io::sink())
+            .non_blocking(NonBlocking::lossless()),
+    );
+    in_span(&obs_lossless, || {
+        let mut i = 0u64;
+        g.bench_function("obs/json-lossless", |b| {
+            b.iter(|| {
+                i += 1;
+                event(black_box(i))
+            })
+        });
+    });
+    let lossless = h2.guard.shutdown(Duration::from_secs(10));
     let (writer, _guard) = tracing_appender::non_blocking(io::sink());
     let layer = tracing_subscriber::fmt::layer().json().with_writer(writer);
     let ts = tracing_core::Dispatch::new(
@@ -171,7 +186,8 @@ fn non_blocking_producer(c: &mut Criterion) {
         });
     });
     g.finish();
-    eprintln!("obs non-blocking bench: {report}");
+    eprintln!("obs non-blocking bench (default policy): {report}");
+    eprintln!("obs non-blocking bench (lossless): {lossless}");
 }
 
 fn config() -> Criterion {

@@ -271,6 +271,7 @@ pub struct Config {
     pub(crate) ansi: Option<bool>,
     pub(crate) gcp_project: Option<String>,
     pub(crate) flush_interval: Duration,
+    pub(crate) per_layer_filter: bool,
 }
 
 impl Default for Config {
@@ -292,6 +293,7 @@ impl Default for Config {
             ansi: None,
             gcp_project: None,
             flush_interval: Duration::from_secs(1),
+            per_layer_filter: false,
         }
     }
 }
@@ -484,6 +486,25 @@ impl Config {
     /// How often buffered output is flushed when the program goes quiet.
     pub fn flush_interval(mut self, every: Duration) -> Self {
         self.flush_interval = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// By default the layer applies its directive itself, which acts like a
+    /// global `EnvFilter`: what it disables, no other layer of the
+    /// subscriber sees either. With `true` the layer logs whatever reaches
+    /// it; attach the directive as a per-layer filter so other layers (a
+    /// tracer, metrics) keep seeing everything:
+    ///
+    /// ```
+    /// use obs_log::Config;
+    /// use tracing_subscriber::{Layer, layer::SubscriberExt};
+    /// let (layer, handles) = obs_log::layer(Config::new().per_layer_filter(true).writer(std::io::sink()))?;
+    /// let subscriber = tracing_subscriber::registry().with(layer.with_filter(handles.reload.filter()));
+    /// # drop(subscriber);
+    /// # Ok::<(), obs_log::Error>(())
+    /// ```
+    pub fn per_layer_filter(mut self, on: bool) -> Self {
+        self.per_layer_filter = on;
         self
     }
 

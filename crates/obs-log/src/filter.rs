@@ -133,9 +133,57 @@ impl ReloadHandle {
         Ok(())
     }
 
+    /// The directive as a per-layer filter (see [`Config::per_layer_filter`](crate::Config::per_layer_filter)),
+    /// following every later [`set`](Self::set).
+    pub fn filter(&self) -> LogFilter {
+        LogFilter {
+            state: self.state.clone(),
+        }
+    }
+
     /// Whether an event with `target` and `level` passes the current filter.
     pub fn would_enable(&self, target: &str, level: Level) -> bool {
         self.state.would_enable(target, &level)
+    }
+}
+
+/// The reloadable directive as a `tracing-subscriber` per-layer
+/// [`Filter`](tracing_subscriber::layer::Filter); get it from
+/// [`ReloadHandle::filter`].
+#[derive(Clone)]
+pub struct LogFilter {
+    state: Arc<FilterState>,
+}
+
+impl fmt::Debug for LogFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogFilter")
+            .field("directive", &**self.state.directive.load())
+            .finish()
+    }
+}
+
+impl<S> tracing_subscriber::layer::Filter<S> for LogFilter {
+    fn enabled(&self, meta: &Metadata<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
+        self.state.enabled(meta)
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static Metadata<'static>,
+    ) -> tracing_core::subscriber::Interest {
+        use tracing_core::subscriber::Interest;
+        if crate::layer::is_log_bridge(meta) {
+            Interest::sometimes()
+        } else if self.state.enabled(meta) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(self.state.max_level())
     }
 }
 

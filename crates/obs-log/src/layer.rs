@@ -672,7 +672,11 @@ impl FieldWriter<'_> {
             if self.info.reserved & bit(field) != 0 {
                 self.out.extend_from_slice(b"fields.");
             }
-            json::escape_into(self.out, name);
+            if self.info.plain_names & bit(field) != 0 {
+                self.out.extend_from_slice(name.as_bytes());
+            } else {
+                json::escape_into(self.out, name);
+            }
             self.out.extend_from_slice(b"\":");
         } else {
             self.out.push(b' ');
@@ -953,6 +957,8 @@ impl Visit for FieldWriter<'_> {
 #[derive(Debug)]
 pub(crate) struct CallsiteInfo {
     has_message: bool,
+    /// Fields whose names need no JSON escaping (written as they are).
+    plain_names: u64,
     sensitive: u64,
     reserved: u64,
     limiter: Option<Limiter>,
@@ -1071,7 +1077,8 @@ struct SpanFields {
 
 pub(crate) struct Inner {
     pub(crate) spec: Arc<Spec>,
-    pub(crate) filter: Arc<FilterState>,
+    /// `None` when the filter is applied as a per-layer filter instead.
+    pub(crate) filter: Option<Arc<FilterState>>,
     pub(crate) redactor: Option<Redaction>,
     pub(crate) rate_limit: Option<u32>,
     pub(crate) out: Output,
@@ -1096,7 +1103,7 @@ impl fmt::Debug for LogLayer {
 impl LogLayer {
     pub(crate) fn new(
         spec: Arc<Spec>,
-        filter: Arc<FilterState>,
+        filter: Option<Arc<FilterState>>,
         redactor: Option<Redaction>,
         rate_limit: Option<u32>,
         out: Output,
@@ -1120,7 +1127,7 @@ impl LogLayer {
     }
 }
 
-fn is_log_bridge(meta: &Metadata<'_>) -> bool {
+pub(crate) fn is_log_bridge(meta: &Metadata<'_>) -> bool {
     meta.target() == "log" && meta.fields().field("log.target").is_some()
 }
 
@@ -1149,8 +1156,19 @@ impl Inner {
                     suppressed: AtomicU64::new(0),
                 }
             });
+        let mut plain_names = 0;
+        for f in meta.fields() {
+            if !f
+                .name()
+                .bytes()
+                .any(|b| b < 0x20 || b == b'"' || b == b'\\')
+            {
+                plain_names |= bit(&f);
+            }
+        }
         CallsiteInfo {
             has_message: meta.fields().field("message").is_some(),
+            plain_names,
             sensitive,
             reserved,
             limiter,
@@ -1378,12 +1396,16 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        let Some(filter) = &self.inner.filter else {
+            self.inner.register(meta);
+            return Interest::always();
+        };
         if is_log_bridge(meta) {
             // One callsite per level carries every `log` record: decide per record.
             self.inner.register(meta);
             return Interest::sometimes();
         }
-        if self.inner.filter.enabled(meta) {
+        if filter.enabled(meta) {
             self.inner.register(meta);
             Interest::always()
         } else {
@@ -1392,11 +1414,11 @@ where
     }
 
     fn enabled(&self, meta: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
-        self.inner.filter.enabled(meta)
+        self.inner.filter.as_ref().is_none_or(|f| f.enabled(meta))
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(self.inner.filter.max_level())
+        self.inner.filter.as_ref().map(|f| f.max_level())
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {

@@ -18,7 +18,7 @@ pub use config::{
     ENV_RUST_LOG, ENV_SCHEMA, Format, NonBlocking, OverflowPolicy, Precision, Schema,
 };
 pub use error::Error;
-pub use filter::ReloadHandle;
+pub use filter::{LogFilter, ReloadHandle};
 pub use layer::LogLayer;
 pub use writer::{
     DroppedCounts, FlushHandle, LogGuard, LogStats, ShutdownReport, install_panic_hook,
@@ -82,7 +82,7 @@ pub fn layer(config: Config) -> Result<(LogLayer, Handles), Error> {
     )?;
     let layer = LogLayer::new(
         spec,
-        filter.clone(),
+        (!config.per_layer_filter).then(|| filter.clone()),
         config.redactor.map(|rules| layer::Redaction {
             rules,
             builtin_only: config.redactor_builtin,

@@ -382,3 +382,49 @@ fn log_crate_records_reach_the_same_json() {
     assert_eq!(l[1]["level"], "WARN");
     assert_eq!(l[1]["message"], "kept");
 }
+
+/// Counts the events another layer of the same subscriber sees.
+#[derive(Clone, Default)]
+struct Counter(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl<S: tracing_core::Subscriber> tracing_subscriber::Layer<S> for Counter {
+    fn on_event(&self, _: &tracing_core::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn per_layer_filter_leaves_other_layers_alone_and_reloads() {
+    let buf = SharedBuf::default();
+    let config = Config::new()
+        .filter("info")
+        .per_layer_filter(true)
+        .writer(buf.clone());
+    let (layer, handles) = obs_log::layer(config).unwrap();
+    let counter = Counter::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(layer.with_filter(handles.reload.filter()))
+        .with(counter.clone());
+    let dispatch = tracing_core::Dispatch::new(subscriber);
+    let emit = || {
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::debug!("debug line");
+            tracing::info!("info line");
+        })
+    };
+    emit();
+    handles.reload.set("debug").unwrap();
+    emit();
+    handles.guard.flush(Duration::from_secs(5));
+    let msgs: Vec<_> = buf
+        .json_lines()
+        .iter()
+        .map(|v| v["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(msgs, ["info line", "debug line", "info line"]);
+    assert_eq!(
+        counter.0.load(std::sync::atomic::Ordering::Relaxed),
+        4,
+        "the other layer saw every event"
+    );
+}
