@@ -44,6 +44,36 @@ pub(crate) struct SpanState {
     parent: Option<SpanId>,
     parent_remote: bool,
     rec: Option<Recording>,
+    /// Set for recording spans: where the span goes when it ends.
+    sink: Option<Arc<Shared>>,
+    meta_name: &'static str,
+    scope: &'static str,
+}
+
+/// A recording span is submitted when the registry drops its extensions,
+/// right after the span closes. Doing it here instead of in `on_close`
+/// means the layer has no `on_close` at all: closing an unsampled span
+/// costs the layer nothing.
+impl Drop for SpanState {
+    fn drop(&mut self) {
+        let (Some(rec), Some(shared)) = (self.rec.take(), self.sink.take()) else {
+            return;
+        };
+        if let Some(pipeline) = &shared.pipeline {
+            pipeline.submit(RawSpan {
+                trace_id: self.trace_id,
+                span_id: self.span_id,
+                parent: self.parent,
+                parent_remote: self.parent_remote,
+                flags: self.flags,
+                trace_state: std::mem::take(&mut self.trace_state),
+                meta_name: self.meta_name,
+                scope: self.scope,
+                end: SystemTime::now(),
+                rec,
+            });
+        }
+    }
 }
 
 impl SpanState {
@@ -232,7 +262,10 @@ where
             baggage,
             parent: parent_id,
             parent_remote,
+            sink: rec.is_some().then(|| self.shared.clone()),
             rec,
+            meta_name: attrs.metadata().name(),
+            scope: attrs.metadata().target(),
         };
         ext.insert(state);
     }
@@ -299,30 +332,6 @@ where
             name,
             time: SystemTime::now(),
             attributes,
-        });
-    }
-
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let Some(pipeline) = &self.shared.pipeline else {
-            return;
-        };
-        let Some(span) = ctx.span(&id) else { return };
-        let Some(state) = span.extensions_mut().remove::<SpanState>() else {
-            return;
-        };
-        let Some(rec) = state.rec else { return };
-        let meta = span.metadata();
-        pipeline.submit(RawSpan {
-            trace_id: state.trace_id,
-            span_id: state.span_id,
-            parent: state.parent,
-            parent_remote: state.parent_remote,
-            flags: state.flags,
-            trace_state: state.trace_state,
-            meta_name: meta.name(),
-            scope: meta.target(),
-            end: SystemTime::now(),
-            rec,
         });
     }
 }
