@@ -62,6 +62,10 @@ struct Step {
     name: String,
     commands: Vec<Vec<String>>,
     env: Vec<(String, String)>,
+    /// Fail when a command succeeds but the compiler warned (used for the
+    /// feature checks, which run plain `cargo check`: `-D warnings` through
+    /// RUSTFLAGS would rebuild every dependency).
+    deny_warnings: bool,
 }
 
 impl Step {
@@ -73,6 +77,7 @@ impl Step {
                 .map(|c| c.iter().map(|s| (*s).to_owned()).collect())
                 .collect(),
             env: Vec::new(),
+            deny_warnings: false,
         }
     }
 
@@ -279,14 +284,19 @@ fn run_step(root: &Path, step: &Step) -> Result<String, String> {
         all.push_str(&text);
         let log = log_dir.join(format!("{}.log", step.name));
         let _ = std::fs::write(&log, &all);
-        if !output.status.success() {
+        let warned = step.deny_warnings && text.lines().any(|l| l.starts_with("warning:"));
+        if !output.status.success() || warned {
             let tail: Vec<&str> = text.lines().collect();
             let start = tail.len().saturating_sub(300);
             return Err(format!(
-                "step {} failed: `{}` exited with {}\n--- last {} lines (full log: {}) ---\n{}",
+                "step {} failed: `{}` {}\n--- last {} lines (full log: {}) ---\n{}",
                 step.name,
                 cmd.join(" "),
-                output.status,
+                if warned && output.status.success() {
+                    "compiled with warnings".to_owned()
+                } else {
+                    format!("exited with {}", output.status)
+                },
                 tail.len() - start,
                 log.display(),
                 tail[start..].join("\n")

@@ -6,8 +6,11 @@
 //! not reachable from the public edge), or merge it into the main router.
 
 use axum::Router;
+#[cfg(feature = "log")]
 use axum::body::Bytes;
+#[cfg(feature = "log")]
 use axum::http::{HeaderMap, StatusCode, header};
+#[cfg(feature = "log")]
 use axum::response::{IntoResponse, Response};
 #[cfg(feature = "log")]
 use axum::routing::get;
@@ -50,6 +53,7 @@ impl Obs {
     }
 }
 
+#[cfg(feature = "log")]
 fn text(status: StatusCode, body: String) -> Response {
     (
         status,
@@ -63,6 +67,7 @@ fn text(status: StatusCode, body: String) -> Response {
 }
 
 /// Whether the request may use a mutating endpoint.
+#[cfg(feature = "log")]
 fn authorized(obs: &Obs, headers: &HeaderMap) -> bool {
     let Some(token) = &obs.inner.admin_token else {
         return true;
@@ -79,6 +84,7 @@ fn authorized(obs: &Obs, headers: &HeaderMap) -> bool {
 
 /// Compares without an early exit, so response time does not reveal how much
 /// of a guessed token was right.
+#[cfg(any(feature = "log", test))]
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;

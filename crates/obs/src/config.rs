@@ -2,6 +2,7 @@
 //! in one call, with one place for the service's identity.
 
 use std::fmt;
+#[cfg(feature = "health")]
 use std::time::Duration;
 
 use obs_core::{Resource, Secret};

@@ -31,6 +31,10 @@ pub(crate) struct Inner {
     #[cfg(feature = "log")]
     pub(crate) log_reload: obs_log::ReloadHandle,
     #[cfg(feature = "log")]
+    #[cfg_attr(
+        not(feature = "metrics"),
+        allow(dead_code, reason = "published by the self-metrics")
+    )]
     pub(crate) log_stats: obs_log::LogStats,
     #[cfg(feature = "log")]
     log_guard: Mutex<Option<obs_log::LogGuard>>,
@@ -43,8 +47,16 @@ pub(crate) struct Inner {
     #[cfg(feature = "health")]
     poller: Mutex<Option<obs_health::Poller>>,
     #[cfg(feature = "correlate")]
+    #[cfg_attr(
+        not(feature = "http"),
+        allow(dead_code, reason = "used by the HTTP layers")
+    )]
     pub(crate) correlate: obs_correlate::Config,
     #[cfg(feature = "correlate")]
+    #[cfg_attr(
+        not(any(feature = "http", feature = "metrics")),
+        allow(dead_code, reason = "used by the HTTP layers and self-metrics")
+    )]
     pub(crate) correlate_stats: obs_correlate::Stats,
     #[cfg(feature = "errors")]
     pub(crate) reporter: obs_errors::Reporter,
@@ -86,6 +98,7 @@ impl fmt::Debug for Obs {
 /// ```
 pub fn init(config: Config) -> Result<Obs, Error> {
     let resource = config.resource.clone();
+    #[allow(unused_mut, reason = "each enabled pillar pushes its layer")]
     let mut layers: Vec<BoxedLayer> = Vec::new();
 
     #[cfg(feature = "metrics")]
@@ -289,6 +302,7 @@ impl Obs {
     pub fn shutdown_blocking(&self, timeout: Duration) -> ShutdownReport {
         let start = Instant::now();
         let deadline = start + timeout;
+        #[allow(unused_variables, reason = "used by the pillars that are enabled")]
         let left = || deadline.saturating_duration_since(Instant::now());
         let mut report = ShutdownReport::new();
 

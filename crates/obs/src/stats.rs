@@ -5,12 +5,14 @@
 
 #![cfg(feature = "metrics")]
 
+#[allow(unused_imports, reason = "names of the enabled pillars' metrics")]
 use obs_core::names::metric;
 
 use crate::{Error, Obs};
 
 /// Prometheus counters are registered without their `_total` suffix; the
 /// registry adds it.
+#[allow(dead_code, reason = "used by the enabled pillars' counters")]
 fn base(name: &str) -> &str {
     name.strip_suffix("_total").unwrap_or(name)
 }
