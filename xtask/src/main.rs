@@ -179,6 +179,7 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
         name: "features".into(),
         commands: feature_cmds,
         env: Vec::new(),
+        deny_warnings: true,
     });
     if e2e {
         let cmd: &[&str] = if nextest {
