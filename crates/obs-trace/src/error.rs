@@ -38,6 +38,15 @@ pub enum Error {
     /// An export request failed (connection, timeout, non-2xx answer).
     #[error("span export failed: {0}")]
     Export(String),
+    /// The collector accepted the request but rejected some spans (an OTLP
+    /// partial success).
+    #[error("the collector rejected {rejected} spans: {message}")]
+    Rejected {
+        /// How many spans were rejected.
+        rejected: u64,
+        /// The collector's explanation.
+        message: String,
+    },
     /// The exporter thread could not be started.
     #[error("cannot start the span exporter thread: {0}")]
     Thread(String),

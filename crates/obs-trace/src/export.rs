@@ -27,7 +27,8 @@ use crate::span::FinishedSpan;
 /// thread only, one batch at a time.
 pub trait SpanExporter: Send + 'static {
     /// Exports `batch`, giving up after `timeout`. An error counts the whole
-    /// batch as dropped.
+    /// batch as dropped, except [`Error::Rejected`], which counts only the
+    /// rejected spans (an OTLP partial success).
     fn export(
         &mut self,
         batch: &[FinishedSpan],
@@ -97,6 +98,7 @@ struct Counters {
     failed: AtomicU64,
     dropped_full: AtomicU64,
     dropped_closed: AtomicU64,
+    last_error: Mutex<Option<String>>,
 }
 
 /// Live export counters: cheap to clone and read (atomics), for
@@ -137,6 +139,16 @@ impl TraceStats {
     /// Spans that ended after shutdown began.
     pub fn dropped_after_shutdown(&self) -> u64 {
         self.c.dropped_closed.load(Ordering::Relaxed)
+    }
+
+    /// The message of the most recent failed export, if any: what an
+    /// operator needs to see when `dropped_export_failed` grows.
+    pub fn last_error(&self) -> Option<String> {
+        self.c
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Spans waiting in the queue or in a batch being sent.
@@ -393,10 +405,26 @@ impl Worker {
             timeout = timeout.min(d.saturating_duration_since(Instant::now()));
         }
         let n = self.buf.len() as u64;
-        match exporter.export(&self.buf, &self.resource, timeout) {
-            Ok(()) => self.counters.exported.fetch_add(n, Ordering::Relaxed),
-            Err(_) => self.counters.failed.fetch_add(n, Ordering::Relaxed),
+        let c = &self.counters;
+        let (ok, lost, err) = match exporter.export(&self.buf, &self.resource, timeout) {
+            Ok(()) => (n, 0, None),
+            Err(Error::Rejected { rejected, message }) => {
+                let lost = rejected.min(n);
+                (
+                    n - lost,
+                    lost,
+                    Some(format!(
+                        "the collector rejected {rejected} spans: {message}"
+                    )),
+                )
+            }
+            Err(e) => (0, n, Some(e.to_string())),
         };
+        c.exported.fetch_add(ok, Ordering::Relaxed);
+        c.failed.fetch_add(lost, Ordering::Relaxed);
+        if let Some(e) = err {
+            *c.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+        }
         self.buf.clear();
     }
 }

@@ -8,7 +8,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use obs_core::Resource;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{
     AnyValue, InstrumentationScope, KeyValue as PbKeyValue, any_value,
 };
@@ -166,6 +168,19 @@ pub fn to_request(batch: &[FinishedSpan], resource: &Resource) -> ExportTraceSer
     }
 }
 
+/// Turns an OTLP response into the outcome: a partial success with rejected
+/// spans is [`Error::Rejected`](crate::Error::Rejected).
+#[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
+fn partial(resp: Option<ExportTraceServiceResponse>) -> Result<(), crate::Error> {
+    match resp.and_then(|r| r.partial_success) {
+        Some(p) if p.rejected_spans > 0 => Err(crate::Error::Rejected {
+            rejected: p.rejected_spans as u64,
+            message: p.error_message,
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
 fn runtime() -> Result<tokio::runtime::Runtime, crate::Error> {
     tokio::runtime::Builder::new_current_thread()
@@ -276,10 +291,16 @@ mod http_exporter {
                     .await
                     .map_err(|e| Error::Export(format!("{}: {e}", self.uri)))?;
                 let status = resp.status();
-                // Read the body so the connection can be reused.
-                let _ = resp.into_body().collect().await;
+                // Read the body so the connection can be reused, and for a
+                // partial success.
+                let body = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
                 if status.is_success() {
-                    Ok(())
+                    partial(ExportTraceServiceResponse::decode(body).ok())
                 } else {
                     Err(Error::Export(format!("{} answered {status}", self.uri)))
                 }
@@ -381,8 +402,45 @@ mod grpc_exporter {
             let endpoint = &self.endpoint;
             rt.block_on(async { tokio::time::timeout(timeout, client.export(req)).await })
                 .map_err(|_| Error::Export(format!("{endpoint}: no answer within {timeout:?}")))?
-                .map(|_| ())
                 .map_err(|e| Error::Export(format!("{endpoint}: {e}")))
+                .and_then(|r| partial(Some(r.into_inner())))
         }
+    }
+}
+
+#[cfg(all(test, any(feature = "otlp-http", feature = "otlp-grpc")))]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
+
+    #[test]
+    fn partial_success_reports_rejected_spans() {
+        assert!(partial(None).is_ok());
+        assert!(
+            partial(Some(ExportTraceServiceResponse {
+                partial_success: None
+            }))
+            .is_ok()
+        );
+        let ok = ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 0,
+                error_message: "warning only".into(),
+            }),
+        };
+        assert!(partial(Some(ok)).is_ok());
+        let rejected = ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 3,
+                error_message: "too old".into(),
+            }),
+        };
+        assert_eq!(
+            partial(Some(rejected)),
+            Err(crate::Error::Rejected {
+                rejected: 3,
+                message: "too old".into()
+            })
+        );
     }
 }

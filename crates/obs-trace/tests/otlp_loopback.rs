@@ -2,6 +2,7 @@
 //! calls a second service through the client layer and exports its spans
 //! with OTLP to the obs-testing receiver (official `opentelemetry-proto`
 //! types). The receiver's view is what a collector would see.
+#![cfg(all(feature = "tower", feature = "otlp-http"))]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

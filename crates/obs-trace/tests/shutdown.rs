@@ -3,6 +3,7 @@
 //!
 //! These are the only tests here that look at a clock, because bounded
 //! shutdown is the behaviour under test; the margins are generous.
+#![cfg(feature = "otlp-http")]
 
 use std::time::{Duration, Instant};
 
@@ -99,6 +100,11 @@ async fn unreachable_collector_current_thread_runtime() {
     assert_all_dropped(r, took);
     assert!(!r.timed_out, "a refused connection fails fast: {r:?}");
     assert_eq!(p.stats().dropped_export_failed(), SPANS);
+    let err = p
+        .stats()
+        .last_error()
+        .expect("the failure is kept for operators");
+    assert!(err.contains("127.0.0.1"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
