@@ -107,9 +107,22 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
         make: impl FnOnce() -> Option<(K, String)>,
         f: impl FnOnce(&M) -> R,
     ) -> R {
+        // The hot path stays small enough to inline: a hit in the lock-free
+        // tier. Everything else is out of line.
         if let Some(m) = self.fast_find(hash, &eq) {
             return f(m);
         }
+        self.with_locked(hash, eq, make, f)
+    }
+
+    #[inline(never)]
+    fn with_locked<R>(
+        &self,
+        hash: u64,
+        eq: impl Fn(&K) -> bool,
+        make: impl FnOnce() -> Option<(K, String)>,
+        f: impl FnOnce(&M) -> R,
+    ) -> R {
         {
             let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(b) = map.by_hash.get(&hash) {
