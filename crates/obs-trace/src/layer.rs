@@ -128,18 +128,22 @@ where
     S: LookupSpan<'a> + 'a,
     I: IntoIterator<Item = SpanRef<'a, S>>,
 {
-    for span in scope {
-        let ext = span.extensions();
-        if let Some(st) = ext.get::<SpanState>() {
-            return Some((st.context(), st.baggage.clone()));
-        }
-        if let Some(r) = ext.get::<IdRecord>()
-            && let (Some(trace_id), Some(span_id)) = (r.trace_id, r.span_id)
-        {
-            return Some((SpanContext::new(trace_id, span_id, r.trace_flags), None));
-        }
+    scope.into_iter().find_map(|span| context_of(&span))
+}
+
+/// The trace context one span carries itself.
+fn context_of<'a, S: LookupSpan<'a>>(
+    span: &SpanRef<'a, S>,
+) -> Option<(SpanContext, Option<Arc<Baggage>>)> {
+    let ext = span.extensions();
+    if let Some(st) = ext.get::<SpanState>() {
+        return Some((st.context(), st.baggage.clone()));
     }
-    None
+    let r = ext.get::<IdRecord>()?;
+    Some((
+        SpanContext::new(r.trace_id?, r.span_id?, r.trace_flags),
+        None,
+    ))
 }
 
 fn local_parent<S>(span: &SpanRef<'_, S>) -> Option<Parent>
@@ -147,7 +151,12 @@ where
     S: for<'a> LookupSpan<'a>,
 {
     let parent = span.parent()?;
-    let (cx, baggage) = context_in(parent.scope())?;
+    // The direct parent almost always has a context; only walk further up
+    // (one registry lookup per step) when it does not.
+    let (cx, baggage) = match context_of(&parent) {
+        Some(found) => found,
+        None => context_in(parent.scope().skip(1))?,
+    };
     Some(Parent {
         trace_id: cx.trace_id,
         span_id: cx.span_id,

@@ -36,7 +36,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use obs_core::names::header;
-use obs_core::{Carrier, SpanId, TraceFlags, TraceId, is_lower_hex};
+use obs_core::{Carrier, SpanId, TraceFlags, TraceId};
 
 /// Why a `traceparent` value was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -192,17 +192,35 @@ fn trim_ows(mut b: &[u8]) -> &[u8] {
     b
 }
 
-#[inline]
-fn hex_val(b: u8) -> u8 {
-    match b {
-        b'0'..=b'9' => b - b'0',
-        _ => b - b'a' + 10,
+/// Lowercase hex digit values; `0xff` for every other byte (uppercase
+/// included, as the Recommendation requires).
+const UNHEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
+/// Decodes `2 * N` lowercase hex characters in one branch-free pass.
 #[inline]
-fn all_hex(b: &[u8]) -> bool {
-    b.iter().all(|&c| is_lower_hex(c))
+fn decode_hex<const N: usize>(src: &[u8]) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    let mut bad = 0u8;
+    for (i, o) in out.iter_mut().enumerate() {
+        let hi = UNHEX[src[2 * i] as usize];
+        let lo = UNHEX[src[2 * i + 1] as usize];
+        bad |= (hi | lo) & 0xf0;
+        *o = (hi << 4) | (lo & 0x0f);
+    }
+    (bad == 0).then_some(out)
 }
 
 /// Parses one `traceparent` value (surrounding spaces and tabs allowed)
@@ -220,7 +238,7 @@ pub fn parse_traceparent(value: &[u8]) -> Result<(TraceId, SpanId, TraceFlags), 
     if v.len() < 55 {
         return Err(TraceparentError::TooShort);
     }
-    if !(is_lower_hex(v[0]) && is_lower_hex(v[1])) {
+    if (UNHEX[v[0] as usize] | UNHEX[v[1] as usize]) == 0xff {
         return Err(TraceparentError::Version);
     }
     if v[0] == b'f' && v[1] == b'f' {
@@ -238,26 +256,9 @@ pub fn parse_traceparent(value: &[u8]) -> Result<(TraceId, SpanId, TraceFlags), 
             return Err(TraceparentError::BadFutureFormat);
         }
     }
-    let t = &v[3..35];
-    if !all_hex(t) {
-        return Err(TraceparentError::TraceId);
-    }
-    let s = &v[36..52];
-    if !all_hex(s) {
-        return Err(TraceparentError::ParentId);
-    }
-    let fl = &v[53..55];
-    if !all_hex(fl) {
-        return Err(TraceparentError::Flags);
-    }
-    let mut tb = [0u8; 16];
-    for (i, o) in tb.iter_mut().enumerate() {
-        *o = (hex_val(t[2 * i]) << 4) | hex_val(t[2 * i + 1]);
-    }
-    let mut sb = [0u8; 8];
-    for (i, o) in sb.iter_mut().enumerate() {
-        *o = (hex_val(s[2 * i]) << 4) | hex_val(s[2 * i + 1]);
-    }
+    let tb = decode_hex::<16>(&v[3..35]).ok_or(TraceparentError::TraceId)?;
+    let sb = decode_hex::<8>(&v[36..52]).ok_or(TraceparentError::ParentId)?;
+    let [fb] = decode_hex::<1>(&v[53..55]).ok_or(TraceparentError::Flags)?;
     let trace_id = TraceId::from_bytes(tb);
     if !trace_id.is_valid() {
         return Err(TraceparentError::ZeroTraceId);
@@ -266,8 +267,7 @@ pub fn parse_traceparent(value: &[u8]) -> Result<(TraceId, SpanId, TraceFlags), 
     if !span_id.is_valid() {
         return Err(TraceparentError::ZeroParentId);
     }
-    let flags = TraceFlags::from_byte((hex_val(fl[0]) << 4) | hex_val(fl[1]));
-    Ok((trace_id, span_id, flags))
+    Ok((trace_id, span_id, TraceFlags::from_byte(fb)))
 }
 
 /// W3C `tracestate`: validated, normalized (members trimmed, joined with
