@@ -450,6 +450,15 @@ impl Config {
         if self.batch.max_export_batch_size == 0 {
             return cfg_err("batch.max_export_batch_size", "must be at least 1");
         }
+        if self.batch.max_export_batch_size > self.batch.max_queue_size {
+            return Err(Error::Config {
+                field: "batch.max_export_batch_size",
+                reason: format!(
+                    "{} exceeds the queue size {}",
+                    self.batch.max_export_batch_size, self.batch.max_queue_size
+                ),
+            });
+        }
         match self.sampler {
             Sampler::TraceIdRatio(r) | Sampler::ParentBasedTraceIdRatio(r)
                 if !(0.0..=1.0).contains(&r) =>
@@ -627,5 +636,12 @@ mod tests {
         let mut c = Config::default();
         c.batch.max_queue_size = 0;
         assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.batch.max_queue_size = 100;
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("512 exceeds the queue size 100"),
+            "{err}"
+        );
     }
 }
