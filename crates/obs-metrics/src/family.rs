@@ -222,7 +222,7 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
             }
         }
         if let Some(m) = self.overflow.get() {
-            m.encode(w, &self.name, concat!("otel_metric_overflow", "=\"true\""));
+            m.encode(w, &self.name, crate::text::OVERFLOW_LABELS);
         }
     }
 }

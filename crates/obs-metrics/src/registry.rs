@@ -927,12 +927,8 @@ impl<const N: usize> Collect for Callback<N> {
             } else {
                 ""
             };
-            emit.w.f64_sample(
-                &d.name,
-                suffix,
-                concat!("otel_metric_overflow", "=\"true\""),
-                v,
-            );
+            emit.w
+                .f64_sample(&d.name, suffix, crate::text::OVERFLOW_LABELS, v);
         }
     }
 }

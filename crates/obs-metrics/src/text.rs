@@ -4,6 +4,9 @@ use std::hash::{BuildHasher, Hasher};
 
 use crate::error::Error;
 
+/// The label text of the overflow series of the cardinality guard.
+pub(crate) const OVERFLOW_LABELS: &str = "otel_metric_overflow=\"true\"";
+
 /// Checks a metric name against `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub(crate) fn validate_metric_name(name: &str) -> Result<(), Error> {
     let bad = |reason| {
@@ -326,6 +329,12 @@ pub(crate) type BuildIdentity = std::hash::BuildHasherDefault<IdentityHasher>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overflow_label_is_the_shared_name() {
+        let expected = format!("{}=\"true\"", obs_core::names::metric::OVERFLOW_LABEL);
+        assert_eq!(OVERFLOW_LABELS, expected);
+    }
 
     #[test]
     fn names() {
