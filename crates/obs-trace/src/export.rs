@@ -256,7 +256,10 @@ impl Pipeline {
                 // Wake the worker only when a full batch waits, and only once
                 // until it has looked: a wake-up per span would cost a futex
                 // call on the application's thread.
-                if self.spans.len() >= self.wake_at
+                // A plain load first keeps the flag's cache line shared
+                // while a wake-up is already on its way.
+                if !self.wake_pending.load(Ordering::Relaxed)
+                    && self.spans.len() >= self.wake_at
                     && !self.wake_pending.swap(true, Ordering::AcqRel)
                 {
                     let _ = self.control.send(Control::Wake);
