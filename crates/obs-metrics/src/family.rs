@@ -9,6 +9,14 @@ use crate::encode::Writer;
 use crate::metric::{Counter, Metric};
 use crate::text::{BuildIdentity, LabelHasher};
 
+/// The longest label value a family stores, in bytes. A label set with a
+/// longer value is rejected like one past the cardinality limit (overflow
+/// series, counted), so memory stays bounded by limit × labels × this.
+pub const MAX_LABEL_VALUE_LEN: usize = 1024;
+
+/// The longest rendered label text of a derive-based label set, in bytes.
+const MAX_LABEL_SET_LEN: usize = 4 * MAX_LABEL_VALUE_LEN;
+
 /// Slots of the lock-free first tier (a power of two).
 const FAST_SLOTS: usize = 128;
 /// Series kept in the first tier: at most half full, so probes stay short.
@@ -235,7 +243,8 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
 /// [`with`](Self::with) looks the series up and runs a closure on it without
 /// cloning the handle. Past the family's cardinality limit, new label sets
 /// share one overflow series labelled `otel_metric_overflow="true"` and are
-/// counted in `obs_metric_label_sets_rejected_total{metric="<name>"}`.
+/// counted in `obs_metric_label_sets_rejected_total{metric="<name>"}`; so are
+/// label sets with a value longer than [`MAX_LABEL_VALUE_LEN`].
 ///
 /// ```
 /// let registry = obs_metrics::Registry::new();
@@ -285,6 +294,9 @@ impl<M: Metric, const N: usize> Family<M, N> {
             self.store.hasher.hash_values(&values),
             |k| key_eq(k, &values),
             || {
+                if values.iter().any(|v| v.len() > MAX_LABEL_VALUE_LEN) {
+                    return None;
+                }
                 let labels = crate::text::render_labels(&self.label_names[..], &values);
                 Some((pack_key(&values), labels))
             },
@@ -485,6 +497,12 @@ pub(crate) fn render_label_set<S: LabelSet>(
         }
     }
     crate::text::validate_label_names(metric, &names)?;
+    if inner.len() > MAX_LABEL_SET_LEN {
+        return Err(err(format!(
+            "the label set renders to {} bytes, more than {MAX_LABEL_SET_LEN}",
+            inner.len()
+        )));
+    }
     Ok(inner.to_owned())
 }
 

@@ -22,7 +22,7 @@ pub mod sets;
 
 pub use encode::Format;
 pub use error::{Error, MetricType, Result};
-pub use family::{Family, LabelSet, LabelledFamily};
+pub use family::{Family, LabelSet, LabelledFamily, MAX_LABEL_VALUE_LEN};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use http::MetricsService;

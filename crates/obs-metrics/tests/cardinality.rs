@@ -114,3 +114,22 @@ fn concurrent_lookups_agree() {
         .sum();
     assert_eq!(total, 40_000);
 }
+
+#[test]
+fn oversized_label_values_are_rejected_not_stored() {
+    let registry = Registry::new();
+    let f = registry
+        .counter_family("big_values", "Values from a header.", ["ua"])
+        .unwrap();
+    let huge = "x".repeat(obs_metrics::MAX_LABEL_VALUE_LEN + 1);
+    for _ in 0..3 {
+        f.with([&huge], |c| c.inc());
+    }
+    let ok = "y".repeat(obs_metrics::MAX_LABEL_VALUE_LEN);
+    f.with([&ok], |c| c.inc());
+    assert_eq!(f.series_count(), 2);
+    assert_eq!(registry.rejected_label_sets("big_values"), 3);
+    let text = registry.encode(Format::Text);
+    assert!(text.contains("big_values_total{otel_metric_overflow=\"true\"} 3\n"));
+    assert!(!text.contains(&huge));
+}
