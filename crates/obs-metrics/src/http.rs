@@ -136,7 +136,7 @@ mod serve_impl {
     use hyper::body::Incoming;
     use hyper_util::rt::TokioIo;
     use tokio::net::TcpListener;
-    use tokio::sync::{Semaphore, oneshot};
+    use tokio::sync::{Semaphore, watch};
 
     use super::*;
     use crate::Error;
@@ -148,7 +148,7 @@ mod serve_impl {
     #[derive(Debug)]
     pub struct MetricsServer {
         addr: SocketAddr,
-        shutdown: Option<oneshot::Sender<()>>,
+        stop: watch::Sender<bool>,
         task: tokio::task::JoinHandle<()>,
     }
 
@@ -158,20 +158,18 @@ mod serve_impl {
             self.addr
         }
 
-        /// Stops accepting connections and waits for the accept loop to end.
+        /// Stops accepting connections, asks open (keep-alive) connections
+        /// to close once their current request is answered, and waits for
+        /// the accept loop to end (the port is free when this returns).
         pub async fn shutdown(mut self) {
-            if let Some(tx) = self.shutdown.take() {
-                let _ = tx.send(());
-            }
+            let _ = self.stop.send(true);
             let _ = (&mut self.task).await;
         }
     }
 
     impl Drop for MetricsServer {
         fn drop(&mut self) {
-            if let Some(tx) = self.shutdown.take() {
-                let _ = tx.send(());
-            }
+            let _ = self.stop.send(true);
         }
     }
 
@@ -194,24 +192,29 @@ mod serve_impl {
         };
         let listener = TcpListener::bind(addr).await.map_err(err)?;
         let local = listener.local_addr().map_err(err)?;
-        let (tx, mut rx) = oneshot::channel::<()>();
+        let (stop, mut stopped) = watch::channel(false);
         let service = registry.service();
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let task = tokio::spawn(async move {
             loop {
                 let permit = tokio::select! {
-                    _ = &mut rx => break,
+                    _ = stopped.changed() => break,
                     p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 };
                 let stream = tokio::select! {
-                    _ = &mut rx => break,
+                    _ = stopped.changed() => break,
                     r = listener.accept() => match r {
                         Ok((s, _)) => s,
-                        // Transient accept errors (EMFILE, aborted handshakes): keep serving.
-                        Err(_) => continue,
+                        // Transient accept errors (EMFILE, aborted handshakes):
+                        // keep serving, without spinning on them.
+                        Err(_) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
                     },
                 };
                 let service = service.clone();
+                let mut conn_stopped = stopped.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let resp = if req.uri().path() == "/metrics" {
@@ -225,16 +228,23 @@ mod serve_impl {
                         };
                         std::future::ready(Ok::<_, Infallible>(resp))
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc);
+                    let mut conn = std::pin::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = conn_stopped.changed() => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
                     drop(permit);
                 });
             }
         });
         Ok(MetricsServer {
             addr: local,
-            shutdown: Some(tx),
+            stop,
             task,
         })
     }

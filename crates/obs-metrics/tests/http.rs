@@ -118,7 +118,19 @@ async fn negotiation_and_gzip_over_the_standalone_server() {
     let (parts, _) = get(&c, format!("{base}/other"), &[]).await;
     assert_eq!(parts.status, 404);
 
+    // Shutdown closes the keep-alive connection and frees the port.
+    let addr = server.local_addr();
     server.shutdown().await;
+    assert!(
+        c.request(
+            http::Request::get(format!("{base}/metrics"))
+                .body(Empty::new())
+                .unwrap()
+        )
+        .await
+        .is_err()
+    );
+    tokio::net::TcpListener::bind(addr).await.unwrap();
 }
 
 #[tokio::test]
