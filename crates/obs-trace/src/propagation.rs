@@ -213,10 +213,13 @@ const UNHEX: [u8; 256] = {
 #[inline]
 fn decode_hex<const N: usize>(src: &[u8]) -> Option<[u8; N]> {
     let mut out = [0u8; N];
+    if src.len() != 2 * N {
+        return None;
+    }
     let mut bad = 0u8;
-    for (i, o) in out.iter_mut().enumerate() {
-        let hi = UNHEX[src[2 * i] as usize];
-        let lo = UNHEX[src[2 * i + 1] as usize];
+    for (pair, o) in src.chunks_exact(2).zip(out.iter_mut()) {
+        let hi = UNHEX[pair[0] as usize];
+        let lo = UNHEX[pair[1] as usize];
         bad |= (hi | lo) & 0xf0;
         *o = (hi << 4) | (lo & 0x0f);
     }
@@ -343,9 +346,14 @@ impl TraceState {
         // Each non-empty header value holds at least one member, so more than
         // 32 of them is over the limit; collecting on the stack keeps the
         // validation pass allocation-free.
+        let mut values = values.into_iter();
+        // The common case, no tracestate at all, costs nothing more.
+        let Some(first) = values.next() else {
+            return Some(TraceState(None));
+        };
         let mut slots: [&[u8]; TRACESTATE_MAX_MEMBERS] = [&[]; TRACESTATE_MAX_MEMBERS];
         let mut n = 0;
-        for v in values {
+        for v in std::iter::once(first).chain(values) {
             let v = trim_ows(v);
             if v.iter().all(|&c| c == b',' || c == b' ' || c == b'\t') {
                 continue;
