@@ -5,7 +5,8 @@ use obs_core::redact;
 /// Builds a database client span (`otel.kind = client`).
 ///
 /// The span is named `{operation} {collection}` (or just the operation) and
-/// carries `db.system.name`, `db.operation.name`, `db.collection.name` and,
+/// carries `db.system.name` (and the pre-1.30 `db.system`, which many
+/// backends still read), `db.operation.name`, `db.collection.name` and,
 /// when given, `db.query.text` after redaction (passwords, tokens and other
 /// credentials in the text become `[REDACTED]`).
 ///
@@ -66,6 +67,7 @@ impl<'a> DbSpan<'a> {
             otel.name = %name,
             otel.kind = "client",
             db.system.name = self.system,
+            db.system = self.system,
             db.operation.name = self.operation,
             db.collection.name = tracing::field::Empty,
             db.query.text = tracing::field::Empty,

@@ -214,6 +214,7 @@ fn check_app_spans(spans: &[ReceivedSpan], capture: &CaptureLayer) {
     assert_eq!(db.parent_span_id(), Some(server.span_id()));
     assert_eq!(db.kind(), 3);
     assert_eq!(db.attr("db.system.name").as_deref(), Some("sqlite"));
+    assert_eq!(db.attr("db.system").as_deref(), Some("sqlite"));
     assert_eq!(db.attr("db.operation.name").as_deref(), Some("SELECT"));
     assert_eq!(db.attr("db.collection.name").as_deref(), Some("items"));
     let q = db.attr("db.query.text").unwrap();
