@@ -595,8 +595,24 @@ async fn bind(host: &str, port: u16) -> Result<tokio::net::TcpListener, StartErr
         .map_err(|source| StartError::Bind { addr, source })
 }
 
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            #[allow(
+                clippy::print_stderr,
+                reason = "logging may not be set up: say why on stderr"
+            )]
+            {
+                eprintln!("items-service: {e}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
-async fn main() -> Result<(), StartError> {
+async fn run() -> Result<(), StartError> {
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let port: u16 = env_parse("PORT", 8080)?;
     let admin_port: u16 = env_parse("ADMIN_PORT", 9464)?;
