@@ -409,7 +409,13 @@ impl Worker {
         }
         let n = self.buf.len() as u64;
         let c = &self.counters;
-        let (ok, lost, err) = match exporter.export(&self.buf, &self.resource, timeout) {
+        // A panicking exporter (some SDK exporters panic without a reactor)
+        // loses its batch, counted, and the worker carries on.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            exporter.export(&self.buf, &self.resource, timeout)
+        }))
+        .unwrap_or_else(|_| Err(Error::Export("the exporter panicked".into())));
+        let (ok, lost, err) = match outcome {
             Ok(()) => (n, 0, None),
             Err(Error::Rejected { rejected, message }) => {
                 let lost = rejected.min(n);

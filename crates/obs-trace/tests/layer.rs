@@ -437,3 +437,40 @@ fn no_exporter_still_assigns_ids() {
     let r = p.shutdown(Duration::from_secs(1));
     assert_eq!((r.exported, r.dropped), (0, 0));
 }
+
+struct Panicky(u32);
+
+impl obs_trace::SpanExporter for Panicky {
+    fn export(
+        &mut self,
+        batch: &[FinishedSpan],
+        _: &obs_core::Resource,
+        _: Duration,
+    ) -> Result<(), obs_trace::Error> {
+        self.0 += 1;
+        if self.0 == 1 {
+            panic!("exporter bug (expected by the test)");
+        }
+        assert!(!batch.is_empty());
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panicking_exporter_loses_its_batch_but_not_the_pipeline() {
+    let p = TracerProvider::builder()
+        .with_exporter(Panicky(0))
+        .build()
+        .unwrap();
+    let sub = tracing::Dispatch::new(tracing_subscriber::registry().with(p.layer()));
+    tracing::dispatcher::with_default(&sub, || drop(tracing::info_span!("first")));
+    assert!(p.force_flush(Duration::from_secs(5)));
+    assert_eq!(p.stats().dropped_export_failed(), 1);
+    assert_eq!(
+        p.stats().last_error().as_deref(),
+        Some("span export failed: the exporter panicked")
+    );
+    tracing::dispatcher::with_default(&sub, || drop(tracing::info_span!("second")));
+    let r = p.shutdown(Duration::from_secs(5));
+    assert_eq!((r.exported, r.dropped, r.timed_out), (1, 1, false));
+}
