@@ -43,7 +43,7 @@ pub(crate) struct SpanState {
     pub(crate) baggage: Option<Arc<Baggage>>,
     parent: Option<SpanId>,
     parent_remote: bool,
-    rec: Option<Recording>,
+    rec: Option<Box<Recording>>,
     /// Set for recording spans: where the span goes when it ends.
     sink: Option<Arc<Shared>>,
     meta_name: &'static str,
@@ -231,7 +231,7 @@ where
         let sampled = shared.sampler.should_sample(parent_flags, trace_id);
         let flags = parent_flags.unwrap_or_default().with_sampled(sampled);
         let rec = (sampled && shared.pipeline.is_some()).then(|| {
-            let mut rec = Recording::new(SystemTime::now());
+            let mut rec = Box::new(Recording::new(SystemTime::now()));
             if let Some(l) = link {
                 rec.links.push(Link {
                     trace_id: l.trace_id,

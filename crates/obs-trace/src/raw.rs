@@ -198,12 +198,12 @@ pub(crate) struct RawSpan {
     pub(crate) meta_name: &'static str,
     pub(crate) scope: &'static str,
     pub(crate) end: SystemTime,
-    pub(crate) rec: Recording,
+    pub(crate) rec: Box<Recording>,
 }
 
 impl RawSpan {
     pub(crate) fn into_finished(self) -> FinishedSpan {
-        let rec = self.rec;
+        let rec = *self.rec;
         FinishedSpan {
             trace_id: self.trace_id,
             span_id: self.span_id,
