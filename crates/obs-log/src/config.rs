@@ -24,6 +24,8 @@ pub const ENV_SCHEMA: &str = "OBS_LOG_SCHEMA";
 pub const ENV_RATE_LIMIT: &str = "OBS_LOG_RATE_LIMIT";
 /// `OBS_LOG_NON_BLOCKING`: `true` to write through the bounded queue and a writer thread.
 pub const ENV_NON_BLOCKING: &str = "OBS_LOG_NON_BLOCKING";
+/// `NO_COLOR`: any non-empty value turns colours off in the human formats.
+pub const ENV_NO_COLOR: &str = "NO_COLOR";
 /// `GOOGLE_CLOUD_PROJECT`: the project for `logging.googleapis.com/trace` in the `gcp` schema.
 pub const ENV_GCP_PROJECT: &str = "GOOGLE_CLOUD_PROJECT";
 
@@ -305,7 +307,7 @@ impl Config {
     }
 
     /// Reads `OBS_LOG` (else `RUST_LOG`), `OBS_LOG_FORMAT`, `OBS_LOG_SCHEMA`,
-    /// `OBS_LOG_RATE_LIMIT`, `OBS_LOG_NON_BLOCKING`, `GOOGLE_CLOUD_PROJECT`
+    /// `OBS_LOG_RATE_LIMIT`, `OBS_LOG_NON_BLOCKING`, `GOOGLE_CLOUD_PROJECT`, `NO_COLOR`
     /// and the OpenTelemetry resource (`OTEL_SERVICE_NAME`,
     /// `OTEL_RESOURCE_ATTRIBUTES`) from the process environment.
     pub fn from_env() -> Result<Self, Error> {
@@ -362,6 +364,10 @@ impl Config {
             if !v.is_empty() {
                 c.gcp_project = Some(v.to_owned());
             }
+        }
+        // https://no-color.org: any non-empty value turns colours off.
+        if lookup(ENV_NO_COLOR).is_some_and(|v| !v.is_empty()) {
+            c.ansi = Some(false);
         }
         c.resource = Some(Resource::from_lookup(&lookup)?);
         Ok(c)

@@ -1027,9 +1027,13 @@ impl Hasher for PtrHasher {
 
 type InfoMap = HashMap<Identifier, Arc<CallsiteInfo>, BuildHasherDefault<PtrHasher>>;
 
+/// Registration inserts into `all` (O(1)); the hot path reads the lock-free
+/// `snapshot`, which is re-cloned from `all` only when an event misses it —
+/// once per callsite that fires, never once per registration, so a layer
+/// installed over thousands of callsites does not pay a quadratic copy.
 struct Callsites {
-    map: ArcSwap<InfoMap>,
-    insert: Mutex<()>,
+    snapshot: ArcSwap<InfoMap>,
+    all: Mutex<InfoMap>,
 }
 
 // ------------------------------------------------------------------ layer
@@ -1110,8 +1114,8 @@ impl LogLayer {
         stats: LogStats,
     ) -> Self {
         let callsites = Callsites {
-            map: ArcSwap::from_pointee(InfoMap::default()),
-            insert: Mutex::new(()),
+            snapshot: ArcSwap::from_pointee(InfoMap::default()),
+            all: Mutex::new(InfoMap::default()),
         };
         Self {
             inner: Arc::new(Inner {
@@ -1177,21 +1181,16 @@ impl Inner {
 
     fn register(&self, meta: &'static Metadata<'static>) {
         let id = meta.callsite();
-        if self.callsites.map.load().contains_key(&id) {
+        if self.callsites.snapshot.load().contains_key(&id) {
             return;
         }
-        let _g = self
+        let mut all = self
             .callsites
-            .insert
+            .all
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let cur = self.callsites.map.load_full();
-        if cur.contains_key(&id) {
-            return;
-        }
-        let mut next = (*cur).clone();
-        next.insert(id, Arc::new(self.info_for(meta)));
-        self.callsites.map.store(Arc::new(next));
+        all.entry(id)
+            .or_insert_with(|| Arc::new(self.info_for(meta)));
     }
 
     #[inline]
@@ -1201,17 +1200,37 @@ impl Inner {
         f: impl FnOnce(&CallsiteInfo) -> R,
     ) -> R {
         {
-            let map = self.callsites.map.load();
+            let map = self.callsites.snapshot.load();
             if let Some(info) = map.get(&meta.callsite()) {
                 return f(info);
             }
         }
-        self.register(meta);
-        let map = self.callsites.map.load();
-        match map.get(&meta.callsite()) {
-            Some(info) => f(info),
-            None => f(&self.info_for(meta)),
-        }
+        self.with_info_slow(meta, f)
+    }
+
+    #[cold]
+    fn with_info_slow<R>(
+        &self,
+        meta: &'static Metadata<'static>,
+        f: impl FnOnce(&CallsiteInfo) -> R,
+    ) -> R {
+        let id = meta.callsite();
+        let info = {
+            let mut all = self
+                .callsites
+                .all
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let info = all
+                .entry(id.clone())
+                .or_insert_with(|| Arc::new(self.info_for(meta)))
+                .clone();
+            if all.len() > self.callsites.snapshot.load().len() {
+                self.callsites.snapshot.store(Arc::new(all.clone()));
+            }
+            info
+        };
+        f(&info)
     }
 
     fn span_fields(

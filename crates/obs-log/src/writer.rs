@@ -770,8 +770,9 @@ impl LogGuard {
     }
 
     /// Drains the queue, writes a summary line when anything was dropped or
-    /// suppressed, flushes, stops the writer thread and reports. Lines
-    /// logged afterwards are dropped and counted. Never waits longer than
+    /// suppressed, flushes, stops the writer thread and reports. With the
+    /// non-blocking writer, lines logged afterwards are dropped and counted
+    /// (the blocking writer keeps writing them). Never waits longer than
     /// `timeout`.
     pub fn shutdown(mut self, timeout: Duration) -> ShutdownReport {
         match self.out.take() {
