@@ -169,10 +169,9 @@ impl Obs {
 
     #[cfg(feature = "metrics")]
     fn http_client_metrics(&self) -> Option<Arc<obs_metrics::sets::HttpClientMetrics>> {
-        static CLIENT: std::sync::OnceLock<Option<Arc<obs_metrics::sets::HttpClientMetrics>>> =
-            std::sync::OnceLock::new();
         let registry = &self.inner.registry;
-        CLIENT
+        self.inner
+            .http_client_metrics
             .get_or_init(|| match obs_metrics::sets::HttpClientMetrics::new(registry) {
                 Ok(m) => Some(Arc::new(m)),
                 Err(e) => {
@@ -623,11 +622,9 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let call = self.metrics.clone().map(|m| {
-            let server = req
-                .uri()
-                .authority()
-                .map(|a| a.as_str().to_owned())
-                .unwrap_or_default();
+            // `server.address` is the host alone; the semantic conventions
+            // keep the port in `server.port`.
+            let server = req.uri().host().unwrap_or_default().to_owned();
             (m, req.method().as_str().to_owned(), server)
         });
         ClientMetricsFuture {

@@ -62,6 +62,12 @@ pub(crate) struct Inner {
     pub(crate) reporter: obs_errors::Reporter,
     #[cfg(all(feature = "http", feature = "metrics"))]
     pub(crate) http_metrics: OnceLock<Result<obs_metrics::sets::HttpServerMetrics, String>>,
+    #[cfg(all(feature = "http", feature = "metrics"))]
+    pub(crate) http_client_metrics: OnceLock<Option<Arc<obs_metrics::sets::HttpClientMetrics>>>,
+    #[cfg(all(feature = "metrics", feature = "trace"))]
+    pub(crate) job_metrics: OnceLock<Option<obs_metrics::sets::JobMetrics>>,
+    #[cfg(all(feature = "metrics", feature = "trace"))]
+    pub(crate) pipeline_metrics: OnceLock<Option<obs_metrics::sets::PipelineMetrics>>,
 }
 
 impl fmt::Debug for Obs {
@@ -174,6 +180,12 @@ pub fn init(config: Config) -> Result<Obs, Error> {
         reporter,
         #[cfg(all(feature = "http", feature = "metrics"))]
         http_metrics: OnceLock::new(),
+        #[cfg(all(feature = "http", feature = "metrics"))]
+        http_client_metrics: OnceLock::new(),
+        #[cfg(all(feature = "metrics", feature = "trace"))]
+        job_metrics: OnceLock::new(),
+        #[cfg(all(feature = "metrics", feature = "trace"))]
+        pipeline_metrics: OnceLock::new(),
     };
     let obs = Obs {
         inner: Arc::new(inner),

@@ -50,14 +50,17 @@ pub fn inject(carrier: &mut Carrier) {
 }
 
 /// A job about to run: its queue, type and the carrier from its payload.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Job {
     queue: String,
     job_type: String,
     carrier: Carrier,
     linked: bool,
     will_retry: bool,
+    retry_when: Option<RetryWhen>,
 }
+
+type RetryWhen = std::sync::Arc<dyn Fn(&(dyn std::error::Error + 'static)) -> bool + Send + Sync>;
 
 impl Job {
     /// A job of `job_type` taken from `queue`.
@@ -68,6 +71,7 @@ impl Job {
             carrier: Carrier::new(),
             linked: false,
             will_retry: false,
+            retry_when: None,
         }
     }
 
@@ -89,6 +93,30 @@ impl Job {
     pub fn will_retry(mut self, retry: bool) -> Self {
         self.will_retry = retry;
         self
+    }
+
+    /// Decides from the error whether the caller will retry: a failure for
+    /// which `f` returns true is counted in `jobs_retried`, any other in
+    /// `jobs_failed`. Overrides [`will_retry`](Self::will_retry).
+    pub fn retry_when(
+        mut self,
+        f: impl Fn(&(dyn std::error::Error + 'static)) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.retry_when = Some(std::sync::Arc::new(f));
+        self
+    }
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("queue", &self.queue)
+            .field("job_type", &self.job_type)
+            .field("carrier", &self.carrier)
+            .field("linked", &self.linked)
+            .field("will_retry", &self.will_retry)
+            .field("retry_when", &self.retry_when.is_some())
+            .finish()
     }
 }
 
@@ -122,9 +150,7 @@ impl Obs {
 
     /// The job metric set of this instance, registered on first use.
     pub fn job_metrics(&self) -> Option<obs_metrics::sets::JobMetrics> {
-        static SET: std::sync::OnceLock<Option<obs_metrics::sets::JobMetrics>> =
-            std::sync::OnceLock::new();
-        SET.get_or_init(
+        self.inner.job_metrics.get_or_init(
             || match obs_metrics::sets::JobMetrics::new(&self.inner.registry) {
                 Ok(m) => Some(m),
                 Err(e) => {
@@ -148,7 +174,6 @@ where
         obs_trace::context::JobLink::Parent
     };
     let span = obs_trace::context::consumer_span(&job.carrier, &job.job_type, link);
-    span.record("messaging.destination.name", job.queue.as_str());
     let correlation = match job.carrier.correlation_id() {
         Some(Ok(id)) => id,
         // An invalid id from a payload is replaced, never logged raw.
@@ -161,8 +186,14 @@ where
     let guard = metrics.as_ref().map(|m| m.start(&job.queue, &job.job_type));
     let start = Instant::now();
 
+    // Bind the correlation scope inside the job span, so it attaches to that
+    // span instead of opening a root span of its own: everything the job does
+    // stays in the producer's trace.
     #[cfg(feature = "correlate")]
-    let fut = obs_correlate::scope(correlation, fut);
+    let fut = {
+        let _entered = span.enter();
+        obs_correlate::scope(correlation, fut)
+    };
     #[cfg(not(feature = "correlate"))]
     let _ = correlation;
     let out = fut.instrument(span.clone()).await;
@@ -177,8 +208,12 @@ where
             tracing::info!(target: "obs::job", queue = %job.queue, job_type = %job.job_type, duration_ms, outcome = "success", "job finished");
         }
         Err(e) => {
+            let retry = match &job.retry_when {
+                Some(f) => f(e),
+                None => job.will_retry,
+            };
             if let Some(g) = guard {
-                if job.will_retry { g.retry() } else { g.fail() }
+                if retry { g.retry() } else { g.fail() }
             }
             #[cfg(feature = "errors")]
             match obs {
@@ -189,7 +224,7 @@ where
                     obs_errors::capture_error(e);
                 }
             }
-            let outcome = if job.will_retry { "retry" } else { "failure" };
+            let outcome = if retry { "retry" } else { "failure" };
             tracing::warn!(target: "obs::job", queue = %job.queue, job_type = %job.job_type, duration_ms, outcome, error = %e, "job failed");
         }
     }

@@ -59,9 +59,9 @@ impl Obs {
     /// A pipeline stage recording `pipeline_rows_in/out/rejected`,
     /// `pipeline_stage_duration_seconds` and throughput on this instance.
     pub fn stage(&self, pipeline: impl Into<String>, stage: impl Into<String>) -> Stage {
-        static SET: std::sync::OnceLock<Option<obs_metrics::sets::PipelineMetrics>> =
-            std::sync::OnceLock::new();
-        let metrics = SET
+        let metrics = self
+            .inner
+            .pipeline_metrics
             .get_or_init(|| match obs_metrics::sets::PipelineMetrics::new(&self.inner.registry) {
                 Ok(m) => Some(m),
                 Err(e) => {
