@@ -675,10 +675,6 @@ fn trace_and_correlation_id_cross_to_a_second_instance() {
 }
 
 #[test]
-#[ignore = "fails until the facade runs the job body inside the job span: crates/obs/src/job.rs \
-            `run` calls obs_correlate::scope(..) before entering the job span, so the body runs \
-            under a new root `correlation` span (new trace id); and its \
-            span.record(\"messaging.destination.name\") is a no-op (field not declared)"]
 fn job_body_spans_are_children_of_the_job_span() {
     let receiver = OtlpReceiver::start();
     let endpoint = receiver.http_base_url();

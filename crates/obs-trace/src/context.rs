@@ -157,6 +157,8 @@ pub fn consumer_span(carrier: &Carrier, name: &str, link: JobLink) -> tracing::S
             otel.name = name,
             otel.kind = "consumer",
             messaging.operation.type = "process",
+            // Recorded by the caller that knows the queue.
+            messaging.destination.name = tracing::field::Empty,
         )
     };
     match (link, &extracted.parent) {

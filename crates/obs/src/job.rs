@@ -174,6 +174,7 @@ where
         obs_trace::context::JobLink::Parent
     };
     let span = obs_trace::context::consumer_span(&job.carrier, &job.job_type, link);
+    span.record("messaging.destination.name", job.queue.as_str());
     let correlation = match job.carrier.correlation_id() {
         Some(Ok(id)) => id,
         // An invalid id from a payload is replaced, never logged raw.
