@@ -585,17 +585,60 @@ struct Worker {
 }
 
 impl Worker {
+    /// Drains the queue; when it runs empty, flushes and polls a little
+    /// (short sleeps) before blocking. While the writer is polling it is not
+    /// parked on the channel, so producers in a busy period never pay for
+    /// waking it (a futex call per line otherwise); an idle program still
+    /// ends up blocked, not spinning.
     fn run(&mut self) {
+        const POLLS: u32 = 20;
+        const POLL_SLEEP: Duration = Duration::from_micros(50);
         let mut last_check = Instant::now();
         let mut since_check = 0u32;
+        let mut dirty = false;
         loop {
-            match self.rx.recv_timeout(self.every) {
-                Ok(Msg::Line(_, buf)) => {
-                    self.write(buf);
-                    since_check += 1;
-                    if self.rx.is_empty() {
+            let msg = match self.rx.try_recv() {
+                Ok(m) => m,
+                Err(TryRecvError::Disconnected) => {
+                    self.finish();
+                    return;
+                }
+                Err(TryRecvError::Empty) => {
+                    if dirty {
                         self.flush();
+                        dirty = false;
                     }
+                    let mut polled = None;
+                    for _ in 0..POLLS {
+                        std::thread::sleep(POLL_SLEEP);
+                        if let Ok(m) = self.rx.try_recv() {
+                            polled = Some(m);
+                            break;
+                        }
+                    }
+                    match polled {
+                        Some(m) => m,
+                        None => match self.rx.recv_timeout(self.every) {
+                            Ok(m) => m,
+                            Err(RecvTimeoutError::Timeout) => {
+                                last_check = Instant::now();
+                                self.drop_summary();
+                                self.flush();
+                                continue;
+                            }
+                            Err(RecvTimeoutError::Disconnected) => {
+                                self.finish();
+                                return;
+                            }
+                        },
+                    }
+                }
+            };
+            match msg {
+                Msg::Line(_, buf) => {
+                    self.write(buf);
+                    dirty = true;
+                    since_check += 1;
                     if since_check >= 1024 {
                         since_check = 0;
                         if last_check.elapsed() >= self.every {
@@ -604,22 +647,14 @@ impl Worker {
                         }
                     }
                 }
-                Ok(Msg::Flush(ack)) => {
+                Msg::Flush(ack) => {
                     self.flush();
+                    dirty = false;
                     let _ = ack.send(());
                 }
-                Ok(Msg::Shutdown(ack)) => {
+                Msg::Shutdown(ack) => {
                     self.finish();
                     let _ = ack.send(());
-                    return;
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    last_check = Instant::now();
-                    self.drop_summary();
-                    self.flush();
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.finish();
                     return;
                 }
             }
