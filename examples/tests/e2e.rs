@@ -733,10 +733,6 @@ fn job_body_spans_are_children_of_the_job_span() {
 }
 
 #[test]
-#[ignore = "fails until the facade honours the log filter: in the Vec of layers obs::init \
-            installs, register_callsite takes the most permissive Interest (the trace and errors \
-            layers answer `always`), so `enabled` is never asked and obs-log, which filters only \
-            there, writes DEBUG/TRACE events of every crate"]
 fn default_log_level_is_info() {
     let mut svc = Service::start(&[("SHUTDOWN_GRACE_MS", "100")]);
     let http = Http::new();

@@ -163,9 +163,12 @@ impl fmt::Debug for LogFilter {
     }
 }
 
+/// Spans always pass: they write no line themselves, and a WARN line inside
+/// an INFO request span must still carry that span's fields and ids. The
+/// directive decides which *events* become lines.
 impl<S> tracing_subscriber::layer::Filter<S> for LogFilter {
     fn enabled(&self, meta: &Metadata<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
-        self.state.enabled(meta)
+        meta.is_span() || self.state.enabled(meta)
     }
 
     fn callsite_enabled(
@@ -173,7 +176,9 @@ impl<S> tracing_subscriber::layer::Filter<S> for LogFilter {
         meta: &'static Metadata<'static>,
     ) -> tracing_core::subscriber::Interest {
         use tracing_core::subscriber::Interest;
-        if crate::layer::is_log_bridge(meta) {
+        if meta.is_span() {
+            Interest::always()
+        } else if crate::layer::is_log_bridge(meta) {
             Interest::sometimes()
         } else if self.state.enabled(meta) {
             Interest::always()
@@ -183,7 +188,8 @@ impl<S> tracing_subscriber::layer::Filter<S> for LogFilter {
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(self.state.max_level())
+        // Spans of every level pass, so no level can be ruled out globally.
+        None
     }
 }
 

@@ -135,8 +135,12 @@ pub fn init(config: Config) -> Result<Obs, Error> {
 
     #[cfg(feature = "log")]
     let (log_reload, log_stats, log_guard) = {
-        let (layer, handles) = obs_log::layer(config.log.resource(resource.clone()))?;
-        layers.push(Box::new(layer));
+        // The log directive filters log lines only (a per-layer filter): a
+        // quiet log level must not switch spans off for the tracer, nor
+        // breadcrumbs for error capture.
+        let (layer, handles) =
+            obs_log::layer(config.log.resource(resource.clone()).per_layer_filter(true))?;
+        layers.push(Box::new(layer.with_filter(handles.reload.filter())));
         (handles.reload, handles.stats, handles.guard)
     };
 
