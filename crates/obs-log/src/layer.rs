@@ -786,6 +786,19 @@ impl Redaction {
 /// against the real scanner by a property test.
 #[inline]
 pub(crate) fn may_hold_secret(b: &[u8]) -> bool {
+    // Branch-free first pass: any separator byte means "scan".
+    let mut trig = false;
+    for &c in b {
+        trig |= matches!(c, b'=' | b':' | b'@');
+    }
+    if trig {
+        return true;
+    }
+    // Without a separator every built-in rule needs at least 12 bytes
+    // (`basic` + space + a 6-byte credential; PEM headers and tokens are longer).
+    if b.len() < 12 {
+        return false;
+    }
     let mut run = 0usize;
     let mut dashes = 0usize;
     for (i, &c) in b.iter().enumerate() {
