@@ -55,14 +55,18 @@ fn is_target(s: &str) -> bool {
 pub(crate) struct FilterState {
     targets: ArcSwap<Targets>,
     directive: ArcSwap<String>,
+    /// Set when the directive runs as a per-layer filter, whose interests
+    /// never change (see `LogFilter::callsite_enabled`).
+    per_layer: bool,
 }
 
 impl FilterState {
-    pub(crate) fn new(directive: &str) -> Result<Self, Error> {
+    pub(crate) fn new(directive: &str, per_layer: bool) -> Result<Self, Error> {
         let t = parse_directive(directive)?;
         Ok(Self {
             targets: ArcSwap::from_pointee(t),
             directive: ArcSwap::from_pointee(directive.trim().to_owned()),
+            per_layer,
         })
     }
 
@@ -128,8 +132,15 @@ impl ReloadHandle {
         self.state
             .directive
             .store(Arc::new(directive.trim().to_owned()));
-        // Callsites cache their interest; recompute it (and the global max level).
-        tracing_core::callsite::rebuild_interest_cache();
+        // As a global filter the layer turned the directive into cached
+        // per-callsite interests: recompute them (and the global max level).
+        // As a per-layer filter it decides per event and caches nothing; a
+        // rebuild there would even detach the filtered layer from
+        // tracing-subscriber's per-layer state (`tests/layer.rs` shows the
+        // reload working).
+        if !self.state.per_layer {
+            tracing_core::callsite::rebuild_interest_cache();
+        }
         Ok(())
     }
 
@@ -178,12 +189,13 @@ impl<S> tracing_subscriber::layer::Filter<S> for LogFilter {
         use tracing_core::subscriber::Interest;
         if meta.is_span() {
             Interest::always()
-        } else if crate::layer::is_log_bridge(meta) {
-            Interest::sometimes()
-        } else if self.state.enabled(meta) {
-            Interest::always()
         } else {
-            Interest::never()
+            // Decided per event. tracing-subscriber's per-layer filters do not
+            // pick up a changed `always`/`never` after
+            // `rebuild_interest_cache` (a reloaded filter would silence the
+            // layer for good: `tests/layer.rs`), so the directive is read on
+            // every event instead: one lock-free load and a `Targets` match.
+            Interest::sometimes()
         }
     }
 
@@ -221,7 +233,7 @@ mod tests {
             let e = parse_directive(bad).unwrap_err();
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }
-        let f = FilterState::new("warn,a=trace").unwrap();
+        let f = FilterState::new("warn,a=trace", false).unwrap();
         assert_eq!(f.max_level(), LevelFilter::TRACE);
         assert!(f.would_enable("a::x", &Level::TRACE));
         assert!(!f.would_enable("b", &Level::INFO));

@@ -56,7 +56,10 @@ pub struct Handles {
 /// # Ok::<(), obs_log::Error>(())
 /// ```
 pub fn layer(config: Config) -> Result<(LogLayer, Handles), Error> {
-    let filter = Arc::new(FilterState::new(&config.directive)?);
+    let filter = Arc::new(FilterState::new(
+        &config.directive,
+        config.per_layer_filter,
+    )?);
     let ansi = config.ansi.unwrap_or(match &config.sink {
         Sink::Stdout => std::io::stdout().is_terminal(),
         Sink::Stderr => std::io::stderr().is_terminal(),

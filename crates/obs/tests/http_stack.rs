@@ -176,6 +176,16 @@ async fn one_layer_gives_ids_metrics_access_log_and_admin() {
         "a bad directive changes nothing"
     );
     obs.reload_log_level("info").unwrap();
+    // Lines keep flowing after a runtime reload.
+    let (status, _, _) = send(
+        &client,
+        "GET",
+        format!("{base}/items/after-reload"),
+        &[("x-correlation-id", "after-reload")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
 
     // Readiness fails first when the process drains.
     let (status, _, _) = send(&client, "GET", format!("{base}/readyz"), &[], "").await;
@@ -200,9 +210,10 @@ async fn one_layer_gives_ids_metrics_access_log_and_admin() {
         .collect();
     assert_eq!(
         access.len(),
-        3,
+        4,
         "one access line per non-skipped request: {lines:#?}"
     );
+    assert_eq!(access[3]["correlation_id"], "after-reload");
     let first = access[0];
     assert_eq!(first["level"], "INFO");
     assert_eq!(first["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
