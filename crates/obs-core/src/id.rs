@@ -81,13 +81,23 @@ pub(crate) fn decode_hex(kind: IdKind, src: &[u8], out: &mut [u8]) -> Result<(),
     Ok(())
 }
 
-/// [`decode_hex`] for a fixed size, unrolled. The loop is branch-free:
-/// invalid digits (table value `0xff`) are detected once at the end from the
-/// OR of all table values, and only then is the offending position searched.
+/// Decodes exactly `2 * N` lowercase hex characters into `N` bytes, or
+/// `None` — without building an error, for hot paths such as header parsing
+/// that only need to know whether a field is valid. Uppercase is rejected,
+/// as W3C Trace Context requires.
+///
+/// The loop is branch-free and unrolled: invalid digits (table value `0xff`)
+/// are detected once at the end from the OR of all table values.
+///
+/// ```
+/// assert_eq!(obs_core::decode_lower_hex::<2>(b"00ff"), Some([0x00, 0xff]));
+/// assert_eq!(obs_core::decode_lower_hex::<2>(b"00FF"), None);
+/// assert_eq!(obs_core::decode_lower_hex::<2>(b"00f"), None);
+/// ```
 #[inline(always)]
-fn decode_fixed<const N: usize>(kind: IdKind, src: &[u8]) -> Result<[u8; N], Error> {
+pub fn decode_lower_hex<const N: usize>(src: &[u8]) -> Option<[u8; N]> {
     if src.len() != 2 * N {
-        return Err(length_error(kind, 2 * N, src));
+        return None;
     }
     let mut out = [0u8; N];
     let mut bad = 0u8;
@@ -99,10 +109,16 @@ fn decode_fixed<const N: usize>(kind: IdKind, src: &[u8]) -> Result<[u8; N], Err
         out[i] = (hi << 4) | (lo & 0x0f);
         i += 1;
     }
-    if bad & 0xf0 != 0 {
-        return Err(char_error(kind, src));
+    (bad & 0xf0 == 0).then_some(out)
+}
+
+/// [`decode_lower_hex`] with a typed error saying what was wrong and where.
+#[inline(always)]
+fn decode_fixed<const N: usize>(kind: IdKind, src: &[u8]) -> Result<[u8; N], Error> {
+    if src.len() != 2 * N {
+        return Err(length_error(kind, 2 * N, src));
     }
-    Ok(out)
+    decode_lower_hex::<N>(src).ok_or_else(|| char_error(kind, src))
 }
 
 #[cold]

@@ -14,7 +14,7 @@ pub mod rng;
 pub use carrier::Carrier;
 pub use correlation::{CorrelationId, IdFormat};
 pub use error::Error;
-pub use id::{HexBuf, SpanId, TraceFlags, TraceId, is_lower_hex};
+pub use id::{HexBuf, SpanId, TraceFlags, TraceId, decode_lower_hex, is_lower_hex};
 pub use record::IdRecord;
 pub use redact::{Redactor, Secret, redact};
 pub use resource::Resource;

@@ -152,3 +152,45 @@ where
             .push(captured);
     }
 }
+
+/// An `io::Write` sink that keeps everything written, for log layers under
+/// test; clones share the buffer.
+///
+/// ```
+/// use std::io::Write;
+/// let buf = obs_testing::capture::SharedBuf::default();
+/// let mut w = buf.clone();
+/// writeln!(w, r#"{{"level":"INFO"}}"#).unwrap();
+/// assert_eq!(buf.json_lines()[0]["level"], "INFO");
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    /// Everything written so far, as (lossy) UTF-8.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+
+    /// Every line parsed as JSON; panics with the line when one is not JSON.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+}
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

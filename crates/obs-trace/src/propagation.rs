@@ -192,40 +192,6 @@ fn trim_ows(mut b: &[u8]) -> &[u8] {
     b
 }
 
-/// Lowercase hex digit values; `0xff` for every other byte (uppercase
-/// included, as the Recommendation requires).
-const UNHEX: [u8; 256] = {
-    let mut t = [0xffu8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
-
-/// Decodes `2 * N` lowercase hex characters in one branch-free pass.
-#[inline]
-fn decode_hex<const N: usize>(src: &[u8]) -> Option<[u8; N]> {
-    let mut out = [0u8; N];
-    if src.len() != 2 * N {
-        return None;
-    }
-    let mut bad = 0u8;
-    for (pair, o) in src.chunks_exact(2).zip(out.iter_mut()) {
-        let hi = UNHEX[pair[0] as usize];
-        let lo = UNHEX[pair[1] as usize];
-        bad |= (hi | lo) & 0xf0;
-        *o = (hi << 4) | (lo & 0x0f);
-    }
-    (bad == 0).then_some(out)
-}
-
 /// Parses one `traceparent` value (surrounding spaces and tabs allowed)
 /// into `(trace_id, parent_id, flags)`. Never allocates.
 ///
@@ -241,7 +207,7 @@ pub fn parse_traceparent(value: &[u8]) -> Result<(TraceId, SpanId, TraceFlags), 
     if v.len() < 55 {
         return Err(TraceparentError::TooShort);
     }
-    if (UNHEX[v[0] as usize] | UNHEX[v[1] as usize]) == 0xff {
+    if !(obs_core::is_lower_hex(v[0]) && obs_core::is_lower_hex(v[1])) {
         return Err(TraceparentError::Version);
     }
     if v[0] == b'f' && v[1] == b'f' {
@@ -259,9 +225,9 @@ pub fn parse_traceparent(value: &[u8]) -> Result<(TraceId, SpanId, TraceFlags), 
             return Err(TraceparentError::BadFutureFormat);
         }
     }
-    let tb = decode_hex::<16>(&v[3..35]).ok_or(TraceparentError::TraceId)?;
-    let sb = decode_hex::<8>(&v[36..52]).ok_or(TraceparentError::ParentId)?;
-    let [fb] = decode_hex::<1>(&v[53..55]).ok_or(TraceparentError::Flags)?;
+    let tb = obs_core::decode_lower_hex::<16>(&v[3..35]).ok_or(TraceparentError::TraceId)?;
+    let sb = obs_core::decode_lower_hex::<8>(&v[36..52]).ok_or(TraceparentError::ParentId)?;
+    let [fb] = obs_core::decode_lower_hex::<1>(&v[53..55]).ok_or(TraceparentError::Flags)?;
     let trace_id = TraceId::from_bytes(tb);
     if !trace_id.is_valid() {
         return Err(TraceparentError::ZeroTraceId);

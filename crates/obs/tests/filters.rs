@@ -2,28 +2,13 @@
 //! below the log level still carry trace ids (so WARN lines inside INFO spans
 //! have them), and trace context still propagates.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tracing_subscriber::layer::SubscriberExt;
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn a_quiet_log_level_does_not_switch_tracing_off() {
-    let logs = Buf::default();
+    let logs = obs_testing::capture::SharedBuf::default();
     let sink = logs.clone();
     let obs = obs::init(
         obs::Config::from_lookup(|_| None)
@@ -43,11 +28,8 @@ async fn a_quiet_log_level_does_not_switch_tracing_off() {
     });
     let report = obs.shutdown(Duration::from_secs(2)).await;
     assert!(report.completed);
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let text = logs.text();
+    let lines = logs.json_lines();
     let warn: Vec<_> = lines.iter().filter(|l| l["level"] == "WARN").collect();
     assert_eq!(warn.len(), 1, "{text}");
     assert!(warn[0]["trace_id"].is_string(), "{text}");

@@ -3,9 +3,7 @@
 //! line, RED metrics by route template; the admin router serves metrics,
 //! probes and the log level (guarded by a token).
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -14,28 +12,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tracing_subscriber::layer::SubscriberExt;
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buf {
-    fn lines(&self) -> Vec<serde_json::Value> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
-}
 
 async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -69,7 +45,7 @@ async fn send(
 
 #[tokio::test]
 async fn one_layer_gives_ids_metrics_access_log_and_admin() {
-    let logs = Buf::default();
+    let logs = obs_testing::capture::SharedBuf::default();
     let sink = logs.clone();
     let obs = obs::init(
         obs::Config::from_lookup(|_| None)
@@ -203,7 +179,7 @@ async fn one_layer_gives_ids_metrics_access_log_and_admin() {
     // The access log line of the first request carries the caller's trace id
     // and the correlation id, at INFO; the panic's line is an ERROR with the
     // generated id.
-    let lines = logs.lines();
+    let lines = logs.json_lines();
     let access: Vec<&serde_json::Value> = lines
         .iter()
         .filter(|l| l["message"] == "request finished")
