@@ -198,16 +198,20 @@ pub(crate) fn rfc3339(out: &mut Vec<u8>, ts: Timestamp, precision: Precision) {
         Precision::Nanos => 9,
     };
     if digits > 0 {
-        let mut frac = [b'0'; 10];
+        // Only the digits that are written: truncate first, then one
+        // division per digit.
+        let mut frac = [b'0'; 11];
         frac[0] = b'.';
-        let mut n = ts.nanos;
-        for i in (1..10).rev() {
-            frac[i] = b'0' + (n % 10) as u8;
+        let mut n = ts.nanos / [1, 1_000_000, 1_000, 1][digits / 3];
+        for slot in frac[1..=digits].iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
             n /= 10;
         }
-        out.extend_from_slice(&frac[..=digits]);
+        frac[digits + 1] = b'Z';
+        out.extend_from_slice(&frac[..digits + 2]);
+    } else {
+        out.push(b'Z');
     }
-    out.push(b'Z');
 }
 
 /// Seconds since the epoch to `YYYY-MM-DDTHH:MM:SS` (proleptic Gregorian, UTC).

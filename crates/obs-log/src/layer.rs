@@ -1369,8 +1369,11 @@ impl Inner {
         }
 
         let mut ids: Option<IdRecord> = None;
-        if let Some(scope) = ctx.event_scope(event) {
-            for span in scope {
+        // `event_span` + `parent` visits what `event_scope` would, with one
+        // registry lookup less (the scope iterator looks its first span up again).
+        let mut next = ctx.event_span(event);
+        while let Some(span) = next {
+            {
                 s.path.push(span.name());
                 let ext = span.extensions();
                 if let Some(rec) = ext.get::<IdRecord>() {
@@ -1400,6 +1403,7 @@ impl Inner {
                     s.ranges.push((a, s.spans.len() as u32));
                 }
             }
+            next = span.parent();
         }
 
         let parts = LineParts {
