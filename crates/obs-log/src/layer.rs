@@ -667,7 +667,9 @@ impl FieldWriter<'_> {
             return None;
         }
         let start = self.out.len();
-        if self.json {
+        if let Some(key) = self.info.key(field) {
+            self.out.extend_from_slice(key);
+        } else if self.json {
             self.out.extend_from_slice(b",\"");
             if self.info.reserved & bit(field) != 0 {
                 self.out.extend_from_slice(b"fields.");
@@ -972,9 +974,32 @@ pub(crate) struct CallsiteInfo {
     has_message: bool,
     /// Fields whose names need no JSON escaping (written as they are).
     plain_names: u64,
+    /// Each field's key fragment as written (`,"name":` in JSON, ` name=`
+    /// in the human formats), concatenated; `key_ends[i]` ends field `i`'s.
+    keys: Box<[u8]>,
+    key_ends: Box<[u32]>,
+    /// The callsite the keys belong to.
+    callsite: Identifier,
     sensitive: u64,
     reserved: u64,
     limiter: Option<Limiter>,
+}
+
+impl CallsiteInfo {
+    /// The pre-rendered key of `field`, when it belongs to this callsite.
+    #[inline]
+    fn key(&self, field: &Field) -> Option<&[u8]> {
+        let i = field.index();
+        let end = *self.key_ends.get(i)? as usize;
+        if field.callsite() != self.callsite {
+            return None;
+        }
+        let start = match i {
+            0 => 0,
+            _ => self.key_ends[i - 1] as usize,
+        };
+        self.keys.get(start..end)
+    }
 }
 
 #[derive(Debug)]
@@ -1183,9 +1208,30 @@ impl Inner {
                 plain_names |= bit(&f);
             }
         }
+        let json = self.spec.format == Format::Json;
+        let mut keys = Vec::new();
+        let mut key_ends = Vec::new();
+        for f in meta.fields() {
+            if json {
+                keys.extend_from_slice(b",\"");
+                if reserved & bit(&f) != 0 {
+                    keys.extend_from_slice(b"fields.");
+                }
+                json::escape_into(&mut keys, f.name());
+                keys.extend_from_slice(b"\":");
+            } else {
+                keys.push(b' ');
+                human_escape(&mut keys, f.name());
+                keys.push(b'=');
+            }
+            key_ends.push(keys.len() as u32);
+        }
         CallsiteInfo {
             has_message: meta.fields().field("message").is_some(),
             plain_names,
+            keys: keys.into_boxed_slice(),
+            key_ends: key_ends.into_boxed_slice(),
+            callsite: meta.callsite(),
             sensitive,
             reserved,
             limiter,
