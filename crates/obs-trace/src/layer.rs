@@ -17,7 +17,7 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::Shared;
 use crate::propagation::{Baggage, SpanContext, TraceState};
-use crate::raw::{RawSpan, RawStr, RawValue, RawWriter, Recording};
+use crate::raw::{RawSpan, RawStr, RawValue, RawWriter, Recording, RecordingIds};
 use crate::span::{KeyValue, Link, SpanEvent, SpanKind, Status, Value};
 
 /// What the next span created on this thread inherits instead of its local
@@ -41,13 +41,9 @@ pub(crate) struct SpanState {
     pub(crate) flags: TraceFlags,
     pub(crate) trace_state: TraceState,
     pub(crate) baggage: Option<Arc<Baggage>>,
-    parent: Option<SpanId>,
-    parent_remote: bool,
     rec: Option<Box<Recording>>,
     /// Set for recording spans: where the span goes when it ends.
     sink: Option<Arc<Shared>>,
-    meta_name: &'static str,
-    scope: &'static str,
 }
 
 /// A recording span is submitted when the registry drops its extensions,
@@ -56,22 +52,13 @@ pub(crate) struct SpanState {
 /// costs the layer nothing.
 impl Drop for SpanState {
     fn drop(&mut self) {
-        let (Some(rec), Some(shared)) = (self.rec.take(), self.sink.take()) else {
+        let (Some(mut rec), Some(shared)) = (self.rec.take(), self.sink.take()) else {
             return;
         };
         if let Some(pipeline) = &shared.pipeline {
-            pipeline.submit(RawSpan {
-                trace_id: self.trace_id,
-                span_id: self.span_id,
-                parent: self.parent,
-                parent_remote: self.parent_remote,
-                flags: self.flags,
-                trace_state: std::mem::take(&mut self.trace_state),
-                meta_name: self.meta_name,
-                scope: self.scope,
-                end: SystemTime::now(),
-                rec,
-            });
+            rec.end = SystemTime::now();
+            rec.trace_state = std::mem::take(&mut self.trace_state);
+            pipeline.submit(RawSpan(rec));
         }
     }
 }
@@ -111,13 +98,22 @@ impl fmt::Debug for TraceLayer {
     }
 }
 
+/// The ids a new span inherits from its parent: small and `Copy`, so the
+/// hot path moves a few registers instead of a whole `SpanContext`.
+#[derive(Clone, Copy)]
 struct Parent {
     trace_id: TraceId,
     span_id: SpanId,
     flags: TraceFlags,
+    remote: bool,
+}
+
+/// What a new span inherits beyond the ids; empty on the common path.
+#[derive(Default)]
+struct Inherited {
     trace_state: TraceState,
     baggage: Option<Arc<Baggage>>,
-    remote: bool,
+    link: Option<SpanContext>,
 }
 
 /// The trace context of the nearest span in `scope` that has one: its
@@ -146,25 +142,96 @@ fn context_of<'a, S: LookupSpan<'a>>(
     ))
 }
 
-fn local_parent<S>(span: &SpanRef<'_, S>) -> Option<Parent>
+/// The ids one span carries, and into `inherited` its trace state and
+/// baggage (cloned only when present).
+#[inline]
+fn parent_of<'a, S: LookupSpan<'a>>(
+    span: &SpanRef<'a, S>,
+    inherited: &mut Inherited,
+) -> Option<Parent> {
+    let ext = span.extensions();
+    if let Some(st) = ext.get::<SpanState>() {
+        if !st.trace_state.is_empty() {
+            inherited.trace_state = st.trace_state.clone();
+        }
+        if st.baggage.is_some() {
+            inherited.baggage.clone_from(&st.baggage);
+        }
+        return Some(Parent {
+            trace_id: st.trace_id,
+            span_id: st.span_id,
+            flags: st.flags,
+            remote: false,
+        });
+    }
+    let r = ext.get::<IdRecord>()?;
+    Some(Parent {
+        trace_id: r.trace_id?,
+        span_id: r.span_id?,
+        flags: r.trace_flags,
+        remote: false,
+    })
+}
+
+#[inline]
+fn local_parent<S>(span: &SpanRef<'_, S>, inherited: &mut Inherited) -> Option<Parent>
 where
     S: for<'a> LookupSpan<'a>,
 {
     let parent = span.parent()?;
     // The direct parent almost always has a context; only walk further up
     // (one registry lookup per step) when it does not.
-    let (cx, baggage) = match context_of(&parent) {
-        Some(found) => found,
-        None => context_in(parent.scope().skip(1))?,
-    };
+    if let Some(p) = parent_of(&parent, inherited) {
+        return Some(p);
+    }
+    parent
+        .scope()
+        .skip(1)
+        .find_map(|s| parent_of(&s, inherited))
+}
+
+/// Takes what [`crate::context::in_remote_context`] left for this span:
+/// the explicit parent (`None`: a new trace), a link and baggage.
+#[cold]
+#[inline(never)]
+fn pending_parent(p: Pending, inherited: &mut Inherited) -> Option<Parent> {
+    inherited.link = p.link;
+    inherited.baggage = p.baggage;
+    let cx = p.parent?;
+    inherited.trace_state = cx.trace_state;
     Some(Parent {
         trace_id: cx.trace_id,
         span_id: cx.span_id,
         flags: cx.trace_flags,
-        trace_state: cx.trace_state,
-        baggage,
-        remote: false,
+        remote: cx.is_remote,
     })
+}
+
+impl TraceLayer {
+    /// The recording of a new sampled span: start time, link, attributes.
+    #[inline(never)]
+    fn start_recording(
+        &self,
+        attrs: &Attributes<'_>,
+        ids: RecordingIds,
+        link: Option<SpanContext>,
+    ) -> Box<Recording> {
+        let mut rec = Box::new(Recording::new(ids, SystemTime::now()));
+        if let Some(l) = link {
+            rec.links.push(Link {
+                trace_id: l.trace_id,
+                span_id: l.span_id,
+                trace_flags: l.trace_flags,
+                trace_state: l.trace_state,
+            });
+        }
+        attrs.record(&mut SpanVisitor {
+            rec: &mut rec,
+            max: self.shared.max_attributes,
+            fresh: true,
+        });
+        rec
+    }
 }
 
 impl<S> tracing_subscriber::Layer<S> for TraceLayer
@@ -177,75 +244,42 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let pending = if HAS_PENDING.get() {
+        let mut inherited = Inherited::default();
+        let mut pending = None;
+        if HAS_PENDING.get() {
             HAS_PENDING.set(false);
-            PENDING.with(|p| p.borrow_mut().take())
-        } else {
-            None
-        };
-        let mut link = None;
-        let mut pending_baggage = None;
+            pending = PENDING.with(|p| p.borrow_mut().take());
+        }
         let parent = match pending {
-            Some(p) => {
-                link = p.link;
-                pending_baggage = p.baggage;
-                match p.parent {
-                    Some(cx) => Some(Parent {
-                        trace_id: cx.trace_id,
-                        span_id: cx.span_id,
-                        flags: cx.trace_flags,
-                        trace_state: cx.trace_state,
-                        baggage: None,
-                        remote: cx.is_remote,
-                    }),
-                    // An explicit "no parent": a new trace (a consumer linked
-                    // to its producer, or a server whose traceparent was invalid).
-                    None => None,
-                }
-            }
-            None => local_parent(&span),
+            // An explicit parent, or an explicit "no parent": a new trace (a
+            // consumer linked to its producer, or a server whose traceparent
+            // was invalid).
+            Some(p) => pending_parent(p, &mut inherited),
+            None => local_parent(&span, &mut inherited),
         };
         let span_id = SpanId::random();
-        let (trace_id, parent_flags, parent_id, parent_remote, trace_state, mut baggage) =
-            match parent {
-                Some(p) => (
-                    p.trace_id,
-                    Some(p.flags),
-                    Some(p.span_id),
-                    p.remote,
-                    p.trace_state,
-                    p.baggage,
-                ),
-                None => (
-                    TraceId::random(),
-                    None,
-                    None,
-                    false,
-                    TraceState::default(),
-                    None,
-                ),
-            };
-        if pending_baggage.is_some() {
-            baggage = pending_baggage;
-        }
+        let (trace_id, parent_flags) = match parent {
+            Some(p) => (p.trace_id, Some(p.flags)),
+            None => (TraceId::random(), None),
+        };
         let sampled = shared.sampler.should_sample(parent_flags, trace_id);
         let flags = parent_flags.unwrap_or_default().with_sampled(sampled);
+        let Inherited {
+            trace_state,
+            baggage,
+            link,
+        } = inherited;
         let rec = (sampled && shared.pipeline.is_some()).then(|| {
-            let mut rec = Box::new(Recording::new(SystemTime::now()));
-            if let Some(l) = link {
-                rec.links.push(Link {
-                    trace_id: l.trace_id,
-                    span_id: l.span_id,
-                    trace_flags: l.trace_flags,
-                    trace_state: l.trace_state,
-                });
-            }
-            attrs.record(&mut SpanVisitor {
-                rec: &mut rec,
-                max: shared.max_attributes,
-                fresh: true,
-            });
-            rec
+            let ids = RecordingIds {
+                trace_id,
+                span_id,
+                parent: parent.map(|p| p.span_id),
+                parent_remote: parent.is_some_and(|p| p.remote),
+                flags,
+                meta_name: attrs.metadata().name(),
+                scope: attrs.metadata().target(),
+            };
+            self.start_recording(attrs, ids, link)
         });
         // A span that records nothing and carries no trace state or baggage
         // is fully described by its id record: skip the second extension
@@ -269,12 +303,8 @@ where
             flags,
             trace_state,
             baggage,
-            parent: parent_id,
-            parent_remote,
             sink: rec.is_some().then(|| self.shared.clone()),
             rec,
-            meta_name: attrs.metadata().name(),
-            scope: attrs.metadata().target(),
         };
         ext.insert(state);
     }
@@ -352,6 +382,21 @@ struct SpanVisitor<'a> {
 }
 
 impl SpanVisitor<'_> {
+    /// The field's name when the value can be appended as it is: a new span's
+    /// ordinary field (not `otel.*`, `error` or `error.type`) with room left.
+    /// Every other case goes through [`set`](Self::set).
+    #[inline(always)]
+    fn plain(&self, field: &Field) -> Option<&'static str> {
+        let name = field.name();
+        let special = match name.as_bytes().first() {
+            Some(b'o') => name.starts_with("otel."),
+            Some(b'e') => name == "error" || name == attr::ERROR_TYPE,
+            _ => false,
+        };
+        (self.fresh && !special && self.rec.attributes.len() < self.max).then_some(name)
+    }
+
+    #[inline(never)]
     fn set(&mut self, field: &Field, value: RawValue) {
         let name = field.name();
         if let Some(special) = name.strip_prefix("otel.") {
@@ -408,24 +453,34 @@ impl SpanVisitor<'_> {
 
 impl Visit for SpanVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.set(field, RawValue::Str(RawStr::new(value)));
+        match self.plain(field) {
+            Some(name) => self.rec.attributes.push_str(name, value),
+            None => self.set(field, RawValue::Str(RawStr::new(value))),
+        }
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.set(field, RawValue::I64(value));
+        match self.plain(field) {
+            Some(name) => self.rec.attributes.push(name, RawValue::I64(value)),
+            None => self.set(field, RawValue::I64(value)),
+        }
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.set(
-            field,
-            i64::try_from(value)
-                .map(RawValue::I64)
-                .unwrap_or_else(|_| RawValue::Str(RawStr::new(&value.to_string()))),
-        );
+        match i64::try_from(value) {
+            Ok(v) => self.record_i64(field, v),
+            Err(_) => self.set(field, RawValue::Str(RawStr::new(&value.to_string()))),
+        }
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.set(field, RawValue::Bool(value));
+        match self.plain(field) {
+            Some(name) => self.rec.attributes.push(name, RawValue::Bool(value)),
+            None => self.set(field, RawValue::Bool(value)),
+        }
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.set(field, RawValue::F64(value));
+        match self.plain(field) {
+            Some(name) => self.rec.attributes.push(name, RawValue::F64(value)),
+            None => self.set(field, RawValue::F64(value)),
+        }
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         let mut w = RawWriter::default();

@@ -1,8 +1,8 @@
 //! What a sampled span carries between the application thread and the
 //! exporter thread: attributes stored inline (no `Vec`, short strings
 //! without a heap allocation), so that the application thread allocates as
-//! little as possible and nothing it allocates is freed by another thread.
-//! The exporter thread turns it into a public [`FinishedSpan`].
+//! little as possible: one box per sampled span, handed whole to the
+//! exporter thread, which turns it into a public [`FinishedSpan`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -137,6 +137,7 @@ impl RawAttrs {
             .map(|(_, v)| v)
     }
 
+    #[inline(always)]
     pub(crate) fn push(&mut self, key: &'static str, value: RawValue) {
         if self.len < INLINE_ATTRS {
             self.inline[self.len] = Some((key, value));
@@ -144,6 +145,27 @@ impl RawAttrs {
         } else {
             self.spill.push((key, value));
         }
+    }
+
+    /// [`push`](Self::push) of a string, copied straight into its slot: a
+    /// short string assembled on the stack and then moved would be read back
+    /// with wide loads right after narrow stores (a store-forwarding stall
+    /// that costs more than the copy itself).
+    #[inline]
+    pub(crate) fn push_str(&mut self, key: &'static str, s: &str) {
+        if s.len() > INLINE_STR || self.len >= INLINE_ATTRS {
+            self.push(key, RawValue::Str(RawStr::new(s)));
+            return;
+        }
+        let slot = &mut self.inline[self.len];
+        *slot = Some((
+            key,
+            RawValue::Str(RawStr::Inline(s.len() as u8, [0; INLINE_STR])),
+        ));
+        if let Some((_, RawValue::Str(RawStr::Inline(_, buf)))) = slot {
+            buf[..s.len()].copy_from_slice(s.as_bytes());
+        }
+        self.len += 1;
     }
 
     fn into_vec(self) -> Vec<KeyValue> {
@@ -158,9 +180,21 @@ impl RawAttrs {
     }
 }
 
-/// The recording of a sampled span, kept in its extensions until close.
+/// The recording of a sampled span, kept in its extensions until close and
+/// then handed whole to the exporter thread.
 pub(crate) struct Recording {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) parent: Option<SpanId>,
+    pub(crate) parent_remote: bool,
+    pub(crate) flags: TraceFlags,
+    /// Filled at close (the span keeps its own copy for its children until then).
+    pub(crate) trace_state: TraceState,
+    pub(crate) meta_name: &'static str,
+    pub(crate) scope: &'static str,
     pub(crate) start: SystemTime,
+    /// Set at close.
+    pub(crate) end: SystemTime,
     pub(crate) name: Option<RawStr>,
     pub(crate) kind: SpanKind,
     pub(crate) attributes: RawAttrs,
@@ -171,10 +205,30 @@ pub(crate) struct Recording {
     pub(crate) dropped_events: u32,
 }
 
+/// The ids and static names a recording starts with.
+pub(crate) struct RecordingIds {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) parent: Option<SpanId>,
+    pub(crate) parent_remote: bool,
+    pub(crate) flags: TraceFlags,
+    pub(crate) meta_name: &'static str,
+    pub(crate) scope: &'static str,
+}
+
 impl Recording {
-    pub(crate) fn new(start: SystemTime) -> Self {
+    pub(crate) fn new(ids: RecordingIds, start: SystemTime) -> Self {
         Self {
+            trace_id: ids.trace_id,
+            span_id: ids.span_id,
+            parent: ids.parent,
+            parent_remote: ids.parent_remote,
+            flags: ids.flags,
+            trace_state: TraceState::default(),
+            meta_name: ids.meta_name,
+            scope: ids.scope,
             start,
+            end: start,
             name: None,
             kind: SpanKind::Internal,
             attributes: RawAttrs::default(),
@@ -187,42 +241,32 @@ impl Recording {
     }
 }
 
-/// A closed, sampled span on its way to the exporter thread.
-pub(crate) struct RawSpan {
-    pub(crate) trace_id: TraceId,
-    pub(crate) span_id: SpanId,
-    pub(crate) parent: Option<SpanId>,
-    pub(crate) parent_remote: bool,
-    pub(crate) flags: TraceFlags,
-    pub(crate) trace_state: TraceState,
-    pub(crate) meta_name: &'static str,
-    pub(crate) scope: &'static str,
-    pub(crate) end: SystemTime,
-    pub(crate) rec: Box<Recording>,
-}
+/// A closed, sampled span on its way to the exporter thread: one pointer,
+/// so a queue slot is small and a hand-over moves eight bytes.
+pub(crate) struct RawSpan(pub(crate) Box<Recording>);
 
 impl RawSpan {
     pub(crate) fn into_finished(self) -> FinishedSpan {
-        let rec = *self.rec;
+        let rec = *self.0;
         FinishedSpan {
-            trace_id: self.trace_id,
-            span_id: self.span_id,
-            parent_span_id: self.parent,
-            parent_is_remote: self.parent_remote,
-            trace_flags: self.flags,
-            trace_state: self.trace_state,
+            trace_id: rec.trace_id,
+            span_id: rec.span_id,
+            parent_span_id: rec.parent,
+            parent_is_remote: rec.parent_remote,
+            trace_flags: rec.flags,
+            trace_state: rec.trace_state,
             name: match rec.name {
                 Some(n) => Cow::Owned(n.into_string()),
-                None => Cow::Borrowed(self.meta_name),
+                None => Cow::Borrowed(rec.meta_name),
             },
             kind: rec.kind,
             start: rec.start,
-            end: self.end,
+            end: rec.end,
             attributes: rec.attributes.into_vec(),
             events: rec.events,
             links: rec.links,
             status: rec.status,
-            scope: self.scope,
+            scope: rec.scope,
             dropped_attributes: rec.dropped_attributes,
             dropped_events: rec.dropped_events,
         }
