@@ -40,10 +40,33 @@ fn word_needs_escape(x: u64) -> bool {
     (ctl | quote | backslash) & HI != 0
 }
 
+/// Whether any byte of `bytes` must be escaped in a JSON string.
+#[inline]
+fn needs_escape(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        if word_needs_escape(u64::from_le_bytes(w)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| ESCAPE[b as usize] != 0)
+}
+
 /// Appends `s` escaped for the inside of a JSON string.
 #[inline]
 pub(crate) fn escape_into(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    // Nearly every string is clean: one check, one copy.
+    if !needs_escape(bytes) {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    escape_slow(out, bytes);
+}
+
+fn escape_slow(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
