@@ -146,29 +146,43 @@ pub(crate) fn float(out: &mut Vec<u8>, v: f64) {
         // text parses back to exactly `v`. Everything else goes through ryu.
         let scaled = v * 1e6;
         if scaled.abs() < 9.0e15 && scaled == scaled.trunc() && scaled / 1e6 == v {
-            let n = scaled as i64;
-            if v.is_sign_negative() {
-                out.push(b'-');
-            }
-            let a = n.unsigned_abs();
-            int(out, a / 1_000_000);
-            out.push(b'.');
+            // Written right to left into a stack buffer, copied once: at
+            // most a sign, 10 integer digits, the point and 6 decimals.
+            let a = (scaled as i64).unsigned_abs();
+            let mut buf = [0u8; 24];
+            let mut pos = buf.len();
             let mut frac = a % 1_000_000;
             if frac == 0 {
-                out.push(b'0');
+                pos -= 1;
+                buf[pos] = b'0';
             } else {
                 let mut digits = 6;
                 while frac.is_multiple_of(10) {
                     frac /= 10;
                     digits -= 1;
                 }
-                let mut d = [b'0'; 6];
-                for slot in d[..digits].iter_mut().rev() {
-                    *slot = b'0' + (frac % 10) as u8;
+                for _ in 0..digits {
+                    pos -= 1;
+                    buf[pos] = b'0' + (frac % 10) as u8;
                     frac /= 10;
                 }
-                out.extend_from_slice(&d[..digits]);
             }
+            pos -= 1;
+            buf[pos] = b'.';
+            let mut whole = a / 1_000_000;
+            loop {
+                pos -= 1;
+                buf[pos] = b'0' + (whole % 10) as u8;
+                whole /= 10;
+                if whole == 0 {
+                    break;
+                }
+            }
+            if v.is_sign_negative() {
+                pos -= 1;
+                buf[pos] = b'-';
+            }
+            out.extend_from_slice(&buf[pos..]);
             return;
         }
         let mut b = ryu::Buffer::new();
