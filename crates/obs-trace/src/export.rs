@@ -91,6 +91,14 @@ impl SpanExporter for NoopExporter {
     }
 }
 
+/// One less than the largest power of two at most `batch / 4`, capped at 63:
+/// how often (as a mask on the accepted count) a producer checks whether a
+/// full batch waits.
+fn wake_check_mask(batch: usize) -> u64 {
+    let quarter = (batch / 4).clamp(1, 64) as u64;
+    (1u64 << quarter.ilog2()) - 1
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     accepted: AtomicU64,
@@ -188,6 +196,8 @@ pub(crate) struct Pipeline {
     closed: AtomicBool,
     wake_pending: Arc<AtomicBool>,
     wake_at: usize,
+    /// A mask: the queue length is checked when `accepted & wake_check == 0`.
+    wake_check: u64,
     thread: Mutex<Option<JoinHandle<()>>>,
     shut_down: Mutex<Option<ShutdownReport>>,
 }
@@ -237,6 +247,7 @@ impl Pipeline {
             closed: AtomicBool::new(false),
             wake_pending,
             wake_at: batch.max_export_batch_size,
+            wake_check: wake_check_mask(batch.max_export_batch_size),
             thread: Mutex::new(Some(thread)),
             shut_down: Mutex::new(None),
         })
@@ -252,13 +263,17 @@ impl Pipeline {
         }
         match self.spans.try_send(span) {
             Ok(()) => {
-                c.accepted.fetch_add(1, Ordering::Relaxed);
+                let n = c.accepted.fetch_add(1, Ordering::Relaxed);
                 // Wake the worker only when a full batch waits, and only once
                 // until it has looked: a wake-up per span would cost a futex
                 // call on the application's thread.
                 // A plain load first keeps the flag's cache line shared
-                // while a wake-up is already on its way.
-                if !self.wake_pending.load(Ordering::Relaxed)
+                // while a wake-up is already on its way. The queue length
+                // reads the consumer's cache line too, so it is looked at
+                // only every `wake_check + 1` spans (at least four times a
+                // batch).
+                if n & self.wake_check == 0
+                    && !self.wake_pending.load(Ordering::Relaxed)
                     && self.spans.len() >= self.wake_at
                     && !self.wake_pending.swap(true, Ordering::AcqRel)
                 {
@@ -435,5 +450,25 @@ impl Worker {
             *c.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
         }
         self.buf.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producers_check_for_a_full_batch_at_least_four_times_per_batch() {
+        assert_eq!(wake_check_mask(1), 0);
+        assert_eq!(wake_check_mask(4), 0);
+        assert_eq!(wake_check_mask(8), 1);
+        assert_eq!(wake_check_mask(100), 15);
+        assert_eq!(wake_check_mask(512), 63);
+        assert_eq!(wake_check_mask(1 << 20), 63);
+        for batch in 1..2048 {
+            let every = wake_check_mask(batch) + 1;
+            assert!(every.is_power_of_two());
+            assert!(every == 1 || every * 4 <= batch as u64, "{batch}");
+        }
     }
 }
