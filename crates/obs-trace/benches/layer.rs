@@ -8,11 +8,16 @@
 //! the timed region), so the numbers are the cost an application thread
 //! pays per span, not how fast a saturated exporter thread drops spans on
 //! a 2-core machine.
+//!
+//! The unsampled group also runs two floors: a bare registry, and a
+//! registry with a layer that only stores one `IdRecord` per span (what
+//! the id-record contract costs any layer, before ids or sampling).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use obs_core::{IdRecord, SpanId, TraceFlags, TraceId};
 use obs_trace::export::NoopExporter;
 use obs_trace::{BatchConfig, Sampler, TracerProvider};
 use opentelemetry::trace::TracerProvider as _;
@@ -20,7 +25,9 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter,
 };
-use tracing_subscriber::layer::SubscriberExt;
+use tracing::span::{Attributes, Id};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 
 const QUEUE: usize = 65_536;
 
@@ -141,7 +148,31 @@ fn bench(c: &mut Criterion) {
     tracing::dispatcher::with_default(&d, || {
         g.bench_function("baseline/registry-only", |b| b.iter(span))
     });
+    // The floor of the id-record contract: a layer that does nothing but
+    // store one `IdRecord` per span (a registry lookup and a boxed extension).
+    let d = tracing::Dispatch::new(tracing_subscriber::registry().with(IdRecordOnly));
+    tracing::dispatcher::with_default(&d, || {
+        g.bench_function("baseline/registry+id-record", |b| b.iter(span))
+    });
     g.finish();
+}
+
+/// Stores a constant `IdRecord` in every new span, nothing else.
+struct IdRecordOnly;
+
+impl<S> tracing_subscriber::Layer<S> for IdRecordOnly
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, _: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(IdRecord::with_trace(
+                TraceId::from_int(1),
+                SpanId::from_int(2),
+                TraceFlags::NOT_SAMPLED,
+            ));
+        }
+    }
 }
 
 criterion_group!(benches, bench);
