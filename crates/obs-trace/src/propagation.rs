@@ -225,57 +225,17 @@ pub fn parse_traceparent(value: &[u8]) -> Result<(TraceId, SpanId, TraceFlags), 
             return Err(TraceparentError::BadFutureFormat);
         }
     }
-    let (t0, t1, t2, t3) = (hex8(v, 3), hex8(v, 11), hex8(v, 19), hex8(v, 27));
-    let (Some(t0), Some(t1), Some(t2), Some(t3)) = (t0, t1, t2, t3) else {
-        return Err(TraceparentError::TraceId);
-    };
-    let (Some(s0), Some(s1)) = (hex8(v, 36), hex8(v, 44)) else {
-        return Err(TraceparentError::ParentId);
-    };
+    let tb = obs_core::decode_lower_hex::<16>(&v[3..35]).ok_or(TraceparentError::TraceId)?;
+    let sb = obs_core::decode_lower_hex::<8>(&v[36..52]).ok_or(TraceparentError::ParentId)?;
     let [fb] = obs_core::decode_lower_hex::<1>(&v[53..55]).ok_or(TraceparentError::Flags)?;
-    let trace =
-        (u128::from(t0) << 96) | (u128::from(t1) << 64) | (u128::from(t2) << 32) | u128::from(t3);
-    if trace == 0 {
+    let (trace_id, span_id) = (TraceId::from_bytes(tb), SpanId::from_bytes(sb));
+    if !trace_id.is_valid() {
         return Err(TraceparentError::ZeroTraceId);
     }
-    let span = (u64::from(s0) << 32) | u64::from(s1);
-    if span == 0 {
+    if !span_id.is_valid() {
         return Err(TraceparentError::ZeroParentId);
     }
-    Ok((
-        TraceId::from_int(trace),
-        SpanId::from_int(span),
-        TraceFlags::from_byte(fb),
-    ))
-}
-
-/// Decodes the 8 lowercase hex characters at `v[at..at + 8]` into 32 bits,
-/// eight characters at a time in one 64-bit register (SWAR): a table lookup
-/// per character and byte-wise stores re-read as whole ids cost several
-/// times more. `None` when any character is not lowercase hex.
-#[inline(always)]
-fn hex8(v: &[u8], at: usize) -> Option<u32> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut chunk = [0u8; 8];
-    chunk.copy_from_slice(&v[at..at + 8]);
-    // The first character ends up in the most significant byte.
-    let x = u64::from_be_bytes(chunk);
-    // Below 0x80 in every byte, adding at most 0x50 to a byte never carries
-    // into the next one, so each byte's high bit says `c >= bound`.
-    let ge = |bound: u8| x.wrapping_add(ONES * u64::from(0x80 - bound)) & HIGH;
-    let digit = ge(b'0') & !ge(b'9' + 1);
-    let alpha = ge(b'a') & !ge(b'f' + 1);
-    if x & HIGH != 0 || (digit | alpha) != HIGH {
-        return None;
-    }
-    // Nibble values: the low four bits, plus 9 for 'a'..='f'.
-    let n = (x & (ONES * 0x0f)) + (alpha >> 7) * 9;
-    // Pack the eight nibbles (one per byte) into 32 bits.
-    let n = (n | (n >> 4)) & 0x00ff_00ff_00ff_00ff;
-    let n = (n | (n >> 8)) & 0x0000_ffff_0000_ffff;
-    let n = (n | (n >> 16)) & 0x0000_0000_ffff_ffff;
-    Some(n as u32)
+    Ok((trace_id, span_id, TraceFlags::from_byte(fb)))
 }
 
 /// W3C `tracestate`: validated, normalized (members trimmed, joined with
@@ -834,50 +794,5 @@ pub fn inject_carrier(cx: &SpanContext, carrier: &mut Carrier) {
         carrier.remove(header::TRACESTATE);
     } else {
         let _ = carrier.insert(header::TRACESTATE, cx.trace_state.as_str());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The SWAR decoder agrees with obs-core's table decoder on every byte
-    /// value at every position, and on random valid and invalid chunks.
-    #[test]
-    fn hex8_matches_the_table_decoder() {
-        let reference = |c: &[u8]| obs_core::decode_lower_hex::<4>(c).map(u32::from_be_bytes);
-        let base = *b"0123abcd";
-        for pos in 0..8 {
-            for b in 0..=255u8 {
-                let mut c = base;
-                c[pos] = b;
-                let mut padded = [b'-'; 12];
-                padded[2..10].copy_from_slice(&c);
-                assert_eq!(hex8(&padded, 2), reference(&c), "{c:?}");
-            }
-        }
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..200_000 {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
-            let r = state.to_be_bytes();
-            // Mostly hex characters, now and then anything.
-            let c: [u8; 8] = std::array::from_fn(|i| {
-                if r[i] < 240 {
-                    b"0123456789abcdef"[usize::from(r[i] % 16)]
-                } else {
-                    r[(i + 1) % 8]
-                }
-            });
-            assert_eq!(hex8(&c, 0), reference(&c), "{c:?}");
-        }
-        assert_eq!(hex8(b"ffffffff", 0), Some(u32::MAX));
-        assert_eq!(hex8(b"00000000", 0), Some(0));
-        assert_eq!(hex8(b"0000000A", 0), None);
-        assert_eq!(hex8(b"0000000g", 0), None);
-        assert_eq!(hex8(b"0000000/", 0), None);
-        assert_eq!(hex8(b"0000000:", 0), None);
-        assert_eq!(hex8(b"0000000`", 0), None);
     }
 }
