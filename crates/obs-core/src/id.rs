@@ -125,7 +125,7 @@ pub fn decode_lower_hex<const N: usize>(src: &[u8]) -> Option<[u8; N]> {
         return None;
     }
     let mut out = [0u8; N];
-    if N % 4 == 0 {
+    if N.is_multiple_of(4) {
         // Ids: eight characters at a time.
         let mut ok = true;
         let mut i = 0;
