@@ -162,6 +162,17 @@ impl Redactor {
         Ok(self)
     }
 
+    /// Whether user patterns were added with [`add_pattern`](Self::add_pattern)
+    /// (callers that mirror the built-in rules for a fast path need to know).
+    pub fn has_user_patterns(&self) -> bool {
+        !self.patterns.is_empty()
+    }
+
+    /// Whether the built-in value patterns are on.
+    pub fn has_builtin_value_patterns(&self) -> bool {
+        self.builtin_values
+    }
+
     /// Turns the built-in value patterns on or off (name rules and added
     /// patterns stay).
     pub fn builtin_value_patterns(&mut self, on: bool) -> &mut Self {
@@ -515,6 +526,11 @@ fn scan_url_userinfo(b: &[u8], out: &mut Vec<(usize, usize)>) {
 
 /// PEM private key blocks, header to footer (or to the end of the text).
 fn scan_pem(s: &str, out: &mut Vec<(usize, usize)>) {
+    // Nearly every value has no PEM block: rule it out with one byte scan
+    // before building a substring searcher.
+    if find(s.as_bytes(), b"-----").is_none() {
+        return;
+    }
     let mut from = 0;
     while let Some(p) = s[from..].find("-----BEGIN ") {
         let start = from + p;
