@@ -29,7 +29,9 @@
 //! | `BENCH_WARMUP_SECS` | `2` | length of each warm-up run, seconds |
 //! | `BENCH_CONNECTIONS` | `32` | `wrk -c` |
 //! | `BENCH_THREADS` | `1` | `wrk -t` |
+//! | `BENCH_ROUNDS` | `1` | passes over the configurations; with more than one, a table of medians comes first |
 //! | `BENCH_ONLY` | all | comma-separated configurations to run |
+//! | `OBS_*`, `OTEL_*` | | passed to the obs configurations (except the sampler, endpoint, protocol and service name, which each configuration sets) |
 //!
 //! `wrk` comes from the Debian package `wrk`; when it is missing and the
 //! program runs as root it installs it with `apt-get install -y wrk`,
@@ -98,6 +100,7 @@ struct Load {
     warmup_secs: u64,
     connections: u64,
     threads: u64,
+    rounds: u64,
 }
 
 impl Load {
@@ -116,6 +119,7 @@ impl Load {
             warmup_secs: num("BENCH_WARMUP_SECS", 2)?,
             connections: num("BENCH_CONNECTIONS", 32)?,
             threads: num("BENCH_THREADS", 1)?,
+            rounds: num("BENCH_ROUNDS", 1)?,
         })
     }
 }
@@ -134,6 +138,8 @@ struct WrkResult {
 #[derive(Debug)]
 struct Outcome {
     config: &'static str,
+    /// Which pass over the configurations (from 1).
+    round: u64,
     run: WrkResult,
     /// Requests completed over warm-up and measured run together.
     total_requests: u64,
@@ -193,18 +199,23 @@ fn parent() -> Result<(), String> {
     );
     let mut outcomes = Vec::new();
     let mut failure = None;
-    for &config in CONFIGS {
-        if let Some(only) = &only
-            && !only.iter().any(|c| c == config)
-        {
-            continue;
-        }
-        receiver.clear();
-        match run_config(&exe, config, &receiver, &dir, &load) {
-            Ok(o) => outcomes.push(o),
-            Err(e) => {
-                failure = Some(format!("{config}: {e}"));
-                break;
+    'rounds: for round in 1..=load.rounds {
+        for &config in CONFIGS {
+            if let Some(only) = &only
+                && !only.iter().any(|c| c == config)
+            {
+                continue;
+            }
+            receiver.clear();
+            match run_config(&exe, config, &receiver, &dir, &load) {
+                Ok(mut o) => {
+                    o.round = round;
+                    outcomes.push(o);
+                }
+                Err(e) => {
+                    failure = Some(format!("{config}: {e}"));
+                    break 'rounds;
+                }
             }
         }
     }
@@ -342,6 +353,7 @@ fn run_config(
     let access_lines = count_lines(&log_path, "/hello/");
     Ok(Outcome {
         config,
+        round: 1,
         total_requests: warm.requests + run.requests,
         run,
         access_lines,
@@ -406,28 +418,69 @@ fn count_lines(path: &Path, needle: &str) -> Option<u64> {
     Some(text.lines().filter(|l| l.contains(needle)).count() as u64)
 }
 
-fn print_table(outcomes: &[Outcome], load: &Load) {
-    let bare = outcomes
+/// The median of the measured requests/s of `config` over the rounds.
+fn median_rps(outcomes: &[Outcome], config: &str) -> Option<f64> {
+    let mut v: Vec<f64> = outcomes
         .iter()
-        .find(|o| o.config == "bare")
-        .map(|o| o.run.requests_per_sec);
+        .filter(|o| o.config == config)
+        .map(|o| o.run.requests_per_sec)
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        f64::midpoint(v[n / 2 - 1], v[n / 2])
+    })
+}
+
+fn print_table(outcomes: &[Outcome], load: &Load) {
     println!();
     println!(
-        "wrk -t{} -c{} -d{}s (after a {}s warm-up), GET /hello/world",
-        load.threads, load.connections, load.secs, load.warmup_secs
+        "wrk -t{} -c{} -d{}s (after a {}s warm-up), GET /hello/world, {} round(s)",
+        load.threads, load.connections, load.secs, load.warmup_secs, load.rounds
     );
+    let bare_median = median_rps(outcomes, "bare");
+    if load.rounds > 1 {
+        println!();
+        println!("| configuration | median requests/s | % of bare (medians) | each round |");
+        println!("|---|---:|---:|---|");
+        for &config in CONFIGS {
+            let Some(m) = median_rps(outcomes, config) else {
+                continue;
+            };
+            let each: Vec<String> = outcomes
+                .iter()
+                .filter(|o| o.config == config)
+                .map(|o| format!("{:.0}", o.run.requests_per_sec))
+                .collect();
+            let pct = match bare_median {
+                Some(b) if b > 0.0 => format!("{:.1} %", 100.0 * m / b),
+                _ => "–".into(),
+            };
+            println!("| {config} | {m:.0} | {pct} | {} |", each.join(", "));
+        }
+    }
     println!();
     println!(
-        "| configuration | requests/s | % of bare | avg latency | requests (warm-up + run) | access log lines | spans received (distinct) |"
+        "| round | configuration | requests/s | % of bare (same round) | avg latency | requests (warm-up + run) | access log lines | spans received (distinct) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     for o in outcomes {
+        let bare = outcomes
+            .iter()
+            .find(|b| b.config == "bare" && b.round == o.round)
+            .map(|b| b.run.requests_per_sec);
         let pct = match bare {
             Some(b) if b > 0.0 => format!("{:.1} %", 100.0 * o.run.requests_per_sec / b),
             _ => "–".into(),
         };
         println!(
-            "| {} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+            o.round,
             o.config,
             o.run.requests_per_sec,
             pct,
@@ -445,7 +498,8 @@ fn print_table(outcomes: &[Outcome], load: &Load) {
     for o in outcomes {
         if o.run.non_2xx > 0 || !o.run.socket_errors.is_empty() {
             println!(
-                "{}: non-2xx responses {}, socket errors: {}",
+                "round {} {}: non-2xx responses {}, socket errors: {}",
+                o.round,
                 o.config,
                 o.run.non_2xx,
                 if o.run.socket_errors.is_empty() {
@@ -461,10 +515,15 @@ fn print_table(outcomes: &[Outcome], load: &Load) {
                 .iter()
                 .map(|(n, c)| format!("{n:?} × {c}"))
                 .collect();
-            println!("{}: spans by name: {}", o.config, names.join(", "));
+            println!(
+                "round {} {}: spans by name: {}",
+                o.round,
+                o.config,
+                names.join(", ")
+            );
         }
         for line in &o.child_report {
-            println!("{}: {line}", o.config);
+            println!("round {} {}: {line}", o.round, o.config);
         }
     }
 }
@@ -535,7 +594,9 @@ fn serve_obs(
             "OTEL_TRACES_SAMPLER" => Some(sampler.into()),
             "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(otlp_url.into()),
             "OTEL_EXPORTER_OTLP_PROTOCOL" => Some(protocol.into()),
-            _ => None,
+            // Anything else (`OBS_LOG=off`, `OTEL_BSP_MAX_QUEUE_SIZE`, …)
+            // comes from the environment, to try variations.
+            _ => std::env::var(k).ok(),
         }
     };
     let file =
