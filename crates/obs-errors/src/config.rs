@@ -371,6 +371,11 @@ impl Config {
     }
 
     /// The most verbose level recorded as a breadcrumb (default `DEBUG`).
+    pub fn breadcrumb_level_in_force(&self) -> Level {
+        self.breadcrumb_level
+    }
+
+    /// Sets the most verbose level recorded as a breadcrumb.
     pub fn breadcrumb_level(mut self, level: Level) -> Self {
         self.breadcrumb_level = level;
         self

@@ -174,12 +174,14 @@ impl fmt::Debug for LogFilter {
     }
 }
 
-/// Spans always pass: they write no line themselves, and a WARN line inside
-/// an INFO request span must still carry that span's fields and ids. The
-/// directive decides which *events* become lines.
+/// INFO, WARN and ERROR spans always pass: they write no line themselves,
+/// and a WARN line inside an INFO request span must still carry that span's
+/// fields and ids. DEBUG and TRACE spans (libraries such as hyper and h2
+/// open many) pass only when the directive enables them. The directive
+/// decides which *events* become lines.
 impl<S> tracing_subscriber::layer::Filter<S> for LogFilter {
     fn enabled(&self, meta: &Metadata<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
-        meta.is_span() || self.state.enabled(meta)
+        (meta.is_span() && *meta.level() <= Level::INFO) || self.state.enabled(meta)
     }
 
     fn callsite_enabled(
@@ -187,7 +189,7 @@ impl<S> tracing_subscriber::layer::Filter<S> for LogFilter {
         meta: &'static Metadata<'static>,
     ) -> tracing_core::subscriber::Interest {
         use tracing_core::subscriber::Interest;
-        if meta.is_span() {
+        if meta.is_span() && *meta.level() <= Level::INFO {
             Interest::always()
         } else {
             // Decided per event. tracing-subscriber's per-layer filters do not

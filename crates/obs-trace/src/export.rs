@@ -227,6 +227,11 @@ impl Pipeline {
         let thread = std::thread::Builder::new()
             .name("obs-trace-export".into())
             .spawn(move || {
+                // The exporter's own HTTP/gRPC client (hyper, h2, tonic)
+                // emits spans and events; recording them would feed the
+                // queue with telemetry about exporting telemetry.
+                let _untraced =
+                    tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
                 let mut w = Worker {
                     rx,
                     ctl: ctl_rx,

@@ -16,6 +16,11 @@ pub const ENV_ADMIN_TOKEN: &str = "OBS_ADMIN_TOKEN";
 /// `OBS_METRICS_CARDINALITY_LIMIT`: label sets kept per metric before new
 /// ones go to the overflow series.
 pub const ENV_CARDINALITY_LIMIT: &str = "OBS_METRICS_CARDINALITY_LIMIT";
+/// `OBS_TRACE_FILTER`: which `tracing` spans become OpenTelemetry spans, in
+/// `target=level` syntax (default `info`). Libraries open many DEBUG and
+/// TRACE spans (hyper, h2, tower); recording them costs throughput and
+/// buries the request's own spans.
+pub const ENV_TRACE_FILTER: &str = "OBS_TRACE_FILTER";
 
 /// Configuration of every enabled pillar.
 ///
@@ -44,6 +49,8 @@ pub struct Config {
     pub(crate) log: obs_log::Config,
     #[cfg(feature = "trace")]
     pub(crate) trace: obs_trace::Config,
+    #[cfg(feature = "trace")]
+    pub(crate) trace_filter: tracing_subscriber::filter::Targets,
     #[cfg(feature = "correlate")]
     pub(crate) correlate: obs_correlate::Config,
     #[cfg(feature = "errors")]
@@ -65,7 +72,8 @@ impl fmt::Debug for Config {
         #[cfg(feature = "log")]
         d.field("log_filter", &self.log.directive());
         #[cfg(feature = "trace")]
-        d.field("trace", &self.trace);
+        d.field("trace", &self.trace)
+            .field("trace_filter", &self.trace_filter);
         #[cfg(feature = "correlate")]
         d.field("correlate", &self.correlate);
         #[cfg(feature = "errors")]
@@ -117,6 +125,14 @@ impl Config {
             log: obs_log::Config::from_lookup(&lookup)?,
             #[cfg(feature = "trace")]
             trace: obs_trace::Config::from_lookup(&lookup)?,
+            #[cfg(feature = "trace")]
+            trace_filter: match lookup(ENV_TRACE_FILTER) {
+                None => default_trace_filter(),
+                Some(v) => parse_targets(&v).map_err(|reason| Error::Env {
+                    var: ENV_TRACE_FILTER,
+                    reason,
+                })?,
+            },
             #[cfg(feature = "correlate")]
             correlate: obs_correlate::Config::from_lookup(&lookup)?,
             #[cfg(feature = "errors")]
@@ -193,6 +209,18 @@ impl Config {
         self
     }
 
+    /// Which `tracing` spans become OpenTelemetry spans (`target=level`
+    /// syntax, as `OBS_TRACE_FILTER`); a bad directive is a typed error.
+    #[cfg(feature = "trace")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "trace")))]
+    pub fn trace_filter(mut self, directive: &str) -> Result<Self, Error> {
+        self.trace_filter = parse_targets(directive).map_err(|reason| Error::Env {
+            var: ENV_TRACE_FILTER,
+            reason,
+        })?;
+        Ok(self)
+    }
+
     /// Adjusts the correlation-id configuration.
     #[cfg(feature = "correlate")]
     #[cfg_attr(docsrs, doc(cfg(feature = "correlate")))]
@@ -259,6 +287,8 @@ fn unreachable_defaults() -> Config {
         log: obs_log::Config::new(),
         #[cfg(feature = "trace")]
         trace: obs_trace::Config::default(),
+        #[cfg(feature = "trace")]
+        trace_filter: default_trace_filter(),
         #[cfg(feature = "correlate")]
         correlate: obs_correlate::Config::new(),
         #[cfg(feature = "errors")]
@@ -270,6 +300,22 @@ fn unreachable_defaults() -> Config {
         #[cfg(feature = "health")]
         health: obs_health::Config::default(),
     }
+}
+
+#[cfg(feature = "trace")]
+fn default_trace_filter() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+}
+
+#[cfg(feature = "trace")]
+fn parse_targets(v: &str) -> Result<tracing_subscriber::filter::Targets, String> {
+    let preview: String = v.chars().take(64).collect();
+    if v.trim().is_empty() {
+        return Err("the directive is empty".into());
+    }
+    v.trim()
+        .parse()
+        .map_err(|e| format!("{preview:?} is not a target=level directive: {e}"))
 }
 
 #[allow(dead_code, reason = "used only when metrics or health is enabled")]

@@ -121,15 +121,18 @@ pub fn init(config: Config) -> Result<Obs, Error> {
         let mut trace = config.trace;
         trace.resource = resource.clone();
         let tracer = obs_trace::TracerProvider::from_config(trace)?;
-        layers.push(Box::new(tracer.layer()));
+        layers.push(Box::new(tracer.layer().with_filter(config.trace_filter)));
         tracer
     };
 
     #[cfg(feature = "errors")]
     let reporter = {
+        let events = config.errors.breadcrumb_level_in_force();
         let reporter =
             obs_errors::Reporter::builder(config.errors.with_resource(resource.clone())).build()?;
-        layers.push(Box::new(reporter.layer()));
+        layers.push(Box::new(
+            reporter.layer().with_filter(ErrorsFilter { events }),
+        ));
         reporter
     };
 
@@ -216,6 +219,48 @@ pub fn init(config: Config) -> Result<Obs, Error> {
         *lock(&obs.inner.layers) = Some(layers);
     }
     Ok(obs)
+}
+
+/// What the error layer needs: INFO and above spans (breadcrumb rings live
+/// on request spans) and events down to the breadcrumb level. Libraries'
+/// DEBUG/TRACE spans would otherwise each get a breadcrumb ring.
+#[cfg(feature = "errors")]
+#[derive(Debug, Clone, Copy)]
+struct ErrorsFilter {
+    events: tracing::Level,
+}
+
+#[cfg(feature = "errors")]
+impl ErrorsFilter {
+    fn wants(&self, meta: &tracing::Metadata<'_>) -> bool {
+        if meta.is_span() {
+            *meta.level() <= tracing::Level::INFO
+        } else {
+            *meta.level() <= self.events
+        }
+    }
+}
+
+#[cfg(feature = "errors")]
+impl<S> tracing_subscriber::layer::Filter<S> for ErrorsFilter {
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        self.wants(meta)
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if self.wants(meta) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
 }
 
 /// Panic hooks chain: the one installed last runs first. Logs flush last, so

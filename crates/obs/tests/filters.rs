@@ -35,3 +35,30 @@ async fn a_quiet_log_level_does_not_switch_tracing_off() {
     assert!(warn[0]["trace_id"].is_string(), "{text}");
     assert!(!text.contains("not written"), "{text}");
 }
+
+/// Libraries' DEBUG and TRACE spans (hyper, h2, tower) are not recorded by
+/// default: no layer wants them, so they cost nothing; `OBS_TRACE_FILTER`
+/// opts in.
+#[tokio::test(flavor = "current_thread")]
+async fn library_trace_spans_are_not_recorded_unless_asked() {
+    for (filter, recorded) in [(None, false), (Some("info,noisy=trace"), true)] {
+        let obs = obs::init(
+            obs::Config::from_lookup(|k| match k {
+                "OBS_TRACE_FILTER" => filter.map(str::to_owned),
+                _ => None,
+            })
+            .unwrap()
+            .log(|l| l.writer(std::io::sink()))
+            .install_global(false),
+        )
+        .unwrap();
+        let subscriber = tracing_subscriber::registry().with(obs.take_layers().unwrap());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::trace_span!(target: "noisy", "poll_frame");
+            let _g = span.enter();
+            let ids = obs::IdRecord::current().and_then(|r| r.trace_id);
+            assert_eq!(ids.is_some(), recorded, "filter {filter:?}");
+        });
+        obs.shutdown(Duration::from_secs(2)).await;
+    }
+}

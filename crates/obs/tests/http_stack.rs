@@ -221,6 +221,9 @@ async fn bad_env_is_a_typed_error_naming_the_variable() {
         obs::Config::from_lookup(|k| (k == "OTEL_TRACES_SAMPLER").then(|| "sometimes".into()))
             .unwrap_err();
     assert!(err.to_string().contains("OTEL_TRACES_SAMPLER"), "{err}");
+    let err = obs::Config::from_lookup(|k| (k == "OBS_TRACE_FILTER").then(|| "h2=loud".into()))
+        .unwrap_err();
+    assert!(err.to_string().contains("OBS_TRACE_FILTER"), "{err}");
     let err =
         obs::Config::from_lookup(|k| (k == "OBS_LOG_FORMAT").then(|| "xml".into())).unwrap_err();
     assert!(err.to_string().contains("OBS_LOG_FORMAT"), "{err}");
