@@ -154,32 +154,19 @@ impl Obs {
 
     #[cfg(feature = "metrics")]
     fn http_metrics(&self) -> obs_metrics::sets::HttpServerMetrics {
-        let r = self.inner.http_metrics.get_or_init(|| {
-            obs_metrics::sets::HttpServerMetrics::new(&self.inner.registry)
-                .map_err(|e| e.to_string())
-        });
-        match r {
-            Ok(m) => m.clone(),
-            Err(e) => {
-                tracing::error!(target: "obs", error = %e, "cannot register the HTTP server metrics");
-                detached_server_metrics()
-            }
-        }
+        self.metric_set(
+            &self.inner.http_metrics,
+            "HTTP server",
+            obs_metrics::sets::HttpServerMetrics::new,
+        )
+        .unwrap_or_else(detached_server_metrics)
     }
 
     #[cfg(feature = "metrics")]
     fn http_client_metrics(&self) -> Option<Arc<obs_metrics::sets::HttpClientMetrics>> {
-        let registry = &self.inner.registry;
-        self.inner
-            .http_client_metrics
-            .get_or_init(|| match obs_metrics::sets::HttpClientMetrics::new(registry) {
-                Ok(m) => Some(Arc::new(m)),
-                Err(e) => {
-                    tracing::error!(target: "obs", error = %e, "cannot register the HTTP client metrics");
-                    None
-                }
-            })
-            .clone()
+        self.metric_set(&self.inner.http_client_metrics, "HTTP client", |r| {
+            obs_metrics::sets::HttpClientMetrics::new(r).map(Arc::new)
+        })
     }
 }
 

@@ -61,7 +61,7 @@ pub(crate) struct Inner {
     #[cfg(feature = "errors")]
     pub(crate) reporter: obs_errors::Reporter,
     #[cfg(all(feature = "http", feature = "metrics"))]
-    pub(crate) http_metrics: OnceLock<Result<obs_metrics::sets::HttpServerMetrics, String>>,
+    pub(crate) http_metrics: OnceLock<Option<obs_metrics::sets::HttpServerMetrics>>,
     #[cfg(all(feature = "http", feature = "metrics"))]
     pub(crate) http_client_metrics: OnceLock<Option<Arc<obs_metrics::sets::HttpClientMetrics>>>,
     #[cfg(all(feature = "metrics", feature = "trace"))]
@@ -296,6 +296,26 @@ impl Obs {
     /// off; `None` once taken or when `init` installed them itself.
     pub fn take_layers(&self) -> Option<impl Layer<Registry> + Send + Sync + 'static> {
         lock(&self.inner.layers).take()
+    }
+
+    /// A ready metric set registered on this instance's registry on first
+    /// use and cached in `cell`; a registration error is logged once and
+    /// the set is then absent.
+    #[cfg(all(feature = "metrics", any(feature = "http", feature = "trace")))]
+    pub(crate) fn metric_set<T: Clone>(
+        &self,
+        cell: &OnceLock<Option<T>>,
+        what: &str,
+        register: impl FnOnce(&obs_metrics::Registry) -> obs_metrics::Result<T>,
+    ) -> Option<T> {
+        cell.get_or_init(|| match register(&self.inner.registry) {
+            Ok(set) => Some(set),
+            Err(e) => {
+                tracing::error!(target: "obs", error = %e, "cannot register the {what} metrics");
+                None
+            }
+        })
+        .clone()
     }
 
     /// The metrics registry (`/metrics` encodes it).

@@ -150,16 +150,11 @@ impl Obs {
 
     /// The job metric set of this instance, registered on first use.
     pub fn job_metrics(&self) -> Option<obs_metrics::sets::JobMetrics> {
-        self.inner.job_metrics.get_or_init(
-            || match obs_metrics::sets::JobMetrics::new(&self.inner.registry) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    tracing::error!(target: "obs", error = %e, "cannot register the job metrics");
-                    None
-                }
-            },
+        self.metric_set(
+            &self.inner.job_metrics,
+            "job",
+            obs_metrics::sets::JobMetrics::new,
         )
-        .clone()
     }
 }
 

@@ -59,17 +59,11 @@ impl Obs {
     /// A pipeline stage recording `pipeline_rows_in/out/rejected`,
     /// `pipeline_stage_duration_seconds` and throughput on this instance.
     pub fn stage(&self, pipeline: impl Into<String>, stage: impl Into<String>) -> Stage {
-        let metrics = self
-            .inner
-            .pipeline_metrics
-            .get_or_init(|| match obs_metrics::sets::PipelineMetrics::new(&self.inner.registry) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    tracing::error!(target: "obs", error = %e, "cannot register the pipeline metrics");
-                    None
-                }
-            })
-            .clone();
+        let metrics = self.metric_set(
+            &self.inner.pipeline_metrics,
+            "pipeline",
+            obs_metrics::sets::PipelineMetrics::new,
+        );
         Stage {
             pipeline: pipeline.into(),
             stage: stage.into(),
