@@ -4,21 +4,15 @@
 use std::fmt;
 use std::io::{self, BufWriter, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{
-    Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError, TrySendError,
-};
 use tracing_core::Level;
 
 use crate::config::{LEVELS, NonBlocking, OverflowPolicy, Sink, level_index};
 use crate::layer::Spec;
 
-/// Buffers kept for reuse are capped at this capacity so one huge line does
-/// not pin its memory forever.
-const MAX_POOLED: usize = 8 * 1024;
 const BUF_CAPACITY: usize = 64 * 1024;
 
 /// The sink behind the buffer.
@@ -68,7 +62,7 @@ pub(crate) struct StatsInner {
     pub(crate) suppressed: AtomicU64,
     pub(crate) written: AtomicU64,
     pub(crate) write_errors: AtomicU64,
-    queue: std::sync::OnceLock<Sender<Msg>>,
+    queue: std::sync::OnceLock<Weak<NbShared>>,
 }
 
 /// Counters of the log pipeline (contract C3): cheap to clone, read with
@@ -138,7 +132,11 @@ impl LogStats {
 
     /// Lines waiting in the non-blocking queue (0 for the blocking writer).
     pub fn queued(&self) -> usize {
-        self.inner.queue.get().map_or(0, Sender::len)
+        self.inner
+            .queue
+            .get()
+            .and_then(Weak::upgrade)
+            .map_or(0, |q| q.queued())
     }
 
     #[inline]
@@ -204,12 +202,6 @@ impl fmt::Display for ShutdownReport {
             self.pending
         )
     }
-}
-
-pub(crate) enum Msg {
-    Line(u8, Vec<u8>),
-    Flush(Sender<()>),
-    Shutdown(Sender<()>),
 }
 
 /// Where formatted lines go.
@@ -380,21 +372,114 @@ impl BlockingOut {
 }
 
 // ------------------------------------------------------------ non-blocking
+//
+// Producers append their formatted line to one shared `Chunk` under a
+// mutex held for a memcpy; the writer thread swaps the whole chunk out for
+// an empty one and writes it with one call. A line costs its producer one
+// uncontended lock and a copy, not a channel hand-off of its own buffer, and
+// the writer touches the shared state once per batch, not once per line.
+// The queue is bounded in lines (those in the chunk plus those the writer
+// is writing), so memory stays bounded; what does not fit follows the
+// level's overflow policy and every line lost is counted by level.
+
+/// Marks a line that is not counted in `written` (obs-log's own summaries).
+const UNCOUNTED: u8 = 0x80;
+const POLL_SLEEP: Duration = Duration::from_micros(50);
+/// Idle polls before the writer sleeps until a producer wakes it.
+const IDLE_POLLS: u32 = 20;
+/// Chunk memory kept between batches (larger chunks are released).
+const MAX_CHUNK_KEEP: usize = 4 << 20;
+
+/// Lines in order: their bytes back to back, where each ends, its level.
+#[derive(Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    /// Level index, `| UNCOUNTED` for summary lines.
+    levels: Vec<u8>,
+    /// Lines before `first` were evicted (drop-oldest); `head` is where
+    /// line `first` starts.
+    first: usize,
+    head: usize,
+}
+
+impl Chunk {
+    #[inline]
+    fn len(&self) -> usize {
+        self.ends.len() - self.first
+    }
+
+    #[inline]
+    fn push(&mut self, tag: u8, line: &[u8]) {
+        self.bytes.extend_from_slice(line);
+        self.ends.push(self.bytes.len());
+        self.levels.push(tag);
+    }
+
+    /// Evicts the oldest line; returns its tag.
+    fn pop_front(&mut self) -> Option<u8> {
+        if self.first == self.ends.len() {
+            return None;
+        }
+        let tag = self.levels[self.first];
+        self.head = self.ends[self.first];
+        self.first += 1;
+        Some(tag)
+    }
+
+    fn live_bytes(&self) -> &[u8] {
+        &self.bytes[self.head..]
+    }
+
+    fn live_tags(&self) -> &[u8] {
+        &self.levels[self.first..]
+    }
+
+    fn clear(&mut self) {
+        if self.bytes.capacity() > MAX_CHUNK_KEEP {
+            *self = Chunk::default();
+            return;
+        }
+        self.bytes.clear();
+        self.ends.clear();
+        self.levels.clear();
+        self.first = 0;
+        self.head = 0;
+    }
+}
+
+struct NbState {
+    active: Chunk,
+    /// Lines in `active` plus those the writer is writing.
+    queued: usize,
+    /// Lines the writer wrote since its last successful flush (they may
+    /// still sit in its buffer).
+    unflushed: usize,
+    /// Lines appended so far (their sequence numbers, for flush).
+    appended: u64,
+    /// Every line up to this sequence number is written and flushed.
+    flushed: u64,
+    flush_wanted: bool,
+    writer_asleep: bool,
+    /// Threads waiting on `room` (blocked producers, flushers, shutdown).
+    waiting: usize,
+    /// No new lines are accepted.
+    closed: bool,
+    /// The writer thread has stopped.
+    finished: bool,
+}
 
 pub(crate) struct NbShared {
-    tx: Sender<Msg>,
-    rx: Receiver<Msg>,
-    free_tx: Sender<Vec<u8>>,
-    free_rx: Receiver<Vec<u8>>,
+    state: Mutex<NbState>,
+    /// The writer sleeps here when idle.
+    wake: Condvar,
+    /// Blocked producers, flushers and shutdown wait here.
+    room: Condvar,
     policies: [OverflowPolicy; 5],
+    capacity: usize,
     low_limit: usize,
     stats: LogStats,
-    /// No new lines are accepted.
-    closed: AtomicBool,
-    /// The writer thread has stopped reading the queue.
-    finished: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    last_report: Mutex<Option<ShutdownReport>>,
 }
 
 impl NbShared {
@@ -405,152 +490,156 @@ impl NbShared {
         spec: Arc<Spec>,
         every: Duration,
     ) -> io::Result<Arc<Self>> {
-        let (tx, rx) = crossbeam_channel::bounded(s.capacity);
-        // Room for every buffer that can be in flight (queue + writer + a blocked
-        // producer), so once as many exist the producer never allocates again.
-        let (free_tx, free_rx) = crossbeam_channel::bounded(s.capacity + 2);
-        let _ = stats.inner.queue.set(tx.clone());
         let low_limit = ((s.capacity as f64) * s.low_priority_share).floor() as usize;
-        let finished = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Self {
+            state: Mutex::new(NbState {
+                active: Chunk::default(),
+                queued: 0,
+                unflushed: 0,
+                appended: 0,
+                flushed: 0,
+                flush_wanted: false,
+                writer_asleep: false,
+                waiting: 0,
+                closed: false,
+                finished: false,
+            }),
+            wake: Condvar::new(),
+            room: Condvar::new(),
+            policies: s.policies,
+            capacity: s.capacity,
+            low_limit,
+            stats: stats.clone(),
+            thread: Mutex::new(None),
+        });
+        let _ = stats.inner.queue.set(Arc::downgrade(&shared));
         let mut worker = Worker {
-            rx: rx.clone(),
-            free: free_tx.clone(),
+            shared: shared.clone(),
             out: BufWriter::with_capacity(BUF_CAPACITY, w),
             stats: stats.clone(),
             spec,
             every,
             last_dropped: stats.dropped_by_level(),
-            finished: finished.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("obs-log-writer".into())
             .spawn(move || worker.run())?;
-        Ok(Arc::new(Self {
-            tx,
-            rx,
-            free_tx,
-            free_rx,
-            policies: s.policies,
-            low_limit,
-            stats,
-            closed: AtomicBool::new(false),
-            finished,
-            thread: Mutex::new(Some(handle)),
-            last_report: Mutex::new(None),
-        }))
+        *lock(&shared.thread) = Some(handle);
+        Ok(shared)
+    }
+
+    fn queued(&self) -> usize {
+        lock(&self.state).queued
     }
 
     #[inline]
-    fn enqueue(&self, level: usize, line: &[u8], _counted: bool) {
-        if self.closed.load(Ordering::Acquire) {
-            self.stats.drop_line(level);
-            return;
-        }
-        let mut buf = self
-            .free_rx
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(line.len().max(256)));
-        buf.extend_from_slice(line);
+    fn enqueue(&self, level: usize, line: &[u8], counted: bool) {
+        let tag = if counted { level as u8 } else { level as u8 | UNCOUNTED };
         let policy = self.policies[level];
-        let mut msg = Msg::Line(level as u8, buf);
-        // DEBUG and TRACE may only fill part of the queue.
-        let over_share = level >= 3 && self.tx.len() >= self.low_limit;
-        if !over_share || policy == OverflowPolicy::Block {
-            match self.tx.try_send(msg) {
-                Ok(()) => return self.after_send(),
-                Err(TrySendError::Disconnected(m)) => return self.lost(m),
-                Err(TrySendError::Full(m)) => msg = m,
+        // DEBUG and TRACE under a dropping policy may only fill part of the queue.
+        let limit = if level >= 3 && policy != OverflowPolicy::Block {
+            self.low_limit
+        } else {
+            self.capacity
+        };
+        let mut st = lock(&self.state);
+        loop {
+            if st.closed {
+                drop(st);
+                return self.stats.drop_line(level);
+            }
+            if st.queued < limit {
+                st.queued += 1;
+                break;
+            }
+            match policy {
+                OverflowPolicy::Block => {
+                    st.waiting += 1;
+                    st = self
+                        .room
+                        .wait_timeout(st, Duration::from_millis(50))
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                    st.waiting -= 1;
+                }
+                OverflowPolicy::DropNewest => {
+                    drop(st);
+                    return self.stats.drop_line(level);
+                }
+                OverflowPolicy::DropOldest => match st.active.pop_front() {
+                    // The evicted line's place goes to the new one.
+                    Some(old) => {
+                        self.stats.drop_line(usize::from(old & !UNCOUNTED));
+                        break;
+                    }
+                    // Everything queued is being written: nothing to evict.
+                    None => {
+                        drop(st);
+                        return self.stats.drop_line(level);
+                    }
+                },
             }
         }
-        match policy {
-            OverflowPolicy::Block => loop {
-                match self.tx.send_timeout(msg, Duration::from_millis(50)) {
-                    Ok(()) => return self.after_send(),
-                    Err(SendTimeoutError::Timeout(m)) => {
-                        if self.closed.load(Ordering::Acquire) {
-                            return self.lost(m);
-                        }
-                        msg = m;
-                    }
-                    Err(SendTimeoutError::Disconnected(m)) => return self.lost(m),
-                }
-            },
-            OverflowPolicy::DropNewest => self.lost(msg),
-            OverflowPolicy::DropOldest => {
-                for _ in 0..16 {
-                    if let Ok(old) = self.rx.try_recv() {
-                        self.lost(old);
-                    }
-                    match self.tx.try_send(msg) {
-                        Ok(()) => return self.after_send(),
-                        Err(TrySendError::Full(m)) => msg = m,
-                        Err(TrySendError::Disconnected(m)) => return self.lost(m),
-                    }
-                }
-                self.lost(msg);
-            }
+        st.active.push(tag, line);
+        st.appended += 1;
+        if st.writer_asleep {
+            st.writer_asleep = false;
+            self.wake.notify_one();
         }
     }
 
-    /// A line that entered the queue after the writer's final drain would
-    /// sit there unseen: take it back out and count it.
-    #[inline]
-    fn after_send(&self) {
-        if self.finished.load(Ordering::SeqCst) {
-            while let Ok(m) = self.rx.try_recv() {
-                self.lost(m);
+    /// Waits on `room` until `done` or the deadline; `false` on timeout.
+    fn wait_until<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, NbState>,
+        deadline: Instant,
+        done: impl Fn(&NbState) -> bool,
+    ) -> (MutexGuard<'a, NbState>, bool) {
+        while !done(&st) {
+            let now = Instant::now();
+            if now >= deadline {
+                return (st, false);
             }
+            st.waiting += 1;
+            st = self
+                .room
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            st.waiting -= 1;
         }
-    }
-
-    fn lost(&self, msg: Msg) {
-        match msg {
-            Msg::Line(level, mut buf) => {
-                self.stats.drop_line(level as usize);
-                if buf.capacity() <= MAX_POOLED {
-                    buf.clear();
-                    let _ = self.free_tx.try_send(buf);
-                }
-            }
-            Msg::Flush(ack) | Msg::Shutdown(ack) => drop(ack),
-        }
+        (st, true)
     }
 
     fn flush(&self, timeout: Duration) -> bool {
-        if self.finished.load(Ordering::SeqCst) {
+        let deadline = Instant::now() + timeout;
+        let mut st = lock(&self.state);
+        let target = st.appended;
+        if st.finished || st.flushed >= target {
             return true;
         }
-        let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
-        let deadline = Instant::now() + timeout;
-        if self.tx.send_deadline(Msg::Flush(ack_tx), deadline).is_err() {
-            return false;
+        st.flush_wanted = true;
+        if st.writer_asleep {
+            st.writer_asleep = false;
+            self.wake.notify_one();
         }
-        ack_rx.recv_deadline(deadline).is_ok()
+        self.wait_until(st, deadline, |st| st.finished || st.flushed >= target)
+            .1
     }
 
     fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let deadline = Instant::now() + timeout;
-        if self.closed.swap(true, Ordering::SeqCst) {
-            // Second call: report again, waiting for a writer that was still running.
-            let done = self.finished.load(Ordering::SeqCst) || self.join_by(deadline);
-            let r = report(&self.stats, done, if done { 0 } else { self.tx.len() });
-            *lock(&self.last_report) = Some(r.clone());
-            return r;
+        let mut st = lock(&self.state);
+        st.closed = true;
+        if st.writer_asleep {
+            st.writer_asleep = false;
+            self.wake.notify_one();
         }
-        let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
-        let sent = self
-            .tx
-            .send_deadline(Msg::Shutdown(ack_tx), deadline)
-            .is_ok();
-        let completed = sent && ack_rx.recv_deadline(deadline).is_ok() && self.join_by(deadline);
-        let r = if completed {
-            self.after_send();
-            report(&self.stats, true, 0)
-        } else {
-            report(&self.stats, false, self.tx.len())
-        };
-        *lock(&self.last_report) = Some(r.clone());
-        r
+        let (st, done) = self.wait_until(st, deadline, |st| st.finished);
+        let pending = if done { 0 } else { st.queued + st.unflushed };
+        drop(st);
+        let done = done && self.join_by(deadline);
+        report(&self.stats, done, pending)
     }
 
     fn join_by(&self, deadline: Instant) -> bool {
@@ -574,137 +663,171 @@ impl NbShared {
 }
 
 struct Worker {
-    rx: Receiver<Msg>,
-    free: Sender<Vec<u8>>,
+    shared: Arc<NbShared>,
     out: BufWriter<SinkWriter>,
     stats: LogStats,
     spec: Arc<Spec>,
     every: Duration,
     last_dropped: DroppedCounts,
-    finished: Arc<AtomicBool>,
+}
+
+/// Marks the writer finished even when the sink panics, so producers stop
+/// waiting and count what can no longer be written.
+/// It owns the batch being written, so a line lost that way is counted too.
+struct Finished<'a> {
+    shared: &'a NbShared,
+    batch: Chunk,
+}
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        let mut st = lock(&self.shared.state);
+        if !st.finished {
+            st.closed = true;
+            st.finished = true;
+            let lost = std::mem::take(&mut st.active);
+            st.queued = 0;
+            for &tag in lost.live_tags().iter().chain(self.batch.live_tags()) {
+                self.shared.stats.drop_line(usize::from(tag & !UNCOUNTED));
+            }
+        }
+        self.shared.room.notify_all();
+    }
 }
 
 impl Worker {
-    /// Drains the queue; when it runs empty, flushes and polls a little
-    /// (short sleeps) before blocking. While the writer is polling it is not
-    /// parked on the channel, so producers in a busy period never pay for
-    /// waking it (a futex call per line otherwise); an idle program still
-    /// ends up blocked, not spinning.
+    /// Takes the whole chunk each round and writes it with one call. After
+    /// a small batch it waits a little so the next one is bigger; when
+    /// there is nothing to write it flushes, polls a little, then sleeps
+    /// until a producer wakes it (an idle program does not spin) or the
+    /// flush interval passes.
     fn run(&mut self) {
-        const POLLS: u32 = 20;
-        const POLL_SLEEP: Duration = Duration::from_micros(50);
-        let mut last_check = Instant::now();
-        let mut since_check = 0u32;
+        let shared = self.shared.clone();
+        let mut guard = Finished {
+            shared: &shared,
+            batch: Chunk::default(),
+        };
+        let batch = &mut guard.batch;
+        let mut taken_through = 0u64;
         let mut dirty = false;
+        let mut idle_polls = 0u32;
+        let mut last_check = Instant::now();
         loop {
-            let msg = match self.rx.try_recv() {
-                Ok(m) => m,
-                Err(TryRecvError::Disconnected) => {
+            let mut st = lock(&shared.state);
+            if st.active.len() > 0 {
+                std::mem::swap(&mut st.active, batch);
+                taken_through = st.appended;
+            } else if st.active.first > 0 {
+                st.active.clear();
+            }
+            let took = batch.len();
+            if took == 0 {
+                if st.closed {
+                    drop(st);
                     self.finish();
+                    let mut st = lock(&shared.state);
+                    st.flushed = taken_through;
+                    st.finished = true;
+                    shared.room.notify_all();
                     return;
                 }
-                Err(TryRecvError::Empty) => {
-                    if dirty {
-                        self.flush();
-                        dirty = false;
-                    }
-                    let mut polled = None;
-                    for _ in 0..POLLS {
-                        std::thread::sleep(POLL_SLEEP);
-                        if let Ok(m) = self.rx.try_recv() {
-                            polled = Some(m);
-                            break;
-                        }
-                    }
-                    match polled {
-                        Some(m) => m,
-                        None => match self.rx.recv_timeout(self.every) {
-                            Ok(m) => m,
-                            Err(RecvTimeoutError::Timeout) => {
-                                last_check = Instant::now();
-                                self.drop_summary();
-                                self.flush();
-                                continue;
-                            }
-                            Err(RecvTimeoutError::Disconnected) => {
-                                self.finish();
-                                return;
-                            }
-                        },
-                    }
-                }
-            };
-            match msg {
-                Msg::Line(_, buf) => {
-                    self.write(buf);
-                    dirty = true;
-                    since_check += 1;
-                    if since_check >= 1024 {
-                        since_check = 0;
-                        if last_check.elapsed() >= self.every {
-                            last_check = Instant::now();
-                            self.drop_summary();
-                        }
-                    }
-                }
-                Msg::Flush(ack) => {
-                    self.flush();
+                if st.flush_wanted || dirty {
+                    st.flush_wanted = false;
+                    drop(st);
+                    let ok = self.flush();
                     dirty = false;
-                    let _ = ack.send(());
+                    let mut st = lock(&shared.state);
+                    st.flushed = st.flushed.max(taken_through);
+                    if ok {
+                        st.unflushed = 0;
+                    }
+                    if st.waiting > 0 {
+                        shared.room.notify_all();
+                    }
+                    continue;
                 }
-                Msg::Shutdown(ack) => {
-                    self.finish();
-                    let _ = ack.send(());
-                    return;
+                if idle_polls < IDLE_POLLS {
+                    idle_polls += 1;
+                    drop(st);
+                    std::thread::sleep(POLL_SLEEP);
+                    continue;
                 }
+                st.writer_asleep = true;
+                let (mut st, _) = shared
+                    .wake
+                    .wait_timeout(st, self.every)
+                    .unwrap_or_else(PoisonError::into_inner);
+                st.writer_asleep = false;
+                drop(st);
+                idle_polls = 0;
+                if last_check.elapsed() >= self.every {
+                    last_check = Instant::now();
+                    self.drop_summary();
+                    dirty = true;
+                }
+                continue;
+            }
+            // Unless the queue fills up, let the next batch gather: the writer
+            // then touches the shared state at most every `POLL_SLEEP`, not
+            // once per line, and producers rarely meet it there.
+            let wait_for_more =
+                st.queued < shared.capacity / 4 && !st.closed && !st.flush_wanted;
+            drop(st);
+            idle_polls = 0;
+            self.write_batch(batch);
+            batch.clear();
+            dirty = true;
+            {
+                let mut st = lock(&shared.state);
+                st.queued -= took;
+                st.unflushed += took;
+                if st.waiting > 0 {
+                    shared.room.notify_all();
+                }
+            }
+            if last_check.elapsed() >= self.every {
+                last_check = Instant::now();
+                self.drop_summary();
+            }
+            if wait_for_more {
+                std::thread::sleep(POLL_SLEEP);
             }
         }
     }
 
-    fn write(&mut self, buf: Vec<u8>) {
-        if self.out.write_all(&buf).is_ok() {
-            self.stats.inner.written.fetch_add(1, Ordering::Relaxed);
+    /// One write for the whole batch; when it fails, its lines are counted
+    /// as write errors (lost).
+    fn write_batch(&mut self, batch: &Chunk) {
+        let counted = batch
+            .live_tags()
+            .iter()
+            .filter(|&&t| t & UNCOUNTED == 0)
+            .count() as u64;
+        if self.out.write_all(batch.live_bytes()).is_ok() {
+            self.stats
+                .inner
+                .written
+                .fetch_add(counted, Ordering::Relaxed);
         } else {
             self.stats
                 .inner
                 .write_errors
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        self.recycle(buf);
-    }
-
-    fn recycle(&self, mut buf: Vec<u8>) {
-        if buf.capacity() <= MAX_POOLED {
-            buf.clear();
-            let _ = self.free.try_send(buf);
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
     }
 
-    fn flush(&mut self) {
-        if self.out.flush().is_err() {
+    fn flush(&mut self) -> bool {
+        let ok = self.out.flush().is_ok();
+        if !ok {
             self.stats
                 .inner
                 .write_errors
                 .fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    fn drain(&mut self) {
-        loop {
-            match self.rx.try_recv() {
-                Ok(Msg::Line(_, buf)) => self.write(buf),
-                Ok(Msg::Flush(ack) | Msg::Shutdown(ack)) => {
-                    let _ = ack.send(());
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
-            }
-        }
+        ok
     }
 
     fn finish(&mut self) {
-        self.drain();
-        self.finished.store(true, Ordering::SeqCst);
-        self.drain();
         let mut buf = Vec::new();
         if self.spec.summary_line(&mut buf, &self.stats, None) && self.out.write_all(&buf).is_err()
         {
