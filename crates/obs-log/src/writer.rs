@@ -446,6 +446,15 @@ impl Chunk {
         self.first = 0;
         self.head = 0;
     }
+
+    /// Grows an empty chunk to the size of the largest batch seen, so the
+    /// producers appending to it next do not reallocate in steady state.
+    fn reserve_like(&mut self, high: (usize, usize)) {
+        let (bytes, lines) = (high.0.min(MAX_CHUNK_KEEP), high.1);
+        self.bytes.reserve(bytes.saturating_sub(self.bytes.len()));
+        self.ends.reserve(lines.saturating_sub(self.ends.len()));
+        self.levels.reserve(lines.saturating_sub(self.levels.len()));
+    }
 }
 
 struct NbState {
@@ -712,6 +721,8 @@ impl Worker {
         let mut dirty = false;
         let mut idle_polls = 0u32;
         let mut last_check = Instant::now();
+        // The largest batch so far (bytes, lines).
+        let mut high = (0usize, 0usize);
         loop {
             let mut st = lock(&shared.state);
             if st.active.len() > 0 {
@@ -775,7 +786,12 @@ impl Worker {
             drop(st);
             idle_polls = 0;
             self.write_batch(batch);
+            high = (
+                high.0.max(batch.bytes.len()),
+                high.1.max(batch.ends.len()),
+            );
             batch.clear();
+            batch.reserve_like(high);
             dirty = true;
             {
                 let mut st = lock(&shared.state);

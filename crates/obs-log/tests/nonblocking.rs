@@ -326,3 +326,42 @@ fn flush_handle_writes_everything_logged_before() {
     assert_eq!(out.lines().len(), 1000);
     assert_eq!(handles.stats.written(), 1000);
 }
+
+/// A sink that panics on its first write.
+struct Panicking;
+
+impl Write for Panicking {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        panic!("sink exploded");
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn lines_lost_with_a_dead_writer_thread_are_counted() {
+    let config = Config::new()
+        .writer(Panicking)
+        .non_blocking(NonBlocking::lossless().capacity(64));
+    let (layer, handles) = obs_log::layer(config).unwrap();
+    let stats = handles.stats.clone();
+    let dispatch = tracing_core::Dispatch::new(tracing_subscriber::registry().with(layer));
+    // Lossless blocks WARN..TRACE; once the writer is dead nothing may block
+    // forever and every line must be accounted for.
+    tracing::dispatcher::with_default(&dispatch, || {
+        for n in 0..1_000u64 {
+            tracing::info!(n, "doomed");
+        }
+    });
+    let report = handles.guard.shutdown(Duration::from_secs(10));
+    // Lines handed to the sink before it died count as written; every
+    // other line is counted as dropped, none is unaccounted for.
+    assert!(report.dropped.get(Level::INFO) > 0, "{report}");
+    assert_eq!(
+        report.written + report.dropped.get(Level::INFO),
+        1_000,
+        "every line is either handed to the sink or counted as dropped: {report}"
+    );
+    assert_eq!(stats.queued(), 0);
+}
