@@ -42,7 +42,7 @@ fn word_needs_escape(x: u64) -> bool {
 
 /// Whether any byte of `bytes` must be escaped in a JSON string.
 #[inline]
-fn needs_escape(bytes: &[u8]) -> bool {
+pub(crate) fn needs_escape(bytes: &[u8]) -> bool {
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
         let mut w = [0u8; 8];
@@ -220,35 +220,56 @@ thread_local! {
     static LAST: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
 }
 
-/// Appends `YYYY-MM-DDTHH:MM:SS[.fff…]Z` (no quotes).
+/// `"00" … "99"`.
+static DIGITS2: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Appends `YYYY-MM-DDTHH:MM:SS[.fff…]Z` (no quotes): assembled on the
+/// stack (the date and time of the second cached per thread, the fraction
+/// two digits at a time) and appended with one copy.
 pub(crate) fn rfc3339(out: &mut Vec<u8>, ts: Timestamp, precision: Precision) {
     let (secs, mut head) = LAST.with(|c| c.get());
     if secs != ts.secs {
         head = civil(ts.secs);
         LAST.with(|c| c.set((ts.secs, head)));
     }
-    out.extend_from_slice(&head);
+    let mut b = [0u8; 30];
+    b[..19].copy_from_slice(&head);
     let digits = match precision {
         Precision::Seconds => 0,
         Precision::Millis => 3,
         Precision::Micros => 6,
         Precision::Nanos => 9,
     };
-    if digits > 0 {
-        // Only the digits that are written: truncate first, then one
-        // division per digit.
-        let mut frac = [b'0'; 11];
-        frac[0] = b'.';
-        let mut n = ts.nanos / [1, 1_000_000, 1_000, 1][digits / 3];
-        for slot in frac[1..=digits].iter_mut().rev() {
-            *slot = b'0' + (n % 10) as u8;
-            n /= 10;
+    let len = if digits > 0 {
+        b[19] = b'.';
+        // Only the digits that are written: truncate first.
+        let mut n = (ts.nanos / [1, 1_000_000, 1_000, 1][digits / 3]) as usize;
+        let mut i = 20 + digits;
+        while i > 21 {
+            let d = n % 100;
+            n /= 100;
+            b[i - 2..i].copy_from_slice(&DIGITS2[2 * d..2 * d + 2]);
+            i -= 2;
         }
-        frac[digits + 1] = b'Z';
-        out.extend_from_slice(&frac[..digits + 2]);
+        if i > 20 {
+            b[20] = b'0' + (n % 10) as u8;
+        }
+        b[20 + digits] = b'Z';
+        21 + digits
     } else {
-        out.push(b'Z');
-    }
+        b[19] = b'Z';
+        20
+    };
+    out.extend_from_slice(&b[..len]);
 }
 
 /// Seconds since the epoch to `YYYY-MM-DDTHH:MM:SS` (proleptic Gregorian, UTC).

@@ -652,15 +652,13 @@ struct FieldWriter<'a> {
     tmp: &'a mut String,
     redactor: Option<&'a Redaction>,
     info: &'a CallsiteInfo,
-    /// Names written, for span-field de-duplication (events only).
-    seen: Option<&'a mut Vec<&'static str>>,
     /// `(name, start, end)` of each fragment (spans only).
     entries: Option<&'a mut Vec<(&'static str, u32, u32)>>,
     skip_log_fields: bool,
 }
 
 impl FieldWriter<'_> {
-    #[inline]
+    #[inline(always)]
     fn begin(&mut self, field: &Field) -> Option<usize> {
         let name = field.name();
         if self.skip_log_fields && name.starts_with("log.") {
@@ -688,11 +686,8 @@ impl FieldWriter<'_> {
         Some(start)
     }
 
-    #[inline]
+    #[inline(always)]
     fn end(&mut self, field: &Field, start: usize) {
-        if let Some(seen) = self.seen.as_deref_mut() {
-            seen.push(field.name());
-        }
         if let Some(entries) = self.entries.as_deref_mut() {
             entries.push((field.name(), start as u32, self.out.len() as u32));
         }
@@ -715,11 +710,23 @@ impl FieldWriter<'_> {
     }
 
     fn message(&mut self, value: &dyn fmt::Debug) {
-        self.tmp.clear();
-        let _ = write!(self.tmp, "{value:?}");
         let Some(msg) = self.msg.as_deref_mut() else {
             return;
         };
+        // Formatted straight into place; nearly every message needs neither
+        // redaction nor escaping, and is then done.
+        msg.clear();
+        let _ = write!(json::Raw(msg), "{value:?}");
+        if self.json
+            && self
+                .redactor
+                .is_none_or(|r| r.builtin_only && !may_hold_secret(msg))
+            && !json::needs_escape(msg)
+        {
+            return;
+        }
+        self.tmp.clear();
+        self.tmp.push_str(&String::from_utf8_lossy(msg));
         msg.clear();
         let v = match self.redactor {
             Some(r) => r.redact(self.tmp),
@@ -788,6 +795,12 @@ impl Redaction {
 /// against the real scanner by a property test.
 #[inline]
 pub(crate) fn may_hold_secret(b: &[u8]) -> bool {
+    // Without a separator every built-in rule needs at least 12 bytes
+    // (`basic` + space + a 6-byte credential; PEM headers and tokens are
+    // longer): short values need one scalar pass.
+    if b.len() < 12 {
+        return b.iter().any(|&c| matches!(c, b'=' | b':' | b'@'));
+    }
     // Branch-free first pass: any separator byte means "scan".
     let mut trig = false;
     for &c in b {
@@ -795,11 +808,6 @@ pub(crate) fn may_hold_secret(b: &[u8]) -> bool {
     }
     if trig {
         return true;
-    }
-    // Without a separator every built-in rule needs at least 12 bytes
-    // (`basic` + space + a 6-byte credential; PEM headers and tokens are longer).
-    if b.len() < 12 {
-        return false;
     }
     let mut run = 0usize;
     let mut dashes = 0usize;
@@ -972,6 +980,8 @@ impl Visit for FieldWriter<'_> {
 #[derive(Debug)]
 pub(crate) struct CallsiteInfo {
     has_message: bool,
+    /// The callsite's field names.
+    names: Box<[&'static str]>,
     /// Fields whose names need no JSON escaping (written as they are).
     plain_names: u64,
     /// Each field's key fragment as written (`,"name":` in JSON, ` name=`
@@ -1090,6 +1100,19 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// Room for typical lines up front, so a message or line that grows by a
+    /// few bytes does not reallocate.
+    fn sized() -> Self {
+        Self {
+            line: Vec::with_capacity(1024),
+            fields: Vec::with_capacity(512),
+            msg: Vec::with_capacity(256),
+            tmp: String::with_capacity(256),
+            spans: Vec::with_capacity(256),
+            ..Self::default()
+        }
+    }
+
     fn trim(&mut self) {
         for v in [
             &mut self.line,
@@ -1098,7 +1121,7 @@ impl Scratch {
             &mut self.spans,
         ] {
             if v.capacity() > SCRATCH_KEEP {
-                *v = Vec::new();
+                *v = Vec::with_capacity(256);
             }
         }
         if self.tmp.capacity() > SCRATCH_KEEP {
@@ -1108,7 +1131,7 @@ impl Scratch {
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::sized());
 }
 
 /// Span fields pre-formatted when the span is created or recorded.
@@ -1228,6 +1251,7 @@ impl Inner {
         }
         CallsiteInfo {
             has_message: meta.fields().field("message").is_some(),
+            names: meta.fields().iter().map(|f| f.name()).collect(),
             plain_names,
             keys: keys.into_boxed_slice(),
             key_ends: key_ends.into_boxed_slice(),
@@ -1310,7 +1334,6 @@ impl Inner {
                 tmp: &mut tmp,
                 redactor: self.redactor.as_ref(),
                 info,
-                seen: None,
                 entries: Some(&mut sf.entries),
                 skip_log_fields: false,
             };
@@ -1407,7 +1430,6 @@ impl Inner {
                 tmp: &mut s.tmp,
                 redactor: self.redactor.as_ref(),
                 info,
-                seen: Some(&mut s.seen),
                 entries: None,
                 skip_log_fields: is_log,
             };
@@ -1432,7 +1454,8 @@ impl Inner {
                 if json {
                     if let Some(sf) = sf {
                         for &(name, a, b) in &sf.entries {
-                            if !s.seen.contains(&name) {
+                            // The event's own fields and inner spans' win.
+                            if !info.names.contains(&name) && !s.seen.contains(&name) {
                                 s.seen.push(name);
                                 s.fields.extend_from_slice(&sf.buf[a as usize..b as usize]);
                             }

@@ -447,10 +447,11 @@ impl Chunk {
         self.head = 0;
     }
 
-    /// Grows an empty chunk to the size of the largest batch seen, so the
-    /// producers appending to it next do not reallocate in steady state.
+    /// Grows an empty chunk to twice the largest batch seen, so the
+    /// producers appending to it next do not reallocate in steady state
+    /// (a batch varies with how long the writer took for the previous one).
     fn reserve_like(&mut self, high: (usize, usize)) {
-        let (bytes, lines) = (high.0.min(MAX_CHUNK_KEEP), high.1);
+        let (bytes, lines) = ((2 * high.0).min(MAX_CHUNK_KEEP), 2 * high.1);
         self.bytes.reserve(bytes.saturating_sub(self.bytes.len()));
         self.ends.reserve(lines.saturating_sub(self.ends.len()));
         self.levels.reserve(lines.saturating_sub(self.levels.len()));
