@@ -24,6 +24,42 @@ fn obs_dispatch(config: Config) -> (tracing_core::Dispatch, obs_log::Handles) {
     )
 }
 
+/// What `tracing` itself costs a layer before it writes a byte: dispatch,
+/// the registry's current-span lookup, and visiting the five fields with a
+/// visitor that does nothing. No layer on `tracing` can go below this.
+struct Floor;
+
+struct NoVisit;
+
+impl tracing_core::field::Visit for NoVisit {
+    fn record_debug(&mut self, _: &tracing_core::Field, v: &dyn std::fmt::Debug) {
+        black_box(v);
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for Floor
+where
+    S: tracing_core::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_event(
+        &self,
+        event: &tracing_core::Event<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let span = ctx.event_span(event);
+        black_box(span.map(|s| s.name()));
+        event.record(&mut NoVisit);
+    }
+}
+
+fn floor_dispatch() -> tracing_core::Dispatch {
+    tracing_core::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(Floor)
+            .with(tracing_subscriber::filter::LevelFilter::INFO),
+    )
+}
+
 fn ts_json_dispatch() -> tracing_core::Dispatch {
     let layer = tracing_subscriber::fmt::layer()
         .json()
@@ -82,6 +118,16 @@ fn event_in_span(c: &mut Criterion) {
     in_span(&ts, || {
         let mut i = 0u64;
         g.bench_function("anchor/tracing-subscriber-json", |b| {
+            b.iter(|| {
+                i += 1;
+                event(black_box(i))
+            })
+        });
+    });
+    let floor = floor_dispatch();
+    in_span(&floor, || {
+        let mut i = 0u64;
+        g.bench_function("floor/tracing-registry-noop-layer", |b| {
             b.iter(|| {
                 i += 1;
                 event(black_box(i))

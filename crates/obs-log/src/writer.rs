@@ -544,7 +544,11 @@ impl NbShared {
 
     #[inline]
     fn enqueue(&self, level: usize, line: &[u8], counted: bool) {
-        let tag = if counted { level as u8 } else { level as u8 | UNCOUNTED };
+        let tag = if counted {
+            level as u8
+        } else {
+            level as u8 | UNCOUNTED
+        };
         let policy = self.policies[level];
         // DEBUG and TRACE under a dropping policy may only fill part of the queue.
         let limit = if level >= 3 && policy != OverflowPolicy::Block {
@@ -782,15 +786,11 @@ impl Worker {
             // Unless the queue fills up, let the next batch gather: the writer
             // then touches the shared state at most every `POLL_SLEEP`, not
             // once per line, and producers rarely meet it there.
-            let wait_for_more =
-                st.queued < shared.capacity / 4 && !st.closed && !st.flush_wanted;
+            let wait_for_more = st.queued < shared.capacity / 4 && !st.closed && !st.flush_wanted;
             drop(st);
             idle_polls = 0;
             self.write_batch(batch);
-            high = (
-                high.0.max(batch.bytes.len()),
-                high.1.max(batch.ends.len()),
-            );
+            high = (high.0.max(batch.bytes.len()), high.1.max(batch.ends.len()));
             batch.clear();
             batch.reserve_like(high);
             dirty = true;
