@@ -20,7 +20,7 @@ use obs_core::Resource;
 
 use crate::Error;
 use crate::config::BatchConfig;
-use crate::raw::RawSpan;
+use crate::raw::{BoxPool, RawSpan, Recording};
 use crate::span::FinishedSpan;
 
 /// Something that sends batches of spans somewhere. Called on the exporter
@@ -200,6 +200,8 @@ pub(crate) struct Pipeline {
     wake_check: u64,
     thread: Mutex<Option<JoinHandle<()>>>,
     shut_down: Mutex<Option<ShutdownReport>>,
+    /// Recording boxes the exporter thread hands back.
+    pub(crate) pool: Arc<BoxPool>,
 }
 
 impl std::fmt::Debug for Control {
@@ -224,6 +226,8 @@ impl Pipeline {
         let counters = stats.c.clone();
         let wake_pending = Arc::new(AtomicBool::new(false));
         let wp = wake_pending.clone();
+        let pool = Arc::new(BoxPool::default());
+        let worker_pool = pool.clone();
         let thread = std::thread::Builder::new()
             .name("obs-trace-export".into())
             .spawn(move || {
@@ -240,6 +244,8 @@ impl Pipeline {
                     resource,
                     buf: Vec::new(),
                     wake_pending: wp,
+                    pool: worker_pool,
+                    returned: Vec::new(),
                 };
                 w.run(exporter.as_mut());
                 exporter.shutdown();
@@ -255,6 +261,7 @@ impl Pipeline {
             wake_check: wake_check_mask(batch.max_export_batch_size),
             thread: Mutex::new(Some(thread)),
             shut_down: Mutex::new(None),
+            pool,
         })
     }
 
@@ -354,6 +361,8 @@ struct Worker {
     resource: Resource,
     buf: Vec<FinishedSpan>,
     wake_pending: Arc<AtomicBool>,
+    pool: Arc<BoxPool>,
+    returned: Vec<Box<Recording>>,
 }
 
 impl Worker {
@@ -399,10 +408,15 @@ impl Worker {
     fn fill(&mut self) {
         while self.buf.len() < self.batch.max_export_batch_size {
             match self.rx.try_recv() {
-                Ok(s) => self.buf.push(s.into_finished()),
+                Ok(s) => {
+                    let (span, boxed) = s.into_finished();
+                    self.buf.push(span);
+                    self.returned.push(boxed);
+                }
                 Err(_) => break,
             }
         }
+        self.pool.give_back(&mut self.returned);
     }
 
     /// Exports the buffer and everything queued, stopping at `deadline`.

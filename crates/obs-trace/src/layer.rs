@@ -216,7 +216,11 @@ impl TraceLayer {
         ids: RecordingIds,
         link: Option<SpanContext>,
     ) -> Box<Recording> {
-        let mut rec = Box::new(Recording::new(ids, SystemTime::now()));
+        let rec = Recording::new(ids, SystemTime::now());
+        let mut rec = match &self.shared.pipeline {
+            Some(p) => p.pool.boxed(rec),
+            None => Box::new(rec),
+        };
         if let Some(l) = link {
             rec.links.push(Link {
                 trace_id: l.trace_id,

@@ -246,8 +246,33 @@ impl Recording {
 pub(crate) struct RawSpan(pub(crate) Box<Recording>);
 
 impl RawSpan {
-    pub(crate) fn into_finished(self) -> FinishedSpan {
-        let rec = *self.0;
+    /// The public span, and the emptied box for reuse (see [`BoxPool`]).
+    pub(crate) fn into_finished(self) -> (FinishedSpan, Box<Recording>) {
+        let mut boxed = self.0;
+        let rec = std::mem::replace(&mut *boxed, Recording::empty());
+        (rec.into_finished(), boxed)
+    }
+}
+
+impl Recording {
+    /// A placeholder left in a box whose recording was taken out.
+    fn empty() -> Self {
+        Self::new(
+            RecordingIds {
+                trace_id: TraceId::INVALID,
+                span_id: SpanId::INVALID,
+                parent: None,
+                parent_remote: false,
+                flags: TraceFlags::default(),
+                meta_name: "",
+                scope: "",
+            },
+            SystemTime::UNIX_EPOCH,
+        )
+    }
+
+    fn into_finished(self) -> FinishedSpan {
+        let rec = self;
         FinishedSpan {
             trace_id: rec.trace_id,
             span_id: rec.span_id,
@@ -270,6 +295,60 @@ impl RawSpan {
             dropped_attributes: rec.dropped_attributes,
             dropped_events: rec.dropped_events,
         }
+    }
+}
+
+/// Boxes of recordings the exporter thread has emptied, handed back to the
+/// application threads. A box allocated on one thread and freed on another
+/// makes glibc's allocator take the arena lock of the allocating thread (a
+/// futex wake on the application thread when both meet); reusing the boxes
+/// keeps sampled spans off the allocator entirely in steady state.
+#[derive(Debug, Default)]
+pub(crate) struct BoxPool {
+    boxes: std::sync::Mutex<Vec<Box<Recording>>>,
+}
+
+/// Boxes kept for reuse at most (about 0.6 KiB each).
+const POOL_MAX: usize = 4096;
+
+impl BoxPool {
+    /// `rec` in a reused box when one is free, else in a new one.
+    #[inline]
+    pub(crate) fn boxed(&self, rec: Recording) -> Box<Recording> {
+        let reused = match self.boxes.try_lock() {
+            Ok(mut b) => b.pop(),
+            // Busy (the exporter is handing boxes back) or poisoned: allocate.
+            Err(_) => None,
+        };
+        match reused {
+            Some(mut b) => {
+                *b = rec;
+                b
+            }
+            None => Box::new(rec),
+        }
+    }
+
+    /// Takes back emptied boxes (dropping those beyond the pool's size).
+    pub(crate) fn give_back(&self, returned: &mut Vec<Box<Recording>>) {
+        let mut boxes = self
+            .boxes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let room = POOL_MAX.saturating_sub(boxes.len());
+        let n = returned.len().min(room);
+        boxes.extend(returned.drain(..n));
+        drop(boxes);
+        returned.clear();
+    }
+}
+
+impl fmt::Debug for Recording {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recording")
+            .field("trace_id", &self.trace_id)
+            .field("span_id", &self.span_id)
+            .finish_non_exhaustive()
     }
 }
 
