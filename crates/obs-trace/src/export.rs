@@ -362,6 +362,7 @@ struct Worker {
     buf: Vec<FinishedSpan>,
     wake_pending: Arc<AtomicBool>,
     pool: Arc<BoxPool>,
+    #[allow(clippy::vec_box, reason = "see BoxPool")]
     returned: Vec<Box<Recording>>,
 }
 

@@ -304,6 +304,10 @@ impl Recording {
 /// futex wake on the application thread when both meet); reusing the boxes
 /// keeps sampled spans off the allocator entirely in steady state.
 #[derive(Debug, Default)]
+#[allow(
+    clippy::vec_box,
+    reason = "the boxes themselves are what is reused: each travels to the exporter thread and back"
+)]
 pub(crate) struct BoxPool {
     boxes: std::sync::Mutex<Vec<Box<Recording>>>,
 }
@@ -330,6 +334,7 @@ impl BoxPool {
     }
 
     /// Takes back emptied boxes (dropping those beyond the pool's size).
+    #[allow(clippy::vec_box, reason = "see BoxPool")]
     pub(crate) fn give_back(&self, returned: &mut Vec<Box<Recording>>) {
         let mut boxes = self
             .boxes
