@@ -263,9 +263,10 @@ impl Spec {
             line: None,
             msg: Some(&msg),
             fields: &fields,
+            head: None,
         };
         match self.format {
-            Format::Json => self.json_line(buf, &line, &[], None),
+            Format::Json => self.json_line(buf, &line, b"", None),
             _ => self.human_line(buf, &line, &[], &[], None),
         }
     }
@@ -276,7 +277,7 @@ impl Spec {
         &self,
         out: &mut Vec<u8>,
         p: &LineParts<'_>,
-        path: &[&'static str],
+        path: &[u8],
         ids: Option<&IdRecord>,
     ) {
         let q = json::quoted;
@@ -286,10 +287,7 @@ impl Spec {
             Schema::Native => {
                 out.extend_from_slice(b"\"timestamp\":\"");
                 json::rfc3339(out, p.ts, self.precision);
-                out.extend_from_slice(b"\",\"level\":\"");
-                out.extend_from_slice(level.as_str().as_bytes());
-                out.extend_from_slice(b"\",\"target\":");
-                q(out, p.target);
+                self.level_target(out, p);
                 self.message(out, "message", p.msg);
                 self.fields(out, p.fields);
                 self.path(out, "spans", path);
@@ -337,10 +335,7 @@ impl Spec {
             Schema::Ecs => {
                 out.extend_from_slice(b"\"@timestamp\":\"");
                 json::rfc3339(out, p.ts, self.precision);
-                out.extend_from_slice(b"\",\"log.level\":\"");
-                out.extend_from_slice(lower(level).as_bytes());
-                out.extend_from_slice(b"\",\"log.logger\":");
-                q(out, p.target);
+                self.level_target(out, p);
                 self.message(out, "message", p.msg);
                 self.fields(out, p.fields);
                 self.path(out, "spans", path);
@@ -354,18 +349,7 @@ impl Spec {
             Schema::Gcp => {
                 out.extend_from_slice(b"\"timestamp\":\"");
                 json::rfc3339(out, p.ts, self.precision);
-                out.extend_from_slice(b"\",\"severity\":\"");
-                out.extend_from_slice(
-                    match level {
-                        Level::ERROR => "ERROR",
-                        Level::WARN => "WARNING",
-                        Level::INFO => "INFO",
-                        _ => "DEBUG",
-                    }
-                    .as_bytes(),
-                );
-                out.extend_from_slice(b"\",\"target\":");
-                q(out, p.target);
+                self.level_target(out, p);
                 self.message(out, "message", p.msg);
                 self.fields(out, p.fields);
                 self.path(out, "spans", path);
@@ -402,10 +386,7 @@ impl Spec {
             Schema::Datadog => {
                 out.extend_from_slice(b"\"timestamp\":\"");
                 json::rfc3339(out, p.ts, self.precision);
-                out.extend_from_slice(b"\",\"status\":\"");
-                out.extend_from_slice(lower(level).as_bytes());
-                out.extend_from_slice(b"\",\"logger.name\":");
-                q(out, p.target);
+                self.level_target(out, p);
                 self.message(out, "message", p.msg);
                 self.fields(out, p.fields);
                 self.path(out, "spans", path);
@@ -425,6 +406,44 @@ impl Spec {
         }
         out.extend_from_slice(&self.resource_json);
         out.extend_from_slice(b"}\n");
+    }
+
+    /// `","level":"INFO","target":"…"` (in the schema's names), from the
+    /// callsite's pre-rendered copy when there is one.
+    #[inline]
+    fn level_target(&self, out: &mut Vec<u8>, p: &LineParts<'_>) {
+        match p.head {
+            Some(h) => out.extend_from_slice(h),
+            None => self.render_level_target(out, p.level, p.target),
+        }
+    }
+
+    /// What [`level_target`](Self::level_target) writes (not for the OTel
+    /// schema, whose level and target are apart).
+    fn render_level_target(&self, out: &mut Vec<u8>, level: Level, target: &str) {
+        let (level_key, level_text, target_key): (&[u8], &str, &[u8]) = match self.schema {
+            Schema::Native | Schema::Otel => (b"level", level.as_str(), b"target"),
+            Schema::Ecs => (b"log.level", lower(level), b"log.logger"),
+            Schema::Gcp => (
+                b"severity",
+                match level {
+                    Level::ERROR => "ERROR",
+                    Level::WARN => "WARNING",
+                    Level::INFO => "INFO",
+                    _ => "DEBUG",
+                },
+                b"target",
+            ),
+            Schema::Datadog => (b"status", lower(level), b"logger.name"),
+        };
+        out.extend_from_slice(b"\",\"");
+        out.extend_from_slice(level_key);
+        out.extend_from_slice(b"\":\"");
+        out.extend_from_slice(level_text.as_bytes());
+        out.extend_from_slice(b"\",\"");
+        out.extend_from_slice(target_key);
+        out.extend_from_slice(b"\":");
+        json::quoted(out, target);
     }
 
     #[inline]
@@ -455,20 +474,16 @@ impl Spec {
         }
     }
 
+    /// `,"key":[…]` from the pre-rendered `"outer","inner"` fragment.
     #[inline]
-    fn path(&self, out: &mut Vec<u8>, key: &str, path: &[&'static str]) {
+    fn path(&self, out: &mut Vec<u8>, key: &str, path: &[u8]) {
         if !self.span_path || path.is_empty() {
             return;
         }
         out.extend_from_slice(b",\"");
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(b"\":[");
-        for (i, name) in path.iter().rev().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            json::quoted(out, name);
-        }
+        out.extend_from_slice(path);
         out.push(b']');
     }
 
@@ -639,6 +654,8 @@ struct LineParts<'a> {
     line: Option<u32>,
     msg: Option<&'a [u8]>,
     fields: &'a [u8],
+    /// The callsite's pre-rendered level and target (see `level_target`).
+    head: Option<&'a [u8]>,
 }
 
 // --------------------------------------------------------------- visitor
@@ -665,9 +682,17 @@ impl FieldWriter<'_> {
             return None;
         }
         let start = self.out.len();
-        if let Some(key) = self.info.key(field) {
-            self.out.extend_from_slice(key);
-        } else if self.json {
+        if !self.info.put_key(field, self.out) {
+            self.render_key(field);
+        }
+        Some(start)
+    }
+
+    /// A key of a field from another callsite (a span recorded later).
+    #[cold]
+    fn render_key(&mut self, field: &Field) {
+        let name = field.name();
+        if self.json {
             self.out.extend_from_slice(b",\"");
             if self.info.reserved & bit(field) != 0 {
                 self.out.extend_from_slice(b"fields.");
@@ -683,7 +708,6 @@ impl FieldWriter<'_> {
             human_escape(self.out, name);
             self.out.push(b'=');
         }
-        Some(start)
     }
 
     #[inline(always)]
@@ -793,14 +817,23 @@ impl Redaction {
 /// `key: value` separator, a URL's `@`, a PEM `-----` line, a `Bearer` or
 /// `Basic` scheme word, or a token of at least 20 token bytes. Checked
 /// against the real scanner by a property test.
-#[inline]
+#[inline(always)]
 pub(crate) fn may_hold_secret(b: &[u8]) -> bool {
     // Without a separator every built-in rule needs at least 12 bytes
     // (`basic` + space + a 6-byte credential; PEM headers and tokens are
-    // longer): short values need one scalar pass.
+    // longer): short values need one scalar pass, inlined.
     if b.len() < 12 {
-        return b.iter().any(|&c| matches!(c, b'=' | b':' | b'@'));
+        let mut hit = 0u8;
+        for &c in b {
+            hit |= SEPARATOR[c as usize];
+        }
+        return hit != 0;
     }
+    may_hold_secret_long(b)
+}
+
+#[inline(never)]
+fn may_hold_secret_long(b: &[u8]) -> bool {
     // Branch-free first pass: any separator byte means "scan".
     let mut trig = false;
     for &c in b {
@@ -837,6 +870,15 @@ pub(crate) fn may_hold_secret(b: &[u8]) -> bool {
     }
     (run == 5 || run == 6) && is_scheme(&b[b.len() - run..])
 }
+
+/// 1 for `=`, `:` and `@`, the separators every keyed secret rule needs.
+static SEPARATOR: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'=' as usize] = 1;
+    t[b':' as usize] = 1;
+    t[b'@' as usize] = 1;
+    t
+};
 
 #[inline]
 fn is_scheme(tok: &[u8]) -> bool {
@@ -982,12 +1024,19 @@ pub(crate) struct CallsiteInfo {
     has_message: bool,
     /// The callsite's field names.
     names: Box<[&'static str]>,
+    /// Level and target as the JSON line writes them (events, JSON formats
+    /// but OTel's).
+    head: Option<Box<[u8]>>,
     /// Fields whose names need no JSON escaping (written as they are).
     plain_names: u64,
     /// Each field's key fragment as written (`,"name":` in JSON, ` name=`
     /// in the human formats), concatenated; `key_ends[i]` ends field `i`'s.
     keys: Box<[u8]>,
     key_ends: Box<[u32]>,
+    /// The same keys padded to `KEY_PAD` bytes (length in the last byte;
+    /// 0 = too long): appended with one fixed-size copy, then truncated,
+    /// instead of a variable-length `memcpy` call per field.
+    padded: Box<[[u8; KEY_PAD]]>,
     /// The callsite the keys belong to.
     callsite: Identifier,
     sensitive: u64,
@@ -995,7 +1044,36 @@ pub(crate) struct CallsiteInfo {
     limiter: Option<Limiter>,
 }
 
+/// Room of a padded key (see `CallsiteInfo::padded`).
+const KEY_PAD: usize = 32;
+
 impl CallsiteInfo {
+    /// Appends the pre-rendered key of `field` when it belongs to this
+    /// callsite; `false` when the caller must render it.
+    #[inline(always)]
+    fn put_key(&self, field: &Field, out: &mut Vec<u8>) -> bool {
+        let Some(p) = self.padded.get(field.index()) else {
+            return false;
+        };
+        if field.callsite() != self.callsite {
+            return false;
+        }
+        let n = p[KEY_PAD - 1] as usize;
+        if n == 0 {
+            return match self.key(field) {
+                Some(k) => {
+                    out.extend_from_slice(k);
+                    true
+                }
+                None => false,
+            };
+        }
+        let at = out.len();
+        out.extend_from_slice(p);
+        out.truncate(at + n);
+        true
+    }
+
     /// The pre-rendered key of `field`, when it belongs to this callsite.
     #[inline]
     fn key(&self, field: &Field) -> Option<&[u8]> {
@@ -1095,6 +1173,8 @@ struct Scratch {
     tmp: String,
     seen: Vec<&'static str>,
     path: Vec<&'static str>,
+    /// The span path as written (`"outer","inner"`).
+    pathbuf: Vec<u8>,
     spans: Vec<u8>,
     ranges: Vec<(u32, u32)>,
 }
@@ -1109,6 +1189,7 @@ impl Scratch {
             msg: Vec::with_capacity(256),
             tmp: String::with_capacity(256),
             spans: Vec::with_capacity(256),
+            pathbuf: Vec::with_capacity(128),
             ..Self::default()
         }
     }
@@ -1119,6 +1200,7 @@ impl Scratch {
             &mut self.fields,
             &mut self.msg,
             &mut self.spans,
+            &mut self.pathbuf,
         ] {
             if v.capacity() > SCRATCH_KEEP {
                 *v = Vec::with_capacity(256);
@@ -1138,6 +1220,16 @@ thread_local! {
 struct SpanFields {
     buf: Vec<u8>,
     entries: Vec<(&'static str, u32, u32)>,
+    /// Where `buf` holds this span's path, `"outer","inner"` (JSON only;
+    /// empty when not known at creation): an event copies it whole instead
+    /// of quoting every span name again.
+    path: (u32, u32),
+}
+
+impl SpanFields {
+    fn path(&self) -> &[u8] {
+        &self.buf[self.path.0 as usize..self.path.1 as usize]
+    }
 }
 
 pub(crate) struct Inner {
@@ -1252,7 +1344,25 @@ impl Inner {
         CallsiteInfo {
             has_message: meta.fields().field("message").is_some(),
             names: meta.fields().iter().map(|f| f.name()).collect(),
+            head: (json && meta.is_event() && self.spec.schema != Schema::Otel).then(|| {
+                let mut h = Vec::new();
+                self.spec
+                    .render_level_target(&mut h, *meta.level(), meta.target());
+                h.into_boxed_slice()
+            }),
             plain_names,
+            padded: (0..key_ends.len())
+                .map(|i| {
+                    let start = if i == 0 { 0 } else { key_ends[i - 1] as usize };
+                    let k = &keys[start..key_ends[i] as usize];
+                    let mut p = [0u8; KEY_PAD];
+                    if k.len() < KEY_PAD {
+                        p[..k.len()].copy_from_slice(k);
+                        p[KEY_PAD - 1] = k.len() as u8;
+                    }
+                    p
+                })
+                .collect(),
             keys: keys.into_boxed_slice(),
             key_ends: key_ends.into_boxed_slice(),
             callsite: meta.callsite(),
@@ -1324,6 +1434,7 @@ impl Inner {
         let mut sf = SpanFields {
             buf: Vec::new(),
             entries: Vec::new(),
+            path: (0, 0),
         };
         let mut tmp = String::new();
         self.with_info(meta, |info| {
@@ -1419,6 +1530,7 @@ impl Inner {
         s.msg.clear();
         s.seen.clear();
         s.path.clear();
+        s.pathbuf.clear();
         s.spans.clear();
         s.ranges.clear();
         let has_msg = info.has_message;
@@ -1440,17 +1552,27 @@ impl Inner {
         // `event_span` + `parent` visits what `event_scope` would, with one
         // registry lookup less (the scope iterator looks its first span up again).
         let mut next = ctx.event_span(event);
+        let mut path_known = false;
         while let Some(span) = next {
             {
-                s.path.push(span.name());
                 let ext = span.extensions();
+                let sf = ext.get::<SpanFields>();
+                if json && !path_known {
+                    match sf {
+                        // The innermost span knows the whole path.
+                        Some(sf) if s.path.is_empty() && sf.path.1 > sf.path.0 => {
+                            s.pathbuf.extend_from_slice(sf.path());
+                            path_known = true;
+                        }
+                        _ => s.path.push(span.name()),
+                    }
+                }
                 if let Some(rec) = ext.get::<IdRecord>() {
                     match &mut ids {
                         None => ids = Some(rec.clone()),
                         Some(acc) => acc.fill_from(rec),
                     }
                 }
-                let sf = ext.get::<SpanFields>();
                 if json {
                     if let Some(sf) = sf {
                         for &(name, a, b) in &sf.entries {
@@ -1475,6 +1597,14 @@ impl Inner {
             next = span.parent();
         }
 
+        if json && !path_known {
+            for (i, name) in s.path.iter().rev().enumerate() {
+                if i > 0 {
+                    s.pathbuf.push(b',');
+                }
+                json::quoted(&mut s.pathbuf, name);
+            }
+        }
         let parts = LineParts {
             ts,
             level,
@@ -1483,11 +1613,13 @@ impl Inner {
             line,
             msg: has_msg.then_some(s.msg.as_slice()),
             fields: &s.fields,
+            // A `log` record's target is its own, not the bridge callsite's.
+            head: if is_log { None } else { info.head.as_deref() },
         };
         s.line.clear();
         if json {
             self.spec
-                .json_line(&mut s.line, &parts, &s.path, ids.as_ref());
+                .json_line(&mut s.line, &parts, &s.pathbuf, ids.as_ref());
         } else {
             self.spec
                 .human_line(&mut s.line, &parts, &s.spans, &s.ranges, ids.as_ref());
@@ -1528,9 +1660,32 @@ where
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let sf = self
+        let mut sf = self
             .inner
             .span_fields(attrs.metadata(), |v| attrs.record(v));
+        let spec = &self.inner.spec;
+        if spec.span_path && spec.format == Format::Json {
+            // The parent's path plus this name; unknown (left empty, so
+            // events render it) when the parent has none.
+            let start = sf.buf.len();
+            let known = match span.parent() {
+                None => true,
+                Some(parent) => match parent.extensions().get::<SpanFields>() {
+                    Some(p) if p.path.1 > p.path.0 => {
+                        sf.buf.extend_from_slice(p.path());
+                        sf.buf.push(b',');
+                        true
+                    }
+                    _ => false,
+                },
+            };
+            if known {
+                json::quoted(&mut sf.buf, span.name());
+                sf.path = (start as u32, sf.buf.len() as u32);
+            } else {
+                sf.buf.truncate(start);
+            }
+        }
         span.extensions_mut().insert(sf);
     }
 
@@ -1546,6 +1701,7 @@ where
                 let mut merged = SpanFields {
                     buf: Vec::with_capacity(old.buf.len() + new.buf.len()),
                     entries: Vec::new(),
+                    path: (0, 0),
                 };
                 for (src, replaced) in [(&*old, true), (&new, false)] {
                     for &(name, a, b) in &src.entries {
@@ -1559,6 +1715,9 @@ where
                         merged.entries.push((name, start, merged.buf.len() as u32));
                     }
                 }
+                let start = merged.buf.len() as u32;
+                merged.buf.extend_from_slice(old.path());
+                merged.path = (start, merged.buf.len() as u32);
                 *old = merged;
             }
         }
