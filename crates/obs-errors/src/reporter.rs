@@ -780,7 +780,8 @@ impl Reporter {
         };
         let mut extra = redact_pairs(scope.extra);
         extra.extend(redact_pairs(input.fields));
-        let request = scope.request.map(|mut r| {
+        let request = scope.request.map(|slot| {
+            let mut r = slot.get().clone();
             for (k, v) in &mut r.headers {
                 *v = scope::redact_header(k, v, red);
             }

@@ -145,16 +145,107 @@ impl RequestContext {
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn from_http<B>(req: &http::Request<B>) -> Self {
-        let mut ctx = Self::new(req.method().as_str()).with_path(req.uri().path());
         #[cfg(feature = "axum")]
-        if let Some(m) = req.extensions().get::<axum::extract::MatchedPath>() {
-            ctx.route = Some(m.as_str().to_owned());
-        }
-        for (name, value) in req.headers() {
+        let route = req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map(|m| m.as_str());
+        #[cfg(not(feature = "axum"))]
+        let route = None;
+        Self::from_parts(req.method(), req.uri(), route, req.headers())
+    }
+
+    #[cfg(feature = "http")]
+    fn from_parts(
+        method: &http::Method,
+        uri: &http::Uri,
+        route: Option<&str>,
+        headers: &http::HeaderMap,
+    ) -> Self {
+        let mut ctx = Self::new(method.as_str()).with_path(uri.path());
+        ctx.route = route.map(str::to_owned);
+        for (name, value) in headers {
             let v = String::from_utf8_lossy(value.as_bytes());
             ctx = ctx.with_header(name.as_str(), &v);
         }
         ctx
+    }
+}
+
+/// A scope's request context, built (and redacted) only when first read:
+/// the tower layer keeps cheap clones of the request's method, URI and
+/// headers (reference-counted bytes), so a request that never reports an
+/// error never pays for copying and redacting its headers.
+#[derive(Clone)]
+pub(crate) struct RequestSlot(Arc<LazyRequest>);
+
+struct LazyRequest {
+    #[cfg(feature = "tower")]
+    raw: Option<RawRequest>,
+    ready: std::sync::OnceLock<RequestContext>,
+}
+
+#[cfg(feature = "tower")]
+struct RawRequest {
+    method: http::Method,
+    uri: http::Uri,
+    #[cfg(feature = "axum")]
+    route: Option<axum::extract::MatchedPath>,
+    headers: http::HeaderMap,
+}
+
+impl RequestSlot {
+    pub(crate) fn ready(r: RequestContext) -> Self {
+        Self(Arc::new(LazyRequest {
+            #[cfg(feature = "tower")]
+            raw: None,
+            ready: std::sync::OnceLock::from(r),
+        }))
+    }
+
+    #[cfg(feature = "tower")]
+    pub(crate) fn lazy<B>(req: &http::Request<B>) -> Self {
+        Self(Arc::new(LazyRequest {
+            raw: Some(RawRequest {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                #[cfg(feature = "axum")]
+                route: req
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .cloned(),
+                headers: req.headers().clone(),
+            }),
+            ready: std::sync::OnceLock::new(),
+        }))
+    }
+
+    pub(crate) fn get(&self) -> &RequestContext {
+        self.0.ready.get_or_init(|| {
+            #[cfg(feature = "tower")]
+            if let Some(raw) = &self.0.raw {
+                #[cfg(feature = "axum")]
+                let route = raw.route.as_ref().map(|m| m.as_str());
+                #[cfg(not(feature = "axum"))]
+                let route = None;
+                return RequestContext::from_parts(&raw.method, &raw.uri, route, &raw.headers);
+            }
+            RequestContext::default()
+        })
+    }
+}
+
+impl PartialEq for RequestSlot {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.get() == other.get()
+    }
+}
+
+impl Eq for RequestSlot {}
+
+impl std::fmt::Debug for RequestSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
     }
 }
 
@@ -196,7 +287,7 @@ pub struct Scope {
     pub(crate) user: Option<User>,
     pub(crate) tags: Vec<(String, String)>,
     pub(crate) extra: Vec<(String, String)>,
-    pub(crate) request: Option<RequestContext>,
+    pub(crate) request: Option<RequestSlot>,
 }
 
 fn set_entry(list: &mut Vec<(String, String)>, key: &str, value: String) -> bool {
@@ -243,7 +334,14 @@ impl Scope {
 
     /// Sets the request context.
     pub fn set_request(&mut self, request: RequestContext) -> &mut Self {
-        self.request = Some(request);
+        self.request = Some(RequestSlot::ready(request));
+        self
+    }
+
+    /// Sets the request context from `req`, built only if a report reads it.
+    #[cfg(feature = "tower")]
+    pub(crate) fn set_request_lazy<B>(&mut self, req: &http::Request<B>) -> &mut Self {
+        self.request = Some(RequestSlot::lazy(req));
         self
     }
 
@@ -270,7 +368,7 @@ impl Scope {
 
     /// The request context, if set.
     pub fn request(&self) -> Option<&RequestContext> {
-        self.request.as_ref()
+        self.request.as_ref().map(RequestSlot::get)
     }
 
     /// `self` with `inner`'s entries applied on top (inner wins).

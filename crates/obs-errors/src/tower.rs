@@ -7,10 +7,9 @@ use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::RequestContext;
 use crate::scope::{self, Scoped};
 
-/// Binds a scope with the request's [`RequestContext`] (method, path, route
+/// Binds a scope with the request's [`RequestContext`](crate::RequestContext) (method, path, route
 /// template from axum's `MatchedPath` with the `axum` feature, redacted
 /// headers) to every request future. Place it inside the router
 /// (`Router::layer`) so the matched route is known.
@@ -66,7 +65,7 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let mut s = scope::fork();
-        s.set_request(RequestContext::from_http(&req));
+        s.set_request_lazy(&req);
         scope::scoped_call(s, || self.inner.call(req))
     }
 }
