@@ -1230,6 +1230,30 @@ impl SpanFields {
     fn path(&self) -> &[u8] {
         &self.buf[self.path.0 as usize..self.path.1 as usize]
     }
+
+    /// Rewrites `buf` without the bytes of replaced values once they make
+    /// up more than half of it.
+    fn compact(&mut self) {
+        let live: usize = self
+            .entries
+            .iter()
+            .map(|&(_, a, b)| (b - a) as usize)
+            .sum::<usize>()
+            + (self.path.1 - self.path.0) as usize;
+        if self.buf.len() <= 2 * live + 64 {
+            return;
+        }
+        let mut buf = Vec::with_capacity(live);
+        for e in &mut self.entries {
+            let start = buf.len() as u32;
+            buf.extend_from_slice(&self.buf[e.1 as usize..e.2 as usize]);
+            *e = (e.0, start, buf.len() as u32);
+        }
+        let start = buf.len() as u32;
+        buf.extend_from_slice(self.path());
+        self.path = (start, buf.len() as u32);
+        self.buf = buf;
+    }
 }
 
 pub(crate) struct Inner {
@@ -1436,21 +1460,54 @@ impl Inner {
             entries: Vec::new(),
             path: (0, 0),
         };
-        let mut tmp = String::new();
-        self.with_info(meta, |info| {
-            let mut w = FieldWriter {
-                json: self.spec.format == Format::Json,
-                out: &mut sf.buf,
-                msg: None,
-                tmp: &mut tmp,
-                redactor: self.redactor.as_ref(),
-                info,
-                entries: Some(&mut sf.entries),
-                skip_log_fields: false,
-            };
-            record(&mut w);
-        });
+        self.record_into(&mut sf, meta, record);
         sf
+    }
+
+    /// Appends recorded fields to `sf`; a field recorded again replaces its
+    /// earlier value (whose bytes stay behind until the next compaction).
+    fn record_into(
+        &self,
+        sf: &mut SpanFields,
+        meta: &'static Metadata<'static>,
+        record: impl FnOnce(&mut dyn Visit),
+    ) {
+        let before = sf.entries.len();
+        SCRATCH.with(|cell| {
+            let mut fresh = String::new();
+            let mut scratch = cell.try_borrow_mut();
+            let tmp = match &mut scratch {
+                Ok(s) => &mut s.tmp,
+                Err(_) => &mut fresh,
+            };
+            self.with_info(meta, |info| {
+                let mut w = FieldWriter {
+                    json: self.spec.format == Format::Json,
+                    out: &mut sf.buf,
+                    msg: None,
+                    tmp,
+                    redactor: self.redactor.as_ref(),
+                    info,
+                    entries: Some(&mut sf.entries),
+                    skip_log_fields: false,
+                };
+                record(&mut w);
+            });
+        });
+        if before == 0 {
+            return;
+        }
+        let (old, new) = sf.entries.split_at(before);
+        if !old.iter().any(|o| new.iter().any(|n| n.0 == o.0)) {
+            return;
+        }
+        let new_names: Vec<&'static str> = new.iter().map(|e| e.0).collect();
+        let mut i = 0;
+        sf.entries.retain(|e| {
+            i += 1;
+            i > before || !new_names.contains(&e.0)
+        });
+        sf.compact();
     }
 
     fn on_event<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>)
@@ -1586,9 +1643,13 @@ impl Inner {
                 } else {
                     let a = s.spans.len() as u32;
                     s.spans.extend_from_slice(span.name().as_bytes());
-                    if let Some(sf) = sf.filter(|sf| !sf.buf.is_empty()) {
+                    if let Some(sf) = sf.filter(|sf| !sf.entries.is_empty()) {
                         s.spans.push(b'{');
-                        s.spans.extend_from_slice(&sf.buf[1..]);
+                        for (i, &(_, a, b)) in sf.entries.iter().enumerate() {
+                            // Each fragment is ` k=v`: no space after the brace.
+                            let a = a as usize + usize::from(i == 0);
+                            s.spans.extend_from_slice(&sf.buf[a..b as usize]);
+                        }
                         s.spans.push(b'}');
                     }
                     s.ranges.push((a, s.spans.len() as u32));
@@ -1691,34 +1752,16 @@ where
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let new = self
-            .inner
-            .span_fields(span.metadata(), |v| values.record(v));
         let mut ext = span.extensions_mut();
         match ext.get_mut::<SpanFields>() {
-            None => ext.insert(new),
-            Some(old) => {
-                let mut merged = SpanFields {
-                    buf: Vec::with_capacity(old.buf.len() + new.buf.len()),
-                    entries: Vec::new(),
-                    path: (0, 0),
-                };
-                for (src, replaced) in [(&*old, true), (&new, false)] {
-                    for &(name, a, b) in &src.entries {
-                        if replaced && new.entries.iter().any(|e| e.0 == name) {
-                            continue;
-                        }
-                        let start = merged.buf.len() as u32;
-                        merged
-                            .buf
-                            .extend_from_slice(&src.buf[a as usize..b as usize]);
-                        merged.entries.push((name, start, merged.buf.len() as u32));
-                    }
-                }
-                let start = merged.buf.len() as u32;
-                merged.buf.extend_from_slice(old.path());
-                merged.path = (start, merged.buf.len() as u32);
-                *old = merged;
+            Some(sf) => self
+                .inner
+                .record_into(sf, span.metadata(), |v| values.record(v)),
+            None => {
+                let new = self
+                    .inner
+                    .span_fields(span.metadata(), |v| values.record(v));
+                ext.insert(new);
             }
         }
     }

@@ -428,3 +428,43 @@ fn per_layer_filter_leaves_other_layers_alone_and_reloads() {
         "the other layer saw every event"
     );
 }
+
+#[test]
+fn a_field_recorded_many_times_keeps_its_last_value_only() {
+    for compact in [false, true] {
+        let config = if compact {
+            Config::new().format(obs_log::Format::Compact).ansi(false)
+        } else {
+            Config::new()
+        };
+        let (buf, dispatch, handles) = setup(config);
+        tracing::dispatcher::with_default(&dispatch, || {
+            let span = tracing::info_span!(
+                "job",
+                n = tracing::field::Empty,
+                fixed = "kept",
+                late = tracing::field::Empty
+            );
+            let _g = span.enter();
+            for i in 0..1_000u64 {
+                span.record("n", i);
+            }
+            span.record("late", "added");
+            tracing::info!("done");
+        });
+        handles.guard.flush(Duration::from_secs(5));
+        let line = &buf.lines()[0];
+        if compact {
+            assert!(
+                line.contains("job{fixed=kept n=999 late=added}"),
+                "{line}"
+            );
+        } else {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["n"], 999);
+            assert_eq!(v["fixed"], "kept");
+            assert_eq!(v["late"], "added");
+            assert_eq!(line.matches("\"n\":").count(), 1, "{line}");
+        }
+    }
+}

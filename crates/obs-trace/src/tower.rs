@@ -40,31 +40,23 @@ fn method_str(m: &Method) -> &'static str {
     }
 }
 
-fn host_port<B>(req: &Request<B>) -> (Option<String>, Option<u16>) {
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            req.headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        });
+fn host_port<B>(req: &Request<B>) -> (Option<&str>, Option<u16>) {
+    let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
     let Some(a) = authority else {
         return (None, None);
     };
-    let a = a.rsplit('@').next().unwrap_or(&a).to_owned();
+    let a = a.rsplit('@').next().unwrap_or(a);
     // `[v6]:port`, `host:port` or `host`.
     if let Some(rest) = a.strip_prefix('[') {
         let (h, p) = rest.split_once(']').unwrap_or((rest, ""));
-        return (
-            Some(h.to_owned()),
-            p.strip_prefix(':').and_then(|p| p.parse().ok()),
-        );
+        return (Some(h), p.strip_prefix(':').and_then(|p| p.parse().ok()));
     }
     match a.rsplit_once(':') {
-        Some((h, p)) => (Some(h.to_owned()), p.parse().ok()),
+        Some((h, p)) => (Some(h), p.parse().ok()),
         None => (Some(a), None),
     }
 }
@@ -139,17 +131,33 @@ impl TraceServerLayer {
     }
 
     /// The server span for `req` (not entered): what the service does.
+    /// Every attribute known before the handler runs is recorded at
+    /// creation, so the layers see one new span instead of a span and
+    /// a `record` per attribute; nothing here allocates.
     pub fn make_span<B>(&self, req: &Request<B>) -> tracing::Span {
         let method = method_str(req.method());
         let route = self.route(req);
-        let name: Cow<'_, str> = match &route {
-            Some(r) => Cow::Owned(format!("{method} {r}")),
-            None => Cow::Borrowed(method),
-        };
         let (host, port) = host_port(req);
         let extracted = self.propagators.extract_headers(req.headers());
         let scheme = req.uri().scheme_str().unwrap_or("http");
-        let span = in_remote_context(&extracted, || {
+        let user_agent = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        let client = client_address(req);
+        let version = match req.version() {
+            http::Version::HTTP_09 => Some("0.9"),
+            http::Version::HTTP_10 => Some("1.0"),
+            http::Version::HTTP_11 => Some("1.1"),
+            http::Version::HTTP_2 => Some("2"),
+            http::Version::HTTP_3 => Some("3"),
+            _ => None,
+        };
+        let name = SpanName {
+            method,
+            route: route.as_deref(),
+        };
+        in_remote_context(&extracted, || {
             tracing::info_span!(
                 "http.server",
                 otel.name = %name,
@@ -157,52 +165,51 @@ impl TraceServerLayer {
                 http.request.method = method,
                 url.path = req.uri().path(),
                 url.scheme = scheme,
-                http.route = Empty,
+                http.route = route.as_deref(),
                 http.response.status_code = Empty,
-                server.address = Empty,
-                server.port = Empty,
-                client.address = Empty,
-                user_agent.original = Empty,
-                network.protocol.version = Empty,
+                server.address = host,
+                server.port = port.map(i64::from),
+                client.address = client.as_ref().map(tracing::field::display),
+                user_agent.original = user_agent,
+                network.protocol.version = version,
                 error.type = Empty,
                 otel.status_code = Empty,
             )
-        });
-        if let Some(r) = &route {
-            span.record("http.route", r.as_ref());
-        }
-        if let Some(h) = &host {
-            span.record("server.address", h.as_str());
-        }
-        if let Some(p) = port {
-            span.record("server.port", i64::from(p));
-        }
-        if let Some(ua) = req
-            .headers()
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-        {
-            span.record("user_agent.original", ua);
-        }
-        if let Some(c) = client_address(req) {
-            span.record("client.address", c.as_str());
-        }
-        let version = match req.version() {
-            http::Version::HTTP_09 => "0.9",
-            http::Version::HTTP_10 => "1.0",
-            http::Version::HTTP_11 => "1.1",
-            http::Version::HTTP_2 => "2",
-            http::Version::HTTP_3 => "3",
-            _ => "",
-        };
-        if !version.is_empty() {
-            span.record("network.protocol.version", version);
-        }
-        span
+        })
     }
 }
 
-fn client_address<B>(req: &Request<B>) -> Option<String> {
+/// `{method} {route}`, or the method alone, written when a layer reads it.
+struct SpanName<'a> {
+    method: &'a str,
+    route: Option<&'a str>,
+}
+
+impl fmt::Display for SpanName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.route {
+            Some(r) => write!(f, "{} {r}", self.method),
+            None => f.write_str(self.method),
+        }
+    }
+}
+
+/// The client's address: the first `X-Forwarded-For` hop, else the peer.
+enum ClientAddress<'a> {
+    Forwarded(&'a str),
+    Peer(std::net::IpAddr),
+}
+
+impl fmt::Display for ClientAddress<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientAddress::Forwarded(s) => f.write_str(s),
+            ClientAddress::Peer(ip) => ip.fmt(f),
+        }
+    }
+}
+
+fn client_address<B>(req: &Request<B>) -> Option<ClientAddress<'_>> {
     if let Some(xff) = req
         .headers()
         .get("x-forwarded-for")
@@ -213,17 +220,17 @@ fn client_address<B>(req: &Request<B>) -> Option<String> {
             .map(str::trim)
             .filter(|s| !s.is_empty())
     {
-        return Some(first.to_owned());
+        return Some(ClientAddress::Forwarded(first));
     }
     if let Some(addr) = req.extensions().get::<std::net::SocketAddr>() {
-        return Some(addr.ip().to_string());
+        return Some(ClientAddress::Peer(addr.ip()));
     }
     #[cfg(feature = "axum")]
     if let Some(ci) = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
     {
-        return Some(ci.0.ip().to_string());
+        return Some(ClientAddress::Peer(ci.0.ip()));
     }
     None
 }
@@ -402,18 +409,12 @@ where
             otel.kind = "client",
             http.request.method = method,
             url.full = %full_url(req.uri()),
-            server.address = Empty,
-            server.port = Empty,
+            server.address = host,
+            server.port = port.map(i64::from),
             http.response.status_code = Empty,
             error.type = Empty,
             otel.status_code = Empty,
         );
-        if let Some(h) = &host {
-            span.record("server.address", h.as_str());
-        }
-        if let Some(p) = port {
-            span.record("server.port", i64::from(p));
-        }
         if let Some(cx) = span_context(&span) {
             let baggage = {
                 let _g = span.enter();
