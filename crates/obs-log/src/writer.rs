@@ -384,9 +384,11 @@ impl BlockingOut {
 
 /// Marks a line that is not counted in `written` (obs-log's own summaries).
 const UNCOUNTED: u8 = 0x80;
-const POLL_SLEEP: Duration = Duration::from_micros(50);
-/// Idle polls before the writer sleeps until a producer wakes it.
-const IDLE_POLLS: u32 = 20;
+/// After a batch the writer waits this long for the next one to gather.
+/// Every wake-up of the writer thread can preempt an application thread on
+/// a small machine; at one per millisecond that costs nothing measurable,
+/// while the batches stay small (a thousand lines at a million lines/s).
+const BATCH_INTERVAL: Duration = Duration::from_millis(1);
 /// Chunk memory kept between batches (larger chunks are released).
 const MAX_CHUNK_KEEP: usize = 4 << 20;
 
@@ -458,6 +460,20 @@ impl Chunk {
     }
 }
 
+/// What the writer thread is doing, so producers wake it only when needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WriterState {
+    /// Writing, or about to look at the chunk: nobody needs to wake it.
+    Running,
+    /// Waiting for a batch to gather: woken early by a big chunk.
+    Gathering,
+    /// Idle until the next line.
+    Parked,
+}
+
+/// A gathering batch this big is written at once.
+const GATHER_BYTES: usize = 256 * 1024;
+
 struct NbState {
     active: Chunk,
     /// Lines in `active` plus those the writer is writing.
@@ -470,7 +486,7 @@ struct NbState {
     /// Every line up to this sequence number is written and flushed.
     flushed: u64,
     flush_wanted: bool,
-    writer_asleep: bool,
+    writer: WriterState,
     /// Threads waiting on `room` (blocked producers, flushers, shutdown).
     waiting: usize,
     /// No new lines are accepted.
@@ -509,7 +525,7 @@ impl NbShared {
                 appended: 0,
                 flushed: 0,
                 flush_wanted: false,
-                writer_asleep: false,
+                writer: WriterState::Running,
                 waiting: 0,
                 closed: false,
                 finished: false,
@@ -596,8 +612,15 @@ impl NbShared {
         }
         st.active.push(tag, line);
         st.appended += 1;
-        if st.writer_asleep {
-            st.writer_asleep = false;
+        let wake = match st.writer {
+            WriterState::Running => false,
+            WriterState::Parked => true,
+            WriterState::Gathering => {
+                st.active.bytes.len() >= GATHER_BYTES || st.queued >= self.capacity / 4
+            }
+        };
+        if wake {
+            st.writer = WriterState::Running;
             self.wake.notify_one();
         }
     }
@@ -633,8 +656,8 @@ impl NbShared {
             return true;
         }
         st.flush_wanted = true;
-        if st.writer_asleep {
-            st.writer_asleep = false;
+        if st.writer != WriterState::Running {
+            st.writer = WriterState::Running;
             self.wake.notify_one();
         }
         self.wait_until(st, deadline, |st| st.finished || st.flushed >= target)
@@ -645,8 +668,8 @@ impl NbShared {
         let deadline = Instant::now() + timeout;
         let mut st = lock(&self.state);
         st.closed = true;
-        if st.writer_asleep {
-            st.writer_asleep = false;
+        if st.writer != WriterState::Running {
+            st.writer = WriterState::Running;
             self.wake.notify_one();
         }
         let (st, done) = self.wait_until(st, deadline, |st| st.finished);
@@ -710,11 +733,11 @@ impl Drop for Finished<'_> {
 }
 
 impl Worker {
-    /// Takes the whole chunk each round and writes it with one call. After
-    /// a small batch it waits a little so the next one is bigger; when
-    /// there is nothing to write it flushes, polls a little, then sleeps
-    /// until a producer wakes it (an idle program does not spin) or the
-    /// flush interval passes.
+    /// Takes the whole chunk each round and writes it with one call, then
+    /// waits `BATCH_INTERVAL` so the next batch gathers (unless the queue
+    /// is filling up); when there is nothing to write it flushes, then
+    /// sleeps until a producer wakes it (an idle program does not spin) or
+    /// the flush interval passes.
     fn run(&mut self) {
         let shared = self.shared.clone();
         let mut guard = Finished {
@@ -724,7 +747,6 @@ impl Worker {
         let batch = &mut guard.batch;
         let mut taken_through = 0u64;
         let mut dirty = false;
-        let mut idle_polls = 0u32;
         let mut last_check = Instant::now();
         // The largest batch so far (bytes, lines).
         let mut high = (0usize, 0usize);
@@ -762,20 +784,13 @@ impl Worker {
                     }
                     continue;
                 }
-                if idle_polls < IDLE_POLLS {
-                    idle_polls += 1;
-                    drop(st);
-                    std::thread::sleep(POLL_SLEEP);
-                    continue;
-                }
-                st.writer_asleep = true;
+                st.writer = WriterState::Parked;
                 let (mut st, _) = shared
                     .wake
                     .wait_timeout(st, self.every)
                     .unwrap_or_else(PoisonError::into_inner);
-                st.writer_asleep = false;
+                st.writer = WriterState::Running;
                 drop(st);
-                idle_polls = 0;
                 if last_check.elapsed() >= self.every {
                     last_check = Instant::now();
                     self.drop_summary();
@@ -783,31 +798,37 @@ impl Worker {
                 }
                 continue;
             }
-            // Unless the queue fills up, let the next batch gather: the writer
-            // then touches the shared state at most every `POLL_SLEEP`, not
-            // once per line, and producers rarely meet it there.
-            let wait_for_more = st.queued < shared.capacity / 4 && !st.closed && !st.flush_wanted;
             drop(st);
-            idle_polls = 0;
             self.write_batch(batch);
             high = (high.0.max(batch.bytes.len()), high.1.max(batch.ends.len()));
             batch.clear();
             batch.reserve_like(high);
             dirty = true;
-            {
-                let mut st = lock(&shared.state);
-                st.queued -= took;
-                st.unflushed += took;
-                if st.waiting > 0 {
-                    shared.room.notify_all();
-                }
-            }
             if last_check.elapsed() >= self.every {
                 last_check = Instant::now();
                 self.drop_summary();
             }
-            if wait_for_more {
-                std::thread::sleep(POLL_SLEEP);
+            let mut st = lock(&shared.state);
+            st.queued -= took;
+            st.unflushed += took;
+            if st.waiting > 0 {
+                shared.room.notify_all();
+            }
+            // Unless a batch is already big or the queue fills up, let the
+            // next one gather: the writer then wakes at most every
+            // `BATCH_INTERVAL` (or when `GATHER_BYTES` are waiting), not
+            // once per line.
+            if st.active.bytes.len() < GATHER_BYTES
+                && st.queued < shared.capacity / 4
+                && !st.closed
+                && !st.flush_wanted
+            {
+                st.writer = WriterState::Gathering;
+                let (mut st, _) = shared
+                    .wake
+                    .wait_timeout(st, BATCH_INTERVAL)
+                    .unwrap_or_else(PoisonError::into_inner);
+                st.writer = WriterState::Running;
             }
         }
     }
