@@ -76,13 +76,42 @@ struct Ring {
     cap: usize,
 }
 
-/// Shared counters of all rings.
-#[derive(Debug, Default)]
+impl Ring {
+    /// Heap bytes the ring keeps (slot buffers).
+    fn retained(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|s| s.message.capacity() + s.fields.capacity() + 24 * s.ranges.capacity())
+            .sum::<usize>()
+            + self.slots.capacity() * std::mem::size_of::<Slot>()
+    }
+}
+
+/// Rings of finished root spans kept for reuse, so a request's breadcrumbs
+/// are recorded into warm buffers instead of new allocations.
+const POOL_RINGS: usize = 64;
+/// A ring keeping more heap than this is not pooled.
+const POOL_RING_BYTES: usize = 16 * 1024;
+
+/// Shared counters of all rings, and the pool of rings for reuse.
+#[derive(Default)]
 pub(crate) struct CrumbStats {
     pub(crate) live: AtomicUsize,
     pub(crate) refused: AtomicU64,
     pub(crate) evicted: AtomicU64,
     pub(crate) recorded: AtomicU64,
+    pool: Mutex<Vec<Ring>>,
+}
+
+impl fmt::Debug for CrumbStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CrumbStats")
+            .field("live", &self.live)
+            .field("refused", &self.refused)
+            .field("evicted", &self.evicted)
+            .field("recorded", &self.recorded)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A breadcrumb buffer, stored in span extensions (the root span's, and a
@@ -98,6 +127,24 @@ struct CrumbsInner {
 impl Drop for CrumbsInner {
     fn drop(&mut self) {
         self.stats.live.fetch_sub(1, Ordering::Relaxed);
+        let ring = self.ring.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if ring.retained() <= POOL_RING_BYTES
+            && let Ok(mut pool) = self.stats.pool.try_lock()
+            && pool.len() < POOL_RINGS
+        {
+            let mut ring = std::mem::replace(
+                ring,
+                Ring {
+                    slots: Vec::new(),
+                    next: 0,
+                    len: 0,
+                    cap: 0,
+                },
+            );
+            ring.next = 0;
+            ring.len = 0;
+            pool.push(ring);
+        }
     }
 }
 
@@ -118,13 +165,20 @@ impl Crumbs {
             stats.refused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
+        let pooled = stats
+            .pool
+            .try_lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .filter(|r| r.cap == cap);
+        let ring = pooled.unwrap_or(Ring {
+            slots: Vec::new(),
+            next: 0,
+            len: 0,
+            cap,
+        });
         Some(Self(Arc::new(CrumbsInner {
-            ring: Mutex::new(Ring {
-                slots: Vec::new(),
-                next: 0,
-                len: 0,
-                cap,
-            }),
+            ring: Mutex::new(ring),
             stats: Arc::clone(stats),
         })))
     }

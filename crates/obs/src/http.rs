@@ -373,8 +373,9 @@ where
 
 struct RequestInfo {
     method: http::Method,
-    route: Option<String>,
-    path: String,
+    /// Reference-counted clones: nothing is copied per request.
+    route: Option<axum::extract::MatchedPath>,
+    uri: http::Uri,
     request_size: Option<u64>,
 }
 
@@ -385,10 +386,8 @@ impl RequestInfo {
             route: req
                 .extensions()
                 .get::<axum::extract::MatchedPath>()
-                .map(|m| m.as_str().to_owned()),
-            // The path goes through redaction like every other value; a token
-            // in a path segment is caught by its shape.
-            path: obs_core::redact(req.uri().path()).into_owned(),
+                .cloned(),
+            uri: req.uri().clone(),
             request_size: req
                 .headers()
                 .get(http::header::CONTENT_LENGTH)
@@ -420,7 +419,11 @@ where
         let out = std::task::ready!(this.fut.poll(cx));
         if let Some(info) = this.info.take() {
             let duration_ms = this.start.elapsed().as_secs_f64() * 1000.0;
-            let route = info.route.as_deref().unwrap_or("");
+            let route = info.route.as_ref().map_or("", |m| m.as_str());
+            // The path goes through redaction like every other value (a
+            // token in a path segment is caught by its shape) before it
+            // reaches any layer, the trace exporter's included.
+            let path = obs_core::redact(info.uri.path());
             match &out {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -432,7 +435,7 @@ where
                                 $lvl,
                                 http.request.method = %info.method,
                                 http.route = route,
-                                url.path = %info.path,
+                                url.path = %path,
                                 http.response.status_code = status,
                                 duration_ms,
                                 http.request.body.size = info.request_size,
@@ -454,7 +457,7 @@ where
                     tracing::Level::ERROR,
                     http.request.method = %info.method,
                     http.route = route,
-                    url.path = %info.path,
+                    url.path = %path,
                     duration_ms,
                     error.type = "service_error",
                     "request failed without a response"
