@@ -168,6 +168,381 @@ pub fn to_request(batch: &[FinishedSpan], resource: &Resource) -> ExportTraceSer
     }
 }
 
+/// The OTLP request for `batch`, encoded as protobuf bytes straight from the
+/// spans: the same message as `to_request(batch, resource).encode_to_vec()`
+/// (one resource, one scope per `tracing` target, first-seen order), without
+/// building the intermediate `opentelemetry-proto` structs (a `String` or
+/// `Vec` per id, name and attribute). The built-in HTTP exporter sends this.
+///
+/// ```
+/// use prost::Message;
+/// # use obs_core::Resource;
+/// let resource = Resource::new("svc");
+/// let bytes = obs_trace::otlp::encode_request(&[], &resource);
+/// let decoded = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
+/// assert_eq!(decoded, obs_trace::otlp::to_request(&[], &resource));
+/// ```
+pub fn encode_request(batch: &[FinishedSpan], resource: &Resource) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_request_into(&mut out, batch, resource);
+    out
+}
+
+/// [`encode_request`] into a reused buffer (cleared first).
+pub fn encode_request_into(out: &mut Vec<u8>, batch: &[FinishedSpan], resource: &Resource) {
+    use wire::*;
+    out.clear();
+    let sdk: [(&str, &str); 3] = [
+        ("telemetry.sdk.name", "obs-trace"),
+        ("telemetry.sdk.language", "rust"),
+        ("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
+    ];
+    let res_attrs = || resource.iter().chain(sdk.iter().copied());
+    let resource_len: usize = res_attrs()
+        .map(|(k, v)| field_len(1, str_kv_len(k, v)))
+        .sum();
+    // Scopes in first-seen order, and every span's length once.
+    let mut scopes: Vec<&'static str> = Vec::new();
+    let mut span_lens = Vec::with_capacity(batch.len());
+    for s in batch {
+        if !scopes.contains(&s.scope) {
+            scopes.push(s.scope);
+        }
+        span_lens.push(span_len(s));
+    }
+    let scope_len = |scope: &str| -> usize {
+        let spans: usize = batch
+            .iter()
+            .zip(&span_lens)
+            .filter(|(s, _)| s.scope == scope)
+            .map(|(_, &n)| field_len(2, n))
+            .sum();
+        field_len(1, string_field_len(1, scope)) + spans
+    };
+    let rs_len = field_len(1, resource_len)
+        + scopes
+            .iter()
+            .map(|sc| field_len(2, scope_len(sc)))
+            .sum::<usize>();
+    out.reserve(field_len(1, rs_len));
+    // ExportTraceServiceRequest.resource_spans = 1
+    put_len_field(out, 1, rs_len);
+    // ResourceSpans.resource = 1
+    put_len_field(out, 1, resource_len);
+    for (k, v) in res_attrs() {
+        put_len_field(out, 1, str_kv_len(k, v));
+        put_str_kv(out, k, v);
+    }
+    for scope in &scopes {
+        // ResourceSpans.scope_spans = 2
+        put_len_field(out, 2, scope_len(scope));
+        // ScopeSpans.scope = 1 { name = 1 }
+        put_len_field(out, 1, string_field_len(1, scope));
+        put_string_field(out, 1, scope);
+        for (s, &n) in batch.iter().zip(&span_lens) {
+            if s.scope == *scope {
+                // ScopeSpans.spans = 2
+                put_len_field(out, 2, n);
+                put_span(out, s);
+            }
+        }
+    }
+}
+
+/// Protobuf wire encoding of the OTLP trace messages (field numbers from
+/// `opentelemetry/proto/trace/v1/trace.proto` and `common/v1/common.proto`).
+/// Lengths are computed first, then every message is written once, in place.
+/// Default values are left out, as prost does.
+mod wire {
+    use super::{HAS_IS_REMOTE, IS_REMOTE, nanos};
+    use crate::span::{FinishedSpan, KeyValue, SpanKind, Status, Value};
+
+    const VARINT: u32 = 0;
+    const FIXED64: u32 = 1;
+    const LEN: u32 = 2;
+    const FIXED32: u32 = 5;
+
+    #[inline]
+    pub(super) fn varint_len(v: u64) -> usize {
+        (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    }
+
+    #[inline]
+    fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    #[inline]
+    fn key_len(field: u32) -> usize {
+        varint_len(u64::from(field << 3))
+    }
+
+    #[inline]
+    fn put_key(out: &mut Vec<u8>, field: u32, wire_type: u32) {
+        put_varint(out, u64::from((field << 3) | wire_type));
+    }
+
+    /// A length-delimited field whose body is `n` bytes.
+    #[inline]
+    pub(super) fn field_len(field: u32, n: usize) -> usize {
+        key_len(field) + varint_len(n as u64) + n
+    }
+
+    #[inline]
+    pub(super) fn put_len_field(out: &mut Vec<u8>, field: u32, n: usize) {
+        put_key(out, field, LEN);
+        put_varint(out, n as u64);
+    }
+
+    /// A string or bytes field, left out when empty.
+    #[inline]
+    pub(super) fn string_field_len(field: u32, s: &str) -> usize {
+        bytes_field_len(field, s.as_bytes())
+    }
+
+    #[inline]
+    fn bytes_field_len(field: u32, b: &[u8]) -> usize {
+        if b.is_empty() {
+            0
+        } else {
+            field_len(field, b.len())
+        }
+    }
+
+    #[inline]
+    pub(super) fn put_string_field(out: &mut Vec<u8>, field: u32, s: &str) {
+        put_bytes_field(out, field, s.as_bytes());
+    }
+
+    #[inline]
+    fn put_bytes_field(out: &mut Vec<u8>, field: u32, b: &[u8]) {
+        if !b.is_empty() {
+            put_len_field(out, field, b.len());
+            out.extend_from_slice(b);
+        }
+    }
+
+    #[inline]
+    fn uint_field_len(field: u32, v: u64) -> usize {
+        if v == 0 {
+            0
+        } else {
+            key_len(field) + varint_len(v)
+        }
+    }
+
+    #[inline]
+    fn put_uint_field(out: &mut Vec<u8>, field: u32, v: u64) {
+        if v != 0 {
+            put_key(out, field, VARINT);
+            put_varint(out, v);
+        }
+    }
+
+    #[inline]
+    fn fixed64_field_len(field: u32, v: u64) -> usize {
+        if v == 0 { 0 } else { key_len(field) + 8 }
+    }
+
+    #[inline]
+    fn put_fixed64_field(out: &mut Vec<u8>, field: u32, v: u64) {
+        if v != 0 {
+            put_key(out, field, FIXED64);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    #[inline]
+    fn fixed32_field_len(field: u32, v: u32) -> usize {
+        if v == 0 { 0 } else { key_len(field) + 4 }
+    }
+
+    #[inline]
+    fn put_fixed32_field(out: &mut Vec<u8>, field: u32, v: u32) {
+        if v != 0 {
+            put_key(out, field, FIXED32);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// `AnyValue`: the oneof member is written even when it is a default.
+    fn any_value_len(v: &Value) -> usize {
+        match v {
+            Value::Str(s) => field_len(1, s.len()),
+            Value::Bool(_) => key_len(2) + 1,
+            Value::I64(i) => key_len(3) + varint_len(*i as u64),
+            Value::F64(_) => key_len(4) + 8,
+        }
+    }
+
+    fn put_any_value(out: &mut Vec<u8>, v: &Value) {
+        match v {
+            Value::Str(s) => {
+                put_len_field(out, 1, s.len());
+                out.extend_from_slice(s.as_bytes());
+            }
+            Value::Bool(b) => {
+                put_key(out, 2, VARINT);
+                out.push(u8::from(*b));
+            }
+            Value::I64(i) => {
+                put_key(out, 3, VARINT);
+                put_varint(out, *i as u64);
+            }
+            Value::F64(f) => {
+                put_key(out, 4, FIXED64);
+                out.extend_from_slice(&f.to_bits().to_le_bytes());
+            }
+        }
+    }
+
+    /// `KeyValue { key = 1; value = 2 }` (the value is always present).
+    fn kv_len(kv: &KeyValue) -> usize {
+        string_field_len(1, &kv.key) + field_len(2, any_value_len(&kv.value))
+    }
+
+    fn put_kv(out: &mut Vec<u8>, kv: &KeyValue) {
+        put_string_field(out, 1, &kv.key);
+        put_len_field(out, 2, any_value_len(&kv.value));
+        put_any_value(out, &kv.value);
+    }
+
+    fn kvs_len(field: u32, kvs: &[KeyValue]) -> usize {
+        kvs.iter().map(|kv| field_len(field, kv_len(kv))).sum()
+    }
+
+    fn put_kvs(out: &mut Vec<u8>, field: u32, kvs: &[KeyValue]) {
+        for kv in kvs {
+            put_len_field(out, field, kv_len(kv));
+            put_kv(out, kv);
+        }
+    }
+
+    /// A string-valued `KeyValue` (resource attributes).
+    pub(super) fn str_kv_len(k: &str, v: &str) -> usize {
+        string_field_len(1, k) + field_len(2, field_len(1, v.len()))
+    }
+
+    pub(super) fn put_str_kv(out: &mut Vec<u8>, k: &str, v: &str) {
+        put_string_field(out, 1, k);
+        put_len_field(out, 2, field_len(1, v.len()));
+        put_len_field(out, 1, v.len());
+        out.extend_from_slice(v.as_bytes());
+    }
+
+    fn kind(k: SpanKind) -> u64 {
+        match k {
+            SpanKind::Internal => 1,
+            SpanKind::Server => 2,
+            SpanKind::Client => 3,
+            SpanKind::Producer => 4,
+            SpanKind::Consumer => 5,
+        }
+    }
+
+    fn flags(s: &FinishedSpan) -> u32 {
+        let mut f = u32::from(s.trace_flags.to_byte()) | HAS_IS_REMOTE;
+        if s.parent_is_remote {
+            f |= IS_REMOTE;
+        }
+        f
+    }
+
+    /// `Status { message = 2; code = 3 }`; `None` when unset.
+    fn status(s: &Status) -> Option<(&str, u64)> {
+        match s {
+            Status::Unset => None,
+            Status::Ok => Some(("", 1)),
+            Status::Error(m) => Some((m, 2)),
+        }
+    }
+
+    fn status_len(message: &str, code: u64) -> usize {
+        string_field_len(2, message) + uint_field_len(3, code)
+    }
+
+    fn event_len(e: &crate::span::SpanEvent) -> usize {
+        fixed64_field_len(1, nanos(e.time))
+            + string_field_len(2, &e.name)
+            + kvs_len(3, &e.attributes)
+    }
+
+    fn link_len(l: &crate::span::Link) -> usize {
+        field_len(1, 16)
+            + field_len(2, 8)
+            + string_field_len(3, l.trace_state.as_str())
+            + fixed32_field_len(6, link_flags(l))
+    }
+
+    fn link_flags(l: &crate::span::Link) -> u32 {
+        u32::from(l.trace_flags.to_byte()) | HAS_IS_REMOTE | IS_REMOTE
+    }
+
+    pub(super) fn span_len(s: &FinishedSpan) -> usize {
+        let parent = s.parent_span_id.map_or(0, |_| field_len(4, 8));
+        field_len(1, 16)
+            + field_len(2, 8)
+            + string_field_len(3, s.trace_state.as_str())
+            + parent
+            + string_field_len(5, &s.name)
+            + uint_field_len(6, kind(s.kind))
+            + fixed64_field_len(7, nanos(s.start))
+            + fixed64_field_len(8, nanos(s.end))
+            + kvs_len(9, &s.attributes)
+            + uint_field_len(10, u64::from(s.dropped_attributes))
+            + s.events
+                .iter()
+                .map(|e| field_len(11, event_len(e)))
+                .sum::<usize>()
+            + uint_field_len(12, u64::from(s.dropped_events))
+            + s.links
+                .iter()
+                .map(|l| field_len(13, link_len(l)))
+                .sum::<usize>()
+            + status(&s.status).map_or(0, |(m, c)| field_len(15, status_len(m, c)))
+            + fixed32_field_len(16, flags(s))
+    }
+
+    pub(super) fn put_span(out: &mut Vec<u8>, s: &FinishedSpan) {
+        put_bytes_field(out, 1, s.trace_id.as_bytes());
+        put_bytes_field(out, 2, s.span_id.as_bytes());
+        put_string_field(out, 3, s.trace_state.as_str());
+        if let Some(p) = s.parent_span_id {
+            put_bytes_field(out, 4, p.as_bytes());
+        }
+        put_string_field(out, 5, &s.name);
+        put_uint_field(out, 6, kind(s.kind));
+        put_fixed64_field(out, 7, nanos(s.start));
+        put_fixed64_field(out, 8, nanos(s.end));
+        put_kvs(out, 9, &s.attributes);
+        put_uint_field(out, 10, u64::from(s.dropped_attributes));
+        for e in &s.events {
+            put_len_field(out, 11, event_len(e));
+            put_fixed64_field(out, 1, nanos(e.time));
+            put_string_field(out, 2, &e.name);
+            put_kvs(out, 3, &e.attributes);
+        }
+        put_uint_field(out, 12, u64::from(s.dropped_events));
+        for l in &s.links {
+            put_len_field(out, 13, link_len(l));
+            put_bytes_field(out, 1, l.trace_id.as_bytes());
+            put_bytes_field(out, 2, l.span_id.as_bytes());
+            put_string_field(out, 3, l.trace_state.as_str());
+            put_fixed32_field(out, 6, link_flags(l));
+        }
+        if let Some((m, c)) = status(&s.status) {
+            put_len_field(out, 15, status_len(m, c));
+            put_string_field(out, 2, m);
+            put_uint_field(out, 3, c);
+        }
+        put_fixed32_field(out, 16, flags(s));
+    }
+}
+
 /// Turns an OTLP response into the outcome: a partial success with rejected
 /// spans is [`Error::Rejected`](crate::Error::Rejected).
 #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
@@ -279,7 +654,7 @@ mod http_exporter {
             let Some((rt, client)) = &self.state else {
                 return Err(Error::Export("no client".into()));
             };
-            let body = to_request(batch, resource).encode_to_vec();
+            let body = encode_request(batch, resource);
             let mut req = http::Request::post(self.uri.clone())
                 .header(http::header::CONTENT_TYPE, "application/x-protobuf")
                 .body(Full::new(Bytes::from(body)))
@@ -442,5 +817,134 @@ mod tests {
                 message: "too old".into()
             })
         );
+    }
+}
+
+#[cfg(test)]
+mod encode_tests {
+    use super::*;
+    use crate::propagation::TraceState;
+    use crate::span::{Link, SpanEvent};
+    use obs_core::{SpanId, TraceFlags, TraceId};
+    use proptest::prelude::*;
+    use prost::Message;
+    use std::borrow::Cow;
+    use std::time::Duration;
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::I64),
+            any::<f64>().prop_map(Value::F64),
+            ".{0,40}".prop_map(|s| Value::Str(Cow::Owned(s))),
+        ]
+    }
+
+    fn kvs() -> impl Strategy<Value = Vec<KeyValue>> {
+        proptest::collection::vec(
+            (".{0,20}", value()).prop_map(|(k, v)| KeyValue {
+                key: Cow::Owned(k),
+                value: v,
+            }),
+            0..6,
+        )
+    }
+
+    fn time() -> impl Strategy<Value = SystemTime> {
+        prop_oneof![
+            Just(UNIX_EPOCH),
+            (0u64..4_000_000_000_000_000_000).prop_map(|n| UNIX_EPOCH + Duration::from_nanos(n)),
+        ]
+    }
+
+    fn span() -> impl Strategy<Value = FinishedSpan> {
+        (
+            (
+                any::<u128>(),
+                any::<u64>(),
+                proptest::option::of(any::<u64>()),
+                any::<bool>(),
+                any::<u8>(),
+            ),
+            (
+                prop_oneof![Just(""), Just("k=v,a@b=c")],
+                ".{0,30}",
+                0u8..5,
+                prop_oneof![Just("app"), Just("db"), Just("")],
+            ),
+            (time(), time(), kvs(), 0u32..3, 0u32..3),
+            proptest::collection::vec((".{0,10}", time(), kvs()), 0..3),
+            proptest::collection::vec((any::<u128>(), any::<u64>(), any::<u8>()), 0..2),
+            prop_oneof![
+                Just(None),
+                Just(Some(None)),
+                ".{0,20}".prop_map(|m| Some(Some(m)))
+            ],
+        )
+            .prop_map(|(ids, names, times, events, links, status)| {
+                let (t, sp, parent, remote, flags) = ids;
+                let (ts, name, kind, scope) = names;
+                let (start, end, attributes, da, de) = times;
+                FinishedSpan {
+                    trace_id: TraceId::from_int(t),
+                    span_id: SpanId::from_int(sp),
+                    parent_span_id: parent.map(SpanId::from_int),
+                    parent_is_remote: remote,
+                    trace_flags: TraceFlags::from_byte(flags),
+                    trace_state: TraceState::parse([ts.as_bytes()]).unwrap_or_default(),
+                    name: Cow::Owned(name),
+                    kind: [
+                        SpanKind::Internal,
+                        SpanKind::Server,
+                        SpanKind::Client,
+                        SpanKind::Producer,
+                        SpanKind::Consumer,
+                    ][kind as usize],
+                    start,
+                    end,
+                    attributes,
+                    events: events
+                        .into_iter()
+                        .map(|(n, time, attributes)| SpanEvent {
+                            name: Cow::Owned(n),
+                            time,
+                            attributes,
+                        })
+                        .collect(),
+                    links: links
+                        .into_iter()
+                        .map(|(t, s, f)| Link {
+                            trace_id: TraceId::from_int(t),
+                            span_id: SpanId::from_int(s),
+                            trace_flags: TraceFlags::from_byte(f),
+                            trace_state: TraceState::default(),
+                        })
+                        .collect(),
+                    status: match status {
+                        None => Status::Unset,
+                        Some(None) => Status::Ok,
+                        Some(Some(m)) => Status::Error(Cow::Owned(m)),
+                    },
+                    scope,
+                    dropped_attributes: da,
+                    dropped_events: de,
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// The hand-written encoder and prost over `to_request` give the
+        /// same message, for any batch.
+        #[test]
+        fn encode_request_is_to_request_encoded(batch in proptest::collection::vec(span(), 0..6)) {
+            let resource = Resource::new("svc").with_version("1.2.3").with_attribute("k8s.pod.name", "p-1");
+            let ours = encode_request(&batch, &resource);
+            let decoded = ExportTraceServiceRequest::decode(&ours[..]).unwrap();
+            let expected = to_request(&batch, &resource);
+            // NaN != NaN: compare the encodings of both decoded messages.
+            prop_assert_eq!(decoded.encode_to_vec(), expected.encode_to_vec());
+            prop_assert_eq!(ours.len(), expected.encoded_len());
+        }
     }
 }
