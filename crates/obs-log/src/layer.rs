@@ -273,13 +273,7 @@ impl Spec {
 
     /// Assembles one JSON line. `fields` holds `,"k":v` fragments, `msg`
     /// the escaped message, `path` span names innermost first.
-    fn json_line(
-        &self,
-        out: &mut Vec<u8>,
-        p: &LineParts<'_>,
-        path: &[u8],
-        ids: Option<&IdRecord>,
-    ) {
+    fn json_line(&self, out: &mut Vec<u8>, p: &LineParts<'_>, path: &[u8], ids: Option<&IdRecord>) {
         let q = json::quoted;
         let level = p.level;
         out.push(b'{');

@@ -455,10 +455,7 @@ fn a_field_recorded_many_times_keeps_its_last_value_only() {
         handles.guard.flush(Duration::from_secs(5));
         let line = &buf.lines()[0];
         if compact {
-            assert!(
-                line.contains("job{fixed=kept n=999 late=added}"),
-                "{line}"
-            );
+            assert!(line.contains("job{fixed=kept n=999 late=added}"), "{line}");
         } else {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             assert_eq!(v["n"], 999);
