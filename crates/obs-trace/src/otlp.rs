@@ -694,14 +694,65 @@ mod grpc_exporter {
     use super::*;
     use crate::Error;
     use crate::export::SpanExporter;
-    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use tonic::client::Grpc;
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
     use tonic::transport::{Channel, Endpoint};
+
+    const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+    /// Sends the request bytes [`encode_request`] built as they are (no
+    /// `opentelemetry-proto` structs, no second encoding) and decodes the
+    /// response with prost.
+    #[derive(Clone, Copy, Debug, Default)]
+    struct PreEncoded;
+
+    impl Codec for PreEncoded {
+        type Encode = Vec<u8>;
+        type Decode = ExportTraceServiceResponse;
+        type Encoder = PreEncoded;
+        type Decoder = PreEncoded;
+
+        fn encoder(&mut self) -> Self::Encoder {
+            PreEncoded
+        }
+
+        fn decoder(&mut self) -> Self::Decoder {
+            PreEncoded
+        }
+    }
+
+    impl Encoder for PreEncoded {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+
+        fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+            bytes::BufMut::put_slice(dst, &item);
+            Ok(())
+        }
+    }
+
+    impl Decoder for PreEncoded {
+        type Item = ExportTraceServiceResponse;
+        type Error = tonic::Status;
+
+        fn decode(
+            &mut self,
+            src: &mut DecodeBuf<'_>,
+        ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
+            use prost::Message;
+            ExportTraceServiceResponse::decode(src)
+                .map(Some)
+                .map_err(|e| {
+                    tonic::Status::internal(format!("bad ExportTraceServiceResponse: {e}"))
+                })
+        }
+    }
 
     /// OTLP over gRPC (`TraceService/Export`), plain `http://` endpoints.
     pub struct OtlpGrpcExporter {
         endpoint: String,
         metadata: tonic::metadata::MetadataMap,
-        state: Option<(tokio::runtime::Runtime, TraceServiceClient<Channel>)>,
+        state: Option<(tokio::runtime::Runtime, Grpc<Channel>)>,
     }
 
     impl std::fmt::Debug for OtlpGrpcExporter {
@@ -766,16 +817,29 @@ mod grpc_exporter {
                     let _guard = rt.enter();
                     endpoint.connect_lazy()
                 };
-                self.state = Some((rt, TraceServiceClient::new(channel)));
+                self.state = Some((rt, Grpc::new(channel)));
             }
             let Some((rt, client)) = &mut self.state else {
                 return Err(Error::Export("no client".into()));
             };
-            let mut req = tonic::Request::new(to_request(batch, resource));
+            let mut req = tonic::Request::new(encode_request(batch, resource));
             *req.metadata_mut() = self.metadata.clone();
             req.set_timeout(timeout);
             let endpoint = &self.endpoint;
-            rt.block_on(async { tokio::time::timeout(timeout, client.export(req)).await })
+            let call = async {
+                client
+                    .ready()
+                    .await
+                    .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                client
+                    .unary(
+                        req,
+                        http::uri::PathAndQuery::from_static(EXPORT_PATH),
+                        PreEncoded,
+                    )
+                    .await
+            };
+            rt.block_on(async { tokio::time::timeout(timeout, call).await })
                 .map_err(|_| Error::Export(format!("{endpoint}: no answer within {timeout:?}")))?
                 .map_err(|e| Error::Export(format!("{endpoint}: {e}")))
                 .and_then(|r| partial(Some(r.into_inner())))
