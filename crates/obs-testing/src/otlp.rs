@@ -525,7 +525,13 @@ async fn serve(
     let http = tokio::net::TcpListener::from_std(http_std).expect("otlp receiver: tokio listener");
     let grpc = tokio::net::TcpListener::from_std(grpc_std).expect("otlp receiver: tokio listener");
     let grpc_svc = Grpc(store.clone());
+    // Flow-control windows like a real collector's: the OpenTelemetry
+    // Collector (grpc-go) grows them with BDP estimation, while h2's
+    // default of 64 KiB would make every 512-span batch wait for
+    // window updates and throttle the client to this receiver's latency.
     let grpc_server = tonic::transport::Server::builder()
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(8 << 20)
         .add_service(TraceServiceServer::new(grpc_svc.clone()))
         .add_service(LogsServiceServer::new(grpc_svc))
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc));
