@@ -19,7 +19,9 @@ pub(crate) struct Measured {
 }
 
 pub(crate) fn run(root: &Path, quick: bool) -> Result<(), String> {
-    let mut args = vec!["bench", "--workspace", "--", "--noplot"];
+    // Bench targets only (`--bench '*'`): the libraries' and binaries'
+    // unit-test harnesses would reject criterion's options.
+    let mut args = vec!["bench", "--workspace", "--bench", "*", "--", "--noplot"];
     if quick {
         args.push("--quick");
     }
