@@ -92,48 +92,33 @@ fn in_span(dispatch: &tracing_core::Dispatch, f: impl FnOnce()) {
     });
 }
 
+/// Benches `event` under `dispatch`, inside the span of [`in_span`].
+fn bench_events(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    dispatch: &tracing_core::Dispatch,
+) {
+    in_span(dispatch, || {
+        let mut i = 0u64;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i += 1;
+                event(black_box(i))
+            })
+        });
+    });
+}
+
 fn event_in_span(c: &mut Criterion) {
     let mut g = c.benchmark_group("event_in_span_5_fields");
     let (obs, _h) = obs_dispatch(Config::new().writer(io::sink()));
-    in_span(&obs, || {
-        let mut i = 0u64;
-        g.bench_function("obs/json", |b| {
-            b.iter(|| {
-                i += 1;
-                event(black_box(i))
-            })
-        });
-    });
+    bench_events(&mut g, "obs/json", &obs);
     let (obs_plain, _h2) = obs_dispatch(Config::new().writer(io::sink()).redactor(None));
-    in_span(&obs_plain, || {
-        let mut i = 0u64;
-        g.bench_function("obs/json-no-redaction", |b| {
-            b.iter(|| {
-                i += 1;
-                event(black_box(i))
-            })
-        });
-    });
+    bench_events(&mut g, "obs/json-no-redaction", &obs_plain);
     let ts = ts_json_dispatch();
-    in_span(&ts, || {
-        let mut i = 0u64;
-        g.bench_function("anchor/tracing-subscriber-json", |b| {
-            b.iter(|| {
-                i += 1;
-                event(black_box(i))
-            })
-        });
-    });
+    bench_events(&mut g, "anchor/tracing-subscriber-json", &ts);
     let floor = floor_dispatch();
-    in_span(&floor, || {
-        let mut i = 0u64;
-        g.bench_function("floor/tracing-registry-noop-layer", |b| {
-            b.iter(|| {
-                i += 1;
-                event(black_box(i))
-            })
-        });
-    });
+    bench_events(&mut g, "floor/tracing-registry-noop-layer", &floor);
     let drain = Mutex::new(slog_json::Json::default(io::sink())).fuse();
     let root = slog::Logger::root(drain, slog::o!());
     let span_logger = root.new(slog::o!("route" => "/items/{id}", "request_id" => 42u64));
@@ -190,30 +175,14 @@ fn non_blocking_producer(c: &mut Criterion) {
             .writer(io::sink())
             .non_blocking(NonBlocking::new()),
     );
-    in_span(&obs, || {
-        let mut i = 0u64;
-        g.bench_function("obs/json", |b| {
-            b.iter(|| {
-                i += 1;
-                event(black_box(i))
-            })
-        });
-    });
+    bench_events(&mut g, "obs/json", &obs);
     let report = h.guard.shutdown(Duration::from_secs(10));
     let (obs_lossless, h2) = obs_dispatch(
         Config::new()
             .writer(io::sink())
             .non_blocking(NonBlocking::lossless()),
     );
-    in_span(&obs_lossless, || {
-        let mut i = 0u64;
-        g.bench_function("obs/json-lossless", |b| {
-            b.iter(|| {
-                i += 1;
-                event(black_box(i))
-            })
-        });
-    });
+    bench_events(&mut g, "obs/json-lossless", &obs_lossless);
     let lossless = h2.guard.shutdown(Duration::from_secs(10));
     let (writer, _guard) = tracing_appender::non_blocking(io::sink());
     let layer = tracing_subscriber::fmt::layer().json().with_writer(writer);
@@ -222,15 +191,7 @@ fn non_blocking_producer(c: &mut Criterion) {
             .with(layer)
             .with(tracing_subscriber::filter::LevelFilter::INFO),
     );
-    in_span(&ts, || {
-        let mut i = 0u64;
-        g.bench_function("anchor/tracing-appender-json", |b| {
-            b.iter(|| {
-                i += 1;
-                event(black_box(i))
-            })
-        });
-    });
+    bench_events(&mut g, "anchor/tracing-appender-json", &ts);
     g.finish();
     eprintln!("obs non-blocking bench (default policy): {report}");
     eprintln!("obs non-blocking bench (lossless): {lossless}");
