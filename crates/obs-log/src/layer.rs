@@ -185,6 +185,38 @@ fn render_resource(schema: Schema, r: Option<&Resource>) -> Vec<u8> {
     out
 }
 
+/// Key names of a flat schema (see `Spec::flat_line`).
+struct FlatKeys {
+    timestamp: &'static [u8],
+    trace_id: &'static str,
+    span_id: &'static str,
+    correlation_id: &'static str,
+    file: &'static str,
+    line: &'static str,
+    /// Written last, before the resource fields.
+    tail: &'static [u8],
+}
+
+const NATIVE_KEYS: FlatKeys = FlatKeys {
+    timestamp: b"\"timestamp\":\"",
+    trace_id: "trace_id",
+    span_id: "span_id",
+    correlation_id: "correlation_id",
+    file: "file",
+    line: "line",
+    tail: b"",
+};
+
+const ECS_KEYS: FlatKeys = FlatKeys {
+    timestamp: b"\"@timestamp\":\"",
+    trace_id: "trace.id",
+    span_id: "span.id",
+    correlation_id: "labels.correlation_id",
+    file: "log.origin.file.name",
+    line: "log.origin.file.line",
+    tail: b",\"ecs.version\":\"8.11.0\"",
+};
+
 impl Spec {
     #[allow(
         clippy::too_many_arguments,
@@ -278,19 +310,7 @@ impl Spec {
         let level = p.level;
         out.push(b'{');
         match self.schema {
-            Schema::Native => {
-                out.extend_from_slice(b"\"timestamp\":\"");
-                json::rfc3339(out, p.ts, self.precision);
-                self.level_target(out, p);
-                self.message(out, "message", p.msg);
-                self.fields(out, p.fields);
-                self.path(out, "spans", path);
-                if let Some(r) = ids {
-                    hex_ids(out, r, "trace_id", "span_id");
-                    corr(out, r, "correlation_id");
-                }
-                self.file_line(out, p, "file", "line");
-            }
+            Schema::Native => self.flat_line(out, p, path, ids, &NATIVE_KEYS),
             Schema::Otel => {
                 out.extend_from_slice(b"\"Timestamp\":\"");
                 json::rfc3339(out, p.ts, self.precision);
@@ -326,20 +346,7 @@ impl Spec {
                 q(out, p.target);
                 out.push(b'}');
             }
-            Schema::Ecs => {
-                out.extend_from_slice(b"\"@timestamp\":\"");
-                json::rfc3339(out, p.ts, self.precision);
-                self.level_target(out, p);
-                self.message(out, "message", p.msg);
-                self.fields(out, p.fields);
-                self.path(out, "spans", path);
-                if let Some(r) = ids {
-                    hex_ids(out, r, "trace.id", "span.id");
-                    corr(out, r, "labels.correlation_id");
-                }
-                self.file_line(out, p, "log.origin.file.name", "log.origin.file.line");
-                out.extend_from_slice(b",\"ecs.version\":\"8.11.0\"");
-            }
+            Schema::Ecs => self.flat_line(out, p, path, ids, &ECS_KEYS),
             Schema::Gcp => {
                 out.extend_from_slice(b"\"timestamp\":\"");
                 json::rfc3339(out, p.ts, self.precision);
@@ -400,6 +407,30 @@ impl Spec {
         }
         out.extend_from_slice(&self.resource_json);
         out.extend_from_slice(b"}\n");
+    }
+
+    /// The body of a schema whose fields, ids and file/line sit at the top
+    /// level next to each other (native, ECS), with its key names.
+    fn flat_line(
+        &self,
+        out: &mut Vec<u8>,
+        p: &LineParts<'_>,
+        path: &[u8],
+        ids: Option<&IdRecord>,
+        k: &FlatKeys,
+    ) {
+        out.extend_from_slice(k.timestamp);
+        json::rfc3339(out, p.ts, self.precision);
+        self.level_target(out, p);
+        self.message(out, "message", p.msg);
+        self.fields(out, p.fields);
+        self.path(out, "spans", path);
+        if let Some(r) = ids {
+            hex_ids(out, r, k.trace_id, k.span_id);
+            corr(out, r, k.correlation_id);
+        }
+        self.file_line(out, p, k.file, k.line);
+        out.extend_from_slice(k.tail);
     }
 
     /// `","level":"INFO","target":"…"` (in the schema's names), from the
