@@ -700,10 +700,18 @@ struct FieldWriter<'a> {
 }
 
 impl FieldWriter<'_> {
+    /// Fields left out of the line: the `log` bridge's `log.*` metadata,
+    /// and a span's `otel.*` fields (instructions for the tracer — span
+    /// name, kind, status — which the line already carries otherwise).
+    #[inline(always)]
+    fn skipped(&self, field: &Field) -> bool {
+        (self.entries.is_some() && self.info.tracer_only & bit(field) != 0)
+            || (self.skip_log_fields && field.name().starts_with("log."))
+    }
+
     #[inline(always)]
     fn begin(&mut self, field: &Field) -> Option<usize> {
-        let name = field.name();
-        if self.skip_log_fields && name.starts_with("log.") {
+        if self.skipped(field) {
             return None;
         }
         let start = self.out.len();
@@ -963,7 +971,7 @@ impl Visit for FieldWriter<'_> {
         if field.name() == "message" && self.msg.is_some() {
             return self.message(value);
         }
-        if self.skip_log_fields && field.name().starts_with("log.") {
+        if self.skipped(field) {
             return;
         }
         let mut tmp = std::mem::take(self.tmp);
@@ -1066,6 +1074,8 @@ pub(crate) struct CallsiteInfo {
     callsite: Identifier,
     sensitive: u64,
     reserved: u64,
+    /// `otel.*` fields: read by the tracer, not written by the log layer.
+    tracer_only: u64,
     limiter: Option<Limiter>,
 }
 
@@ -1417,6 +1427,11 @@ impl Inner {
             callsite: meta.callsite(),
             sensitive,
             reserved,
+            tracer_only: meta
+                .fields()
+                .iter()
+                .filter(|f| f.name().starts_with("otel."))
+                .fold(0, |acc, f| acc | bit(&f)),
             limiter,
         }
     }
