@@ -5,6 +5,11 @@
 //! the exporter thread; no collector listens, so exports fail and are
 //! counted, which costs the application thread nothing).
 
+#![allow(
+    clippy::print_stderr,
+    reason = "the bench reports obs's shutdown summary"
+)]
+
 use std::hint::black_box;
 use std::time::Duration;
 
