@@ -210,20 +210,20 @@ pub fn encode_request_into(out: &mut Vec<u8>, batch: &[FinishedSpan], resource: 
         }
         span_lens.push(span_len(s));
     }
-    let scope_len = |scope: &str| -> usize {
-        let spans: usize = batch
-            .iter()
-            .zip(&span_lens)
-            .filter(|(s, _)| s.scope == scope)
-            .map(|(_, &n)| field_len(2, n))
-            .sum();
-        field_len(1, string_field_len(1, scope)) + spans
-    };
-    let rs_len = field_len(1, resource_len)
-        + scopes
-            .iter()
-            .map(|sc| field_len(2, scope_len(sc)))
-            .sum::<usize>();
+    let scope_lens: Vec<usize> = scopes
+        .iter()
+        .map(|&scope| {
+            let spans: usize = batch
+                .iter()
+                .zip(&span_lens)
+                .filter(|(s, _)| s.scope == scope)
+                .map(|(_, &n)| field_len(2, n))
+                .sum();
+            field_len(1, string_field_len(1, scope)) + spans
+        })
+        .collect();
+    let rs_len =
+        field_len(1, resource_len) + scope_lens.iter().map(|&n| field_len(2, n)).sum::<usize>();
     out.reserve(field_len(1, rs_len));
     // ExportTraceServiceRequest.resource_spans = 1
     put_len_field(out, 1, rs_len);
@@ -233,9 +233,9 @@ pub fn encode_request_into(out: &mut Vec<u8>, batch: &[FinishedSpan], resource: 
         put_len_field(out, 1, str_kv_len(k, v));
         put_str_kv(out, k, v);
     }
-    for scope in &scopes {
+    for (scope, &scope_len) in scopes.iter().zip(&scope_lens) {
         // ResourceSpans.scope_spans = 2
-        put_len_field(out, 2, scope_len(scope));
+        put_len_field(out, 2, scope_len);
         // ScopeSpans.scope = 1 { name = 1 }
         put_len_field(out, 1, string_field_len(1, scope));
         put_string_field(out, 1, scope);
