@@ -139,6 +139,11 @@ impl LogStats {
             .map_or(0, |q| q.queued())
     }
 
+    /// A failed write or flush of the sink.
+    pub(crate) fn write_error(&self) {
+        self.inner.write_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
     #[inline]
     pub(crate) fn drop_line(&self, level: usize) {
         self.inner.dropped[level].fetch_add(1, Ordering::Relaxed);
@@ -317,10 +322,7 @@ impl BlockingOut {
     fn write_line(&self, line: &[u8], counted: bool) {
         let mut w = lock(&self.w);
         if w.write_all(line).is_err() {
-            self.stats
-                .inner
-                .write_errors
-                .fetch_add(1, Ordering::Relaxed);
+            self.stats.write_error();
         } else if counted {
             self.stats.inner.written.fetch_add(1, Ordering::Relaxed);
         }
@@ -348,10 +350,7 @@ impl BlockingOut {
 
     fn flush_locked(&self, w: &mut BufWriter<SinkWriter>) -> bool {
         if w.flush().is_err() {
-            self.stats
-                .inner
-                .write_errors
-                .fetch_add(1, Ordering::Relaxed);
+            self.stats.write_error();
             return false;
         }
         true
@@ -362,10 +361,7 @@ impl BlockingOut {
         if self.spec.summary_line(&mut buf, &self.stats, None) {
             let mut w = lock(&self.w);
             if w.write_all(&buf).is_err() {
-                self.stats
-                    .inner
-                    .write_errors
-                    .fetch_add(1, Ordering::Relaxed);
+                self.stats.write_error();
             }
         }
     }
@@ -542,7 +538,6 @@ impl NbShared {
         let mut worker = Worker {
             shared: shared.clone(),
             out: BufWriter::with_capacity(BUF_CAPACITY, w),
-            stats: stats.clone(),
             spec,
             every,
             last_dropped: stats.dropped_by_level(),
@@ -583,15 +578,7 @@ impl NbShared {
                 break;
             }
             match policy {
-                OverflowPolicy::Block => {
-                    st.waiting += 1;
-                    st = self
-                        .room
-                        .wait_timeout(st, Duration::from_millis(50))
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                    st.waiting -= 1;
-                }
+                OverflowPolicy::Block => st = self.wait_room(st, Duration::from_millis(50)),
                 OverflowPolicy::DropNewest => {
                     drop(st);
                     return self.stats.drop_line(level);
@@ -620,9 +607,31 @@ impl NbShared {
             }
         };
         if wake {
-            st.writer = WriterState::Running;
-            self.wake.notify_one();
+            self.wake_writer(&mut st);
         }
+    }
+
+    /// Wakes the writer thread (it is parked or gathering a batch).
+    fn wake_writer(&self, st: &mut NbState) {
+        st.writer = WriterState::Running;
+        self.wake.notify_one();
+    }
+
+    /// Waits on `room` (counted in `waiting`, so the writer notifies) for at
+    /// most `timeout`.
+    fn wait_room<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, NbState>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, NbState> {
+        st.waiting += 1;
+        st = self
+            .room
+            .wait_timeout(st, timeout)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        st.waiting -= 1;
+        st
     }
 
     /// Waits on `room` until `done` or the deadline; `false` on timeout.
@@ -637,13 +646,7 @@ impl NbShared {
             if now >= deadline {
                 return (st, false);
             }
-            st.waiting += 1;
-            st = self
-                .room
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            st.waiting -= 1;
+            st = self.wait_room(st, deadline - now);
         }
         (st, true)
     }
@@ -657,8 +660,7 @@ impl NbShared {
         }
         st.flush_wanted = true;
         if st.writer != WriterState::Running {
-            st.writer = WriterState::Running;
-            self.wake.notify_one();
+            self.wake_writer(&mut st);
         }
         self.wait_until(st, deadline, |st| st.finished || st.flushed >= target)
             .1
@@ -669,8 +671,7 @@ impl NbShared {
         let mut st = lock(&self.state);
         st.closed = true;
         if st.writer != WriterState::Running {
-            st.writer = WriterState::Running;
-            self.wake.notify_one();
+            self.wake_writer(&mut st);
         }
         let (st, done) = self.wait_until(st, deadline, |st| st.finished);
         let pending = if done { 0 } else { st.queued + st.unflushed };
@@ -702,7 +703,6 @@ impl NbShared {
 struct Worker {
     shared: Arc<NbShared>,
     out: BufWriter<SinkWriter>,
-    stats: LogStats,
     spec: Arc<Spec>,
     every: Duration,
     last_dropped: DroppedCounts,
@@ -842,12 +842,14 @@ impl Worker {
             .filter(|&&t| t & UNCOUNTED == 0)
             .count() as u64;
         if self.out.write_all(batch.live_bytes()).is_ok() {
-            self.stats
+            self.shared
+                .stats
                 .inner
                 .written
                 .fetch_add(counted, Ordering::Relaxed);
         } else {
-            self.stats
+            self.shared
+                .stats
                 .inner
                 .write_errors
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -857,29 +859,24 @@ impl Worker {
     fn flush(&mut self) -> bool {
         let ok = self.out.flush().is_ok();
         if !ok {
-            self.stats
-                .inner
-                .write_errors
-                .fetch_add(1, Ordering::Relaxed);
+            self.shared.stats.write_error();
         }
         ok
     }
 
     fn finish(&mut self) {
         let mut buf = Vec::new();
-        if self.spec.summary_line(&mut buf, &self.stats, None) && self.out.write_all(&buf).is_err()
+        if self.spec.summary_line(&mut buf, &self.shared.stats, None)
+            && self.out.write_all(&buf).is_err()
         {
-            self.stats
-                .inner
-                .write_errors
-                .fetch_add(1, Ordering::Relaxed);
+            self.shared.stats.write_error();
         }
         self.flush();
     }
 
     /// A line telling how many lines were dropped since the last one.
     fn drop_summary(&mut self) {
-        let now = self.stats.dropped_by_level();
+        let now = self.shared.stats.dropped_by_level();
         if now.total() == self.last_dropped.total() {
             return;
         }
@@ -889,12 +886,10 @@ impl Worker {
         }
         self.last_dropped = now;
         let mut buf = Vec::new();
-        self.spec.summary_line(&mut buf, &self.stats, Some(delta));
+        self.spec
+            .summary_line(&mut buf, &self.shared.stats, Some(delta));
         if self.out.write_all(&buf).is_err() {
-            self.stats
-                .inner
-                .write_errors
-                .fetch_add(1, Ordering::Relaxed);
+            self.shared.stats.write_error();
         }
     }
 }
