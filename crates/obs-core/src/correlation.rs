@@ -39,7 +39,10 @@ enum Repr {
 }
 
 /// A correlation (request) id: 1 to [`MAX_LEN`](Self::MAX_LEN) bytes from the
-/// safe set `[A-Za-z0-9._~:/+=@-]`.
+/// safe set `[A-Za-z0-9._~:/+=@-]`, and not shaped like a credential (a JWT,
+/// a vendor token or cloud key, a password in a URL or a `key=value` pair, a
+/// random string of 32 bytes or more): such a value is rejected with
+/// [`CorrelationIdError::SecretShaped`](crate::error::CorrelationIdError::SecretShaped).
 ///
 /// Ids up to 40 bytes (every id obs generates) are stored inline, so creating
 /// and cloning one never allocates; longer accepted ids share one allocation.
@@ -210,13 +213,16 @@ fn validate(b: &[u8]) -> Result<(), CorrelationIdError> {
     if b.len() > CorrelationId::MAX_LEN {
         return Err(CorrelationIdError::TooLong { len: b.len() });
     }
-    match b.iter().position(|&c| !SAFE[c as usize]) {
-        Some(position) => Err(CorrelationIdError::ForbiddenByte {
+    if let Some(position) = b.iter().position(|&c| !SAFE[c as usize]) {
+        return Err(CorrelationIdError::ForbiddenByte {
             position,
             byte: b[position],
-        }),
-        None => Ok(()),
+        });
     }
+    if crate::redact::id_looks_secret(b) {
+        return Err(CorrelationIdError::SecretShaped);
+    }
+    Ok(())
 }
 
 impl PartialEq for CorrelationId {

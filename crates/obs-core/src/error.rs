@@ -44,6 +44,10 @@ pub enum CorrelationIdError {
         /// The offending byte.
         byte: u8,
     },
+    /// The value has the shape of a credential (a JWT, a vendor token or
+    /// cloud key, a password in a URL, a long random string): it was most
+    /// likely pasted by mistake, and echoing or logging it would leak it.
+    SecretShaped,
 }
 
 impl fmt::Display for CorrelationIdError {
@@ -60,6 +64,9 @@ impl fmt::Display for CorrelationIdError {
                 "byte {} at position {position} is outside the safe set [A-Za-z0-9._~:/+=@-]",
                 std::ascii::escape_default(byte)
             ),
+            CorrelationIdError::SecretShaped => {
+                f.write_str("the value has the shape of a credential (token, key or password)")
+            }
         }
     }
 }

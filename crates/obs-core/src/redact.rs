@@ -101,6 +101,22 @@ impl Default for Redactor {
     }
 }
 
+/// Two redactors are equal when they hold the same rules: the same name
+/// words, the same patterns (compared by their source text) and the same
+/// built-in switch.
+impl PartialEq for Redactor {
+    fn eq(&self, other: &Self) -> bool {
+        self.names == other.names
+            && self.builtin_values == other.builtin_values
+            && self.patterns.len() == other.patterns.len()
+            && self
+                .patterns
+                .iter()
+                .zip(&other.patterns)
+                .all(|(a, b)| a.as_str() == b.as_str())
+    }
+}
+
 /// The default rules, used by [`redact`] and [`is_sensitive_name`].
 pub static DEFAULT: LazyLock<Redactor> = LazyLock::new(Redactor::new);
 
@@ -228,12 +244,30 @@ impl Redactor {
         }
     }
 
+    /// Whether [`redact`](Self::redact) could change `value`: `false` only
+    /// when no rule can match it (no user pattern is set and the value fails
+    /// the cheap [`may_hold_secret`] pre-check of the built-in rules). Callers
+    /// that copy or escape values use it to skip work on the common case.
+    #[inline]
+    pub fn may_change(&self, value: &[u8]) -> bool {
+        !self.patterns.is_empty() || (self.builtin_values && may_hold_secret(value))
+    }
+
     /// Replaces every credential found in `value` by `[REDACTED]`. Borrows
     /// (no allocation) when nothing is found.
+    #[inline]
     pub fn redact<'a>(&self, value: &'a str) -> Cow<'a, str> {
+        if !self.may_change(value.as_bytes()) {
+            return Cow::Borrowed(value);
+        }
+        self.redact_slow(value)
+    }
+
+    #[inline(never)]
+    fn redact_slow<'a>(&self, value: &'a str) -> Cow<'a, str> {
         let mut ranges: Vec<(usize, usize)> = Vec::new();
         if self.builtin_values {
-            self.scan(value, &mut ranges);
+            self.scan(value, &mut ranges, ENTROPY_MIN_LEN);
         }
         for re in &self.patterns {
             for m in re.find_iter(value) {
@@ -263,7 +297,7 @@ impl Redactor {
 
     /// The built-in value scanner: pushes byte ranges to replace. All ranges
     /// start and end on ASCII bytes, so slicing the `str` at them is safe.
-    fn scan(&self, s: &str, out: &mut Vec<(usize, usize)>) {
+    fn scan(&self, s: &str, out: &mut Vec<(usize, usize)>, entropy_min: usize) {
         let b = s.as_bytes();
         scan_pem(s, out);
         scan_url_userinfo(b, out);
@@ -303,7 +337,22 @@ impl Redactor {
                 i = v.1.max(i);
                 continue;
             }
-            if looks_secret(tok, b, start) {
+            let whole = looks_secret(tok, b, start, entropy_min);
+            // A path or a user agent: the secret is one segment of it
+            // (`/reset/<jwt>`, `/keys/AKIA…`, `app/1.0/ghp_…`). Segments are
+            // redacted alone only when the rest reads as a path; a random
+            // token that merely contains `/` (base64) goes whole, so no
+            // fragment of it survives.
+            if tok.len() >= 20 && tok.contains(&b'/') {
+                let before = out.len();
+                let rest_plain = scan_segments(tok, b, start, entropy_min, out);
+                if out.len() > before && (!whole || rest_plain) {
+                    i = end.max(i);
+                    continue;
+                }
+                out.truncate(before);
+            }
+            if whole {
                 out.push((start, end));
             }
             i = end.max(i);
@@ -383,8 +432,77 @@ fn sensitive_pair_value(
     if j > vstart { Some((vstart, j)) } else { None }
 }
 
+/// Random-looking tokens shorter than this are not redacted by shape alone
+/// (identifiers and ids are that short; keys and tokens are longer).
+const ENTROPY_MIN_LEN: usize = 24;
+
+/// The same bound for incoming correlation ids: upstream systems send
+/// KSUIDs (27 characters) and nanoids (21) that look random but are ids.
+const ID_ENTROPY_MIN_LEN: usize = 32;
+
+/// Checks each `/`-separated segment of a token on its own; returns whether
+/// every segment it kept reads as a plain path segment (see [`plain_segment`]).
+fn scan_segments(
+    tok: &[u8],
+    all: &[u8],
+    start: usize,
+    entropy_min: usize,
+    out: &mut Vec<(usize, usize)>,
+) -> bool {
+    let mut seg_start = start;
+    let mut rest_plain = true;
+    for seg in tok.split(|&c| c == b'/') {
+        if looks_secret(seg, all, seg_start, entropy_min) {
+            out.push((seg_start, seg_start + seg.len()));
+        } else {
+            rest_plain &= plain_segment(seg);
+        }
+        seg_start += seg.len() + 1;
+    }
+    rest_plain
+}
+
+/// A segment a path is made of (`orders`, `12345`, `v1`, `Users`,
+/// `items.json`), as opposed to a fragment of random text, which mixes
+/// upper case, lower case and digits.
+fn plain_segment(seg: &[u8]) -> bool {
+    let up = seg.iter().any(u8::is_ascii_uppercase);
+    let lo = seg.iter().any(u8::is_ascii_lowercase);
+    let dg = seg.iter().any(u8::is_ascii_digit);
+    !(up && lo && dg)
+}
+
+/// Whether an incoming correlation or request id has the shape of a
+/// credential: a JWT, a vendor token or cloud key, a password in a URL or a
+/// `key=value` pair with a sensitive key, or a long random string (32 bytes
+/// or more of mixed-case letters and digits). Such an id is rejected like an
+/// invalid one, so it is never echoed or logged.
+pub(crate) fn id_looks_secret(id: &[u8]) -> bool {
+    if !may_hold_secret(id) || is_uuid_or_hex(id) {
+        return false;
+    }
+    let Ok(s) = std::str::from_utf8(id) else {
+        return false;
+    };
+    let mut ranges = Vec::new();
+    DEFAULT.scan(s, &mut ranges, ID_ENTROPY_MIN_LEN);
+    !ranges.is_empty()
+}
+
+/// UUIDs (any version, either case) and hex strings up to 40 characters:
+/// the ids nearly every caller sends, ruled out without a scan.
+fn is_uuid_or_hex(b: &[u8]) -> bool {
+    if b.len() == 36 {
+        return b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    }
+    b.len() <= 40 && b.iter().all(u8::is_ascii_hexdigit)
+}
+
 /// Whether one token looks like a credential by shape alone.
-fn looks_secret(tok: &[u8], all: &[u8], start: usize) -> bool {
+fn looks_secret(tok: &[u8], all: &[u8], start: usize, entropy_min: usize) -> bool {
     let len = tok.len();
     if len < 20 {
         return false;
@@ -444,8 +562,9 @@ fn looks_secret(tok: &[u8], all: &[u8], start: usize) -> bool {
     {
         return true;
     }
-    // Long hex, unless it is a digest written with its algorithm.
-    if len >= 48 && tok.iter().all(u8::is_ascii_hexdigit) {
+    // Long random hex, unless it is a digest written with its algorithm
+    // (`aaaa…` or `0000…` padding is not random).
+    if len >= 48 && tok.iter().all(u8::is_ascii_hexdigit) && distinct_bytes(tok) >= 8 {
         let before = &all[..start];
         let digest = [
             &b"sha1:"[..],
@@ -464,7 +583,7 @@ fn looks_secret(tok: &[u8], all: &[u8], start: usize) -> bool {
     }
     // High entropy: mixed classes switching often (random base64), not a
     // path (few slashes) nor an identifier (few class switches).
-    if len >= 24 {
+    if len >= entropy_min {
         let (mut up, mut lo, mut dg, mut slashes, mut dots, mut switches) =
             (false, false, false, 0, 0, 0);
         let mut prev = 0u8;
@@ -495,6 +614,85 @@ fn looks_secret(tok: &[u8], all: &[u8], start: usize) -> bool {
         return up && lo && dg && slashes * 12 <= len && dots <= 1 && switches * 3 >= len;
     }
     false
+}
+
+/// A conservative pre-check for the built-in value rules: `false` only when
+/// none of them can match. They all need a `key=value` / `key: value`
+/// separator, a URL's `@`, a PEM `-----` line, a `Bearer` or `Basic` scheme
+/// word, or a run of at least 20 token bytes. A property test checks it
+/// against the scanner itself.
+#[inline(always)]
+pub fn may_hold_secret(b: &[u8]) -> bool {
+    // Without a separator every built-in rule needs at least 12 bytes
+    // (`basic` + space + a 6-byte credential; PEM headers and tokens are
+    // longer): short values need one scalar pass, inlined.
+    if b.len() < 12 {
+        let mut hit = 0u8;
+        for &c in b {
+            hit |= SEPARATOR[c as usize];
+        }
+        return hit != 0;
+    }
+    may_hold_secret_long(b)
+}
+
+#[inline(never)]
+fn may_hold_secret_long(b: &[u8]) -> bool {
+    // Branch-free first pass: any separator byte means "scan".
+    let mut trig = false;
+    for &c in b {
+        trig |= matches!(c, b'=' | b':' | b'@');
+    }
+    if trig {
+        return true;
+    }
+    let mut run = 0usize;
+    let mut dashes = 0usize;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'-' {
+            dashes += 1;
+            if dashes >= 5 {
+                return true;
+            }
+        } else {
+            dashes = 0;
+        }
+        if is_tok(c) {
+            run += 1;
+            if run >= 20 {
+                return true;
+            }
+        } else {
+            if (run == 5 || run == 6) && is_scheme(&b[i - run..i]) {
+                return true;
+            }
+            run = 0;
+        }
+    }
+    (run == 5 || run == 6) && is_scheme(&b[b.len() - run..])
+}
+
+/// 1 for `=`, `:` and `@`, the separators every keyed secret rule needs.
+static SEPARATOR: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'=' as usize] = 1;
+    t[b':' as usize] = 1;
+    t[b'@' as usize] = 1;
+    t
+};
+
+#[inline]
+fn is_scheme(tok: &[u8]) -> bool {
+    tok.eq_ignore_ascii_case(b"bearer") || tok.eq_ignore_ascii_case(b"basic")
+}
+
+/// How many different bytes `tok` holds.
+fn distinct_bytes(tok: &[u8]) -> u32 {
+    let mut seen = [0u64; 4];
+    for &c in tok {
+        seen[(c >> 6) as usize] |= 1 << (c & 63);
+    }
+    seen.iter().map(|w| w.count_ones()).sum()
 }
 
 /// `scheme://user:password@host` → the password's range.
@@ -744,6 +942,56 @@ mod tests {
         let mut r = Redactor::new();
         r.add_pattern("hunter2").unwrap();
         assert_eq!(r.redact("password=hunter2 ok"), "password=[REDACTED] ok");
+    }
+
+    #[test]
+    fn shortcut_cases() {
+        for s in ["served item", "GET", "ann", "", "a b c", "tokens used 12"] {
+            assert!(!may_hold_secret(s.as_bytes()), "{s}");
+        }
+        for s in [
+            "Bearer abcdefgh",
+            "basic dXNlcjpwYXNz",
+            "password=hunter2",
+            "k: v",
+            "https://u:p@host",
+            "-----BEGIN PRIVATE KEY-----",
+            "AKIAIOSFODNN7EXAMPLE",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig",
+            "/reset/eyJhbGciOiJIUzI1NiJ9",
+        ] {
+            assert!(may_hold_secret(s.as_bytes()), "{s}");
+        }
+    }
+
+    #[test]
+    fn secret_shaped_ids() {
+        for id in [
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.abc123def456ghi789",
+            "AKIAIOSFODNN7EXAMPLE",
+            "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "xoxb-1234567890-1234567890123-AbCdEfGh",
+            "password=hunter2",
+            "https://user:pw@host",
+            "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MEFCQ0RFRkdI",
+            "req/ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+        ] {
+            assert!(id_looks_secret(id.as_bytes()), "{id} should be secret-shaped");
+        }
+        for id in [
+            "req-42",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "550E8400-E29B-41D4-A716-446655440000",
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "0ujtsYcgvSTl8PAuAdqWYSMnLOv",
+            "V1StGXR8_Z5jdHi6B-myT",
+            "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "checkout.orders/2024-01-01/batch-7",
+            "3f786850e387550fdab836ed7e6dc881de23001b",
+        ] {
+            assert!(!id_looks_secret(id.as_bytes()), "{id} should pass");
+        }
     }
 
     #[test]

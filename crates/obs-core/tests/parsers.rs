@@ -61,7 +61,15 @@ proptest! {
 
     #[test]
     fn safe_correlation_ids_round_trip(s in "[A-Za-z0-9._~:/+=@-]{1,128}") {
-        let id = CorrelationId::parse(&s).unwrap();
+        // Safe bytes are accepted exactly, unless the value has the shape of
+        // a credential, which the redactor would then hide too.
+        let id = match CorrelationId::parse(&s) {
+            Err(Error::CorrelationId(CorrelationIdError::SecretShaped)) => {
+                prop_assert_ne!(obs_core::redact(&s), s.as_str());
+                return Ok(());
+            }
+            other => other.unwrap(),
+        };
         prop_assert_eq!(id.as_str(), s.as_str());
         prop_assert_eq!(id.clone(), id);
     }

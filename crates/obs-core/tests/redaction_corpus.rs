@@ -5,6 +5,83 @@
 //! and no value anywhere.
 
 use obs_core::redact;
+use obs_core::redact::may_hold_secret;
+use proptest::prelude::*;
+
+/// Secrets on their own, each embedded below in every context an attacker or a
+/// careless client can put it: a path segment, a query or form value, after
+/// `:` and `;`, inside a `User-Agent`, inside JSON.
+const BARE: &[&str] = &[
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.abc123def456ghi789",
+    "AKIAIOSFODNN7EXAMPLE",
+    "ASIAY34FZKBOKMUTVV7A",
+    "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+    "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
+    "glpat-xJ4mZ9qR2sT7vW1yB3nC",
+    "xoxb-1234567890-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+    "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+    "rk_live_4eC39HqLyjWDarjtT1zdp7dc",
+    "sk-proj-Ab3dE5gH7jK9mN1pQ3sT5vX7zB9",
+    "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe",
+    "npm_Ab3dE5gH7jK9mN1pQ3sT5vX7zB9cD1eF",
+    "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MEFCQ0RFRkdI",
+    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+];
+
+/// `{}` stands for the secret.
+const CONTEXTS: &[&str] = &[
+    "{}",
+    "/reset/{}",
+    "/x/{}",
+    "/api/v1/keys/{}/rotate",
+    "GET /users/{}?page=2",
+    "q={}",
+    "/search?q={}&page=1",
+    "a=1&b={}",
+    "key:{}",
+    "value: {}",
+    "a;{}",
+    "theme=dark;{}",
+    "Mozilla/5.0 (X11; Linux x86_64) {} Chrome/120.0",
+    "curl/8.5.0/{}",
+    r#"{"data":"{}"}"#,
+    r#"{"nested":{"list":["ok","{}"]}}"#,
+    "https://example.com/cb/{}",
+    "(token {})",
+];
+
+#[test]
+fn embedded_secrets_are_redacted() {
+    for secret in BARE {
+        for ctx in CONTEXTS {
+            let input = ctx.replace("{}", secret);
+            let out = redact(&input);
+            // The longest distinctive stretch of the secret must be gone.
+            let probe = &secret[..secret.len().min(16)];
+            assert!(
+                !out.contains(probe),
+                "secret {secret:?} survived in {out:?} (context {ctx:?})"
+            );
+            assert!(out.contains("[REDACTED]"), "no marker in {out:?}");
+        }
+    }
+}
+
+#[test]
+fn embedded_secrets_keep_their_context() {
+    assert_eq!(
+        redact("/reset/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.abc123def456ghi789/done"),
+        "/reset/[REDACTED]/done"
+    );
+    assert_eq!(
+        redact("/x/AKIAIOSFODNN7EXAMPLE"),
+        "/x/[REDACTED]"
+    );
+    assert_eq!(
+        redact("/orders/12345/items/ghp_16C7e42F292c6912E7710c838347Ae178B4a?x=1"),
+        "/orders/12345/items/[REDACTED]?x=1"
+    );
+}
 
 /// (input, the secret part that must not survive)
 const SECRETS: &[(&str, &str)] = &[
@@ -114,6 +191,15 @@ const LOOK_ALIKES: &[&str] = &[
     "module::path::to::function",
     "ThisIsAVeryLongJavaClassNameWithoutDigitsAtAll",
     "duration_ms=1234 status=200 method=GET route=/items/{id}",
+    "/api/v1/orders/550e8400-e29b-41d4-a716-446655440000/items",
+    "/traces/4bf92f3577b34da6a3ce929d0e0e4736/spans/00f067aa0ba902b7",
+    "/repos/obs-rs/obs/commits/3f786850e387550fdab836ed7e6dc881de23001b",
+    "/v2/library/nginx/manifests/sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+    "curl/8.5.0",
+    "/static/js/main.chunk.js",
+    "/home/runner/work/obs/obs/target/debug/deps/libobs_core.rlib",
+    "opentelemetry_sdk::trace::span_processor::BatchSpanProcessor",
     "",
 ];
 
@@ -156,4 +242,26 @@ fn context_around_secrets_is_kept() {
         "Authorization: Bearer [REDACTED]"
     );
     assert_eq!(redact("x AKIAIOSFODNN7EXAMPLE y"), "x [REDACTED] y");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4096, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Whenever the pre-check says "no secret here", the scanner itself
+    /// would not have changed the value: the shortcut never skips a secret.
+    #[test]
+    fn precheck_never_skips_a_secret(
+        s in proptest::string::string_regex(
+            "((bearer|Basic|BEARER|AKIA|eyJ|ghp_|sk_live_|xoxb-|-----BEGIN |/|[A-Za-z0-9+/_.~-]{1,30}|[ ,;&()\\[\\]{}\"'!?#%*<>|\\t\\n]|[=:@]){0,8})"
+        ).unwrap()
+    ) {
+        let mut full = obs_core::Redactor::new();
+        // A user pattern turns the shortcut off, so this scans everything.
+        full.add_pattern("\\x00never\\x00").unwrap();
+        let skipped = !may_hold_secret(s.as_bytes());
+        prop_assert!(
+            !skipped || full.redact(&s) == s.as_str(),
+            "the pre-check skipped {:?}, which the scanner changes", s
+        );
+    }
 }

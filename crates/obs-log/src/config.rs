@@ -264,9 +264,6 @@ pub struct Config {
     pub(crate) span_path: bool,
     pub(crate) resource: Option<Resource>,
     pub(crate) redactor: Option<Redactor>,
-    /// The redactor is `Redactor::new()` (no user patterns), so values that
-    /// cannot match a built-in rule may skip the scan.
-    pub(crate) redactor_builtin: bool,
     pub(crate) rate_limit: Option<u32>,
     pub(crate) sink: Sink,
     pub(crate) non_blocking: Option<NonBlocking>,
@@ -288,7 +285,6 @@ impl Default for Config {
             span_path: true,
             resource: None,
             redactor: Some(Redactor::new()),
-            redactor_builtin: true,
             rate_limit: None,
             sink: Sink::Stdout,
             non_blocking: None,
@@ -426,13 +422,12 @@ impl Config {
 
     /// Redaction rules (default: [`Redactor::new`]); `None` turns redaction off.
     ///
-    /// With the default rules obs-log skips the value scan for strings that
-    /// cannot hold a built-in secret (no `=`, `:`, `@`, `-----`, `Bearer`/`Basic`
-    /// word or 20-character token); a custom redactor scans every value, since
-    /// its patterns may match anything.
+    /// Values that cannot hold a built-in secret (no `=`, `:`, `@`, `-----`,
+    /// `Bearer`/`Basic` word or 20-character token) skip the scan
+    /// ([`Redactor::may_change`]); a redactor with user patterns scans every
+    /// value, since its patterns may match anything.
     pub fn redactor(mut self, redactor: Option<Redactor>) -> Self {
         self.redactor = redactor;
-        self.redactor_builtin = false;
         self
     }
 

@@ -777,7 +777,7 @@ impl FieldWriter<'_> {
         if self.json
             && self
                 .redactor
-                .is_none_or(|r| r.builtin_only && !may_hold_secret(msg))
+                .is_none_or(|r| !r.rules.may_change(msg))
             && !json::needs_escape(msg)
         {
             return;
@@ -826,96 +826,18 @@ fn write_redacted(out: &mut Vec<u8>, json: bool) {
     }
 }
 
-/// The redactor, and whether it holds only the built-in rules (which allows
-/// the [`may_hold_secret`] shortcut).
+/// The redaction rules of the layer (their cheap pre-check lives in
+/// `obs_core::redact`, shared by every pillar).
 #[derive(Debug)]
 pub(crate) struct Redaction {
     pub(crate) rules: Redactor,
-    pub(crate) builtin_only: bool,
 }
 
 impl Redaction {
     #[inline]
     fn redact<'a>(&self, value: &'a str) -> Cow<'a, str> {
-        if self.builtin_only && !may_hold_secret(value.as_bytes()) {
-            Cow::Borrowed(value)
-        } else {
-            self.rules.redact(value)
-        }
+        self.rules.redact(value)
     }
-}
-
-/// A conservative pre-check for `obs_core`'s built-in value rules: `false`
-/// only when none of them can match — they all need a `key=value` /
-/// `key: value` separator, a URL's `@`, a PEM `-----` line, a `Bearer` or
-/// `Basic` scheme word, or a token of at least 20 token bytes. Checked
-/// against the real scanner by a property test.
-#[inline(always)]
-pub(crate) fn may_hold_secret(b: &[u8]) -> bool {
-    // Without a separator every built-in rule needs at least 12 bytes
-    // (`basic` + space + a 6-byte credential; PEM headers and tokens are
-    // longer): short values need one scalar pass, inlined.
-    if b.len() < 12 {
-        let mut hit = 0u8;
-        for &c in b {
-            hit |= SEPARATOR[c as usize];
-        }
-        return hit != 0;
-    }
-    may_hold_secret_long(b)
-}
-
-#[inline(never)]
-fn may_hold_secret_long(b: &[u8]) -> bool {
-    // Branch-free first pass: any separator byte means "scan".
-    let mut trig = false;
-    for &c in b {
-        trig |= matches!(c, b'=' | b':' | b'@');
-    }
-    if trig {
-        return true;
-    }
-    let mut run = 0usize;
-    let mut dashes = 0usize;
-    for (i, &c) in b.iter().enumerate() {
-        if matches!(c, b'=' | b':' | b'@') {
-            return true;
-        }
-        if c == b'-' {
-            dashes += 1;
-            if dashes >= 5 {
-                return true;
-            }
-        } else {
-            dashes = 0;
-        }
-        if c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'.' | b'-' | b'~') {
-            run += 1;
-            if run >= 20 {
-                return true;
-            }
-        } else {
-            if (run == 5 || run == 6) && is_scheme(&b[i - run..i]) {
-                return true;
-            }
-            run = 0;
-        }
-    }
-    (run == 5 || run == 6) && is_scheme(&b[b.len() - run..])
-}
-
-/// 1 for `=`, `:` and `@`, the separators every keyed secret rule needs.
-static SEPARATOR: [u8; 256] = {
-    let mut t = [0u8; 256];
-    t[b'=' as usize] = 1;
-    t[b':' as usize] = 1;
-    t[b'@' as usize] = 1;
-    t
-};
-
-#[inline]
-fn is_scheme(tok: &[u8]) -> bool {
-    tok.eq_ignore_ascii_case(b"bearer") || tok.eq_ignore_ascii_case(b"basic")
 }
 
 #[inline]
@@ -1811,51 +1733,5 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         self.inner.on_event(event, &ctx);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::may_hold_secret;
-    use proptest::prelude::*;
-
-    fn unchanged_by_default_rules(s: &str) -> bool {
-        obs_core::redact::DEFAULT.redact(s) == s
-    }
-
-    #[test]
-    fn shortcut_cases() {
-        for s in ["served item", "GET", "ann", "", "a b c", "tokens used 12"] {
-            assert!(!may_hold_secret(s.as_bytes()), "{s}");
-        }
-        for s in [
-            "Bearer abcdefgh",
-            "basic dXNlcjpwYXNz",
-            "password=hunter2",
-            "k: v",
-            "https://u:p@host",
-            "-----BEGIN PRIVATE KEY-----",
-            "AKIAIOSFODNN7EXAMPLE",
-            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig",
-        ] {
-            assert!(may_hold_secret(s.as_bytes()), "{s}");
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 4096, failure_persistence: None, ..ProptestConfig::default() })]
-
-        /// Whenever the shortcut skips the scan, the real scanner would not
-        /// have changed the value.
-        #[test]
-        fn shortcut_never_skips_a_secret(
-            s in proptest::string::string_regex(
-                "((bearer|Basic|BEARER|AKIA|eyJ|ghp_|sk_live_|xoxb-|-----BEGIN |[A-Za-z0-9+/_.~-]{1,30}|[ ,;&()\\[\\]{}\"'!?#%*<>|\\t\\n]|[=:@]){0,8})"
-            ).unwrap()
-        ) {
-            if !may_hold_secret(s.as_bytes()) {
-                prop_assert!(unchanged_by_default_rules(&s), "skipped a value the scanner changes: {s:?}");
-            }
-        }
     }
 }

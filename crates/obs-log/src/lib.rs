@@ -87,10 +87,7 @@ pub fn layer(config: Config) -> Result<(LogLayer, Handles), Error> {
     let layer = LogLayer::new(
         spec,
         (!config.per_layer_filter).then(|| filter.clone()),
-        config.redactor.map(|rules| layer::Redaction {
-            rules,
-            builtin_only: config.redactor_builtin,
-        }),
+        config.redactor.map(|rules| layer::Redaction { rules }),
         config.rate_limit,
         out.clone(),
         stats.clone(),
