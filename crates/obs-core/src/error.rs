@@ -145,7 +145,10 @@ pub enum Error {
 
 /// Escapes `value` for an error message and truncates it to a readable length,
 /// so that an error never carries control characters or megabytes of input.
-pub(crate) fn preview(value: &[u8]) -> String {
+/// A short, escaped, quoted preview of untrusted input for an error message:
+/// at most 64 bytes, non-printable bytes escaped, `...` when cut. Errors quote
+/// this instead of the whole value, so a megabyte of input is never echoed.
+pub fn preview(value: &[u8]) -> String {
     const MAX: usize = 64;
     let mut out = String::with_capacity(value.len().min(MAX) + 8);
     out.push('"');

@@ -118,6 +118,35 @@ pub mod attr {
     pub const MESSAGING_OPERATION_TYPE: &str = "messaging.operation.type";
 }
 
+/// The HTTP method as the semantic conventions record it — one of the nine
+/// standard methods, `_OTHER` for anything else — so that a client cannot
+/// mint span attribute, log field or label values. Spans, metrics and the
+/// access line all use this one rule.
+pub fn normalize_http_method(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "CONNECT" => "CONNECT",
+        "OPTIONS" => "OPTIONS",
+        "TRACE" => "TRACE",
+        "PATCH" => "PATCH",
+        _ => "_OTHER",
+    }
+}
+
+/// `tracing` targets of the lines obs itself writes.
+pub mod target {
+    /// The access line of every HTTP request.
+    pub const ACCESS: &str = "obs::access";
+    /// Audit lines: every change made through an admin endpoint. A log
+    /// filter never suppresses WARN and ERROR lines of this target, so
+    /// setting the level to `off` is itself recorded.
+    pub const AUDIT: &str = "obs::audit";
+}
+
 /// Metric names. Written in Prometheus form (dots become underscores, unit
 /// suffix appended) because that is what a scrape shows and what dashboards
 /// query; the OpenTelemetry name is noted on each.

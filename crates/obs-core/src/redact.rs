@@ -977,7 +977,10 @@ mod tests {
             "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MEFCQ0RFRkdI",
             "req/ghp_16C7e42F292c6912E7710c838347Ae178B4a",
         ] {
-            assert!(id_looks_secret(id.as_bytes()), "{id} should be secret-shaped");
+            assert!(
+                id_looks_secret(id.as_bytes()),
+                "{id} should be secret-shaped"
+            );
         }
         for id in [
             "req-42",

@@ -73,10 +73,7 @@ fn embedded_secrets_keep_their_context() {
         redact("/reset/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.abc123def456ghi789/done"),
         "/reset/[REDACTED]/done"
     );
-    assert_eq!(
-        redact("/x/AKIAIOSFODNN7EXAMPLE"),
-        "/x/[REDACTED]"
-    );
+    assert_eq!(redact("/x/AKIAIOSFODNN7EXAMPLE"), "/x/[REDACTED]");
     assert_eq!(
         redact("/orders/12345/items/ghp_16C7e42F292c6912E7710c838347Ae178B4a?x=1"),
         "/orders/12345/items/[REDACTED]?x=1"

@@ -28,6 +28,6 @@ pub use error::Error;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use server::{CorrelationLayer, CorrelationService, ResponseFuture, from_request};
-pub use stats::Stats;
+pub use stats::{RejectReason, Stats};
 
 pub use obs_core::{CorrelationId, IdFormat};

@@ -186,6 +186,7 @@ where
         let span = request_span(config, &req, &resolution.id);
         let entered = span.enter();
         if let Some(rejection) = &resolution.rejection {
+            self.shared.stats.record_rejection(rejection);
             tracing::debug!(
                 header = resolution.header(config),
                 reason = %rejection,

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::Source;
+use crate::{Rejection, Source};
+use obs_core::error::CorrelationIdError;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -13,6 +14,68 @@ struct Counters {
     generated: AtomicU64,
     replaced: AtomicU64,
     untrusted: AtomicU64,
+    rejected: [AtomicU64; RejectReason::ALL.len()],
+}
+
+/// Why an incoming id was replaced, as a metric label value: the coarse
+/// kind of a [`Rejection`], without the details (positions, lengths) that
+/// would make the label unbounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The header was empty.
+    Empty,
+    /// Longer than obs-core's limit or the configured maximum.
+    TooLong,
+    /// A byte outside the safe set.
+    ForbiddenByte,
+    /// The shape of a credential (JWT, vendor token, cloud key, password).
+    SecretShaped,
+    /// The header was sent more than once.
+    Repeated,
+}
+
+impl RejectReason {
+    /// Every reason, in label order.
+    pub const ALL: [RejectReason; 5] = [
+        RejectReason::Empty,
+        RejectReason::TooLong,
+        RejectReason::ForbiddenByte,
+        RejectReason::SecretShaped,
+        RejectReason::Repeated,
+    ];
+
+    /// The label value: `empty`, `too_long`, `forbidden_byte`,
+    /// `secret_shaped`, `repeated`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Empty => "empty",
+            RejectReason::TooLong => "too_long",
+            RejectReason::ForbiddenByte => "forbidden_byte",
+            RejectReason::SecretShaped => "secret_shaped",
+            RejectReason::Repeated => "repeated",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl From<&Rejection> for RejectReason {
+    fn from(r: &Rejection) -> Self {
+        match r {
+            Rejection::Invalid(CorrelationIdError::Empty) => RejectReason::Empty,
+            Rejection::Invalid(CorrelationIdError::TooLong { .. }) | Rejection::TooLong { .. } => {
+                RejectReason::TooLong
+            }
+            Rejection::Invalid(CorrelationIdError::ForbiddenByte { .. }) => {
+                RejectReason::ForbiddenByte
+            }
+            Rejection::Invalid(CorrelationIdError::SecretShaped) => RejectReason::SecretShaped,
+            Rejection::Repeated => RejectReason::Repeated,
+        }
+    }
 }
 
 /// Counters of how correlation ids were obtained, one per [`Source`].
@@ -50,6 +113,18 @@ impl Stats {
             Source::Untrusted => &self.0.untrusted,
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one replaced id by the reason it was rejected (on top of
+    /// [`record`](Self::record)`(Source::Replaced)`).
+    #[inline]
+    pub fn record_rejection(&self, rejection: &Rejection) {
+        self.0.rejected[RejectReason::from(rejection).index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Incoming ids rejected for `reason`.
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.0.rejected[reason.index()].load(Ordering::Relaxed)
     }
 
     /// Ids taken from a valid incoming header.

@@ -17,9 +17,10 @@ pub enum Error {
         reason: String,
     },
     /// A filter directive (`info,my_crate=debug`) did not parse.
-    #[error("invalid log filter directive {directive:?}: {reason}")]
+    #[error("invalid log filter directive {directive}: {reason}")]
     Directive {
-        /// The offending directive string.
+        /// The offending directive: a quoted preview of at most 64 bytes
+        /// (a directive may come from an HTTP request body).
         directive: String,
         /// What is wrong with it.
         reason: String,

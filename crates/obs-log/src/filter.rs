@@ -14,16 +14,27 @@ use tracing_subscriber::filter::Targets;
 
 use crate::Error;
 
+/// Longest directive accepted, in bytes: real directives are a few dozen
+/// bytes, and parsing is linear in the number of parts.
+pub const MAX_DIRECTIVE_LEN: usize = 4096;
+
 /// Parses a directive in `tracing-subscriber` `Targets` syntax.
 pub(crate) fn parse_directive(directive: &str) -> Result<Targets, Error> {
     let d = directive.trim();
     let err = |reason: &str| Error::Directive {
-        directive: directive.to_owned(),
+        directive: obs_core::error::preview(directive.as_bytes()),
         reason: reason.to_owned(),
     };
     if d.is_empty() {
         return Err(err("the directive is empty (use `off` to disable logging)"));
     }
+    if d.len() > MAX_DIRECTIVE_LEN {
+        return Err(err(&format!(
+            "the directive is {} bytes long, the maximum is {MAX_DIRECTIVE_LEN}",
+            d.len()
+        )));
+    }
+    let part_preview = |p: &str| obs_core::error::preview(p.as_bytes());
     if d.contains('[') || d.contains('{') {
         return Err(err(
             "span and field filters are not supported; use `target=level` pairs",
@@ -32,19 +43,33 @@ pub(crate) fn parse_directive(directive: &str) -> Result<Targets, Error> {
     for part in d.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if let Some((target, level)) = part.split_once('=') {
             if target.trim().is_empty() {
-                return Err(err(&format!("`{part}` has no target before `=`")));
+                return Err(err(&format!(
+                    "{} has no target before `=`",
+                    part_preview(part)
+                )));
             }
             if level.trim().parse::<LevelFilter>().is_err() {
                 return Err(err(&format!(
-                    "`{}` in `{part}` is not a level (trace, debug, info, warn, error, off)",
-                    level.trim()
+                    "{} in {} is not a level (trace, debug, info, warn, error, off)",
+                    part_preview(level.trim()),
+                    part_preview(part)
                 )));
             }
         } else if part.parse::<LevelFilter>().is_err() && !is_target(part) {
-            return Err(err(&format!("`{part}` is neither a level nor a target")));
+            return Err(err(&format!(
+                "{} is neither a level nor a target",
+                part_preview(part)
+            )));
         }
     }
     d.parse::<Targets>().map_err(|e| err(&e.to_string()))
+}
+
+/// Audit lines (target `obs::audit`, WARN or ERROR) are never filtered out:
+/// a change of the log level must be recorded even when it turns logging off.
+#[inline]
+fn is_audit(target: &str, level: &Level) -> bool {
+    *level <= Level::WARN && target == obs_core::names::target::AUDIT
 }
 
 fn is_target(s: &str) -> bool {
@@ -72,23 +97,22 @@ impl FilterState {
 
     #[inline]
     pub(crate) fn enabled(&self, meta: &Metadata<'_>) -> bool {
-        self.targets
-            .load()
-            .would_enable(meta.target(), meta.level())
+        self.would_enable(meta.target(), meta.level())
     }
 
     #[inline]
     pub(crate) fn would_enable(&self, target: &str, level: &Level) -> bool {
-        self.targets.load().would_enable(target, level)
+        is_audit(target, level) || self.targets.load().would_enable(target, level)
     }
 
+    /// At least WARN: audit lines pass whatever the directive says.
     pub(crate) fn max_level(&self) -> LevelFilter {
         let t = self.targets.load();
         let mut max = t.default_level().unwrap_or(LevelFilter::OFF);
         for (_, l) in t.iter() {
             max = max.max(l);
         }
-        max
+        max.max(LevelFilter::WARN)
     }
 }
 
@@ -123,6 +147,12 @@ impl ReloadHandle {
     /// The directive in force.
     pub fn current(&self) -> String {
         (**self.state.directive.load()).clone()
+    }
+
+    /// Checks a directive without applying it (the error [`set`](Self::set)
+    /// would return).
+    pub fn validate(directive: &str) -> Result<(), Error> {
+        parse_directive(directive).map(drop)
     }
 
     /// Replaces the directive. On error the old directive stays in force.

@@ -775,9 +775,7 @@ impl FieldWriter<'_> {
         msg.clear();
         let _ = write!(json::Raw(msg), "{value:?}");
         if self.json
-            && self
-                .redactor
-                .is_none_or(|r| !r.rules.may_change(msg))
+            && self.redactor.is_none_or(|r| !r.rules.may_change(msg))
             && !json::needs_escape(msg)
         {
             return;

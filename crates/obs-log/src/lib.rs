@@ -19,7 +19,7 @@ pub use config::{
     Schema,
 };
 pub use error::Error;
-pub use filter::{LogFilter, ReloadHandle};
+pub use filter::{LogFilter, MAX_DIRECTIVE_LEN, ReloadHandle};
 pub use layer::LogLayer;
 pub use writer::{
     DroppedCounts, FlushHandle, LogGuard, LogStats, ShutdownReport, install_panic_hook,

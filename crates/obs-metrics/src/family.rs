@@ -55,6 +55,8 @@ pub(crate) struct Store<K, M: Metric> {
     map: RwLock<Map<K, M>>,
     overflow: OnceLock<M>,
     rejected: Counter,
+    /// Applied to the label values of each new series (once, at creation).
+    redactor: Option<Arc<obs_core::Redactor>>,
 }
 
 impl<K, M: Metric> fmt::Debug for Store<K, M> {
@@ -73,8 +75,10 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
         exemplars: bool,
         limit: usize,
         rejected: Counter,
+        redactor: Option<Arc<obs_core::Redactor>>,
     ) -> Self {
         Self {
+            redactor,
             name: name.into(),
             spec,
             exemplars,
@@ -171,10 +175,15 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
             drop(map);
             return self.reject();
         }
-        let Some((key, labels)) = make() else {
+        let Some((key, mut labels)) = make() else {
             drop(map);
             return self.reject();
         };
+        if let Some(r) = &self.redactor
+            && let Some(clean) = crate::text::redact_rendered_labels(&labels, r)
+        {
+            labels = clean;
+        }
         let metric = M::create(&self.spec, self.exemplars);
         if map.order.len() < FAST_MAX {
             let table = self

@@ -92,6 +92,7 @@ struct State {
 struct Inner {
     limit: usize,
     exemplars: bool,
+    redactor: Option<Arc<obs_core::Redactor>>,
     state: RwLock<State>,
     rejected: OnceLock<Family<Counter, 1>>,
     bridged: Mutex<Vec<prometheus_client::registry::Registry>>,
@@ -154,6 +155,7 @@ impl Default for Registry {
 pub struct RegistryBuilder {
     limit: usize,
     exemplars: bool,
+    redactor: Option<Arc<obs_core::Redactor>>,
 }
 
 impl RegistryBuilder {
@@ -171,12 +173,22 @@ impl RegistryBuilder {
         self
     }
 
+    /// Redaction rules for the label values of labelled metrics, applied
+    /// once when a label set is first seen (default:
+    /// `obs_core::Redactor::new()`; `None` turns it off). A secret that
+    /// code passes as a label value is exposed as `[REDACTED]`.
+    pub fn redactor(mut self, redactor: Option<obs_core::Redactor>) -> Self {
+        self.redactor = redactor.map(Arc::new);
+        self
+    }
+
     /// The registry.
     pub fn build(self) -> Registry {
         Registry {
             inner: Arc::new(Inner {
                 limit: self.limit,
                 exemplars: self.exemplars,
+                redactor: self.redactor,
                 state: RwLock::new(State::default()),
                 rejected: OnceLock::new(),
                 bridged: Mutex::new(Vec::new()),
@@ -196,6 +208,7 @@ impl Registry {
         RegistryBuilder {
             limit: DEFAULT_CARDINALITY_LIMIT,
             exemplars: true,
+            redactor: Some(Arc::new(obs_core::Redactor::new())),
         }
     }
 
@@ -551,7 +564,7 @@ impl Registry {
     fn rejected_counter(&self, metric: &str) -> Counter {
         let family = self.inner.rejected.get_or_init(|| {
             let name = obs_core::names::metric::LABEL_SETS_REJECTED.trim_end_matches("_total");
-            let store = Arc::new(Store::new(name, Arc::new(()), false, usize::MAX, Counter::default()));
+            let store = Arc::new(Store::new(name, Arc::new(()), false, usize::MAX, Counter::default(), None));
             let family = Family { store: store.clone(), label_names: Arc::new(["metric".into()]) };
             let desc = Desc {
                 name: name.into(),
@@ -687,6 +700,7 @@ impl MetricBuilder<'_> {
                 ex,
                 limit,
                 rejected,
+                registry.inner.redactor.clone(),
             ));
             let family = Family {
                 store: store.clone(),
@@ -715,6 +729,7 @@ impl MetricBuilder<'_> {
                 ex,
                 limit,
                 rejected,
+                registry.inner.redactor.clone(),
             ));
             Ok((
                 LabelledFamily {

@@ -32,21 +32,8 @@ pub const JOB_DURATION_BUCKETS: &[f64] = &[
 
 /// The HTTP method as the semantic conventions record it: one of the
 /// standard methods, `_OTHER` for anything else (so a client cannot mint
-/// label values).
-pub fn normalize_method(method: &str) -> &'static str {
-    match method {
-        "GET" => "GET",
-        "HEAD" => "HEAD",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "DELETE" => "DELETE",
-        "CONNECT" => "CONNECT",
-        "OPTIONS" => "OPTIONS",
-        "TRACE" => "TRACE",
-        "PATCH" => "PATCH",
-        _ => "_OTHER",
-    }
-}
+/// label values). The one rule every pillar applies, owned by `obs-core`.
+pub use obs_core::names::normalize_http_method as normalize_method;
 
 /// Label names of the HTTP server duration histogram.
 pub const HTTP_SERVER_LABELS: [&str; 4] = [

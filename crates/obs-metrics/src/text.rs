@@ -95,6 +95,51 @@ pub(crate) fn escape_label_value(out: &mut String, value: &str) {
     }
 }
 
+/// Redacts each value of rendered `k="v",…` labels as its own field (the
+/// label name counts: `token="…"` is hidden whatever its value). Returns
+/// `None` when nothing changed. Runs once per new series, never per sample.
+pub(crate) fn redact_rendered_labels(labels: &str, r: &obs_core::Redactor) -> Option<String> {
+    let b = labels.as_bytes();
+    let mut out = String::with_capacity(labels.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < b.len() {
+        let Some(eq) = labels[i..].find("=\"").map(|e| e + i) else {
+            break;
+        };
+        let name = &labels[i..eq];
+        let mut j = eq + 2;
+        let mut value = String::new();
+        while j < b.len() && b[j] != b'"' {
+            if b[j] == b'\\' && j + 1 < b.len() {
+                value.push(match b[j + 1] {
+                    b'n' => '\n',
+                    c => c as char,
+                });
+                j += 2;
+            } else {
+                let c = labels[j..].chars().next().unwrap_or('\0');
+                value.push(c);
+                j += c.len_utf8();
+            }
+        }
+        let clean = r.redact_field(name, &value);
+        changed |= clean != value;
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        escape_label_value(&mut out, &clean);
+        out.push('"');
+        i = j + 1;
+        if i < b.len() && b[i] == b',' {
+            i += 1;
+        }
+    }
+    changed.then_some(out)
+}
+
 /// Appends HELP text escaped per the formats: `\\` and `\n` in text 0.0.4,
 /// plus `\"` in OpenMetrics.
 pub(crate) fn escape_help(out: &mut String, help: &str, openmetrics: bool) {
@@ -365,6 +410,23 @@ mod tests {
         }
         assert_eq!(s, "1.0 0.005 +Inf -Inf NaN ");
         assert_eq!(render_labels(&["a", "b"], &["x", "\""]), r#"a="x",b="\"""#);
+        let r = obs_core::Redactor::new();
+        let rendered = render_labels(
+            &["route", "api_token", "note"],
+            &[
+                "/x/AKIAIOSFODNN7EXAMPLE",
+                "abc",
+                "say \"hi\"\npassword=hunter2",
+            ],
+        );
+        assert_eq!(
+            redact_rendered_labels(&rendered, &r).as_deref(),
+            Some(
+                r#"route="/x/[REDACTED]",api_token="[REDACTED]",note="say \"hi\"\npassword=[REDACTED]""#
+            )
+        );
+        let plain = render_labels(&["method", "route"], &["GET", "/items/{id}"]);
+        assert_eq!(redact_rendered_labels(&plain, &r), None);
     }
 
     #[test]

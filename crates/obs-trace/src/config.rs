@@ -116,6 +116,10 @@ pub struct Config {
     pub max_attributes: usize,
     /// Most events kept per span (`OTEL_SPAN_EVENT_COUNT_LIMIT`).
     pub max_events: usize,
+    /// Redaction rules applied to every exported span (name, attributes,
+    /// events, status message) before any exporter sees it; `None` turns
+    /// redaction off. Default: `obs_core::Redactor::new()`.
+    pub redactor: Option<obs_core::Redactor>,
 }
 
 impl Default for Config {
@@ -129,6 +133,7 @@ impl Default for Config {
             batch: BatchConfig::default(),
             max_attributes: 128,
             max_events: 128,
+            redactor: Some(obs_core::Redactor::new()),
         }
     }
 }

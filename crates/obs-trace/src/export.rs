@@ -21,6 +21,7 @@ use obs_core::Resource;
 use crate::Error;
 use crate::config::BatchConfig;
 use crate::raw::{BoxPool, RawSpan, Recording};
+use crate::redaction::SpanRedactor;
 use crate::span::FinishedSpan;
 
 /// Something that sends batches of spans somewhere. Called on the exporter
@@ -219,6 +220,7 @@ impl Pipeline {
         mut exporter: Box<dyn SpanExporter>,
         resource: Resource,
         batch: BatchConfig,
+        redactor: Option<obs_core::Redactor>,
     ) -> Result<Self, Error> {
         let (tx, rx) = bounded::<RawSpan>(batch.max_queue_size);
         let (ctl_tx, ctl_rx) = unbounded::<Control>();
@@ -246,6 +248,7 @@ impl Pipeline {
                     wake_pending: wp,
                     pool: worker_pool,
                     returned: Vec::new(),
+                    redactor: redactor.map(SpanRedactor::new),
                 };
                 w.run(exporter.as_mut());
                 exporter.shutdown();
@@ -364,6 +367,8 @@ struct Worker {
     pool: Arc<BoxPool>,
     #[allow(clippy::vec_box, reason = "see BoxPool")]
     returned: Vec<Box<Recording>>,
+    /// Applied to every span before it joins a batch (see `redaction`).
+    redactor: Option<SpanRedactor>,
 }
 
 impl Worker {
@@ -410,7 +415,10 @@ impl Worker {
         while self.buf.len() < self.batch.max_export_batch_size {
             match self.rx.try_recv() {
                 Ok(s) => {
-                    let (span, boxed) = s.into_finished();
+                    let (mut span, boxed) = s.into_finished();
+                    if let Some(r) = &mut self.redactor {
+                        r.redact(&mut span);
+                    }
                     self.buf.push(span);
                     self.returned.push(boxed);
                 }

@@ -12,6 +12,7 @@ mod layer;
 pub mod otlp;
 pub mod propagation;
 mod raw;
+mod redaction;
 mod sampler;
 #[cfg(feature = "sdk")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sdk")))]
@@ -108,6 +109,14 @@ impl Builder {
         self
     }
 
+    /// Redaction rules applied to every span's name, attributes, events and
+    /// status before any exporter sees it (default: `obs_core::Redactor::new()`);
+    /// `None` turns redaction off.
+    pub fn redactor(mut self, redactor: Option<obs_core::Redactor>) -> Self {
+        self.config.redactor = redactor;
+        self
+    }
+
     /// Exports to `exporter` instead of the configured OTLP endpoint.
     pub fn with_exporter(mut self, exporter: impl SpanExporter) -> Self {
         self.exporter = Some(Box::new(exporter));
@@ -126,7 +135,12 @@ impl Builder {
             (None, None) => None,
         };
         let pipeline = match exporter {
-            Some(e) => Some(Pipeline::start(e, cfg.resource.clone(), cfg.batch)?),
+            Some(e) => Some(Pipeline::start(
+                e,
+                cfg.resource.clone(),
+                cfg.batch,
+                cfg.redactor.clone(),
+            )?),
             None => None,
         };
         let stats = pipeline

@@ -26,18 +26,7 @@ type RouteFn = Arc<dyn Fn(&Uri, &http::Extensions) -> Option<Cow<'static, str>> 
 
 /// The semconv method value: the known methods as-is, others `_OTHER`.
 fn method_str(m: &Method) -> &'static str {
-    match *m {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "_OTHER",
-    }
+    obs_core::names::normalize_http_method(m.as_str())
 }
 
 fn host_port<B>(req: &Request<B>) -> (Option<&str>, Option<u16>) {

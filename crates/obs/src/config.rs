@@ -5,17 +5,22 @@ use std::fmt;
 #[cfg(feature = "health")]
 use std::time::Duration;
 
-use obs_core::{Resource, Secret};
+use obs_core::{Redactor, Resource, Secret};
 
 use crate::Error;
 
 /// `OBS_ADMIN_TOKEN`: bearer token required by the admin router's mutating
-/// endpoints (`PUT /loglevel`). Unset: those endpoints are open, which is fine
-/// on a separate admin port that only the cluster can reach.
+/// endpoints (`PUT /loglevel`). Unset: those endpoints refuse every change
+/// with `403 Forbidden` (reads stay open).
 pub const ENV_ADMIN_TOKEN: &str = "OBS_ADMIN_TOKEN";
 /// `OBS_METRICS_CARDINALITY_LIMIT`: label sets kept per metric before new
 /// ones go to the overflow series.
 pub const ENV_CARDINALITY_LIMIT: &str = "OBS_METRICS_CARDINALITY_LIMIT";
+/// `OBS_REDACT_NAMES`: extra sensitive field, header, attribute and label
+/// names, comma-separated (`ssn,card-number`), added to the built-in ones.
+/// Whatever a name rule matches is hidden on every path out: log lines,
+/// exported spans, error reports and breadcrumbs, metric label values.
+pub const ENV_REDACT_NAMES: &str = "OBS_REDACT_NAMES";
 /// `OBS_TRACE_FILTER`: which `tracing` spans become OpenTelemetry spans, in
 /// `target=level` syntax (default `info`). Libraries open many DEBUG and
 /// TRACE spans (hyper, h2, tower); recording them costs throughput and
@@ -45,6 +50,7 @@ pub struct Config {
     pub(crate) service_from_env: bool,
     pub(crate) install_global: bool,
     pub(crate) admin_token: Option<Secret<String>>,
+    pub(crate) redactor: Redactor,
     #[cfg(feature = "log")]
     pub(crate) log: obs_log::Config,
     #[cfg(feature = "trace")]
@@ -68,7 +74,8 @@ impl fmt::Debug for Config {
         let mut d = f.debug_struct("Config");
         d.field("resource", &self.resource)
             .field("install_global", &self.install_global)
-            .field("admin_token", &self.admin_token);
+            .field("admin_token", &self.admin_token)
+            .field("redactor", &self.redactor);
         #[cfg(feature = "log")]
         d.field("log_filter", &self.log.directive());
         #[cfg(feature = "trace")]
@@ -116,11 +123,18 @@ impl Config {
             Some(t) => Some(Secret::new(t.trim().to_owned())),
             None => None,
         };
+        let mut redactor = Redactor::new();
+        if let Some(names) = lookup(ENV_REDACT_NAMES) {
+            for n in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                redactor.add_name(n);
+            }
+        }
         Ok(Self {
             resource,
             service_from_env,
             install_global: true,
             admin_token,
+            redactor,
             #[cfg(feature = "log")]
             log: obs_log::Config::from_lookup(&lookup)?,
             #[cfg(feature = "trace")]
@@ -191,6 +205,40 @@ impl Config {
     pub fn admin_token(mut self, token: impl Into<String>) -> Self {
         self.admin_token = Some(Secret::new(token.into()));
         self
+    }
+
+    /// Adds sensitive names (field, header, attribute, label) to the one
+    /// redaction rule set every pillar applies.
+    pub fn redact_names<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        for n in names {
+            self.redactor.add_name(n.as_ref());
+        }
+        self
+    }
+
+    /// Adds a value pattern (`regex-lite` syntax) to the one redaction rule
+    /// set; a bad pattern is a typed error naming it.
+    pub fn redact_pattern(mut self, pattern: &str) -> Result<Self, Error> {
+        self.redactor.add_pattern(pattern)?;
+        Ok(self)
+    }
+
+    /// Replaces the redaction rules every pillar applies — log lines and the
+    /// access line, exported span names, attributes and events, error
+    /// reports, breadcrumbs and request context, metric label values — with
+    /// `redactor` (default: [`Redactor::new`], the built-in rules).
+    pub fn redactor(mut self, redactor: Redactor) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    /// The redaction rules in force.
+    pub fn redaction_rules(&self) -> &Redactor {
+        &self.redactor
     }
 
     /// Adjusts the log configuration.
@@ -283,6 +331,7 @@ fn unreachable_defaults() -> Config {
         service_from_env: false,
         install_global: true,
         admin_token: None,
+        redactor: Redactor::new(),
         #[cfg(feature = "log")]
         log: obs_log::Config::new(),
         #[cfg(feature = "trace")]

@@ -3,7 +3,12 @@
 //!
 //! Server, outermost first:
 //!
-//! 1. **skip** — paths such as `/metrics` and the probes bypass everything;
+//! 1. **skip** — the admin routes (`/metrics`, the probes, `/loglevel`)
+//!    bypass everything *where they are served*: the skip list is matched
+//!    against the request's route template (axum's `MatchedPath`, or an
+//!    `obs_metrics::RouteTemplate` extension), never the raw path, so a
+//!    request for `/healthz` on an API router that does not serve it is
+//!    logged and counted like any other;
 //! 2. **trace** (`obs-trace`) — extracts `traceparent`, opens the server span
 //!    `{method} {route}` and keeps it entered for the rest of the stack;
 //! 3. **correlate** (`obs-correlate`) — takes or generates the correlation id,
@@ -39,8 +44,9 @@ use tower_service::Service;
 
 use crate::Obs;
 
-/// Paths that bypass the server layer by default: scrapes and probes would
-/// otherwise drown the access log and skew the latency histograms.
+/// Route templates that bypass the server layer by default: scrapes and
+/// probes would otherwise drown the access log and skew the latency
+/// histograms. Only requests *routed* to one of these templates are skipped.
 pub const DEFAULT_SKIP_PATHS: &[&str] = &[
     "/metrics",
     "/livez",
@@ -212,7 +218,8 @@ impl ServerLayer {
         }
     }
 
-    /// Replaces the paths that bypass the layer (exact match on the path).
+    /// Replaces the route templates that bypass the layer (exact match on
+    /// the request's route template; requests without one are never skipped).
     pub fn skip_paths<I, P>(mut self, paths: I) -> Self
     where
         I: IntoIterator<Item = P>,
@@ -287,7 +294,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        if self.skip.iter().any(|p| p == req.uri().path()) {
+        if served_route(&req).is_some_and(|route| self.skip.iter().any(|p| p == route)) {
             EitherFuture::Right {
                 fut: self.bypass.call(req),
             }
@@ -297,6 +304,18 @@ where
             }
         }
     }
+}
+
+/// The route template the request was routed to, if a router matched one.
+fn served_route<B>(req: &Request<B>) -> Option<&str> {
+    if let Some(m) = req.extensions().get::<axum::extract::MatchedPath>() {
+        return Some(m.as_str());
+    }
+    #[cfg(feature = "metrics")]
+    if let Some(t) = req.extensions().get::<obs_metrics::RouteTemplate>() {
+        return Some(&t.0);
+    }
+    None
 }
 
 pin_project_lite::pin_project! {
@@ -372,7 +391,8 @@ where
 }
 
 struct RequestInfo {
-    method: http::Method,
+    /// Normalised like spans and metrics: a client cannot mint values.
+    method: &'static str,
     /// Reference-counted clones: nothing is copied per request.
     route: Option<axum::extract::MatchedPath>,
     uri: http::Uri,
@@ -382,7 +402,7 @@ struct RequestInfo {
 impl RequestInfo {
     fn of<B>(req: &Request<B>) -> Self {
         Self {
-            method: req.method().clone(),
+            method: obs_core::names::normalize_http_method(req.method().as_str()),
             route: req
                 .extensions()
                 .get::<axum::extract::MatchedPath>()
@@ -420,10 +440,10 @@ where
         if let Some(info) = this.info.take() {
             let duration_ms = this.start.elapsed().as_secs_f64() * 1000.0;
             let route = info.route.as_ref().map_or("", |m| m.as_str());
-            // The path goes through redaction like every other value (a
-            // token in a path segment is caught by its shape) before it
-            // reaches any layer, the trace exporter's included.
-            let path = obs_core::redact(info.uri.path());
+            // Written raw: every path out redacts it with the one rule set —
+            // the log layer before the line is written, the trace exporter
+            // before a span event is exported.
+            let path = info.uri.path();
             match &out {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -433,9 +453,9 @@ where
                             tracing::event!(
                                 target: "obs::access",
                                 $lvl,
-                                http.request.method = %info.method,
+                                http.request.method = info.method,
                                 http.route = route,
-                                url.path = %path,
+                                url.path = path,
                                 http.response.status_code = status,
                                 duration_ms,
                                 http.request.body.size = info.request_size,
@@ -455,9 +475,9 @@ where
                 Err(_) => tracing::event!(
                     target: "obs::access",
                     tracing::Level::ERROR,
-                    http.request.method = %info.method,
+                    http.request.method = info.method,
                     http.route = route,
-                    url.path = %path,
+                    url.path = path,
                     duration_ms,
                     error.type = "service_error",
                     "request failed without a response"

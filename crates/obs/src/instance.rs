@@ -111,6 +111,7 @@ pub fn init(config: Config) -> Result<Obs, Error> {
     let registry = {
         let registry = obs_metrics::Registry::builder()
             .cardinality_limit(config.cardinality_limit)
+            .redactor(Some(config.redactor.clone()))
             .build();
         obs_metrics::process::register(&registry)?;
         registry
@@ -120,6 +121,7 @@ pub fn init(config: Config) -> Result<Obs, Error> {
     let tracer = {
         let mut trace = config.trace;
         trace.resource = resource.clone();
+        trace.redactor = Some(config.redactor.clone());
         let tracer = obs_trace::TracerProvider::from_config(trace)?;
         layers.push(Box::new(tracer.layer().with_filter(config.trace_filter)));
         tracer
@@ -128,8 +130,13 @@ pub fn init(config: Config) -> Result<Obs, Error> {
     #[cfg(feature = "errors")]
     let reporter = {
         let events = config.errors.breadcrumb_level_in_force();
-        let reporter =
-            obs_errors::Reporter::builder(config.errors.with_resource(resource.clone())).build()?;
+        let reporter = obs_errors::Reporter::builder(
+            config
+                .errors
+                .with_resource(resource.clone())
+                .redactor(config.redactor.clone()),
+        )
+        .build()?;
         layers.push(Box::new(
             reporter.layer().with_filter(ErrorsFilter { events }),
         ));
@@ -141,8 +148,13 @@ pub fn init(config: Config) -> Result<Obs, Error> {
         // The log directive filters log lines only (a per-layer filter): a
         // quiet log level must not switch spans off for the tracer, nor
         // breadcrumbs for error capture.
-        let (layer, handles) =
-            obs_log::layer(config.log.resource(resource.clone()).per_layer_filter(true))?;
+        let (layer, handles) = obs_log::layer(
+            config
+                .log
+                .resource(resource.clone())
+                .redactor(Some(config.redactor.clone()))
+                .per_layer_filter(true),
+        )?;
         layers.push(Box::new(layer.with_filter(handles.reload.filter())));
         (handles.reload, handles.stats, handles.guard)
     };
@@ -151,6 +163,7 @@ pub fn init(config: Config) -> Result<Obs, Error> {
     let health = {
         let mut b = obs_health::Health::builder()
             .resource(&resource)
+            .redactor(config.redactor.clone())
             .config(&config.health);
         for c in config.checks {
             b = b.check(c);

@@ -19,7 +19,9 @@ pub mod job;
 #[cfg_attr(docsrs, doc(cfg(all(feature = "metrics", feature = "trace"))))]
 pub mod pipeline;
 
-pub use config::{Config, ENV_ADMIN_TOKEN, ENV_CARDINALITY_LIMIT, ENV_TRACE_FILTER};
+pub use config::{
+    Config, ENV_ADMIN_TOKEN, ENV_CARDINALITY_LIMIT, ENV_REDACT_NAMES, ENV_TRACE_FILTER,
+};
 pub use error::Error;
 pub use instance::{Obs, ShutdownReport, init};
 

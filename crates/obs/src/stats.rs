@@ -93,6 +93,17 @@ pub(crate) fn publish(obs: &Obs) -> Result<(), Error> {
                 e.emit(["untrusted"], stats.untrusted());
             },
         )?;
+        let stats = obs.inner.correlate_stats.clone();
+        registry.callback_counter_family(
+            "obs_correlation_ids_rejected",
+            "Incoming correlation ids rejected and replaced, by reason (secret_shaped: a credential sent as an id).",
+            ["reason"],
+            move |e| {
+                for reason in obs_correlate::RejectReason::ALL {
+                    e.emit([reason.as_str()], stats.rejected(reason));
+                }
+            },
+        )?;
     }
 
     #[cfg(feature = "health")]
