@@ -375,13 +375,23 @@ fn sensitive_pair_value(
     end: usize,
 ) -> Option<(usize, usize)> {
     let mut j = end;
-    if j < b.len() && (b[j] == b'"' || b[j] == b'\'') {
+    let quoted_key = j < b.len() && (b[j] == b'"' || b[j] == b'\'');
+    if quoted_key {
         j += 1;
     }
     while j < b.len() && b[j] == b' ' {
         j += 1;
     }
-    if j >= b.len() || !(b[j] == b'=' || b[j] == b':') {
+    // `("password", "hunter2")`: a quoted key and a quoted value side by side,
+    // as `Debug` prints tuples and pairs.
+    let tuple = quoted_key
+        && j < b.len()
+        && b[j] == b','
+        && b[j + 1..]
+            .iter()
+            .find(|&&c| c != b' ')
+            .is_some_and(|&c| c == b'"' || c == b'\'');
+    if j >= b.len() || !(b[j] == b'=' || b[j] == b':' || tuple) {
         return None;
     }
     // `::` is a path separator, not a pair.
@@ -618,8 +628,8 @@ fn looks_secret(tok: &[u8], all: &[u8], start: usize, entropy_min: usize) -> boo
 
 /// A conservative pre-check for the built-in value rules: `false` only when
 /// none of them can match. They all need a `key=value` / `key: value`
-/// separator, a URL's `@`, a PEM `-----` line, a `Bearer` or `Basic` scheme
-/// word, or a run of at least 20 token bytes. A property test checks it
+/// separator, a quote (`("key", "value")`), a URL's `@`, a PEM `-----` line,
+/// a `Bearer` or `Basic` scheme word, or a run of at least 20 token bytes. A property test checks it
 /// against the scanner itself.
 #[inline(always)]
 pub fn may_hold_secret(b: &[u8]) -> bool {
@@ -641,7 +651,7 @@ fn may_hold_secret_long(b: &[u8]) -> bool {
     // Branch-free first pass: any separator byte means "scan".
     let mut trig = false;
     for &c in b {
-        trig |= matches!(c, b'=' | b':' | b'@');
+        trig |= matches!(c, b'=' | b':' | b'@' | b'"');
     }
     if trig {
         return true;
@@ -672,9 +682,10 @@ fn may_hold_secret_long(b: &[u8]) -> bool {
     (run == 5 || run == 6) && is_scheme(&b[b.len() - run..])
 }
 
-/// 1 for `=`, `:` and `@`, the separators every keyed secret rule needs.
+/// 1 for `=`, `:`, `@` and `"`, the separators every keyed secret rule needs.
 static SEPARATOR: [u8; 256] = {
     let mut t = [0u8; 256];
+    t[b'"' as usize] = 1;
     t[b'=' as usize] = 1;
     t[b':' as usize] = 1;
     t[b'@' as usize] = 1;

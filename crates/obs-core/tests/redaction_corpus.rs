@@ -149,6 +149,10 @@ const SECRETS: &[(&str, &str)] = &[
     ("Cookie: theme=dark; sid=38afes7a8", "sid=38afes7a8"),
     ("api_key: 'x9Y8z7W6v5'", "x9Y8z7W6v5"),
     (
+        r#"[("password", "Pa55w0rdPa55"), ("page", "2")]"#,
+        "Pa55w0rdPa55",
+    ),
+    (
         "client_secret = k4T9pLm2Qr8sVx3Zw7Ny",
         "k4T9pLm2Qr8sVx3Zw7Ny",
     ),
@@ -188,6 +192,7 @@ const LOOK_ALIKES: &[&str] = &[
     "module::path::to::function",
     "ThisIsAVeryLongJavaClassNameWithoutDigitsAtAll",
     "duration_ms=1234 status=200 method=GET route=/items/{id}",
+    r#"[("page", "2"), ("sort", "desc")]"#,
     "/api/v1/orders/550e8400-e29b-41d4-a716-446655440000/items",
     "/traces/4bf92f3577b34da6a3ce929d0e0e4736/spans/00f067aa0ba902b7",
     "/repos/obs-rs/obs/commits/3f786850e387550fdab836ed7e6dc881de23001b",

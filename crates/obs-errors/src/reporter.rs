@@ -323,6 +323,12 @@ impl ReporterBuilder {
         self
     }
 
+    /// Adds a sink that is already boxed (sinks collected by a facade).
+    pub fn boxed_sink(mut self, sink: Box<dyn Sink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
     /// Starts the delivery thread and returns the reporter.
     pub fn build(self) -> Result<Reporter, Error> {
         let crumb_stats = Arc::new(CrumbStats::default());

@@ -2,5 +2,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod capture;
+pub mod endpoint;
 pub mod otlp;
 pub mod prometheus;

@@ -61,6 +61,8 @@ pub struct Config {
     pub(crate) correlate: obs_correlate::Config,
     #[cfg(feature = "errors")]
     pub(crate) errors: obs_errors::Config,
+    #[cfg(feature = "errors")]
+    pub(crate) error_sinks: Vec<Box<dyn obs_errors::Sink>>,
     #[cfg(feature = "metrics")]
     pub(crate) cardinality_limit: usize,
     #[cfg(feature = "health")]
@@ -151,6 +153,8 @@ impl Config {
             correlate: obs_correlate::Config::from_lookup(&lookup)?,
             #[cfg(feature = "errors")]
             errors: obs_errors::Config::from_lookup(&lookup)?,
+            #[cfg(feature = "errors")]
+            error_sinks: Vec::new(),
             #[cfg(feature = "metrics")]
             cardinality_limit: parse_var(&lookup, ENV_CARDINALITY_LIMIT)?
                 .unwrap_or(obs_metrics::DEFAULT_CARDINALITY_LIMIT),
@@ -288,6 +292,17 @@ impl Config {
         self
     }
 
+    /// Adds a sink that error reports are delivered to (for example
+    /// `obs::errors::sentry::SentrySink`, or `obs::errors::MemorySink` in
+    /// tests). Reports reach sinks already scrubbed with the one redaction
+    /// rule set.
+    #[cfg(feature = "errors")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "errors")))]
+    pub fn error_sink(mut self, sink: impl obs_errors::Sink) -> Self {
+        self.error_sinks.push(Box::new(sink));
+        self
+    }
+
     /// Label sets kept per metric before new ones go to the overflow series.
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -342,6 +357,8 @@ fn unreachable_defaults() -> Config {
         correlate: obs_correlate::Config::new(),
         #[cfg(feature = "errors")]
         errors: obs_errors::Config::default(),
+        #[cfg(feature = "errors")]
+        error_sinks: Vec::new(),
         #[cfg(feature = "metrics")]
         cardinality_limit: obs_metrics::DEFAULT_CARDINALITY_LIMIT,
         #[cfg(feature = "health")]

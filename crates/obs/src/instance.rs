@@ -26,6 +26,7 @@ pub struct Obs {
 
 pub(crate) struct Inner {
     pub(crate) resource: Resource,
+    pub(crate) redactor: obs_core::Redactor,
     pub(crate) admin_token: Option<Secret<String>>,
     layers: Mutex<Option<Vec<BoxedLayer>>>,
     #[cfg(feature = "log")]
@@ -130,13 +131,16 @@ pub fn init(config: Config) -> Result<Obs, Error> {
     #[cfg(feature = "errors")]
     let reporter = {
         let events = config.errors.breadcrumb_level_in_force();
-        let reporter = obs_errors::Reporter::builder(
+        let mut builder = obs_errors::Reporter::builder(
             config
                 .errors
                 .with_resource(resource.clone())
                 .redactor(config.redactor.clone()),
-        )
-        .build()?;
+        );
+        for sink in config.error_sinks {
+            builder = builder.boxed_sink(sink);
+        }
+        let reporter = builder.build()?;
         layers.push(Box::new(
             reporter.layer().with_filter(ErrorsFilter { events }),
         ));
@@ -176,6 +180,7 @@ pub fn init(config: Config) -> Result<Obs, Error> {
 
     let inner = Inner {
         resource,
+        redactor: config.redactor,
         admin_token: config.admin_token,
         layers: Mutex::new(None),
         #[cfg(feature = "log")]
@@ -303,6 +308,12 @@ impl Obs {
     /// The resource every pillar stamps on its output.
     pub fn resource(&self) -> &Resource {
         &self.inner.resource
+    }
+
+    /// The one redaction rule set every pillar applies; give it to any sink
+    /// or exporter you add yourself so that it hides the same secrets.
+    pub fn redaction_rules(&self) -> &obs_core::Redactor {
+        &self.inner.redactor
     }
 
     /// The composed `tracing` layers, when [`Config::install_global`] was
