@@ -102,7 +102,11 @@ fn assert_clean(place: &str, text: &str) {
 
 fn excerpt(text: &str, probe: &str) -> String {
     let at = text.find(probe).unwrap_or(0);
-    let start = text[..at].char_indices().rev().nth(200).map_or(0, |(i, _)| i);
+    let start = text[..at]
+        .char_indices()
+        .rev()
+        .nth(200)
+        .map_or(0, |(i, _)| i);
     let end = (at + probe.len() + 200).min(text.len());
     text.get(start..end).unwrap_or(text).to_owned()
 }
@@ -155,7 +159,11 @@ async fn no_secret_reaches_logs_spans_error_reports_or_metrics() {
         .unwrap();
     let secret_labels = obs
         .metrics()
-        .counter_family("secret_labels", "A label whose name is sensitive.", ["tenant_secret"])
+        .counter_family(
+            "secret_labels",
+            "A label whose name is sensitive.",
+            ["tenant_secret"],
+        )
         .unwrap();
 
     let app = Router::new()
@@ -224,7 +232,10 @@ async fn no_secret_reaches_logs_spans_error_reports_or_metrics() {
     let headers = |ua: String| -> Vec<(&'static str, String)> {
         vec![
             ("user-agent", ua),
-            ("referer", format!("https://app.example/cb?access_token={JWT}&x=1")),
+            (
+                "referer",
+                format!("https://app.example/cb?access_token={JWT}&x=1"),
+            ),
             ("x-forwarded-for", format!("{AWS}, 10.0.0.1")),
             ("authorization", format!("Bearer {BEARER}")),
             ("proxy-authorization", format!("Basic {BASIC}==")),
@@ -243,7 +254,10 @@ async fn no_secret_reaches_logs_spans_error_reports_or_metrics() {
         h.push(("x-correlation-id", secret.to_owned()));
         let (status, resp_headers, _) = send(&client, "GET", &url, &h, "").await;
         assert_eq!(status, 200, "{url}");
-        let echoed = resp_headers["x-correlation-id"].to_str().unwrap().to_owned();
+        let echoed = resp_headers["x-correlation-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert_ne!(echoed, secret, "a secret-shaped id was echoed");
         correlation_ids.push(echoed);
     }
@@ -294,7 +308,10 @@ async fn no_secret_reaches_logs_spans_error_reports_or_metrics() {
     assert!(log_text.contains("request finished"), "{log_text}");
     assert_clean("the log lines", &log_text);
     for id in &correlation_ids {
-        assert!(log_text.contains(id.as_str()), "generated id {id} is logged");
+        assert!(
+            log_text.contains(id.as_str()),
+            "generated id {id} is logged"
+        );
     }
     for v in LOOK_ALIKES {
         assert!(
