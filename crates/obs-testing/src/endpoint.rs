@@ -96,14 +96,13 @@ impl Endpoint {
                                     })
                                     .collect();
                                 let body = req.into_body().collect().await?.to_bytes().to_vec();
-                                store
-                                    .lock()
-                                    .unwrap_or_else(PoisonError::into_inner)
-                                    .push(Received {
+                                store.lock().unwrap_or_else(PoisonError::into_inner).push(
+                                    Received {
                                         path,
                                         headers,
                                         body,
-                                    });
+                                    },
+                                );
                                 Ok::<_, hyper::Error>(hyper::Response::new(Full::new(
                                     Bytes::from_static(b"{}"),
                                 )))
