@@ -17,7 +17,11 @@
 //!   keeps its correlation id;
 //! - the admin router (`/metrics`, `/livez`, `/readyz`, `/startupz`,
 //!   `/healthz`, `/loglevel`) on a separate port, with a readiness check on
-//!   the database;
+//!   the database. Reads are open; `PUT /loglevel` is refused (`403`) unless
+//!   `OBS_ADMIN_TOKEN` is set, and then needs `Authorization: Bearer
+//!   <token>`. Both servers run with axum's connect info, so the audit line
+//!   of a log level change and the server spans carry the peer address
+//!   (`client.address`);
 //! - graceful shutdown on SIGTERM or Ctrl-C: readiness fails first, the
 //!   server keeps serving for a grace period so load balancers notice, then
 //!   stops; obs flushes logs and spans and prints what it flushed and lost.
@@ -30,6 +34,9 @@
 //! curl -si localhost:8080/items/1 -H 'x-correlation-id: demo-1'
 //! curl -s localhost:9464/metrics | grep http_server_request_duration_seconds_count
 //! curl -s 'localhost:9464/readyz?verbose'
+//! curl -s localhost:9464/loglevel
+//! # only when started with OBS_ADMIN_TOKEN set:
+//! curl -s -XPUT localhost:9464/loglevel -H "authorization: Bearer $OBS_ADMIN_TOKEN" -d debug
 //! ```
 //!
 //! Environment (all optional):
@@ -44,6 +51,7 @@
 //! | `JOB_QUEUE_CAPACITY` | `128` | bound of the job queue (a full queue drops the job, counted) |
 //! | `SHUTDOWN_GRACE_MS` | `2000` | how long readiness fails before the server stops |
 //! | `SHUTDOWN_TIMEOUT_MS` | `5000` | bound on obs's final flush |
+//! | `OBS_ADMIN_TOKEN` | unset | bearer token for `PUT /loglevel`; unset, the endpoint answers `403` |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_*`, `OBS_*` | | read by `obs::Config::from_env` |
 //!
 //! At startup the service logs one JSON line with the message `service
@@ -77,6 +85,14 @@ use tower::{Layer, ServiceExt};
 const QUEUE: &str = "items";
 /// Longest accepted item name, in characters.
 const MAX_NAME_CHARS: usize = 200;
+/// Default of `HOST`: loopback, so a local run is not reachable from other
+/// hosts. A container sets `HOST=0.0.0.0` (`docs/k8s/deployment.yaml`).
+const DEFAULT_HOST: &str = "127.0.0.1";
+/// Default of `PORT`, the API port.
+const DEFAULT_PORT: u16 = 8080;
+/// Default of `ADMIN_PORT`: `/metrics`, the probes and `/loglevel`.
+/// `examples/tests/manifest.rs` checks these defaults against the manifest.
+const DEFAULT_ADMIN_PORT: u16 = 9464;
 
 /// What can stop the service from starting.
 #[derive(Debug, thiserror::Error)]
@@ -613,9 +629,9 @@ fn main() -> std::process::ExitCode {
 
 #[tokio::main]
 async fn run() -> Result<(), StartError> {
-    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
-    let port: u16 = env_parse("PORT", 8080)?;
-    let admin_port: u16 = env_parse("ADMIN_PORT", 9464)?;
+    let host = std::env::var("HOST").unwrap_or_else(|_| DEFAULT_HOST.into());
+    let port: u16 = env_parse("PORT", DEFAULT_PORT)?;
+    let admin_port: u16 = env_parse("ADMIN_PORT", DEFAULT_ADMIN_PORT)?;
     let queue_capacity: usize = env_parse("JOB_QUEUE_CAPACITY", 128)?;
     let grace = Duration::from_millis(env_parse("SHUTDOWN_GRACE_MS", 2000)?);
     let flush_timeout = Duration::from_millis(env_parse("SHUTDOWN_TIMEOUT_MS", 5000)?);
@@ -707,15 +723,23 @@ async fn run() -> Result<(), StartError> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    // Connect info puts the peer address in each request: the server span
+    // and the `obs::audit` line of `PUT /loglevel` record it.
     let api = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future(),
     );
     let admin_server = tokio::spawn(
-        axum::serve(admin_listener, admin)
-            .with_graceful_shutdown(stopped(stop_rx))
-            .into_future(),
+        axum::serve(
+            admin_listener,
+            admin.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx))
+        .into_future(),
     );
     tracing::info!(
         http.addr = %http_addr,
