@@ -50,7 +50,7 @@
 //! | `PRICE_SERVICE_URL` | this server | base URL of the price service |
 //! | `JOB_QUEUE_CAPACITY` | `128` | bound of the job queue (a full queue drops the job, counted) |
 //! | `SHUTDOWN_GRACE_MS` | `2000` | how long readiness fails before the server stops |
-//! | `SHUTDOWN_TIMEOUT_MS` | `5000` | bound on obs's final flush |
+//! | `SHUTDOWN_TIMEOUT_MS` | `5000` | one deadline for everything after the grace period: connections and the job queue get three quarters of it (then they are closed, and the lost jobs counted), obs's final flush the rest |
 //! | `OBS_ADMIN_TOKEN` | unset | bearer token for `PUT /loglevel`; unset, the endpoint answers `403` |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_*`, `OBS_*` | | read by `obs::Config::from_env` |
 //!
@@ -377,8 +377,29 @@ impl Jobs {
 }
 
 /// Runs jobs until every producer is gone and the queue is drained.
-async fn job_worker(mut rx: mpsc::Receiver<JobMsg>, gauges: QueueGauges, db: Db) {
-    while let Some(msg) = rx.recv().await {
+/// Runs jobs until the queue is closed: by its last sender going away, or
+/// by `closed` (at shutdown, connections that never finish keep a sender
+/// alive); then it runs what is still queued and ends.
+async fn job_worker(
+    mut rx: mpsc::Receiver<JobMsg>,
+    gauges: QueueGauges,
+    db: Db,
+    mut closed: watch::Receiver<bool>,
+) {
+    loop {
+        let msg = tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(m) => m,
+                None => return,
+            },
+            () = async { drop(closed.wait_for(|c| *c).await) } => {
+                rx.close();
+                match rx.recv().await {
+                    Some(m) => m,
+                    None => return,
+                }
+            }
+        };
         gauges.dequeued();
         let waited_ms = msg.enqueued_at.elapsed().as_secs_f64() * 1000.0;
         let job = Job::new(QUEUE, msg.kind).carrier(msg.carrier);
@@ -690,7 +711,9 @@ async fn run() -> Result<(), StartError> {
             )
             .map_err(obs::Error::from)?,
     };
-    let worker = tokio::spawn(job_worker(rx, gauges, db.clone()));
+    let gauges_waiting = gauges.waiting.clone();
+    let (queue_closed, queue_closed_rx) = watch::channel(false);
+    let worker = tokio::spawn(job_worker(rx, gauges, db.clone(), queue_closed_rx));
 
     let listener = bind(&host, port).await?;
     let admin_listener = bind(&host, admin_port).await?;
@@ -760,32 +783,71 @@ async fn run() -> Result<(), StartError> {
     );
     tokio::time::sleep(grace).await;
     let _ = stop_tx.send(true);
-    for (name, task) in [("api", api), ("admin", admin_server)] {
-        match tokio::time::timeout(flush_timeout, task).await {
+
+    // SHUTDOWN_TIMEOUT_MS is one deadline for everything after the grace
+    // period: three quarters for connections and the job queue to drain, the
+    // rest (at least) for obs to flush logs, spans and error reports.
+    let started = tokio::time::Instant::now();
+    let drain_deadline = started + flush_timeout.mul_f64(0.75);
+    let deadline = started + flush_timeout;
+    let mut cut_short = Vec::new();
+    for (name, mut task) in [("api", api), ("admin", admin_server)] {
+        match tokio::time::timeout_at(drain_deadline, &mut task).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::error!(server = name, error = %e, "server failed"),
             Ok(Err(e)) => tracing::error!(server = name, error = %e, "server task failed"),
-            Err(_) => tracing::warn!(
-                server = name,
-                "connections still open after the timeout; closing"
-            ),
+            Err(_) => {
+                // Stop accepting; the connections still open end with the
+                // process, after obs has flushed.
+                task.abort();
+                cut_short.push(name);
+                tracing::warn!(
+                    server = name,
+                    "connections still open at the shutdown deadline: closed"
+                );
+            }
         }
     }
-    // The servers are gone, so are the producers: the worker drains the queue and ends.
-    match tokio::time::timeout(flush_timeout, worker).await {
+    // No request adds jobs any more: the worker runs what is queued and ends.
+    let _ = queue_closed.send(true);
+    let mut worker = worker;
+    // An idle worker ends as soon as the last sender is gone: give it a
+    // moment even when draining the servers used the whole budget.
+    let worker_deadline =
+        drain_deadline.max(tokio::time::Instant::now() + Duration::from_millis(50));
+    match tokio::time::timeout_at(worker_deadline, &mut worker).await {
         Ok(_) => tracing::info!("job queue drained"),
-        Err(_) => tracing::warn!("job worker still busy after the timeout; pending jobs are lost"),
+        Err(_) => {
+            worker.abort();
+            // The truth about what was lost: the jobs still queued, plus the
+            // one the worker was running.
+            let queued = gauges_waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len();
+            cut_short.push("job worker");
+            tracing::warn!(
+                jobs_lost = queued + 1,
+                jobs_queued = queued,
+                "job worker still busy at the shutdown deadline: the running job and the queued ones are lost"
+            );
+        }
     }
-    let report = obs.shutdown(flush_timeout).await;
-    print_report("items-service", &report);
+    if !cut_short.is_empty() {
+        tracing::warn!(cut_short = ?cut_short, "shutdown cut short");
+    }
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let report = obs.shutdown(left).await;
+    print_report("items-service", &report, &cut_short);
     Ok(())
 }
 
 /// Prints obs's shutdown report as one JSON line (the log pipeline itself is
 /// closed by then).
-fn print_report(service: &str, report: &obs::ShutdownReport) {
+fn print_report(service: &str, report: &obs::ShutdownReport, cut_short: &[&str]) {
+    let clean = report.completed && report.lost() == 0 && cut_short.is_empty();
     let line = serde_json::json!({
-        "level": if report.completed && report.lost() == 0 { "INFO" } else { "WARN" },
+        "level": if clean { "INFO" } else { "WARN" },
         "message": "obs shutdown report",
         "service.name": service,
         "completed": report.completed,
@@ -797,6 +859,7 @@ fn print_report(service: &str, report: &obs::ShutdownReport) {
         "error_reports_flushed": report.errors_flushed,
         "error_reports_lost": report.errors_lost,
         "problems": report.problems,
+        "cut_short": cut_short,
         "summary": report.to_string(),
     });
     #[allow(

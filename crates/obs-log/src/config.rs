@@ -22,8 +22,17 @@ pub const ENV_FORMAT: &str = "OBS_LOG_FORMAT";
 pub const ENV_SCHEMA: &str = "OBS_LOG_SCHEMA";
 /// `OBS_LOG_RATE_LIMIT`: at most this many lines per second per callsite (`0` or unset: off).
 pub const ENV_RATE_LIMIT: &str = "OBS_LOG_RATE_LIMIT";
-/// `OBS_LOG_NON_BLOCKING`: `true` to write through the bounded queue and a writer thread.
+/// `OBS_LOG_NON_BLOCKING`: `true` (the default) writes through the bounded
+/// queue and a writer thread ([`NonBlocking::new`]); `lossless` through the
+/// same queue but every level waits for room ([`NonBlocking::lossless`]);
+/// `false` writes on the logging thread itself ([`Config::blocking`]).
 pub const ENV_NON_BLOCKING: &str = "OBS_LOG_NON_BLOCKING";
+/// `OBS_LOG_QUEUE_LINES`: capacity of the non-blocking writer's queue, in
+/// lines (default 16,384).
+pub const ENV_QUEUE_LINES: &str = "OBS_LOG_QUEUE_LINES";
+/// `OBS_LOG_MAX_WAIT_MS`: how long a WARN or ERROR line waits for room in a
+/// full queue before it is dropped (default 1).
+pub const ENV_MAX_WAIT_MS: &str = "OBS_LOG_MAX_WAIT_MS";
 /// `NO_COLOR`: any non-empty value turns colours off in the human formats.
 pub const ENV_NO_COLOR: &str = "NO_COLOR";
 /// `GOOGLE_CLOUD_PROJECT`: the project for `logging.googleapis.com/trace` in the `gcp` schema.
@@ -104,8 +113,12 @@ pub enum Precision {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum OverflowPolicy {
-    /// Wait for room: nothing is lost, the logging thread slows down.
+    /// Wait for room: nothing is lost, the logging thread slows down (as
+    /// long as the sink is stuck, so does the thread).
     Block,
+    /// Wait for room at most this long, then drop the new line and count it:
+    /// the logging thread never waits on the sink longer than the bound.
+    Wait(Duration),
     /// Drop the new line and count it.
     DropNewest,
     /// Evict the oldest queued line (whatever its level), count it, and queue the new one.
@@ -137,17 +150,31 @@ impl Default for NonBlocking {
     }
 }
 
+/// How long a WARN or ERROR line waits for room by default.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_millis(1);
+
 impl NonBlocking {
-    /// 16,384 lines; WARN and ERROR block, INFO drops the newest line when
-    /// the queue is full, DEBUG and TRACE drop the newest line once the queue
-    /// is three quarters full (so they are dropped first).
+    /// The default: 16,384 lines; when the queue is full (the sink is stuck),
+    /// WARN and ERROR wait up to [`DEFAULT_MAX_WAIT`] (1 ms) for room and are
+    /// then dropped, INFO drops the newest line at once, DEBUG and TRACE drop
+    /// the newest line once the queue is three quarters full (so they are
+    /// dropped first). No logging thread ever waits on the sink longer than
+    /// the bound; every drop is counted by level.
     pub fn new() -> Self {
         use OverflowPolicy::*;
+        let wait = Wait(DEFAULT_MAX_WAIT);
         Self {
             capacity: 16_384,
-            policies: [Block, Block, DropNewest, DropNewest, DropNewest],
+            policies: [wait, wait, DropNewest, DropNewest, DropNewest],
             low_priority_share: 0.75,
         }
+    }
+
+    /// The longest WARN and ERROR lines wait for room before they are
+    /// dropped (sets their policy to [`OverflowPolicy::Wait`]).
+    pub fn max_wait(self, bound: Duration) -> Self {
+        self.policy(Level::ERROR, OverflowPolicy::Wait(bound))
+            .policy(Level::WARN, OverflowPolicy::Wait(bound))
     }
 
     /// Every level blocks: no line is ever dropped while the writer thread runs.
@@ -287,7 +314,7 @@ impl Default for Config {
             redactor: Some(Redactor::new()),
             rate_limit: None,
             sink: Sink::Stdout,
-            non_blocking: None,
+            non_blocking: Some(NonBlocking::new()),
             ansi: None,
             gcp_project: None,
             flush_interval: Duration::from_secs(1),
@@ -342,18 +369,43 @@ impl Config {
             c.rate_limit = (n > 0).then_some(n);
         }
         if let Some(v) = lookup(ENV_NON_BLOCKING) {
-            let on = match v.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" | "" => false,
+            c.non_blocking = match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" | "" => Some(NonBlocking::new()),
+                "lossless" => Some(NonBlocking::lossless()),
+                "0" | "false" | "no" | "off" => None,
                 _ => {
                     return Err(Error::Env {
                         var: ENV_NON_BLOCKING,
                         value: v.clone(),
-                        reason: "expected true or false".into(),
+                        reason: "expected true, lossless or false".into(),
                     });
                 }
             };
-            c.non_blocking = on.then(NonBlocking::new);
+        }
+        if let Some(v) = lookup(ENV_QUEUE_LINES) {
+            let n: usize = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| Error::Env {
+                    var: ENV_QUEUE_LINES,
+                    value: v.clone(),
+                    reason: "expected a whole number of lines, at least 1".into(),
+                })?;
+            if let Some(nb) = c.non_blocking.take() {
+                c.non_blocking = Some(nb.capacity(n));
+            }
+        }
+        if let Some(v) = lookup(ENV_MAX_WAIT_MS) {
+            let ms: u64 = v.trim().parse().map_err(|_| Error::Env {
+                var: ENV_MAX_WAIT_MS,
+                value: v.clone(),
+                reason: "expected a whole number of milliseconds".into(),
+            })?;
+            if let Some(nb) = c.non_blocking.take() {
+                c.non_blocking = Some(nb.max_wait(Duration::from_millis(ms)));
+            }
         }
         if let Some(v) = lookup(ENV_GCP_PROJECT) {
             let v = v.trim();
@@ -465,9 +517,21 @@ impl Config {
         Ok(self.writer(f))
     }
 
-    /// Write through a bounded queue and a writer thread (see [`NonBlocking`]).
+    /// Write through a bounded queue and a writer thread with these settings
+    /// (see [`NonBlocking`]; [`NonBlocking::new`] is the default,
+    /// [`NonBlocking::lossless`] never drops).
     pub fn non_blocking(mut self, settings: NonBlocking) -> Self {
         self.non_blocking = Some(settings);
+        self
+    }
+
+    /// Write on the logging thread itself, through a buffered writer behind a
+    /// mutex: lossless and in order, but a sink that stops reading (a full
+    /// pipe, a stuck log forwarder) stalls every thread that logs. Prefer
+    /// [`NonBlocking::lossless`], which keeps the writes off the logging
+    /// threads, unless lines must be written before the call returns.
+    pub fn blocking(mut self) -> Self {
+        self.non_blocking = None;
         self
     }
 

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{
-    Config, ENV_FILTER, ENV_FORMAT, ENV_GCP_PROJECT, ENV_NO_COLOR, ENV_NON_BLOCKING,
-    ENV_RATE_LIMIT, ENV_RUST_LOG, ENV_SCHEMA, Format, NonBlocking, OverflowPolicy, Precision,
-    Schema,
+    Config, DEFAULT_MAX_WAIT, ENV_FILTER, ENV_FORMAT, ENV_GCP_PROJECT, ENV_MAX_WAIT_MS,
+    ENV_NO_COLOR, ENV_NON_BLOCKING, ENV_QUEUE_LINES, ENV_RATE_LIMIT, ENV_RUST_LOG, ENV_SCHEMA,
+    Format, NonBlocking, OverflowPolicy, Precision, Schema,
 };
 pub use error::Error;
 pub use filter::{LogFilter, MAX_DIRECTIVE_LEN, ReloadHandle};

@@ -562,12 +562,13 @@ impl NbShared {
         };
         let policy = self.policies[level];
         // DEBUG and TRACE under a dropping policy may only fill part of the queue.
-        let limit = if level >= 3 && policy != OverflowPolicy::Block {
+        let limit = if level >= 3 && !matches!(policy, OverflowPolicy::Block) {
             self.low_limit
         } else {
             self.capacity
         };
         let mut st = lock(&self.state);
+        let mut give_up: Option<Instant> = None;
         loop {
             if st.closed {
                 drop(st);
@@ -579,6 +580,15 @@ impl NbShared {
             }
             match policy {
                 OverflowPolicy::Block => st = self.wait_room(st, Duration::from_millis(50)),
+                OverflowPolicy::Wait(bound) => {
+                    let now = Instant::now();
+                    let deadline = *give_up.get_or_insert(now + bound);
+                    if now >= deadline {
+                        drop(st);
+                        return self.stats.drop_line(level);
+                    }
+                    st = self.wait_room(st, deadline - now);
+                }
                 OverflowPolicy::DropNewest => {
                     drop(st);
                     return self.stats.drop_line(level);
@@ -1017,8 +1027,11 @@ impl Spec {
         delta: Option<DroppedCounts>,
     ) -> bool {
         let (message, counts) = match delta {
-            Some(d) => ("obs-log dropped lines since the last report", d),
-            None => ("obs-log summary", stats.dropped_by_level()),
+            Some(d) => (
+                format!("{} lines dropped while the sink was blocked", d.total()),
+                d,
+            ),
+            None => ("obs-log summary".to_owned(), stats.dropped_by_level()),
         };
         if delta.is_none() && counts.total() == 0 && stats.suppressed() == 0 {
             return false;
@@ -1033,7 +1046,7 @@ impl Spec {
             ("suppressed", stats.suppressed()),
             ("written", stats.written()),
         ];
-        self.internal_line(buf, Level::WARN, "obs_log", message, &extra);
+        self.internal_line(buf, Level::WARN, "obs_log", &message, &extra);
         true
     }
 }

@@ -127,7 +127,13 @@ fn main() {
         Schema::Gcp,
         Schema::Datadog,
     ] {
-        let blocking = allocations(Config::new().schema(schema).writer(std::io::sink()), n);
+        let blocking = allocations(
+            Config::new()
+                .schema(schema)
+                .writer(std::io::sink())
+                .blocking(),
+            n,
+        );
         println!("{schema:?} blocking: {blocking} allocations for {n} events");
         if blocking != 0 {
             failures.push(format!("{schema:?} blocking: {blocking}"));
@@ -159,7 +165,8 @@ fn main() {
         Config::new()
             .format(obs_log::Format::Compact)
             .ansi(false)
-            .writer(std::io::sink()),
+            .writer(std::io::sink())
+            .blocking(),
         n,
     );
     println!("compact: {human} allocations for {n} events");
