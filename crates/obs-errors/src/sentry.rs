@@ -32,6 +32,10 @@ use crate::{Error, Sink};
 pub struct SentrySink {
     hub: Arc<sentry::Hub>,
     flush_timeout: Duration,
+    /// Reports handed to the sentry transport since its last confirmed
+    /// flush: the transport drops envelopes silently when its own queue is
+    /// full, so a failed flush says how many may be lost.
+    unconfirmed: u64,
 }
 
 impl SentrySink {
@@ -40,6 +44,7 @@ impl SentrySink {
         Self {
             hub,
             flush_timeout: Duration::from_secs(5),
+            unconfirmed: 0,
         }
     }
 
@@ -67,7 +72,10 @@ impl Sink for SentrySink {
                 reason: "the hub has no client bound".into(),
             });
         }
+        // The transport queues the envelope and returns: a slow or hung
+        // Sentry endpoint never holds the delivery thread here.
         self.hub.capture_event(to_event(report));
+        self.unconfirmed += 1;
         Ok(())
     }
 
@@ -75,9 +83,15 @@ impl Sink for SentrySink {
         match self.hub.client() {
             Some(c) if !c.flush(Some(self.flush_timeout)) => Err(Error::Sink {
                 sink: "sentry".into(),
-                reason: format!("transport not drained within {:?}", self.flush_timeout),
+                reason: format!(
+                    "transport not drained within {:?}: up to {} reports not confirmed delivered",
+                    self.flush_timeout, self.unconfirmed
+                ),
             }),
-            _ => Ok(()),
+            _ => {
+                self.unconfirmed = 0;
+                Ok(())
+            }
         }
     }
 }

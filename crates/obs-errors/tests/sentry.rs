@@ -230,3 +230,48 @@ fn envelope_reaches_a_local_endpoint_and_carries_the_report() {
         serde_json::Value::String(trace_id.clone())
     );
 }
+
+/// A Sentry endpoint that accepts connections and never answers: capturing
+/// stays as cheap as ever (the report is queued, the transport thread is the
+/// one that waits), and shutdown returns within its bound, saying the sink
+/// failed. A stall would be unbounded; the bounds are a second or two.
+#[test]
+fn a_hung_sentry_endpoint_never_stalls_capture_and_shutdown_is_bounded() {
+    let hung = obs_testing::otlp::HungCollector::start();
+    let mut options = sentry::ClientOptions::new();
+    options.dsn = Some(
+        format!("{}/42", hung.url().replace("http://", "http://publickey@"))
+            .parse()
+            .unwrap(),
+    );
+    options.transport = Some(Arc::new(sentry::transports::DefaultTransportFactory));
+    let hub = Arc::new(sentry::Hub::new(
+        Some(Arc::new(sentry::Client::from(options))),
+        Arc::new(sentry::Scope::default()),
+    ));
+    let reporter = Reporter::builder(Config::default())
+        .sink(SentrySink::new(hub).flush_timeout(Duration::from_millis(300)))
+        .build()
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    for i in 0..200 {
+        reporter.capture_message(tracing::Level::ERROR, &format!("payment {i} failed"));
+    }
+    let captured_in = started.elapsed();
+    assert!(
+        captured_in < Duration::from_secs(1),
+        "200 captures took {captured_in:?} against a hung endpoint"
+    );
+
+    let started = std::time::Instant::now();
+    let _ = reporter.shutdown(Duration::from_secs(2));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+    let summary = reporter.summary();
+    assert_eq!(summary.captured, 200, "{summary:?}");
+    assert!(
+        summary.sink_errors > 0,
+        "the failed flush of the hung transport is counted: {summary:?}"
+    );
+}

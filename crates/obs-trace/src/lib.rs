@@ -12,7 +12,7 @@ mod layer;
 pub mod otlp;
 pub mod propagation;
 mod raw;
-mod redaction;
+pub mod redaction;
 mod sampler;
 #[cfg(feature = "sdk")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sdk")))]

@@ -22,14 +22,24 @@ use crate::span::{FinishedSpan, KeyValue, Status, Value};
 /// against names built at run time.
 const NAME_CACHE_MAX: usize = 4096;
 
-/// The rules and a cache of name verdicts, owned by the exporter thread.
-pub(crate) struct SpanRedactor {
+/// The rules and a cache of name verdicts: what the exporter thread applies
+/// to every span. A custom pipeline that hands [`FinishedSpan`]s to
+/// exporters of its own can apply the same step.
+///
+/// ```
+/// use obs_trace::redaction::SpanRedactor;
+/// let mut r = SpanRedactor::new(obs_core::Redactor::new());
+/// # let _ = &mut r;
+/// ```
+#[derive(Debug)]
+pub struct SpanRedactor {
     rules: Redactor,
     names: HashMap<Box<str>, bool>,
 }
 
 impl SpanRedactor {
-    pub(crate) fn new(rules: Redactor) -> Self {
+    /// Applies `rules`.
+    pub fn new(rules: Redactor) -> Self {
         Self {
             rules,
             names: HashMap::new(),
@@ -51,7 +61,7 @@ impl SpanRedactor {
     /// Redacts the span's name, attribute values (every value of an
     /// attribute with a sensitive name), event names and attributes, and
     /// status message in place.
-    pub(crate) fn redact(&mut self, span: &mut FinishedSpan) {
+    pub fn redact(&mut self, span: &mut FinishedSpan) {
         redact_cow(&self.rules, &mut span.name);
         self.attributes(&mut span.attributes);
         for event in &mut span.events {
