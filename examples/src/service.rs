@@ -51,6 +51,7 @@
 //! | `JOB_QUEUE_CAPACITY` | `128` | bound of the job queue (a full queue drops the job, counted) |
 //! | `SHUTDOWN_GRACE_MS` | `2000` | how long readiness fails before the server stops |
 //! | `SHUTDOWN_TIMEOUT_MS` | `5000` | one deadline for everything after the grace period: connections and the job queue get three quarters of it (then they are closed, and the lost jobs counted), obs's final flush the rest |
+//! | `FAULT_ROUTES` | unset | `1` adds `GET /internal/panic`, a handler that panics (fault injection for `cargo xtask soak`) |
 //! | `OBS_ADMIN_TOKEN` | unset | bearer token for `PUT /loglevel`; unset, the endpoint answers `403` |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_*`, `OBS_*` | | read by `obs::Config::from_env` |
 //!
@@ -377,6 +378,15 @@ impl Jobs {
 }
 
 /// Runs jobs until every producer is gone and the queue is drained.
+/// `GET /internal/panic` (only with `FAULT_ROUTES=1`): panics, as a bug in a
+/// handler would. The server layer answers 500 and the panic hook reports it.
+async fn panicking_handler() -> &'static str {
+    if std::hint::black_box(true) {
+        panic!("injected fault: handler panicked");
+    }
+    "unreachable"
+}
+
 /// Runs jobs until the queue is closed: by its last sender going away, or
 /// by `closed` (at shutdown, connections that never finish keep a sender
 /// alive); then it runs what is still queued and ends.
@@ -654,6 +664,7 @@ async fn run() -> Result<(), StartError> {
     let port: u16 = env_parse("PORT", DEFAULT_PORT)?;
     let admin_port: u16 = env_parse("ADMIN_PORT", DEFAULT_ADMIN_PORT)?;
     let queue_capacity: usize = env_parse("JOB_QUEUE_CAPACITY", 128)?;
+    let fault_routes = std::env::var("FAULT_ROUTES").is_ok_and(|v| v == "1");
     let grace = Duration::from_millis(env_parse("SHUTDOWN_GRACE_MS", 2000)?);
     let flush_timeout = Duration::from_millis(env_parse("SHUTDOWN_TIMEOUT_MS", 5000)?);
     if queue_capacity == 0 {
@@ -731,15 +742,19 @@ async fn run() -> Result<(), StartError> {
         prices: obs.client_layer().layer(http),
         price_base: price_base.trim_end_matches('/').into(),
     };
-    let app = Router::new()
+    let mut routes = Router::new()
         .route("/items", get(list_items).post(create_item))
         .route(
             "/items/{id}",
             get(get_item).put(update_item).delete(delete_item),
         )
-        .route("/internal/price/{id}", get(internal_price))
-        .with_state(state)
-        .layer(obs.server_layer());
+        .route("/internal/price/{id}", get(internal_price));
+    if fault_routes {
+        // For `cargo xtask soak`: a handler that panics, so a panic storm can
+        // be injected into a running service.
+        routes = routes.route("/internal/panic", get(panicking_handler));
+    }
+    let app = routes.with_state(state).layer(obs.server_layer());
     let admin = obs.admin_router();
 
     let (stop_tx, stop_rx) = watch::channel(false);

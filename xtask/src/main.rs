@@ -6,6 +6,8 @@
 //! - `cargo xtask deps [DIR]` — the dependency rule only.
 //! - `cargo xtask bench [--quick]` — every criterion bench, then a table of
 //!   medians and obs/anchor ratios in `target/bench-report.md`.
+//! - `cargo xtask soak [--minutes N]` — the service example under load with
+//!   faults injected on a schedule (see `soak.rs`); `ci` runs a 2-minute one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -13,6 +15,7 @@ use std::time::Instant;
 
 mod bench;
 mod deps;
+mod soak;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,8 +30,11 @@ fn main() -> ExitCode {
             deps_step(&dir).map(|()| say("dependency rule holds"))
         }
         Some("bench") => bench::run(&root, args.iter().any(|a| a == "--quick")),
+        Some("soak") => soak::run(&root, &args[1..]),
         _ => {
-            say("usage: cargo xtask <ci [--no-e2e] | deps [DIR] | bench [--quick]>");
+            say(
+                "usage: cargo xtask <ci [--no-e2e] | deps [DIR] | bench [--quick] | soak [--minutes N]>",
+            );
             return ExitCode::from(2);
         }
     };
@@ -203,6 +209,21 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
             ]
         };
         steps.push(Step::new("e2e", &[cmd]));
+        // A short soak: faults injected into the running service under load.
+        steps.push(Step::new(
+            "soak",
+            &[&[
+                "cargo",
+                "run",
+                "--quiet",
+                "-p",
+                "xtask",
+                "--",
+                "soak",
+                "--minutes",
+                "2",
+            ]],
+        ));
     }
 
     let mut tests_line = None;
@@ -219,6 +240,14 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
             step.name,
             t.elapsed().as_secs_f64()
         ));
+        if step.name == "soak" {
+            // The soak's table and checks, for the CI log.
+            for line in out.lines().filter(|l| {
+                l.starts_with('|') || l.starts_with("soak:") || l.starts_with("exit after")
+            }) {
+                say(line);
+            }
+        }
         ran.push(step.name.clone());
         if i == 0 {
             let t = Instant::now();

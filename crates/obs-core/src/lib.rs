@@ -6,6 +6,7 @@ mod correlation;
 pub mod error;
 mod id;
 pub mod names;
+pub mod panic;
 pub mod record;
 pub mod redact;
 pub mod resource;

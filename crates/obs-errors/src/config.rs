@@ -404,8 +404,11 @@ impl Config {
         self
     }
 
-    /// Flush held and queued reports for up to `timeout` after a panic is
-    /// captured (`None` turns it off; default 2 s).
+    /// Flush held and queued reports for up to `timeout` after a panic that
+    /// may end the process is captured (`None` turns it off; default 2 s).
+    /// Panics known to be caught (inside `obs_core::panic::caught`, as under
+    /// obs's catch-panic layer) are delivered without making the panicking
+    /// thread wait.
     pub fn flush_on_panic(mut self, timeout: Option<Duration>) -> Self {
         self.flush_on_panic = timeout;
         self

@@ -579,7 +579,11 @@ impl Reporter {
         std::panic::set_hook(Box::new(move |info| {
             if !IN_CAPTURE.with(Cell::get) {
                 reporter.capture_panic(info);
-                if let Some(t) = reporter.inner.shared.config.flush_on_panic {
+                // Delivery waits only when the process may die with this
+                // panic; a caught panic's report goes out as usual.
+                if let Some(t) = reporter.inner.shared.config.flush_on_panic
+                    && obs_core::panic::may_end_process()
+                {
                     let _ = reporter.flush(t);
                 }
             }

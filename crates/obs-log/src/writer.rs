@@ -1007,11 +1007,15 @@ impl Drop for LogGuard {
 
 /// Chains a panic hook that flushes `handle` before the previous hook runs,
 /// so lines logged just before a panic reach the sink even when the process
-/// dies right after.
+/// dies right after. Panics known to be caught (inside
+/// [`obs_core::panic::caught`], as under obs's catch-panic layer) cost no
+/// flush, so a panic storm does not make every request wait for the sink.
 pub fn install_panic_hook(handle: FlushHandle, timeout: Duration) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        handle.flush(timeout);
+        if obs_core::panic::may_end_process() {
+            handle.flush(timeout);
+        }
         previous(info);
     }));
 }

@@ -160,6 +160,16 @@ impl TraceStats {
             .clone()
     }
 
+    /// Sampled spans that ended and were handed to the pipeline: each one is
+    /// eventually [`exported`](Self::exported), [`dropped`](Self::dropped)
+    /// or still [`pending`](Self::pending).
+    pub fn ended(&self) -> u64 {
+        let c = &self.c;
+        c.accepted.load(Ordering::Relaxed)
+            + c.dropped_full.load(Ordering::Relaxed)
+            + c.dropped_closed.load(Ordering::Relaxed)
+    }
+
     /// Spans waiting in the queue or in a batch being sent.
     pub fn pending(&self) -> u64 {
         let c = &self.c;

@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures_util::FutureExt;
 use http::{Request, Response, StatusCode};
 #[allow(
     unused_imports,
@@ -522,14 +521,41 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         // A panic in `call` itself (before the future exists) is caught too.
-        let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
+        // Both are marked as caught, so the panic hooks report the panic
+        // without flushing the sinks on the request's thread.
+        let fut = match obs_core::panic::caught(|| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
+        }) {
             Ok(fut) => fut,
             Err(panic) => return Box::pin(async move { Ok(panic_response(&*panic)) }),
         };
-        Box::pin(AssertUnwindSafe(fut).catch_unwind().map(|r| match r {
-            Ok(out) => out,
-            Err(panic) => Ok(panic_response(&*panic)),
-        }))
+        Box::pin(Caught { fut })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Polls the handler's future with panics caught and marked as caught.
+    struct Caught<F> {
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F, RB, E> Future for Caught<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    RB: Default,
+{
+    type Output = Result<Response<RB>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = self.project().fut;
+        match obs_core::panic::caught(|| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx)))
+        }) {
+            Ok(p) => p,
+            Err(panic) => Poll::Ready(Ok(panic_response(&*panic))),
+        }
     }
 }
 

@@ -76,6 +76,12 @@ pub(crate) fn publish(obs: &Obs) -> Result<(), Error> {
             "Spans exported to the collector.",
             move || stats.exported(),
         )?;
+        let stats = obs.inner.tracer.stats();
+        registry.callback_counter(
+            "obs_trace_ended_spans",
+            "Sampled spans that ended and went to the export pipeline: each is exported, dropped or pending.",
+            move || stats.ended(),
+        )?;
     }
 
     #[cfg(feature = "correlate")]
