@@ -1846,12 +1846,20 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 4096, failure_persistence: None, ..ProptestConfig::default() })]
 
         /// Whenever the shortcut skips the scan, the real scanner would not
-        /// have changed the value.
+        /// have changed the value. Nineteen values in twenty sit just on the
+        /// skipping side of the shortcut (credential prefixes and scheme-like
+        /// words with runs under 20 bytes, no `=`, `:` or `@`), where a gap
+        /// would hide; the rest are free-form and usually scanned.
         #[test]
         fn shortcut_never_skips_a_secret(
-            s in proptest::string::string_regex(
-                "((bearer|Basic|BEARER|AKIA|eyJ|ghp_|sk_live_|xoxb-|-----BEGIN |[A-Za-z0-9+/_.~-]{1,30}|[ ,;&()\\[\\]{}\"'!?#%*<>|\\t\\n]|[=:@]){0,8})"
-            ).unwrap()
+            s in prop_oneof![
+                19 => proptest::string::string_regex(
+                    "((bearer|Basic|BEARER|basi|Bearerx|AKIA|eyJ|ghp_|sk_live_|xoxb-|----BEGIN|pass|token|secret)?[A-Za-z0-9+/_.~-]{0,10}[ ,;&()\\[\\]{}\"'!?#%*<>|\\t\\n]){0,8}"
+                ).unwrap(),
+                1 => proptest::string::string_regex(
+                    "((bearer|Basic|BEARER|AKIA|eyJ|ghp_|sk_live_|xoxb-|-----BEGIN |[A-Za-z0-9+/_.~-]{1,30}|[ ,;&()\\[\\]{}\"'!?#%*<>|\\t\\n]|[=:@]){0,8})"
+                ).unwrap(),
+            ]
         ) {
             if !may_hold_secret(s.as_bytes()) {
                 prop_assert!(unchanged_by_default_rules(&s), "skipped a value the scanner changes: {s:?}");
