@@ -6,8 +6,9 @@
 //!   skipped fails the run unless `xtask/allowed-skips.txt` names it with a
 //!   reason.
 //! - `cargo xtask deps [DIR]` — the dependency rule only.
-//! - `cargo xtask bench [--quick]` — every criterion bench, then a table of
-//!   medians and obs/anchor ratios in `target/bench-report.md`.
+//! - `cargo xtask bench [--quick] [--bench NAME]...` — every criterion bench
+//!   (or the named ones) into a fresh results directory, then a table of this
+//!   run's medians and obs/anchor ratios in `target/bench-report.md`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -29,9 +30,11 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|| root.clone());
             deps_step(&dir).map(|()| say("dependency rule holds"))
         }
-        Some("bench") => bench::run(&root, args.iter().any(|a| a == "--quick")),
+        Some("bench") => bench::run(&root, &args[1..]),
         _ => {
-            say("usage: cargo xtask <ci [--no-e2e] | deps [DIR] | bench [--quick]>");
+            say(
+                "usage: cargo xtask <ci [--no-e2e] | deps [DIR] | bench [--quick] [--bench NAME]...>",
+            );
             return ExitCode::from(2);
         }
     };
