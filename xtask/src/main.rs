@@ -2,10 +2,13 @@
 //!
 //! - `cargo xtask ci` — everything CI checks, in order, stopping at the first
 //!   failure with its output: fmt, the dependency rule, clippy, rustdoc, tests,
-//!   each facade feature alone, end-to-end tests.
+//!   each facade feature alone, end-to-end tests. A test that is ignored or
+//!   skipped fails the run unless `xtask/allowed-skips.txt` names it with a
+//!   reason.
 //! - `cargo xtask deps [DIR]` — the dependency rule only.
-//! - `cargo xtask bench [--quick]` — every criterion bench, then a table of
-//!   medians and obs/anchor ratios in `target/bench-report.md`.
+//! - `cargo xtask bench [--quick] [--bench NAME]...` — every criterion bench
+//!   (or the named ones) into a fresh results directory, then a table of this
+//!   run's medians and obs/anchor ratios in `target/bench-report.md`.
 //! - `cargo xtask soak [--minutes N]` — the service example under load with
 //!   faults injected on a schedule (see `soak.rs`); `ci` runs a 2-minute one.
 
@@ -15,6 +18,7 @@ use std::time::Instant;
 
 mod bench;
 mod deps;
+mod skips;
 mod soak;
 
 fn main() -> ExitCode {
@@ -29,11 +33,11 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|| root.clone());
             deps_step(&dir).map(|()| say("dependency rule holds"))
         }
-        Some("bench") => bench::run(&root, args.iter().any(|a| a == "--quick")),
+        Some("bench") => bench::run(&root, &args[1..]),
         Some("soak") => soak::run(&root, &args[1..]),
         _ => {
             say(
-                "usage: cargo xtask <ci [--no-e2e] | deps [DIR] | bench [--quick] | soak [--minutes N]>",
+                "usage: cargo xtask <ci [--no-e2e] | deps [DIR] | bench [--quick] [--bench NAME]... | soak [--minutes N]>",
             );
             return ExitCode::from(2);
         }
@@ -130,6 +134,7 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
     // The examples crate holds the end-to-end tests; they run as their own
     // step, after everything they depend on has passed.
     let e2e = e2e && root.join("examples/tests").is_dir();
+    // `--status-level skip` names every skipped test, for the allow-list.
     let mut test_cmd: Vec<&str> = if nextest {
         vec![
             "cargo",
@@ -138,6 +143,8 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
             "--workspace",
             "--all-features",
             "--no-fail-fast",
+            "--status-level",
+            "skip",
         ]
     } else {
         vec![
@@ -197,6 +204,8 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
                 "examples",
                 "--all-features",
                 "--no-fail-fast",
+                "--status-level",
+                "skip",
             ]
         } else {
             &[
@@ -226,6 +235,8 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
         ));
     }
 
+    let allowed = skips::read_allow_list(&root.join(skips::ALLOW_LIST))?;
+    let mut used = Vec::new();
     let mut tests_line = None;
     // The rule needs no build, so it runs right after fmt to fail fast.
     let mut ran = Vec::new();
@@ -233,7 +244,10 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
         let t = Instant::now();
         let out = run_step(root, step)?;
         if step.name == "test" || step.name == "e2e" {
-            tests_line = merge_counts(tests_line, test_counts(&out));
+            let counts = test_counts(&out);
+            let skipped = counts.map_or(0, |c| c.2);
+            used.extend(skips::check(&step.name, &out, skipped, &allowed)?);
+            tests_line = merge_counts(tests_line, counts);
         }
         say(&format!(
             "ok  {:<9} {:>7.1}s",
@@ -259,6 +273,13 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
             ));
             ran.push("deps".into());
         }
+    }
+    for entry in allowed.iter().filter(|e| !used.contains(&e.test)) {
+        say(&format!(
+            "note: {} names `{}`, which no step skipped: remove it if the test is gone",
+            skips::ALLOW_LIST,
+            entry.test
+        ));
     }
     say(&format!(
         "ci passed: {} steps ({}) in {:.1}s; facade features checked alone: {}",

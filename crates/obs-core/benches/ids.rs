@@ -1,6 +1,16 @@
 //! Id generation and parsing against the crates a user would otherwise reach
-//! for, in the same run: `uuid` (v4 + `to_string`) for correlation ids, and
-//! `uuid`'s hex parse as the general-purpose baseline for trace ids.
+//! for, in the same run. Each group holds one anchor doing the same work as
+//! the obs rows beside it:
+//!
+//! - `correlation_id_as_string` (the headline): a new UUID v4 correlation id
+//!   as a `String`, obs's `generate(..).to_string()` against `uuid`'s
+//!   `new_v4().to_string()`.
+//! - `correlation_id_inline`: a new id formatted into an inline buffer, no
+//!   heap (what obs's `CorrelationId` holds), against `uuid`'s `new_v4()`
+//!   encoded into a stack buffer.
+//! - `correlation_id_validate`: checking a 36-byte header value.
+//! - `trace_id_parse`, `trace_id_format`, `trace_id_random`: 32-hex parse,
+//!   format into a stack buffer, a fresh random 128-bit id.
 //!
 //! Run with `cargo bench -p obs-core --bench ids`.
 
@@ -15,11 +25,20 @@ fn correlation_ids(c: &mut Criterion) {
     g.bench_function("anchor/uuid_new_v4_to_string", |b| {
         b.iter(|| black_box(uuid::Uuid::new_v4().to_string()))
     });
-    g.bench_function("obs/generate_uuid_v4", |b| {
-        b.iter(|| black_box(CorrelationId::generate(IdFormat::UuidV4)))
-    });
     g.bench_function("obs/generate_uuid_v4_to_string", |b| {
         b.iter(|| black_box(CorrelationId::generate(IdFormat::UuidV4).to_string()))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("correlation_id_inline");
+    g.bench_function("anchor/uuid_new_v4_encode_to_buffer", |b| {
+        let mut buf = [0u8; 36];
+        b.iter(|| {
+            black_box(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf));
+        })
+    });
+    g.bench_function("obs/generate_uuid_v4", |b| {
+        b.iter(|| black_box(CorrelationId::generate(IdFormat::UuidV4)))
     });
     g.bench_function("obs/generate_uuid_v7", |b| {
         b.iter(|| black_box(CorrelationId::generate(IdFormat::UuidV7)))
@@ -43,13 +62,16 @@ fn correlation_ids(c: &mut Criterion) {
 fn trace_ids(c: &mut Criterion) {
     let hex = "4bf92f3577b34da6a3ce929d0e0e4736";
     let id = TraceId::from_hex(hex).unwrap();
-    let mut g = c.benchmark_group("trace_id");
+    let mut g = c.benchmark_group("trace_id_parse");
     g.bench_function("obs/parse", |b| {
         b.iter(|| black_box(TraceId::from_hex(black_box(hex))))
     });
     g.bench_function("anchor/uuid_parse_simple", |b| {
         b.iter(|| black_box(uuid::Uuid::try_parse(black_box(hex))))
     });
+    g.finish();
+
+    let mut g = c.benchmark_group("trace_id_format");
     g.bench_function("obs/format", |b| {
         b.iter(|| black_box(black_box(id).to_hex()))
     });
@@ -60,7 +82,13 @@ fn trace_ids(c: &mut Criterion) {
             black_box(black_box(u).simple().encode_lower(&mut buf));
         })
     });
+    g.finish();
+
+    let mut g = c.benchmark_group("trace_id_random");
     g.bench_function("obs/random", |b| b.iter(|| black_box(TraceId::random())));
+    g.bench_function("anchor/uuid_new_v4", |b| {
+        b.iter(|| black_box(uuid::Uuid::new_v4()))
+    });
     g.finish();
 }
 

@@ -338,9 +338,16 @@ mod tests {
     fn accepts_boundaries() {
         let max = "a".repeat(128);
         assert_eq!(CorrelationId::parse(&max).unwrap().as_str(), max);
+        // Longer than the inline buffer: stored shared. A clone outlives
+        // its original, and ids compare by text whatever their storage.
         let long = "x".repeat(64);
         let id = CorrelationId::parse(&long).unwrap();
-        assert_eq!(id.clone(), id);
+        let copy = id.clone();
+        drop(id);
+        assert_eq!(copy.as_str(), long);
+        assert_eq!(copy, CorrelationId::parse(&long).unwrap());
+        assert_ne!(copy, CorrelationId::parse(&"x".repeat(INLINE)).unwrap());
+        assert_ne!(copy, CorrelationId::parse(&"x".repeat(63)).unwrap());
         assert_eq!(CorrelationId::parse("a").unwrap().len(), 1);
     }
 

@@ -251,11 +251,20 @@ proptest! {
 
     /// Whenever the pre-check says "no secret here", the scanner itself
     /// would not have changed the value: the shortcut never skips a secret.
+    /// Nineteen values in twenty sit just on the skipping side of the
+    /// pre-check (credential prefixes and scheme-like words with runs under
+    /// 20 bytes, no `=`, `:`, `@` or `"`), where a gap would hide; the rest
+    /// are free-form and usually scanned.
     #[test]
     fn precheck_never_skips_a_secret(
-        s in proptest::string::string_regex(
-            "((bearer|Basic|BEARER|AKIA|eyJ|ghp_|sk_live_|xoxb-|-----BEGIN |/|[A-Za-z0-9+/_.~-]{1,30}|[ ,;&()\\[\\]{}\"'!?#%*<>|\\t\\n]|[=:@]){0,8})"
-        ).unwrap()
+        s in prop_oneof![
+            19 => proptest::string::string_regex(
+                "((bearer|Basic|BEARER|basi|Bearerx|AKIA|eyJ|ghp_|sk_live_|xoxb-|----BEGIN|pass|token|secret)?[A-Za-z0-9+/_.~-]{0,10}[ ,;&()\\[\\]{}'!?#%*<>|\\t\\n/]){0,8}"
+            ).unwrap(),
+            1 => proptest::string::string_regex(
+                "((bearer|Basic|BEARER|AKIA|eyJ|ghp_|sk_live_|xoxb-|-----BEGIN |/|[A-Za-z0-9+/_.~-]{1,30}|[ ,;&()\\[\\]{}\"'!?#%*<>|\\t\\n]|[=:@]){0,8})"
+            ).unwrap(),
+        ]
     ) {
         let mut full = obs_core::Redactor::new();
         // A user pattern turns the shortcut off, so this scans everything.

@@ -452,9 +452,50 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        /// Durations built from parts, some of them wrong (junk around or
+        /// between number and unit, no digits, an unknown unit, overflow):
+        /// the parser accepts exactly the well-formed ones, with their value.
         #[test]
-        fn duration_parser_never_panics(s in "\\PC{0,30}") {
-            let _ = parse_duration(&s);
+        fn duration_parser_accepts_exactly_number_and_unit(
+            lead in prop_oneof![Just(""), Just(" "), Just("\t"), Just("\u{2003}"), Just("x"), Just("+"), Just("-")],
+            num in prop_oneof![
+                4 => (0u64..1_000_000).prop_map(|n| n.to_string()),
+                1 => any::<u64>().prop_map(|n| n.to_string()),
+                1 => Just(String::new()),
+                1 => Just("18446744073709551616".to_owned()),
+                1 => Just("1.5".to_owned()),
+            ],
+            mid in prop_oneof![4 => Just(""), 1 => Just(" "), 1 => Just("\t"), 1 => Just("x")],
+            unit in prop_oneof![Just("ms"), Just("s"), Just("m"), Just("h"), Just(""), Just("d"), Just("MS"), Just("sec"), Just("\u{b5}s")],
+            trail in prop_oneof![Just(""), Just(" "), Just("\n"), Just("\u{2003}"), Just("x")],
+        ) {
+            let s = format!("{lead}{num}{mid}{unit}{trail}");
+            let ws = |p: &str| p.chars().all(char::is_whitespace);
+            let n = num.parse::<u64>().ok().filter(|_| num.bytes().all(|b| b.is_ascii_digit()));
+            let expected = match (ws(lead) && ws(mid) && ws(trail), n, unit) {
+                (true, Some(n), "ms") => Some(Duration::from_millis(n)),
+                (true, Some(n), "s" | "") => Some(Duration::from_secs(n)),
+                (true, Some(n), "m") => n.checked_mul(60).map(Duration::from_secs),
+                (true, Some(n), "h") => n.checked_mul(3600).map(Duration::from_secs),
+                _ => None,
+            };
+            prop_assert_eq!(parse_duration(&s), expected, "{:?}", s);
+        }
+
+        /// Arbitrary text: whatever is accepted starts with a digit and
+        /// means the same when written back in milliseconds.
+        #[test]
+        fn duration_parser_on_arbitrary_text(s in "\\PC{0,30}") {
+            match parse_duration(&s) {
+                Some(d) => {
+                    prop_assert!(s.trim_start().starts_with(|c: char| c.is_ascii_digit()), "{:?}", s);
+                    prop_assert_eq!(parse_duration(&format!("{}ms", d.as_millis())), Some(d));
+                }
+                None => prop_assert!(
+                    !s.trim().bytes().all(|b| b.is_ascii_digit()) || s.trim().is_empty() || s.trim().len() > 19,
+                    "bare digits rejected: {:?}", s
+                ),
+            }
         }
 
         #[test]

@@ -790,12 +790,30 @@ impl Reporter {
         };
         let mut extra = redact_pairs(scope.extra);
         extra.extend(redact_pairs(input.fields));
+        // Free text anywhere in the report is scanned too: the user's
+        // fields, the route and the path may carry what a message would.
+        let scrub = |v: &mut Option<String>| {
+            if let Some(s) = v
+                && let Cow::Owned(clean) = red.redact(s)
+            {
+                *s = clean;
+            }
+        };
         let request = scope.request.map(|slot| {
             let mut r = slot.get().clone();
             for (k, v) in &mut r.headers {
                 *v = scope::redact_header(k, v, red);
             }
+            scrub(&mut r.route);
+            scrub(&mut r.path);
             r
+        });
+        let user = scope.user.map(|mut u| {
+            scrub(&mut u.id);
+            scrub(&mut u.username);
+            scrub(&mut u.email);
+            scrub(&mut u.ip_address);
+            u
         });
         Report {
             event_id: format!("{:032x}", obs_core::rng::next_u128()),
@@ -813,7 +831,7 @@ impl Reporter {
             ids: input.ids,
             resource: Arc::clone(&sh.config.resource),
             release: sh.release.clone(),
-            user: scope.user,
+            user,
             tags: redact_pairs(scope.tags),
             extra,
             request,

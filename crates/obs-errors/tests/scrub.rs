@@ -1,11 +1,14 @@
-//! Corpus test: secrets in error messages, source chains, headers, tags,
-//! extra data, event fields and breadcrumbs never reach a sink.
+//! Corpus test: secrets in error messages, source chains, headers, route,
+//! path, user, tags, extra data, event fields and breadcrumbs never reach a
+//! sink: the whole report is checked, stack trace included.
 
 mod common;
 
 use std::time::Duration;
 
-use obs_errors::{Config, LogSink, MemorySink, Report, Reporter, RequestContext, Scope};
+use obs_errors::{
+    BacktraceMode, Config, LogSink, MemorySink, Report, Reporter, RequestContext, Scope, User,
+};
 use obs_testing::capture::CaptureLayer;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -60,27 +63,11 @@ impl std::error::Error for Wrapped {
     }
 }
 
-fn all_text(r: &Report) -> String {
-    let mut s = format!("{} {} ", r.error_type, r.message);
-    for c in &r.chain {
-        s += &format!("{} {} ", c.error_type, c.message);
-    }
-    for (k, v) in r.tags.iter().chain(&r.extra) {
-        s += &format!("{k}={v} ");
-    }
-    if let Some(req) = &r.request {
-        for (k, v) in &req.headers {
-            s += &format!("{k}: {v} ");
-        }
-        s += req.path.as_deref().unwrap_or_default();
-    }
-    for b in &r.breadcrumbs {
-        s += &format!("{} ", b.message);
-        for (k, v) in &b.fields {
-            s += &format!("{k}={v} ");
-        }
-    }
-    s
+/// The whole report as text: every field through its `Debug` form (new
+/// fields included as they are added), plus the symbolized stack trace,
+/// which `Debug` leaves out.
+fn serialized(r: &Report) -> String {
+    format!("{r:#?}\n{}", r.stacktrace_text())
 }
 
 #[test]
@@ -88,7 +75,10 @@ fn secrets_are_scrubbed_everywhere() {
     let memory = MemorySink::new();
     let capture = CaptureLayer::new();
     let log_dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(capture.clone()));
-    let reporter = Reporter::builder(Config::default().dedup_window(Duration::ZERO))
+    let config = Config::default()
+        .dedup_window(Duration::ZERO)
+        .backtrace(BacktraceMode::Always);
+    let reporter = Reporter::builder(config)
         .sink(memory.clone())
         .sink(LogSink::with_dispatch(log_dispatch))
         .build()
@@ -104,13 +94,20 @@ fn secrets_are_scrubbed_everywhere() {
             tracing::info!(detail = *sentence, "context");
             tracing::info!(password = *secret, token = *secret, "credentials");
             // headers set raw on the context: the reporter scrubs them again
-            let mut req = RequestContext::new("POST").with_path("/pay");
+            let mut req = RequestContext::new("POST")
+                .with_path(&format!("/pay/{sentence}"))
+                .with_route(format!("/pay/{sentence}"));
             req.headers
                 .push(("authorization".into(), format!("Bearer {secret}")));
             req.headers.push(("x-debug".into(), sentence.to_string()));
             req.headers.push(("x-api-key".into(), secret.to_string()));
             let mut scope = Scope::new();
             scope.set_request(req);
+            scope.set_user(
+                User::id(format!("u-{i} {sentence}"))
+                    .with_username(*sentence)
+                    .with_email(format!("{sentence} <bob@example.com>")),
+            );
             scope.set_tag("note", *sentence);
             scope.set_tag("api_token", *secret);
             scope.set_extra("last_query", *sentence);
@@ -134,12 +131,26 @@ fn secrets_are_scrubbed_everywhere() {
     let reports = memory.reports();
     assert_eq!(reports.len(), CORPUS.len() * 2);
     for r in &reports {
-        let text = all_text(r);
+        let text = serialized(r);
         for (secret, _) in CORPUS {
             assert!(!text.contains(secret), "secret {secret} leaked in {text}");
         }
         assert!(text.contains("[REDACTED]"));
         assert!(!r.breadcrumbs.is_empty());
+        // the parts the secrets were put in are all there to be checked
+        let user = r.user.as_ref().expect("user");
+        assert!(
+            user.username
+                .as_deref()
+                .is_some_and(|u| u.contains("[REDACTED]")),
+            "{user:?}"
+        );
+        let req = r.request.as_ref().expect("request");
+        assert!(
+            req.route.as_deref().is_some_and(|p| p.starts_with("/pay/")),
+            "{req:?}"
+        );
+        assert!(!r.stacktrace_text().is_empty(), "no stack trace captured");
     }
     // the log lines the log sink wrote are clean too
     let lines = capture.with_message("error report");

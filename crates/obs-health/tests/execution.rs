@@ -12,21 +12,53 @@ use common::{get, serve_axum};
 use obs_health::{Check, CheckResult, Error, Health, Probe, ProbeOptions, Status};
 use tokio::sync::oneshot;
 
-fn hanging(name: &str, timeout: Duration) -> Check {
-    Check::new(name, || async {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        CheckResult::pass()
+/// Counts the runs of checks in flight and the most seen at once.
+#[derive(Clone, Default)]
+struct InFlight(Arc<(AtomicUsize, AtomicUsize)>);
+
+/// Decrements the in-flight count when the run ends or is abandoned.
+struct Running(InFlight);
+
+impl InFlight {
+    fn enter(&self) -> Running {
+        let now = self.0.0.fetch_add(1, Ordering::SeqCst) + 1;
+        self.0.1.fetch_max(now, Ordering::SeqCst);
+        Running(self.clone())
+    }
+    fn peak(&self) -> usize {
+        self.0.1.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.0.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A check that never finishes (it is abandoned at `timeout`) and counts
+/// itself in `flight` while it runs.
+fn hanging_counted(name: &str, timeout: Duration, flight: &InFlight) -> Check {
+    let flight = flight.clone();
+    Check::new(name, move || {
+        let running = flight.enter();
+        async move {
+            let _running = running;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            CheckResult::pass()
+        }
     })
     .timeout(timeout)
 }
 
 #[tokio::test]
 async fn a_hanging_check_times_out_and_fails_without_blocking_others() {
+    let flight = InFlight::default();
     let health = Health::builder()
         .check(Check::new("fast", || async { CheckResult::pass() }))
-        .check(hanging("hang1", Duration::from_secs(1)))
-        .check(hanging("hang2", Duration::from_secs(1)))
-        .check(hanging("hang3", Duration::from_secs(1)))
+        .check(hanging_counted("hang1", Duration::from_secs(1), &flight))
+        .check(hanging_counted("hang2", Duration::from_secs(1), &flight))
+        .check(hanging_counted("hang3", Duration::from_secs(1), &flight))
         .check(Check::new("slowish", || async {
             tokio::time::sleep(Duration::from_millis(100)).await;
             CheckResult::pass()
@@ -43,11 +75,16 @@ async fn a_hanging_check_times_out_and_fails_without_blocking_others() {
         "[+]fast ok\n[-]hang1 failed: timed out after 1s\n[-]hang2 failed: timed out after 1s\n\
          [-]hang3 failed: timed out after 1s\n[+]slowish ok\n[+]shutdown ok\nreadyz check failed\n"
     );
-    // Three 1 s timeouts run concurrently: serially they would take >= 3 s.
-    assert!(
-        elapsed < Duration::from_millis(2500),
-        "probe took {elapsed:?}"
+    // The three hanging checks ran at the same time (counted, not timed:
+    // run one after another, at most one would ever be in flight) and each
+    // was abandoned at its timeout, not before.
+    assert_eq!(flight.peak(), 3, "hanging checks in flight at once");
+    assert_eq!(
+        flight.0.0.load(Ordering::SeqCst),
+        0,
+        "abandoned runs dropped"
     );
+    assert!(elapsed >= Duration::from_secs(1), "probe took {elapsed:?}");
     let stats = health.stats().checks();
     assert_eq!(
         stats.iter().map(|s| s.timeouts).collect::<Vec<_>>(),
@@ -84,14 +121,14 @@ async fn cached_mode_answers_while_a_check_sleeps() {
             Check::new("slow-db", move || {
                 let n = counter.fetch_add(1, Ordering::SeqCst);
                 async move {
-                    // first run is quick, every later run sleeps 5 s
+                    // first run is quick, every later run hangs
                     if n > 0 {
-                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
                     }
                     CheckResult::warn(format!("run {n}"))
                 }
             })
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(3600))
             .interval(Duration::from_millis(50)),
         )
         .build()
@@ -112,29 +149,24 @@ async fn cached_mode_answers_while_a_check_sleeps() {
         "the poller did not start a second run"
     );
 
-    let start = Instant::now();
-    let resp = get(addr, "/readyz?verbose").await;
-    let over_http = start.elapsed();
+    // A probe that ran the check would hang for an hour; one that reads the
+    // cache answers at once. The 10 s bounds only separate the two.
+    let bound = Duration::from_secs(10);
+    let resp = tokio::time::timeout(bound, get(addr, "/readyz?verbose"))
+        .await
+        .expect("the HTTP probe waited for the running check");
     assert_eq!(resp.status, 200);
     assert_eq!(
         resp.body,
         "[+]slow-db warn: run 0\n[+]shutdown ok\nreadyz check passed\n"
     );
-    let start = Instant::now();
-    let report = health
-        .probe(Probe::Readiness, &ProbeOptions::default())
-        .await;
-    let in_process = start.elapsed();
+    let report = tokio::time::timeout(
+        bound,
+        health.probe(Probe::Readiness, &ProbeOptions::default()),
+    )
+    .await
+    .expect("the in-process probe waited for the running check");
     assert_eq!(report.status(), Status::Warn);
-    // The check is mid-way through a 5 s sleep; generous margins.
-    assert!(
-        over_http < Duration::from_secs(1),
-        "HTTP probe took {over_http:?}"
-    );
-    assert!(
-        in_process < Duration::from_millis(100),
-        "in-process probe took {in_process:?}"
-    );
     assert_eq!(
         runs.load(Ordering::SeqCst),
         2,
@@ -142,7 +174,9 @@ async fn cached_mode_answers_while_a_check_sleeps() {
     );
 
     // the single-check endpoint reads the cache too
-    let single = get(addr, "/readyz/slow-db").await;
+    let single = tokio::time::timeout(bound, get(addr, "/readyz/slow-db"))
+        .await
+        .expect("the single-check probe waited for the running check");
     assert_eq!(
         (single.status, single.body.as_str()),
         (200, "ok (warn: run 0)")
@@ -348,7 +382,10 @@ fn state_changes_are_logged_once() {
 #[tokio::test]
 async fn stats_expose_latest_status_and_duration() {
     let health = Health::builder()
-        .check(Check::new("db", || async { CheckResult::pass() }))
+        .check(Check::new("db", || async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            CheckResult::pass()
+        }))
         .check(Check::new("cache", || async { CheckResult::warn("slow") }).liveness())
         .check(Check::new("s3", || async { CheckResult::fail("403") }).non_critical())
         .build()
@@ -381,14 +418,9 @@ async fn stats_expose_latest_status_and_duration() {
         snap.iter()
             .all(|s| s.duration_seconds().is_some() && s.last_run.is_some())
     );
-    assert_eq!(
-        obs_health::HealthStats::STATUS_METRIC,
-        "obs_health_check_status"
-    );
-    assert_eq!(
-        obs_health::HealthStats::DURATION_METRIC,
-        "obs_health_check_duration_seconds"
-    );
+    // The duration is the latest run's: `db` sleeps 20 ms, so it can't be less.
+    let db_secs = snap[0].duration_seconds().unwrap();
+    assert!(db_secs >= 0.020, "a 20 ms check took {db_secs} s");
 }
 
 #[test]

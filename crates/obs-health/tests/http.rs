@@ -404,7 +404,11 @@ async fn health_json_follows_the_ietf_draft() {
         .version("1")
         .release_id("1.2.3")
         .description("checkout service")
-        .check(checks::sql("db", || async { Ok::<_, std::io::Error>(()) }))
+        .check(checks::sql("db", || async {
+            // A query that takes at least 20 ms: its reported time can't be less.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            Ok::<_, std::io::Error>(())
+        }))
         .check(checks::disk_space("disk", dir, 0, 0).unwrap())
         .check(
             fixed(
@@ -436,7 +440,8 @@ async fn health_json_follows_the_ietf_draft() {
     let db = &checks["db:responseTime"][0];
     assert_eq!(db["componentType"], "datastore");
     assert_eq!(db["observedUnit"], "ms");
-    assert!(db["observedValue"].as_f64().unwrap() >= 0.0);
+    let ms = db["observedValue"].as_f64().unwrap();
+    assert!(ms >= 20.0, "a 20 ms query reported {ms} ms");
     assert_eq!(db["status"], "pass");
     let free = &checks["disk:free"][0];
     assert_eq!(

@@ -125,7 +125,18 @@ async fn one_layer_gives_ids_metrics_access_log_and_admin() {
         "probe was measured"
     );
     assert!(text.contains("obs_build_info{"), "{text}");
-    assert!(text.contains("obs_log_dropped_lines_total") || text.contains("obs_log_dropped_lines"));
+    // The log writer's drop counter, by level (text format: the family
+    // carries the `_total` suffix).
+    assert!(
+        text.contains("# TYPE obs_log_dropped_lines_total counter\n"),
+        "{text}"
+    );
+    for l in text
+        .lines()
+        .filter(|l| l.starts_with("obs_log_dropped_lines"))
+    {
+        assert!(l.starts_with("obs_log_dropped_lines_total{level=\""), "{l}");
+    }
     assert!(text.contains("process_"), "process collector missing");
 
     // /loglevel: readable, writable only with the token, bad directives are a 400.
