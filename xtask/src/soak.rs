@@ -560,7 +560,9 @@ fn load_worker(
         let fault = PHASES.get(p).map_or(Fault::None, |ph| ph.fault);
         let uniq = format!("{w}-{n}");
         let (method, path, headers) = match fault {
-            Fault::PanicStorm if n % 2 == 0 => ("GET", "/internal/panic".to_owned(), String::new()),
+            Fault::PanicStorm if n.is_multiple_of(2) => {
+                ("GET", "/internal/panic".to_owned(), String::new())
+            }
             Fault::Cardinality => match n % 3 {
                 0 => ("GET", format!("/items/x{uniq}/unknown"), String::new()),
                 1 => (
