@@ -1,15 +1,12 @@
 //! The Sentry sink against a local HTTP endpoint: the official `sentry`
-//! client (ureq transport) posts the envelope to a hyper server on
-//! loopback; the envelope parses and carries the report's fields.
+//! client (ureq transport) posts the envelope to a loopback endpoint
+//! (`obs_testing::endpoint`); the envelope parses and carries the report's fields.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use obs_errors::sentry::SentrySink;
 use obs_errors::{BacktraceMode, Config, Reporter, RequestContext, Scope, User};
 use tracing_subscriber::layer::SubscriberExt;
@@ -29,72 +26,21 @@ impl std::error::Error for PaymentError {
     }
 }
 
-struct Received {
-    path: String,
-    auth: String,
-    body: Vec<u8>,
-}
-
-/// A one-route hyper server that forwards every request body to a channel.
-fn start_server(rt: &tokio::runtime::Runtime) -> (u16, std::sync::mpsc::Receiver<Received>) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    rt.spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let tx = tx.clone();
-                        async move {
-                            let path = req.uri().path().to_owned();
-                            let auth = req
-                                .headers()
-                                .get("x-sentry-auth")
-                                .map(|v| v.to_str().unwrap_or_default().to_owned())
-                                .unwrap_or_default();
-                            let body = req.into_body().collect().await?.to_bytes().to_vec();
-                            let _ = tx.send(Received { path, auth, body });
-                            Ok::<_, hyper::Error>(hyper::Response::new(Full::new(
-                                Bytes::from_static(b"{}"),
-                            )))
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    (port, rx)
+/// A Sentry hub whose client posts envelopes to `addr` (project 42).
+fn hub_for(addr: impl std::fmt::Display) -> Arc<sentry::Hub> {
+    let mut options = sentry::ClientOptions::new();
+    options.dsn = Some(format!("http://publickey@{addr}/42").parse().unwrap());
+    options.transport = Some(Arc::new(sentry::transports::DefaultTransportFactory));
+    Arc::new(sentry::Hub::new(
+        Some(Arc::new(sentry::Client::from(options))),
+        Arc::new(sentry::Scope::default()),
+    ))
 }
 
 #[test]
 fn envelope_reaches_a_local_endpoint_and_carries_the_report() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (port, received) = start_server(&rt);
-
-    let mut options = sentry::ClientOptions::new();
-    options.dsn = Some(
-        format!("http://publickey@127.0.0.1:{port}/42")
-            .parse()
-            .unwrap(),
-    );
-    options.transport = Some(Arc::new(sentry::transports::DefaultTransportFactory));
-    let client = sentry::Client::from(options);
-    let hub = Arc::new(sentry::Hub::new(
-        Some(Arc::new(client)),
-        Arc::new(sentry::Scope::default()),
-    ));
+    let endpoint = obs_testing::endpoint::Endpoint::start();
+    let hub = hub_for(endpoint.addr());
     let config = Config::new(
         obs_core::Resource::new("checkout")
             .with_version("1.4.0")
@@ -131,11 +77,14 @@ fn envelope_reaches_a_local_endpoint_and_carries_the_report() {
     });
     reporter.flush(Duration::from_secs(20)).unwrap();
 
-    let got = received
-        .recv_timeout(Duration::from_secs(30))
+    let got = endpoint
+        .wait_for(1, Duration::from_secs(30))
+        .into_iter()
+        .next()
         .expect("the envelope reached the endpoint");
     assert_eq!(got.path, "/api/42/envelope/");
-    assert!(got.auth.contains("sentry_key=publickey"), "{}", got.auth);
+    let auth = got.header("x-sentry-auth").unwrap_or_default();
+    assert!(auth.contains("sentry_key=publickey"), "{auth}");
     let raw = String::from_utf8_lossy(&got.body);
     assert!(
         !raw.contains("sk_live_abcdefghijklmnop1234"),
@@ -238,17 +187,7 @@ fn envelope_reaches_a_local_endpoint_and_carries_the_report() {
 #[test]
 fn a_hung_sentry_endpoint_never_stalls_capture_and_shutdown_is_bounded() {
     let hung = obs_testing::otlp::HungCollector::start();
-    let mut options = sentry::ClientOptions::new();
-    options.dsn = Some(
-        format!("{}/42", hung.url().replace("http://", "http://publickey@"))
-            .parse()
-            .unwrap(),
-    );
-    options.transport = Some(Arc::new(sentry::transports::DefaultTransportFactory));
-    let hub = Arc::new(sentry::Hub::new(
-        Some(Arc::new(sentry::Client::from(options))),
-        Arc::new(sentry::Scope::default()),
-    ));
+    let hub = hub_for(hung.url().trim_start_matches("http://"));
     let reporter = Reporter::builder(Config::default())
         .sink(SentrySink::new(hub).flush_timeout(Duration::from_millis(300)))
         .build()

@@ -11,18 +11,13 @@ use std::io;
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod common;
+use common::{obs_dispatch, ts_json_dispatch};
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use obs_log::{Config, NonBlocking};
 use slog::Drain;
 use tracing_subscriber::layer::SubscriberExt;
-
-fn obs_dispatch(config: Config) -> (tracing_core::Dispatch, obs_log::Handles) {
-    let (layer, handles) = obs_log::layer(config.filter("info")).unwrap();
-    (
-        tracing_core::Dispatch::new(tracing_subscriber::registry().with(layer)),
-        handles,
-    )
-}
 
 /// What `tracing` itself costs a layer before it writes a byte: dispatch,
 /// the registry's current-span lookup, and visiting the five fields with a
@@ -56,17 +51,6 @@ fn floor_dispatch() -> tracing_core::Dispatch {
     tracing_core::Dispatch::new(
         tracing_subscriber::registry()
             .with(Floor)
-            .with(tracing_subscriber::filter::LevelFilter::INFO),
-    )
-}
-
-fn ts_json_dispatch() -> tracing_core::Dispatch {
-    let layer = tracing_subscriber::fmt::layer()
-        .json()
-        .with_writer(io::sink);
-    tracing_core::Dispatch::new(
-        tracing_subscriber::registry()
-            .with(layer)
             .with(tracing_subscriber::filter::LevelFilter::INFO),
     )
 }

@@ -8,28 +8,11 @@ use std::hint::black_box;
 use std::io;
 use std::time::Duration;
 
+mod common;
+use common::{obs_dispatch, ts_json_dispatch};
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use obs_log::Config;
-use tracing_subscriber::layer::SubscriberExt;
-
-fn obs_dispatch(config: Config) -> (tracing_core::Dispatch, obs_log::Handles) {
-    let (layer, handles) = obs_log::layer(config.filter("info")).unwrap();
-    (
-        tracing_core::Dispatch::new(tracing_subscriber::registry().with(layer)),
-        handles,
-    )
-}
-
-fn ts_json_dispatch() -> tracing_core::Dispatch {
-    let layer = tracing_subscriber::fmt::layer()
-        .json()
-        .with_writer(io::sink);
-    tracing_core::Dispatch::new(
-        tracing_subscriber::registry()
-            .with(layer)
-            .with(tracing_subscriber::filter::LevelFilter::INFO),
-    )
-}
 
 #[inline]
 fn access_line(path: &str, i: u64) {

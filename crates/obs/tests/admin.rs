@@ -9,12 +9,10 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::routing::get;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tracing_subscriber::layer::SubscriberExt;
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<bytes::Bytes>>;
+mod common;
+use common::{HttpClient, client};
 
 async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -37,21 +35,8 @@ async fn send(
     headers: &[(&str, &str)],
     body: String,
 ) -> (u16, String) {
-    let mut req = http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = client
-        .request(req.body(Full::from(body)).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
+    let (status, _, body) = common::send(client, method, url, headers, body).await;
+    (status, body)
 }
 
 /// An instance writing to `logs`, its subscriber installed for the test's

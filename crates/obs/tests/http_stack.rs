@@ -8,39 +8,16 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tracing_subscriber::layer::SubscriberExt;
+
+mod common;
+use common::{HttpClient, send};
 
 async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
-}
-
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<bytes::Bytes>>;
-
-async fn send(
-    client: &HttpClient,
-    method: &str,
-    url: String,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, http::HeaderMap, String) {
-    let mut req = http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = client
-        .request(req.body(Full::from(body.to_owned())).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test]
@@ -73,7 +50,7 @@ async fn one_layer_gives_ids_metrics_access_log_and_admin() {
         .layer(obs.server_layer())
         .merge(obs.admin_router());
     let addr = serve(app).await;
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client: HttpClient = common::client();
     let base = format!("http://{addr}");
 
     // A request with a caller's trace context and correlation id.

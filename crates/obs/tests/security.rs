@@ -19,10 +19,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Path, Query};
 use axum::routing::{get, post};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tracing_subscriber::layer::SubscriberExt;
+
+mod common;
+use common::{HttpClient, send};
 
 const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlMTIzNDU2";
 const AWS: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -67,27 +67,8 @@ const LOOK_ALIKES: &[&str] = &[
     "com.example.payments.CheckoutService",
 ];
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<bytes::Bytes>>;
-
-async fn send(
-    client: &HttpClient,
-    method: &str,
-    url: &str,
-    headers: &[(&str, String)],
-    body: &str,
-) -> (u16, http::HeaderMap, String) {
-    let mut req = http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, v.as_str());
-    }
-    let resp = client
-        .request(req.body(Full::from(body.to_owned())).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
+fn pairs<'a>(h: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    h.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 fn assert_clean(place: &str, text: &str) {
@@ -227,7 +208,7 @@ async fn no_secret_reaches_logs_spans_error_reports_or_metrics() {
     let admin_router = obs.admin_router();
     tokio::spawn(async move { axum::serve(admin, admin_router).await.unwrap() });
 
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client: HttpClient = common::client();
     let base = format!("http://{api_addr}");
     let headers = |ua: String| -> Vec<(&'static str, String)> {
         vec![
@@ -252,7 +233,7 @@ async fn no_secret_reaches_logs_spans_error_reports_or_metrics() {
         let mut h = headers(format!("curl/8.5.0 {secret}"));
         // A secret as the correlation id: rejected, never echoed.
         h.push(("x-correlation-id", secret.to_owned()));
-        let (status, resp_headers, _) = send(&client, "GET", &url, &h, "").await;
+        let (status, resp_headers, _) = send(&client, "GET", &url, &pairs(&h), "").await;
         assert_eq!(status, 200, "{url}");
         let echoed = resp_headers["x-correlation-id"]
             .to_str()
@@ -269,7 +250,7 @@ async fn no_secret_reaches_logs_spans_error_reports_or_metrics() {
         &client,
         "POST",
         &format!("{base}/login"),
-        &headers("Mozilla/5.0 (X11; Linux x86_64)".into()),
+        &pairs(&headers("Mozilla/5.0 (X11; Linux x86_64)".into())),
         &body,
     )
     .await;
