@@ -52,6 +52,8 @@ pub struct Handles {
 /// let (layer, handles) = obs_log::layer(Config::new().writer(std::io::sink()))?;
 /// let subscriber = tracing_subscriber::registry().with(layer);
 /// tracing::subscriber::with_default(subscriber, || tracing::info!(user = "ann", "hello"));
+/// // Lines go through the non-blocking writer: flush before counting.
+/// assert!(handles.guard.flush(std::time::Duration::from_secs(5)));
 /// assert_eq!(handles.stats.written(), 1);
 /// # Ok::<(), obs_log::Error>(())
 /// ```
