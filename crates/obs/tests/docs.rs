@@ -1,5 +1,6 @@
 //! The operational docs stay true: the Prometheus rules pass `promtool check
-//! rules`, the dashboard is valid JSON, and every metric the rules and the
+//! rules` and their unit tests (`promtool test rules`, a firing and a silent
+//! case for every alert), the dashboard is valid JSON, and every metric the rules and the
 //! dashboard query is one that obs really exposes.
 
 use std::collections::BTreeSet;
@@ -27,6 +28,68 @@ fn rules_pass_promtool() {
         "promtool check rules failed:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn rules_unit_tests_pass_promtool() {
+    let tools = obs_testing::prometheus::tools().expect("promtool (Debian package prometheus)");
+    let out = Command::new(&tools.promtool)
+        .args(["test", "rules"])
+        .arg(docs().join("prometheus/rules_test.yml"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("SUCCESS") && !text.contains("FAILED"),
+        "promtool test rules failed:\n{text}"
+    );
+}
+
+/// `(alert name, exp_alerts is empty)` for every `alert_rule_test` case.
+fn alert_cases(tests: &str) -> Vec<(String, bool)> {
+    let mut cases = Vec::new();
+    let mut current: Option<String> = None;
+    for line in tests.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("- alertname:") {
+            current = Some(name.trim().to_owned());
+        } else if let Some(rest) = line.strip_prefix("exp_alerts:") {
+            let name = current.take().expect("exp_alerts without an alertname");
+            cases.push((name, rest.trim() == "[]"));
+        }
+    }
+    cases
+}
+
+#[test]
+fn every_alert_has_a_firing_and_a_silent_unit_test() {
+    let rules = read("prometheus/rules.yml");
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert:"))
+        .map(str::trim)
+        .collect();
+    assert!(alerts.len() >= 8, "{alerts:?}");
+    let cases = alert_cases(&read("prometheus/rules_test.yml"));
+    for alert in &alerts {
+        for silent in [false, true] {
+            assert!(
+                cases.iter().any(|(a, s)| a == alert && *s == silent),
+                "rules_test.yml has no case where {alert} {}: {cases:?}",
+                if silent { "stays silent" } else { "fires" }
+            );
+        }
+    }
+    for (a, _) in &cases {
+        assert!(alerts.contains(&a.as_str()), "test of an unknown alert {a}");
+    }
+    assert!(
+        read("prometheus/rules_test.yml").contains("expr: job:http_server_errors:ratio_rate5m"),
+        "the error ratio's zero case is not unit-tested"
     );
 }
 
