@@ -3,8 +3,11 @@
 //! A small ETL job: orders arrive as CSV lines in batches and go through
 //! three stages, each instrumented with `obs::pipeline::Stage` — a span per
 //! batch and the `pipeline_rows_in_total`, `pipeline_rows_out_total`,
-//! `pipeline_rows_rejected_total`, `pipeline_stage_duration_seconds` and
-//! `pipeline_throughput_rows_per_second` metrics by pipeline and stage:
+//! `pipeline_rows_rejected_total` and `pipeline_stage_duration_seconds`
+//! metrics by pipeline and stage (throughput is
+//! `rate(pipeline_rows_out_total[5m])` in Prometheus; the
+//! `pipeline_throughput_rows_per_second` gauge `Stage` also sets is the last
+//! batch's rate, see `docs/operations.md`):
 //!
 //! 1. `parse` — CSV line to order; malformed lines are rejected;
 //! 2. `validate` — orders with a non-positive amount or an unknown currency
@@ -15,7 +18,11 @@
 //!
 //! The whole run shares one correlation id, so every log line of every
 //! batch can be found with it. The program ends on its own after a few
-//! seconds, printing the pipeline metrics and obs's shutdown report.
+//! seconds, printing the pipeline metrics and obs's shutdown report. Set
+//! `ADMIN_PORT` (`0` picks a free port; `HOST` defaults to `127.0.0.1`) to
+//! serve `/metrics` and the probes for Prometheus: the pipeline then logs
+//! `"admin listening"` with `admin.addr`, and after the run keeps serving
+//! until SIGTERM or Ctrl-C.
 
 use std::time::Duration;
 
@@ -24,6 +31,8 @@ use obs::pipeline::Stage;
 use obs::trace::db::DbSpan;
 use obs::{CorrelationId, IdFormat};
 use rusqlite::{Connection, params};
+
+mod admin_port;
 
 const PIPELINE: &str = "orders_etl";
 const BATCHES: u32 = 5;
@@ -39,6 +48,8 @@ enum PipelineError {
     Db(#[from] rusqlite::Error),
     #[error("pipeline task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("admin port: {0}")]
+    Admin(#[from] std::io::Error),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -159,6 +170,7 @@ fn run(obs: &obs::Obs) -> Result<(u64, u64), PipelineError> {
 #[tokio::main]
 async fn main() -> Result<(), PipelineError> {
     let obs = obs::init(obs::Config::from_env()?.service("orders-etl"))?;
+    let admin = admin_port::serve(&obs).await?;
     let run_id = CorrelationId::generate(IdFormat::UuidV7);
 
     let o = obs.clone();
@@ -176,6 +188,7 @@ async fn main() -> Result<(), PipelineError> {
     })
     .await;
     let result = outcome.map_err(PipelineError::from).and_then(|r| r);
+    admin_port::linger(admin).await;
 
     let exposition = obs.metrics().encode(obs::metrics::Format::Text);
     let report = obs.shutdown(Duration::from_secs(5)).await;
@@ -187,7 +200,7 @@ async fn main() -> Result<(), PipelineError> {
         println!("--- pipeline metrics, as /metrics shows them ---");
         for line in exposition
             .lines()
-            .filter(|l| l.starts_with("pipeline_rows") || l.starts_with("pipeline_throughput"))
+            .filter(|l| l.starts_with("pipeline_rows"))
         {
             println!("{line}");
         }

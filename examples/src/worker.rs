@@ -11,7 +11,11 @@
 //!
 //! The program ends on its own after a few seconds, printing the job metrics
 //! as `/metrics` would show them and obs's shutdown report. Set
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` to see the spans in a collector.
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` to see the spans in a collector, and
+//! `ADMIN_PORT` (`0` picks a free port; `HOST` defaults to `127.0.0.1`) to
+//! serve `/metrics` and the probes for Prometheus: the worker then logs
+//! `"admin listening"` with `admin.addr`, and after the batch keeps serving
+//! until SIGTERM or Ctrl-C.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,6 +26,8 @@ use obs::metrics::sets::JobMetrics;
 use obs::{CorrelationId, IdFormat};
 use tokio::sync::mpsc;
 use tracing::Instrument;
+
+mod admin_port;
 
 const QUEUE: &str = "receipts";
 const JOB_TYPE: &str = "send_receipt";
@@ -164,8 +170,9 @@ async fn worker(
 }
 
 #[tokio::main]
-async fn main() -> Result<(), obs::Error> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let obs = obs::init(obs::Config::from_env()?.service("receipts-worker"))?;
+    let admin = admin_port::serve(&obs).await?;
 
     let (tx, rx) = mpsc::channel(8);
     let queue = Queue {
@@ -230,6 +237,7 @@ async fn main() -> Result<(), obs::Error> {
     for w in workers {
         w.abort();
     }
+    admin_port::linger(admin).await;
 
     let exposition = obs.metrics().encode(obs::metrics::Format::Text);
     let report = obs.shutdown(Duration::from_secs(5)).await;

@@ -499,6 +499,8 @@ pub struct PipelineMetrics {
     /// `pipeline_stage_duration_seconds`.
     pub stage_duration: Family<Histogram, 2>,
     /// `pipeline_throughput_rows_per_second`: rows out per second of the last batch.
+    /// A scrape sees only the last batch before it; for throughput over time
+    /// (dashboards, alerts) use `rate(pipeline_rows_out_total[5m])`.
     pub throughput: Family<FloatGauge, 2>,
 }
 

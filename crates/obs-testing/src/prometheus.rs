@@ -7,8 +7,9 @@
 //!   returns an error saying why — tests fail with it, they never skip.
 //! - [`check_metrics`] runs `promtool check metrics` on exposition text.
 //! - [`PrometheusServer::start`] runs a real server on a free loopback port
-//!   scraping one target every second, and [`PrometheusServer::query`] asks
-//!   its HTTP API.
+//!   scraping one target every second ([`PrometheusServer::start_with_rules`]
+//!   with rule files loaded), and [`PrometheusServer::query`] asks its HTTP
+//!   API.
 //!
 //! ```no_run
 //! use obs_testing::prometheus::{PrometheusServer, check_metrics};
@@ -224,15 +225,35 @@ impl PrometheusServer {
     /// `metrics_path` every second (job `obs`), with exemplar storage on,
     /// and waits (up to 60 s) until it is ready.
     pub fn start(target: SocketAddr, metrics_path: &str) -> Result<Self, PrometheusError> {
+        Self::start_with_rules(target, metrics_path, &[])
+    }
+
+    /// [`start`](Self::start), with `rule_files` (recording and alerting
+    /// rules) loaded; the server refuses to start when a file is invalid.
+    /// Rules are evaluated at their group's `interval`, or every second.
+    pub fn start_with_rules(
+        target: SocketAddr,
+        metrics_path: &str,
+        rule_files: &[&Path],
+    ) -> Result<Self, PrometheusError> {
         let tools = tools()?;
         let seq = DIR_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("obs-prometheus-{}-{seq}", std::process::id()));
         std::fs::create_dir_all(dir.join("data"))
             .map_err(io(format!("creating {}", dir.display())))?;
-        let config = format!(
+        let mut config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
              scrape_configs:\n  - job_name: obs\n    metrics_path: {metrics_path:?}\n    static_configs:\n      - targets: [\"{target}\"]\n"
         );
+        if !rule_files.is_empty() {
+            config.push_str("rule_files:\n");
+            for f in rule_files {
+                let f = f
+                    .canonicalize()
+                    .map_err(io(format!("finding the rule file {}", f.display())))?;
+                config.push_str(&format!("  - {:?}\n", f.display().to_string()));
+            }
+        }
         let config_path = dir.join("prometheus.yml");
         std::fs::write(&config_path, config)
             .map_err(io(format!("writing {}", config_path.display())))?;
@@ -256,16 +277,22 @@ impl PrometheusServer {
             .stderr(log2)
             .spawn()
             .map_err(io("spawning prometheus"))?;
-        let server = Self { child, addr, dir };
+        let mut server = Self { child, addr, dir };
         server.wait_ready(Duration::from_secs(60))?;
         Ok(server)
     }
 
-    fn wait_ready(&self, timeout: Duration) -> Result<(), PrometheusError> {
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), PrometheusError> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok((200, _)) = http_get(self.addr, "/-/ready") {
                 return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(PrometheusError::Server(format!(
+                    "exited ({status}) before it was ready; log:\n{}",
+                    self.log()
+                )));
             }
             if Instant::now() > deadline {
                 return Err(PrometheusError::Server(format!(
