@@ -224,16 +224,17 @@ fn slow_sink_drop_oldest_reports_exactly_what_did_not_arrive() {
 }
 
 #[test]
-fn debug_lines_go_first_and_warn_lines_are_never_dropped() {
+fn debug_lines_go_first_and_blocking_warn_lines_are_never_dropped() {
     let out = SharedBuf::default();
     let sink = SlowSink {
         inner: out.clone(),
         delay: Duration::from_micros(200),
     };
-    let config = Config::new()
-        .filter("trace")
-        .writer(sink)
-        .non_blocking(NonBlocking::new().capacity(64));
+    let config = Config::new().filter("trace").writer(sink).non_blocking(
+        NonBlocking::new()
+            .capacity(64)
+            .policy(Level::WARN, OverflowPolicy::Block),
+    );
     let (layer, handles) = obs_log::layer(config).unwrap();
     let stats = handles.stats.clone();
     let subscriber = tracing_subscriber::registry().with(layer);
@@ -252,6 +253,42 @@ fn debug_lines_go_first_and_warn_lines_are_never_dropped() {
     assert_eq!(stats.dropped(Level::WARN), 0);
     assert!(stats.dropped(Level::DEBUG) > 0);
     assert_eq!(debugs + stats.dropped(Level::DEBUG), 5_000);
+}
+
+/// The default: a WARN line waits for room at most `max_wait`, then it is
+/// dropped and counted — every line either arrives or is counted, exactly.
+#[test]
+fn default_warn_lines_wait_briefly_and_every_drop_is_counted() {
+    let out = SharedBuf::default();
+    let sink = SlowSink {
+        inner: out.clone(),
+        delay: Duration::from_micros(200),
+    };
+    let config = Config::new().filter("trace").writer(sink).non_blocking(
+        NonBlocking::new()
+            .capacity(64)
+            .max_wait(Duration::from_micros(100)),
+    );
+    let (layer, handles) = obs_log::layer(config).unwrap();
+    let stats = handles.stats.clone();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        for n in 0..5_000u64 {
+            tracing::debug!(n, "d");
+            tracing::warn!(n, "w");
+        }
+    });
+    let report = handles.guard.shutdown(Duration::from_secs(60));
+    assert!(report.completed);
+    let lines = out.json_lines();
+    let warns = lines.iter().filter(|v| v["message"] == "w").count() as u64;
+    let debugs = lines.iter().filter(|v| v["message"] == "d").count() as u64;
+    assert_eq!(warns + stats.dropped(Level::WARN), 5_000);
+    assert_eq!(debugs + stats.dropped(Level::DEBUG), 5_000);
+    assert!(
+        stats.dropped(Level::DEBUG) >= stats.dropped(Level::WARN),
+        "DEBUG goes first"
+    );
 }
 
 /// A sink that blocks until released.
