@@ -7,6 +7,12 @@
 //! `LogsService`) — and serves them from a thread of its own with its own
 //! tokio runtime, so tests on either runtime flavour, or none, can use it.
 //!
+//! Both endpoints accept gzip: HTTP bodies with `Content-Encoding: gzip` are
+//! gunzipped (any other coding but `identity` is answered 415), and the gRPC
+//! services accept `grpc-encoding: gzip`. [`OtlpReceiver::encodings`] tells
+//! how each export request arrived, so a test can check that compression
+//! really was on the wire.
+//!
 //! [`HungCollector`] accepts connections and never answers: the peer for
 //! bounded-shutdown tests.
 //!
@@ -81,6 +87,21 @@ fn attrs_to_map(attrs: &[KeyValue]) -> BTreeMap<String, String> {
             )
         })
         .collect()
+}
+
+/// How one export request arrived on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestEncoding {
+    /// The transport.
+    pub transport: Transport,
+    /// The request's `Content-Encoding` (HTTP) or `grpc-encoding` (gRPC),
+    /// `None` when absent.
+    pub encoding: Option<String>,
+    /// gRPC only: the compressed flag of the request's first message (the
+    /// byte before its length prefix), as seen on the wire.
+    pub compressed_flag: Option<bool>,
+    /// HTTP only: the body size as sent, before any decoding.
+    pub wire_bytes: Option<usize>,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -199,9 +220,42 @@ struct Store {
     logs: Mutex<Vec<ReceivedLog>>,
     changed: Condvar,
     requests: AtomicU64,
+    encodings: Mutex<Vec<RequestEncoding>>,
 }
 
+/// Where [`FlagBody`] leaves the compressed flag of a gRPC request's first
+/// message; travels in the request's extensions to the service.
+#[derive(Clone, Debug, Default)]
+struct FlagSlot(Arc<Mutex<Option<bool>>>);
+
 impl Store {
+    fn add_encoding(&self, e: RequestEncoding) {
+        self.encodings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(e);
+    }
+
+    fn grpc_encoding<T>(&self, request: &tonic::Request<T>) {
+        let encoding = request
+            .metadata()
+            .get("grpc-encoding")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        // A unary message is read whole before the service runs, so the
+        // body has seen the first frame by now.
+        let compressed_flag = request
+            .extensions()
+            .get::<FlagSlot>()
+            .and_then(|s| *s.0.lock().unwrap_or_else(PoisonError::into_inner));
+        self.add_encoding(RequestEncoding {
+            transport: Transport::Grpc,
+            encoding,
+            compressed_flag,
+            wire_bytes: None,
+        });
+    }
+
     fn add_traces(&self, req: ExportTraceServiceRequest, transport: Transport) {
         let mut out = Vec::new();
         for rs in req.resource_spans {
@@ -264,6 +318,7 @@ impl TraceService for Grpc {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.grpc_encoding(&request);
         self.0.add_traces(request.into_inner(), Transport::Grpc);
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
@@ -277,6 +332,7 @@ impl LogsService for Grpc {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.0.grpc_encoding(&request);
         self.0.add_logs(request.into_inner(), Transport::Grpc);
         Ok(tonic::Response::new(ExportLogsServiceResponse {
             partial_success: None,
@@ -302,10 +358,35 @@ async fn handle_http(
         return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, Vec::new()));
     }
     let path = req.uri().path().to_owned();
+    let encoding = req
+        .headers()
+        .get(hyper::header::CONTENT_ENCODING)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(reply(StatusCode::BAD_REQUEST, Vec::new())),
     };
+    let wire_bytes = body.len();
+    let body = match encoding.as_deref().map(str::trim) {
+        None | Some("identity") => body,
+        Some(e) if e.eq_ignore_ascii_case("gzip") => {
+            use std::io::Read;
+            let mut out = Vec::new();
+            match flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out) {
+                Ok(_) => Bytes::from(out),
+                Err(_) => return Ok(reply(StatusCode::BAD_REQUEST, Vec::new())),
+            }
+        }
+        Some(_) => return Ok(reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new())),
+    };
+    if matches!(path.as_str(), "/v1/traces" | "/v1/logs") {
+        store.add_encoding(RequestEncoding {
+            transport: Transport::HttpProtobuf,
+            encoding,
+            compressed_flag: None,
+            wire_bytes: Some(wire_bytes),
+        });
+    }
     Ok(match path.as_str() {
         "/v1/traces" => match ExportTraceServiceRequest::decode(body) {
             Ok(r) => {
@@ -427,6 +508,16 @@ impl OtlpReceiver {
             .clone()
     }
 
+    /// How each export request arrived (both transports, both signals), in
+    /// arrival order.
+    pub fn encodings(&self) -> Vec<RequestEncoding> {
+        self.store
+            .encodings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Export requests received (both transports, both signals).
     pub fn requests(&self) -> u64 {
         self.store.requests.load(Ordering::SeqCst)
@@ -532,8 +623,26 @@ async fn serve(
     let grpc_server = tonic::transport::Server::builder()
         .initial_stream_window_size(4 << 20)
         .initial_connection_window_size(8 << 20)
-        .add_service(TraceServiceServer::new(grpc_svc.clone()))
-        .add_service(LogsServiceServer::new(grpc_svc))
+        .layer(tower::util::MapRequestLayer::new(
+            |req: Request<tonic::body::Body>| {
+                let slot = FlagSlot::default();
+                let (mut parts, inner) = req.into_parts();
+                parts.extensions.insert(slot.clone());
+                let body = tonic::body::Body::new(FlagBody {
+                    inner,
+                    slot: Some(slot),
+                });
+                Request::from_parts(parts, body)
+            },
+        ))
+        .add_service(
+            TraceServiceServer::new(grpc_svc.clone())
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+        )
+        .add_service(
+            LogsServiceServer::new(grpc_svc)
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+        )
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc));
     let http_server = async move {
         loop {
@@ -553,6 +662,40 @@ async fn serve(
         _ = stop => {}
         _ = grpc_server => {}
         _ = http_server => {}
+    }
+}
+
+/// A gRPC request body that notes the compressed flag of the first message
+/// (the first byte of the first data frame) and passes every frame on.
+struct FlagBody {
+    inner: tonic::body::Body,
+    slot: Option<FlagSlot>,
+}
+
+impl http_body::Body for FlagBody {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(first) = frame.data_ref().and_then(|d| d.first())
+            && let Some(slot) = self.slot.take()
+        {
+            *slot.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(*first == 1);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -695,5 +838,108 @@ mod tests {
         assert_eq!(logs[0].body(), "hello");
         assert_eq!(logs[0].transport, Transport::Grpc);
         assert_eq!(r.requests(), 2);
+    }
+
+    fn one_span_request(name: &str) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        name: name.into(),
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    /// Posts `body` to `/v1/traces` over a raw socket and returns the
+    /// response's status line.
+    fn post_traces(r: &OtlpReceiver, body: &[u8], encoding: Option<&str>) -> String {
+        let mut s = TcpStream::connect(r.http_addr).unwrap();
+        let ce = encoding
+            .map(|e| format!("content-encoding: {e}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\n{ce}content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        String::from_utf8_lossy(&resp)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[test]
+    fn gzip_bodies_are_decoded_and_their_encoding_recorded() {
+        let r = OtlpReceiver::start();
+        let plain = one_span_request("gz-http").encode_to_vec();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&plain).unwrap();
+        let gz = enc.finish().unwrap();
+        assert_ne!(gz, plain);
+        assert!(post_traces(&r, &gz, Some("GZIP")).starts_with("HTTP/1.1 200"));
+        // Not gzip although it says so: refused, nothing recorded.
+        assert!(post_traces(&r, &plain, Some("gzip")).starts_with("HTTP/1.1 400"));
+        // A coding the receiver does not know.
+        assert!(post_traces(&r, &gz, Some("br")).starts_with("HTTP/1.1 415"));
+        let spans = r.wait_for_spans(1, Duration::from_secs(5));
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].name(), "gz-http");
+        assert_eq!(
+            r.encodings(),
+            vec![RequestEncoding {
+                transport: Transport::HttpProtobuf,
+                encoding: Some("GZIP".into()),
+                compressed_flag: None,
+                wire_bytes: Some(gz.len()),
+            }]
+        );
+
+        // gRPC with the official client, compressed and not.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+            let channel = tonic::transport::Endpoint::from_shared(r.grpc_url())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            TraceServiceClient::new(channel.clone())
+                .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+                .export(one_span_request("gz-grpc"))
+                .await
+                .unwrap();
+            TraceServiceClient::new(channel)
+                .export(one_span_request("plain-grpc"))
+                .await
+                .unwrap();
+        });
+        let spans = r.wait_for_spans(3, Duration::from_secs(5));
+        let names: Vec<_> = spans.iter().map(ReceivedSpan::name).collect();
+        assert_eq!(names, ["gz-http", "gz-grpc", "plain-grpc"]);
+        let grpc: Vec<_> = r
+            .encodings()
+            .into_iter()
+            .filter(|e| e.transport == Transport::Grpc)
+            .map(|e| (e.encoding, e.compressed_flag))
+            .collect();
+        assert_eq!(
+            grpc,
+            [(Some("gzip".into()), Some(true)), (None, Some(false))]
+        );
     }
 }

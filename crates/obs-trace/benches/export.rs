@@ -2,7 +2,8 @@
 //! redaction step, against what `opentelemetry-otlp` spends on the same
 //! batch (convert to the `opentelemetry-proto` structs, then prost-encode),
 //! in the same run. Batches of 512 typical HTTP server spans; figures are
-//! per batch (criterion's throughput line gives them per span).
+//! per batch (criterion's throughput line gives them per span). With the
+//! `gzip` feature, `obs/encode+gzip` adds the request compression.
 
 use std::borrow::Cow;
 use std::hint::black_box;
@@ -92,6 +93,17 @@ fn export_per_span(c: &mut Criterion) {
                 out.clear();
                 obs_trace::otlp::encode_request_into(&mut out, black_box(&spans), &resource);
                 black_box(out.len())
+            })
+        });
+        // What `OTEL_EXPORTER_OTLP_COMPRESSION=gzip` adds on the exporter
+        // thread: the same encoding, then the gzip the HTTP exporter sends
+        // (tonic gzips gRPC messages at the same level).
+        #[cfg(feature = "gzip")]
+        g.bench_function("obs/encode+gzip", |b| {
+            b.iter(|| {
+                out.clear();
+                obs_trace::otlp::encode_request_into(&mut out, black_box(&spans), &resource);
+                black_box(obs_trace::otlp::gzip(&out).len())
             })
         });
         let mut redactor = SpanRedactor::new(Redactor::new());

@@ -19,6 +19,19 @@ pub enum Protocol {
     Grpc,
 }
 
+/// Compression of OTLP export requests (`OTEL_EXPORTER_OTLP_COMPRESSION`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// No compression (the default, `none`).
+    #[default]
+    None,
+    /// `gzip`: HTTP/protobuf bodies are gzipped and sent with
+    /// `Content-Encoding: gzip`; gRPC messages are gzipped with the
+    /// compressed flag set and `grpc-encoding: gzip`. Needs the `gzip`
+    /// feature.
+    Gzip,
+}
+
 /// Where and how spans are exported.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ExporterConfig {
@@ -32,6 +45,8 @@ pub struct ExporterConfig {
     pub headers: Vec<(String, String)>,
     /// Timeout of one export request.
     pub timeout: Duration,
+    /// Request compression.
+    pub compression: Compression,
 }
 
 impl fmt::Debug for ExporterConfig {
@@ -48,6 +63,7 @@ impl fmt::Debug for ExporterConfig {
                     .collect::<Vec<_>>(),
             )
             .field("timeout", &self.timeout)
+            .field("compression", &self.compression)
             .finish()
     }
 }
@@ -146,8 +162,14 @@ fn env_err(var: &'static str, value: &str, reason: impl Into<String>) -> Error {
     }
 }
 
+/// An enum value as the OpenTelemetry spec reads it: trimmed and
+/// case-insensitive. The error still shows the value as it was given.
+fn enum_value(v: &str) -> String {
+    v.trim().to_ascii_lowercase()
+}
+
 fn parse_bool(var: &'static str, v: &str) -> Result<bool, Error> {
-    match v.trim().to_ascii_lowercase().as_str() {
+    match enum_value(v).as_str() {
         "true" => Ok(true),
         "false" | "" => Ok(false),
         _ => Err(env_err(var, v, "expected true or false")),
@@ -165,7 +187,7 @@ fn parse_millis(var: &'static str, v: &str) -> Result<Duration, Error> {
 }
 
 fn parse_protocol(var: &'static str, v: &str) -> Result<Protocol, Error> {
-    match v.trim() {
+    match enum_value(v).as_str() {
         "http/protobuf" => Ok(Protocol::HttpProtobuf),
         "grpc" => Ok(Protocol::Grpc),
         "http/json" => Err(env_err(
@@ -174,6 +196,19 @@ fn parse_protocol(var: &'static str, v: &str) -> Result<Protocol, Error> {
             "http/json is not supported; use http/protobuf or grpc",
         )),
         _ => Err(env_err(var, v, "expected http/protobuf or grpc")),
+    }
+}
+
+fn parse_compression(var: &'static str, v: &str) -> Result<Compression, Error> {
+    match enum_value(v).as_str() {
+        "none" => Ok(Compression::None),
+        "gzip" if cfg!(feature = "gzip") => Ok(Compression::Gzip),
+        "gzip" => Err(env_err(
+            var,
+            v,
+            "gzip needs obs-trace's `gzip` feature (obs: `gzip`)",
+        )),
+        _ => Err(env_err(var, v, "expected gzip or none")),
     }
 }
 
@@ -200,10 +235,17 @@ impl Config {
     ///
     /// Read: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SDK_DISABLED`,
     /// `OTEL_TRACES_EXPORTER` (`otlp`|`none`), `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`,
-    /// `..._PROTOCOL`, `..._HEADERS`, `..._TIMEOUT`, `OTEL_TRACES_SAMPLER`(`_ARG`),
+    /// `..._PROTOCOL`, `..._HEADERS`, `..._TIMEOUT`, `..._COMPRESSION`,
+    /// `OTEL_TRACES_SAMPLER`(`_ARG`),
     /// `OTEL_PROPAGATORS`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_EXPORT_TIMEOUT`,
     /// `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`,
     /// `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`.
+    ///
+    /// Enum values (`OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER`,
+    /// `..._PROTOCOL`, `..._COMPRESSION`, `OTEL_TRACES_SAMPLER`,
+    /// `OTEL_PROPAGATORS`) are case-insensitive, as the OpenTelemetry
+    /// specification requires: `GRPC`, `Always_On` and `TraceContext` are
+    /// read like `grpc`, `always_on` and `tracecontext`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
         let mut cfg = Config {
@@ -218,7 +260,7 @@ impl Config {
         // Exporter.
         let exporter_on = match get("OTEL_TRACES_EXPORTER") {
             None => true,
-            Some(v) => match v.trim() {
+            Some(v) => match enum_value(&v).as_str() {
                 "otlp" => true,
                 "none" => false,
                 _ => return Err(env_err("OTEL_TRACES_EXPORTER", &v, "expected otlp or none")),
@@ -275,12 +317,20 @@ impl Config {
             Some(v) => parse_millis(timeout_var, &v)?,
             None => Duration::from_secs(10),
         };
+        let compression = match get("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION") {
+            Some(v) => parse_compression("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", &v)?,
+            None => match get("OTEL_EXPORTER_OTLP_COMPRESSION") {
+                Some(v) => parse_compression("OTEL_EXPORTER_OTLP_COMPRESSION", &v)?,
+                None => Compression::default(),
+            },
+        };
         if exporter_on && let Some(endpoint) = endpoint {
             cfg.exporter = Some(ExporterConfig {
                 endpoint,
                 protocol,
                 headers,
                 timeout,
+                compression,
             });
         }
 
@@ -305,7 +355,7 @@ impl Config {
             }
         };
         if let Some(v) = get("OTEL_TRACES_SAMPLER") {
-            cfg.sampler = match v.trim() {
+            cfg.sampler = match enum_value(&v).as_str() {
                 "always_on" => Sampler::AlwaysOn,
                 "always_off" => Sampler::AlwaysOff,
                 "traceidratio" => Sampler::TraceIdRatio(ratio()?),
@@ -325,8 +375,8 @@ impl Config {
 
         if let Some(v) = get("OTEL_PROPAGATORS") {
             let mut p = Propagators::NONE;
-            for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                match name {
+            for name in v.split(',').map(enum_value).filter(|s| !s.is_empty()) {
+                match name.as_str() {
                     "tracecontext" => p.trace_context = true,
                     "baggage" => p.baggage = true,
                     "none" => {}
@@ -414,6 +464,7 @@ impl Config {
             protocol: Protocol::HttpProtobuf,
             headers: Vec::new(),
             timeout: Duration::from_secs(10),
+            compression: Compression::None,
         });
         self
     }
@@ -425,7 +476,18 @@ impl Config {
             protocol: Protocol::Grpc,
             headers: Vec::new(),
             timeout: Duration::from_secs(10),
+            compression: Compression::None,
         });
+        self
+    }
+
+    /// Builder: the exporter's request compression (no effect without an
+    /// exporter). [`validate`](Self::validate) rejects
+    /// [`Compression::Gzip`] without the `gzip` feature.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        if let Some(e) = &mut self.exporter {
+            e.compression = compression;
+        }
         self
     }
 
@@ -474,6 +536,15 @@ impl Config {
                 });
             }
             _ => {}
+        }
+        if let Some(e) = &self.exporter
+            && e.compression == Compression::Gzip
+            && !cfg!(feature = "gzip")
+        {
+            return cfg_err(
+                "exporter.compression",
+                "gzip needs obs-trace's `gzip` feature",
+            );
         }
         if let Some(e) = &self.exporter
             && !(e.endpoint.starts_with("http://") || e.endpoint.starts_with("https://"))
@@ -626,6 +697,143 @@ mod tests {
             err.to_string().contains("OTEL_RESOURCE_ATTRIBUTES"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn enum_values_are_case_insensitive() {
+        let c = Config::from_lookup(lookup(&[
+            ("OTEL_SDK_DISABLED", "True"),
+            ("OTEL_TRACES_EXPORTER", "OTLP"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", " GRPC "),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "None"),
+            ("OTEL_TRACES_SAMPLER", "ParentBased_TraceIdRatio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
+            ("OTEL_PROPAGATORS", "TraceContext, BAGGAGE"),
+        ]))
+        .unwrap();
+        assert!(c.disabled);
+        let e = c.exporter.unwrap();
+        assert_eq!(e.protocol, Protocol::Grpc);
+        assert_eq!(e.endpoint, "http://c:4317", "gRPC keeps the base URL");
+        assert_eq!(e.compression, Compression::None);
+        assert_eq!(c.sampler, Sampler::ParentBasedTraceIdRatio(0.5));
+        assert_eq!(c.propagators, Propagators::default());
+
+        // The per-signal variable wins, in any case.
+        let c = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "HTTP/Protobuf"),
+        ]))
+        .unwrap();
+        let e = c.exporter.unwrap();
+        assert_eq!(e.protocol, Protocol::HttpProtobuf);
+        assert_eq!(e.endpoint, "http://c:4318/v1/traces");
+
+        for (v, want) in [
+            ("ALWAYS_ON", Sampler::AlwaysOn),
+            ("Always_Off", Sampler::AlwaysOff),
+            ("TRACEIDRATIO", Sampler::TraceIdRatio(1.0)),
+            ("ParentBased_Always_On", Sampler::ParentBasedAlwaysOn),
+            ("PARENTBASED_ALWAYS_OFF", Sampler::ParentBasedAlwaysOff),
+        ] {
+            let c = Config::from_lookup(lookup(&[("OTEL_TRACES_SAMPLER", v)])).unwrap();
+            assert_eq!(c.sampler, want, "{v}");
+        }
+        let c = Config::from_lookup(lookup(&[("OTEL_PROPAGATORS", "NONE")])).unwrap();
+        assert_eq!(c.propagators, Propagators::NONE);
+        let c = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_TRACES_EXPORTER", "None"),
+        ]))
+        .unwrap();
+        assert!(c.exporter.is_none());
+        let c = Config::from_lookup(lookup(&[("OTEL_SDK_DISABLED", "FALSE")])).unwrap();
+        assert!(!c.disabled);
+
+        // Errors stay typed, name the variable and show the value as given.
+        for (var, value, reason) in [
+            ("OTEL_TRACES_SAMPLER", "Always_Sometimes", "unknown sampler"),
+            ("OTEL_TRACES_SAMPLER", "XRay", "not supported"),
+            (
+                "OTEL_PROPAGATORS",
+                "TraceContext,B3",
+                "propagator b3 is not supported",
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "HTTP/JSON", "not supported"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "UDP", "expected"),
+            (
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+                "Brotli",
+                "expected gzip or none",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+                "zstd",
+                "expected gzip or none",
+            ),
+            ("OTEL_TRACES_EXPORTER", "Zipkin", "otlp or none"),
+            ("OTEL_SDK_DISABLED", "Yes", "expected true or false"),
+        ] {
+            let err = Config::from_lookup(lookup(&[(var, value)])).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                matches!(&err, Error::Env { var: v, value: got, .. } if *v == var && got == value),
+                "{var}: {err:?}"
+            );
+            assert!(msg.contains(var) && msg.contains(reason), "{var}: {msg}");
+        }
+    }
+
+    #[test]
+    fn compression_is_read_per_signal_first() {
+        let base = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+        ];
+        let c = Config::from_lookup(lookup(&base)).unwrap();
+        assert_eq!(c.exporter.unwrap().compression, Compression::None);
+        let mut pairs = base.to_vec();
+        pairs.push(("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "GZip"));
+        let got = Config::from_lookup(lookup(&pairs));
+        if cfg!(feature = "gzip") {
+            let e = got.unwrap().exporter.unwrap();
+            assert_eq!(e.compression, Compression::Gzip);
+            assert!(format!("{e:?}").contains("Gzip"));
+            let c = Config::from_lookup(lookup(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+                ("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP"),
+            ]))
+            .unwrap();
+            assert_eq!(c.exporter.unwrap().compression, Compression::Gzip);
+            assert!(
+                Config::default()
+                    .otlp_grpc("http://c:4317")
+                    .compression(Compression::Gzip)
+                    .validate()
+                    .is_ok()
+            );
+        } else {
+            let err = got.unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"),
+                "{err}"
+            );
+            assert!(err.to_string().contains("`gzip` feature"), "{err}");
+            let err = Config::default()
+                .otlp_http("http://c:4318/v1/traces")
+                .compression(Compression::Gzip)
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains("`gzip` feature"), "{err}");
+        }
+        // Compression without an exporter changes nothing, so there is
+        // nothing to refuse.
+        let c = Config::default().compression(Compression::Gzip);
+        assert!(c.exporter.is_none());
+        assert!(c.validate().is_ok());
     }
 
     #[test]

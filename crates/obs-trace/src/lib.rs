@@ -25,7 +25,7 @@ pub mod tower;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use config::{BatchConfig, Config, ExporterConfig, Protocol};
+pub use config::{BatchConfig, Compression, Config, ExporterConfig, Protocol};
 pub use error::Error;
 pub use export::{ShutdownReport, SpanExporter, TraceStats};
 pub use layer::TraceLayer;
@@ -169,10 +169,9 @@ fn otlp_exporter(e: &ExporterConfig) -> Result<Box<dyn SpanExporter>, Error> {
     match e.protocol {
         Protocol::HttpProtobuf => {
             #[cfg(feature = "otlp-http")]
-            return Ok(Box::new(otlp::OtlpHttpExporter::new(
-                &e.endpoint,
-                &e.headers,
-            )?));
+            return Ok(Box::new(
+                otlp::OtlpHttpExporter::new(&e.endpoint, &e.headers)?.compression(e.compression),
+            ));
             #[cfg(not(feature = "otlp-http"))]
             return Err(Error::FeatureDisabled {
                 what: "OTLP over http/protobuf".into(),
@@ -181,10 +180,9 @@ fn otlp_exporter(e: &ExporterConfig) -> Result<Box<dyn SpanExporter>, Error> {
         }
         Protocol::Grpc => {
             #[cfg(feature = "otlp-grpc")]
-            return Ok(Box::new(otlp::OtlpGrpcExporter::new(
-                &e.endpoint,
-                &e.headers,
-            )?));
+            return Ok(Box::new(
+                otlp::OtlpGrpcExporter::new(&e.endpoint, &e.headers)?.compression(e.compression),
+            ));
             #[cfg(not(feature = "otlp-grpc"))]
             return Err(Error::FeatureDisabled {
                 what: "OTLP over grpc".into(),

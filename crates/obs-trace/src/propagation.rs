@@ -7,9 +7,12 @@
 //!   are kept; surrounding spaces and tabs are trimmed; two `traceparent`
 //!   headers make the context invalid. Any invalid `traceparent` restarts the
 //!   trace (extraction yields no parent) and discards `tracestate`.
-//! - `tracestate`: repeated headers are joined in order; empty members are
-//!   skipped; members are trimmed; more than 32 members, a malformed key or
-//!   value, or a duplicated key drops the whole `tracestate`.
+//! - `tracestate` (Trace Context Level 2): repeated headers are joined in
+//!   order; empty members are skipped; members are trimmed; keys follow the
+//!   Level 2 grammar (`@` allowed anywhere after the first character, 256
+//!   characters at most); a duplicated key keeps its first member and the
+//!   later ones are dropped; more than 32 members or a malformed key or value
+//!   drops the whole `tracestate`.
 //! - `baggage`: members are parsed individually (an invalid member is
 //!   skipped), values percent-decoded, at most 64 members and 8192 bytes.
 //!
@@ -246,7 +249,11 @@ pub fn parse_traceparent(value: &[u8]) -> Result<(TraceId, SpanId, TraceFlags), 
 /// let ts = TraceState::parse([&b"foo=1 \t, \t bar=2"[..], b"", b"baz=3"]).unwrap();
 /// assert_eq!(ts.as_str(), "foo=1,bar=2,baz=3");
 /// assert_eq!(ts.get("bar"), Some("2"));
-/// assert!(TraceState::parse([&b"foo=1,foo=2"[..]]).is_none()); // duplicated key
+/// // A duplicated key keeps its first member.
+/// assert_eq!(TraceState::parse([&b"foo=1,bar=2,foo=3"[..]]).unwrap().as_str(), "foo=1,bar=2");
+/// // Level 2 keys: `@` anywhere after the first character.
+/// assert_eq!(TraceState::parse([&b"foo@=1,bar=2"[..]]).unwrap().get("foo@"), Some("1"));
+/// assert!(TraceState::parse([&b"@foo=1,bar=2"[..]]).is_none());
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct TraceState(Option<Arc<str>>);
@@ -258,31 +265,26 @@ impl fmt::Debug for TraceState {
 }
 
 fn is_key_char(c: u8) -> bool {
-    matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/')
+    matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/' | b'@')
 }
 
+/// The Trace Context Level 2 key grammar:
+///
+/// ```text
+/// key     = ( lcalpha / DIGIT ) 0*255 ( keychar )
+/// keychar = lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@"
+/// ```
+///
+/// One to 256 characters starting with a lowercase letter or a digit; `@`
+/// may appear anywhere after the first character, any number of times. The
+/// Level 1 split into `tenant@system` (tenant up to 241, system up to 14
+/// characters) is gone: every Level 1 multi-tenant key is still valid, and
+/// `foo@`, `foo@@bar`, `foo@bar@baz`, `t…t@v` with a 242-character tenant or
+/// `t@v…v` with a 15-character system id now are too. `@foo` is not.
 fn valid_tracestate_key(k: &[u8]) -> bool {
-    match k.iter().position(|&c| c == b'@') {
-        None => {
-            // simple-key = lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
-            !k.is_empty()
-                && k.len() <= 256
-                && k[0].is_ascii_lowercase()
-                && k.iter().all(|&c| is_key_char(c))
-        }
-        Some(at) => {
-            // tenant-id = ( lcalpha / DIGIT ) 0*240( ... ) "@" system-id = lcalpha 0*13( ... )
-            let (tenant, system) = (&k[..at], &k[at + 1..]);
-            !tenant.is_empty()
-                && tenant.len() <= 241
-                && (tenant[0].is_ascii_lowercase() || tenant[0].is_ascii_digit())
-                && tenant.iter().all(|&c| is_key_char(c))
-                && !system.is_empty()
-                && system.len() <= 14
-                && system[0].is_ascii_lowercase()
-                && system.iter().all(|&c| is_key_char(c))
-        }
-    }
+    matches!(k.first(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && k.len() <= 256
+        && k.iter().all(|&c| is_key_char(c))
 }
 
 fn valid_tracestate_value(v: &[u8]) -> bool {
@@ -305,8 +307,11 @@ fn tracestate_member(m: &[u8]) -> Option<(&[u8], &[u8])> {
 impl TraceState {
     /// Parses the values of every `tracestate` header, in order. Returns
     /// `None` when the combined list is invalid (and must be discarded):
-    /// a malformed member, a duplicated key or more than 32 members. An
-    /// absent or all-empty header gives `Some` empty state.
+    /// a malformed member or more than 32 members. A key that appears
+    /// again keeps its first member; the later ones are dropped (the
+    /// Recommendation lets a vendor discard duplicates, and the official
+    /// test suite accepts that). An absent or all-empty header gives `Some`
+    /// empty state.
     pub fn parse<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<TraceState> {
         // Each non-empty header value holds at least one member, so more than
         // 32 of them is over the limit; collecting on the stack keeps the
@@ -353,7 +358,8 @@ impl TraceState {
         if count == 0 {
             return Some(TraceState(None));
         }
-        // Duplicate keys (at most 32 members: quadratic is fine).
+        // Duplicated keys: the first occurrence is kept, later ones dropped
+        // (at most 32 members: quadratic is fine).
         let mut keys: [&[u8]; TRACESTATE_MAX_MEMBERS] = [&[]; TRACESTATE_MAX_MEMBERS];
         let mut n = 0;
         let mut out = String::with_capacity(total);
@@ -365,7 +371,7 @@ impl TraceState {
                 }
                 let (k, _) = tracestate_member(m)?;
                 if keys[..n].contains(&k) {
-                    return None;
+                    continue;
                 }
                 keys[n] = k;
                 n += 1;

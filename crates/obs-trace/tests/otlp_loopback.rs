@@ -273,12 +273,24 @@ fn check_app_spans(spans: &[ReceivedSpan], capture: &CaptureLayer) {
 }
 
 fn config(endpoint_var: &'static str, endpoint: String, protocol: Option<&'static str>) -> Config {
+    config_with(endpoint_var, endpoint, protocol, &[])
+}
+
+fn config_with(
+    endpoint_var: &'static str,
+    endpoint: String,
+    protocol: Option<&'static str>,
+    extra: &'static [(&'static str, &'static str)],
+) -> Config {
     Config::from_lookup(move |k| match k {
         "OTEL_SERVICE_NAME" => Some("loopback-app".into()),
         "OTEL_BSP_SCHEDULE_DELAY" => Some("50".into()),
         "OTEL_EXPORTER_OTLP_PROTOCOL" => protocol.map(str::to_owned),
         k if k == endpoint_var => Some(endpoint.clone()),
-        _ => None,
+        k => extra
+            .iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| (*v).to_owned()),
     })
     .unwrap()
 }
@@ -298,6 +310,76 @@ fn http_protobuf_export_of_a_traced_service() {
             .all(|s| s.transport == obs_testing::otlp::Transport::HttpProtobuf)
     );
     check_app_spans(&spans, &capture);
+    // Uncompressed unless asked.
+    let encodings = receiver.encodings();
+    assert!(!encodings.is_empty());
+    assert!(
+        encodings.iter().all(|e| e.encoding.is_none()),
+        "{encodings:?}"
+    );
+}
+
+/// `OTEL_EXPORTER_OTLP_COMPRESSION=gzip` (any case) over HTTP/protobuf: the
+/// body goes gzipped with `Content-Encoding: gzip` and every span arrives.
+#[cfg(feature = "gzip")]
+#[test]
+fn gzip_http_protobuf_export_of_a_traced_service() {
+    let receiver = OtlpReceiver::start();
+    let cfg = config_with(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        receiver.http_base_url(),
+        Some("HTTP/Protobuf"),
+        &[("OTEL_EXPORTER_OTLP_COMPRESSION", "GZip")],
+    );
+    assert_eq!(
+        cfg.exporter.as_ref().unwrap().compression,
+        obs_trace::Compression::Gzip
+    );
+    let (spans, capture) = run_app(cfg, &receiver, 6);
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.transport == obs_testing::otlp::Transport::HttpProtobuf)
+    );
+    check_app_spans(&spans, &capture);
+    let encodings = receiver.encodings();
+    assert!(!encodings.is_empty());
+    for e in &encodings {
+        // The receiver gunzipped the body because of this header; a body
+        // that is not a gzip stream is answered 400 and its spans would
+        // not have arrived.
+        assert_eq!(e.encoding.as_deref(), Some("gzip"), "{encodings:?}");
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=gzip` over gRPC: `grpc-encoding:
+/// gzip` and the compressed flag on the message, and every span arrives.
+#[cfg(all(feature = "gzip", feature = "otlp-grpc"))]
+#[test]
+fn gzip_grpc_export_of_a_traced_service() {
+    let receiver = OtlpReceiver::start();
+    let cfg = config_with(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        receiver.grpc_url(),
+        Some("GRPC"),
+        &[
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
+        ],
+    );
+    let (spans, capture) = run_app(cfg, &receiver, 6);
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.transport == obs_testing::otlp::Transport::Grpc)
+    );
+    check_app_spans(&spans, &capture);
+    let encodings = receiver.encodings();
+    assert!(!encodings.is_empty());
+    for e in &encodings {
+        assert_eq!(e.encoding.as_deref(), Some("gzip"), "{encodings:?}");
+        assert_eq!(e.compressed_flag, Some(true), "{encodings:?}");
+    }
 }
 
 #[cfg(feature = "otlp-grpc")]
@@ -316,6 +398,12 @@ fn grpc_export_of_a_traced_service() {
             .all(|s| s.transport == obs_testing::otlp::Transport::Grpc)
     );
     check_app_spans(&spans, &capture);
+    let encodings = receiver.encodings();
+    assert!(!encodings.is_empty());
+    for e in &encodings {
+        assert_eq!(e.encoding, None, "{encodings:?}");
+        assert_eq!(e.compressed_flag, Some(false), "{encodings:?}");
+    }
 }
 
 #[test]

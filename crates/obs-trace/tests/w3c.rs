@@ -475,23 +475,31 @@ fn tracestate_cases_from_the_official_suite() {
     .unwrap();
     assert_eq!(ts.as_str(), "foo=1,bar=2,rojo=1,congo=2,baz=3");
 
-    // Duplicated keys drop the whole list.
-    for pairs in [
-        vec![("tracestate", "foo=1,foo=1")],
-        vec![("tracestate", "foo=1,foo=2")],
-        vec![("tracestate", "foo=1"), ("tracestate", "foo=1")],
-        vec![("tracestate", "foo=1"), ("tracestate", "foo=2")],
+    // Duplicated keys (test_tracestate_duplicated_keys, Level 2): the
+    // tracestate is inherited; obs keeps the first member of a key and drops
+    // the later ones, which the suite accepts ("either kept as-is or one of
+    // them discarded").
+    for (pairs, kept) in [
+        (vec![("tracestate", "foo=1,foo=1")], "foo=1"),
+        (vec![("tracestate", "foo=1,foo=2")], "foo=1"),
+        (
+            vec![("tracestate", "foo=1"), ("tracestate", "foo=1")],
+            "foo=1",
+        ),
+        (
+            vec![("tracestate", "foo=1"), ("tracestate", "foo=2")],
+            "foo=1",
+        ),
+        (
+            vec![("tracestate", "foo=1,bar=2"), ("tracestate", "bar=3,baz=4")],
+            "foo=1,bar=2,baz=4",
+        ),
     ] {
-        let ts = tracestate(&pairs).unwrap();
-        assert!(ts.is_empty(), "{pairs:?}");
-        // ...but the trace continues.
-        assert_eq!(
-            propagation::extract(&headers(&[TP]))
-                .unwrap()
-                .trace_id
-                .to_string(),
-            TID
-        );
+        let mut all = vec![TP];
+        all.extend_from_slice(&pairs);
+        let cx = propagation::extract(&headers(&all)).unwrap();
+        assert_eq!(cx.trace_id.to_string(), TID, "{pairs:?}");
+        assert_eq!(cx.trace_state.as_str(), kept, "{pairs:?}");
     }
 
     // All allowed characters.
@@ -530,16 +538,28 @@ fn tracestate_cases_from_the_official_suite() {
             "{v:?}"
         );
     }
-    // Illegal vendor formats drop the list, valid members included.
-    for v in [
-        "foo@=1,bar=2",
-        "@foo=1,bar=2",
-        "foo@@bar=1,bar=2",
-        "foo@bar@baz=1,bar=2",
+    // Keys with `@` (test_tracestate_key_illegal_vendor_format, Level 2
+    // key grammar): `@` is allowed anywhere but first, any number of times.
+    for (v, key) in [
+        ("foo@=1,bar=2", "foo@"),
+        ("foo@@bar=1,bar=2", "foo@@bar"),
+        ("foo@bar@baz=1,bar=2", "foo@bar@baz"),
     ] {
         let ts = tracestate(&[("tracestate", v)]).unwrap();
-        assert_eq!(ts.get("bar"), None, "{v:?}");
+        assert_eq!(ts.as_str(), v, "{v:?}");
+        assert_eq!(
+            (ts.get(key), ts.get("bar")),
+            (Some("1"), Some("2")),
+            "{v:?}"
+        );
     }
+    // A key must start with a lowercase letter or a digit: `@foo` drops the
+    // list, valid members included.
+    let ts = tracestate(&[("tracestate", "@foo=1,bar=2")]).unwrap();
+    assert!(ts.is_empty());
+    // Level 2 lets simple keys start with a digit.
+    let ts = tracestate(&[("tracestate", "1special=x,2=y")]).unwrap();
+    assert_eq!((ts.get("1special"), ts.get("2")), (Some("x"), Some("y")));
 
     // 32 members are fine, 33 drop the list.
     let m = |r: std::ops::RangeInclusive<u32>| {
@@ -565,18 +585,29 @@ fn tracestate_cases_from_the_official_suite() {
     .unwrap();
     assert_eq!(ts.get("bar01"), None);
 
-    // Key length limits.
-    let ok = |k: String| {
-        tracestate(&[("tracestate", "foo=1"), ("tracestate", &format!("{k}=1"))])
-            .unwrap()
-            .get("foo")
-            .is_some()
+    // Key length limits (test_tracestate_key_length_limit, Level 2): 256
+    // characters in all, wherever the `@` signs are.
+    let kept = |k: &str| {
+        let ts = tracestate(&[("tracestate", "foo=1"), ("tracestate", &format!("{k}=1"))]).unwrap();
+        match (ts.get("foo"), ts.get(k)) {
+            (Some("1"), Some("1")) => true,
+            (None, None) => false,
+            other => panic!("{k:?}: half a list kept: {other:?}"),
+        }
     };
-    assert!(ok("z".repeat(256)));
-    assert!(!ok("z".repeat(257)));
-    assert!(ok(format!("{}@{}", "t".repeat(241), "v".repeat(14))));
-    assert!(!ok(format!("{}@v", "t".repeat(242))));
-    assert!(!ok(format!("t@{}", "v".repeat(15))));
+    assert!(kept(&"z".repeat(256)));
+    assert!(!kept(&"z".repeat(257)));
+    // The longest Level 1 multi-tenant key: a 241-character tenant, `@` and a
+    // 14-character system id, 256 characters.
+    let max_tenant = format!("{}@{}", "t".repeat(241), "v".repeat(14));
+    assert_eq!(max_tenant.len(), 256);
+    assert!(kept(&max_tenant));
+    // Level 2 no longer bounds the two halves on their own.
+    assert!(kept(&format!("{}@v", "t".repeat(242))));
+    assert!(kept(&format!("t@{}", "v".repeat(15))));
+    // ...but the whole key still is.
+    assert!(!kept(&format!("{}@{}", "t".repeat(241), "v".repeat(15))));
+    assert!(!kept(&format!("{}@{}", "t".repeat(242), "v".repeat(14))));
 
     // Illegal values.
     assert_eq!(
@@ -638,6 +669,77 @@ fn tracestate_round_trips_through_inject() {
     );
     propagation::inject(&bare, &mut out);
     assert!(out.get("tracestate").is_none());
+}
+
+/// A service built on the server and client layers passes the incoming
+/// `tracestate` on to its outgoing calls: Level 2 keys with `@`, the longest
+/// multi-tenant key and lists with duplicated keys are inherited, not dropped.
+#[cfg(feature = "tower")]
+#[test]
+fn server_and_client_layers_propagate_level_2_tracestate() {
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+    use tower::{Service, ServiceBuilder, ServiceExt};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let provider = obs_trace::TracerProvider::builder()
+        .sampler(obs_trace::Sampler::AlwaysOn)
+        .build()
+        .unwrap();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(provider.layer()));
+    let max_tenant = format!("{}@{}", "t".repeat(241), "v".repeat(14));
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (vec!["foo@=1,bar=2".into()], "foo@=1,bar=2".into()),
+        (vec!["foo=1,foo=1".into()], "foo=1".into()),
+        (vec!["foo=1".into(), "foo=2".into()], "foo=1".into()),
+        (
+            vec!["foo=1".into(), format!("{max_tenant}=1")],
+            format!("foo=1,{max_tenant}=1"),
+        ),
+        (
+            vec!["foo@bar@baz=1, ,bar=2".into()],
+            "foo@bar@baz=1,bar=2".into(),
+        ),
+    ];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for (incoming, want) in cases {
+        let seen: Arc<Mutex<Option<http::HeaderMap>>> = Arc::default();
+        let s = seen.clone();
+        let backend = tower::service_fn(move |req: http::Request<()>| {
+            *s.lock().unwrap() = Some(req.headers().clone());
+            async { Ok::<_, Infallible>(http::Response::new(())) }
+        });
+        let client = ServiceBuilder::new()
+            .layer(obs_trace::tower::TraceClientLayer::new())
+            .service(backend);
+        let app = tower::service_fn(move |_req: http::Request<()>| {
+            let mut client = client.clone();
+            async move {
+                let call = http::Request::get("http://downstream.test/")
+                    .body(())
+                    .unwrap();
+                client.ready().await?;
+                client.call(call).await
+            }
+        });
+        let server = ServiceBuilder::new()
+            .layer(obs_trace::tower::TraceServerLayer::new())
+            .service(app);
+        let mut req = http::Request::get("/in").header("traceparent", TP.1);
+        for v in &incoming {
+            req = req.header("tracestate", v.as_str());
+        }
+        let req = req.body(()).unwrap();
+        tracing::dispatcher::with_default(&dispatch, || {
+            rt.block_on(server.oneshot(req)).unwrap();
+        });
+        let out = seen.lock().unwrap().take().expect("the backend was called");
+        let tp = out["traceparent"].to_str().unwrap();
+        assert!(tp.starts_with(&format!("00-{TID}-")), "{tp}");
+        assert_eq!(out["tracestate"], want.as_str(), "{incoming:?}");
+    }
 }
 
 #[test]
