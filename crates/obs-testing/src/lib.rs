@@ -4,3 +4,4 @@
 pub mod capture;
 pub mod otlp;
 pub mod prometheus;
+pub mod subscriber;
