@@ -241,7 +241,10 @@ mod tests {
     fn span_record_is_read_without_task_local_and_reused() {
         let subscriber =
             tracing_subscriber::registry().with(tracing_subscriber::layer::Identity::new());
-        tracing::subscriber::with_default(subscriber, || {
+        // The `correlation` span is a library callsite that other tests of
+        // this process reach without a subscriber: install through
+        // obs-testing, or their visit can switch it off for this test.
+        obs_testing::subscriber::with_default(subscriber, || {
             let id = CorrelationId::parse("from-span").unwrap();
             let span = tracing::info_span!("request");
             IdRecord::update_span_id(&span.id().unwrap(), |r| r.correlation_id = Some(id.clone()));

@@ -31,7 +31,7 @@ fn error_events_are_reported_with_chain_ids_and_breadcrumbs() {
         .build()
         .unwrap();
     let subscriber = tracing_subscriber::registry().with(reporter.layer());
-    let (trace_id, correlation_id) = tracing::subscriber::with_default(subscriber, || {
+    let (trace_id, correlation_id) = obs_testing::subscriber::with_default(subscriber, || {
         let root = tracing::info_span!("request");
         let (t, _, c) = common::stamp_ids(&root, "corr-1");
         let _g = root.enter();
@@ -83,7 +83,7 @@ fn breadcrumbs_are_bounded_per_request_and_overall() {
         .unwrap();
     let stats = reporter.stats();
     let subscriber = tracing_subscriber::registry().with(reporter.layer());
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         let a = tracing::info_span!("a");
         let b = tracing::info_span!("b");
         let c = tracing::info_span!("c"); // third live root: no buffer
@@ -159,7 +159,7 @@ fn exception_event_goes_into_the_current_span() {
     let subscriber = tracing_subscriber::registry()
         .with(reporter.layer())
         .with(capture.clone());
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         let span = tracing::info_span!("handler");
         let (t, _, _) = common::stamp_ids(&span, "c-9");
         let _g = span.enter();
@@ -182,7 +182,7 @@ fn exception_event_goes_into_the_current_span() {
     });
     // no span: no span event
     let capture2 = obs_testing::capture::CaptureLayer::new();
-    tracing::subscriber::with_default(
+    obs_testing::subscriber::with_default(
         tracing_subscriber::registry().with(capture2.clone()),
         || {
             reporter.capture_message(tracing::Level::ERROR, "outside");
@@ -236,7 +236,7 @@ fn breadcrumb_sizes_are_capped() {
         .build()
         .unwrap();
     let subscriber = tracing_subscriber::registry().with(reporter.layer());
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         let _g = tracing::info_span!("r").entered();
         let long = "é".repeat(2000);
         tracing::info!(

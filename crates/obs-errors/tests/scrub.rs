@@ -74,7 +74,8 @@ fn serialized(r: &Report) -> String {
 fn secrets_are_scrubbed_everywhere() {
     let memory = MemorySink::new();
     let capture = CaptureLayer::new();
-    let log_dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(capture.clone()));
+    let log_dispatch =
+        obs_testing::subscriber::dispatch(tracing_subscriber::registry().with(capture.clone()));
     let config = Config::default()
         .dedup_window(Duration::ZERO)
         .backtrace(BacktraceMode::Always);
@@ -85,7 +86,7 @@ fn secrets_are_scrubbed_everywhere() {
         .unwrap();
     let subscriber = tracing_subscriber::registry().with(reporter.layer());
 
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         for (i, (secret, sentence)) in CORPUS.iter().enumerate() {
             let span = tracing::info_span!("request", i);
             let _g = span.enter();

@@ -53,28 +53,29 @@ fn envelope_reaches_a_local_endpoint_and_carries_the_report() {
         .unwrap();
 
     let subscriber = tracing_subscriber::registry().with(reporter.layer());
-    let (trace_id, span_id, correlation_id) = tracing::subscriber::with_default(subscriber, || {
-        let span = tracing::info_span!("request");
-        let ids = common::stamp_ids(&span, "req-sentry-1");
-        let _g = span.enter();
-        tracing::info!(cart = 3, "checkout started");
-        tracing::warn!("card needs 3-D Secure");
-        let mut scope = Scope::new();
-        scope.set_user(User::id("u-9").with_email("ann@example.com"));
-        scope.set_tag("tenant", "acme");
-        scope.set_request(
-            RequestContext::new("POST")
-                .with_route("/checkout/{cart}")
-                .with_header("authorization", "Bearer abcdefghijklmnop")
-                .with_header("accept", "application/json"),
-        );
-        obs_errors::with_scope(scope, || {
-            for _ in 0..3 {
-                reporter.capture_error(&PaymentError(std::io::Error::other("gateway timeout")));
-            }
+    let (trace_id, span_id, correlation_id) =
+        obs_testing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request");
+            let ids = common::stamp_ids(&span, "req-sentry-1");
+            let _g = span.enter();
+            tracing::info!(cart = 3, "checkout started");
+            tracing::warn!("card needs 3-D Secure");
+            let mut scope = Scope::new();
+            scope.set_user(User::id("u-9").with_email("ann@example.com"));
+            scope.set_tag("tenant", "acme");
+            scope.set_request(
+                RequestContext::new("POST")
+                    .with_route("/checkout/{cart}")
+                    .with_header("authorization", "Bearer abcdefghijklmnop")
+                    .with_header("accept", "application/json"),
+            );
+            obs_errors::with_scope(scope, || {
+                for _ in 0..3 {
+                    reporter.capture_error(&PaymentError(std::io::Error::other("gateway timeout")));
+                }
+            });
+            ids
         });
-        ids
-    });
     reporter.flush(Duration::from_secs(20)).unwrap();
 
     let got = endpoint

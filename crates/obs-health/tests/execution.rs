@@ -323,7 +323,7 @@ fn state_changes_are_logged_once() {
         use tracing_subscriber::layer::SubscriberExt;
         tracing_subscriber::registry().with(capture.clone())
     };
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = obs_testing::subscriber::set_default(subscriber);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

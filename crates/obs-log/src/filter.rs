@@ -6,10 +6,11 @@
 //! event costs what a static level filter costs.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
-use tracing_core::{Level, LevelFilter, Metadata};
+use tracing_core::dispatcher::WeakDispatch;
+use tracing_core::{Dispatch, Level, LevelFilter, Metadata};
 use tracing_subscriber::filter::Targets;
 
 use crate::Error;
@@ -83,6 +84,9 @@ pub(crate) struct FilterState {
     /// Set when the directive runs as a per-layer filter, whose interests
     /// never change (see `LogFilter::callsite_enabled`).
     per_layer: bool,
+    /// The dispatcher the layer was registered with (weak: the dispatcher
+    /// owns the layer, which owns this state).
+    dispatch: Mutex<Option<WeakDispatch>>,
 }
 
 impl FilterState {
@@ -92,7 +96,44 @@ impl FilterState {
             targets: ArcSwap::from_pointee(t),
             directive: ArcSwap::from_pointee(directive.trim().to_owned()),
             per_layer,
+            dispatch: Mutex::new(None),
         })
+    }
+
+    /// Remembers the dispatcher the layer runs in (from
+    /// `Layer::on_register_dispatch`).
+    pub(crate) fn attach(&self, dispatch: &Dispatch) {
+        *self.dispatch.lock().unwrap_or_else(PoisonError::into_inner) = Some(dispatch.downgrade());
+    }
+
+    /// Recomputes every callsite's cached interest and the global max level
+    /// after the directive changed.
+    ///
+    /// While a single dispatcher exists, tracing-core recomputes them from
+    /// the default dispatcher *of the calling thread*. A reload usually comes
+    /// from another thread than the logging ones (an admin endpoint); when
+    /// the layer runs under a scoped default (`with_default`, `set_default`),
+    /// that thread has no dispatcher, and every callsite would be cached as
+    /// `never`, silencing even the lines the new directive enables, until
+    /// something else rebuilds the cache. Rebuilding with the layer's own
+    /// dispatcher as this thread's default gives the layer's answer from any
+    /// thread. Without a known dispatcher (the layer inside a `Vec` or an
+    /// `Option`, which do not forward `on_register_dispatch`) the plain
+    /// rebuild is what is left; it is right under a global default.
+    pub(crate) fn rebuild_interest(&self) {
+        let own = self
+            .dispatch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(WeakDispatch::upgrade);
+        match own {
+            Some(dispatch) => tracing_core::dispatcher::with_default(
+                &dispatch,
+                tracing_core::callsite::rebuild_interest_cache,
+            ),
+            None => tracing_core::callsite::rebuild_interest_cache(),
+        }
     }
 
     #[inline]
@@ -163,13 +204,14 @@ impl ReloadHandle {
             .directive
             .store(Arc::new(directive.trim().to_owned()));
         // As a global filter the layer turned the directive into cached
-        // per-callsite interests: recompute them (and the global max level).
+        // per-callsite interests: recompute them (and the global max level),
+        // as the layer's dispatcher sees them, whichever thread reloads.
         // As a per-layer filter it decides per event and caches nothing; a
         // rebuild there would even detach the filtered layer from
         // tracing-subscriber's per-layer state (`tests/layer.rs` shows the
         // reload working).
         if !self.state.per_layer {
-            tracing_core::callsite::rebuild_interest_cache();
+            self.state.rebuild_interest();
         }
         Ok(())
     }

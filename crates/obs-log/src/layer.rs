@@ -1678,6 +1678,13 @@ where
         self.inner.filter.as_ref().is_none_or(|f| f.enabled(meta))
     }
 
+    fn on_register_dispatch(&self, dispatch: &tracing_core::Dispatch) {
+        // A reload rebuilds the interest cache from this dispatcher.
+        if let Some(filter) = &self.inner.filter {
+            filter.attach(dispatch);
+        }
+    }
+
     fn max_level_hint(&self) -> Option<LevelFilter> {
         self.inner.filter.as_ref().map(|f| f.max_level())
     }

@@ -79,7 +79,7 @@ impl std::io::Write for GatedSink {
 fn allocations_with(config: Config, n: u64, prime: impl FnOnce()) -> u64 {
     let (layer, handles) = obs_log::layer(config.filter("info")).unwrap();
     let subscriber = tracing_subscriber::registry().with(layer);
-    let count = tracing::subscriber::with_default(subscriber, || {
+    let count = obs_testing::subscriber::with_default(subscriber, || {
         let outer = tracing::info_span!("request", route = "/items/{id}", method = "GET");
         IdRecord::update_span_id(&outer.id().unwrap(), |r| {
             *r = IdRecord::with_trace(TraceId::random(), SpanId::random(), TraceFlags::SAMPLED);

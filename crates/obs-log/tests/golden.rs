@@ -28,7 +28,7 @@ fn scene(config: Config) -> Vec<String> {
     )
     .unwrap();
     let subscriber = tracing_subscriber::registry().with(layer);
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         let outer = tracing::info_span!("request", user = "ann", route = "/items/{id}");
         let trace = TraceId::from_hex(TRACE).unwrap();
         IdRecord::update_span_id(&outer.id().unwrap(), |r| {

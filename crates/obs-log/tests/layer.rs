@@ -16,7 +16,7 @@ fn setup(config: Config) -> (SharedBuf, tracing_core::Dispatch, obs_log::Handles
     let (layer, handles) = obs_log::layer(config.writer(buf.clone())).unwrap();
     (
         buf,
-        tracing_core::Dispatch::new(tracing_subscriber::registry().with(layer)),
+        obs_testing::subscriber::dispatch(tracing_subscriber::registry().with(layer)),
         handles,
     )
 }
@@ -64,7 +64,7 @@ fn works_under_a_per_layer_filter() {
         obs_log::layer(Config::new().filter("trace").writer(buf.clone())).unwrap();
     let subscriber =
         tracing_subscriber::registry().with(layer.with_filter(tracing_core::LevelFilter::WARN));
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         tracing::info!("no");
         tracing::warn!("yes");
     });
@@ -334,7 +334,7 @@ fn file_sink_is_flushed_periodically_and_on_shutdown() {
         .unwrap()
         .flush_interval(Duration::from_millis(20));
     let (layer, handles) = obs_log::layer(config).unwrap();
-    let dispatch = tracing_core::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let dispatch = obs_testing::subscriber::dispatch(tracing_subscriber::registry().with(layer));
     tracing::dispatcher::with_default(&dispatch, || tracing::info!("first"));
     // The periodic flusher writes the line without any further logging.
     let mut seen = String::new();
@@ -353,34 +353,6 @@ fn file_sink_is_flushed_periodically_and_on_shutdown() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
     let _ = std::fs::remove_file(&path);
-}
-
-#[cfg(feature = "log")]
-#[test]
-fn log_crate_records_reach_the_same_json() {
-    let (buf, dispatch, handles) = setup(Config::new().filter("info,noisy=warn").file_line(true));
-    obs_log::init_log_bridge().unwrap();
-    tracing::dispatcher::with_default(&dispatch, || {
-        let span = tracing::info_span!("job", job = "sync");
-        let _g = span.enter();
-        log::info!(target: "legacy::client", "connected to {}", "db");
-        log::info!(target: "noisy", "filtered");
-        log::warn!(target: "noisy", "kept");
-    });
-    handles.guard.flush(Duration::from_secs(5));
-    let l = buf.json_lines();
-    assert_eq!(l.len(), 2, "{l:?}");
-    assert_eq!(l[0]["target"], "legacy::client");
-    assert_eq!(l[0]["message"], "connected to db");
-    assert_eq!(l[0]["job"], "sync");
-    assert_eq!(l[0]["file"], "crates/obs-log/tests/layer.rs");
-    assert!(
-        l[0].get("log.target").is_none(),
-        "bridge fields are folded in: {}",
-        l[0]
-    );
-    assert_eq!(l[1]["level"], "WARN");
-    assert_eq!(l[1]["message"], "kept");
 }
 
 /// Counts the events another layer of the same subscriber sees.
@@ -405,7 +377,7 @@ fn per_layer_filter_leaves_other_layers_alone_and_reloads() {
     let subscriber = tracing_subscriber::registry()
         .with(layer.with_filter(handles.reload.filter()))
         .with(counter.clone());
-    let dispatch = tracing_core::Dispatch::new(subscriber);
+    let dispatch = obs_testing::subscriber::dispatch(subscriber);
     let emit = || {
         tracing::dispatcher::with_default(&dispatch, || {
             tracing::debug!("debug line");

@@ -83,7 +83,7 @@ fn one_million_lines_arrive_complete_and_in_order() {
         .writer(checker.clone())
         .non_blocking(NonBlocking::lossless().capacity(1024));
     let (layer, handles) = obs_log::layer(config).unwrap();
-    let dispatch = tracing_core::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let dispatch = obs_testing::subscriber::dispatch(tracing_subscriber::registry().with(layer));
     std::thread::scope(|scope| {
         for t in 0..THREADS {
             let dispatch = dispatch.clone();
@@ -156,7 +156,7 @@ fn run_slow(
     let (layer, handles) = obs_log::layer(config).unwrap();
     let stats = handles.stats.clone();
     let subscriber = tracing_subscriber::registry().with(layer);
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         for n in 0..total {
             match level {
                 Level::INFO => tracing::info!(n, "burst"),
@@ -238,7 +238,7 @@ fn debug_lines_go_first_and_blocking_warn_lines_are_never_dropped() {
     let (layer, handles) = obs_log::layer(config).unwrap();
     let stats = handles.stats.clone();
     let subscriber = tracing_subscriber::registry().with(layer);
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         for n in 0..5_000u64 {
             tracing::debug!(n, "d");
             tracing::warn!(n, "w");
@@ -322,7 +322,7 @@ fn shutdown_is_bounded_by_its_timeout_and_reports_what_is_pending() {
     let (layer, handles) = obs_log::layer(config).unwrap();
     let stats = handles.stats.clone();
     let subscriber = tracing_subscriber::registry().with(layer);
-    let dispatch = tracing_core::Dispatch::new(subscriber);
+    let dispatch = obs_testing::subscriber::dispatch(subscriber);
     tracing::dispatcher::with_default(&dispatch, || {
         for n in 0..100u64 {
             tracing::info!(n, "stuck");
@@ -373,7 +373,7 @@ fn flush_handle_writes_everything_logged_before() {
         .non_blocking(NonBlocking::new());
     let (layer, handles) = obs_log::layer(config).unwrap();
     let subscriber = tracing_subscriber::registry().with(layer);
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         for n in 0..1000u64 {
             tracing::info!(n, "x");
         }
@@ -402,7 +402,7 @@ fn lines_lost_with_a_dead_writer_thread_are_counted() {
         .non_blocking(NonBlocking::lossless().capacity(64));
     let (layer, handles) = obs_log::layer(config).unwrap();
     let stats = handles.stats.clone();
-    let dispatch = tracing_core::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let dispatch = obs_testing::subscriber::dispatch(tracing_subscriber::registry().with(layer));
     // Lossless blocks WARN..TRACE; once the writer is dead nothing may block
     // forever and every line must be accounted for.
     tracing::dispatcher::with_default(&dispatch, || {

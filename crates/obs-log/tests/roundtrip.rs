@@ -133,7 +133,7 @@ proptest! {
         }
         let (layer, handles) = obs_log::layer(config).unwrap();
         let subscriber = tracing_subscriber::registry().with(layer);
-        tracing::subscriber::with_default(subscriber, || {
+        obs_testing::subscriber::with_default(subscriber, || {
             let names: Vec<String> = fields.iter().map(|(n, _)| n.clone()).collect();
             let meta = callsite(&names);
             let values: Vec<Option<&dyn Value>> = fields.iter().map(|(_, v)| Some(v.as_value())).collect();
@@ -168,7 +168,7 @@ proptest! {
         let buf = SharedBuf::default();
         let (layer, handles) = obs_log::layer(Config::new().redactor(None).writer(buf.clone())).unwrap();
         let subscriber = tracing_subscriber::registry().with(layer);
-        tracing::subscriber::with_default(subscriber, || {
+        obs_testing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("s", sv = s.as_str(), sb = b.as_slice());
             let _g = span.enter();
             tracing::info!("{msg}");

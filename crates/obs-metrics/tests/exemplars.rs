@@ -7,7 +7,7 @@ use tracing_subscriber::Registry as Subscriber;
 
 fn in_span(flags: TraceFlags, f: impl FnOnce()) -> (TraceId, SpanId) {
     let (trace_id, span_id) = (TraceId::random(), SpanId::random());
-    tracing::subscriber::with_default(Subscriber::default(), || {
+    obs_testing::subscriber::with_default(Subscriber::default(), || {
         let span = tracing::info_span!("request");
         assert!(IdRecord::update_span_id(&span.id().unwrap(), |r| {
             *r = IdRecord::with_trace(trace_id, span_id, flags);

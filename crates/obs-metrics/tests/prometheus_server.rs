@@ -45,7 +45,7 @@ fn real_prometheus_scrapes_every_type_and_exemplars() {
 
     // One observation inside a sampled span: an exemplar with its trace id.
     let trace_id = TraceId::random();
-    tracing::subscriber::with_default(tracing_subscriber::Registry::default(), || {
+    obs_testing::subscriber::with_default(tracing_subscriber::Registry::default(), || {
         let span = tracing::info_span!("request");
         IdRecord::update_span_id(&span.id().unwrap(), |r| {
             *r = IdRecord::with_trace(trace_id, SpanId::random(), TraceFlags::SAMPLED);

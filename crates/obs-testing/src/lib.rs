@@ -5,3 +5,4 @@ pub mod capture;
 pub mod endpoint;
 pub mod otlp;
 pub mod prometheus;
+pub mod subscriber;

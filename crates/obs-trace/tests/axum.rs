@@ -26,7 +26,7 @@ fn route_template_from_matched_path() {
         .enable_all()
         .build()
         .unwrap();
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         rt.block_on(async {
             // The layer goes on the routes (`route_layer`) so that
             // `MatchedPath` is already set when it runs.

@@ -50,7 +50,7 @@ fn ids_reach_log_events_sampled_or_not() {
         let sub = tracing_subscriber::registry()
             .with(p.layer())
             .with(capture.clone());
-        let (outer_cx, inner_cx) = tracing::subscriber::with_default(sub, || {
+        let (outer_cx, inner_cx) = obs_testing::subscriber::with_default(sub, || {
             let outer = tracing::info_span!("outer");
             let _o = outer.enter();
             let inner = tracing::info_span!("inner");
@@ -111,7 +111,7 @@ fn correlation_id_is_not_clobbered() {
         .with(WritesCorrelation)
         .with(p.layer())
         .with(capture.clone());
-    tracing::subscriber::with_default(sub, || {
+    obs_testing::subscriber::with_default(sub, || {
         let _s = tracing::info_span!("request").entered();
         tracing::info!("hello");
     });
@@ -124,7 +124,7 @@ fn correlation_id_is_not_clobbered() {
     let sub = tracing_subscriber::registry()
         .with(p.layer())
         .with(capture.clone());
-    tracing::subscriber::with_default(sub, || {
+    obs_testing::subscriber::with_default(sub, || {
         let s = tracing::info_span!("request");
         IdRecord::update_span_id(&s.id().unwrap(), |r| {
             r.correlation_id = Some(CorrelationId::parse("req-8").unwrap())
@@ -142,7 +142,7 @@ fn remote_parent_sampling_is_followed() {
     for (flags, sampled) in [("01", true), ("00", false)] {
         let (p, mem) = setup(Sampler::ParentBasedAlwaysOn);
         let sub = tracing_subscriber::registry().with(p.layer());
-        let cx = tracing::subscriber::with_default(sub, || {
+        let cx = obs_testing::subscriber::with_default(sub, || {
             // An enclosing local span must not win over the remote parent.
             let _conn = tracing::info_span!("connection").entered();
             let span = context::in_remote_context(&remote(flags), || tracing::info_span!("server"));
@@ -179,7 +179,7 @@ fn remote_parent_sampling_is_followed() {
 fn ratio_sampler_keeps_the_propagated_trace_id_when_unsampled() {
     let (p, mem) = setup(Sampler::ParentBasedTraceIdRatio(0.0));
     let sub = tracing_subscriber::registry().with(p.layer());
-    let cx = tracing::subscriber::with_default(sub, || {
+    let cx = obs_testing::subscriber::with_default(sub, || {
         let root = tracing::info_span!("root");
         context::span_context(&root).unwrap()
     });
@@ -192,7 +192,7 @@ fn ratio_sampler_keeps_the_propagated_trace_id_when_unsampled() {
 fn events_exceptions_and_error_status() {
     let (p, mem) = setup(Sampler::AlwaysOn);
     let sub = tracing_subscriber::registry().with(p.layer());
-    tracing::subscriber::with_default(sub, || {
+    obs_testing::subscriber::with_default(sub, || {
         {
             let _s = tracing::info_span!(
                 "plain",
@@ -304,7 +304,7 @@ fn attribute_and_event_limits_count_drops() {
         .build()
         .unwrap();
     let sub = tracing_subscriber::registry().with(p.layer());
-    tracing::subscriber::with_default(sub, || {
+    obs_testing::subscriber::with_default(sub, || {
         let _s = tracing::info_span!("limited", a = 1, b = 2, c = 3, d = 4).entered();
         tracing::info!("one");
         tracing::info!("two");
@@ -320,7 +320,8 @@ fn attribute_and_event_limits_count_drops() {
 #[test]
 fn jobs_are_parented_or_linked_through_the_carrier() {
     let (p, mem) = setup(Sampler::AlwaysOn);
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(p.layer()));
+    let dispatch =
+        obs_testing::subscriber::dispatch(tracing_subscriber::registry().with(p.layer()));
     let carrier = tracing::dispatcher::with_default(&dispatch, || {
         let _producer = tracing::info_span!("enqueue", otel.kind = "producer").entered();
         let mut c = Carrier::new();
@@ -366,7 +367,7 @@ fn jobs_are_parented_or_linked_through_the_carrier() {
 fn futures_keep_the_trace_across_spawn() {
     let (p, mem) = setup(Sampler::AlwaysOn);
     let sub = tracing_subscriber::registry().with(p.layer());
-    let dispatch = tracing::Dispatch::new(sub);
+    let dispatch = obs_testing::subscriber::dispatch(sub);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -401,7 +402,7 @@ fn futures_keep_the_trace_across_spawn() {
 fn baggage_travels_to_outgoing_carriers() {
     let (p, _mem) = setup(Sampler::AlwaysOn);
     let sub = tracing_subscriber::registry().with(p.layer());
-    let carrier = tracing::subscriber::with_default(sub, || {
+    let carrier = obs_testing::subscriber::with_default(sub, || {
         let mut incoming = remote("01");
         incoming.baggage = Baggage::parse([&b"tenant=acme,region=eu"[..]]);
         let server = context::in_remote_context(&incoming, || tracing::info_span!("server"));
@@ -425,7 +426,7 @@ fn baggage_travels_to_outgoing_carriers() {
 fn no_exporter_still_assigns_ids() {
     let p = TracerProvider::builder().build().unwrap();
     let sub = tracing_subscriber::registry().with(p.layer());
-    tracing::subscriber::with_default(sub, || {
+    obs_testing::subscriber::with_default(sub, || {
         let _s = tracing::info_span!("work").entered();
         let rec = IdRecord::current().unwrap();
         assert!(rec.is_sampled());
@@ -462,7 +463,7 @@ fn a_panicking_exporter_loses_its_batch_but_not_the_pipeline() {
         .with_exporter(Panicky(0))
         .build()
         .unwrap();
-    let sub = tracing::Dispatch::new(tracing_subscriber::registry().with(p.layer()));
+    let sub = obs_testing::subscriber::dispatch(tracing_subscriber::registry().with(p.layer()));
     tracing::dispatcher::with_default(&sub, || drop(tracing::info_span!("first")));
     assert!(p.force_flush(Duration::from_secs(5)));
     assert_eq!(p.stats().dropped_export_failed(), 1);

@@ -74,7 +74,7 @@ fn run_app(
         .enable_all()
         .build()
         .unwrap();
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         rt.block_on(async {
             // The backend the app calls.
             let backend = ServiceBuilder::new()
@@ -420,7 +420,7 @@ fn batches_are_split_and_all_arrive() {
         });
     let provider = TracerProvider::from_config(cfg).unwrap();
     let subscriber = tracing_subscriber::registry().with(provider.layer());
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         for i in 0..50 {
             let _s = tracing::info_span!("unit", i).entered();
         }

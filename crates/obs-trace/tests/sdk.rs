@@ -28,7 +28,7 @@ fn opentelemetry_otlp_exporter_behind_the_obs_pipeline() {
         .build()
         .unwrap();
     let subscriber = tracing_subscriber::registry().with(provider.layer());
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         let _outer = tracing::info_span!("outer", otel.kind = "server").entered();
         let _inner = tracing::info_span!("inner", n = 7).entered();
         tracing::error!(error = "bad", "failed");
@@ -57,7 +57,7 @@ fn conversion_keeps_ids_and_links() {
         .build()
         .unwrap();
     let subscriber = tracing_subscriber::registry().with(provider.layer());
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         let producer = tracing::info_span!("producer");
         let cx = obs_trace::context::span_context(&producer).unwrap();
         drop(obs_trace::context::linked_to(&cx, || {

@@ -36,7 +36,7 @@ fn provider(endpoint: String) -> TracerProvider {
 
 fn make_spans(p: &TracerProvider, n: u64) {
     let subscriber = tracing_subscriber::registry().with(p.layer());
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         for i in 0..n {
             let _s = tracing::info_span!("work", i).entered();
         }
@@ -178,7 +178,7 @@ fn disabled_sdk_exports_nothing_and_assigns_no_ids() {
     .unwrap();
     let p = TracerProvider::from_config(cfg).unwrap();
     let subscriber = tracing_subscriber::registry().with(p.layer());
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         let _s = tracing::info_span!("work").entered();
         assert!(obs_trace::context::current_context().is_none());
     });

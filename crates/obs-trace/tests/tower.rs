@@ -23,7 +23,7 @@ fn setup() -> (TracerProvider, InMemoryExporter, tracing::Dispatch) {
         .with_exporter(mem.clone())
         .build()
         .unwrap();
-    let d = tracing::Dispatch::new(tracing_subscriber::registry().with(p.layer()));
+    let d = obs_testing::subscriber::dispatch(tracing_subscriber::registry().with(p.layer()));
     (p, mem, d)
 }
 

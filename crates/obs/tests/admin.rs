@@ -56,8 +56,7 @@ fn instance(
     }
     let obs = obs::init(config).unwrap();
     let subscriber = tracing_subscriber::registry().with(obs.take_layers().unwrap());
-    let guard = tracing::subscriber::set_default(subscriber);
-    tracing::callsite::rebuild_interest_cache();
+    let guard = obs_testing::subscriber::set_default(subscriber);
     (obs, guard)
 }
 

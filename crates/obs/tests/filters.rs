@@ -18,7 +18,7 @@ async fn a_quiet_log_level_does_not_switch_tracing_off() {
     )
     .unwrap();
     let subscriber = tracing_subscriber::registry().with(obs.take_layers().unwrap());
-    tracing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber, || {
         let span = tracing::info_span!("request");
         let _g = span.enter();
         tracing::info!("not written: below the log level");
@@ -53,7 +53,7 @@ async fn library_trace_spans_are_not_recorded_unless_asked() {
         )
         .unwrap();
         let subscriber = tracing_subscriber::registry().with(obs.take_layers().unwrap());
-        tracing::subscriber::with_default(subscriber, || {
+        obs_testing::subscriber::with_default(subscriber, || {
             let span = tracing::trace_span!(target: "noisy", "poll_frame");
             let _g = span.enter();
             let ids = obs::IdRecord::current().and_then(|r| r.trace_id);

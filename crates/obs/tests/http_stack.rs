@@ -34,7 +34,7 @@ async fn one_layer_gives_ids_metrics_access_log_and_admin() {
     )
     .unwrap();
     let subscriber = tracing_subscriber::registry().with(obs.take_layers().unwrap());
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = obs_testing::subscriber::set_default(subscriber);
 
     let app = Router::new()
         .route("/items/{id}", get(|| async { "item" }))
