@@ -9,7 +9,7 @@
 //! | `bare` | nothing |
 //! | `obs-unsampled` | `obs::init` (JSON logs to a file through obs's non-blocking writer) and `.layer(obs.server_layer())` — ids, trace context and server span, RED metrics, access log line — with `OTEL_TRACES_SAMPLER=always_off` |
 //! | `obs-sampled` | the same with `always_on`, spans exported over OTLP/HTTP (obs's default protocol) to a local receiver |
-//! | `hand-glued` | the DESIGN's anchor: tower-http `SetRequestIdLayer`/`PropagateRequestIdLayer` (`MakeRequestUuid`) + `TraceLayer` (span and response line at INFO), `tracing-subscriber` `fmt().json()` through `tracing-appender::non_blocking` to a file, `tracing-opentelemetry` with an `opentelemetry_sdk` batch span processor exporting over OTLP/gRPC (`opentelemetry-otlp`, tonic) to the same receiver, and a `prometheus-client` histogram of request duration by method, route and status recorded in a small middleware |
+//! | `hand-glued` | the hand-glued stack a team builds today (the anchor): tower-http `SetRequestIdLayer`/`PropagateRequestIdLayer` (`MakeRequestUuid`) + `TraceLayer` (span and response line at INFO), `tracing-subscriber` `fmt().json()` through `tracing-appender::non_blocking` to a file, `tracing-opentelemetry` with an `opentelemetry_sdk` batch span processor exporting over OTLP/gRPC (`opentelemetry-otlp`, tonic) to the same receiver, and a `prometheus-client` histogram of request duration by method, route and status recorded in a small middleware |
 //! | `obs-sampled-grpc` | `obs-sampled` exporting over OTLP/gRPC instead (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`), the hand-glued stack's protocol |
 //!
 //! A process has one global `tracing` subscriber, so each configuration runs
