@@ -121,13 +121,6 @@ fn export_per_span(c: &mut Criterion) {
                 BatchSize::LargeInput,
             )
         });
-        g.bench_function("obs/clone-only (setup floor of the row above)", |b| {
-            b.iter_batched_ref(
-                || spans.clone(),
-                |batch| black_box(batch.len()),
-                BatchSize::LargeInput,
-            )
-        });
         g.bench_function("anchor/opentelemetry-proto+prost", |b| {
             b.iter(|| {
                 let req = obs_trace::otlp::to_request(black_box(&spans), &resource);
