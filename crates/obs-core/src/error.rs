@@ -187,3 +187,35 @@ mod tests {
         );
     }
 }
+
+/// The `dyn Error` inside the common error containers — `Box<dyn Error>`
+/// (with or without `Send`/`Sync`), `Arc<dyn Error + Send + Sync>`,
+/// `std::io::Error` — found by type, for code that takes any
+/// `Display + Debug` error and wants its `source()` chain where there is
+/// one. `None` for any other type.
+///
+/// ```
+/// let boxed: Box<dyn std::error::Error + Send + Sync> = "boom".into();
+/// assert_eq!(obs_core::error::dyn_error(&boxed).unwrap().to_string(), "boom");
+/// assert!(obs_core::error::dyn_error(&"just text").is_none());
+/// ```
+pub fn dyn_error<E: 'static>(err: &E) -> Option<&(dyn std::error::Error + 'static)> {
+    use std::error::Error;
+    let any = err as &dyn std::any::Any;
+    if let Some(b) = any.downcast_ref::<Box<dyn Error + Send + Sync>>() {
+        return Some(&**b);
+    }
+    if let Some(b) = any.downcast_ref::<Box<dyn Error + Send>>() {
+        return Some(&**b);
+    }
+    if let Some(b) = any.downcast_ref::<Box<dyn Error>>() {
+        return Some(&**b);
+    }
+    if let Some(a) = any.downcast_ref::<std::sync::Arc<dyn Error + Send + Sync>>() {
+        return Some(&**a);
+    }
+    if let Some(e) = any.downcast_ref::<std::io::Error>() {
+        return Some(e);
+    }
+    None
+}

@@ -25,9 +25,11 @@ pub use layer::ErrorLayer;
 pub use report::{ChainEntry, Frame, Location, Mechanism, Report, Stacktrace};
 pub use reporter::{
     Captured, ErrorStats, MAX_CHAIN, MAX_COUNTED_TYPES, Outcome, Reporter, ReporterBuilder,
-    TypeCount, capture_dyn_error, capture_error,
+    TypeCount, capture_display, capture_dyn_error, capture_error,
 };
-pub use scope::{RequestContext, Scope, ScopeExt, Scoped, User, bind, configure_scope, with_scope};
+pub use scope::{
+    RequestContext, Scope, ScopeExt, Scoped, User, bind, configure_scope, set_user, with_scope,
+};
 pub use sink::{FnSink, LogSink, MemorySink, Sink};
 
 /// `tokio::spawn` with a copy of the current error scope bound to the task

@@ -543,6 +543,62 @@ impl Reporter {
         self.capture_current(input)
     }
 
+    /// Captures any error that is `Display + Debug` — `anyhow::Error`,
+    /// `Box<dyn Error + Send + Sync>`, a plain message type — with its
+    /// `source()` chain wherever the value exposes one: an `anyhow::Error`
+    /// (with the `anyhow` feature), a boxed or `Arc`'d `dyn Error`, an
+    /// `std::io::Error`. Any other type is recorded with its type name and
+    /// its `Display` text (it has no chain to walk: use
+    /// [`capture_error`](Self::capture_error) for `std::error::Error` types
+    /// when their static type is at hand).
+    ///
+    /// ```
+    /// use obs_errors::{Config, MemorySink, Reporter};
+    /// let sink = MemorySink::new();
+    /// let reporter = Reporter::builder(Config::default()).sink(sink.clone()).build()?;
+    /// let boxed: Box<dyn std::error::Error + Send + Sync> =
+    ///     Box::new(std::io::Error::other("disk on fire"));
+    /// reporter.capture_display(&boxed);
+    /// reporter.capture_display(&"a plain message");
+    /// reporter.flush(std::time::Duration::from_secs(5))?;
+    /// let reports = sink.reports();
+    /// assert_eq!(reports[0].message, "disk on fire");
+    /// assert_eq!(reports[1].message, "a plain message");
+    /// # Ok::<(), obs_errors::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn capture_display<E>(&self, err: &E) -> Captured
+    where
+        E: fmt::Display + fmt::Debug + 'static,
+    {
+        let loc = std::panic::Location::caller();
+        if let Some(source) = obs_core::error::dyn_error(err) {
+            let mut input = Input::new(Mechanism::Error, Cow::Owned(dyn_type_name(source)), None);
+            input.source = Some(source);
+            input.location = Some(Location::from_static(loc));
+            return self.capture_current(input);
+        }
+        #[cfg(feature = "anyhow")]
+        if let Some(e) = (err as &dyn std::any::Any).downcast_ref::<anyhow::Error>() {
+            let dyn_err: &(dyn StdError + Send + Sync + 'static) = e.as_ref();
+            let ty = match dyn_type_name(dyn_err) {
+                t if t == "Error" => "anyhow::Error".to_owned(),
+                t => t,
+            };
+            let mut input = Input::new(Mechanism::Error, Cow::Owned(ty), None);
+            input.source = Some(dyn_err);
+            input.location = Some(Location::from_static(loc));
+            return self.capture_current(input);
+        }
+        let mut input = Input::new(
+            Mechanism::Error,
+            Cow::Borrowed(std::any::type_name::<E>()),
+            Some(err.to_string()),
+        );
+        input.location = Some(Location::from_static(loc));
+        self.capture_current(input)
+    }
+
     /// Captures a plain message at `level`.
     #[track_caller]
     pub fn capture_message(&self, level: Level, message: &str) -> Captured {
@@ -1042,6 +1098,16 @@ pub fn capture_dyn_error(err: &(dyn StdError + 'static)) -> Option<Captured> {
     input.source = Some(err);
     input.location = Some(Location::from_static(loc));
     Some(r.capture_current(input))
+}
+
+/// Captures any `Display + Debug` error with the global reporter (see
+/// [`Reporter::capture_display`]); `None` when none is installed.
+#[track_caller]
+pub fn capture_display<E>(err: &E) -> Option<Captured>
+where
+    E: fmt::Display + fmt::Debug + 'static,
+{
+    Some(Reporter::global()?.capture_display(err))
 }
 
 impl Reporter {

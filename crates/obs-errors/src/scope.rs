@@ -459,6 +459,23 @@ pub fn configure_scope<R>(f: impl FnOnce(&mut Scope) -> R) -> R {
     }
 }
 
+/// Sets the user of the current scope (the request's, under obs's server
+/// layer; else the process-wide one): reports captured from here on carry
+/// it, scrubbed like every other field.
+///
+/// ```
+/// use obs_errors::{Scope, User};
+/// obs_errors::with_scope(Scope::new(), || {
+///     obs_errors::set_user(User::id("u-42"));
+///     assert_eq!(obs_errors::scope::current().user().and_then(|u| u.id.as_deref()), Some("u-42"));
+/// });
+/// ```
+pub fn set_user(user: User) {
+    configure_scope(|s| {
+        s.set_user(user);
+    });
+}
+
 /// Runs `f` with `scope` bound to the current thread.
 pub fn with_scope<R>(scope: Scope, f: impl FnOnce() -> R) -> R {
     let cell = Arc::new(Mutex::new(scope));

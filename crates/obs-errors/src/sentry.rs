@@ -5,9 +5,12 @@
 //! tags, trace context, release, environment, fingerprint, occurrence
 //! count) and hands it to a `sentry::Hub`, whose client and transport —
 //! configured by the application with `sentry::init` or
-//! `sentry::Client::with_options` — send it. This crate enables no sentry
-//! transport itself: pick one (`reqwest`, `ureq`, `curl`) in your own
-//! `sentry` dependency.
+//! `sentry::Client::with_options` — send it. With the `sentry-transport`
+//! feature, [`SentrySink::from_lookup`] builds the client itself from
+//! `SENTRY_DSN`, `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE` and
+//! `SENTRY_SAMPLE_RATE`, sending over a blocking `ureq` transport with
+//! rustls (no OpenSSL); without it this crate enables no transport: pick one
+//! (`reqwest`, `ureq`, `curl`) in your own `sentry` dependency.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +35,10 @@ use crate::{Error, Sink};
 pub struct SentrySink {
     hub: Arc<sentry::Hub>,
     flush_timeout: Duration,
+    /// `SENTRY_ENVIRONMENT`: wins over the resource's environment.
+    environment: Option<String>,
+    /// `SENTRY_RELEASE`: wins over the resource's service version.
+    release: Option<String>,
     /// Reports handed to the sentry transport since its last confirmed
     /// flush: the transport drops envelopes silently when its own queue is
     /// full, so a failed flush says how many may be lost.
@@ -44,8 +51,76 @@ impl SentrySink {
         Self {
             hub,
             flush_timeout: Duration::from_secs(5),
+            environment: None,
+            release: None,
             unconfirmed: 0,
         }
+    }
+
+    /// A sink configured from the environment, the way Sentry's own SDKs
+    /// read it: `None` when `SENTRY_DSN` is unset or empty.
+    ///
+    /// - `SENTRY_DSN`: where events go (a malformed DSN is a typed error;
+    ///   the error never repeats the DSN's key);
+    /// - `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE`: override the environment
+    ///   and release taken from the resource;
+    /// - `SENTRY_SAMPLE_RATE`: the share of error events sent, `0.0`–`1.0`
+    ///   (default `1.0`).
+    ///
+    /// The sink owns its own client and hub (nothing global is touched, no
+    /// Sentry integration or panic handler is installed: obs's reporter
+    /// captures panics itself), sending through a blocking transport on
+    /// the sentry crate's own thread.
+    ///
+    /// ```
+    /// use obs_errors::sentry::SentrySink;
+    /// assert!(SentrySink::from_lookup(|_| None)?.is_none());
+    /// let sink = SentrySink::from_lookup(|k| match k {
+    ///     "SENTRY_DSN" => Some("https://public@sentry.example.com/42".into()),
+    ///     "SENTRY_SAMPLE_RATE" => Some("0.5".into()),
+    ///     _ => None,
+    /// })?;
+    /// assert!(sink.is_some());
+    /// let bad = SentrySink::from_lookup(|k| (k == "SENTRY_SAMPLE_RATE").then(|| "2".into()));
+    /// assert!(bad.is_err());
+    /// # Ok::<(), obs_errors::Error>(())
+    /// ```
+    #[cfg(feature = "sentry-transport")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentry-transport")))]
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, Error> {
+        Ok(Self::from_settings(&SentrySettings::from_lookup(lookup)?))
+    }
+
+    /// A sink built from settings read earlier (see [`SentrySettings`]);
+    /// `None` when they hold no DSN.
+    #[cfg(feature = "sentry-transport")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentry-transport")))]
+    pub fn from_settings(settings: &SentrySettings) -> Option<Self> {
+        let dsn = settings.dsn.clone()?;
+        let mut options = sentry::ClientOptions::new().sample_rate(settings.sample_rate);
+        options.dsn = Some(dsn);
+        options.environment = settings.environment.clone().map(Into::into);
+        options.release = settings.release.clone().map(Into::into);
+        // Reports carry obs's own stack traces and breadcrumbs; the client
+        // adds nothing of its own.
+        options.default_integrations = false;
+        options.transport = Some(Arc::new(sentry::transports::DefaultTransportFactory));
+        let client = sentry::Client::from(options);
+        let hub = Arc::new(sentry::Hub::new(
+            Some(Arc::new(client)),
+            Arc::new(sentry::Scope::default()),
+        ));
+        let mut sink = Self::new(hub);
+        sink.environment = settings.environment.clone();
+        sink.release = settings.release.clone();
+        Some(sink)
+    }
+
+    /// [`from_lookup`](Self::from_lookup) on the process environment.
+    #[cfg(feature = "sentry-transport")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentry-transport")))]
+    pub fn from_env() -> Result<Option<Self>, Error> {
+        Self::from_lookup(|k| std::env::var(k).ok())
     }
 
     /// A sink sending through the process's main hub (the one `sentry::init` configures).
@@ -74,7 +149,14 @@ impl Sink for SentrySink {
         }
         // The transport queues the envelope and returns: a slow or hung
         // Sentry endpoint never holds the delivery thread here.
-        self.hub.capture_event(to_event(report));
+        let mut event = to_event(report);
+        if let Some(e) = &self.environment {
+            event.environment = Some(e.clone().into());
+        }
+        if let Some(r) = &self.release {
+            event.release = Some(r.clone().into());
+        }
+        self.hub.capture_event(event);
         self.unconfirmed += 1;
         Ok(())
     }
@@ -93,6 +175,105 @@ impl Sink for SentrySink {
                 Ok(())
             }
         }
+    }
+}
+
+/// `SENTRY_DSN`: where the sink sends events.
+pub const ENV_DSN: &str = "SENTRY_DSN";
+/// `SENTRY_ENVIRONMENT`: the environment tag of every event.
+pub const ENV_ENVIRONMENT: &str = "SENTRY_ENVIRONMENT";
+/// `SENTRY_RELEASE`: the release of every event.
+pub const ENV_RELEASE: &str = "SENTRY_RELEASE";
+/// `SENTRY_SAMPLE_RATE`: the share of error events sent, `0.0`–`1.0`.
+pub const ENV_SAMPLE_RATE: &str = "SENTRY_SAMPLE_RATE";
+
+/// The Sentry settings read from the environment: validated when read,
+/// turned into a client only by [`SentrySink::from_settings`]. Its `Debug`
+/// output never shows the DSN's key.
+#[cfg(feature = "sentry-transport")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sentry-transport")))]
+#[derive(Clone)]
+pub struct SentrySettings {
+    dsn: Option<sentry::types::Dsn>,
+    environment: Option<String>,
+    release: Option<String>,
+    sample_rate: f32,
+}
+
+/// No DSN (nothing is sent), every event sampled.
+#[cfg(feature = "sentry-transport")]
+impl Default for SentrySettings {
+    fn default() -> Self {
+        Self {
+            dsn: None,
+            environment: None,
+            release: None,
+            sample_rate: 1.0,
+        }
+    }
+}
+
+#[cfg(feature = "sentry-transport")]
+impl std::fmt::Debug for SentrySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentrySettings")
+            .field("dsn_host", &self.dsn.as_ref().map(|d| d.host().to_owned()))
+            .field("environment", &self.environment)
+            .field("release", &self.release)
+            .field("sample_rate", &self.sample_rate)
+            .finish()
+    }
+}
+
+#[cfg(feature = "sentry-transport")]
+impl SentrySettings {
+    /// Reads `SENTRY_DSN`, `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE` and
+    /// `SENTRY_SAMPLE_RATE` through `lookup`; a bad value is a typed error
+    /// naming the variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let bad = |var: &str, value: &str, reason: &str| Error::Env {
+            var: var.to_owned(),
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let non_empty = |k: &str| {
+            lookup(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let dsn = match non_empty(ENV_DSN) {
+            None => None,
+            // The DSN's public key is a credential: the error names the
+            // variable and the reason, never the value.
+            Some(v) => Some(
+                v.parse::<sentry::types::Dsn>()
+                    .map_err(|e| bad(ENV_DSN, "<redacted>", &format!("not a Sentry DSN ({e})")))?,
+            ),
+        };
+        let sample_rate = match non_empty(ENV_SAMPLE_RATE) {
+            None => 1.0,
+            Some(v) => match v.parse::<f32>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => r,
+                _ => {
+                    return Err(bad(
+                        ENV_SAMPLE_RATE,
+                        &v,
+                        "expected a number from 0.0 to 1.0",
+                    ));
+                }
+            },
+        };
+        Ok(Self {
+            dsn,
+            environment: non_empty(ENV_ENVIRONMENT),
+            release: non_empty(ENV_RELEASE),
+            sample_rate,
+        })
+    }
+
+    /// Whether a DSN is set (the sink sends nowhere without one).
+    pub fn is_enabled(&self) -> bool {
+        self.dsn.is_some()
     }
 }
 

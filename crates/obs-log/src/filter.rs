@@ -1,17 +1,26 @@
 //! The runtime-reloadable filter.
 //!
-//! The directive is parsed into a `tracing-subscriber` [`Targets`] kept in an
-//! [`ArcSwap`]: readers never take a lock, and because the layer turns the
-//! filter into per-callsite `Interest`s (rebuilt on every change), a disabled
-//! event costs what a static level filter costs.
+//! A `target=level` directive is parsed into a `tracing-subscriber`
+//! [`Targets`] kept in an [`ArcSwap`]: readers never take a lock, and because
+//! the layer turns the filter into per-callsite `Interest`s (rebuilt on every
+//! change), a disabled event costs what a static level filter costs.
+//!
+//! A directive in `EnvFilter`'s fuller syntax — span filters
+//! (`my_app[request]=debug`), field filters (`[{user=alice}]=trace`) — is
+//! handed to an `EnvFilter` instead (feature `env-filter`), which sees the
+//! layer's spans to decide; reloading works the same way.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use tracing_core::dispatcher::WeakDispatch;
-use tracing_core::{Dispatch, Level, LevelFilter, Metadata};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::subscriber::Interest;
+use tracing_core::{Dispatch, Level, LevelFilter, Metadata, Subscriber};
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::Error;
 
@@ -19,8 +28,20 @@ use crate::Error;
 /// bytes, and parsing is linear in the number of parts.
 pub const MAX_DIRECTIVE_LEN: usize = 4096;
 
-/// Parses a directive in `tracing-subscriber` `Targets` syntax.
-pub(crate) fn parse_directive(directive: &str) -> Result<Targets, Error> {
+/// A parsed directive.
+#[derive(Debug)]
+pub(crate) enum Compiled {
+    /// `target=level` pairs: decided per callsite, cached.
+    Targets(Targets),
+    /// Span and field filters: decided by `EnvFilter`, which tracks the
+    /// spans each thread is in.
+    #[cfg(feature = "env-filter")]
+    Env(Box<tracing_subscriber::EnvFilter>),
+}
+
+/// Parses a directive: `Targets` syntax, or `EnvFilter` syntax when it has
+/// span or field filters.
+pub(crate) fn parse_directive(directive: &str) -> Result<Compiled, Error> {
     let d = directive.trim();
     let err = |reason: &str| Error::Directive {
         directive: obs_core::error::preview(directive.as_bytes()),
@@ -37,8 +58,14 @@ pub(crate) fn parse_directive(directive: &str) -> Result<Targets, Error> {
     }
     let part_preview = |p: &str| obs_core::error::preview(p.as_bytes());
     if d.contains('[') || d.contains('{') {
+        #[cfg(feature = "env-filter")]
+        return tracing_subscriber::EnvFilter::builder()
+            .parse(d)
+            .map(|f| Compiled::Env(Box::new(f)))
+            .map_err(|e| err(&e.to_string()));
+        #[cfg(not(feature = "env-filter"))]
         return Err(err(
-            "span and field filters are not supported; use `target=level` pairs",
+            "span and field filters need obs-log's `env-filter` feature; use `target=level` pairs",
         ));
     }
     for part in d.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -63,7 +90,9 @@ pub(crate) fn parse_directive(directive: &str) -> Result<Targets, Error> {
             )));
         }
     }
-    d.parse::<Targets>().map_err(|e| err(&e.to_string()))
+    d.parse::<Targets>()
+        .map(Compiled::Targets)
+        .map_err(|e| err(&e.to_string()))
 }
 
 /// Audit lines (target `obs::audit`, WARN or ERROR) are never filtered out:
@@ -79,7 +108,11 @@ fn is_target(s: &str) -> bool {
 }
 
 pub(crate) struct FilterState {
-    targets: ArcSwap<Targets>,
+    targets: ArcSwap<Compiled>,
+    /// Every span callsite seen, so that a directive with span filters
+    /// loaded at runtime learns the spans it matches (a per-layer filter's
+    /// interests are never rebuilt). Bounded by the program's callsites.
+    span_callsites: Mutex<Vec<&'static Metadata<'static>>>,
     directive: ArcSwap<String>,
     /// Set when the directive runs as a per-layer filter, whose interests
     /// never change (see `LogFilter::callsite_enabled`).
@@ -94,6 +127,7 @@ impl FilterState {
         let t = parse_directive(directive)?;
         Ok(Self {
             targets: ArcSwap::from_pointee(t),
+            span_callsites: Mutex::new(Vec::new()),
             directive: ArcSwap::from_pointee(directive.trim().to_owned()),
             per_layer,
             dispatch: Mutex::new(None),
@@ -136,23 +170,158 @@ impl FilterState {
         }
     }
 
+    /// Whether `meta` passes; `ctx` is what an `EnvFilter` directive reads
+    /// the current spans from.
     #[inline]
-    pub(crate) fn enabled(&self, meta: &Metadata<'_>) -> bool {
-        self.would_enable(meta.target(), meta.level())
+    pub(crate) fn enabled<S>(&self, meta: &Metadata<'_>, ctx: &Context<'_, S>) -> bool
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if is_audit(meta.target(), meta.level()) {
+            return true;
+        }
+        match &**self.targets.load() {
+            Compiled::Targets(t) => t.would_enable(meta.target(), meta.level()),
+            #[cfg(feature = "env-filter")]
+            Compiled::Env(f) => {
+                <tracing_subscriber::EnvFilter as Layer<S>>::enabled(f, meta, ctx.clone())
+            }
+        }
     }
 
+    /// The cached interest of a callsite, for the layer used as a global
+    /// filter.
+    pub(crate) fn interest<S>(&self, meta: &'static Metadata<'static>) -> Interest
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if meta.is_span() {
+            let mut seen = self
+                .span_callsites
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !seen.iter().any(|m| m.callsite() == meta.callsite()) {
+                seen.push(meta);
+            }
+        }
+        if is_audit(meta.target(), meta.level()) {
+            return Interest::always();
+        }
+        match &**self.targets.load() {
+            Compiled::Targets(t) if t.would_enable(meta.target(), meta.level()) => {
+                Interest::always()
+            }
+            Compiled::Targets(_) => Interest::never(),
+            #[cfg(feature = "env-filter")]
+            Compiled::Env(f) => {
+                <tracing_subscriber::EnvFilter as Layer<S>>::register_callsite(f, meta)
+            }
+        }
+    }
+
+    /// Shows a new span to an `EnvFilter` directive, which tracks the spans
+    /// its span and field filters match; a no-op for `target=level`.
+    #[inline]
+    pub(crate) fn on_new_span<S>(&self, attrs: &Attributes<'_>, id: &Id, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        #[cfg(feature = "env-filter")]
+        if let Compiled::Env(f) = &**self.targets.load() {
+            f.on_new_span(attrs, id, ctx.clone());
+        }
+        #[cfg(not(feature = "env-filter"))]
+        let _ = (attrs, id, ctx);
+    }
+
+    /// See [`on_new_span`](Self::on_new_span).
+    #[inline]
+    pub(crate) fn on_record<S>(&self, id: &Id, values: &Record<'_>, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        #[cfg(feature = "env-filter")]
+        if let Compiled::Env(f) = &**self.targets.load() {
+            f.on_record(id, values, ctx.clone());
+        }
+        #[cfg(not(feature = "env-filter"))]
+        let _ = (id, values, ctx);
+    }
+
+    /// See [`on_new_span`](Self::on_new_span).
+    #[inline]
+    pub(crate) fn on_enter<S>(&self, id: &Id, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        #[cfg(feature = "env-filter")]
+        if let Compiled::Env(f) = &**self.targets.load() {
+            f.on_enter(id, ctx.clone());
+        }
+        #[cfg(not(feature = "env-filter"))]
+        let _ = (id, ctx);
+    }
+
+    /// See [`on_new_span`](Self::on_new_span).
+    #[inline]
+    pub(crate) fn on_exit<S>(&self, id: &Id, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        #[cfg(feature = "env-filter")]
+        if let Compiled::Env(f) = &**self.targets.load() {
+            f.on_exit(id, ctx.clone());
+        }
+        #[cfg(not(feature = "env-filter"))]
+        let _ = (id, ctx);
+    }
+
+    /// See [`on_new_span`](Self::on_new_span).
+    #[inline]
+    pub(crate) fn on_close<S>(&self, id: &Id, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        #[cfg(feature = "env-filter")]
+        if let Compiled::Env(f) = &**self.targets.load() {
+            f.on_close(id.clone(), ctx.clone());
+        }
+        #[cfg(not(feature = "env-filter"))]
+        let _ = (id, ctx);
+    }
+
+    /// Whether an event of `target` at `level` passes. For an `EnvFilter`
+    /// directive, whose answer depends on the spans an event is in, this is
+    /// its most verbose level anywhere.
     #[inline]
     pub(crate) fn would_enable(&self, target: &str, level: &Level) -> bool {
-        is_audit(target, level) || self.targets.load().would_enable(target, level)
+        if is_audit(target, level) {
+            return true;
+        }
+        match &**self.targets.load() {
+            Compiled::Targets(t) => t.would_enable(target, level),
+            #[cfg(feature = "env-filter")]
+            Compiled::Env(f) => {
+                tracing_subscriber::EnvFilter::max_level_hint(f).is_none_or(|max| max >= *level)
+            }
+        }
     }
 
     /// At least WARN: audit lines pass whatever the directive says.
     pub(crate) fn max_level(&self) -> LevelFilter {
-        let t = self.targets.load();
-        let mut max = t.default_level().unwrap_or(LevelFilter::OFF);
-        for (_, l) in t.iter() {
-            max = max.max(l);
-        }
+        let max = match &**self.targets.load() {
+            Compiled::Targets(t) => {
+                let mut max = t.default_level().unwrap_or(LevelFilter::OFF);
+                for (_, l) in t.iter() {
+                    max = max.max(l);
+                }
+                max
+            }
+            #[cfg(feature = "env-filter")]
+            Compiled::Env(f) => {
+                tracing_subscriber::EnvFilter::max_level_hint(f).unwrap_or(LevelFilter::TRACE)
+            }
+        };
         max.max(LevelFilter::WARN)
     }
 }
@@ -199,6 +368,19 @@ impl ReloadHandle {
     /// Replaces the directive. On error the old directive stays in force.
     pub fn set(&self, directive: &str) -> Result<(), Error> {
         let t = parse_directive(directive)?;
+        // A directive with span filters learns the spans it matches from
+        // their callsites; show it every span callsite seen so far.
+        #[cfg(feature = "env-filter")]
+        if let Compiled::Env(f) = &t {
+            let seen = self
+                .state
+                .span_callsites
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for meta in seen.iter() {
+                let _ = <tracing_subscriber::EnvFilter as Layer<tracing_subscriber::Registry>>::register_callsite(f, meta);
+            }
+        }
         self.state.targets.store(Arc::new(t));
         self.state
             .directive
@@ -251,16 +433,40 @@ impl fmt::Debug for LogFilter {
 /// fields and ids. DEBUG and TRACE spans (libraries such as hyper and h2
 /// open many) pass only when the directive enables them. The directive
 /// decides which *events* become lines.
-impl<S> tracing_subscriber::layer::Filter<S> for LogFilter {
-    fn enabled(&self, meta: &Metadata<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
-        (meta.is_span() && *meta.level() <= Level::INFO) || self.state.enabled(meta)
+impl<S> tracing_subscriber::layer::Filter<S> for LogFilter
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn enabled(&self, meta: &Metadata<'_>, ctx: &Context<'_, S>) -> bool {
+        (meta.is_span() && *meta.level() <= Level::INFO) || self.state.enabled(meta, ctx)
     }
 
-    fn callsite_enabled(
-        &self,
-        meta: &'static Metadata<'static>,
-    ) -> tracing_core::subscriber::Interest {
-        use tracing_core::subscriber::Interest;
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        self.state.on_new_span(attrs, id, &ctx);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        self.state.on_record(id, values, &ctx);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        self.state.on_enter(id, &ctx);
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        self.state.on_exit(id, &ctx);
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        self.state.on_close(&id, &ctx);
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        // Every span callsite is shown to the directive (span filters learn
+        // the spans they match from it), whatever the answer below.
+        if meta.is_span() {
+            let _ = self.state.interest::<S>(meta);
+        }
         if meta.is_span() && *meta.level() <= Level::INFO {
             Interest::always()
         } else {
@@ -295,15 +501,7 @@ mod tests {
         ] {
             parse_directive(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        for bad in [
-            "",
-            "  ",
-            "a=loud",
-            "=info",
-            "a[span]=info",
-            "a=b=c",
-            "in fo",
-        ] {
+        for bad in ["", "  ", "a=loud", "=info", "a=b=c", "in fo"] {
             let e = parse_directive(bad).unwrap_err();
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }
@@ -311,5 +509,19 @@ mod tests {
         assert_eq!(f.max_level(), LevelFilter::TRACE);
         assert!(f.would_enable("a::x", &Level::TRACE));
         assert!(!f.would_enable("b", &Level::INFO));
+        #[cfg(feature = "env-filter")]
+        {
+            for ok in [
+                "a[span]=info",
+                "warn,my_app[request{user=alice}]=trace",
+                "[{id}]=debug",
+            ] {
+                parse_directive(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            }
+            let e = parse_directive("a[span=info").unwrap_err();
+            assert!(e.to_string().contains("a[span=info"), "{e}");
+        }
+        #[cfg(not(feature = "env-filter"))]
+        assert!(parse_directive("a[span]=info").is_err());
     }
 }

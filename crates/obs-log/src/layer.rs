@@ -1666,16 +1666,36 @@ where
             self.inner.register(meta);
             return Interest::sometimes();
         }
-        if filter.enabled(meta) {
+        let interest = filter.interest::<S>(meta);
+        if !interest.is_never() {
             self.inner.register(meta);
-            Interest::always()
-        } else {
-            Interest::never()
+        }
+        interest
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        self.inner
+            .filter
+            .as_ref()
+            .is_none_or(|f| f.enabled(meta, &ctx))
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if let Some(f) = &self.inner.filter {
+            f.on_enter(id, &ctx);
         }
     }
 
-    fn enabled(&self, meta: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
-        self.inner.filter.as_ref().is_none_or(|f| f.enabled(meta))
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        if let Some(f) = &self.inner.filter {
+            f.on_exit(id, &ctx);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if let Some(f) = &self.inner.filter {
+            f.on_close(&id, &ctx);
+        }
     }
 
     fn on_register_dispatch(&self, dispatch: &tracing_core::Dispatch) {
@@ -1690,6 +1710,9 @@ where
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if let Some(f) = &self.inner.filter {
+            f.on_new_span(attrs, id, &ctx);
+        }
         let Some(span) = ctx.span(id) else { return };
         let mut sf = self
             .inner
@@ -1721,6 +1744,9 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(f) = &self.inner.filter {
+            f.on_record(id, values, &ctx);
+        }
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
         match ext.get_mut::<SpanFields>() {

@@ -282,7 +282,7 @@ fn config_errors_name_the_variable_and_value() {
         ("debug", Format::Compact, Schema::Datadog)
     );
     assert!(matches!(
-        obs_log::layer(Config::new().filter("a[b]=info")),
+        obs_log::layer(Config::new().filter("a[b=info")),
         Err(Error::Directive { .. })
     ));
 }
@@ -435,5 +435,66 @@ fn a_field_recorded_many_times_keeps_its_last_value_only() {
             assert_eq!(v["late"], "added");
             assert_eq!(line.matches("\"n\":").count(), 1, "{line}");
         }
+    }
+}
+
+/// `EnvFilter` syntax (span and field filters) works as a global filter and
+/// as a per-layer filter, from the start and after a reload.
+#[cfg(feature = "env-filter")]
+#[test]
+fn env_filter_span_and_field_directives() {
+    for per_layer in [false, true] {
+        let buf = SharedBuf::default();
+        let (layer, handles) = obs_log::layer(
+            Config::new()
+                .filter("warn,app[request{user=alice}]=debug")
+                .per_layer_filter(per_layer)
+                .writer(buf.clone()),
+        )
+        .unwrap();
+        let dispatch = if per_layer {
+            let filter = handles.reload.filter();
+            obs_testing::subscriber::dispatch(
+                tracing_subscriber::registry().with(layer.with_filter(filter)),
+            )
+        } else {
+            obs_testing::subscriber::dispatch(tracing_subscriber::registry().with(layer))
+        };
+        let emit = |tag: &str| {
+            tracing::dispatcher::with_default(&dispatch, || {
+                for user in ["alice", "bob"] {
+                    let span = tracing::info_span!(target: "app", "request", user);
+                    let _g = span.enter();
+                    tracing::debug!(target: "app", "{tag} debug for {user}");
+                }
+                tracing::debug!(target: "app", "{tag} debug outside");
+                tracing::warn!(target: "app", "{tag} warn outside");
+            })
+        };
+        emit("first");
+        // From `target=level` to span syntax and back, at runtime.
+        handles.reload.set("app=info").unwrap();
+        emit("plain");
+        handles
+            .reload
+            .set("error,app[request{user=bob}]=debug")
+            .unwrap();
+        emit("second");
+        handles.guard.flush(Duration::from_secs(5));
+        let msgs: Vec<_> = buf
+            .json_lines()
+            .iter()
+            .map(|v| v["message"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            msgs,
+            [
+                "first debug for alice",
+                "first warn outside",
+                "plain warn outside",
+                "second debug for bob",
+            ],
+            "per_layer={per_layer}"
+        );
     }
 }

@@ -63,6 +63,10 @@ pub struct Config {
     pub(crate) errors: obs_errors::Config,
     #[cfg(feature = "errors")]
     pub(crate) error_sinks: Vec<Box<dyn obs_errors::Sink>>,
+    #[cfg(feature = "errors")]
+    pub(crate) error_log_lines: bool,
+    #[cfg(feature = "sentry")]
+    pub(crate) sentry: obs_errors::sentry::SentrySettings,
     #[cfg(feature = "metrics")]
     pub(crate) cardinality_limit: usize,
     #[cfg(feature = "health")]
@@ -86,7 +90,11 @@ impl fmt::Debug for Config {
         #[cfg(feature = "correlate")]
         d.field("correlate", &self.correlate);
         #[cfg(feature = "errors")]
-        d.field("errors", &self.errors);
+        d.field("errors", &self.errors)
+            .field("error_sinks", &self.error_sinks.len())
+            .field("error_log_lines", &self.error_log_lines);
+        #[cfg(feature = "sentry")]
+        d.field("sentry", &self.sentry);
         #[cfg(feature = "metrics")]
         d.field("cardinality_limit", &self.cardinality_limit);
         #[cfg(feature = "health")]
@@ -155,6 +163,10 @@ impl Config {
             errors: obs_errors::Config::from_lookup(&lookup)?,
             #[cfg(feature = "errors")]
             error_sinks: Vec::new(),
+            #[cfg(feature = "errors")]
+            error_log_lines: true,
+            #[cfg(feature = "sentry")]
+            sentry: obs_errors::sentry::SentrySettings::from_lookup(&lookup)?,
             #[cfg(feature = "metrics")]
             cardinality_limit: parse_var(&lookup, ENV_CARDINALITY_LIMIT)?
                 .unwrap_or(obs_metrics::DEFAULT_CARDINALITY_LIMIT),
@@ -303,6 +315,29 @@ impl Config {
         self
     }
 
+    /// Whether every error report is also written as one `ERROR` log line
+    /// (target `obs_errors::report`, with the fingerprint, count, stack,
+    /// trace id and correlation id). On by default; turn it off only when
+    /// another sink is the record of errors.
+    #[cfg(feature = "errors")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "errors")))]
+    pub fn error_log_lines(mut self, on: bool) -> Self {
+        self.error_log_lines = on;
+        self
+    }
+
+    /// The Sentry settings in force: read from `SENTRY_DSN`,
+    /// `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE` and `SENTRY_SAMPLE_RATE` by
+    /// [`from_env`](Self::from_env); replace them here (for example from a
+    /// config file). `init` sends error reports to Sentry when they hold a
+    /// DSN.
+    #[cfg(feature = "sentry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
+    pub fn sentry(mut self, settings: obs_errors::sentry::SentrySettings) -> Self {
+        self.sentry = settings;
+        self
+    }
+
     /// Label sets kept per metric before new ones go to the overflow series.
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -359,6 +394,10 @@ fn unreachable_defaults() -> Config {
         errors: obs_errors::Config::default(),
         #[cfg(feature = "errors")]
         error_sinks: Vec::new(),
+        #[cfg(feature = "errors")]
+        error_log_lines: true,
+        #[cfg(feature = "sentry")]
+        sentry: obs_errors::sentry::SentrySettings::default(),
         #[cfg(feature = "metrics")]
         cardinality_limit: obs_metrics::DEFAULT_CARDINALITY_LIMIT,
         #[cfg(feature = "health")]

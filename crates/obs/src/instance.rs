@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use obs_core::{Resource, Secret};
 use tracing_subscriber::Registry;
-use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::layer::{Layer, Layered, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::{Config, Error};
 
-/// The layers `init` composed, boxed so that any set of features gives one type.
-pub(crate) type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync + 'static>;
+/// A pillar's layer, boxed so that any set of features gives one type.
+type Boxed<S> = Box<dyn Layer<S> + Send + Sync + 'static>;
 
 static GLOBAL: OnceLock<Obs> = OnceLock::new();
 
@@ -28,7 +29,7 @@ pub(crate) struct Inner {
     pub(crate) resource: Resource,
     pub(crate) redactor: obs_core::Redactor,
     pub(crate) admin_token: Option<Secret<String>>,
-    layers: Mutex<Option<Vec<BoxedLayer>>>,
+    layers: Mutex<Option<Vec<Boxed<Registry>>>>,
     #[cfg(feature = "log")]
     pub(crate) log_reload: obs_log::ReloadHandle,
     #[cfg(feature = "log")]
@@ -81,12 +82,19 @@ impl fmt::Debug for Obs {
 }
 
 /// Sets up every enabled pillar from `config` in one call: the JSON log
-/// layer, the tracer and its layer, error capture with the panic hook, the
+/// layer, the tracer and its layer, error capture (reports written as
+/// `ERROR` lines, sent to Sentry when `SENTRY_DSN` is set with the `sentry`
+/// feature, and to every sink added with [`Config::error_sink`]), the
 /// metrics registry with the process collector and the pillars' own
-/// self-metrics, and the health registry. With
-/// [`Config::install_global`] (the default) it installs the global `tracing`
-/// subscriber and the panic hooks; otherwise take the layers with
-/// [`Obs::take_layers`] and compose them yourself.
+/// self-metrics, and the health registry.
+///
+/// With [`Config::install_global`] (the default) it installs the global
+/// `tracing` subscriber, the panic hooks, the global error reporter (so
+/// [`errors::capture_error`](crate::errors::capture_error) works anywhere)
+/// and, with `log-bridge`, the `log` crate bridge; it fails with
+/// [`Error::SubscriberAlreadySet`] when a global subscriber exists. To add
+/// your own layers use [`builder`]; to compose the subscriber entirely
+/// yourself use [`layers`].
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -104,9 +112,128 @@ impl fmt::Debug for Obs {
 /// # }
 /// ```
 pub fn init(config: Config) -> Result<Obs, Error> {
+    if config.install_global {
+        builder(config).try_init()
+    } else {
+        let (obs, layers) = build::<Registry>(config)?;
+        *lock(&obs.inner.layers) = Some(layers);
+        Ok(obs)
+    }
+}
+
+/// Starts an [`init`] that composes obs's layers with your own: add layers
+/// with [`Builder::with`] (tokio-console, a second fmt layer, a library's
+/// layer), then [`Builder::try_init`].
+///
+/// ```
+/// use tracing_subscriber::Layer as _;
+/// # fn main() -> Result<(), obs::Error> {
+/// let mine = tracing_subscriber::filter::LevelFilter::INFO.and_then(
+///     tracing_subscriber::layer::Identity::new(),
+/// );
+/// let builder = obs::builder(
+///     obs::Config::from_lookup(|_| None)?.log(|l| l.writer(std::io::sink())),
+/// )
+/// .with(mine);
+/// # let _ = builder; // `builder.try_init()?` installs it process-wide
+/// # Ok(())
+/// # }
+/// ```
+pub fn builder(config: Config) -> Builder<Registry> {
+    Builder {
+        config,
+        subscriber: tracing_subscriber::registry(),
+    }
+}
+
+/// Every enabled pillar's layer for a subscriber you build yourself, with
+/// the [`Obs`] handle. With [`Config::install_global`] (the default) the
+/// process-wide parts are installed as [`init`] installs them (panic hooks,
+/// the global error reporter, the `log` bridge, [`Obs::global`]); the
+/// subscriber is yours to install.
+///
+/// ```
+/// use tracing_subscriber::layer::SubscriberExt;
+/// # fn main() -> Result<(), obs::Error> {
+/// let (obs, layers) = obs::layers(
+///     obs::Config::from_lookup(|_| None)?
+///         .log(|l| l.writer(std::io::sink()))
+///         .install_global(false),
+/// )?;
+/// let subscriber = tracing_subscriber::registry()
+///     .with(tracing_subscriber::layer::Identity::new())
+///     .with(layers);
+/// tracing::subscriber::with_default(subscriber, || tracing::info!("composed"));
+/// # let _ = obs;
+/// # Ok(())
+/// # }
+/// ```
+pub fn layers<S>(config: Config) -> Result<(Obs, impl Layer<S> + Send + Sync + 'static), Error>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
+{
+    let global = config.install_global;
+    let (obs, layers) = build::<S>(config)?;
+    if global {
+        install_process_wide(&obs)?;
+    }
+    Ok((obs, layers))
+}
+
+/// An [`init`] in the making, holding the layers added so far; see
+/// [`builder`].
+#[must_use = "call try_init to install the subscriber"]
+pub struct Builder<S> {
+    config: Config,
+    subscriber: S,
+}
+
+impl<S> fmt::Debug for Builder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Builder<S>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
+{
+    /// Adds a layer of your own under obs's layers.
+    pub fn with<L>(self, layer: L) -> Builder<Layered<L, S>>
+    where
+        L: Layer<S> + Send + Sync + 'static,
+    {
+        Builder {
+            config: self.config,
+            subscriber: self.subscriber.with(layer),
+        }
+    }
+
+    /// Builds every pillar, installs the composed subscriber as the global
+    /// default, and the process-wide parts [`init`] installs. Fails, with
+    /// nothing installed, when a global subscriber is already set
+    /// ([`Error::SubscriberAlreadySet`]), like tracing-subscriber's
+    /// `try_init`.
+    pub fn try_init(self) -> Result<Obs, Error> {
+        let (obs, layers) = build::<S>(self.config)?;
+        let subscriber = self.subscriber.with(layers);
+        tracing::subscriber::set_global_default(subscriber)
+            .map_err(|_| Error::SubscriberAlreadySet)?;
+        install_process_wide(&obs)?;
+        Ok(obs)
+    }
+}
+
+/// The layers of every enabled pillar, for any registry-based subscriber.
+fn build<S>(config: Config) -> Result<(Obs, Vec<Boxed<S>>), Error>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
+{
     let resource = config.resource.clone();
     #[allow(unused_mut, reason = "each enabled pillar pushes its layer")]
-    let mut layers: Vec<BoxedLayer> = Vec::new();
+    let mut layers: Vec<Boxed<S>> = Vec::new();
 
     #[cfg(feature = "metrics")]
     let registry = {
@@ -137,6 +264,15 @@ pub fn init(config: Config) -> Result<Obs, Error> {
                 .with_resource(resource.clone())
                 .redactor(config.redactor.clone()),
         );
+        // Every report is one ERROR line (with the trace and correlation
+        // ids): the record of errors that needs no other service.
+        if config.error_log_lines {
+            builder = builder.sink(obs_errors::LogSink::new());
+        }
+        #[cfg(feature = "sentry")]
+        if let Some(sentry) = obs_errors::sentry::SentrySink::from_settings(&config.sentry) {
+            builder = builder.sink(sentry);
+        }
         for sink in config.error_sinks {
             builder = builder.boxed_sink(sink);
         }
@@ -227,16 +363,19 @@ pub fn init(config: Config) -> Result<Obs, Error> {
         *lock(&obs.inner.poller) = Some(poller);
     }
 
-    if config.install_global {
-        let subscriber = tracing_subscriber::registry().with(layers);
-        tracing::subscriber::set_global_default(subscriber)
-            .map_err(|_| Error::SubscriberAlreadySet)?;
-        install_panic_hooks(&obs);
-        let _ = GLOBAL.set(obs.clone());
-    } else {
-        *lock(&obs.inner.layers) = Some(layers);
-    }
-    Ok(obs)
+    Ok((obs, layers))
+}
+
+/// What [`init`] installs beside the subscriber: the panic hooks, the global
+/// error reporter, the `log` bridge and [`Obs::global`].
+fn install_process_wide(obs: &Obs) -> Result<(), Error> {
+    install_panic_hooks(obs);
+    #[cfg(feature = "errors")]
+    obs.inner.reporter.install_global();
+    #[cfg(feature = "log-bridge")]
+    obs_log::init_log_bridge()?;
+    let _ = GLOBAL.set(obs.clone());
+    Ok(())
 }
 
 /// What the error layer needs: INFO and above spans (breadcrumb rings live

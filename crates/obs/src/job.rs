@@ -60,7 +60,81 @@ pub struct Job {
     retry_when: Option<RetryWhen>,
 }
 
-type RetryWhen = std::sync::Arc<dyn Fn(&(dyn std::error::Error + 'static)) -> bool + Send + Sync>;
+type RetryWhen = std::sync::Arc<dyn Fn(&JobError<'_>) -> bool + Send + Sync>;
+
+/// The error a job or batch failed with, as [`Job::retry_when`] sees it:
+/// any `Display + Debug` value (`anyhow::Error`, `Box<dyn Error + Send +
+/// Sync>`, your own error type).
+pub struct JobError<'a> {
+    value: &'a (dyn std::any::Any + 'static),
+    display: &'a dyn std::fmt::Display,
+    source: Option<&'a (dyn std::error::Error + 'static)>,
+}
+
+impl<'a> JobError<'a> {
+    pub(crate) fn new<E: std::fmt::Display + std::fmt::Debug + 'static>(err: &'a E) -> Self {
+        Self {
+            value: err,
+            display: err,
+            source: dyn_error(err),
+        }
+    }
+
+    /// The error's message (its `Display` text).
+    pub fn message(&self) -> String {
+        self.display.to_string()
+    }
+
+    /// The error as its own type, when it is a `T`.
+    pub fn downcast_ref<T: 'static>(&self) -> Option<&'a T> {
+        self.value.downcast_ref::<T>()
+    }
+
+    /// The error as a `dyn Error`, when it is one of the common containers
+    /// (`anyhow::Error` with the `anyhow` feature, a boxed or `Arc`'d
+    /// `dyn Error`, `std::io::Error`): for walking `source()` or
+    /// downcasting the error inside.
+    pub fn as_error(&self) -> Option<&'a (dyn std::error::Error + 'static)> {
+        self.source
+    }
+
+    /// The messages of the chain, outermost first: the error's own message,
+    /// then each `source()` where the error exposes one.
+    pub fn chain(&self) -> Vec<String> {
+        let mut out = vec![self.message()];
+        let mut next = self.source.and_then(|e| e.source());
+        while let Some(e) = next {
+            if out.len() >= MAX_CHAIN {
+                break;
+            }
+            out.push(e.to_string());
+            next = e.source();
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for JobError<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobError")
+            .field("message", &self.message())
+            .finish_non_exhaustive()
+    }
+}
+
+/// At most this many chain entries are written on a line.
+const MAX_CHAIN: usize = 16;
+
+/// The `dyn Error` inside the common error containers, `anyhow::Error`
+/// included with the `anyhow` feature.
+fn dyn_error<E: 'static>(err: &E) -> Option<&(dyn std::error::Error + 'static)> {
+    #[cfg(feature = "anyhow")]
+    if let Some(e) = (err as &dyn std::any::Any).downcast_ref::<anyhow::Error>() {
+        let e: &(dyn std::error::Error + Send + Sync + 'static) = e.as_ref();
+        return Some(e);
+    }
+    obs_core::error::dyn_error(err)
+}
 
 impl Job {
     /// A job of `job_type` taken from `queue`.
@@ -98,10 +172,15 @@ impl Job {
     /// Decides from the error whether the caller will retry: a failure for
     /// which `f` returns true is counted in `jobs_retried`, any other in
     /// `jobs_failed`. Overrides [`will_retry`](Self::will_retry).
-    pub fn retry_when(
-        mut self,
-        f: impl Fn(&(dyn std::error::Error + 'static)) -> bool + Send + Sync + 'static,
-    ) -> Self {
+    ///
+    /// ```
+    /// let job = obs::job::Job::new("emails", "send").retry_when(|e| {
+    ///     e.downcast_ref::<std::io::Error>()
+    ///         .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    /// });
+    /// # let _ = job;
+    /// ```
+    pub fn retry_when(mut self, f: impl Fn(&JobError<'_>) -> bool + Send + Sync + 'static) -> Self {
         self.retry_when = Some(std::sync::Arc::new(f));
         self
     }
@@ -123,10 +202,15 @@ impl std::fmt::Debug for Job {
 /// Runs `fut` as `job` with the instance installed by [`crate::init`] (see
 /// [`Obs::run_job`]); without one, the span, ids and error capture still
 /// work and the metrics are skipped.
+///
+/// The error can be any `Display + Debug` type: `anyhow::Error`,
+/// `Box<dyn Error + Send + Sync>`, `std::io::Error`, your own. Its message
+/// and its `source()` chain (where the type exposes one, see
+/// [`JobError::as_error`]) go on the failure line and the error report.
 pub async fn instrument<T, E, F>(job: Job, fut: F) -> Result<T, E>
 where
     F: Future<Output = Result<T, E>>,
-    E: std::error::Error + 'static,
+    E: std::fmt::Display + std::fmt::Debug + 'static,
 {
     match Obs::global() {
         Some(obs) => obs.run_job(job, fut).await,
@@ -143,7 +227,7 @@ impl Obs {
     pub async fn run_job<T, E, F>(&self, job: Job, fut: F) -> Result<T, E>
     where
         F: Future<Output = Result<T, E>>,
-        E: std::error::Error + 'static,
+        E: std::fmt::Display + std::fmt::Debug + 'static,
     {
         run(Some(self), job, fut).await
     }
@@ -161,7 +245,7 @@ impl Obs {
 async fn run<T, E, F>(obs: Option<&Obs>, job: Job, fut: F) -> Result<T, E>
 where
     F: Future<Output = Result<T, E>>,
-    E: std::error::Error + 'static,
+    E: std::fmt::Display + std::fmt::Debug + 'static,
 {
     let link = if job.linked {
         obs_trace::context::JobLink::Link
@@ -204,25 +288,37 @@ where
             tracing::info!(target: "obs::job", queue = %job.queue, job_type = %job.job_type, duration_ms, outcome = "success", "job finished");
         }
         Err(e) => {
+            let failure = JobError::new(e);
             let retry = match &job.retry_when {
-                Some(f) => f(e),
+                Some(f) => f(&failure),
                 None => job.will_retry,
             };
             if let Some(g) = guard {
                 if retry { g.retry() } else { g.fail() }
             }
-            #[cfg(feature = "errors")]
-            match obs {
-                Some(o) => {
-                    o.inner.reporter.capture_error(e);
-                }
-                None => {
-                    obs_errors::capture_error(e);
-                }
-            }
+            capture(obs, e);
             let outcome = if retry { "retry" } else { "failure" };
-            tracing::warn!(target: "obs::job", queue = %job.queue, job_type = %job.job_type, duration_ms, outcome, error = %e, "job failed");
+            let chain = failure.chain().join(": ");
+            tracing::warn!(target: "obs::job", queue = %job.queue, job_type = %job.job_type, duration_ms, outcome, error = %e, error.chain = %chain, "job failed");
         }
     }
     out
+}
+
+/// Reports a job's or batch's error to this instance's reporter, else to the
+/// global one.
+#[cfg_attr(not(feature = "errors"), allow(unused_variables))]
+pub(crate) fn capture<E>(obs: Option<&Obs>, err: &E)
+where
+    E: std::fmt::Display + std::fmt::Debug + 'static,
+{
+    #[cfg(feature = "errors")]
+    match obs {
+        Some(o) => {
+            o.inner.reporter.capture_display(err);
+        }
+        None => {
+            obs_errors::capture_display(err);
+        }
+    }
 }

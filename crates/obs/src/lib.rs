@@ -23,7 +23,7 @@ pub use config::{
     Config, ENV_ADMIN_TOKEN, ENV_CARDINALITY_LIMIT, ENV_REDACT_NAMES, ENV_TRACE_FILTER,
 };
 pub use error::Error;
-pub use instance::{Obs, ShutdownReport, init};
+pub use instance::{Builder, Obs, ShutdownReport, builder, init, layers};
 
 #[doc(inline)]
 pub use obs_core as core;

@@ -51,6 +51,7 @@ impl Stage {
             rows_in,
             start: Instant::now(),
             finished: false,
+            failure: None,
         }
     }
 }
@@ -81,6 +82,8 @@ pub struct Batch {
     rows_in: u64,
     start: Instant,
     finished: bool,
+    /// The message and chain of the error the batch failed with.
+    failure: Option<(String, String)>,
 }
 
 impl Batch {
@@ -93,6 +96,34 @@ impl Batch {
     /// Records the batch: rows written and rejected, duration, throughput.
     pub fn finish(mut self, rows_out: u64, rows_rejected: u64) {
         self.record(rows_out, rows_rejected);
+    }
+
+    /// Records the batch as failed with `err` — any `Display + Debug`
+    /// error (`anyhow::Error`, `Box<dyn Error + Send + Sync>`, your own):
+    /// every row counts as rejected, the error is reported inside the
+    /// batch's span (an `exception` event on it and an error report with
+    /// its chain), and the batch line is a WARN line carrying the message
+    /// and the chain.
+    ///
+    /// ```
+    /// let stage = obs::pipeline::Stage::new("orders_etl", "load");
+    /// let batch = stage.batch(500);
+    /// let err: Box<dyn std::error::Error + Send + Sync> = "warehouse unreachable".into();
+    /// batch.fail(&err);
+    /// ```
+    pub fn fail<E>(mut self, err: &E)
+    where
+        E: std::fmt::Display + std::fmt::Debug + 'static,
+    {
+        let obs = Obs::global();
+        {
+            let _g = self.span.enter();
+            crate::job::capture(obs.as_ref(), err);
+        }
+        let failure = crate::job::JobError::new(err);
+        self.failure = Some((failure.message(), failure.chain().join(": ")));
+        let rows = self.rows_in;
+        self.record(0, rows);
     }
 
     fn record(&mut self, rows_out: u64, rows_rejected: u64) {
@@ -111,14 +142,27 @@ impl Batch {
             );
         }
         let _g = self.span.enter();
-        tracing::info!(
-            target: "obs::pipeline",
-            rows_in = self.rows_in,
-            rows_out,
-            rows_rejected,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            "batch finished"
-        );
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        match &self.failure {
+            None => tracing::info!(
+                target: "obs::pipeline",
+                rows_in = self.rows_in,
+                rows_out,
+                rows_rejected,
+                duration_ms,
+                "batch finished"
+            ),
+            Some((message, chain)) => tracing::warn!(
+                target: "obs::pipeline",
+                rows_in = self.rows_in,
+                rows_out,
+                rows_rejected,
+                duration_ms,
+                error = %message,
+                error.chain = %chain,
+                "batch failed"
+            ),
+        }
     }
 }
 
