@@ -173,6 +173,47 @@ impl IdRecord {
     }
 }
 
+impl IdRecord {
+    /// Runs `f` with `record` as the ids of events emitted on this thread
+    /// outside any span: for code that logs *on behalf of* a request from
+    /// a thread that is not in the request's span (an error report's
+    /// delivery thread, a job runner). A span's own ids always win; the
+    /// previous scoped record is restored when `f` returns.
+    ///
+    /// ```
+    /// use obs_core::{CorrelationId, IdRecord};
+    /// let rec = IdRecord::with_correlation(CorrelationId::new("req-1").unwrap());
+    /// IdRecord::in_thread_scope(rec.clone(), || assert_eq!(IdRecord::thread_scoped(), Some(rec)));
+    /// assert_eq!(IdRecord::thread_scoped(), None);
+    /// ```
+    pub fn in_thread_scope<R>(record: IdRecord, f: impl FnOnce() -> R) -> R {
+        struct Restore(Option<IdRecord>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let prev = self.0.take();
+                THREAD_SCOPED.with(|c| *c.borrow_mut() = prev);
+            }
+        }
+        let prev = THREAD_SCOPED.with(|c| c.borrow_mut().replace(record));
+        let _restore = Restore(prev);
+        f()
+    }
+
+    /// The record set by [`in_thread_scope`](Self::in_thread_scope) on this
+    /// thread, if any.
+    #[inline]
+    pub fn thread_scoped() -> Option<IdRecord> {
+        THREAD_SCOPED
+            .try_with(|c| c.try_borrow().ok().and_then(|r| r.clone()))
+            .ok()
+            .flatten()
+    }
+}
+
+thread_local! {
+    static THREAD_SCOPED: std::cell::RefCell<Option<IdRecord>> = const { std::cell::RefCell::new(None) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,8 +27,10 @@ pub trait Sink: Send + 'static {
 
 /// Writes each report as one structured `ERROR` event (target
 /// `obs_errors::report`) with `error.type`, `error.message`, `error.count`,
-/// `error.chain`, `error.stacktrace`, `trace_id`, `span_id`,
-/// `correlation_id`, … — what a log layer turns into one JSON line.
+/// `error.chain`, `error.stacktrace`, … — what a log layer turns into one
+/// JSON line. The report's trace, span and correlation ids are the line's
+/// own ids (set with `obs_core::IdRecord::in_thread_scope`, so the line
+/// carries them where every other line does).
 ///
 /// The event is dispatched to the dispatcher given with
 /// [`with_dispatch`](Self::with_dispatch), else to the global default one
@@ -72,31 +74,34 @@ impl LogSink {
                     .join(": "),
             )
         };
-        let trace_id = r.trace_id();
-        let span_id = r.span_id();
         let stack = r.stacktrace.as_ref().map(|s| s.text());
         let location = r.location.as_ref().map(ToString::to_string);
-        tracing::event!(
-            target: "obs_errors::report",
-            tracing::Level::ERROR,
-            {
-            "error.type" = %r.error_type,
-            "error.message" = %r.message,
-            "error.count" = r.count,
-            "error.mechanism" = r.mechanism.as_str(),
-            "error.fingerprint" = %r.fingerprint,
-            "error.event_id" = %r.event_id,
-            "error.chain" = chain.as_deref(),
-            "error.location" = location.as_deref(),
-            "error.stacktrace" = stack,
-            "error.breadcrumbs" = r.breadcrumbs.len(),
-            trace_id = trace_id.as_deref(),
-            span_id = span_id.as_deref(),
-            correlation_id = r.correlation_id(),
-            release = r.release.as_deref(),
-            },
-            "error report"
-        );
+        // The report is delivered on the reporter's thread, outside the
+        // request's span: its ids become the line's ids.
+        let emit = || {
+            tracing::event!(
+                target: "obs_errors::report",
+                tracing::Level::ERROR,
+                {
+                "error.type" = %r.error_type,
+                "error.message" = %r.message,
+                "error.count" = r.count,
+                "error.mechanism" = r.mechanism.as_str(),
+                "error.fingerprint" = %r.fingerprint,
+                "error.event_id" = %r.event_id,
+                "error.chain" = chain.as_deref(),
+                "error.location" = location.as_deref(),
+                "error.stacktrace" = stack,
+                "error.breadcrumbs" = r.breadcrumbs.len(),
+                release = r.release.as_deref(),
+                },
+                "error report"
+            );
+        };
+        match &r.ids {
+            Some(ids) => obs_core::IdRecord::in_thread_scope(ids.clone(), emit),
+            None => emit(),
+        }
     }
 }
 

@@ -115,8 +115,11 @@ fn panic_in_spawned_task_is_reported_once_with_context() {
     let lines = capture.with_message("error report");
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0].fields["error.type"], "panic");
-    assert_eq!(lines[0].fields["trace_id"], trace_id);
-    assert_eq!(lines[0].fields["correlation_id"], correlation_id);
+    assert_eq!(lines[0].trace_id().as_deref(), Some(trace_id.as_str()));
+    assert_eq!(
+        lines[0].correlation_id().as_deref(),
+        Some(correlation_id.as_str())
+    );
     // the exception event went into the task's span (contract C2)
     let exc = capture.with_message("exception");
     assert_eq!(exc.len(), 1);

@@ -1621,6 +1621,11 @@ impl Inner {
             next = span.parent();
         }
 
+        // Outside any span, a thread may log on behalf of a request (an
+        // error report's delivery thread): its scoped ids are the line's.
+        if ids.is_none() {
+            ids = IdRecord::thread_scoped();
+        }
         if json && !path_known {
             for (i, name) in s.path.iter().rev().enumerate() {
                 if i > 0 {

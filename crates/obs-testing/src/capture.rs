@@ -136,7 +136,8 @@ where
                 let names = spans.iter().rev().map(|s| s.name().to_owned()).collect();
                 (names, IdRecord::resolve(spans))
             }
-            None => (Vec::new(), None),
+            // Outside any span: the thread's scoped ids, as the log layer reads them.
+            None => (Vec::new(), IdRecord::thread_scoped()),
         };
         let captured = CapturedEvent {
             level: *event.metadata().level(),

@@ -360,21 +360,100 @@ pub struct TraceClient<S> {
 
 /// `url.full` without credentials and with secrets in the query redacted.
 fn full_url(uri: &Uri) -> String {
-    let mut out = String::new();
-    if let Some(s) = uri.scheme_str() {
+    url_full(
+        uri.scheme_str(),
+        uri.authority().map(|a| a.as_str()),
+        uri.path(),
+        uri.query(),
+    )
+}
+
+/// `url.full` from its parts: the credentials of `authority` dropped, secrets
+/// in the query redacted.
+pub fn url_full(
+    scheme: Option<&str>,
+    authority: Option<&str>,
+    path: &str,
+    query: Option<&str>,
+) -> String {
+    let mut out = String::with_capacity(64);
+    if let Some(s) = scheme {
         out.push_str(s);
         out.push_str("://");
     }
-    if let Some(a) = uri.authority() {
-        let a = a.as_str();
+    if let Some(a) = authority {
         out.push_str(a.rsplit('@').next().unwrap_or(a));
     }
-    out.push_str(uri.path());
-    if let Some(q) = uri.query() {
+    out.push_str(path);
+    if let Some(q) = query {
         out.push('?');
         out.push_str(&obs_core::redact(q));
     }
     out
+}
+
+/// Opens the client span of an outgoing HTTP call (kind CLIENT, named for
+/// the method, with the semantic-convention attributes). What
+/// [`TraceClientLayer`] does per request, for clients that are not `tower`
+/// services (reqwest middleware): write its context into the request with
+/// [`inject_client_context`], and finish it with [`record_client_outcome`].
+pub fn client_span(
+    method: &Method,
+    url_full: &str,
+    host: Option<&str>,
+    port: Option<u16>,
+) -> tracing::Span {
+    let method = method_str(method);
+    tracing::info_span!(
+        "http.client",
+        otel.name = method,
+        otel.kind = "client",
+        http.request.method = method,
+        url.full = url_full,
+        server.address = host,
+        server.port = port.map(i64::from),
+        http.response.status_code = Empty,
+        error.type = Empty,
+        otel.status_code = Empty,
+    )
+}
+
+/// Writes the trace context (and baggage) of a client span into the
+/// outgoing request's headers with `propagators`.
+pub fn inject_client_context(
+    span: &tracing::Span,
+    propagators: &Propagators,
+    headers: &mut http::HeaderMap,
+) {
+    if let Some(cx) = span_context(span) {
+        let baggage = {
+            let _g = span.enter();
+            current_baggage()
+        };
+        propagators.inject_headers(&cx, baggage.as_deref(), headers);
+    }
+}
+
+/// Records how a client call ended on its span: the status code (every 4xx
+/// and 5xx is an error for a client), or `error_type` when no response came.
+pub fn record_client_outcome(
+    span: &tracing::Span,
+    status: Option<http::StatusCode>,
+    error_type: &str,
+) {
+    match status {
+        Some(status) => {
+            span.record("http.response.status_code", i64::from(status.as_u16()));
+            if status.as_u16() >= 400 {
+                span.record("error.type", status.as_str());
+                span.record("otel.status_code", "error");
+            }
+        }
+        None => {
+            span.record("error.type", error_type);
+            span.record("otel.status_code", "error");
+        }
+    }
 }
 
 impl<S, B, RB> Service<Request<B>> for TraceClient<S>
@@ -390,28 +469,11 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let method = method_str(req.method());
-        let (host, port) = host_port(&req);
-        let span = tracing::info_span!(
-            "http.client",
-            otel.name = method,
-            otel.kind = "client",
-            http.request.method = method,
-            url.full = %full_url(req.uri()),
-            server.address = host,
-            server.port = port.map(i64::from),
-            http.response.status_code = Empty,
-            error.type = Empty,
-            otel.status_code = Empty,
-        );
-        if let Some(cx) = span_context(&span) {
-            let baggage = {
-                let _g = span.enter();
-                current_baggage()
-            };
-            self.propagators
-                .inject_headers(&cx, baggage.as_deref(), req.headers_mut());
-        }
+        let span = {
+            let (host, port) = host_port(&req);
+            client_span(req.method(), &full_url(req.uri()), host, port)
+        };
+        inject_client_context(&span, &self.propagators, req.headers_mut());
         let fut = {
             let _g = span.enter();
             self.inner.call(req)

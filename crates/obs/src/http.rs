@@ -168,7 +168,7 @@ impl Obs {
     }
 
     #[cfg(feature = "metrics")]
-    fn http_client_metrics(&self) -> Option<Arc<obs_metrics::sets::HttpClientMetrics>> {
+    pub(crate) fn http_client_metrics(&self) -> Option<Arc<obs_metrics::sets::HttpClientMetrics>> {
         self.metric_set(&self.inner.http_client_metrics, "HTTP client", |r| {
             obs_metrics::sets::HttpClientMetrics::new(r).map(Arc::new)
         })

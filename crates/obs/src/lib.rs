@@ -18,6 +18,9 @@ pub mod job;
 #[cfg(all(feature = "metrics", feature = "trace"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "metrics", feature = "trace"))))]
 pub mod pipeline;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 
 pub use config::{
     Config, ENV_ADMIN_TOKEN, ENV_CARDINALITY_LIMIT, ENV_REDACT_NAMES, ENV_TRACE_FILTER,
