@@ -887,6 +887,91 @@ mod tests {
     }
 
     #[test]
+    fn tls_variables_reach_the_exporter_and_insecure_picks_the_grpc_scheme() {
+        let c = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/otel/ca.pem"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+                "/etc/otel/c.pem",
+            ),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/otel/k.pem"),
+        ]))
+        .unwrap();
+        let e = c.exporter.unwrap();
+        assert_eq!(e.endpoint, "https://collector:4317", "TLS unless insecure");
+        assert_eq!(e.tls.ca_file, Some("/etc/otel/ca.pem".into()));
+        assert!(e.tls.has_client_identity());
+        assert!(format!("{e:?}").contains("ca.pem"));
+
+        let c = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "TRUE"),
+        ]))
+        .unwrap();
+        assert_eq!(c.exporter.unwrap().endpoint, "http://collector:4317");
+
+        // A scheme always wins over INSECURE.
+        for (url, insecure) in [("https://c:4317", "true"), ("http://c:4317", "false")] {
+            let c = Config::from_lookup(lookup(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", url),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_INSECURE", insecure),
+            ]))
+            .unwrap();
+            assert_eq!(c.exporter.unwrap().endpoint, url);
+        }
+
+        // HTTP endpoints need their scheme, INSECURE or not.
+        let err = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+            ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("http://"), "{err}");
+        let err = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "/v1"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("no host"), "{err}");
+        let err = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/k.pem"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn https_endpoints_need_the_tls_feature() {
+        let c = Config::default()
+            .otlp_http("https://c:4318/v1/traces")
+            .tls(TlsConfig::new().ca_file("/ca.pem"));
+        assert_eq!(
+            c.exporter.as_ref().unwrap().tls.ca_file,
+            Some("/ca.pem".into())
+        );
+        if cfg!(feature = "tls") {
+            assert!(c.validate().is_ok());
+        } else {
+            let err = c.validate().unwrap_err();
+            assert!(
+                matches!(&err, Error::FeatureDisabled { feature: "tls", .. }),
+                "{err:?}"
+            );
+        }
+        // TLS settings without an exporter change nothing.
+        assert!(Config::default().tls(TlsConfig::new()).exporter.is_none());
+    }
+
+    #[test]
     fn validate_checks_code_values() {
         assert!(Config::default().validate().is_ok());
         assert!(
