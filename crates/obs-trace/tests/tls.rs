@@ -592,3 +592,46 @@ fn unusable_files_fail_at_init_naming_the_file() {
         }
     }
 }
+
+#[test]
+fn the_builder_takes_the_same_settings_as_the_environment() {
+    let peer = Peer::new("builder");
+    let clients = TestPki::new("clients");
+    let client = clients.client_cert("built-in-code");
+    let cert = peer.files.write("client.pem", &client.cert_pem);
+    let key = peer.files.write("client-key.pem", &client.key_pem);
+    let receiver = OtlpReceiver::start_tls(
+        ServerTls::new(peer.pki.server_cert(&["127.0.0.1"])).require_client_cert(clients.ca_pem()),
+    );
+    let tls = obs_trace::TlsConfig::new()
+        .ca_file(&peer.ca)
+        .client_identity(&cert, &key);
+    let batch = obs_trace::BatchConfig {
+        max_queue_size: 64,
+        schedule_delay: Duration::from_millis(20),
+        max_export_batch_size: 2,
+        export_timeout: Duration::from_secs(5),
+    };
+    for cfg in [
+        Config::default().otlp_http(receiver.http_traces_url()),
+        Config::default().otlp_grpc(receiver.grpc_url()),
+    ] {
+        receiver.clear();
+        let cfg = cfg.service("tls-test").tls(tls.clone()).batch(batch);
+        let (report, stats, _) = run(cfg, 3);
+        assert_eq!(
+            (report.exported, report.dropped),
+            (3, 0),
+            "{:?}",
+            stats.last_export_error()
+        );
+        assert_eq!(receiver.wait_for_spans(3, Duration::from_secs(5)).len(), 3);
+    }
+    let sessions = receiver.tls_sessions();
+    assert!(sessions.iter().any(|s| s.transport == Transport::Grpc));
+    assert!(
+        sessions
+            .iter()
+            .all(|s| s.client_certificate.as_deref() == Some("built-in-code"))
+    );
+}
