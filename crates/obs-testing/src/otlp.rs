@@ -13,6 +13,12 @@
 //! how each export request arrived, so a test can check that compression
 //! really was on the wire.
 //!
+//! With the `tls` feature, [`OtlpReceiver::start_tls`] serves both
+//! endpoints over TLS (HTTPS with ALPN `http/1.1`, gRPC with `h2`) with a
+//! server certificate from a [`TestPki`] generated in the test, optionally
+//! requiring client certificates; [`OtlpReceiver::tls_sessions`] and
+//! [`OtlpReceiver::tls_failures`] tell what each handshake achieved.
+//!
 //! [`HungCollector`] accepts connections and never answers: the peer for
 //! bounded-shutdown tests.
 //!
@@ -51,6 +57,11 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
+
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(feature = "tls")]
+pub use tls::{CertifiedPem, PemFiles, ServerTls, TestPki, TlsSession};
 
 /// Which transport a span or log arrived on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,6 +232,10 @@ struct Store {
     changed: Condvar,
     requests: AtomicU64,
     encodings: Mutex<Vec<RequestEncoding>>,
+    #[cfg(feature = "tls")]
+    tls_sessions: Mutex<Vec<TlsSession>>,
+    #[cfg(feature = "tls")]
+    tls_failures: Mutex<Vec<(Transport, String)>>,
 }
 
 /// Where [`FlagBody`] leaves the compressed flag of a gRPC request's first
@@ -423,6 +438,7 @@ async fn handle_http(
 pub struct OtlpReceiver {
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
+    scheme: &'static str,
     store: Arc<Store>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -435,6 +451,26 @@ impl OtlpReceiver {
     /// When the ports cannot be bound or the runtime cannot start: a test
     /// cannot run without its peer, and the message says why.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Like [`start`](Self::start), both endpoints served over TLS with
+    /// `tls`'s certificate (and, if it says so, requiring a client
+    /// certificate issued by its client CA). The URLs are `https://`.
+    ///
+    /// # Panics
+    /// Like `start`, and when the certificate or key is not usable.
+    #[cfg(feature = "tls")]
+    pub fn start_tls(tls: ServerTls) -> Self {
+        Self::start_with(Some(tls.server_configs()))
+    }
+
+    fn start_with(server_tls: Option<ServerTlsConfigs>) -> Self {
+        let scheme = if server_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let http_std =
             StdListener::bind("127.0.0.1:0").expect("otlp receiver: cannot bind the HTTP port");
         let grpc_std =
@@ -457,37 +493,70 @@ impl OtlpReceiver {
                     .enable_all()
                     .build()
                     .expect("otlp receiver: cannot build its runtime");
-                rt.block_on(serve(s, http_std, grpc_std, stop_rx));
+                rt.block_on(serve(s, http_std, grpc_std, stop_rx, server_tls));
             })
             .expect("otlp receiver: cannot spawn its thread");
         Self {
             http_addr,
             grpc_addr,
+            scheme,
             store,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
     }
 
-    /// The OTLP/HTTP base URL (`http://127.0.0.1:port`), the value of
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    /// The OTLP/HTTP base URL (`http://127.0.0.1:port`, `https://` when
+    /// started with TLS), the value of `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn http_base_url(&self) -> String {
-        format!("http://{}", self.http_addr)
+        format!("{}://{}", self.scheme, self.http_addr)
     }
 
     /// The OTLP/HTTP traces URL (`…/v1/traces`).
     pub fn http_traces_url(&self) -> String {
-        format!("http://{}/v1/traces", self.http_addr)
+        format!("{}://{}/v1/traces", self.scheme, self.http_addr)
     }
 
     /// The OTLP/HTTP logs URL (`…/v1/logs`).
     pub fn http_logs_url(&self) -> String {
-        format!("http://{}/v1/logs", self.http_addr)
+        format!("{}://{}/v1/logs", self.scheme, self.http_addr)
     }
 
-    /// The OTLP/gRPC URL (`http://127.0.0.1:port`).
+    /// The OTLP/gRPC URL (`http://127.0.0.1:port`, `https://` when started
+    /// with TLS).
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.grpc_addr)
+        format!("{}://{}", self.scheme, self.grpc_addr)
+    }
+
+    /// The HTTP port's address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The gRPC port's address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// Every TLS handshake that succeeded, in order (TLS receivers only).
+    #[cfg(feature = "tls")]
+    pub fn tls_sessions(&self) -> Vec<TlsSession> {
+        self.store
+            .tls_sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Every TLS handshake that failed, as the server saw it: the
+    /// transport and rustls's reason (TLS receivers only).
+    #[cfg(feature = "tls")]
+    pub fn tls_failures(&self) -> Vec<(Transport, String)> {
+        self.store
+            .tls_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Every span received so far, in arrival order.
@@ -607,11 +676,33 @@ impl Drop for OtlpReceiver {
     }
 }
 
+#[cfg(feature = "tls")]
+type ServerTlsConfigs = tls::ServerConfigs;
+#[cfg(not(feature = "tls"))]
+type ServerTlsConfigs = std::convert::Infallible;
+
+type GrpcServe = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+>;
+
+/// Serves one HTTP/1 connection (plain or TLS).
+async fn serve_http_connection<I>(store: Arc<Store>, io: I)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| handle_http(store.clone(), req));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+        .await;
+}
+
+#[cfg_attr(not(feature = "tls"), allow(unused_variables))]
 async fn serve(
     store: Arc<Store>,
     http_std: StdListener,
     grpc_std: StdListener,
     stop: tokio::sync::oneshot::Receiver<()>,
+    server_tls: Option<ServerTlsConfigs>,
 ) {
     let http = tokio::net::TcpListener::from_std(http_std).expect("otlp receiver: tokio listener");
     let grpc = tokio::net::TcpListener::from_std(grpc_std).expect("otlp receiver: tokio listener");
@@ -620,7 +711,7 @@ async fn serve(
     // Collector (grpc-go) grows them with BDP estimation, while h2's
     // default of 64 KiB would make every 512-span batch wait for
     // window updates and throttle the client to this receiver's latency.
-    let grpc_server = tonic::transport::Server::builder()
+    let grpc_router = tonic::transport::Server::builder()
         .initial_stream_window_size(4 << 20)
         .initial_connection_window_size(8 << 20)
         .layer(tower::util::MapRequestLayer::new(
@@ -642,20 +733,41 @@ async fn serve(
         .add_service(
             LogsServiceServer::new(grpc_svc)
                 .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
-        )
-        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc));
+        );
+    #[cfg(feature = "tls")]
+    let http_acceptor = server_tls
+        .as_ref()
+        .map(|c| tokio_rustls::TlsAcceptor::from(c.http.clone()));
+    let grpc_server: GrpcServe = match server_tls {
+        #[cfg(feature = "tls")]
+        Some(configs) => Box::pin(grpc_router.serve_with_incoming(tls::incoming(
+            grpc,
+            configs.grpc,
+            store.clone(),
+        ))),
+        _ => Box::pin(
+            grpc_router.serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc)),
+        ),
+    };
     let http_server = async move {
         loop {
             let Ok((stream, _)) = http.accept().await else {
                 continue;
             };
             let store = store.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| handle_http(store.clone(), req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
+            #[cfg(feature = "tls")]
+            if let Some(acceptor) = &http_acceptor {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Some(tls) =
+                        tls::handshake(&acceptor, stream, &store, Transport::HttpProtobuf).await
+                    {
+                        serve_http_connection(store, tls).await;
+                    }
+                });
+                continue;
+            }
+            tokio::spawn(serve_http_connection(store, stream));
         }
     };
     tokio::select! {

@@ -8,6 +8,7 @@ use obs_core::Resource;
 use crate::Error;
 use crate::propagation::Propagators;
 use crate::sampler::Sampler;
+use crate::tls::{Signal, TlsConfig};
 
 /// The OTLP transport.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,6 +48,9 @@ pub struct ExporterConfig {
     pub timeout: Duration,
     /// Request compression.
     pub compression: Compression,
+    /// TLS for `https://` endpoints: custom CA, client certificate, root
+    /// store (needs the `tls` feature).
+    pub tls: TlsConfig,
 }
 
 impl fmt::Debug for ExporterConfig {
@@ -64,6 +68,7 @@ impl fmt::Debug for ExporterConfig {
             )
             .field("timeout", &self.timeout)
             .field("compression", &self.compression)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -212,16 +217,26 @@ fn parse_compression(var: &'static str, v: &str) -> Result<Compression, Error> {
     }
 }
 
-fn check_url(var: &'static str, v: &str) -> Result<String, Error> {
+/// An endpoint URL. gRPC endpoints may leave the scheme out
+/// (`collector:4317`): `https://` is used, or `http://` with
+/// `OTEL_EXPORTER_OTLP_INSECURE=true` (`tls.grpc_url`).
+fn check_url(var: &'static str, v: &str, grpc: Option<&TlsConfig>) -> Result<String, Error> {
     let t = v.trim();
-    let rest = t
+    let full = match grpc {
+        Some(tls) if !t.contains("://") => tls.grpc_url(t),
+        _ => Some(t.to_owned()),
+    };
+    let Some(full) = full else {
+        return Err(env_err(var, v, "the URL has no host"));
+    };
+    let rest = full
         .strip_prefix("http://")
-        .or_else(|| t.strip_prefix("https://"))
+        .or_else(|| full.strip_prefix("https://"))
         .ok_or_else(|| env_err(var, v, "expected an http:// or https:// URL"))?;
     if rest.is_empty() || rest.starts_with('/') {
         return Err(env_err(var, v, "the URL has no host"));
     }
-    Ok(t.to_owned())
+    Ok(full)
 }
 
 impl Config {
@@ -236,13 +251,20 @@ impl Config {
     /// Read: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SDK_DISABLED`,
     /// `OTEL_TRACES_EXPORTER` (`otlp`|`none`), `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`,
     /// `..._PROTOCOL`, `..._HEADERS`, `..._TIMEOUT`, `..._COMPRESSION`,
+    /// `..._CERTIFICATE`, `..._CLIENT_CERTIFICATE`, `..._CLIENT_KEY`,
+    /// `..._INSECURE`, `OBS_OTLP_[TRACES_]TLS_ROOTS` (see [`TlsConfig::from_lookup`]),
     /// `OTEL_TRACES_SAMPLER`(`_ARG`),
     /// `OTEL_PROPAGATORS`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_EXPORT_TIMEOUT`,
     /// `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`,
     /// `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`.
     ///
+    /// A gRPC endpoint without a scheme (`collector:4317`) is reached over
+    /// TLS, or in plain text with `OTEL_EXPORTER_OTLP_INSECURE=true`, as
+    /// the specification says; `http://` is always plain and `https://`
+    /// always TLS.
+    ///
     /// Enum values (`OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER`,
-    /// `..._PROTOCOL`, `..._COMPRESSION`, `OTEL_TRACES_SAMPLER`,
+    /// `..._PROTOCOL`, `..._COMPRESSION`, `..._INSECURE`, `OBS_OTLP_TLS_ROOTS`, `OTEL_TRACES_SAMPLER`,
     /// `OTEL_PROPAGATORS`) are case-insensitive, as the OpenTelemetry
     /// specification requires: `GRPC`, `Always_On` and `TraceContext` are
     /// read like `grpc`, `always_on` and `tracecontext`.
@@ -273,10 +295,16 @@ impl Config {
                 None => Protocol::default(),
             },
         };
+        let tls = TlsConfig::from_lookup(Signal::Traces, &lookup)?;
+        let grpc_tls = (protocol == Protocol::Grpc).then_some(&tls);
         let endpoint = if let Some(v) = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-            Some(check_url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &v)?)
+            Some(check_url(
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                &v,
+                grpc_tls,
+            )?)
         } else if let Some(v) = get("OTEL_EXPORTER_OTLP_ENDPOINT") {
-            let base = check_url("OTEL_EXPORTER_OTLP_ENDPOINT", &v)?;
+            let base = check_url("OTEL_EXPORTER_OTLP_ENDPOINT", &v, grpc_tls)?;
             Some(match protocol {
                 // The signal path is appended to the base URL for HTTP only.
                 Protocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
@@ -331,6 +359,7 @@ impl Config {
                 headers,
                 timeout,
                 compression,
+                tls,
             });
         }
 
@@ -465,6 +494,7 @@ impl Config {
             headers: Vec::new(),
             timeout: Duration::from_secs(10),
             compression: Compression::None,
+            tls: TlsConfig::default(),
         });
         self
     }
@@ -477,6 +507,7 @@ impl Config {
             headers: Vec::new(),
             timeout: Duration::from_secs(10),
             compression: Compression::None,
+            tls: TlsConfig::default(),
         });
         self
     }
@@ -487,6 +518,16 @@ impl Config {
     pub fn compression(mut self, compression: Compression) -> Self {
         if let Some(e) = &mut self.exporter {
             e.compression = compression;
+        }
+        self
+    }
+
+    /// Builder: the exporter's TLS settings (no effect without an
+    /// exporter; used for `https://` endpoints, which need the `tls`
+    /// feature).
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        if let Some(e) = &mut self.exporter {
+            e.tls = tls;
         }
         self
     }
@@ -552,6 +593,15 @@ impl Config {
             return Err(Error::Config {
                 field: "exporter.endpoint",
                 reason: format!("{:?} is not an http:// or https:// URL", e.endpoint),
+            });
+        }
+        if let Some(e) = &self.exporter
+            && e.endpoint.starts_with("https://")
+            && !cfg!(feature = "tls")
+        {
+            return Err(Error::FeatureDisabled {
+                what: format!("the https:// endpoint {:?} (TLS)", e.endpoint),
+                feature: "tls",
             });
         }
         Ok(())
@@ -834,6 +884,91 @@ mod tests {
         let c = Config::default().compression(Compression::Gzip);
         assert!(c.exporter.is_none());
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn tls_variables_reach_the_exporter_and_insecure_picks_the_grpc_scheme() {
+        let c = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/otel/ca.pem"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+                "/etc/otel/c.pem",
+            ),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/otel/k.pem"),
+        ]))
+        .unwrap();
+        let e = c.exporter.unwrap();
+        assert_eq!(e.endpoint, "https://collector:4317", "TLS unless insecure");
+        assert_eq!(e.tls.ca_file, Some("/etc/otel/ca.pem".into()));
+        assert!(e.tls.has_client_identity());
+        assert!(format!("{e:?}").contains("ca.pem"));
+
+        let c = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "TRUE"),
+        ]))
+        .unwrap();
+        assert_eq!(c.exporter.unwrap().endpoint, "http://collector:4317");
+
+        // A scheme always wins over INSECURE.
+        for (url, insecure) in [("https://c:4317", "true"), ("http://c:4317", "false")] {
+            let c = Config::from_lookup(lookup(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", url),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_INSECURE", insecure),
+            ]))
+            .unwrap();
+            assert_eq!(c.exporter.unwrap().endpoint, url);
+        }
+
+        // HTTP endpoints need their scheme, INSECURE or not.
+        let err = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+            ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("http://"), "{err}");
+        let err = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "/v1"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("no host"), "{err}");
+        let err = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/k.pem"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn https_endpoints_need_the_tls_feature() {
+        let c = Config::default()
+            .otlp_http("https://c:4318/v1/traces")
+            .tls(TlsConfig::new().ca_file("/ca.pem"));
+        assert_eq!(
+            c.exporter.as_ref().unwrap().tls.ca_file,
+            Some("/ca.pem".into())
+        );
+        if cfg!(feature = "tls") {
+            assert!(c.validate().is_ok());
+        } else {
+            let err = c.validate().unwrap_err();
+            assert!(
+                matches!(&err, Error::FeatureDisabled { feature: "tls", .. }),
+                "{err:?}"
+            );
+        }
+        // TLS settings without an exporter change nothing.
+        assert!(Config::default().tls(TlsConfig::new()).exporter.is_none());
     }
 
     #[test]

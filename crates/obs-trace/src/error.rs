@@ -47,6 +47,27 @@ pub enum Error {
         /// The collector's explanation.
         message: String,
     },
+    /// A TLS handshake with the collector failed at export time: the spans
+    /// of that batch are dropped and counted
+    /// ([`TraceStats::dropped_export_failed`](crate::TraceStats::dropped_export_failed)).
+    #[error("span export failed: TLS handshake with {peer} failed: {reason}")]
+    Tls {
+        /// The collector, as `host:port`.
+        peer: String,
+        /// What went wrong.
+        reason: crate::tls::TlsFailure,
+    },
+    /// A CA certificate, client certificate or client key file could not
+    /// be used; found when the exporter is built.
+    #[error("cannot use the {what} file {}: {reason}", path.display())]
+    TlsFile {
+        /// `CA certificate`, `client certificate` or `client key`.
+        what: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The exporter thread could not be started.
     #[error("cannot start the span exporter thread: {0}")]
     Thread(String),

@@ -107,7 +107,7 @@ struct Counters {
     failed: AtomicU64,
     dropped_full: AtomicU64,
     dropped_closed: AtomicU64,
-    last_error: Mutex<Option<String>>,
+    last_error: Mutex<Option<Error>>,
 }
 
 /// Live export counters: cheap to clone and read (atomics), for
@@ -153,6 +153,14 @@ impl TraceStats {
     /// The message of the most recent failed export, if any: what an
     /// operator needs to see when `dropped_export_failed` grows.
     pub fn last_error(&self) -> Option<String> {
+        self.last_export_error().map(|e| e.to_string())
+    }
+
+    /// The most recent failed export as a typed error: for example
+    /// [`Error::Tls`] (a handshake with the collector failed, naming the
+    /// peer and the cause), [`Error::Rejected`] (a partial success) or
+    /// [`Error::Export`] (connection, timeout, non-2xx answer).
+    pub fn last_export_error(&self) -> Option<Error> {
         self.c
             .last_error
             .lock()
@@ -240,14 +248,20 @@ impl Pipeline {
         let wp = wake_pending.clone();
         let pool = Arc::new(BoxPool::default());
         let worker_pool = pool.clone();
+        // Failures worth an operator's attention are reported to the
+        // subscriber that was the default where the pipeline was built, if
+        // one was (a test's, a scoped one), else to the global default.
+        let report_to = tracing::dispatcher::get_default(|d| {
+            (!d.is::<tracing::subscriber::NoSubscriber>()).then(|| d.downgrade())
+        });
         let thread = std::thread::Builder::new()
             .name("obs-trace-export".into())
             .spawn(move || {
                 // The exporter's own HTTP/gRPC client (hyper, h2, tonic)
                 // emits spans and events; recording them would feed the
-                // queue with telemetry about exporting telemetry.
-                let _untraced =
-                    tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+                // queue with telemetry about exporting telemetry. Every
+                // call into the exporter runs under this no-op default.
+                let untraced = tracing::Dispatch::none();
                 let mut w = Worker {
                     rx,
                     ctl: ctl_rx,
@@ -259,9 +273,15 @@ impl Pipeline {
                     pool: worker_pool,
                     returned: Vec::new(),
                     redactor: redactor.map(SpanRedactor::new),
+                    reported: Vec::new(),
+                    report_to,
+                    untraced: untraced.clone(),
                 };
                 w.run(exporter.as_mut());
-                exporter.shutdown();
+                tracing::dispatcher::with_default(&untraced, move || {
+                    exporter.shutdown();
+                    drop(exporter);
+                });
             })
             .map_err(|e| Error::Thread(e.to_string()))?;
         Ok(Self {
@@ -379,6 +399,26 @@ struct Worker {
     returned: Vec<Box<Recording>>,
     /// Applied to every span before it joins a batch (see `redaction`).
     redactor: Option<SpanRedactor>,
+    /// The causes already logged (see [`report_key`]), at most
+    /// [`MAX_REPORTED_CAUSES`].
+    reported: Vec<String>,
+    report_to: Option<tracing::dispatcher::WeakDispatch>,
+    untraced: tracing::Dispatch,
+}
+
+/// Distinct failure causes logged per pipeline; later new causes are still
+/// counted and kept as the last error, but no longer logged.
+const MAX_REPORTED_CAUSES: usize = 16;
+
+/// The cause of a failure that is logged once, when first seen: a TLS
+/// handshake failure (peer and kind), which no retry will cure and which an
+/// operator must act on. Other failures (timeouts, refused connections,
+/// 5xx) come and go with the collector and are only counted.
+fn report_key(e: &Error) -> Option<String> {
+    match e {
+        Error::Tls { peer, reason } => Some(format!("tls {peer} {}", reason.kind())),
+        _ => None,
+    }
 }
 
 impl Worker {
@@ -464,30 +504,51 @@ impl Worker {
         let c = &self.counters;
         // A panicking exporter (some SDK exporters panic without a reactor)
         // loses its batch, counted, and the worker carries on.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            exporter.export(&self.buf, &self.resource, timeout)
-        }))
-        .unwrap_or_else(|_| Err(Error::Export("the exporter panicked".into())));
+        let outcome = tracing::dispatcher::with_default(&self.untraced, || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                exporter.export(&self.buf, &self.resource, timeout)
+            }))
+            .unwrap_or_else(|_| Err(Error::Export("the exporter panicked".into())))
+        });
         let (ok, lost, err) = match outcome {
             Ok(()) => (n, 0, None),
-            Err(Error::Rejected { rejected, message }) => {
+            Err(e @ Error::Rejected { rejected, .. }) => {
                 let lost = rejected.min(n);
-                (
-                    n - lost,
-                    lost,
-                    Some(format!(
-                        "the collector rejected {rejected} spans: {message}"
-                    )),
-                )
+                (n - lost, lost, Some(e))
             }
-            Err(e) => (0, n, Some(e.to_string())),
+            Err(e) => (0, n, Some(e)),
         };
         c.exported.fetch_add(ok, Ordering::Relaxed);
         c.failed.fetch_add(lost, Ordering::Relaxed);
         if let Some(e) = err {
-            *c.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+            *c.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
+            self.report_once(&e, lost);
         }
         self.buf.clear();
+    }
+
+    /// Logs `e` at WARN the first time its cause is seen (see
+    /// [`report_key`]).
+    fn report_once(&mut self, e: &Error, dropped: u64) {
+        let Some(key) = report_key(e) else {
+            return;
+        };
+        if self.reported.len() >= MAX_REPORTED_CAUSES || self.reported.contains(&key) {
+            return;
+        }
+        self.reported.push(key);
+        let log = || {
+            tracing::warn!(
+                target: "obs_trace::export",
+                error = %e,
+                dropped_spans = dropped,
+                "span export failed; this cause is logged once, its drops are counted in obs_trace_dropped_spans_total"
+            );
+        };
+        match self.report_to.as_ref().and_then(|w| w.upgrade()) {
+            Some(d) => tracing::dispatcher::with_default(&d, log),
+            None => log(),
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod sampler;
 #[cfg_attr(docsrs, doc(cfg(feature = "sdk")))]
 pub mod sdk;
 pub mod span;
+pub mod tls;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
@@ -31,6 +32,7 @@ pub use export::{ShutdownReport, SpanExporter, TraceStats};
 pub use layer::TraceLayer;
 pub use propagation::{Baggage, Propagators, SpanContext, TraceState};
 pub use sampler::Sampler;
+pub use tls::{TlsConfig, TlsRoots};
 
 use export::Pipeline;
 
@@ -170,7 +172,9 @@ fn otlp_exporter(e: &ExporterConfig) -> Result<Box<dyn SpanExporter>, Error> {
         Protocol::HttpProtobuf => {
             #[cfg(feature = "otlp-http")]
             return Ok(Box::new(
-                otlp::OtlpHttpExporter::new(&e.endpoint, &e.headers)?.compression(e.compression),
+                otlp::OtlpHttpExporter::new(&e.endpoint, &e.headers)?
+                    .compression(e.compression)
+                    .tls(&e.tls)?,
             ));
             #[cfg(not(feature = "otlp-http"))]
             return Err(Error::FeatureDisabled {
@@ -181,7 +185,9 @@ fn otlp_exporter(e: &ExporterConfig) -> Result<Box<dyn SpanExporter>, Error> {
         Protocol::Grpc => {
             #[cfg(feature = "otlp-grpc")]
             return Ok(Box::new(
-                otlp::OtlpGrpcExporter::new(&e.endpoint, &e.headers)?.compression(e.compression),
+                otlp::OtlpGrpcExporter::new(&e.endpoint, &e.headers)?
+                    .compression(e.compression)
+                    .tls(&e.tls)?,
             ));
             #[cfg(not(feature = "otlp-grpc"))]
             return Err(Error::FeatureDisabled {

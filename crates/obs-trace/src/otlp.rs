@@ -10,6 +10,11 @@
 //! HTTP/protobuf gzips the body and sends `Content-Encoding: gzip`; gRPC
 //! gzips each message, sets its compressed flag and sends
 //! `grpc-encoding: gzip`.
+//!
+//! With the `tls` feature both exporters speak TLS to `https://` endpoints
+//! (rustls, see [`tls`](crate::tls)): the HTTP exporter offers ALPN
+//! `http/1.1`, the gRPC exporter `h2`. A handshake that fails is an
+//! [`Error::Tls`](crate::Error::Tls) naming the peer and the cause.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -609,13 +614,47 @@ mod http_exporter {
     use hyper_util::rt::TokioExecutor;
     use prost::Message;
 
+    type Body = Full<Bytes>;
+
+    /// The client: plain, or TLS with where its handshake failures go.
+    enum HttpClient {
+        Plain(Client<HttpConnector, Body>),
+        #[cfg(feature = "tls")]
+        Tls(
+            Client<crate::tls::connect::TlsConnector, Body>,
+            crate::tls::connect::FailureSlot,
+        ),
+    }
+
+    impl HttpClient {
+        fn request(&self, req: http::Request<Body>) -> hyper_util::client::legacy::ResponseFuture {
+            match self {
+                HttpClient::Plain(c) => c.request(req),
+                #[cfg(feature = "tls")]
+                HttpClient::Tls(c, _) => c.request(req),
+            }
+        }
+
+        /// The TLS failure behind a failed request, if there was one.
+        fn tls_failure(&self) -> Option<Error> {
+            match self {
+                HttpClient::Plain(_) => None,
+                #[cfg(feature = "tls")]
+                HttpClient::Tls(_, slot) => slot.take(),
+            }
+        }
+    }
+
     /// OTLP over HTTP/protobuf: `POST {endpoint}` with
-    /// `content-type: application/x-protobuf`. Plain `http://` endpoints.
+    /// `content-type: application/x-protobuf`. `http://` endpoints, and
+    /// `https://` ones with the `tls` feature.
     pub struct OtlpHttpExporter {
         uri: http::Uri,
         headers: http::HeaderMap,
         compression: crate::Compression,
-        state: Option<(tokio::runtime::Runtime, Client<HttpConnector, Full<Bytes>>)>,
+        #[cfg(feature = "tls")]
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+        state: Option<(tokio::runtime::Runtime, HttpClient)>,
     }
 
     impl std::fmt::Debug for OtlpHttpExporter {
@@ -623,13 +662,16 @@ mod http_exporter {
             f.debug_struct("OtlpHttpExporter")
                 .field("uri", &self.uri)
                 .field("compression", &self.compression)
+                .field("tls", &(self.uri.scheme_str() == Some("https")))
                 .finish_non_exhaustive()
         }
     }
 
     impl OtlpHttpExporter {
         /// An exporter for `endpoint` (the full `/v1/traces` URL) sending
-        /// `headers` with every request.
+        /// `headers` with every request. An `https://` endpoint needs the
+        /// `tls` feature and is verified against the webpki roots until
+        /// [`tls`](Self::tls) says otherwise.
         pub fn new(endpoint: &str, headers: &[(String, String)]) -> Result<Self, Error> {
             let cfg = |reason: String| Error::Config {
                 field: "exporter.endpoint",
@@ -640,11 +682,14 @@ mod http_exporter {
                 .map_err(|e| cfg(format!("{endpoint:?}: {e}")))?;
             match uri.scheme_str() {
                 Some("http") => {}
+                #[cfg(feature = "tls")]
+                Some("https") => {}
+                #[cfg(not(feature = "tls"))]
                 Some("https") => {
-                    return Err(cfg(format!(
-                        "{endpoint:?}: the built-in HTTP exporter speaks plain http only; use a TLS-terminating \
-                         collector sidecar or the `sdk` feature with an opentelemetry-otlp exporter"
-                    )));
+                    return Err(Error::FeatureDisabled {
+                        what: format!("the https:// endpoint {endpoint:?} (TLS)"),
+                        feature: "tls",
+                    });
                 }
                 _ => return Err(cfg(format!("{endpoint:?} is not an http:// URL"))),
             }
@@ -661,12 +706,32 @@ mod http_exporter {
                 })?;
                 map.append(name, value);
             }
-            Ok(Self {
+            let mut me = Self {
                 uri,
                 headers: map,
                 compression: crate::Compression::None,
+                #[cfg(feature = "tls")]
+                tls: None,
                 state: None,
-            })
+            };
+            me = me.tls(&crate::tls::TlsConfig::default())?;
+            Ok(me)
+        }
+
+        /// The TLS settings for an `https://` endpoint: loads the CA and
+        /// client certificate files now, so a missing or invalid file is an
+        /// [`Error::TlsFile`](crate::Error::TlsFile) naming it. No effect on
+        /// an `http://` endpoint.
+        #[cfg_attr(
+            not(feature = "tls"),
+            allow(unused_mut, unused_variables, reason = "no TLS in this build")
+        )]
+        pub fn tls(mut self, tls: &crate::tls::TlsConfig) -> Result<Self, Error> {
+            #[cfg(feature = "tls")]
+            if self.uri.scheme_str() == Some("https") {
+                self.tls = Some(crate::tls::connect::client_config(tls, b"http/1.1")?);
+            }
+            Ok(self)
         }
 
         /// Compresses every request body: with [`Compression::Gzip`](crate::Compression::Gzip)
@@ -680,6 +745,24 @@ mod http_exporter {
         }
     }
 
+    impl OtlpHttpExporter {
+        fn client(&self, connect_timeout: Duration) -> HttpClient {
+            #[cfg(feature = "tls")]
+            if let Some(config) = &self.tls {
+                let connector =
+                    crate::tls::connect::TlsConnector::new(config.clone(), Some(connect_timeout));
+                let failures = connector.failures();
+                return HttpClient::Tls(
+                    Client::builder(TokioExecutor::new()).build(connector),
+                    failures,
+                );
+            }
+            let mut connector = HttpConnector::new();
+            connector.set_connect_timeout(Some(connect_timeout));
+            HttpClient::Plain(Client::builder(TokioExecutor::new()).build(connector))
+        }
+    }
+
     impl SpanExporter for OtlpHttpExporter {
         fn export(
             &mut self,
@@ -689,14 +772,14 @@ mod http_exporter {
         ) -> Result<(), Error> {
             if self.state.is_none() {
                 let rt = runtime()?;
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(Some(timeout));
-                let client = Client::builder(TokioExecutor::new()).build(connector);
+                let client = self.client(timeout);
                 self.state = Some((rt, client));
             }
             let Some((rt, client)) = &self.state else {
                 return Err(Error::Export("no client".into()));
             };
+            // A failure left by an earlier connection is not this one's.
+            let _ = client.tls_failure();
             let body = encode_request(batch, resource);
             let req = http::Request::post(self.uri.clone())
                 .header(http::header::CONTENT_TYPE, "application/x-protobuf");
@@ -734,7 +817,9 @@ mod http_exporter {
                 }
             };
             rt.block_on(async { tokio::time::timeout(timeout, fut).await })
-                .map_err(|_| Error::Export(format!("{}: no answer within {timeout:?}", self.uri)))?
+                .map_err(|_| Error::Export(format!("{}: no answer within {timeout:?}", self.uri)))
+                .and_then(|r| r)
+                .map_err(|e| client.tls_failure().unwrap_or(e))
         }
     }
 }
@@ -801,12 +886,33 @@ mod grpc_exporter {
         }
     }
 
-    /// OTLP over gRPC (`TraceService/Export`), plain `http://` endpoints.
+    /// OTLP over gRPC (`TraceService/Export`): `http://` endpoints, and
+    /// `https://` ones with the `tls` feature.
     pub struct OtlpGrpcExporter {
         endpoint: String,
         metadata: tonic::metadata::MetadataMap,
         compression: crate::Compression,
-        state: Option<(tokio::runtime::Runtime, Grpc<Channel>)>,
+        #[cfg(feature = "tls")]
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+        state: Option<GrpcState>,
+    }
+
+    struct GrpcState {
+        rt: tokio::runtime::Runtime,
+        client: Grpc<Channel>,
+        #[cfg(feature = "tls")]
+        failures: Option<crate::tls::connect::FailureSlot>,
+    }
+
+    impl GrpcState {
+        /// The TLS failure behind a failed call, if there was one.
+        fn tls_failure(&self) -> Option<Error> {
+            #[cfg(feature = "tls")]
+            if let Some(slot) = &self.failures {
+                return slot.take();
+            }
+            None
+        }
     }
 
     impl std::fmt::Debug for OtlpGrpcExporter {
@@ -814,20 +920,27 @@ mod grpc_exporter {
             f.debug_struct("OtlpGrpcExporter")
                 .field("endpoint", &self.endpoint)
                 .field("compression", &self.compression)
+                .field("tls", &self.endpoint.starts_with("https://"))
                 .finish_non_exhaustive()
         }
     }
 
     impl OtlpGrpcExporter {
         /// An exporter for the gRPC server at `endpoint` sending `headers` as
-        /// metadata.
+        /// metadata. An `https://` endpoint needs the `tls` feature and is
+        /// verified against the webpki roots until [`tls`](Self::tls) says
+        /// otherwise.
         pub fn new(endpoint: &str, headers: &[(String, String)]) -> Result<Self, Error> {
-            if !endpoint.starts_with("http://") {
+            if endpoint.starts_with("https://") {
+                #[cfg(not(feature = "tls"))]
+                return Err(Error::FeatureDisabled {
+                    what: format!("the https:// endpoint {endpoint:?} (TLS)"),
+                    feature: "tls",
+                });
+            } else if !endpoint.starts_with("http://") {
                 return Err(Error::Config {
                     field: "exporter.endpoint",
-                    reason: format!(
-                        "{endpoint:?}: the built-in gRPC exporter speaks plain http:// only"
-                    ),
+                    reason: format!("{endpoint:?} is not an http:// or https:// URL"),
                 });
             }
             Endpoint::from_shared(endpoint.to_owned()).map_err(|e| Error::Config {
@@ -848,12 +961,90 @@ mod grpc_exporter {
                 })?;
                 metadata.append(key, value);
             }
-            Ok(Self {
+            let me = Self {
                 endpoint: endpoint.to_owned(),
                 metadata,
                 compression: crate::Compression::None,
+                #[cfg(feature = "tls")]
+                tls: None,
                 state: None,
+            };
+            me.tls(&crate::tls::TlsConfig::default())
+        }
+
+        /// The TLS settings for an `https://` endpoint: loads the CA and
+        /// client certificate files now, so a missing or invalid file is an
+        /// [`Error::TlsFile`](crate::Error::TlsFile) naming it. No effect on
+        /// an `http://` endpoint.
+        #[cfg_attr(
+            not(feature = "tls"),
+            allow(unused_mut, unused_variables, reason = "no TLS in this build")
+        )]
+        pub fn tls(mut self, tls: &crate::tls::TlsConfig) -> Result<Self, Error> {
+            #[cfg(feature = "tls")]
+            if self.endpoint.starts_with("https://") {
+                self.tls = Some(crate::tls::connect::client_config(tls, b"h2")?);
+            }
+            Ok(self)
+        }
+
+        /// A lazy channel: tonic's own connector for `http://`, the TLS
+        /// connector for `https://`.
+        fn connect(&self, timeout: Duration) -> Result<GrpcState, Error> {
+            let rt = runtime()?;
+            let bad = |e: tonic::transport::Error| Error::Export(format!("{}: {e}", self.endpoint));
+            #[cfg(feature = "tls")]
+            if let Some(config) = &self.tls {
+                // tonic is handed an `http://` URI with the port spelled
+                // out, so that it never looks for TLS of its own (a tonic
+                // built with a `tls-*` feature by another crate would
+                // otherwise refuse an https URI it has no TLS config for);
+                // the origin keeps `https` for the `:scheme` of requests.
+                let uri: http::Uri = self
+                    .endpoint
+                    .parse()
+                    .map_err(|e| Error::Export(format!("{}: {e}", self.endpoint)))?;
+                let peer = crate::tls::connect::peer_of(&uri);
+                let connector = crate::tls::connect::TlsConnector::new(config.clone(), None);
+                let failures = connector.failures();
+                let endpoint = Endpoint::from_shared(format!("http://{peer}"))
+                    .map_err(bad)?
+                    .origin(uri)
+                    .connect_timeout(timeout);
+                let channel = {
+                    let _guard = rt.enter();
+                    endpoint.connect_with_connector_lazy(connector)
+                };
+                return Ok(GrpcState {
+                    rt,
+                    client: self.grpc(channel),
+                    failures: Some(failures),
+                });
+            }
+            let endpoint = Endpoint::from_shared(self.endpoint.clone())
+                .map_err(bad)?
+                .connect_timeout(timeout);
+            let channel = {
+                let _guard = rt.enter();
+                endpoint.connect_lazy()
+            };
+            Ok(GrpcState {
+                rt,
+                client: self.grpc(channel),
+                #[cfg(feature = "tls")]
+                failures: None,
             })
+        }
+
+        fn grpc(&self, channel: Channel) -> Grpc<Channel> {
+            let grpc = Grpc::new(channel);
+            #[cfg(feature = "gzip")]
+            let grpc = if self.compression == crate::Compression::Gzip {
+                grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip)
+            } else {
+                grpc
+            };
+            grpc
         }
 
         /// Compresses every request message: with [`Compression::Gzip`](crate::Compression::Gzip)
@@ -879,26 +1070,14 @@ mod grpc_exporter {
             timeout: Duration,
         ) -> Result<(), Error> {
             if self.state.is_none() {
-                let rt = runtime()?;
-                let endpoint = Endpoint::from_shared(self.endpoint.clone())
-                    .map_err(|e| Error::Export(e.to_string()))?
-                    .connect_timeout(timeout);
-                let channel = {
-                    let _guard = rt.enter();
-                    endpoint.connect_lazy()
-                };
-                let grpc = Grpc::new(channel);
-                #[cfg(feature = "gzip")]
-                let grpc = if self.compression == crate::Compression::Gzip {
-                    grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip)
-                } else {
-                    grpc
-                };
-                self.state = Some((rt, grpc));
+                self.state = Some(self.connect(timeout)?);
             }
-            let Some((rt, client)) = &mut self.state else {
+            let Some(state) = &mut self.state else {
                 return Err(Error::Export("no client".into()));
             };
+            // A failure left by an earlier connection is not this one's.
+            let _ = state.tls_failure();
+            let GrpcState { rt, client, .. } = state;
             let mut req = tonic::Request::new(encode_request(batch, resource));
             *req.metadata_mut() = self.metadata.clone();
             req.set_timeout(timeout);
@@ -917,8 +1096,9 @@ mod grpc_exporter {
                     .await
             };
             rt.block_on(async { tokio::time::timeout(timeout, call).await })
-                .map_err(|_| Error::Export(format!("{endpoint}: no answer within {timeout:?}")))?
-                .map_err(|e| Error::Export(format!("{endpoint}: {e}")))
+                .map_err(|_| Error::Export(format!("{endpoint}: no answer within {timeout:?}")))
+                .and_then(|r| r.map_err(|e| Error::Export(format!("{endpoint}: {e}"))))
+                .map_err(|e| state.tls_failure().unwrap_or(e))
                 .and_then(|r| partial(Some(r.into_inner())))
         }
     }
