@@ -203,6 +203,10 @@ pub(crate) struct Recording {
     pub(crate) status: Status,
     pub(crate) dropped_attributes: u32,
     pub(crate) dropped_events: u32,
+    /// What a span started through the OpenTelemetry API records (empty for
+    /// the layer's spans).
+    #[cfg(feature = "otel-api")]
+    pub(crate) otel: crate::otel_api::OtelData,
 }
 
 /// The ids and static names a recording starts with.
@@ -237,6 +241,8 @@ impl Recording {
             status: Status::Unset,
             dropped_attributes: 0,
             dropped_events: 0,
+            #[cfg(feature = "otel-api")]
+            otel: crate::otel_api::OtelData::default(),
         }
     }
 }
@@ -272,8 +278,14 @@ impl Recording {
     }
 
     fn into_finished(self) -> FinishedSpan {
+        #[cfg(feature = "otel-api")]
+        let mut rec = self;
+        #[cfg(not(feature = "otel-api"))]
         let rec = self;
-        FinishedSpan {
+        #[cfg(feature = "otel-api")]
+        let otel = std::mem::take(&mut rec.otel);
+        #[allow(unused_mut, reason = "completed only by the OpenTelemetry API's data")]
+        let mut span = FinishedSpan {
             trace_id: rec.trace_id,
             span_id: rec.span_id,
             parent_span_id: rec.parent,
@@ -294,7 +306,10 @@ impl Recording {
             scope: rec.scope,
             dropped_attributes: rec.dropped_attributes,
             dropped_events: rec.dropped_events,
-        }
+        };
+        #[cfg(feature = "otel-api")]
+        otel.finish(&mut span);
+        span
     }
 }
 
