@@ -482,7 +482,7 @@ impl ot::Tracer for OtelTracer {
             span.take_attributes(&mut attrs);
         }
         for e in events.into_iter().flatten() {
-            span.push_event(e);
+            span.push_event(e.name, e.timestamp, e.attributes);
         }
         for l in links.into_iter().flatten() {
             span.push_link(l);
@@ -531,14 +531,16 @@ impl OtelSpan {
             rec.dropped_attributes += (attrs.len() - room) as u32;
             attrs.truncate(room);
         }
-        if rec.otel.attributes.is_empty() {
-            std::mem::swap(&mut rec.otel.attributes, attrs);
-        } else {
-            rec.otel.attributes.append(attrs);
-        }
+        // Moved, not swapped: `attrs` is freed here, on its own thread.
+        rec.otel.attributes.append(attrs);
     }
 
-    fn push_event(&mut self, mut event: ot::Event) {
+    fn push_event(
+        &mut self,
+        name: Cow<'static, str>,
+        time: SystemTime,
+        mut attributes: Vec<opentelemetry::KeyValue>,
+    ) {
         let (Some(rec), Some(sink)) = (self.rec.as_mut(), self.sink.as_ref()) else {
             return;
         };
@@ -547,16 +549,15 @@ impl OtelSpan {
             return;
         }
         let max = sink.shared.max_attributes;
-        if event.attributes.len() > max {
-            let n = event.attributes.len() - max;
-            event.attributes.truncate(max);
-            event.dropped_attributes_count += n as u32;
+        if attributes.len() > max {
+            let n = attributes.len() - max;
+            attributes.truncate(max);
             sink.stats
                 .c
                 .dropped_event_attributes
                 .fetch_add(n as u64, Ordering::Relaxed);
         }
-        rec.otel.events.push(event);
+        rec.otel.push_event(name, time, &mut attributes);
     }
 
     fn push_link(&mut self, link: ot::Link) {
@@ -600,7 +601,7 @@ impl ot::Span for OtelSpan {
         T: Into<Cow<'static, str>>,
     {
         if self.rec.is_some() {
-            self.push_event(ot::Event::new(name, timestamp, attributes, 0));
+            self.push_event(name.into(), timestamp, attributes);
         }
     }
 
@@ -670,37 +671,80 @@ impl Drop for OtelSpan {
 
 /// What a span started through the API records beyond the layer's
 /// recording, in the API's own types: moved in on the application thread,
-/// converted on the exporter thread.
+/// converted on the exporter thread. The buffers travel back to the
+/// application thread with their recording's box (emptied, capacity kept),
+/// and the API's own vectors (a builder's attributes, an event's) are
+/// emptied into them and freed where they were allocated: a vector freed on
+/// the exporter thread would leave the application thread's allocator
+/// cache empty and make its next allocation take the slow path.
 #[derive(Default)]
 pub(crate) struct OtelData {
     attributes: Vec<opentelemetry::KeyValue>,
-    events: Vec<ot::Event>,
+    events: Vec<EventData>,
+    /// The attributes of every event, in order (`EventData::attributes`).
+    event_attributes: Vec<opentelemetry::KeyValue>,
     links: Vec<ot::SpanContext>,
 }
 
+struct EventData {
+    name: Cow<'static, str>,
+    time: SystemTime,
+    attributes: usize,
+}
+
+/// Buffers larger than this many elements are not kept for reuse.
+const KEEP_CAPACITY: usize = 32;
+
+fn keep<T>(v: &mut Vec<T>) {
+    if v.capacity() > KEEP_CAPACITY {
+        *v = Vec::new();
+    }
+}
+
 impl OtelData {
-    /// Adds the recorded data to `span` (on the exporter thread).
-    pub(crate) fn finish(self, span: &mut FinishedSpan) {
+    fn push_event(
+        &mut self,
+        name: Cow<'static, str>,
+        time: SystemTime,
+        attrs: &mut Vec<opentelemetry::KeyValue>,
+    ) {
+        self.events.push(EventData {
+            name,
+            time,
+            attributes: attrs.len(),
+        });
+        self.event_attributes.append(attrs);
+    }
+
+    /// Adds the recorded data to `span` (on the exporter thread), leaving
+    /// the buffers empty.
+    pub(crate) fn finish(&mut self, span: &mut FinishedSpan) {
         if !self.attributes.is_empty() {
             span.attributes.reserve(self.attributes.len());
             span.attributes
-                .extend(self.attributes.into_iter().map(key_value));
+                .extend(self.attributes.drain(..).map(key_value));
         }
         if !self.events.is_empty() {
             span.events.reserve(self.events.len());
-            span.events
-                .extend(self.events.into_iter().map(|e| SpanEvent {
+            let mut attrs = self.event_attributes.drain(..);
+            for e in self.events.drain(..) {
+                span.events.push(SpanEvent {
                     name: e.name,
-                    time: e.timestamp,
-                    attributes: e.attributes.into_iter().map(key_value).collect(),
-                }));
+                    time: e.time,
+                    attributes: attrs.by_ref().take(e.attributes).map(key_value).collect(),
+                });
+            }
         }
-        span.links.extend(self.links.iter().map(|sc| Link {
+        span.links.extend(self.links.drain(..).map(|sc| Link {
             trace_id: obs_trace_id(sc.trace_id()),
             span_id: obs_span_id(sc.span_id()),
             trace_flags: TraceFlags::from_byte(sc.trace_flags().to_u8()),
             trace_state: obs_state_of(sc.trace_state()),
         }));
+        keep(&mut self.attributes);
+        keep(&mut self.events);
+        keep(&mut self.event_attributes);
+        keep(&mut self.links);
     }
 }
 

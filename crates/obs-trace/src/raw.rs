@@ -255,8 +255,19 @@ impl RawSpan {
     /// The public span, and the emptied box for reuse (see [`BoxPool`]).
     pub(crate) fn into_finished(self) -> (FinishedSpan, Box<Recording>) {
         let mut boxed = self.0;
+        // The OpenTelemetry API's buffers stay in the box, emptied, so that
+        // their memory goes back to the application thread with it.
+        #[cfg(feature = "otel-api")]
+        let mut otel = std::mem::take(&mut boxed.otel);
         let rec = std::mem::replace(&mut *boxed, Recording::empty());
-        (rec.into_finished(), boxed)
+        #[allow(unused_mut, reason = "completed only by the OpenTelemetry API's data")]
+        let mut span = rec.into_finished();
+        #[cfg(feature = "otel-api")]
+        {
+            otel.finish(&mut span);
+            boxed.otel = otel;
+        }
+        (span, boxed)
     }
 }
 
@@ -278,14 +289,8 @@ impl Recording {
     }
 
     fn into_finished(self) -> FinishedSpan {
-        #[cfg(feature = "otel-api")]
-        let mut rec = self;
-        #[cfg(not(feature = "otel-api"))]
         let rec = self;
-        #[cfg(feature = "otel-api")]
-        let otel = std::mem::take(&mut rec.otel);
-        #[allow(unused_mut, reason = "completed only by the OpenTelemetry API's data")]
-        let mut span = FinishedSpan {
+        FinishedSpan {
             trace_id: rec.trace_id,
             span_id: rec.span_id,
             parent_span_id: rec.parent,
@@ -306,10 +311,7 @@ impl Recording {
             scope: rec.scope,
             dropped_attributes: rec.dropped_attributes,
             dropped_events: rec.dropped_events,
-        };
-        #[cfg(feature = "otel-api")]
-        otel.finish(&mut span);
-        span
+        }
     }
 }
 
@@ -341,7 +343,14 @@ impl BoxPool {
         };
         match reused {
             Some(mut b) => {
+                // Keep the box's emptied OpenTelemetry API buffers.
+                #[cfg(feature = "otel-api")]
+                let otel = std::mem::take(&mut b.otel);
                 *b = rec;
+                #[cfg(feature = "otel-api")]
+                {
+                    b.otel = otel;
+                }
                 b
             }
             None => Box::new(rec),
