@@ -7,12 +7,12 @@ pub mod db;
 mod error;
 pub mod export;
 mod layer;
-#[cfg(feature = "otlp-proto")]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "otlp-http", feature = "otlp-grpc"))))]
-pub mod otlp;
 #[cfg(feature = "otel-api")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel-api")))]
 pub mod otel_api;
+#[cfg(feature = "otlp-proto")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "otlp-http", feature = "otlp-grpc"))))]
+pub mod otlp;
 pub mod propagation;
 mod raw;
 pub mod redaction;
