@@ -46,7 +46,9 @@
 //! any `tracing` span, joins the OpenTelemetry span's trace. The layer looks
 //! this up only for such would-be root spans (one thread-local read when no
 //! OpenTelemetry context is attached), never for spans that have a `tracing`
-//! parent — so a `tracing` span inside an OpenTelemetry span inside another
+//! parent (nor before the process has started an API span or extracted a
+//! context with [`ObsPropagator`]) — so a `tracing` span inside an
+//! OpenTelemetry span inside another
 //! `tracing` span is a child of the outer `tracing` span (same trace, the
 //! OpenTelemetry span skipped). Wrap such code in [`in_otel_context`] to
 //! make the OpenTelemetry span its parent.
@@ -81,7 +83,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::SystemTime;
 
@@ -368,10 +370,25 @@ fn otel_parent_slow(
     ))
 }
 
+/// Whether this process has started an API span or extracted a context
+/// with [`ObsPropagator`]: until then the layer does not look at the
+/// OpenTelemetry context at all.
+static API_USED: AtomicBool = AtomicBool::new(false);
+
+#[inline]
+fn mark_used() {
+    if !API_USED.load(Ordering::Relaxed) {
+        API_USED.store(true, Ordering::Relaxed);
+    }
+}
+
 #[inline]
 pub(crate) fn current_parent(
     trace_state: &mut TraceState,
 ) -> Option<(TraceId, SpanId, TraceFlags, bool)> {
+    if !API_USED.load(Ordering::Relaxed) {
+        return None;
+    }
     Context::map_current(|cx| {
         if cx.has_active_span() {
             otel_parent_slow(cx, trace_state)
@@ -408,6 +425,7 @@ impl ot::Tracer for OtelTracer {
 
     fn build_with_context(&self, builder: ot::SpanBuilder, parent_cx: &Context) -> OtelSpan {
         let shared = &*self.inner.shared;
+        mark_used();
         if shared.disabled || parent_cx.is_telemetry_suppressed() {
             return OtelSpan::none();
         }
@@ -891,6 +909,7 @@ impl TextMapPropagator for ObsPropagator {
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
         use opentelemetry::baggage::BaggageExt as _;
+        mark_used();
         let mut out = None;
         if self.propagators.trace_context {
             // Two `traceparent` values make the context invalid.
