@@ -59,7 +59,8 @@
 //! rules the layer applies (a parent's sampled flag, else the root rule).
 //! An unsampled span only carries its ids (a valid, propagatable
 //! [`SpanContext`](opentelemetry::trace::SpanContext)); it records nothing,
-//! allocates nothing and [`is_recording`](ot::Span::is_recording) is
+//! allocates nothing (but a copy of a non-empty inherited `tracestate`) and
+//! [`is_recording`](ot::Span::is_recording) is
 //! `false` (as it is when the provider has nowhere to export to). A sampled
 //! span ends with [`end`](ot::Span::end), `end_with_timestamp` or its drop,
 //! and joins the layer's bounded queue: a full queue drops and counts it in
@@ -79,11 +80,14 @@
 //! process: at most [`MAX_SCOPES`] distinct names of at most
 //! [`MAX_SCOPE_LEN`] bytes; a tracer whose name does not fit gets the scope
 //! [`OVERFLOW_SCOPE`], counted in [`ApiStats::scope_overflow`].
+//! Attribute keys are interned the same way on the exporter thread (at most
+//! 4 096 keys of at most 128 bytes per process; other keys are copied).
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::SystemTime;
 
@@ -766,9 +770,47 @@ impl OtelData {
     }
 }
 
+/// The most attribute keys interned per process (see [`key_of`]).
+const MAX_KEYS: usize = 4096;
+/// The longest attribute key interned, in bytes.
+const MAX_KEY_LEN: usize = 128;
+static KEYS_INTERNED: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// The exporter thread's interned attribute keys.
+    static KEYS: RefCell<HashMap<Box<str>, &'static str>> = RefCell::new(HashMap::new());
+}
+
+/// An attribute key as obs's exported spans hold it. The API's keys are
+/// almost always a small set of constants, but `opentelemetry::Key` never
+/// hands out a `&'static str`: the exporter thread interns them (at most
+/// [`MAX_KEYS`] keys of at most [`MAX_KEY_LEN`] bytes per process) instead
+/// of allocating a string for every attribute of every span; keys beyond
+/// that are copied.
+fn key_of(key: opentelemetry::Key) -> Cow<'static, str> {
+    let found = KEYS.try_with(|keys| {
+        let mut keys = keys.borrow_mut();
+        let k = key.as_str();
+        if let Some(s) = keys.get(k) {
+            return Some(*s);
+        }
+        if k.len() > MAX_KEY_LEN || KEYS_INTERNED.load(Ordering::Relaxed) >= MAX_KEYS {
+            return None;
+        }
+        KEYS_INTERNED.fetch_add(1, Ordering::Relaxed);
+        let leaked: &'static str = Box::leak(k.to_owned().into_boxed_str());
+        keys.insert(k.into(), leaked);
+        Some(leaked)
+    });
+    match found {
+        Ok(Some(s)) => Cow::Borrowed(s),
+        _ => Cow::Owned(String::from(key)),
+    }
+}
+
 fn key_value(kv: opentelemetry::KeyValue) -> KeyValue {
     KeyValue {
-        key: Cow::Owned(String::from(kv.key)),
+        key: key_of(kv.key),
         value: value(kv.value),
     }
 }
@@ -971,6 +1013,21 @@ mod tests {
         let b = intern(&String::from("otel_api.test.scope")).unwrap();
         assert!(std::ptr::eq(a, b));
         assert!(intern(&"x".repeat(MAX_SCOPE_LEN + 1)).is_none());
+    }
+
+    #[test]
+    fn keys_are_interned_once_and_long_keys_copied() {
+        let a = key_of(opentelemetry::Key::new(String::from("otel_api.test.key")));
+        let b = key_of(opentelemetry::Key::from_static_str("otel_api.test.key"));
+        match (a, b) {
+            (Cow::Borrowed(a), Cow::Borrowed(b)) => assert!(std::ptr::eq(a, b)),
+            other => panic!("{other:?}"),
+        }
+        let long = "k".repeat(MAX_KEY_LEN + 1);
+        assert_eq!(
+            key_of(opentelemetry::Key::new(long.clone())),
+            Cow::<str>::Owned(long)
+        );
     }
 
     #[test]
