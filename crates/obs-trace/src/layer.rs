@@ -263,8 +263,9 @@ where
         };
         // A `tracing` span with no traced `tracing` parent inside a span of the
         // OpenTelemetry API (`in_span`, an attached context) joins that
-        // span's trace. Looked up only for would-be root spans: one
-        // thread-local read when no OpenTelemetry context is attached.
+        // span's trace. Looked up only for would-be root spans: one relaxed
+        // load until the process uses the API, then one thread-local read
+        // when no OpenTelemetry context is attached.
         #[cfg(feature = "otel-api")]
         let parent = match parent {
             None => crate::otel_api::current_parent(&mut inherited.trace_state).map(
