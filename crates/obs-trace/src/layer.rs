@@ -261,6 +261,23 @@ where
             Some(p) => pending_parent(p, &mut inherited),
             None => local_parent(&span, &mut inherited),
         };
+        // A `tracing` span with no traced `tracing` parent inside a span of the
+        // OpenTelemetry API (`in_span`, an attached context) joins that
+        // span's trace. Looked up only for would-be root spans: one relaxed
+        // load until the process uses the API, then one thread-local read
+        // when no OpenTelemetry context is attached.
+        #[cfg(feature = "otel-api")]
+        let parent = match parent {
+            None => crate::otel_api::current_parent(&mut inherited.trace_state).map(
+                |(trace_id, span_id, flags, remote)| Parent {
+                    trace_id,
+                    span_id,
+                    flags,
+                    remote,
+                },
+            ),
+            p => p,
+        };
         let span_id = SpanId::random();
         let (trace_id, parent_flags) = match parent {
             Some(p) => (p.trace_id, Some(p.flags)),

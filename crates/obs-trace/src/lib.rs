@@ -7,6 +7,9 @@ pub mod db;
 mod error;
 pub mod export;
 mod layer;
+#[cfg(feature = "otel-api")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel-api")))]
+pub mod otel_api;
 #[cfg(feature = "otlp-proto")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "otlp-http", feature = "otlp-grpc"))))]
 pub mod otlp;

@@ -595,6 +595,17 @@ impl Baggage {
         true
     }
 
+    /// [`insert`](Self::insert) with metadata properties (the raw text after
+    /// the first `;`; empty for none).
+    #[cfg(feature = "otel-api")]
+    pub(crate) fn insert_with_properties(&mut self, key: &str, value: &str, properties: &str) {
+        if self.insert(key, value)
+            && let Some(e) = self.entries.iter_mut().find(|e| e.key == key)
+        {
+            e.properties = (!properties.is_empty()).then(|| properties.to_owned());
+        }
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.entries

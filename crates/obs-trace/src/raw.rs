@@ -203,6 +203,10 @@ pub(crate) struct Recording {
     pub(crate) status: Status,
     pub(crate) dropped_attributes: u32,
     pub(crate) dropped_events: u32,
+    /// What a span started through the OpenTelemetry API records (empty for
+    /// the layer's spans).
+    #[cfg(feature = "otel-api")]
+    pub(crate) otel: crate::otel_api::OtelData,
 }
 
 /// The ids and static names a recording starts with.
@@ -237,6 +241,8 @@ impl Recording {
             status: Status::Unset,
             dropped_attributes: 0,
             dropped_events: 0,
+            #[cfg(feature = "otel-api")]
+            otel: crate::otel_api::OtelData::default(),
         }
     }
 }
@@ -249,8 +255,19 @@ impl RawSpan {
     /// The public span, and the emptied box for reuse (see [`BoxPool`]).
     pub(crate) fn into_finished(self) -> (FinishedSpan, Box<Recording>) {
         let mut boxed = self.0;
+        // The OpenTelemetry API's buffers stay in the box, emptied, so that
+        // their memory goes back to the application thread with it.
+        #[cfg(feature = "otel-api")]
+        let mut otel = std::mem::take(&mut boxed.otel);
         let rec = std::mem::replace(&mut *boxed, Recording::empty());
-        (rec.into_finished(), boxed)
+        #[allow(unused_mut, reason = "completed only by the OpenTelemetry API's data")]
+        let mut span = rec.into_finished();
+        #[cfg(feature = "otel-api")]
+        {
+            otel.finish(&mut span);
+            boxed.otel = otel;
+        }
+        (span, boxed)
     }
 }
 
@@ -326,7 +343,14 @@ impl BoxPool {
         };
         match reused {
             Some(mut b) => {
+                // Keep the box's emptied OpenTelemetry API buffers.
+                #[cfg(feature = "otel-api")]
+                let otel = std::mem::take(&mut b.otel);
                 *b = rec;
+                #[cfg(feature = "otel-api")]
+                {
+                    b.otel = otel;
+                }
                 b
             }
             None => Box::new(rec),
