@@ -661,7 +661,7 @@ struct Tmpfs(TempDir);
 impl Tmpfs {
     fn mount(name: &str, size: &str) -> Option<Self> {
         let dir = TempDir::new(name);
-        mount_tmpfs(dir.path(), &format!("size={size}")).then_some(Self(dir))
+        mount_tmpfs(dir.path(), &format!("size={size}")).then(|| Self(dir))
     }
 }
 
@@ -672,6 +672,7 @@ impl Drop for Tmpfs {
         let _ = std::process::Command::new("umount")
             .args(["-R", "-l"])
             .arg(self.0.path())
+            .stderr(std::process::Stdio::null())
             .status();
     }
 }
