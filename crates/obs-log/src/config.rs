@@ -11,6 +11,7 @@ use tracing_core::Level;
 
 use crate::Error;
 use crate::filter::parse_directive;
+use crate::rolling::{self, RollingFile, Rotation};
 
 /// `OBS_LOG`: the filter directive, e.g. `info,my_crate=debug,hyper=warn`.
 pub const ENV_FILTER: &str = "OBS_LOG";
@@ -37,6 +38,32 @@ pub const ENV_MAX_WAIT_MS: &str = "OBS_LOG_MAX_WAIT_MS";
 pub const ENV_NO_COLOR: &str = "NO_COLOR";
 /// `GOOGLE_CLOUD_PROJECT`: the project for `logging.googleapis.com/trace` in the `gcp` schema.
 pub const ENV_GCP_PROJECT: &str = "GOOGLE_CLOUD_PROJECT";
+/// `OBS_LOG_FILE`: write to this rolling file (`/var/log/app.log`) instead
+/// of stdout ([`RollingFile::from_path`]; its defaults: rotate at 100 MiB,
+/// keep 10 rotated files). The other `OBS_LOG_FILE_*` variables need it.
+pub const ENV_FILE: &str = "OBS_LOG_FILE";
+/// `OBS_LOG_FILE_MAX_BYTES`: rotate at this size (`10MiB`, `100MB`, bytes; `0`: never by size).
+pub const ENV_FILE_MAX_BYTES: &str = "OBS_LOG_FILE_MAX_BYTES";
+/// `OBS_LOG_FILE_ROTATION`: `never`, `hourly` or `daily` (UTC), case-insensitive.
+pub const ENV_FILE_ROTATION: &str = "OBS_LOG_FILE_ROTATION";
+/// `OBS_LOG_FILE_KEEP`: rotated files kept (`0`: no limit by count).
+pub const ENV_FILE_KEEP: &str = "OBS_LOG_FILE_KEEP";
+/// `OBS_LOG_FILE_MAX_AGE`: delete rotated files older than this (`7d`, `24h`, `1h30m`; `0`: no limit).
+pub const ENV_FILE_MAX_AGE: &str = "OBS_LOG_FILE_MAX_AGE";
+/// `OBS_LOG_FILE_MAX_TOTAL_BYTES`: cap on the active plus rotated files (`1GiB`; `0`: no cap).
+pub const ENV_FILE_MAX_TOTAL_BYTES: &str = "OBS_LOG_FILE_MAX_TOTAL_BYTES";
+/// `OBS_LOG_FILE_COMPRESS`: gzip rotated files (`true`/`false`).
+pub const ENV_FILE_COMPRESS: &str = "OBS_LOG_FILE_COMPRESS";
+
+/// The `OBS_LOG_FILE_*` settings besides the path.
+const FILE_SETTINGS: [&str; 6] = [
+    ENV_FILE_MAX_BYTES,
+    ENV_FILE_ROTATION,
+    ENV_FILE_KEEP,
+    ENV_FILE_MAX_AGE,
+    ENV_FILE_MAX_TOTAL_BYTES,
+    ENV_FILE_COMPRESS,
+];
 
 /// The line format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -241,6 +268,7 @@ pub(crate) enum Sink {
     Stdout,
     Stderr,
     Writer(Box<dyn io::Write + Send>),
+    Rolling(RollingFile),
 }
 
 impl fmt::Debug for Sink {
@@ -249,6 +277,7 @@ impl fmt::Debug for Sink {
             Sink::Stdout => "Stdout",
             Sink::Stderr => "Stderr",
             Sink::Writer(_) => "Writer(..)",
+            Sink::Rolling(_) => "Rolling(..)",
         })
     }
 }
@@ -330,7 +359,9 @@ impl Config {
     }
 
     /// Reads `OBS_LOG` (else `RUST_LOG`), `OBS_LOG_FORMAT`, `OBS_LOG_SCHEMA`,
-    /// `OBS_LOG_RATE_LIMIT`, `OBS_LOG_NON_BLOCKING`, `GOOGLE_CLOUD_PROJECT`, `NO_COLOR`
+    /// `OBS_LOG_RATE_LIMIT`, `OBS_LOG_NON_BLOCKING`, `OBS_LOG_QUEUE_LINES`,
+    /// `OBS_LOG_MAX_WAIT_MS`, `OBS_LOG_FILE` and its `OBS_LOG_FILE_*`
+    /// settings, `GOOGLE_CLOUD_PROJECT`, `NO_COLOR`
     /// and the OpenTelemetry resource (`OTEL_SERVICE_NAME`,
     /// `OTEL_RESOURCE_ATTRIBUTES`) from the process environment.
     pub fn from_env() -> Result<Self, Error> {
@@ -412,6 +443,9 @@ impl Config {
             if !v.is_empty() {
                 c.gcp_project = Some(v.to_owned());
             }
+        }
+        if let Some(file) = rolling_from_lookup(&lookup)? {
+            c.sink = Sink::Rolling(file);
         }
         // https://no-color.org: any non-empty value turns colours off.
         if lookup(ENV_NO_COLOR).is_some_and(|v| !v.is_empty()) {
@@ -508,7 +542,18 @@ impl Config {
         self
     }
 
-    /// Append to a file, creating it when missing.
+    /// Write to a rolling file: rotation by size and time, retention by
+    /// count, age and total bytes, optional gzip, reopening after external
+    /// rotation, and a full or removed disk counted, reported once and
+    /// recovered from (see [`RollingFile`]). The file work runs on the
+    /// writer thread with the non-blocking writer (the default).
+    pub fn rolling_file(mut self, file: RollingFile) -> Self {
+        self.sink = Sink::Rolling(file);
+        self
+    }
+
+    /// Append to a file, creating it when missing; it grows forever
+    /// (prefer [`rolling_file`](Self::rolling_file)).
     pub fn file(self, path: impl AsRef<Path>) -> Result<Self, Error> {
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -587,4 +632,67 @@ impl Config {
     pub fn format_kind(&self) -> Format {
         self.format
     }
+}
+
+/// `OBS_LOG_FILE` and its settings; `None` when `OBS_LOG_FILE` is unset.
+fn rolling_from_lookup(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<RollingFile>, Error> {
+    let bad = |var: &'static str, value: &str, reason: String| Error::Env {
+        var,
+        value: value.to_owned(),
+        reason,
+    };
+    let path = match lookup(ENV_FILE) {
+        Some(p) if !p.trim().is_empty() => p,
+        Some(p) => {
+            return Err(bad(ENV_FILE, &p, "expected a file path".into()));
+        }
+        None => {
+            if let Some((var, v)) = FILE_SETTINGS
+                .iter()
+                .find_map(|&var| lookup(var).map(|v| (var, v)))
+            {
+                return Err(bad(var, &v, format!("{ENV_FILE} is not set")));
+            }
+            return Ok(None);
+        }
+    };
+    let mut f =
+        RollingFile::from_path(path.trim()).map_err(|e| bad(ENV_FILE, &path, e.to_string()))?;
+    f.validate()
+        .map_err(|e| bad(ENV_FILE, &path, e.to_string()))?;
+    if let Some(v) = lookup(ENV_FILE_MAX_BYTES) {
+        let n = rolling::parse_size(&v).map_err(|r| bad(ENV_FILE_MAX_BYTES, &v, r))?;
+        f = f.max_bytes(n);
+    }
+    if let Some(v) = lookup(ENV_FILE_ROTATION) {
+        let r: Rotation = v
+            .parse()
+            .map_err(|e: Error| bad(ENV_FILE_ROTATION, &v, e.to_string()))?;
+        f = f.rotation(r);
+    }
+    if let Some(v) = lookup(ENV_FILE_KEEP) {
+        let n: usize = v.trim().parse().map_err(|_| {
+            bad(
+                ENV_FILE_KEEP,
+                &v,
+                "expected a whole number of files (0 = no limit)".into(),
+            )
+        })?;
+        f = f.keep_files(n);
+    }
+    if let Some(v) = lookup(ENV_FILE_MAX_AGE) {
+        let d = rolling::parse_duration(&v).map_err(|r| bad(ENV_FILE_MAX_AGE, &v, r))?;
+        f = f.max_age(d);
+    }
+    if let Some(v) = lookup(ENV_FILE_MAX_TOTAL_BYTES) {
+        let n = rolling::parse_size(&v).map_err(|r| bad(ENV_FILE_MAX_TOTAL_BYTES, &v, r))?;
+        f = f.max_total_bytes(n);
+    }
+    if let Some(v) = lookup(ENV_FILE_COMPRESS) {
+        let on = rolling::parse_bool(&v).map_err(|r| bad(ENV_FILE_COMPRESS, &v, r))?;
+        f = f.compress(on);
+    }
+    Ok(Some(f))
 }

@@ -7,6 +7,7 @@ mod error;
 mod filter;
 mod json;
 mod layer;
+mod rolling;
 mod writer;
 
 use std::io::IsTerminal;
@@ -14,13 +15,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{
-    Config, DEFAULT_MAX_WAIT, ENV_FILTER, ENV_FORMAT, ENV_GCP_PROJECT, ENV_MAX_WAIT_MS,
-    ENV_NO_COLOR, ENV_NON_BLOCKING, ENV_QUEUE_LINES, ENV_RATE_LIMIT, ENV_RUST_LOG, ENV_SCHEMA,
-    Format, NonBlocking, OverflowPolicy, Precision, Schema,
+    Config, DEFAULT_MAX_WAIT, ENV_FILE, ENV_FILE_COMPRESS, ENV_FILE_KEEP, ENV_FILE_MAX_AGE,
+    ENV_FILE_MAX_BYTES, ENV_FILE_MAX_TOTAL_BYTES, ENV_FILE_ROTATION, ENV_FILTER, ENV_FORMAT,
+    ENV_GCP_PROJECT, ENV_MAX_WAIT_MS, ENV_NO_COLOR, ENV_NON_BLOCKING, ENV_QUEUE_LINES,
+    ENV_RATE_LIMIT, ENV_RUST_LOG, ENV_SCHEMA, Format, NonBlocking, OverflowPolicy, Precision,
+    Schema,
 };
 pub use error::Error;
 pub use filter::{LogFilter, MAX_DIRECTIVE_LEN, ReloadHandle};
 pub use layer::LogLayer;
+pub use rolling::{
+    Clock, DEFAULT_KEEP_FILES, DEFAULT_MAX_BYTES, FaultInjector, RollingFile, RollingWriter,
+    Rotation, SystemClock,
+};
 pub use writer::{
     DroppedCounts, FlushHandle, LogGuard, LogStats, ShutdownReport, install_panic_hook,
 };
@@ -43,8 +50,9 @@ pub struct Handles {
 
 /// Builds the layer and its handles from `config`.
 ///
-/// Fails with [`Error::Directive`] on a bad filter directive and
-/// [`Error::Io`] when the writer thread cannot be started.
+/// Fails with [`Error::Directive`] on a bad filter directive,
+/// [`Error::Config`] on a bad rolling file name and [`Error::Io`] when the
+/// writer thread cannot be started or the rolling file cannot be opened.
 ///
 /// ```
 /// use obs_log::Config;
@@ -65,7 +73,7 @@ pub fn layer(config: Config) -> Result<(LogLayer, Handles), Error> {
     let ansi = config.ansi.unwrap_or(match &config.sink {
         Sink::Stdout => std::io::stdout().is_terminal(),
         Sink::Stderr => std::io::stderr().is_terminal(),
-        Sink::Writer(_) => false,
+        Sink::Writer(_) | Sink::Rolling(_) => false,
     });
     let spec = Arc::new(Spec::new(
         config.schema,

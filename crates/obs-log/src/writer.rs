@@ -12,6 +12,7 @@ use tracing_core::Level;
 
 use crate::config::{LEVELS, NonBlocking, OverflowPolicy, Sink, level_index};
 use crate::layer::Spec;
+use crate::rolling::RollingWriter;
 
 const BUF_CAPACITY: usize = 64 * 1024;
 
@@ -22,12 +23,59 @@ pub(crate) enum SinkWriter {
     Boxed(Box<dyn Write + Send>),
 }
 
-impl SinkWriter {
-    pub(crate) fn new(sink: Sink) -> Self {
-        match sink {
-            Sink::Stdout => Self::Stdout(io::stdout()),
-            Sink::Stderr => Self::Stderr(io::stderr()),
-            Sink::Writer(w) => Self::Boxed(w),
+/// What the writer writes to: a buffered stream, or a rolling file that
+/// takes whole lines and does its own buffering and accounting (it counts
+/// lines written and lost itself, since it knows which reached the disk).
+pub(crate) enum LineOut {
+    Buffered(BufWriter<SinkWriter>),
+    Rolling(Box<RollingWriter>),
+}
+
+impl LineOut {
+    pub(crate) fn new(sink: Sink, stats: &LogStats) -> Result<Self, crate::Error> {
+        Ok(match sink {
+            Sink::Stdout => Self::buffered(SinkWriter::Stdout(io::stdout())),
+            Sink::Stderr => Self::buffered(SinkWriter::Stderr(io::stderr())),
+            Sink::Writer(w) => Self::buffered(SinkWriter::Boxed(w)),
+            Sink::Rolling(file) => {
+                Self::Rolling(Box::new(RollingWriter::new(file, stats.clone())?))
+            }
+        })
+    }
+
+    fn buffered(w: SinkWriter) -> Self {
+        Self::Buffered(BufWriter::with_capacity(BUF_CAPACITY, w))
+    }
+
+    /// Writes one line; `tag` is its level index, `| UNCOUNTED` for
+    /// obs-log's own lines. Counts it written or lost.
+    fn write_line(&mut self, line: &[u8], tag: u8, stats: &LogStats) {
+        match self {
+            Self::Buffered(w) => {
+                if w.write_all(line).is_err() {
+                    stats.write_error();
+                } else if tag & UNCOUNTED == 0 {
+                    stats.inner.written.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Self::Rolling(r) => r.push_line(line, tag),
+        }
+    }
+
+    /// `false` when the flush failed (counted as a write error).
+    fn flush(&mut self, stats: &LogStats) -> bool {
+        match self {
+            Self::Buffered(w) => {
+                if w.flush().is_err() {
+                    stats.write_error();
+                    return false;
+                }
+                true
+            }
+            Self::Rolling(r) => {
+                r.flush_buf();
+                true
+            }
         }
     }
 }
@@ -62,6 +110,7 @@ pub(crate) struct StatsInner {
     pub(crate) suppressed: AtomicU64,
     pub(crate) written: AtomicU64,
     pub(crate) write_errors: AtomicU64,
+    sink_failing: AtomicBool,
     queue: std::sync::OnceLock<Weak<NbShared>>,
 }
 
@@ -91,6 +140,7 @@ impl fmt::Debug for LogStats {
             .field("dropped", &self.dropped_by_level())
             .field("suppressed", &self.suppressed())
             .field("write_errors", &self.write_errors())
+            .field("sink_failing", &self.sink_failing())
             .finish()
     }
 }
@@ -126,8 +176,25 @@ impl LogStats {
     }
 
     /// Failed writes or flushes of the sink (the line is lost; counted here).
+    /// A rolling file counts each failure once (a full disk, a read-only or
+    /// removed directory), however many lines it loses before it recovers;
+    /// those lines are counted in [`dropped`](Self::dropped).
     pub fn write_errors(&self) -> u64 {
         self.inner.write_errors.load(Ordering::Relaxed)
+    }
+
+    /// Whether the rolling file is failing right now (lines are dropped and
+    /// counted until it recovers); always `false` for other sinks.
+    pub fn sink_failing(&self) -> bool {
+        self.inner.sink_failing.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn sink_failed(&self) {
+        self.inner.sink_failing.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn sink_recovered(&self) {
+        self.inner.sink_failing.store(false, Ordering::Relaxed);
     }
 
     /// Lines waiting in the non-blocking queue (0 for the blocking writer).
@@ -223,8 +290,8 @@ impl Output {
         stats: &LogStats,
         spec: Arc<Spec>,
         flush_every: Duration,
-    ) -> io::Result<Self> {
-        let w = SinkWriter::new(sink);
+    ) -> Result<Self, crate::Error> {
+        let w = LineOut::new(sink, stats)?;
         Ok(match nb {
             None => Output::Blocking(BlockingOut::start(w, stats.clone(), spec, flush_every)?),
             Some(s) => {
@@ -236,7 +303,7 @@ impl Output {
     #[inline]
     pub(crate) fn write_line(&self, level: usize, line: &[u8], counted: bool) {
         match self {
-            Output::Blocking(b) => b.write_line(line, counted),
+            Output::Blocking(b) => b.write_line(level, line, counted),
             Output::NonBlocking(n) => n.enqueue(level, line, counted),
         }
     }
@@ -280,7 +347,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 // ---------------------------------------------------------------- blocking
 
 pub(crate) struct BlockingOut {
-    w: Mutex<BufWriter<SinkWriter>>,
+    w: Mutex<LineOut>,
     stats: LogStats,
     spec: Arc<Spec>,
     summarised: AtomicBool,
@@ -288,13 +355,13 @@ pub(crate) struct BlockingOut {
 
 impl BlockingOut {
     fn start(
-        w: SinkWriter,
+        w: LineOut,
         stats: LogStats,
         spec: Arc<Spec>,
         every: Duration,
     ) -> io::Result<Arc<Self>> {
         let out = Arc::new(Self {
-            w: Mutex::new(BufWriter::with_capacity(BUF_CAPACITY, w)),
+            w: Mutex::new(w),
             stats,
             spec,
             summarised: AtomicBool::new(false),
@@ -319,13 +386,13 @@ impl BlockingOut {
     }
 
     #[inline]
-    fn write_line(&self, line: &[u8], counted: bool) {
-        let mut w = lock(&self.w);
-        if w.write_all(line).is_err() {
-            self.stats.write_error();
-        } else if counted {
-            self.stats.inner.written.fetch_add(1, Ordering::Relaxed);
-        }
+    fn write_line(&self, level: usize, line: &[u8], counted: bool) {
+        let tag = if counted {
+            level as u8
+        } else {
+            level as u8 | UNCOUNTED
+        };
+        lock(&self.w).write_line(line, tag, &self.stats);
     }
 
     /// Flushes; with a zero timeout only when the lock is free (the panic
@@ -348,21 +415,14 @@ impl BlockingOut {
         }
     }
 
-    fn flush_locked(&self, w: &mut BufWriter<SinkWriter>) -> bool {
-        if w.flush().is_err() {
-            self.stats.write_error();
-            return false;
-        }
-        true
+    fn flush_locked(&self, w: &mut LineOut) -> bool {
+        w.flush(&self.stats)
     }
 
     fn write_summary(&self) {
         let mut buf = Vec::new();
         if self.spec.summary_line(&mut buf, &self.stats, None) {
-            let mut w = lock(&self.w);
-            if w.write_all(&buf).is_err() {
-                self.stats.write_error();
-            }
+            lock(&self.w).write_line(&buf, SUMMARY, &self.stats);
         }
     }
 }
@@ -379,7 +439,9 @@ impl BlockingOut {
 // level's overflow policy and every line lost is counted by level.
 
 /// Marks a line that is not counted in `written` (obs-log's own summaries).
-const UNCOUNTED: u8 = 0x80;
+pub(crate) const UNCOUNTED: u8 = 0x80;
+/// The tag of a summary line: WARN, uncounted.
+const SUMMARY: u8 = 1 | UNCOUNTED;
 /// After a batch the writer waits this long for the next one to gather.
 /// Every wake-up of the writer thread can preempt an application thread on
 /// a small machine; at one per millisecond that costs nothing measurable,
@@ -506,7 +568,7 @@ pub(crate) struct NbShared {
 
 impl NbShared {
     fn start(
-        w: SinkWriter,
+        w: LineOut,
         s: NonBlocking,
         stats: LogStats,
         spec: Arc<Spec>,
@@ -537,7 +599,7 @@ impl NbShared {
         let _ = stats.inner.queue.set(Arc::downgrade(&shared));
         let mut worker = Worker {
             shared: shared.clone(),
-            out: BufWriter::with_capacity(BUF_CAPACITY, w),
+            out: w,
             spec,
             every,
             last_dropped: stats.dropped_by_level(),
@@ -712,7 +774,7 @@ impl NbShared {
 
 struct Worker {
     shared: Arc<NbShared>,
-    out: BufWriter<SinkWriter>,
+    out: LineOut,
     spec: Arc<Spec>,
     every: Duration,
     last_dropped: DroppedCounts,
@@ -846,12 +908,26 @@ impl Worker {
     /// One write for the whole batch; when it fails, its lines are counted
     /// as write errors (lost).
     fn write_batch(&mut self, batch: &Chunk) {
+        let out = match &mut self.out {
+            LineOut::Buffered(out) => out,
+            LineOut::Rolling(r) => {
+                for i in batch.first..batch.ends.len() {
+                    let start = if i == batch.first {
+                        batch.head
+                    } else {
+                        batch.ends[i - 1]
+                    };
+                    r.push_line(&batch.bytes[start..batch.ends[i]], batch.levels[i]);
+                }
+                return;
+            }
+        };
         let counted = batch
             .live_tags()
             .iter()
             .filter(|&&t| t & UNCOUNTED == 0)
             .count() as u64;
-        if self.out.write_all(batch.live_bytes()).is_ok() {
+        if out.write_all(batch.live_bytes()).is_ok() {
             self.shared
                 .stats
                 .inner
@@ -867,19 +943,13 @@ impl Worker {
     }
 
     fn flush(&mut self) -> bool {
-        let ok = self.out.flush().is_ok();
-        if !ok {
-            self.shared.stats.write_error();
-        }
-        ok
+        self.out.flush(&self.shared.stats)
     }
 
     fn finish(&mut self) {
         let mut buf = Vec::new();
-        if self.spec.summary_line(&mut buf, &self.shared.stats, None)
-            && self.out.write_all(&buf).is_err()
-        {
-            self.shared.stats.write_error();
+        if self.spec.summary_line(&mut buf, &self.shared.stats, None) {
+            self.out.write_line(&buf, SUMMARY, &self.shared.stats);
         }
         self.flush();
     }
@@ -898,9 +968,7 @@ impl Worker {
         let mut buf = Vec::new();
         self.spec
             .summary_line(&mut buf, &self.shared.stats, Some(delta));
-        if self.out.write_all(&buf).is_err() {
-            self.shared.stats.write_error();
-        }
+        self.out.write_line(&buf, SUMMARY, &self.shared.stats);
     }
 }
 
