@@ -133,7 +133,9 @@ fn forbidden(from: &str, to: &str, kind: &str) -> Option<&'static str> {
         if to == CORE || kind == "dev" {
             return None;
         }
-        return Some("a tool (obs-check) may depend only on obs-core (any workspace crate for tests)");
+        return Some(
+            "a tool (obs-check) may depend only on obs-core (any workspace crate for tests)",
+        );
     }
     if from == FACADE {
         if to == CORE || PILLARS.contains(&to) || (to == TESTING && kind == "dev") {
@@ -241,10 +243,17 @@ mod tests {
         let packages = ws["packages"].as_array_mut().unwrap();
         packages.push(pkg(
             "obs-check",
-            &[("obs-core", "normal"), ("obs", "dev"), ("obs-testing", "dev")],
+            &[
+                ("obs-core", "normal"),
+                ("obs", "dev"),
+                ("obs-testing", "dev"),
+            ],
         ));
         assert!(check_metadata(&ws).unwrap().is_empty());
-        ws["packages"].as_array_mut().unwrap().push(pkg("obs-check", &[("obs-log", "normal")]));
+        ws["packages"]
+            .as_array_mut()
+            .unwrap()
+            .push(pkg("obs-check", &[("obs-log", "normal")]));
         let v = check_metadata(&ws).unwrap();
         assert_eq!((v.len(), v[0].from.as_str()), (1, "obs-check"));
     }

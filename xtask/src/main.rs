@@ -60,7 +60,9 @@ fn main() -> ExitCode {
 /// passed or warned, 1 one failed, 2 a usage error).
 fn check_service(root: &Path, args: &[String]) -> ExitCode {
     if args.is_empty() {
-        say("usage: cargo xtask check-service URL [--admin URL] [--logs FILE|-] [--otlp-port PORT] [--format text|json] ...");
+        say(
+            "usage: cargo xtask check-service URL [--admin URL] [--logs FILE|-] [--otlp-port PORT] [--format text|json] ...",
+        );
         return ExitCode::from(2);
     }
     let status = Command::new(cargo())

@@ -121,7 +121,9 @@ pub fn parse(body: &str, format: Format) -> Result<Vec<Family>, ParseError> {
         if let Some(comment) = line.strip_prefix('#') {
             let Some(rest) = comment.strip_prefix(' ') else {
                 if om {
-                    return Err(err("a comment must be `# HELP`, `# TYPE` or `# UNIT`".into()));
+                    return Err(err(
+                        "a comment must be `# HELP`, `# TYPE` or `# UNIT`".into()
+                    ));
                 }
                 continue;
             };
@@ -140,8 +142,12 @@ pub fn parse(body: &str, format: Format) -> Result<Vec<Family>, ParseError> {
             let arg = parts.next();
             let idx = match index.get(name) {
                 Some(&idx) => {
-                    if current != Some(idx) && (closed.contains(&idx) || !families[idx].samples.is_empty()) {
-                        return Err(err(format!("family {name} is described again after other families")));
+                    if current != Some(idx)
+                        && (closed.contains(&idx) || !families[idx].samples.is_empty())
+                    {
+                        return Err(err(format!(
+                            "family {name} is described again after other families"
+                        )));
                     }
                     idx
                 }
@@ -174,7 +180,16 @@ pub fn parse(body: &str, format: Format) -> Result<Vec<Family>, ParseError> {
                 "TYPE" => {
                     let kind = arg.unwrap_or("");
                     let known: &[&str] = if om {
-                        &["counter", "gauge", "histogram", "gaugehistogram", "summary", "info", "stateset", "unknown"]
+                        &[
+                            "counter",
+                            "gauge",
+                            "histogram",
+                            "gaugehistogram",
+                            "summary",
+                            "info",
+                            "stateset",
+                            "unknown",
+                        ]
                     } else {
                         &["counter", "gauge", "histogram", "summary", "untyped"]
                     };
@@ -216,7 +231,11 @@ pub fn parse(body: &str, format: Format) -> Result<Vec<Family>, ParseError> {
                     .max_by_key(|&i| families[i].name.len());
                 match found {
                     Some(i) => {
-                        if closed.contains(&i) || (current.is_some() && current != Some(i) && !families[i].samples.is_empty()) {
+                        if closed.contains(&i)
+                            || (current.is_some()
+                                && current != Some(i)
+                                && !families[i].samples.is_empty())
+                        {
                             return Err(err(format!(
                                 "samples of {} are not in one group",
                                 families[i].name
@@ -261,7 +280,10 @@ pub fn parse(body: &str, format: Format) -> Result<Vec<Family>, ParseError> {
         if om && f.kind == "counter" && f.name.ends_with("_total") {
             return Err(ParseError {
                 line: 0,
-                reason: format!("OpenMetrics counter family {} must be named without _total", f.name),
+                reason: format!(
+                    "OpenMetrics counter family {} must be named without _total",
+                    f.name
+                ),
                 text: String::new(),
             });
         }
@@ -288,9 +310,14 @@ fn family_of(sample: &str, family: &str, kind: &str, om: bool) -> bool {
 
 fn check_histogram(f: &Family) -> Result<(), ParseError> {
     // Buckets per label set without `le`.
-    let mut groups: BTreeMap<Vec<(String, String)>, (Vec<(f64, f64, usize)>, Option<f64>)> = BTreeMap::new();
+    let mut groups: BTreeMap<Labels, Buckets> = BTreeMap::new();
     for s in &f.samples {
-        let key: Vec<_> = s.labels.iter().filter(|(k, _)| k != "le").cloned().collect();
+        let key: Vec<_> = s
+            .labels
+            .iter()
+            .filter(|(k, _)| k != "le")
+            .cloned()
+            .collect();
         let entry = groups.entry(key).or_default();
         if s.name.ends_with("_bucket") {
             let le = s.label("le").ok_or_else(|| ParseError {
@@ -320,10 +347,16 @@ fn check_histogram(f: &Family) -> Result<(), ParseError> {
         }
         for w in buckets.windows(2) {
             if w[1].0 <= w[0].0 {
-                return Err(e(format!("bucket bounds not increasing ({} after {})", w[1].0, w[0].0)));
+                return Err(e(format!(
+                    "bucket bounds not increasing ({} after {})",
+                    w[1].0, w[0].0
+                )));
             }
             if w[1].1 < w[0].1 {
-                return Err(e(format!("bucket counts not cumulative (le={} has fewer than le={})", w[1].0, w[0].0)));
+                return Err(e(format!(
+                    "bucket counts not cumulative (le={} has fewer than le={})",
+                    w[1].0, w[0].0
+                )));
             }
         }
         let last = buckets[buckets.len() - 1];
@@ -333,7 +366,10 @@ fn check_histogram(f: &Family) -> Result<(), ParseError> {
         match count {
             None => return Err(e("no _count".into())),
             Some(c) if c != last.1 => {
-                return Err(e(format!("_count {c} differs from the +Inf bucket {}", last.1)));
+                return Err(e(format!(
+                    "_count {c} differs from the +Inf bucket {}",
+                    last.1
+                )));
             }
             _ => {}
         }
@@ -367,7 +403,12 @@ fn unescape_help(s: &str, om: bool) -> Result<String, String> {
             Some('\\') => out.push('\\'),
             Some('n') => out.push('\n'),
             Some('"') if om => out.push('"'),
-            other => return Err(format!("invalid escape \\{} in # HELP", other.map(String::from).unwrap_or_default())),
+            other => {
+                return Err(format!(
+                    "invalid escape \\{} in # HELP",
+                    other.map(String::from).unwrap_or_default()
+                ));
+            }
         }
     }
     Ok(out)
@@ -379,12 +420,22 @@ fn parse_float(s: &str) -> Option<f64> {
         "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
         "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
         "NaN" | "nan" => Some(f64::NAN),
-        _ if s.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E')) => s.parse().ok(),
+        _ if s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E')) =>
+        {
+            s.parse().ok()
+        }
         _ => None,
     }
 }
 
-fn parse_labels(s: &str, om: bool) -> Result<(Vec<(String, String)>, &str), String> {
+/// Label pairs in written order.
+type Labels = Vec<(String, String)>;
+/// Per label set: (bound, cumulative count, line) of each bucket, and `_count`.
+type Buckets = (Vec<(f64, f64, usize)>, Option<f64>);
+
+fn parse_labels(s: &str, om: bool) -> Result<(Labels, &str), String> {
     // `s` starts after `{`; returns the labels and what follows `}`.
     let mut labels: Vec<(String, String)> = Vec::new();
     let mut rest = s;
@@ -400,7 +451,9 @@ fn parse_labels(s: &str, om: bool) -> Result<(Vec<(String, String)>, &str), Stri
         if labels.iter().any(|(k, _)| k == name) {
             return Err(format!("label {name} given twice"));
         }
-        rest = rest[eq + 1..].strip_prefix('"').ok_or("label value not quoted")?;
+        rest = rest[eq + 1..]
+            .strip_prefix('"')
+            .ok_or("label value not quoted")?;
         let mut value = String::new();
         let mut chars = rest.char_indices();
         let end = loop {
@@ -445,7 +498,9 @@ fn parse_sample(line: &str, n: usize, om: bool) -> Result<Sample, String> {
         Some(r) => parse_labels(r, om)?,
         None => (Vec::new(), &line[name_end..]),
     };
-    let rest = rest.strip_prefix(' ').ok_or("expected one space before the value")?;
+    let rest = rest
+        .strip_prefix(' ')
+        .ok_or("expected one space before the value")?;
     let (main, exemplar) = match rest.split_once(" # ") {
         Some((m, e)) if om => (m, Some(e)),
         Some(_) => return Err("exemplars are OpenMetrics only".into()),
@@ -455,7 +510,11 @@ fn parse_sample(line: &str, n: usize, om: bool) -> Result<Sample, String> {
     let value_s = fields.next().unwrap_or("");
     let value = parse_float(value_s).ok_or_else(|| format!("value {value_s:?} is not a number"))?;
     if let Some(ts) = fields.next() {
-        let ok = if om { parse_float(ts).is_some_and(f64::is_finite) } else { ts.parse::<i64>().is_ok() };
+        let ok = if om {
+            parse_float(ts).is_some_and(f64::is_finite)
+        } else {
+            ts.parse::<i64>().is_ok()
+        };
         if !ok {
             return Err(format!("timestamp {ts:?} is invalid"));
         }
@@ -466,9 +525,14 @@ fn parse_sample(line: &str, n: usize, om: bool) -> Result<Sample, String> {
     if let Some(ex) = exemplar {
         let r = ex.strip_prefix('{').ok_or("an exemplar starts with `{`")?;
         let (ex_labels, r) = parse_labels(r, om)?;
-        let chars: usize = ex_labels.iter().map(|(k, v)| k.chars().count() + v.chars().count()).sum();
+        let chars: usize = ex_labels
+            .iter()
+            .map(|(k, v)| k.chars().count() + v.chars().count())
+            .sum();
         if chars > 128 {
-            return Err(format!("exemplar labels are {chars} characters (at most 128)"));
+            return Err(format!(
+                "exemplar labels are {chars} characters (at most 128)"
+            ));
         }
         let r = r.strip_prefix(' ').ok_or("an exemplar needs a value")?;
         let mut f = r.split(' ');
@@ -515,10 +579,22 @@ mod tests {
             ("1x 1\n", "metric name"),
             ("x 1\nx 2\n", "duplicate"),
             ("# TYPE x counter\n# TYPE x gauge\n", "second # TYPE"),
-            ("# TYPE a gauge\na 1\n# TYPE b gauge\nb 1\na{x=\"1\"} 2\n", "one group"),
-            ("# TYPE d histogram\nd_bucket{le=\"1\"} 2\nd_count 2\n", "+Inf"),
-            ("# TYPE d histogram\nd_bucket{le=\"1\"} 2\nd_bucket{le=\"+Inf\"} 1\nd_count 1\n", "cumulative"),
-            ("# TYPE d histogram\nd_bucket{le=\"+Inf\"} 2\nd_count 3\n", "differs"),
+            (
+                "# TYPE a gauge\na 1\n# TYPE b gauge\nb 1\na{x=\"1\"} 2\n",
+                "one group",
+            ),
+            (
+                "# TYPE d histogram\nd_bucket{le=\"1\"} 2\nd_count 2\n",
+                "+Inf",
+            ),
+            (
+                "# TYPE d histogram\nd_bucket{le=\"1\"} 2\nd_bucket{le=\"+Inf\"} 1\nd_count 1\n",
+                "cumulative",
+            ),
+            (
+                "# TYPE d histogram\nd_bucket{le=\"+Inf\"} 2\nd_count 3\n",
+                "differs",
+            ),
             ("x 1 # {a=\"b\"} 1\n", "OpenMetrics only"),
         ];
         for (body, want) in bad {
@@ -530,7 +606,13 @@ mod tests {
     #[test]
     fn openmetrics() {
         let ok = "# TYPE c counter\n# HELP c C.\nc_total 1 # {trace_id=\"abc\"} 1 1.5\nc_created 1.7e9\n# TYPE g gauge\n# UNIT g seconds\ng 2\n# EOF\n";
-        assert!(parse("# TYPE g_seconds gauge\n# UNIT g_seconds seconds\ng_seconds 1\n# EOF", Format::OpenMetrics).is_ok());
+        assert!(
+            parse(
+                "# TYPE g_seconds gauge\n# UNIT g_seconds seconds\ng_seconds 1\n# EOF",
+                Format::OpenMetrics
+            )
+            .is_ok()
+        );
         let e = parse(ok, Format::OpenMetrics).unwrap_err();
         assert!(e.to_string().contains("not a suffix"), "{e}");
         let ok = ok.replace("# UNIT g seconds\n", "");

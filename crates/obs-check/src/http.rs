@@ -59,7 +59,9 @@ impl Url {
     pub fn parse(s: &str) -> Result<Self, HttpError> {
         let rest = s.strip_prefix("http://").ok_or_else(|| {
             if s.starts_with("https://") {
-                HttpError::Url(format!("{s}: https is not supported; point obs-check at the service's plain HTTP port"))
+                HttpError::Url(format!(
+                    "{s}: https is not supported; point obs-check at the service's plain HTTP port"
+                ))
             } else {
                 HttpError::Url(format!("{s}: expected http://host[:port][/path]"))
             }
@@ -74,7 +76,8 @@ impl Url {
                 "{s}: expected a host (and no user info)"
             )));
         }
-        let (host, port) = if let Some(end) = authority.strip_prefix('[').and_then(|a| a.find(']')) {
+        let (host, port) = if let Some(end) = authority.strip_prefix('[').and_then(|a| a.find(']'))
+        {
             let host = &authority[..end + 2];
             match &authority[end + 2..] {
                 "" => (host, 80),
@@ -282,7 +285,9 @@ pub fn request(
 
 fn io_err(e: std::io::Error, timeout: Duration) -> HttpError {
     match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => HttpError::Timeout(timeout),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            HttpError::Timeout(timeout)
+        }
         _ => HttpError::Io(e.to_string()),
     }
 }
@@ -382,10 +387,7 @@ pub(crate) fn dechunk(mut rest: &[u8]) -> Result<Option<Vec<u8>>, HttpError> {
         rest = &rest[line_end + 2..];
         if size == 0 {
             // Trailers, then the final CRLF.
-            return Ok(rest
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .map(|_| out));
+            return Ok(rest.windows(2).position(|w| w == b"\r\n").map(|_| out));
         }
         if out.len() + size > MAX_BODY {
             return Err(HttpError::Protocol(format!("body over {MAX_BODY} bytes")));
@@ -405,7 +407,10 @@ mod tests {
     #[test]
     fn urls() {
         let u = Url::parse("http://127.0.0.1:8080/items?x=1").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.target.as_str()), ("127.0.0.1", 8080, "/items?x=1"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.target.as_str()),
+            ("127.0.0.1", 8080, "/items?x=1")
+        );
         assert_eq!(u.path(), "/items");
         let u = Url::parse("http://localhost").unwrap();
         assert_eq!((u.port, u.target.as_str()), (80, "/"));
@@ -422,13 +427,21 @@ mod tests {
 
     #[test]
     fn responses() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok", false)
-            .unwrap()
-            .unwrap();
-        assert_eq!((r.status, r.body.as_slice(), r.header("x-a")), (200, &b"ok"[..], Some("b")));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok", false)
-            .unwrap()
-            .is_none());
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (r.status, r.body.as_slice(), r.header("x-a")),
+            (200, &b"ok"[..], Some("b"))
+        );
+        assert!(
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok", false)
+                .unwrap()
+                .is_none()
+        );
         let r = parse_response(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n1;x=y\r\n!\r\n0\r\n\r\n",
             false,
@@ -436,7 +449,9 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(r.body, b"ok!");
-        let r = parse_response(b"HTTP/1.1 200 OK\r\n\r\nuntil eof", true).unwrap().unwrap();
+        let r = parse_response(b"HTTP/1.1 200 OK\r\n\r\nuntil eof", true)
+            .unwrap()
+            .unwrap();
         assert_eq!(r.body, b"until eof");
         assert!(parse_response(b"SSH-2.0\r\n\r\n", false).is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).is_err());

@@ -152,7 +152,11 @@ impl LogReader {
                                     held.remove(0);
                                     d.fetch_add(1, Ordering::Relaxed);
                                 }
-                                held.push(String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_owned());
+                                held.push(
+                                    String::from_utf8_lossy(&line)
+                                        .trim_end_matches(['\n', '\r'])
+                                        .to_owned(),
+                                );
                             }
                         }
                     }
@@ -179,7 +183,9 @@ impl LogReader {
                 let skip = len.saturating_sub(MAX_LOG_BYTES);
                 f.seek(SeekFrom::Start(skip)).map_err(|e| e.to_string())?;
                 let mut buf = Vec::new();
-                f.take(MAX_LOG_BYTES).read_to_end(&mut buf).map_err(|e| e.to_string())?;
+                f.take(MAX_LOG_BYTES)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| e.to_string())?;
                 let text = String::from_utf8_lossy(&buf);
                 let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
                 if skip > 0 && !lines.is_empty() {

@@ -24,7 +24,11 @@ const USAGE: &str = "usage: obs-check URL [--admin URL] [--logs FILE|-] [--otlp-
   --max-series N   series per metric family above which metrics.cardinality fails (default 1000)
   --metrics-path P path of the metrics endpoint under --admin (default /metrics)";
 
-#[allow(clippy::print_stdout, clippy::print_stderr, reason = "a command-line tool: the report is its output")]
+#[allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool: the report is its output"
+)]
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match parse(&args) {
@@ -39,7 +43,11 @@ fn main() -> ExitCode {
             } else {
                 print!("{}", report.to_text());
             }
-            if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Err(e) => {
             eprintln!("obs-check: {e}\n\n{USAGE}");
@@ -67,7 +75,12 @@ fn parse(args: &[String]) -> Result<Option<(Config, bool)>, String> {
             flag if flag.starts_with("--") => {
                 let (name, value) = match flag.split_once('=') {
                     Some((n, v)) => (n, v),
-                    None => (flag, it.next().map(String::as_str).ok_or_else(|| format!("{flag} needs a value"))?),
+                    None => (
+                        flag,
+                        it.next()
+                            .map(String::as_str)
+                            .ok_or_else(|| format!("{flag} needs a value"))?,
+                    ),
                 };
                 opts.push((name, value));
             }
@@ -83,9 +96,17 @@ fn parse(args: &[String]) -> Result<Option<(Config, bool)>, String> {
     for (name, v) in opts {
         match name {
             "--admin" => config.admin = obs_check::Url::parse(v).map_err(|e| e.to_string())?,
-            "--logs" => config.logs = if v == "-" { Logs::Stdin } else { Logs::File(PathBuf::from(v)) },
+            "--logs" => {
+                config.logs = if v == "-" {
+                    Logs::Stdin
+                } else {
+                    Logs::File(PathBuf::from(v))
+                }
+            }
             "--otlp-port" => {
-                let port = v.parse().map_err(|_| format!("--otlp-port {v:?}: expected a port number"))?;
+                let port = v
+                    .parse()
+                    .map_err(|_| format!("--otlp-port {v:?}: expected a port number"))?;
                 otlp = Some((String::new(), port));
             }
             "--otlp-host" => otlp_host = v.to_owned(),
@@ -97,7 +118,11 @@ fn parse(args: &[String]) -> Result<Option<(Config, bool)>, String> {
                 }
             }
             "--id-header" => {
-                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                if v.is_empty()
+                    || !v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
                     return Err(format!("--id-header {v:?}: expected a header name"));
                 }
                 config.id_header = v.to_ascii_lowercase();
@@ -105,11 +130,17 @@ fn parse(args: &[String]) -> Result<Option<(Config, bool)>, String> {
             "--wait" => config.wait = secs(name, v)?,
             "--timeout" => config.timeout = secs(name, v)?,
             "--max-series" => {
-                config.max_series = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| format!("--max-series {v:?}: expected a positive number"))?;
+                config.max_series = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("--max-series {v:?}: expected a positive number"))?;
             }
             "--metrics-path" => {
                 if !v.starts_with('/') {
-                    return Err(format!("--metrics-path {v:?}: expected a path starting with /"));
+                    return Err(format!(
+                        "--metrics-path {v:?}: expected a path starting with /"
+                    ));
                 }
                 config.metrics_path = v.to_owned();
             }

@@ -196,7 +196,12 @@ fn serve(mut conn: TcpStream, s: &Shared) {
         };
         buf.drain(..head_len);
         let (request_line, headers) = headers;
-        let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.to_ascii_lowercase());
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.to_ascii_lowercase())
+        };
         let mut parts = request_line.split(' ');
         let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         if method != "POST" || path.split('?').next() != Some("/v1/traces") {
@@ -491,7 +496,9 @@ fn any_value(
                 }
                 Ok(())
             })?,
-            (7, Field::Bytes(b)) => out.push((key.to_owned(), String::from_utf8_lossy(b).into_owned())),
+            (7, Field::Bytes(b)) => {
+                out.push((key.to_owned(), String::from_utf8_lossy(b).into_owned()))
+            }
             (2 | 3, Field::Varint) | (4, Field::Fixed) => {}
             _ => {}
         }
@@ -584,7 +591,9 @@ mod tests {
     #[test]
     fn decodes_what_it_encodes() {
         let req = SpanBuilder::encode_request(&[
-            SpanBuilder::new([1; 16], [2; 8], "GET /items").parent([3; 8]).attr("http.route", "/items"),
+            SpanBuilder::new([1; 16], [2; 8], "GET /items")
+                .parent([3; 8])
+                .attr("http.route", "/items"),
             SpanBuilder::new([1; 16], [4; 8], "child"),
         ]);
         let spans = decode_export(&req).unwrap();
@@ -592,7 +601,11 @@ mod tests {
         assert_eq!(spans[0].trace_id, "01".repeat(16));
         assert_eq!(spans[0].parent_span_id, "03".repeat(8));
         assert_eq!(spans[0].name, "GET /items");
-        assert!(spans[0].strings.contains(&("http.route".into(), "/items".into())));
+        assert!(
+            spans[0]
+                .strings
+                .contains(&("http.route".into(), "/items".into()))
+        );
         assert_eq!(spans[1].parent_span_id, "");
     }
 
@@ -619,7 +632,14 @@ mod tests {
         let body = SpanBuilder::encode_request(&[SpanBuilder::new([9; 16], [8; 8], "s")]);
         let url = crate::http::Url::parse(&format!("{}/v1/traces", rx.endpoint())).unwrap();
         let ct: &[u8] = b"application/x-protobuf";
-        let r = crate::http::request("POST", &url, &[("content-type", ct)], &body, Duration::from_secs(5)).unwrap();
+        let r = crate::http::request(
+            "POST",
+            &url,
+            &[("content-type", ct)],
+            &body,
+            Duration::from_secs(5),
+        )
+        .unwrap();
         assert_eq!(r.status, 200);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&body).unwrap();
@@ -634,9 +654,23 @@ mod tests {
         .unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(rx.spans().len(), 2);
-        let r = crate::http::request("POST", &url, &[("content-type", b"application/json")], b"{}", Duration::from_secs(5)).unwrap();
+        let r = crate::http::request(
+            "POST",
+            &url,
+            &[("content-type", b"application/json")],
+            b"{}",
+            Duration::from_secs(5),
+        )
+        .unwrap();
         assert_eq!(r.status, 415);
-        let r = crate::http::request("POST", &url, &[("content-type", ct)], &[0x0b], Duration::from_secs(5)).unwrap();
+        let r = crate::http::request(
+            "POST",
+            &url,
+            &[("content-type", ct)],
+            &[0x0b],
+            Duration::from_secs(5),
+        )
+        .unwrap();
         assert_eq!(r.status, 400);
         assert_eq!((rx.requests(), rx.rejected()), (2, 2));
     }

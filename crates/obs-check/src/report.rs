@@ -123,7 +123,13 @@ impl Report {
             self.url,
             self.admin
         );
-        let w = self.results.iter().map(|r| r.id.len()).max().unwrap_or(4).max(4);
+        let w = self
+            .results
+            .iter()
+            .map(|r| r.id.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         let _ = writeln!(out, "{:<8}{:<w$}  REASON", "STATUS", "RULE");
         for r in &self.results {
             let _ = write!(out, "{:<8}{:<w$}  {}", r.status.as_str(), r.id, r.reason);
@@ -195,9 +201,15 @@ mod tests {
         assert_eq!(j["schema"], SCHEMA);
         assert_eq!(j["summary"]["fail"], 1);
         assert_eq!(j["rules"][1]["group"], "logs");
-        assert_eq!(j["rules"][1]["value"].as_str().unwrap().chars().count(), VALUE_CHARS + 1);
+        assert_eq!(
+            j["rules"][1]["value"].as_str().unwrap().chars().count(),
+            VALUE_CHARS + 1
+        );
         let t = r.to_text();
         assert!(t.contains("fail    logs.json"), "{t}");
-        assert!(t.ends_with("1 pass, 0 warn, 1 fail, 0 skip: FAILED\n"), "{t}");
+        assert!(
+            t.ends_with("1 pass, 0 warn, 1 fail, 0 skip: FAILED\n"),
+            "{t}"
+        );
     }
 }

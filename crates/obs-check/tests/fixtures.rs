@@ -54,10 +54,17 @@ struct Fx {
 impl Fx {
     fn log(&self, line: String) {
         use std::io::Write as _;
-        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).create(true).open(&self.log_file) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.log_file)
+        {
             let _ = writeln!(f, "{line}");
         }
-        self.logs.lock().unwrap_or_else(PoisonError::into_inner).push(line);
+        self.logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(line);
     }
 }
 
@@ -99,7 +106,12 @@ impl Fixture {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             axum::serve(listener, app).await.unwrap();
         });
-        Fixture { addr, logs, log_file, _rt: rt }
+        Fixture {
+            addr,
+            logs,
+            log_file,
+            _rt: rt,
+        }
     }
 
     fn config(&self, with_logs: bool) -> Config {
@@ -107,7 +119,9 @@ impl Fixture {
         c.wait = Duration::from_secs(2);
         if with_logs {
             let logs = self.logs.clone();
-            c.logs = Logs::Lines(Arc::new(move || logs.lock().unwrap_or_else(PoisonError::into_inner).clone()));
+            c.logs = Logs::Lines(Arc::new(move || {
+                logs.lock().unwrap_or_else(PoisonError::into_inner).clone()
+            }));
         }
         c
     }
@@ -130,7 +144,9 @@ async fn handle(State(fx): State<Arc<Fx>>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let req: HeaderMap = req.into_parts().0.headers;
-    let verbose = query.split('&').any(|p| p == "verbose" || p.starts_with("verbose="));
+    let verbose = query
+        .split('&')
+        .any(|p| p == "verbose" || p.starts_with("verbose="));
     match path.as_str() {
         "/metrics" => metrics(&fx, &req),
         "/livez" | "/readyz" | "/healthz" => {
@@ -140,7 +156,9 @@ async fn handle(State(fx): State<Arc<Fx>>, req: Request) -> Response {
             if f.hanging_readyz && path == "/readyz" {
                 tokio::time::sleep(Duration::from_secs(3)).await;
             }
-            let accept = header(&req, "accept").map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
+            let accept = header(&req, "accept")
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .unwrap_or_default();
             if accept.contains("application/health+json") {
                 let body = if f.bad_health_json {
                     r#"{"status":"green","checks":[]}"#
@@ -150,7 +168,11 @@ async fn handle(State(fx): State<Arc<Fx>>, req: Request) -> Response {
                 return respond(StatusCode::OK, "application/health+json", body);
             }
             if verbose {
-                let body = if f.unreadable_verbose { "\u{1b}[32m[+]ping ok\u{1b}[0m\n" } else { "[+]ping ok\ncheck passed\n" };
+                let body = if f.unreadable_verbose {
+                    "\u{1b}[32m[+]ping ok\u{1b}[0m\n"
+                } else {
+                    "[+]ping ok\ncheck passed\n"
+                };
                 return respond(StatusCode::OK, "text/plain; charset=utf-8", body);
             }
             respond(StatusCode::OK, "text/plain", "ok")
@@ -168,7 +190,10 @@ async fn items(fx: &Arc<Fx>, req: &HeaderMap, query: &str) -> Response {
     let cid: Vec<u8> = match sent {
         Some(raw) if f.echo_raw_ids => raw.to_vec(),
         Some(raw) if CorrelationId::is_valid(raw) => raw.to_vec(),
-        _ => CorrelationId::generate(IdFormat::UuidV4).as_str().as_bytes().to_vec(),
+        _ => CorrelationId::generate(IdFormat::UuidV4)
+            .as_str()
+            .as_bytes()
+            .to_vec(),
     };
     let cid_text = String::from_utf8_lossy(&cid).into_owned();
     // The trace context: continued when valid.
@@ -176,14 +201,20 @@ async fn items(fx: &Arc<Fx>, req: &HeaderMap, query: &str) -> Response {
         let tp = std::str::from_utf8(tp).ok()?;
         let parts: Vec<&str> = tp.split('-').collect();
         (parts.len() == 4 && parts[0] == "00").then_some(())?;
-        Some((TraceId::from_hex(parts[1]).ok()?, SpanId::from_hex(parts[2]).ok()?))
+        Some((
+            TraceId::from_hex(parts[1]).ok()?,
+            SpanId::from_hex(parts[2]).ok()?,
+        ))
     });
     let (tid, parent) = match parent {
         Some((t, p)) if !f.new_trace_per_request => (t, Some(p)),
         _ => (TraceId::random(), None),
     };
     let sid = SpanId::random();
-    let (tid_hex, sid_hex) = (tid.to_hex().as_str().to_owned(), sid.to_hex().as_str().to_owned());
+    let (tid_hex, sid_hex) = (
+        tid.to_hex().as_str().to_owned(),
+        sid.to_hex().as_str().to_owned(),
+    );
 
     let mut line = serde_json::json!({
         "timestamp": "2026-01-01T00:00:00Z",
@@ -211,18 +242,28 @@ async fn items(fx: &Arc<Fx>, req: &HeaderMap, query: &str) -> Response {
     });
 
     if let Some(url) = &fx.otlp {
-        let mut span = SpanBuilder::new(tid.to_bytes(), sid.to_bytes(), "GET /items").attr("http.route", "/items");
+        let mut span = SpanBuilder::new(tid.to_bytes(), sid.to_bytes(), "GET /items")
+            .attr("http.route", "/items");
         if let Some(p) = parent {
             span = span.parent(p.to_bytes());
         }
         if f.leak_canary {
-            span = span.attr("http.request.header.authorization", &auth.unwrap_or_default());
+            span = span.attr(
+                "http.request.header.authorization",
+                &auth.unwrap_or_default(),
+            );
         }
         let body = SpanBuilder::encode_request(&[span]);
         let url = obs_check::Url::parse(url).unwrap();
         tokio::task::spawn_blocking(move || {
             let ct: &[u8] = b"application/x-protobuf";
-            obs_check::http::request("POST", &url, &[("content-type", ct)], &body, Duration::from_secs(5))
+            obs_check::http::request(
+                "POST",
+                &url,
+                &[("content-type", ct)],
+                &body,
+                Duration::from_secs(5),
+            )
         })
         .await
         .unwrap()
@@ -231,21 +272,39 @@ async fn items(fx: &Arc<Fx>, req: &HeaderMap, query: &str) -> Response {
 
     let mut resp = respond(StatusCode::OK, "application/json", "[]");
     if !f.no_id_echo {
-        resp.headers_mut().insert("x-correlation-id", HeaderValue::from_bytes(&cid).unwrap());
+        resp.headers_mut()
+            .insert("x-correlation-id", HeaderValue::from_bytes(&cid).unwrap());
     }
-    let tr_trace = if f.wrong_traceresponse { TraceId::random().to_hex().as_str().to_owned() } else { tid_hex };
-    resp.headers_mut()
-        .insert("traceresponse", HeaderValue::from_str(&format!("00-{tr_trace}-{sid_hex}-01")).unwrap());
+    let tr_trace = if f.wrong_traceresponse {
+        TraceId::random().to_hex().as_str().to_owned()
+    } else {
+        tid_hex
+    };
+    resp.headers_mut().insert(
+        "traceresponse",
+        HeaderValue::from_str(&format!("00-{tr_trace}-{sid_hex}-01")).unwrap(),
+    );
     resp
 }
 
 fn metrics(fx: &Fx, req: &HeaderMap) -> Response {
     let f = fx.flaws;
     let n = fx.requests.load(Ordering::Relaxed);
-    let om = header(req, "accept").is_some_and(|a| String::from_utf8_lossy(a).contains("openmetrics"));
+    let om =
+        header(req, "accept").is_some_and(|a| String::from_utf8_lossy(a).contains("openmetrics"));
     // Counter family names: without `_total` in OpenMetrics descriptors.
-    let c = |name: &str| if om { name.trim_end_matches("_total").to_owned() } else { name.to_owned() };
-    let route = if f.no_route_label { "method=\"GET\"" } else { "http_route=\"/items\"" };
+    let c = |name: &str| {
+        if om {
+            name.trim_end_matches("_total").to_owned()
+        } else {
+            name.to_owned()
+        }
+    };
+    let route = if f.no_route_label {
+        "method=\"GET\""
+    } else {
+        "http_route=\"/items\""
+    };
     let mut s = format!(
         "# HELP {r} Requests served.\n# TYPE {r} counter\nhttp_server_requests_total{{{route}}} {n}\n\
          # HELP http_server_request_duration_seconds Request duration.\n# TYPE http_server_request_duration_seconds histogram\n\
@@ -286,14 +345,26 @@ fn metrics(fx: &Fx, req: &HeaderMap) -> Response {
         if !f.openmetrics_without_eof {
             s.push_str("# EOF\n");
         }
-        respond(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", s)
+        respond(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            s,
+        )
     } else {
-        respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", s)
+        respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            s,
+        )
     }
 }
 
 fn failed(r: &Report) -> BTreeSet<&'static str> {
-    r.results.iter().filter(|x| x.status == Status::Fail).map(|x| x.id).collect()
+    r.results
+        .iter()
+        .filter(|x| x.status == Status::Fail)
+        .map(|x| x.id)
+        .collect()
 }
 
 /// Runs the checker (logs and OTLP on) against a fixture with `flaws` and
@@ -312,20 +383,42 @@ fn check(flaws: Flaws, expected: &[&str]) -> Report {
 #[test]
 fn a_correct_service_passes_every_rule() {
     let r = check(Flaws::default(), &[]);
-    assert!(r.results.iter().all(|x| x.status == Status::Pass), "{}", r.to_text());
+    assert!(
+        r.results.iter().all(|x| x.status == Status::Pass),
+        "{}",
+        r.to_text()
+    );
     assert_eq!(r.results.len(), 24, "{}", r.to_text());
-    assert!(r.get("trace.traceresponse").unwrap().reason.contains("server's span"), "{}", r.to_text());
+    assert!(
+        r.get("trace.traceresponse")
+            .unwrap()
+            .reason
+            .contains("server's span"),
+        "{}",
+        r.to_text()
+    );
 }
 
 #[test]
 fn wrong_metric_names_fail_the_naming_lint() {
     // OpenMetrics is stricter still: a counter sample must end in _total.
-    let r = check(Flaws { bad_metric_names: true, ..Flaws::default() }, &["metrics.naming", "metrics.openmetrics"]);
+    let r = check(
+        Flaws {
+            bad_metric_names: true,
+            ..Flaws::default()
+        },
+        &["metrics.naming", "metrics.openmetrics"],
+    );
     let row = r.get("metrics.naming").unwrap();
     // not snake_case, no HELP, a counter without _total, "ms", a gauge named _count
     assert_eq!(row.reason, "5 naming problem(s)", "{row:?}");
     let v = row.value.as_deref().unwrap();
-    for want in ["httpRequests: not snake_case", "httpRequests: no HELP", "httpRequests: a counter not ending in _total", "latency_ms: unit \"ms\""] {
+    for want in [
+        "httpRequests: not snake_case",
+        "httpRequests: no HELP",
+        "httpRequests: a counter not ending in _total",
+        "latency_ms: unit \"ms\"",
+    ] {
         assert!(v.contains(want), "{want}: {v}");
     }
 }
@@ -333,8 +426,17 @@ fn wrong_metric_names_fail_the_naming_lint() {
 #[test]
 fn an_invalid_exposition_fails_every_metrics_rule_but_openmetrics() {
     let r = check(
-        Flaws { invalid_exposition: true, ..Flaws::default() },
-        &["metrics.text", "metrics.naming", "metrics.http_duration", "metrics.process", "metrics.cardinality"],
+        Flaws {
+            invalid_exposition: true,
+            ..Flaws::default()
+        },
+        &[
+            "metrics.text",
+            "metrics.naming",
+            "metrics.http_duration",
+            "metrics.process",
+            "metrics.cardinality",
+        ],
     );
     let row = r.get("metrics.text").unwrap();
     assert!(row.reason.contains("invalid escape"), "{row:?}");
@@ -343,64 +445,135 @@ fn an_invalid_exposition_fails_every_metrics_rule_but_openmetrics() {
 
 #[test]
 fn openmetrics_without_eof_fails() {
-    let r = check(Flaws { openmetrics_without_eof: true, ..Flaws::default() }, &["metrics.openmetrics"]);
-    assert!(r.get("metrics.openmetrics").unwrap().reason.contains("# EOF"));
+    let r = check(
+        Flaws {
+            openmetrics_without_eof: true,
+            ..Flaws::default()
+        },
+        &["metrics.openmetrics"],
+    );
+    assert!(
+        r.get("metrics.openmetrics")
+            .unwrap()
+            .reason
+            .contains("# EOF")
+    );
 }
 
 #[test]
 fn a_duration_histogram_without_route_fails() {
-    check(Flaws { no_route_label: true, ..Flaws::default() }, &["metrics.http_duration"]);
+    check(
+        Flaws {
+            no_route_label: true,
+            ..Flaws::default()
+        },
+        &["metrics.http_duration"],
+    );
 }
 
 #[test]
 fn no_process_metrics_fails() {
-    check(Flaws { no_process_metrics: true, ..Flaws::default() }, &["metrics.process"]);
+    check(
+        Flaws {
+            no_process_metrics: true,
+            ..Flaws::default()
+        },
+        &["metrics.process"],
+    );
 }
 
 #[test]
 fn id_like_label_values_warn_and_too_many_series_fail() {
-    let r = check(Flaws { id_labels: true, ..Flaws::default() }, &[]);
+    let r = check(
+        Flaws {
+            id_labels: true,
+            ..Flaws::default()
+        },
+        &[],
+    );
     let row = r.get("metrics.cardinality").unwrap();
     assert_eq!(row.status, Status::Warn, "{row:?}");
     let v = row.value.as_deref().unwrap();
-    assert!(v.contains("user_requests_total{user}") && (v.contains("UUID") || v.contains("email")), "{v}");
+    assert!(
+        v.contains("user_requests_total{user}") && (v.contains("UUID") || v.contains("email")),
+        "{v}"
+    );
 
-    let fx = Fixture::start(Flaws { id_labels: true, ..Flaws::default() }, None);
+    let fx = Fixture::start(
+        Flaws {
+            id_labels: true,
+            ..Flaws::default()
+        },
+        None,
+    );
     let mut config = fx.config(false);
     config.max_series = 1;
     let r = obs_check::run(&config);
     let row = r.get("metrics.cardinality").unwrap();
     assert_eq!(row.status, Status::Fail, "{row:?}");
-    assert!(row.value.as_deref().unwrap().contains("user_requests_total: 2 series"), "{row:?}");
+    assert!(
+        row.value
+            .as_deref()
+            .unwrap()
+            .contains("user_requests_total: 2 series"),
+        "{row:?}"
+    );
 }
 
 #[test]
 fn no_id_echo_fails_echo_and_generation() {
     check(
-        Flaws { no_id_echo: true, ..Flaws::default() },
-        &["correlation.echo", "correlation.oversize", "correlation.control_chars", "correlation.secret_shaped", "correlation.generated"],
+        Flaws {
+            no_id_echo: true,
+            ..Flaws::default()
+        },
+        &[
+            "correlation.echo",
+            "correlation.oversize",
+            "correlation.control_chars",
+            "correlation.secret_shaped",
+            "correlation.generated",
+        ],
     );
 }
 
 #[test]
 fn echoing_raw_ids_fails_every_invalid_id_rule() {
     let r = check(
-        Flaws { echo_raw_ids: true, ..Flaws::default() },
-        &["correlation.oversize", "correlation.control_chars", "correlation.secret_shaped"],
+        Flaws {
+            echo_raw_ids: true,
+            ..Flaws::default()
+        },
+        &[
+            "correlation.oversize",
+            "correlation.control_chars",
+            "correlation.secret_shaped",
+        ],
     );
     let row = r.get("correlation.control_chars").unwrap();
     assert!(row.reason.contains("echoed"), "{row:?}");
     // The shown value is escaped: no raw control character reaches a terminal.
-    assert!(!row.value.as_deref().unwrap().chars().any(char::is_control), "{row:?}");
+    assert!(
+        !row.value.as_deref().unwrap().chars().any(char::is_control),
+        "{row:?}"
+    );
 }
 
 #[test]
 fn plain_text_logs_fail_the_log_rules() {
     let r = check(
-        Flaws { plain_text_logs: true, ..Flaws::default() },
+        Flaws {
+            plain_text_logs: true,
+            ..Flaws::default()
+        },
         &["logs.json", "logs.request_ids"],
     );
-    assert!(r.get("logs.json").unwrap().reason.contains("line 1 is not a JSON object"));
+    assert!(
+        r.get("logs.json")
+            .unwrap()
+            .reason
+            .contains("line 1 is not a JSON object")
+    );
     // The ids are in the text, but in no field a log pipeline can query.
     assert_eq!(r.get("correlation.in_logs").unwrap().status, Status::Warn);
     assert_eq!(r.get("trace.in_logs").unwrap().status, Status::Warn);
@@ -408,63 +581,168 @@ fn plain_text_logs_fail_the_log_rules() {
 
 #[test]
 fn log_lines_without_trace_ids_fail() {
-    let r = check(Flaws { no_trace_ids_in_logs: true, ..Flaws::default() }, &["logs.request_ids", "trace.in_logs"]);
-    assert!(r.get("logs.request_ids").unwrap().reason.contains("trace id, span id"), "{}", r.to_text());
+    let r = check(
+        Flaws {
+            no_trace_ids_in_logs: true,
+            ..Flaws::default()
+        },
+        &["logs.request_ids", "trace.in_logs"],
+    );
+    assert!(
+        r.get("logs.request_ids")
+            .unwrap()
+            .reason
+            .contains("trace id, span id"),
+        "{}",
+        r.to_text()
+    );
 }
 
 #[test]
 fn a_service_that_restarts_traces_fails_the_trace_rules() {
-    check(Flaws { new_trace_per_request: true, ..Flaws::default() }, &["trace.in_logs", "trace.in_spans", "trace.traceresponse", "logs.request_ids"]);
+    check(
+        Flaws {
+            new_trace_per_request: true,
+            ..Flaws::default()
+        },
+        &[
+            "trace.in_logs",
+            "trace.in_spans",
+            "trace.traceresponse",
+            "logs.request_ids",
+        ],
+    );
 }
 
 #[test]
 fn a_wrong_traceresponse_fails() {
-    check(Flaws { wrong_traceresponse: true, ..Flaws::default() }, &["trace.traceresponse"]);
+    check(
+        Flaws {
+            wrong_traceresponse: true,
+            ..Flaws::default()
+        },
+        &["trace.traceresponse"],
+    );
 }
 
 #[test]
 fn a_leaked_canary_fails_the_secret_scan() {
-    let r = check(Flaws { leak_canary: true, ..Flaws::default() }, &["secrets.logs", "secrets.spans"]);
-    assert!(r.get("secrets.logs").unwrap().reason.contains("canary"), "{}", r.to_text());
-    assert!(r.get("secrets.spans").unwrap().value.as_deref().unwrap().starts_with("http.request.header.authorization="));
+    let r = check(
+        Flaws {
+            leak_canary: true,
+            ..Flaws::default()
+        },
+        &["secrets.logs", "secrets.spans"],
+    );
+    // The fixture logs the Authorization header and the raw query.
+    assert_eq!(
+        r.get("secrets.logs").unwrap().reason,
+        "canary secrets reached a log: bearer token, JWT, cloud key, password in the query",
+        "{}",
+        r.to_text()
+    );
+    assert_eq!(
+        r.get("secrets.spans").unwrap().reason,
+        "canary secrets reached a span: bearer token",
+        "{}",
+        r.to_text()
+    );
+    assert!(
+        r.get("secrets.spans")
+            .unwrap()
+            .value
+            .as_deref()
+            .unwrap()
+            .starts_with("http.request.header.authorization=")
+    );
 }
 
 #[test]
 fn a_hanging_probe_fails_within_a_second() {
     let started = std::time::Instant::now();
-    let r = check(Flaws { hanging_readyz: true, ..Flaws::default() }, &["probes.readyz", "probes.verbose"]);
-    assert!(r.get("probes.readyz").unwrap().reason.contains("within 1000 ms"));
+    let r = check(
+        Flaws {
+            hanging_readyz: true,
+            ..Flaws::default()
+        },
+        &["probes.readyz", "probes.verbose"],
+    );
+    assert!(
+        r.get("probes.readyz")
+            .unwrap()
+            .reason
+            .contains("within 1000 ms")
+    );
     // Two 1 s probe deadlines, not the 3 s the probe hangs for, each.
-    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
 fn probes_behind_auth_fail() {
     check(
-        Flaws { probes_need_auth: true, ..Flaws::default() },
-        &["probes.livez", "probes.readyz", "probes.healthz", "probes.verbose", "probes.health_json"],
+        Flaws {
+            probes_need_auth: true,
+            ..Flaws::default()
+        },
+        &[
+            "probes.livez",
+            "probes.readyz",
+            "probes.healthz",
+            "probes.verbose",
+            "probes.health_json",
+        ],
     );
 }
 
 #[test]
 fn a_health_json_off_the_draft_fails() {
-    let r = check(Flaws { bad_health_json: true, ..Flaws::default() }, &["probes.health_json"]);
+    let r = check(
+        Flaws {
+            bad_health_json: true,
+            ..Flaws::default()
+        },
+        &["probes.health_json"],
+    );
     let v = r.get("probes.health_json").unwrap().value.clone().unwrap();
-    assert!(v.contains("\"green\"") && v.contains("checks is not an object"), "{v}");
+    assert!(
+        v.contains("\"green\"") && v.contains("checks is not an object"),
+        "{v}"
+    );
 }
 
 #[test]
 fn an_unreadable_verbose_body_fails() {
-    check(Flaws { unreadable_verbose: true, ..Flaws::default() }, &["probes.verbose"]);
+    check(
+        Flaws {
+            unreadable_verbose: true,
+            ..Flaws::default()
+        },
+        &["probes.verbose"],
+    );
 }
 
 #[test]
 fn without_logs_or_otlp_those_rules_are_skipped() {
     let fx = Fixture::start(Flaws::default(), None);
     let r = obs_check::run(&fx.config(false));
-    let skipped: BTreeSet<&str> = r.results.iter().filter(|x| x.status == Status::Skip).map(|x| x.id).collect();
+    let skipped: BTreeSet<&str> = r
+        .results
+        .iter()
+        .filter(|x| x.status == Status::Skip)
+        .map(|x| x.id)
+        .collect();
     let want: BTreeSet<&str> = [
-        "correlation.in_logs", "trace.in_logs", "trace.in_spans", "logs.json", "logs.request_ids", "secrets.logs", "secrets.spans",
+        "correlation.in_logs",
+        "trace.in_logs",
+        "trace.in_spans",
+        "logs.json",
+        "logs.request_ids",
+        "secrets.logs",
+        "secrets.spans",
     ]
     .into_iter()
     .collect();
@@ -475,11 +753,22 @@ fn without_logs_or_otlp_those_rules_are_skipped() {
 #[test]
 fn an_unreachable_service_fails_without_hanging() {
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut c = Config::new(&format!("http://127.0.0.1:{port}/")).unwrap();
     c.wait = Duration::from_millis(200);
     let r = obs_check::run(&c);
-    assert!(r.get("metrics.text").unwrap().reason.contains("cannot connect"), "{}", r.to_text());
+    assert!(
+        r.get("metrics.text")
+            .unwrap()
+            .reason
+            .contains("cannot connect"),
+        "{}",
+        r.to_text()
+    );
     assert_eq!(r.get("probes.livez").unwrap().status, Status::Fail);
     assert!(!r.ok());
 }
@@ -495,11 +784,24 @@ fn the_binary_exits_zero_and_prints_stable_json_for_a_correct_service() {
     let fx = Fixture::start(Flaws::default(), None);
     let url = format!("http://{}/items", fx.addr);
     let out = bin()
-        .args([&url, "--logs", fx.log_file.to_str().unwrap(), "--format", "json", "--wait", "2"])
+        .args([
+            &url,
+            "--logs",
+            fx.log_file.to_str().unwrap(),
+            "--format",
+            "json",
+            "--wait",
+            "2",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["schema"], "obs-check/v1");
     assert_eq!(v["ok"], true);
@@ -510,7 +812,10 @@ fn the_binary_exits_zero_and_prints_stable_json_for_a_correct_service() {
         for key in ["id", "group", "status", "reason", "value"] {
             assert!(r.get(key).is_some(), "{key} missing in {r}");
         }
-        assert!(["pass", "warn", "fail", "skip"].contains(&r["status"].as_str().unwrap()), "{r}");
+        assert!(
+            ["pass", "warn", "fail", "skip"].contains(&r["status"].as_str().unwrap()),
+            "{r}"
+        );
     }
     // Logs came from the file; without --otlp-port the span rules skip.
     let status = |id: &str| rules.iter().find(|r| r["id"] == id).unwrap()["status"].clone();
@@ -520,17 +825,34 @@ fn the_binary_exits_zero_and_prints_stable_json_for_a_correct_service() {
 
 #[test]
 fn the_binary_exits_one_on_a_failed_rule_and_two_on_bad_usage() {
-    let fx = Fixture::start(Flaws { plain_text_logs: true, ..Flaws::default() }, None);
+    let fx = Fixture::start(
+        Flaws {
+            plain_text_logs: true,
+            ..Flaws::default()
+        },
+        None,
+    );
     let url = format!("http://{}/items", fx.addr);
-    let out = bin().args([&url, "--logs", fx.log_file.to_str().unwrap(), "--wait", "1"]).output().unwrap();
+    let out = bin()
+        .args([&url, "--logs", fx.log_file.to_str().unwrap(), "--wait", "1"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("fail    logs.json"), "{stdout}");
     assert!(stdout.trim_end().ends_with("FAILED"), "{stdout}");
 
-    for args in [&["--format", "yaml", "http://h/"][..], &[][..], &["https://h/"][..], &["http://h/", "--bogus", "1"][..]] {
+    for args in [
+        &["--format", "yaml", "http://h/"][..],
+        &[][..],
+        &["https://h/"][..],
+        &["http://h/", "--bogus", "1"][..],
+    ] {
         let out = bin().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("usage: obs-check URL"), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("usage: obs-check URL"),
+            "{args:?}"
+        );
     }
 }

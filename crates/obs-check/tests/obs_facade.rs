@@ -51,7 +51,10 @@ fn a_service_on_the_facade_passes_every_rule() {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
         let _default = obs_testing::subscriber::set_default(subscriber);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             axum::serve(listener, app)
@@ -65,7 +68,9 @@ fn a_service_on_the_facade_passes_every_rule() {
 
     let mut config = Config::new(&format!("http://{addr}/items")).unwrap();
     config.otlp = Some(rx);
-    config.logs = Logs::Lines(Arc::new(move || logs.text().lines().map(str::to_owned).collect()));
+    config.logs = Logs::Lines(Arc::new(move || {
+        logs.text().lines().map(str::to_owned).collect()
+    }));
     let report = obs_check::run(&config);
     let _ = stop_tx.send(());
     server.join().unwrap();
