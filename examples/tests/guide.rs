@@ -7,8 +7,9 @@
 //! - `const ENV_…: &str = "NAME"` declarations;
 //! - string literals `"OBS_…"`, `"OTEL_…"`, `"SENTRY_…"` (whole names; the
 //!   bare prefixes `"OBS_"`/`"OTEL_"` used to filter are not names);
-//! - `env::var("NAME")`, `env::var_os("NAME")` and the service's
-//!   `env_parse("NAME", …)`.
+//! - `env::var("NAME")`, `env::var_os("NAME")`, and calls with a literal of
+//!   helpers that read the variable their parameter names (the service's
+//!   `env_parse("PORT", …)`, `http_bench`'s `num("BENCH_SECS", …)`).
 //!
 //! Each file is read up to its `#[cfg(test)]` module: names only tests use
 //! are not read by the code.
@@ -67,9 +68,35 @@ fn names_read(text: &str) -> BTreeSet<String> {
             names.insert(name.to_owned());
         }
     }
-    // env::var("NAME"), env::var_os("NAME"), env_parse("NAME", …)
-    for call in ["env::var(\"", "env::var_os(\"", "env_parse(\""] {
+    // env::var("NAME"), env::var_os("NAME")
+    let mut helpers: BTreeSet<&str> = BTreeSet::new();
+    for call in ["env::var(", "env::var_os("] {
         for (i, _) in code.match_indices(call) {
+            let after = i + call.len();
+            if code[after..].starts_with('"') {
+                if let Some(name) = literal_at(code, after + 1)
+                    && is_env_name(name)
+                {
+                    names.insert(name.to_owned());
+                }
+            } else if let Some(f) = code[..i].rfind("fn ") {
+                // A helper reading the variable named by its parameter
+                // (`fn env_parse(var: &str, …)`, `fn num(var: &str, …)`):
+                // its calls with a literal name it.
+                let name_end = code[f + 3..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .map_or(code.len(), |e| f + 3 + e);
+                helpers.insert(&code[f + 3..name_end]);
+            }
+        }
+    }
+    for helper in helpers {
+        let call = format!("{helper}(\"");
+        for (i, _) in code.match_indices(&call) {
+            let before = code[..i].chars().next_back();
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue;
+            }
             if let Some(name) = literal_at(code, i + call.len())
                 && is_env_name(name)
             {
@@ -136,8 +163,19 @@ fn the_guide_lists_every_environment_variable_the_code_reads() {
         }
     }
     // The scan itself works: names every part of the code is known to read.
-    for known in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OBS_LOG", "RUST_LOG", "NO_COLOR", "PORT", "ADMIN_PORT"] {
-        assert!(read.contains_key(known), "the scan missed {known}: {read:?}");
+    for known in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OBS_LOG",
+        "RUST_LOG",
+        "NO_COLOR",
+        "PORT",
+        "ADMIN_PORT",
+        "BENCH_ROUNDS",
+    ] {
+        assert!(
+            read.contains_key(known),
+            "the scan missed {known}: {read:?}"
+        );
     }
 
     let guide = std::fs::read_to_string(root.join("docs/guide.md")).expect("docs/guide.md");
@@ -160,12 +198,26 @@ fn the_scan_finds_each_form_and_skips_tests() {
         pub const ENV_FILTER: &str = "OBS_LOG";
         const ENV_X: &str = "NO_COLOR";
         let p = std::env::var("HOST");
-        let q: u16 = env_parse("PORT", 8080)?;
+        fn env_parse<T>(var: &'static str, d: T) -> T { match std::env::var(var) { _ => d } }
+        let q: u16 = env_parse("PORT", 8080);
         let r = std::env::var_os("PATH");
+        fn num(var: &str) -> u64 { std::env::var(var).map_or(1, |v| v.len() as u64) }
+        let n = num("BENCH_SECS") + renum("NOT_A_CALL_OF_NUM");
         match k { "OTEL_SERVICE_NAME" => 1, _ if k.starts_with("OBS_") => 2 }
         #[cfg(test)]
         mod tests { const ENV_T: &str = "OBS_ONLY_IN_TESTS"; }
     "#;
     let got: Vec<String> = names_read(src).into_iter().collect();
-    assert_eq!(got, ["HOST", "NO_COLOR", "OBS_LOG", "OTEL_SERVICE_NAME", "PATH", "PORT"]);
+    assert_eq!(
+        got,
+        [
+            "BENCH_SECS",
+            "HOST",
+            "NO_COLOR",
+            "OBS_LOG",
+            "OTEL_SERVICE_NAME",
+            "PATH",
+            "PORT"
+        ]
+    );
 }
