@@ -13,6 +13,7 @@
 //! # Ok::<(), obs_check::HttpError>(())
 //! ```
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -123,7 +124,7 @@ pub(crate) struct LogReader {
 enum LogSource {
     None,
     File(PathBuf),
-    Buffer(Arc<Mutex<Vec<String>>>, Arc<AtomicU64>),
+    Buffer(Arc<Mutex<VecDeque<String>>>, Arc<AtomicU64>),
     Lines(Arc<dyn Fn() -> Vec<String> + Send + Sync>),
 }
 
@@ -134,7 +135,7 @@ impl LogReader {
             Logs::File(p) => LogSource::File(p.clone()),
             Logs::Lines(f) => LogSource::Lines(f.clone()),
             Logs::Stdin => {
-                let buf = Arc::new(Mutex::new(Vec::new()));
+                let buf = Arc::new(Mutex::new(VecDeque::new()));
                 let dropped = Arc::new(AtomicU64::new(0));
                 let (b, d) = (buf.clone(), dropped.clone());
                 std::thread::spawn(move || {
@@ -149,10 +150,10 @@ impl LogReader {
                             Ok(_) => {
                                 let mut held = b.lock().unwrap_or_else(PoisonError::into_inner);
                                 if held.len() >= MAX_LOG_LINES {
-                                    held.remove(0);
+                                    held.pop_front();
                                     d.fetch_add(1, Ordering::Relaxed);
                                 }
-                                held.push(
+                                held.push_back(
                                     String::from_utf8_lossy(&line)
                                         .trim_end_matches(['\n', '\r'])
                                         .to_owned(),
@@ -176,7 +177,12 @@ impl LogReader {
         match &self.source {
             LogSource::None => Ok(Vec::new()),
             LogSource::Lines(f) => Ok(f()),
-            LogSource::Buffer(b, _) => Ok(b.lock().unwrap_or_else(PoisonError::into_inner).clone()),
+            LogSource::Buffer(b, _) => Ok(b
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .cloned()
+                .collect()),
             LogSource::File(p) => {
                 let mut f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
                 let len = f.metadata().map(|m| m.len()).unwrap_or(0);

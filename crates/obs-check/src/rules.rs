@@ -339,7 +339,7 @@ pub(crate) fn run(config: &Config, logs: &LogReader) -> Vec<RuleResult> {
             config
                 .otlp
                 .as_ref()
-                .map_or(0, crate::OtlpReceiver::rejected),
+                .map_or((0, 0), |r| (r.requests(), r.rejected())),
         ),
     });
     out.push(traceresponse_rule(&main_resp, &main));
@@ -433,7 +433,7 @@ fn metrics_rules(ctx: &Ctx<'_>) -> Vec<RuleResult> {
         &[("accept", b"text/plain;version=0.0.4")],
         ctx.config.timeout,
     );
-    let parsed: Result<Vec<Family>, RuleResult> = match &text {
+    let parsed: Result<(Vec<Family>, Format), RuleResult> = match &text {
         Err(e) => Err(RuleResult::new(
             "metrics.text",
             Status::Fail,
@@ -451,12 +451,7 @@ fn metrics_rules(ctx: &Ctx<'_>) -> Vec<RuleResult> {
                 Format::Text
             };
             match expo::parse(&r.text(), format) {
-                Ok(f) if format == Format::Text => Ok(f),
-                Ok(_) => Err(RuleResult::new(
-                    "metrics.text",
-                    Status::Fail,
-                    "asked for text/plain;version=0.0.4, got OpenMetrics",
-                )),
+                Ok(f) => Ok((f, format)),
                 Err(e) => Err(RuleResult::new(
                     "metrics.text",
                     Status::Fail,
@@ -467,13 +462,27 @@ fn metrics_rules(ctx: &Ctx<'_>) -> Vec<RuleResult> {
         }
     };
     let families = match parsed {
-        Ok(f) => {
+        Ok((f, format)) => {
             let samples: usize = f.iter().map(|x| x.samples.len()).sum();
-            out.push(RuleResult::new(
-                "metrics.text",
-                Status::Pass,
-                format!("{} families, {samples} samples parse strictly", f.len()),
-            ));
+            out.push(if format == Format::Text {
+                RuleResult::new(
+                    "metrics.text",
+                    Status::Pass,
+                    format!("{} families, {samples} samples parse strictly", f.len()),
+                )
+            } else {
+                // Valid, and Prometheus reads it; but a text/plain client
+                // (an older scraper, a curl in an incident) gets a format
+                // it did not ask for.
+                RuleResult::new(
+                    "metrics.text",
+                    Status::Warn,
+                    format!(
+                        "asked for text/plain;version=0.0.4, got OpenMetrics ({} families, {samples} samples parse strictly)",
+                        f.len()
+                    ),
+                )
+            });
             f
         }
         Err(r) => {
@@ -1132,14 +1141,14 @@ fn generated_rule(resps: &[Result<Response, HttpError>], idh: &str) -> RuleResul
 
 // --------------------------------------------------------------- trace ---
 
-fn spans_rule(spans: &[Span], main: &Probe, rejected: u64) -> RuleResult {
+fn spans_rule(spans: &[Span], main: &Probe, (requests, rejected): (u64, u64)) -> RuleResult {
     let id = "trace.in_spans";
     let of_trace: Vec<&Span> = spans.iter().filter(|s| s.trace_id == main.tid).collect();
     if of_trace.is_empty() {
-        let extra = if rejected > 0 {
-            format!("; {rejected} export request(s) refused")
-        } else {
-            String::new()
+        let extra = match (requests, rejected) {
+            (0, 0) => "; no export request arrived: is OTEL_EXPORTER_OTLP_ENDPOINT pointed at the checker, over OTLP/HTTP protobuf?".to_owned(),
+            (_, 0) => String::new(),
+            (_, r) => format!("; {r} export request(s) refused (the checker takes OTLP/HTTP protobuf on POST /v1/traces)"),
         };
         return RuleResult::new(
             id,

@@ -41,6 +41,7 @@ struct Flaws {
     probes_need_auth: bool,
     bad_health_json: bool,
     unreadable_verbose: bool,
+    openmetrics_only: bool,
 }
 
 struct Fx {
@@ -290,8 +291,9 @@ async fn items(fx: &Arc<Fx>, req: &HeaderMap, query: &str) -> Response {
 fn metrics(fx: &Fx, req: &HeaderMap) -> Response {
     let f = fx.flaws;
     let n = fx.requests.load(Ordering::Relaxed);
-    let om =
-        header(req, "accept").is_some_and(|a| String::from_utf8_lossy(a).contains("openmetrics"));
+    let om = f.openmetrics_only
+        || header(req, "accept")
+            .is_some_and(|a| String::from_utf8_lossy(a).contains("openmetrics"));
     // Counter family names: without `_total` in OpenMetrics descriptors.
     let c = |name: &str| {
         if om {
@@ -726,6 +728,34 @@ fn an_unreadable_verbose_body_fails() {
 }
 
 #[test]
+fn openmetrics_to_a_text_client_warns() {
+    let r = check(
+        Flaws {
+            openmetrics_only: true,
+            ..Flaws::default()
+        },
+        &[],
+    );
+    let row = r.get("metrics.text").unwrap();
+    assert_eq!(row.status, Status::Warn, "{}", r.to_text());
+    assert!(row.reason.contains("got OpenMetrics"), "{row:?}");
+    // The families were still read: the other metrics rules ran on them.
+    assert_eq!(r.get("metrics.naming").unwrap().status, Status::Pass);
+}
+
+#[test]
+fn a_receiver_nothing_exports_to_says_so() {
+    let fx = Fixture::start(Flaws::default(), None);
+    let mut config = fx.config(false);
+    config.wait = Duration::from_millis(300);
+    config.otlp = Some(OtlpReceiver::bind("127.0.0.1:0").unwrap());
+    let r = obs_check::run(&config);
+    let row = r.get("trace.in_spans").unwrap();
+    assert_eq!(row.status, Status::Fail);
+    assert!(row.reason.contains("no export request arrived"), "{row:?}");
+}
+
+#[test]
 fn without_logs_or_otlp_those_rules_are_skipped() {
     let fx = Fixture::start(Flaws::default(), None);
     let r = obs_check::run(&fx.config(false));
@@ -821,6 +851,51 @@ fn the_binary_exits_zero_and_prints_stable_json_for_a_correct_service() {
     let status = |id: &str| rules.iter().find(|r| r["id"] == id).unwrap()["status"].clone();
     assert_eq!(status("logs.json"), "pass");
     assert_eq!(status("trace.in_spans"), "skip");
+}
+
+#[test]
+fn the_binary_reads_logs_from_stdin() {
+    use std::io::Write as _;
+    let fx = Fixture::start(Flaws::default(), None);
+    let url = format!("http://{}/items", fx.addr);
+    let mut child = bin()
+        .args([&url, "--logs", "-", "--wait", "3"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Feed the fixture's lines as they are written, as a pipe from the
+    // service would.
+    let mut stdin = child.stdin.take().unwrap();
+    let mut sent = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        let lines = fx
+            .logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for l in &lines[sent..] {
+            let _ = writeln!(stdin, "{l}");
+        }
+        sent = lines.len();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for rule in [
+        "logs.json",
+        "logs.request_ids",
+        "secrets.logs",
+        "correlation.in_logs",
+    ] {
+        assert!(
+            stdout.contains(&format!("pass    {rule} ")),
+            "{rule}: {stdout}"
+        );
+    }
 }
 
 #[test]
