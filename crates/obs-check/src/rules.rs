@@ -1416,7 +1416,12 @@ fn secrets_rule<'a>(
         id,
         Status::Pass,
         format!(
-            "no canary secret (bearer, JWT, cloud key, query password) in {scanned} {what} value(s)"
+            "no canary secret (bearer, JWT, cloud key, query password) in {scanned} {}",
+            if what == "log" {
+                "log lines"
+            } else {
+                "span strings (attributes, events, status, resource)"
+            }
         ),
     )
 }
