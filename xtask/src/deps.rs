@@ -6,7 +6,9 @@
 //!   also use `obs-testing`);
 //! - `obs-testing` follows the pillars' rule;
 //! - only the facade `obs` depends on pillars; `examples` and `xtask` may use
-//!   anything.
+//!   anything;
+//! - the tool `obs-check` depends on `obs-core` only; its tests may use any
+//!   workspace crate (they check fixtures built on the facade).
 
 use std::fmt;
 use std::path::Path;
@@ -26,6 +28,8 @@ pub(crate) const PILLARS: &[&str] = &[
     "obs-health",
     "obs-errors",
 ];
+/// Tools: built on `obs-core` alone, tested against anything.
+pub(crate) const TOOLS: &[&str] = &["obs-check"];
 /// Crates outside the rule.
 const FREE: &[&str] = &["examples", "xtask"];
 
@@ -123,6 +127,14 @@ fn forbidden(from: &str, to: &str, kind: &str) -> Option<&'static str> {
         }
         return Some(
             "a pillar (and obs-testing) may depend only on obs-core (and obs-testing for tests)",
+        );
+    }
+    if TOOLS.contains(&from) {
+        if to == CORE || kind == "dev" {
+            return None;
+        }
+        return Some(
+            "a tool (obs-check) may depend only on obs-core (any workspace crate for tests)",
         );
     }
     if from == FACADE {
@@ -223,5 +235,26 @@ mod tests {
             .unwrap()
             .push(json!({"name": "serde", "kind": null, "path": null}));
         assert!(check_metadata(&ws).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_tool_builds_on_core_alone() {
+        let mut ws = workspace(&[]);
+        let packages = ws["packages"].as_array_mut().unwrap();
+        packages.push(pkg(
+            "obs-check",
+            &[
+                ("obs-core", "normal"),
+                ("obs", "dev"),
+                ("obs-testing", "dev"),
+            ],
+        ));
+        assert!(check_metadata(&ws).unwrap().is_empty());
+        ws["packages"]
+            .as_array_mut()
+            .unwrap()
+            .push(pkg("obs-check", &[("obs-log", "normal")]));
+        let v = check_metadata(&ws).unwrap();
+        assert_eq!((v.len(), v[0].from.as_str()), (1, "obs-check"));
     }
 }

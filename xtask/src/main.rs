@@ -11,6 +11,9 @@
 //!   run's medians and obs/anchor ratios in `target/bench-report.md`.
 //! - `cargo xtask soak [--minutes N]` — the service example under load with
 //!   faults injected on a schedule (see `soak.rs`); `ci` runs a 2-minute one.
+//! - `cargo xtask check-service URL [ARGS]...` — runs `obs-check` (the
+//!   telemetry conformance checker, `crates/obs-check`) against a running
+//!   service; its exit status is obs-check's.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -35,9 +38,10 @@ fn main() -> ExitCode {
         }
         Some("bench") => bench::run(&root, &args[1..]),
         Some("soak") => soak::run(&root, &args[1..]),
+        Some("check-service") => return check_service(&root, &args[1..]),
         _ => {
             say(
-                "usage: cargo xtask <ci [--no-e2e] | deps [DIR] | bench [--quick] [--bench NAME]... | soak [--minutes N]>",
+                "usage: cargo xtask <ci [--no-e2e] | deps [DIR] | bench [--quick] [--bench NAME]... | soak [--minutes N] | check-service URL [ARGS]...>",
             );
             return ExitCode::from(2);
         }
@@ -46,6 +50,33 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             say(&format!("xtask: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cargo xtask check-service URL [ARGS]...`: `cargo run -p obs-check --
+/// URL [ARGS]...`, passing obs-check's exit status through (0 every rule
+/// passed or warned, 1 one failed, 2 a usage error).
+fn check_service(root: &Path, args: &[String]) -> ExitCode {
+    if args.is_empty() {
+        say(
+            "usage: cargo xtask check-service URL [--admin URL] [--logs FILE|-] [--otlp-port PORT] [--format text|json] ...",
+        );
+        return ExitCode::from(2);
+    }
+    let status = Command::new(cargo())
+        .args(["run", "--quiet", "--package", "obs-check", "--"])
+        .args(args)
+        .current_dir(root)
+        .status();
+    match status {
+        Ok(s) => match s.code() {
+            Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+            None => ExitCode::FAILURE,
+        },
+        Err(e) => {
+            say(&format!("xtask: cannot run cargo: {e}"));
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,677 @@
+//! The checker as an OTLP/HTTP receiver: `POST /v1/traces` with a protobuf
+//! `ExportTraceServiceRequest` (gzip or not), decoded by a small protobuf
+//! reader that keeps only what the rules need — ids, names and every string
+//! value (attributes, events, status, resource). Bounded: at most
+//! [`MAX_SPANS`] spans are kept (the rest counted), at most
+//! [`MAX_REQUEST`] bytes per request.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::http::{dechunk, head_end, parse_headers};
+
+/// Spans kept; later ones are counted in [`OtlpReceiver::dropped`].
+pub const MAX_SPANS: usize = 100_000;
+/// Largest request body accepted (before and after gzip).
+pub const MAX_REQUEST: usize = 32 * 1024 * 1024;
+/// Open connections served at once; more are refused (closed).
+const MAX_CONNECTIONS: usize = 64;
+
+/// A span as received: the fields the rules read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Span {
+    /// Lowercase hex trace id.
+    pub trace_id: String,
+    /// Lowercase hex span id.
+    pub span_id: String,
+    /// Lowercase hex parent span id, empty for a root.
+    pub parent_span_id: String,
+    /// The span name.
+    pub name: String,
+    /// Every string found in the span, its events, status and resource, with
+    /// the attribute key it was under (`name`, `status.message`, …).
+    pub strings: Vec<(String, String)>,
+}
+
+/// A protobuf decode error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid OTLP protobuf: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+#[derive(Debug, Default)]
+struct Shared {
+    spans: Mutex<Vec<Span>>,
+    dropped: AtomicU64,
+    requests: AtomicU64,
+    rejected: AtomicU64,
+    connections: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// An OTLP/HTTP trace receiver on a loopback or wildcard port. Stops when
+/// dropped.
+#[derive(Debug)]
+pub struct OtlpReceiver {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl OtlpReceiver {
+    /// Binds `addr` (port 0 picks a free one) and serves on a thread.
+    pub fn bind(addr: impl std::net::ToSocketAddrs) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("obs-check-otlp".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if s.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    if s.connections.load(Ordering::SeqCst) >= MAX_CONNECTIONS as u64 {
+                        s.rejected.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    s.connections.fetch_add(1, Ordering::SeqCst);
+                    let s2 = s.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name("obs-check-otlp-conn".into())
+                        .spawn(move || {
+                            serve(conn, &s2);
+                            s2.connections.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    if spawned.is_err() {
+                        s.connections.fetch_sub(1, Ordering::SeqCst);
+                        s.rejected.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })?;
+        Ok(Self { addr, shared })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://addr`, for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The spans received so far.
+    pub fn spans(&self) -> Vec<Span> {
+        self.shared
+            .spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Spans not kept because [`MAX_SPANS`] were held.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Export requests decoded.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests refused (bad path, media type, body, or too many connections).
+    pub fn rejected(&self) -> u64 {
+        self.shared.rejected.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+/// Serves one keep-alive connection.
+fn serve(mut conn: TcpStream, s: &Shared) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(10)));
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 32 * 1024];
+    loop {
+        // Read one request.
+        let (head_len, headers, body) = loop {
+            if let Some(end) = head_end(&buf) {
+                let head = String::from_utf8_lossy(&buf[..end - 4]).into_owned();
+                let mut lines = head.split("\r\n");
+                let request_line = lines.next().unwrap_or("").to_owned();
+                let Ok(headers) = parse_headers(lines) else {
+                    return respond(&mut conn, 400, "bad headers");
+                };
+                let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+                let rest = &buf[end..];
+                let body = if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+                    match dechunk(rest) {
+                        Ok(Some(b)) => Some((b, rest.len())),
+                        Ok(None) => None,
+                        Err(_) => return respond(&mut conn, 400, "bad chunked body"),
+                    }
+                } else {
+                    let len: usize = match get("content-length").map(|v| v.trim().parse()) {
+                        None => 0,
+                        Some(Ok(l)) => l,
+                        Some(Err(_)) => return respond(&mut conn, 400, "bad content-length"),
+                    };
+                    if len > MAX_REQUEST {
+                        s.rejected.fetch_add(1, Ordering::Relaxed);
+                        return respond(&mut conn, 413, "request too large");
+                    }
+                    (rest.len() >= len).then(|| (rest[..len].to_vec(), len))
+                };
+                if let Some((body, used)) = body {
+                    break (end + used, (request_line, headers), body);
+                }
+            }
+            if buf.len() > MAX_REQUEST + 64 * 1024 {
+                s.rejected.fetch_add(1, Ordering::Relaxed);
+                return respond(&mut conn, 413, "request too large");
+            }
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        buf.drain(..head_len);
+        let (request_line, headers) = headers;
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.to_ascii_lowercase())
+        };
+        let mut parts = request_line.split(' ');
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if method != "POST" || path.split('?').next() != Some("/v1/traces") {
+            s.rejected.fetch_add(1, Ordering::Relaxed);
+            respond(&mut conn, 404, "only POST /v1/traces is served");
+            continue;
+        }
+        if !get("content-type").is_some_and(|t| t.starts_with("application/x-protobuf")) {
+            s.rejected.fetch_add(1, Ordering::Relaxed);
+            respond(&mut conn, 415, "only application/x-protobuf is accepted");
+            continue;
+        }
+        let body = match get("content-encoding").as_deref() {
+            None | Some("identity") => body,
+            Some("gzip") => {
+                let mut out = Vec::new();
+                let r = flate2::read::GzDecoder::new(body.as_slice())
+                    .take(MAX_REQUEST as u64 + 1)
+                    .read_to_end(&mut out);
+                if r.is_err() || out.len() > MAX_REQUEST {
+                    s.rejected.fetch_add(1, Ordering::Relaxed);
+                    respond(&mut conn, 400, "bad gzip body");
+                    continue;
+                }
+                out
+            }
+            Some(_) => {
+                s.rejected.fetch_add(1, Ordering::Relaxed);
+                respond(&mut conn, 415, "unsupported content-encoding");
+                continue;
+            }
+        };
+        match decode_export(&body) {
+            Ok(spans) => {
+                s.requests.fetch_add(1, Ordering::Relaxed);
+                let mut held = s.spans.lock().unwrap_or_else(PoisonError::into_inner);
+                for span in spans {
+                    if held.len() < MAX_SPANS {
+                        held.push(span);
+                    } else {
+                        s.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                drop(held);
+                // An empty ExportTraceServiceResponse: full success.
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
+                if conn.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                s.rejected.fetch_add(1, Ordering::Relaxed);
+                respond(&mut conn, 400, &e.to_string());
+            }
+        }
+    }
+}
+
+fn respond(conn: &mut TcpStream, status: u16, msg: &str) {
+    let head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{msg}",
+        msg.len()
+    );
+    let _ = conn.write_all(head.as_bytes());
+}
+
+// ------------------------------------------------------------ protobuf ---
+
+/// A protobuf field: number and payload.
+enum Field<'a> {
+    Varint,
+    Bytes(&'a [u8]),
+    Fixed,
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let (&b, rest) = self
+                .buf
+                .split_first()
+                .ok_or_else(|| DecodeError("truncated varint".into()))?;
+            self.buf = rest;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(DecodeError("varint longer than 10 bytes".into()))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(DecodeError(format!(
+                "field of {n} bytes with {} left",
+                self.buf.len()
+            )));
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Ok(a)
+    }
+
+    /// The next field, `None` at the end.
+    fn next(&mut self) -> Result<Option<(u64, Field<'a>)>, DecodeError> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let (num, wire) = (key >> 3, key & 7);
+        if num == 0 {
+            return Err(DecodeError("field number 0".into()));
+        }
+        let f = match wire {
+            0 => {
+                self.varint()?;
+                Field::Varint
+            }
+            1 => {
+                self.take(8)?;
+                Field::Fixed
+            }
+            2 => {
+                let len = usize::try_from(self.varint()?)
+                    .map_err(|_| DecodeError("length overflows".into()))?;
+                Field::Bytes(self.take(len)?)
+            }
+            5 => {
+                self.take(4)?;
+                Field::Fixed
+            }
+            w => return Err(DecodeError(format!("unsupported wire type {w}"))),
+        };
+        Ok(Some((num, f)))
+    }
+}
+
+/// Calls `f` for each field of `buf`.
+fn fields<'a>(
+    buf: &'a [u8],
+    mut f: impl FnMut(u64, Field<'a>) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    let mut r = Reader { buf };
+    while let Some((n, field)) = r.next()? {
+        f(n, field)?;
+    }
+    Ok(())
+}
+
+fn text(b: &[u8]) -> Result<String, DecodeError> {
+    String::from_utf8(b.to_vec()).map_err(|_| DecodeError("string is not UTF-8".into()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Decodes an `ExportTraceServiceRequest`.
+pub fn decode_export(buf: &[u8]) -> Result<Vec<Span>, DecodeError> {
+    let mut out = Vec::new();
+    // 1: repeated ResourceSpans
+    fields(buf, |n, f| {
+        if let (1, Field::Bytes(rs)) = (n, f) {
+            let mut resource = Vec::new();
+            let mut spans = Vec::new();
+            fields(rs, |n, f| {
+                match (n, f) {
+                    // 1: Resource { 1: repeated KeyValue attributes }
+                    (1, Field::Bytes(r)) => fields(r, |n, f| {
+                        if let (1, Field::Bytes(kv)) = (n, f) {
+                            key_value(kv, "resource.", &mut resource)?;
+                        }
+                        Ok(())
+                    })?,
+                    // 2: repeated ScopeSpans { 2: repeated Span }
+                    (2, Field::Bytes(ss)) => fields(ss, |n, f| {
+                        if let (2, Field::Bytes(s)) = (n, f) {
+                            spans.push(span(s)?);
+                        }
+                        Ok(())
+                    })?,
+                    _ => {}
+                }
+                Ok(())
+            })?;
+            for mut s in spans {
+                s.strings.extend(resource.iter().cloned());
+                out.push(s);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn span(buf: &[u8]) -> Result<Span, DecodeError> {
+    let mut s = Span::default();
+    fields(buf, |n, f| {
+        match (n, f) {
+            (1, Field::Bytes(b)) => s.trace_id = hex(b),
+            (2, Field::Bytes(b)) => s.span_id = hex(b),
+            (3, Field::Bytes(b)) => s.strings.push(("trace_state".into(), text(b)?)),
+            (4, Field::Bytes(b)) => s.parent_span_id = hex(b),
+            (5, Field::Bytes(b)) => {
+                s.name = text(b)?;
+                s.strings.push(("name".into(), s.name.clone()));
+            }
+            (9, Field::Bytes(kv)) => key_value(kv, "", &mut s.strings)?,
+            // 11: Event { 2: name, 3: attributes }
+            (11, Field::Bytes(ev)) => fields(ev, |n, f| {
+                match (n, f) {
+                    (2, Field::Bytes(b)) => s.strings.push(("event.name".into(), text(b)?)),
+                    (3, Field::Bytes(kv)) => key_value(kv, "event.", &mut s.strings)?,
+                    _ => {}
+                }
+                Ok(())
+            })?,
+            // 13: Link { 4: attributes }
+            (13, Field::Bytes(l)) => fields(l, |n, f| {
+                if let (4, Field::Bytes(kv)) = (n, f) {
+                    key_value(kv, "link.", &mut s.strings)?;
+                }
+                Ok(())
+            })?,
+            // 15: Status { 2: message }
+            (15, Field::Bytes(st)) => fields(st, |n, f| {
+                if let (2, Field::Bytes(b)) = (n, f) {
+                    s.strings.push(("status.message".into(), text(b)?));
+                }
+                Ok(())
+            })?,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if s.trace_id.len() != 32 || s.span_id.len() != 16 {
+        return Err(DecodeError(format!(
+            "span {:?} has a trace id of {} and a span id of {} bytes",
+            s.name,
+            s.trace_id.len() / 2,
+            s.span_id.len() / 2
+        )));
+    }
+    Ok(s)
+}
+
+/// `KeyValue { 1: key, 2: AnyValue }`: pushes every string under it.
+fn key_value(buf: &[u8], prefix: &str, out: &mut Vec<(String, String)>) -> Result<(), DecodeError> {
+    let mut key = String::new();
+    let mut value: Option<&[u8]> = None;
+    fields(buf, |n, f| {
+        match (n, f) {
+            (1, Field::Bytes(b)) => key = text(b)?,
+            (2, Field::Bytes(b)) => value = Some(b),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if let Some(v) = value {
+        any_value(v, &format!("{prefix}{key}"), out, 0)?;
+    }
+    Ok(())
+}
+
+/// `AnyValue`: string (1), array (5), kvlist (6), bytes (7) hold strings.
+fn any_value(
+    buf: &[u8],
+    key: &str,
+    out: &mut Vec<(String, String)>,
+    depth: usize,
+) -> Result<(), DecodeError> {
+    if depth > 16 {
+        return Err(DecodeError("attribute values nested deeper than 16".into()));
+    }
+    fields(buf, |n, f| {
+        match (n, f) {
+            (1, Field::Bytes(b)) => out.push((key.to_owned(), text(b)?)),
+            (5, Field::Bytes(arr)) => fields(arr, |n, f| {
+                if let (1, Field::Bytes(v)) = (n, f) {
+                    any_value(v, key, out, depth + 1)?;
+                }
+                Ok(())
+            })?,
+            (6, Field::Bytes(list)) => fields(list, |n, f| {
+                if let (1, Field::Bytes(kv)) = (n, f) {
+                    key_value(kv, &format!("{key}."), out)?;
+                }
+                Ok(())
+            })?,
+            (7, Field::Bytes(b)) => {
+                out.push((key.to_owned(), String::from_utf8_lossy(b).into_owned()))
+            }
+            (2 | 3, Field::Varint) | (4, Field::Fixed) => {}
+            _ => {}
+        }
+        Ok(())
+    })
+}
+
+/// A minimal protobuf writer for building `ExportTraceServiceRequest`s in
+/// tests (this crate's and users' own): only what [`decode_export`] reads.
+#[derive(Debug, Default, Clone)]
+pub struct SpanBuilder {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    parent: Option<[u8; 8]>,
+    name: String,
+    attributes: Vec<(String, String)>,
+}
+
+impl SpanBuilder {
+    /// A span with these ids and name.
+    pub fn new(trace_id: [u8; 16], span_id: [u8; 8], name: &str) -> Self {
+        Self {
+            trace_id,
+            span_id,
+            name: name.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the parent span id.
+    pub fn parent(mut self, p: [u8; 8]) -> Self {
+        self.parent = Some(p);
+        self
+    }
+
+    /// Adds a string attribute.
+    pub fn attr(mut self, k: &str, v: &str) -> Self {
+        self.attributes.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    /// Encodes spans as one `ExportTraceServiceRequest` (one resource, one scope).
+    pub fn encode_request(spans: &[SpanBuilder]) -> Vec<u8> {
+        let mut scope = Vec::new();
+        for s in spans {
+            let mut span = Vec::new();
+            put_bytes(&mut span, 1, &s.trace_id);
+            put_bytes(&mut span, 2, &s.span_id);
+            if let Some(p) = s.parent {
+                put_bytes(&mut span, 4, &p);
+            }
+            put_bytes(&mut span, 5, s.name.as_bytes());
+            span.extend_from_slice(&[0x30, 0x02]); // kind = SERVER
+            for (k, v) in &s.attributes {
+                let mut any = Vec::new();
+                put_bytes(&mut any, 1, v.as_bytes());
+                let mut kv = Vec::new();
+                put_bytes(&mut kv, 1, k.as_bytes());
+                put_bytes(&mut kv, 2, &any);
+                put_bytes(&mut span, 9, &kv);
+            }
+            put_bytes(&mut scope, 2, &span);
+        }
+        let mut rs = Vec::new();
+        put_bytes(&mut rs, 2, &scope);
+        let mut req = Vec::new();
+        put_bytes(&mut req, 1, &rs);
+        req
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, field: u64, b: &[u8]) {
+    put_varint(out, (field << 3) | 2);
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_what_it_encodes() {
+        let req = SpanBuilder::encode_request(&[
+            SpanBuilder::new([1; 16], [2; 8], "GET /items")
+                .parent([3; 8])
+                .attr("http.route", "/items"),
+            SpanBuilder::new([1; 16], [4; 8], "child"),
+        ]);
+        let spans = decode_export(&req).unwrap();
+        assert_eq!(spans.len(), 2);
+        assert_eq!(spans[0].trace_id, "01".repeat(16));
+        assert_eq!(spans[0].parent_span_id, "03".repeat(8));
+        assert_eq!(spans[0].name, "GET /items");
+        assert!(
+            spans[0]
+                .strings
+                .contains(&("http.route".into(), "/items".into()))
+        );
+        assert_eq!(spans[1].parent_span_id, "");
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(decode_export(&[0x0a, 0x05, 0x01]).is_err());
+        assert!(decode_export(&[0x0b]).is_err());
+        assert!(decode_export(&[0xff; 12]).is_err());
+        // A span without ids.
+        let mut span = Vec::new();
+        put_bytes(&mut span, 5, b"x");
+        let mut scope = Vec::new();
+        put_bytes(&mut scope, 2, &span);
+        let mut rs = Vec::new();
+        put_bytes(&mut rs, 2, &scope);
+        let mut req = Vec::new();
+        put_bytes(&mut req, 1, &rs);
+        assert!(decode_export(&req).unwrap_err().0.contains("trace id"));
+    }
+
+    #[test]
+    fn receives_over_http() {
+        let rx = OtlpReceiver::bind("127.0.0.1:0").unwrap();
+        let body = SpanBuilder::encode_request(&[SpanBuilder::new([9; 16], [8; 8], "s")]);
+        let url = crate::http::Url::parse(&format!("{}/v1/traces", rx.endpoint())).unwrap();
+        let ct: &[u8] = b"application/x-protobuf";
+        let r = crate::http::request(
+            "POST",
+            &url,
+            &[("content-type", ct)],
+            &body,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&body).unwrap();
+        let gz = gz.finish().unwrap();
+        let r = crate::http::request(
+            "POST",
+            &url,
+            &[("content-type", ct), ("content-encoding", b"gzip")],
+            &gz,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(rx.spans().len(), 2);
+        let r = crate::http::request(
+            "POST",
+            &url,
+            &[("content-type", b"application/json")],
+            b"{}",
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(r.status, 415);
+        let r = crate::http::request(
+            "POST",
+            &url,
+            &[("content-type", ct)],
+            &[0x0b],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(r.status, 400);
+        assert_eq!((rx.requests(), rx.rejected()), (2, 2));
+    }
+}
