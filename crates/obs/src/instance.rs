@@ -367,13 +367,17 @@ where
 }
 
 /// What [`init`] installs beside the subscriber: the panic hooks, the global
-/// error reporter, the `log` bridge and [`Obs::global`].
+/// error reporter, the `log` bridge, the global OpenTelemetry tracer provider
+/// (`otel-api`) and [`Obs::global`].
 fn install_process_wide(obs: &Obs) -> Result<(), Error> {
     install_panic_hooks(obs);
     #[cfg(feature = "errors")]
     obs.inner.reporter.install_global();
     #[cfg(feature = "log-bridge")]
     obs_log::init_log_bridge()?;
+    // Spans libraries open through `opentelemetry::global` join obs's traces.
+    #[cfg(feature = "otel-api")]
+    let _ = obs_trace::otel_api::install_global(&obs.inner.tracer);
     let _ = GLOBAL.set(obs.clone());
     Ok(())
 }

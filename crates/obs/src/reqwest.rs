@@ -88,13 +88,10 @@ impl Middleware for ObsMiddleware {
         #[cfg(feature = "trace")]
         let span = {
             let url = req.url();
-            let authority = url.host_str().map(|h| match url.port() {
-                Some(p) => format!("{h}:{p}"),
-                None => h.to_owned(),
-            });
+            let authority = url.authority();
             let full = obs_trace::tower::url_full(
                 Some(url.scheme()),
-                authority.as_deref(),
+                (!authority.is_empty()).then_some(authority),
                 url.path(),
                 url.query(),
             );
@@ -123,7 +120,7 @@ impl Middleware for ObsMiddleware {
         let call = self.metrics.as_ref().map(|m| {
             (
                 m.clone(),
-                req.method().as_str().to_owned(),
+                obs_core::names::normalize_http_method(req.method().as_str()),
                 req.url().host_str().unwrap_or_default().to_owned(),
             )
         });
@@ -139,7 +136,7 @@ impl Middleware for ObsMiddleware {
         #[cfg(feature = "metrics")]
         if let Some((m, method, server)) = call {
             m.record(
-                &method,
+                method,
                 &server,
                 status.map(|s| s.as_u16()),
                 error_type,

@@ -55,6 +55,18 @@ pub(crate) fn publish(obs: &Obs) -> Result<(), Error> {
             "Log lines written to the sink.",
             move || stats.written(),
         )?;
+        let stats = obs.inner.log_stats.clone();
+        registry.callback_counter(
+            "obs_log_write_errors",
+            "Failures of the log sink (full disk, read-only or vanished directory), each counted once until a write succeeds again.",
+            move || stats.write_errors(),
+        )?;
+        let stats = obs.inner.log_stats.clone();
+        registry.callback_gauge(
+            "obs_log_sink_failing",
+            "1 while the log sink is failing and lines are being dropped, else 0.",
+            move || if stats.sink_failing() { 1.0 } else { 0.0 },
+        )?;
     }
 
     #[cfg(feature = "trace")]

@@ -2,7 +2,8 @@
 //! errors leave the process (an ERROR line, the span, metrics, and Sentry
 //! from `SENTRY_DSN`), a user's own layer composes with obs's, reqwest calls
 //! carry the trace and the correlation id into a second server, a job that
-//! fails with `anyhow::Error` is recorded with its chain, and a panic
+//! fails with `anyhow::Error` is recorded with its chain, a span opened
+//! through the OpenTelemetry API joins the request's trace, and a panic
 //! anywhere — a task, a plain thread, outside any span — is reported.
 //!
 //! One test: it installs the subscriber, the reporter and the panic hook
@@ -111,6 +112,9 @@ async fn the_facade_alone_delivers_errors_composes_and_propagates() {
             get(|| async {
                 obs::errors::set_user(obs::errors::User::id("u-42"));
                 tracing::info!(target: "facade", "loading the basket");
+                // A library instrumented with the OpenTelemetry API.
+                use opentelemetry::trace::Tracer as _;
+                opentelemetry::global::tracer("basket-lib").in_span("basket.lookup", |_| {});
                 let err = std::io::Error::other("basket store unreachable");
                 let captured = obs::errors::capture_error(&err);
                 assert!(captured.is_some(), "the facade installed the reporter");
@@ -189,6 +193,13 @@ async fn the_facade_alone_delivers_errors_composes_and_propagates() {
         .expect("A's server span in the same trace");
     assert_eq!(client_span.parent_span_id(), Some(server.span_id()));
 
+    // The OpenTelemetry API span joined the request's trace (the error's).
+    let api_span = receiver
+        .wait_for_spans(3, Duration::from_secs(20))
+        .into_iter()
+        .find(|s| s.name() == "basket.lookup")
+        .expect("the OpenTelemetry API span was exported by obs");
+
     // The ERROR lines: the captured error, the job's, three panics.
     obs.errors().flush(Duration::from_secs(10)).unwrap();
     wait_until("error lines", Duration::from_secs(10), || {
@@ -213,6 +224,16 @@ async fn the_facade_alone_delivers_errors_composes_and_propagates() {
         "{basket}"
     );
     assert!(basket.to_string().contains("error.fingerprint"), "{basket}");
+    assert_eq!(
+        basket["trace_id"].as_str(),
+        Some(api_span.trace_id().as_str())
+    );
+    let fail_server = receiver
+        .trace(&api_span.trace_id())
+        .into_iter()
+        .find(|s| s.kind() == 2)
+        .expect("the /fail server span");
+    assert_eq!(api_span.parent_span_id(), Some(fail_server.span_id()));
     for panic in ["task panicked", "thread panicked", "bare panic"] {
         assert!(
             reports.iter().any(|l| l.to_string().contains(panic)),

@@ -1,0 +1,148 @@
+//! What the reqwest middleware costs per call, without a network: a
+//! `reqwest-middleware` client whose last middleware answers `200` at once,
+//! bare, with `obs::reqwest::middleware()`, and with `reqwest-tracing`'s
+//! `TracingMiddleware`, in the same run, sampled and unsampled.
+//!
+//! - `baseline/terminal`: the client and the answering middleware alone, the
+//!   floor (not compared).
+//! - `obs/middleware`: client span, `traceparent` (and `tracestate`) written
+//!   into the request, `http_client_request_duration_seconds`, the span
+//!   handed to obs's exporter thread when sampled (its OTLP endpoint refuses
+//!   connections, which costs the calling thread nothing).
+//! - `anchor/reqwest-tracing`: `TracingMiddleware::default()` under
+//!   `tracing-opentelemetry` over an `opentelemetry_sdk` tracer with a batch
+//!   processor and a no-op exporter. reqwest-tracing 0.7 supports
+//!   OpenTelemetry only up to 0.32 while the workspace uses 0.33, so the
+//!   anchor injects no `traceparent` and records no metric: it does less
+//!   work than obs's row.
+//!
+//! Each stack is its own `tracing::Dispatch`, set on the bench thread for its
+//! rows only.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::Extensions;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
+};
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
+use tracing_subscriber::layer::SubscriberExt;
+
+/// Answers every request with an empty `200`.
+struct Answer;
+
+#[async_trait::async_trait]
+impl Middleware for Answer {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        _: &mut Extensions,
+        _: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        black_box(req);
+        Ok(reqwest::Response::from(http::Response::new(
+            reqwest::Body::from(""),
+        )))
+    }
+}
+
+#[derive(Debug)]
+struct NoopExporter;
+
+impl SpanExporter for NoopExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+fn obs_stack(
+    rt: &tokio::runtime::Runtime,
+    sampled: bool,
+) -> (obs::Obs, tracing::Dispatch, ClientWithMiddleware) {
+    let sampler = if sampled { "always_on" } else { "always_off" };
+    let lookup = |k: &str| match k {
+        "OTEL_SERVICE_NAME" => Some("bench".to_owned()),
+        "OTEL_TRACES_SAMPLER" => Some(sampler.to_owned()),
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://127.0.0.1:9".to_owned()),
+        "OTEL_BSP_MAX_QUEUE_SIZE" => Some("65536".to_owned()),
+        "OTEL_BSP_SCHEDULE_DELAY" => Some("100".to_owned()),
+        _ => None,
+    };
+    let config = obs::Config::from_lookup(lookup)
+        .unwrap()
+        .install_global(false)
+        .log(|l| l.writer(std::io::sink()));
+    let obs = rt.block_on(async { obs::init(config) }).unwrap();
+    let layers = obs.take_layers().expect("layers not installed globally");
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layers));
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(obs.reqwest_middleware())
+        .with(Answer)
+        .build();
+    (obs, dispatch, client)
+}
+
+fn anchor_stack(sampled: bool) -> (SdkTracerProvider, tracing::Dispatch, ClientWithMiddleware) {
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(if sampled {
+            Sampler::AlwaysOn
+        } else {
+            Sampler::AlwaysOff
+        })
+        .with_span_processor(BatchSpanProcessor::builder(NoopExporter).build())
+        .build();
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"))),
+    );
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(reqwest_tracing::TracingMiddleware::default())
+        .with(Answer)
+        .build();
+    (provider, dispatch, client)
+}
+
+fn call(rt: &tokio::runtime::Runtime, client: &ClientWithMiddleware) -> reqwest::Response {
+    let resp = rt
+        .block_on(client.get("http://api.example.com/items/42").send())
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("reqwest_middleware");
+    let bare = ClientBuilder::new(reqwest::Client::new())
+        .with(Answer)
+        .build();
+    g.bench_function("baseline/terminal", |b| b.iter(|| call(&rt, &bare)));
+    for sampled in [false, true] {
+        let suffix = if sampled { "sampled" } else { "unsampled" };
+        let (obs, dispatch, client) = obs_stack(&rt, sampled);
+        tracing::dispatcher::with_default(&dispatch, || {
+            g.bench_function(format!("obs/middleware/{suffix}"), |b| {
+                b.iter(|| call(&rt, &client))
+            });
+        });
+        let _ = obs.shutdown_blocking(std::time::Duration::from_secs(2));
+        let (provider, dispatch, client) = anchor_stack(sampled);
+        tracing::dispatcher::with_default(&dispatch, || {
+            g.bench_function(format!("anchor/reqwest-tracing/{suffix}"), |b| {
+                b.iter(|| call(&rt, &client))
+            });
+        });
+        let _ = provider.shutdown();
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
