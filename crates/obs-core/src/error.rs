@@ -162,32 +162,6 @@ pub fn preview(value: &[u8]) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn preview_escapes_and_truncates() {
-        assert_eq!(preview(b"ab\r\n"), r#""ab\r\n""#);
-        let long = vec![b'a'; 200];
-        let p = preview(&long);
-        assert!(p.ends_with("\"..."));
-        assert_eq!(p.len(), 64 + 2 + 3);
-    }
-
-    #[test]
-    fn correlation_error_does_not_carry_value() {
-        let e = Error::CorrelationId(CorrelationIdError::ForbiddenByte {
-            position: 3,
-            byte: b'\n',
-        });
-        assert_eq!(
-            e.to_string(),
-            "invalid correlation id: byte \\n at position 3 is outside the safe set [A-Za-z0-9._~:/+=@-]"
-        );
-    }
-}
-
 /// The `dyn Error` inside the common error containers — `Box<dyn Error>`
 /// (with or without `Send`/`Sync`), `Arc<dyn Error + Send + Sync>`,
 /// `std::io::Error` — found by type, for code that takes any
@@ -218,4 +192,30 @@ pub fn dyn_error<E: 'static>(err: &E) -> Option<&(dyn std::error::Error + 'stati
         return Some(e);
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preview_escapes_and_truncates() {
+        assert_eq!(preview(b"ab\r\n"), r#""ab\r\n""#);
+        let long = vec![b'a'; 200];
+        let p = preview(&long);
+        assert!(p.ends_with("\"..."));
+        assert_eq!(p.len(), 64 + 2 + 3);
+    }
+
+    #[test]
+    fn correlation_error_does_not_carry_value() {
+        let e = Error::CorrelationId(CorrelationIdError::ForbiddenByte {
+            position: 3,
+            byte: b'\n',
+        });
+        assert_eq!(
+            e.to_string(),
+            "invalid correlation id: byte \\n at position 3 is outside the safe set [A-Za-z0-9._~:/+=@-]"
+        );
+    }
 }

@@ -159,9 +159,7 @@ async fn the_facade_alone_delivers_errors_composes_and_propagates() {
     // 3. A job failing with anyhow::Error.
     let job = obs::job::Job::new("emails", "send_receipt");
     let out: Result<(), anyhow::Error> = obs::job::instrument(job, async {
-        Err(std::io::Error::other("smtp refused"))
-            .context("sending receipt 7")
-            .map_err(anyhow::Error::from)
+        Err(std::io::Error::other("smtp refused")).context("sending receipt 7")
     })
     .await;
     assert!(out.is_err());
