@@ -7,6 +7,7 @@
 //! - `const ENV_…: &str = "NAME"` declarations;
 //! - string literals `"OBS_…"`, `"OTEL_…"`, `"SENTRY_…"` (whole names; the
 //!   bare prefixes `"OBS_"`/`"OTEL_"` used to filter are not names);
+//! - `var!("PREFIX", "SUFFIX")`: `PREFIX_SUFFIX` and `PREFIX_TRACES_SUFFIX`;
 //! - `env::var("NAME")`, `env::var_os("NAME")`, and calls with a literal of
 //!   helpers that read the variable their parameter names (the service's
 //!   `env_parse("PORT", …)`, `http_bench`'s `num("BENCH_SECS", …)`).
@@ -104,11 +105,29 @@ fn names_read(text: &str) -> BTreeSet<String> {
             }
         }
     }
+    // `var!("PREFIX", "SUFFIX")` (obs-trace's per-signal OTLP variables):
+    // `PREFIX_SUFFIX` and the traces form `PREFIX_TRACES_SUFFIX`; the prefix
+    // alone is no name.
+    let mut prefixes = BTreeSet::new();
+    for (i, _) in code.match_indices("var!(\"") {
+        let at = i + "var!(\"".len();
+        if let Some(prefix) = literal_at(code, at)
+            && let Some(q) = code[at + prefix.len() + 1..].find('"')
+            && let Some(suffix) = literal_at(code, at + prefix.len() + 1 + q + 1)
+            && is_env_name(prefix)
+            && is_env_name(suffix)
+        {
+            names.insert(format!("{prefix}_{suffix}"));
+            names.insert(format!("{prefix}_TRACES_{suffix}"));
+            prefixes.insert(prefix.to_owned());
+        }
+    }
     // "OBS_…", "OTEL_…", "SENTRY_…" literals
     for prefix in ["\"OBS_", "\"OTEL_", "\"SENTRY_"] {
         for (i, _) in code.match_indices(prefix) {
             if let Some(name) = literal_at(code, i + 1)
                 && is_env_name(name)
+                && !prefixes.contains(name)
             {
                 names.insert(name.to_owned());
             }
