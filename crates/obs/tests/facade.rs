@@ -164,6 +164,10 @@ async fn the_facade_alone_delivers_errors_composes_and_propagates() {
     .await;
     assert!(out.is_err());
 
+    // A record of the `log` crate (log-bridge: `init` installed LogTracer).
+    #[cfg(feature = "log-bridge")]
+    log::warn!(target: "legacy_lib", "a record from the log crate");
+
     // 4. Panics: in a task, in a plain thread, outside any span.
     let _ = tokio::spawn(async { panic!("task panicked on purpose") }).await;
     let _ = std::thread::spawn(|| panic!("thread panicked on purpose")).join();
@@ -238,6 +242,13 @@ async fn the_facade_alone_delivers_errors_composes_and_propagates() {
             "a report line for {panic:?}: {reports:#?}"
         );
     }
+    #[cfg(feature = "log-bridge")]
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "a record from the log crate" && l["target"] == "legacy_lib"),
+        "the log crate's record is a JSON line"
+    );
     let job_line = lines
         .iter()
         .find(|l| l["message"] == "job failed")
