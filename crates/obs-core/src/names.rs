@@ -196,4 +196,21 @@ pub mod env {
     pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
     /// `OTEL_SDK_DISABLED`
     pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+
+    /// A lookup over fixed `(name, value)` pairs, for the `from_lookup`
+    /// constructors every crate has: tests, or settings read from a file.
+    ///
+    /// ```
+    /// let lookup = obs_core::names::env::from_pairs(&[("OTEL_SERVICE_NAME", "checkout")]);
+    /// assert_eq!(lookup("OTEL_SERVICE_NAME").as_deref(), Some("checkout"));
+    /// assert_eq!(lookup("OTEL_SDK_DISABLED"), None);
+    /// ```
+    pub fn from_pairs<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(pk, _)| *pk == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
 }

@@ -272,14 +272,7 @@ fn percent_decode(s: &str) -> Result<String, &'static str> {
 mod tests {
     use super::*;
 
-    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(pk, _)| *pk == k)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    }
+    use crate::names::env::from_pairs as lookup;
 
     #[test]
     fn service_name_env_wins() {

@@ -580,15 +580,7 @@ impl Reporter {
         }
         #[cfg(feature = "anyhow")]
         if let Some(e) = (err as &dyn std::any::Any).downcast_ref::<anyhow::Error>() {
-            let dyn_err: &(dyn StdError + Send + Sync + 'static) = e.as_ref();
-            let ty = match dyn_type_name(dyn_err) {
-                t if t == "Error" => "anyhow::Error".to_owned(),
-                t => t,
-            };
-            let mut input = Input::new(Mechanism::Error, Cow::Owned(ty), None);
-            input.source = Some(dyn_err);
-            input.location = Some(Location::from_static(loc));
-            return self.capture_current(input);
+            return self.capture_anyhow(e);
         }
         let mut input = Input::new(
             Mechanism::Error,

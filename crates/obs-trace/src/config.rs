@@ -612,14 +612,7 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(pk, _)| *pk == k)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    }
+    use obs_core::names::env::from_pairs as lookup;
 
     #[test]
     fn defaults_without_variables() {

@@ -367,14 +367,7 @@ impl fmt::Display for TlsFailure {
 mod tests {
     use super::*;
 
-    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(pk, _)| *pk == k)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    }
+    use obs_core::names::env::from_pairs as lookup;
 
     #[test]
     fn nothing_set_is_the_default() {
