@@ -88,15 +88,24 @@ fn timed(iters: u64, name: &str, run: &mut dyn FnMut(&Path)) -> Duration {
     total
 }
 
-fn rolling(c: &mut Criterion) {
-    let mut g = c.benchmark_group("rolling_file_1m_lines");
+/// A group of 1 M-line runs: 10 samples of a few seconds each.
+fn group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Elements(LINES))
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
+    g
+}
+
+fn rolling(c: &mut Criterion) {
+    let mut g = group(c, "rolling_file_1m_lines/writer");
     let line = the_line();
 
-    g.bench_function("writer/obs_daily", |b| {
+    g.bench_function("obs/daily", |b| {
         b.iter_custom(|iters| {
             timed(iters, "obs", &mut |dir| {
                 let mut w = obs_file(dir, false).open().unwrap();
@@ -108,7 +117,7 @@ fn rolling(c: &mut Criterion) {
             })
         })
     });
-    g.bench_function("writer/obs_daily_64MiB_cap200MiB", |b| {
+    g.bench_function("obs/daily_64MiB_cap200MiB", |b| {
         b.iter_custom(|iters| {
             timed(iters, "obs-sized", &mut |dir| {
                 let mut w = obs_file(dir, true).open().unwrap();
@@ -121,7 +130,7 @@ fn rolling(c: &mut Criterion) {
             })
         })
     });
-    g.bench_function("writer/anchor_tracing-appender_daily", |b| {
+    g.bench_function("anchor/tracing-appender_daily", |b| {
         b.iter_custom(|iters| {
             timed(iters, "ta", &mut |dir| {
                 let mut w = appender(dir);
@@ -147,7 +156,9 @@ fn rolling(c: &mut Criterion) {
             );
         }
     };
-    g.bench_function("pipeline/obs_layer_non_blocking_lossless", |b| {
+    g.finish();
+    let mut g = group(c, "rolling_file_1m_lines/pipeline");
+    g.bench_function("obs/layer_non_blocking_lossless", |b| {
         b.iter_custom(|iters| {
             timed(iters, "obs-pipe", &mut |dir| {
                 let (layer, handles) = obs_log::layer(
@@ -164,7 +175,7 @@ fn rolling(c: &mut Criterion) {
         })
     });
     g.bench_function(
-        "pipeline/anchor_fmt-json_tracing-appender_non_blocking_lossless",
+        "anchor/fmt-json_tracing-appender_non_blocking_lossless",
         |b| {
             b.iter_custom(|iters| {
                 timed(iters, "ta-pipe", &mut |dir| {

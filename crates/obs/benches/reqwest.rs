@@ -119,29 +119,25 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let mut g = c.benchmark_group("reqwest_middleware");
     let bare = ClientBuilder::new(reqwest::Client::new())
         .with(Answer)
         .build();
-    g.bench_function("baseline/terminal", |b| b.iter(|| call(&rt, &bare)));
     for sampled in [false, true] {
         let suffix = if sampled { "sampled" } else { "unsampled" };
+        let mut g = c.benchmark_group(format!("reqwest_middleware_{suffix}"));
+        g.bench_function("baseline/terminal", |b| b.iter(|| call(&rt, &bare)));
         let (obs, dispatch, client) = obs_stack(&rt, sampled);
         tracing::dispatcher::with_default(&dispatch, || {
-            g.bench_function(format!("obs/middleware/{suffix}"), |b| {
-                b.iter(|| call(&rt, &client))
-            });
+            g.bench_function("obs/middleware", |b| b.iter(|| call(&rt, &client)));
         });
         let _ = obs.shutdown_blocking(std::time::Duration::from_secs(2));
         let (provider, dispatch, client) = anchor_stack(sampled);
         tracing::dispatcher::with_default(&dispatch, || {
-            g.bench_function(format!("anchor/reqwest-tracing/{suffix}"), |b| {
-                b.iter(|| call(&rt, &client))
-            });
+            g.bench_function("anchor/reqwest-tracing", |b| b.iter(|| call(&rt, &client)));
         });
         let _ = provider.shutdown();
+        g.finish();
     }
-    g.finish();
 }
 
 criterion_group!(benches, bench);
