@@ -81,6 +81,10 @@ impl ObsMiddleware {
 impl Middleware for ObsMiddleware {
     async fn handle(
         &self,
+        #[cfg_attr(
+            not(any(feature = "trace", feature = "correlate")),
+            allow(unused_mut, reason = "the trace and correlate features write headers")
+        )]
         mut req: Request,
         extensions: &mut Extensions,
         next: Next<'_>,
