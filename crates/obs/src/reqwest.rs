@@ -81,14 +81,13 @@ impl ObsMiddleware {
 impl Middleware for ObsMiddleware {
     async fn handle(
         &self,
-        #[cfg_attr(
-            not(any(feature = "trace", feature = "correlate")),
-            allow(unused_mut, reason = "the trace and correlate features write headers")
-        )]
-        mut req: Request,
+        req: Request,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
+        // The trace and correlate features write headers.
+        #[cfg(any(feature = "trace", feature = "correlate"))]
+        let mut req = req;
         #[cfg(feature = "trace")]
         let span = {
             let url = req.url();
