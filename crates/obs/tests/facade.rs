@@ -35,6 +35,13 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// A reqwest client for loopback servers. reqwest follows `HTTP_PROXY` /
+/// `ALL_PROXY` from the environment, and CI machines set them to reach
+/// package registries; a proxy cannot reach this process's 127.0.0.1.
+fn loopback_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_facade_alone_delivers_errors_composes_and_propagates() {
     let receiver = obs_testing::otlp::OtlpReceiver::start();
@@ -87,7 +94,7 @@ async fn the_facade_alone_delivers_errors_composes_and_propagates() {
     .await;
 
     // Server A: obs's server layer; calls B through reqwest; fails.
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    let client = reqwest_middleware::ClientBuilder::new(loopback_client())
         .with(obs::reqwest::middleware())
         .build();
     let app = Router::new()
@@ -125,7 +132,7 @@ async fn the_facade_alone_delivers_errors_composes_and_propagates() {
     let upstream = serve(app).await;
 
     // 1. reqwest carries the trace and the correlation id into B.
-    let http = reqwest::Client::new();
+    let http = loopback_client();
     let echoed: serde_json::Value = serde_json::from_str(
         &http
             .get(format!("http://{upstream}/call"))
