@@ -6,6 +6,8 @@ mod correlation;
 pub mod error;
 mod id;
 pub mod names;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod panic;
 pub mod record;
 pub mod redact;

@@ -1,6 +1,5 @@
 //! Configuration from code and from the standard `OTEL_*` variables.
 
-use std::fmt;
 use std::time::Duration;
 
 use obs_core::Resource;
@@ -9,69 +8,9 @@ use crate::Error;
 use crate::propagation::Propagators;
 use crate::sampler::Sampler;
 use crate::tls::{Signal, TlsConfig};
+use obs_core::otlp::enum_value;
 
-/// The OTLP transport.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Protocol {
-    /// `http/protobuf` (the default).
-    #[default]
-    HttpProtobuf,
-    /// `grpc`.
-    Grpc,
-}
-
-/// Compression of OTLP export requests (`OTEL_EXPORTER_OTLP_COMPRESSION`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Compression {
-    /// No compression (the default, `none`).
-    #[default]
-    None,
-    /// `gzip`: HTTP/protobuf bodies are gzipped and sent with
-    /// `Content-Encoding: gzip`; gRPC messages are gzipped with the
-    /// compressed flag set and `grpc-encoding: gzip`. Needs the `gzip`
-    /// feature.
-    Gzip,
-}
-
-/// Where and how spans are exported.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ExporterConfig {
-    /// The full URL spans are sent to: for HTTP the `/v1/traces` URL, for
-    /// gRPC the server's base URL.
-    pub endpoint: String,
-    /// The transport.
-    pub protocol: Protocol,
-    /// Extra request headers (`OTEL_EXPORTER_OTLP_HEADERS`); their values are
-    /// never printed by `Debug`.
-    pub headers: Vec<(String, String)>,
-    /// Timeout of one export request.
-    pub timeout: Duration,
-    /// Request compression.
-    pub compression: Compression,
-    /// TLS for `https://` endpoints: custom CA, client certificate, root
-    /// store (needs the `tls` feature).
-    pub tls: TlsConfig,
-}
-
-impl fmt::Debug for ExporterConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExporterConfig")
-            .field("endpoint", &self.endpoint)
-            .field("protocol", &self.protocol)
-            .field(
-                "headers",
-                &self
-                    .headers
-                    .iter()
-                    .map(|(k, _)| (k.as_str(), "[REDACTED]"))
-                    .collect::<Vec<_>>(),
-            )
-            .field("timeout", &self.timeout)
-            .field("compression", &self.compression)
-            .field("tls", &self.tls)
-            .finish()
-    }
-}
+pub use obs_core::otlp::{Compression, ExporterConfig, Protocol};
 
 /// The batch span processor's settings (`OTEL_BSP_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,12 +106,6 @@ fn env_err(var: &'static str, value: &str, reason: impl Into<String>) -> Error {
     }
 }
 
-/// An enum value as the OpenTelemetry spec reads it: trimmed and
-/// case-insensitive. The error still shows the value as it was given.
-fn enum_value(v: &str) -> String {
-    v.trim().to_ascii_lowercase()
-}
-
 fn parse_bool(var: &'static str, v: &str) -> Result<bool, Error> {
     match enum_value(v).as_str() {
         "true" => Ok(true),
@@ -188,55 +121,7 @@ fn parse_u64(var: &'static str, v: &str) -> Result<u64, Error> {
 }
 
 fn parse_millis(var: &'static str, v: &str) -> Result<Duration, Error> {
-    parse_u64(var, v).map(Duration::from_millis)
-}
-
-fn parse_protocol(var: &'static str, v: &str) -> Result<Protocol, Error> {
-    match enum_value(v).as_str() {
-        "http/protobuf" => Ok(Protocol::HttpProtobuf),
-        "grpc" => Ok(Protocol::Grpc),
-        "http/json" => Err(env_err(
-            var,
-            v,
-            "http/json is not supported; use http/protobuf or grpc",
-        )),
-        _ => Err(env_err(var, v, "expected http/protobuf or grpc")),
-    }
-}
-
-fn parse_compression(var: &'static str, v: &str) -> Result<Compression, Error> {
-    match enum_value(v).as_str() {
-        "none" => Ok(Compression::None),
-        "gzip" if cfg!(feature = "gzip") => Ok(Compression::Gzip),
-        "gzip" => Err(env_err(
-            var,
-            v,
-            "gzip needs obs-trace's `gzip` feature (obs: `gzip`)",
-        )),
-        _ => Err(env_err(var, v, "expected gzip or none")),
-    }
-}
-
-/// An endpoint URL. gRPC endpoints may leave the scheme out
-/// (`collector:4317`): `https://` is used, or `http://` with
-/// `OTEL_EXPORTER_OTLP_INSECURE=true` (`tls.grpc_url`).
-fn check_url(var: &'static str, v: &str, grpc: Option<&TlsConfig>) -> Result<String, Error> {
-    let t = v.trim();
-    let full = match grpc {
-        Some(tls) if !t.contains("://") => tls.grpc_url(t),
-        _ => Some(t.to_owned()),
-    };
-    let Some(full) = full else {
-        return Err(env_err(var, v, "the URL has no host"));
-    };
-    let rest = full
-        .strip_prefix("http://")
-        .or_else(|| full.strip_prefix("https://"))
-        .ok_or_else(|| env_err(var, v, "expected an http:// or https:// URL"))?;
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(env_err(var, v, "the URL has no host"));
-    }
-    Ok(full)
+    Ok(obs_core::otlp::parse_millis(var, v)?)
 }
 
 impl Config {
@@ -288,79 +173,9 @@ impl Config {
                 _ => return Err(env_err("OTEL_TRACES_EXPORTER", &v, "expected otlp or none")),
             },
         };
-        let protocol = match get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
-            Some(v) => parse_protocol("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", &v)?,
-            None => match get("OTEL_EXPORTER_OTLP_PROTOCOL") {
-                Some(v) => parse_protocol("OTEL_EXPORTER_OTLP_PROTOCOL", &v)?,
-                None => Protocol::default(),
-            },
-        };
-        let tls = TlsConfig::from_lookup(Signal::Traces, &lookup)?;
-        let grpc_tls = (protocol == Protocol::Grpc).then_some(&tls);
-        let endpoint = if let Some(v) = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-            Some(check_url(
-                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                &v,
-                grpc_tls,
-            )?)
-        } else if let Some(v) = get("OTEL_EXPORTER_OTLP_ENDPOINT") {
-            let base = check_url("OTEL_EXPORTER_OTLP_ENDPOINT", &v, grpc_tls)?;
-            Some(match protocol {
-                // The signal path is appended to the base URL for HTTP only.
-                Protocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
-                Protocol::Grpc => base,
-            })
-        } else {
-            None
-        };
-        let headers_var = if get("OTEL_EXPORTER_OTLP_TRACES_HEADERS").is_some() {
-            "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
-        } else {
-            "OTEL_EXPORTER_OTLP_HEADERS"
-        };
-        let headers = match get(headers_var) {
-            Some(v) => obs_core::resource::parse_attributes(&v).map_err(|e| Error::Env {
-                var: headers_var,
-                // Header values are often credentials: name the problem, not the value.
-                value: "[REDACTED]".into(),
-                reason: e.to_string(),
-            })?,
-            None => Vec::new(),
-        };
-        for (k, _) in &headers {
-            if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
-                return Err(Error::Env {
-                    var: headers_var,
-                    value: "[REDACTED]".into(),
-                    reason: format!("{k:?} is not a valid header name"),
-                });
-            }
-        }
-        let timeout_var = if get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT").is_some() {
-            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"
-        } else {
-            "OTEL_EXPORTER_OTLP_TIMEOUT"
-        };
-        let timeout = match get(timeout_var) {
-            Some(v) => parse_millis(timeout_var, &v)?,
-            None => Duration::from_secs(10),
-        };
-        let compression = match get("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION") {
-            Some(v) => parse_compression("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", &v)?,
-            None => match get("OTEL_EXPORTER_OTLP_COMPRESSION") {
-                Some(v) => parse_compression("OTEL_EXPORTER_OTLP_COMPRESSION", &v)?,
-                None => Compression::default(),
-            },
-        };
-        if exporter_on && let Some(endpoint) = endpoint {
-            cfg.exporter = Some(ExporterConfig {
-                endpoint,
-                protocol,
-                headers,
-                timeout,
-                compression,
-                tls,
-            });
+        let exporter = ExporterConfig::from_lookup(Signal::Traces, &lookup)?;
+        if exporter_on {
+            cfg.exporter = exporter;
         }
 
         // Sampler.
@@ -488,27 +303,13 @@ impl Config {
 
     /// Builder: export to an OTLP/HTTP endpoint (the full `/v1/traces` URL).
     pub fn otlp_http(mut self, endpoint: impl Into<String>) -> Self {
-        self.exporter = Some(ExporterConfig {
-            endpoint: endpoint.into(),
-            protocol: Protocol::HttpProtobuf,
-            headers: Vec::new(),
-            timeout: Duration::from_secs(10),
-            compression: Compression::None,
-            tls: TlsConfig::default(),
-        });
+        self.exporter = Some(ExporterConfig::http(endpoint));
         self
     }
 
     /// Builder: export to an OTLP/gRPC endpoint (the server's base URL).
     pub fn otlp_grpc(mut self, endpoint: impl Into<String>) -> Self {
-        self.exporter = Some(ExporterConfig {
-            endpoint: endpoint.into(),
-            protocol: Protocol::Grpc,
-            headers: Vec::new(),
-            timeout: Duration::from_secs(10),
-            compression: Compression::None,
-            tls: TlsConfig::default(),
-        });
+        self.exporter = Some(ExporterConfig::grpc(endpoint));
         self
     }
 

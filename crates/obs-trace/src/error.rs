@@ -72,3 +72,21 @@ pub enum Error {
     #[error("cannot start the span exporter thread: {0}")]
     Thread(String),
 }
+
+impl From<obs_core::otlp::Error> for Error {
+    /// Variant by variant: the OTLP settings and transport speak of items,
+    /// obs-trace of spans.
+    fn from(e: obs_core::otlp::Error) -> Self {
+        use obs_core::otlp::Error as E;
+        match e {
+            E::Env { var, value, reason } => Error::Env { var, value, reason },
+            E::Config { field, reason } => Error::Config { field, reason },
+            E::FeatureDisabled { what, feature } => Error::FeatureDisabled { what, feature },
+            E::Export(m) => Error::Export(m),
+            E::Rejected { rejected, message } => Error::Rejected { rejected, message },
+            E::Tls { peer, reason } => Error::Tls { peer, reason },
+            E::TlsFile { what, path, reason } => Error::TlsFile { what, path, reason },
+            other => Error::Export(other.to_string()),
+        }
+    }
+}

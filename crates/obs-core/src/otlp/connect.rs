@@ -1,4 +1,4 @@
-//! The TLS half of the exporters (feature `tls`): loading the PEM files
+//! The TLS half of the transport (feature `otlp-tls`): loading the PEM files
 //! into a rustls `ClientConfig`, and one connector (TCP, then a rustls
 //! handshake) that both the HTTP client and the gRPC channel use, so both
 //! protocols verify, present certificates and report failures alike.
@@ -18,8 +18,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 
-use super::{TlsConfig, TlsFailure, TlsRoots};
-use crate::Error;
+use super::Error;
+use super::tls::{TlsConfig, TlsFailure, TlsRoots};
 
 /// A PEM file larger than this is refused: CA bundles are a few hundred
 /// KiB (the whole Mozilla set is about 220 KiB).
@@ -585,7 +585,7 @@ mod tests {
 
     #[test]
     fn missing_and_invalid_files_name_the_file() {
-        let dir = std::env::temp_dir().join(format!("obs-trace-tls-unit-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("obs-core-tls-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let missing = dir.join("missing.pem");
         let err = client_config(&TlsConfig::new().ca_file(&missing), b"h2").unwrap_err();
