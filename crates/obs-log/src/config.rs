@@ -327,6 +327,8 @@ pub struct Config {
     pub(crate) gcp_project: Option<String>,
     pub(crate) flush_interval: Duration,
     pub(crate) per_layer_filter: bool,
+    #[cfg(feature = "otlp")]
+    pub(crate) otlp: Option<crate::otlp::OtlpConfig>,
 }
 
 impl Default for Config {
@@ -348,6 +350,8 @@ impl Default for Config {
             gcp_project: None,
             flush_interval: Duration::from_secs(1),
             per_layer_filter: false,
+            #[cfg(feature = "otlp")]
+            otlp: None,
         }
     }
 }
@@ -452,6 +456,10 @@ impl Config {
             c.ansi = Some(false);
         }
         c.resource = Some(Resource::from_lookup(&lookup)?);
+        #[cfg(feature = "otlp")]
+        {
+            c.otlp = crate::otlp::OtlpConfig::from_lookup(&lookup)?;
+        }
         Ok(c)
     }
 
@@ -460,6 +468,16 @@ impl Config {
     /// layer is built.
     pub fn filter(mut self, directive: impl Into<String>) -> Self {
         self.directive = directive.into();
+        self
+    }
+
+    /// Exports every record over OTLP as well (`None`: no export). See
+    /// [`otlp`](crate::otlp) for what a record carries; [`from_env`](Self::from_env)
+    /// reads it from `OTEL_LOGS_EXPORTER` and `OTEL_EXPORTER_OTLP_[LOGS_]*`.
+    #[cfg(feature = "otlp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+    pub fn otlp(mut self, otlp: impl Into<Option<crate::otlp::OtlpConfig>>) -> Self {
+        self.otlp = otlp.into();
         self
     }
 

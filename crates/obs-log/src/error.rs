@@ -43,4 +43,10 @@ pub enum Error {
     /// The `log` bridge could not be installed (another logger is set).
     #[error("cannot install the log bridge: {0}")]
     LogBridge(String),
+    /// The OTLP log exporter could not be built: a TLS file that cannot be
+    /// used (named), an endpoint, header or protocol this build cannot use.
+    #[cfg(feature = "otlp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+    #[error("otlp log export: {0}")]
+    Otlp(obs_core::otlp::Error),
 }

@@ -19,7 +19,9 @@ use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::subscriber::Interest;
 use tracing_core::{Dispatch, Level, LevelFilter, Metadata, Subscriber};
 use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::layer::Context;
+#[cfg(feature = "env-filter")]
+use tracing_subscriber::layer::Layer;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::Error;
@@ -173,6 +175,13 @@ impl FilterState {
     /// Whether `meta` passes; `ctx` is what an `EnvFilter` directive reads
     /// the current spans from.
     #[inline]
+    #[cfg_attr(
+        not(feature = "env-filter"),
+        allow(
+            unused_variables,
+            reason = "only EnvFilter directives read the context"
+        )
+    )]
     pub(crate) fn enabled<S>(&self, meta: &Metadata<'_>, ctx: &Context<'_, S>) -> bool
     where
         S: Subscriber + for<'a> LookupSpan<'a>,

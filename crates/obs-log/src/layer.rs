@@ -697,6 +697,9 @@ struct FieldWriter<'a> {
     /// `(name, start, end)` of each fragment (spans only).
     entries: Option<&'a mut Vec<(&'static str, u32, u32)>>,
     skip_log_fields: bool,
+    /// Keys from the callsite's cache (rendered for the line's format);
+    /// `false` renders them for this writer's own format.
+    cached_keys: bool,
 }
 
 impl FieldWriter<'_> {
@@ -715,7 +718,7 @@ impl FieldWriter<'_> {
             return None;
         }
         let start = self.out.len();
-        if !self.info.put_key(field, self.out) {
+        if !(self.cached_keys && self.info.put_key(field, self.out)) {
             self.render_key(field);
         }
         Some(start)
@@ -1220,6 +1223,9 @@ pub(crate) struct Inner {
     pub(crate) out: Output,
     pub(crate) stats: LogStats,
     callsites: Callsites,
+    /// Records exported over OTLP as well as written as lines.
+    #[cfg(feature = "otlp")]
+    pub(crate) otlp: Option<Arc<crate::otlp::OtlpSink>>,
 }
 
 /// The log layer: add it to a `tracing_subscriber::Registry` (it filters by
@@ -1244,6 +1250,7 @@ impl LogLayer {
         rate_limit: Option<u32>,
         out: Output,
         stats: LogStats,
+        #[cfg(feature = "otlp")] otlp: Option<Arc<crate::otlp::OtlpSink>>,
     ) -> Self {
         let callsites = Callsites {
             snapshot: ArcSwap::from_pointee(InfoMap::default()),
@@ -1258,6 +1265,8 @@ impl LogLayer {
                 out,
                 stats,
                 callsites,
+                #[cfg(feature = "otlp")]
+                otlp,
             }),
         }
     }
@@ -1453,6 +1462,7 @@ impl Inner {
                     info,
                     entries: Some(&mut sf.entries),
                     skip_log_fields: false,
+                    cached_keys: true,
                 };
                 record(&mut w);
             });
@@ -1564,6 +1574,7 @@ impl Inner {
                 info,
                 entries: None,
                 skip_log_fields: is_log,
+                cached_keys: true,
             };
             event.record(&mut w);
         }
@@ -1654,6 +1665,69 @@ impl Inner {
                 .human_line(&mut s.line, &parts, &s.spans, &s.ranges, ids.as_ref());
         }
         self.out.write_line(level_index(level), &s.line, true);
+        #[cfg(feature = "otlp")]
+        if let Some(sink) = &self.otlp {
+            self.otlp_record(sink, event, info, &parts, target, is_log, ids.as_ref());
+        }
+    }
+
+    /// Hands the event to the OTLP exporter: from the line's own redacted
+    /// fields in the JSON format; the other formats visit the event once
+    /// more with a JSON field writer (the event's own fields only).
+    #[cfg(feature = "otlp")]
+    #[allow(clippy::too_many_arguments, reason = "the parts of one event")]
+    #[cold]
+    fn otlp_record(
+        &self,
+        sink: &crate::otlp::OtlpSink,
+        event: &Event<'_>,
+        info: &CallsiteInfo,
+        parts: &LineParts<'_>,
+        target: &str,
+        is_log: bool,
+        ids: Option<&IdRecord>,
+    ) {
+        let time_nanos = parts.ts.secs * 1_000_000_000 + u64::from(parts.ts.nanos);
+        // A `log` record's target is its own, owned by the normalised
+        // metadata; a tracing target is static.
+        let target: std::borrow::Cow<'static, str> = if is_log {
+            target.to_owned().into()
+        } else {
+            event.metadata().target().into()
+        };
+        let record = if self.spec.format == Format::Json {
+            crate::otlp::Record::new(
+                time_nanos,
+                parts.level,
+                target,
+                parts.msg,
+                parts.fields,
+                ids,
+            )
+        } else {
+            let (mut fields, mut msg, mut tmp) = (Vec::new(), Vec::new(), String::new());
+            let mut w = FieldWriter {
+                json: true,
+                out: &mut fields,
+                msg: Some(&mut msg),
+                tmp: &mut tmp,
+                redactor: self.redactor.as_ref(),
+                info,
+                entries: None,
+                skip_log_fields: is_log,
+                cached_keys: false,
+            };
+            event.record(&mut w);
+            crate::otlp::Record::new(
+                time_nanos,
+                parts.level,
+                target,
+                info.has_message.then_some(msg.as_slice()),
+                &fields,
+                ids,
+            )
+        };
+        sink.send(record);
     }
 }
 

@@ -7,6 +7,9 @@ mod error;
 mod filter;
 mod json;
 mod layer;
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub mod otlp;
 mod rolling;
 mod writer;
 
@@ -94,6 +97,14 @@ pub fn layer(config: Config) -> Result<(LogLayer, Handles), Error> {
         spec.clone(),
         config.flush_interval,
     )?;
+    #[cfg(feature = "otlp")]
+    let otlp = match config.otlp {
+        Some(o) => Some(otlp::OtlpSink::start(
+            o,
+            config.resource.clone().unwrap_or_default(),
+        )?),
+        None => None,
+    };
     let layer = LogLayer::new(
         spec,
         (!config.per_layer_filter).then(|| filter.clone()),
@@ -101,11 +112,15 @@ pub fn layer(config: Config) -> Result<(LogLayer, Handles), Error> {
         config.rate_limit,
         out.clone(),
         stats.clone(),
+        #[cfg(feature = "otlp")]
+        otlp.clone(),
     );
     let handles = Handles {
         guard: LogGuard {
             out: Some(out),
             timeout: Duration::from_secs(5),
+            #[cfg(feature = "otlp")]
+            otlp,
         },
         stats,
         reload: ReloadHandle { state: filter },

@@ -251,6 +251,9 @@ pub struct ShutdownReport {
     pub suppressed: u64,
     /// Lines still queued when the timeout expired (lost unless the sink recovers).
     pub pending: usize,
+    /// The OTLP log exporter's report, when records were exported.
+    #[cfg(feature = "otlp")]
+    pub otlp: Option<crate::otlp::OtlpReport>,
 }
 
 impl fmt::Display for ShutdownReport {
@@ -272,7 +275,12 @@ impl fmt::Display for ShutdownReport {
             self.dropped.0[4],
             self.suppressed,
             self.pending
-        )
+        )?;
+        #[cfg(feature = "otlp")]
+        if let Some(o) = &self.otlp {
+            write!(f, "; {o}")?;
+        }
+        Ok(())
     }
 }
 
@@ -332,6 +340,8 @@ impl Output {
 
 fn report(stats: &LogStats, completed: bool, pending: usize) -> ShutdownReport {
     ShutdownReport {
+        #[cfg(feature = "otlp")]
+        otlp: None,
         completed,
         written: stats.written(),
         dropped: stats.dropped_by_level(),
@@ -1011,6 +1021,8 @@ impl FlushHandle {
 pub struct LogGuard {
     pub(crate) out: Option<Output>,
     pub(crate) timeout: Duration,
+    #[cfg(feature = "otlp")]
+    pub(crate) otlp: Option<Arc<crate::otlp::OtlpSink>>,
 }
 
 impl fmt::Debug for LogGuard {
@@ -1033,9 +1045,20 @@ impl LogGuard {
         self.out.clone().map(|out| FlushHandle { out })
     }
 
-    /// Writes and flushes everything logged so far.
+    /// Writes and flushes everything logged so far (and, with OTLP
+    /// export, exports what is queued; the timeout applies to each).
     pub fn flush(&self, timeout: Duration) -> bool {
-        self.out.as_ref().is_none_or(|o| o.flush(timeout))
+        let lines = self.out.as_ref().is_none_or(|o| o.flush(timeout));
+        #[cfg(feature = "otlp")]
+        let lines = self.otlp.as_ref().is_none_or(|o| o.flush(timeout)) && lines;
+        lines
+    }
+
+    /// The OTLP log exporter's counters, when records are exported.
+    #[cfg(feature = "otlp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+    pub fn otlp_stats(&self) -> Option<crate::otlp::OtlpStats> {
+        self.otlp.as_ref().map(|o| o.stats().clone())
     }
 
     /// Drains the queue, writes a summary line when anything was dropped or
@@ -1044,16 +1067,28 @@ impl LogGuard {
     /// (the blocking writer keeps writing them). Never waits longer than
     /// `timeout`.
     pub fn shutdown(mut self, timeout: Duration) -> ShutdownReport {
-        match self.out.take() {
+        #[cfg(feature = "otlp")]
+        let otlp = self.otlp.take().map(|o| o.shutdown(timeout));
+        #[cfg_attr(not(feature = "otlp"), allow(clippy::let_and_return))]
+        let report = match self.out.take() {
             Some(o) => o.shutdown(timeout),
             None => ShutdownReport {
+                #[cfg(feature = "otlp")]
+                otlp: None,
                 completed: true,
                 written: 0,
                 dropped: DroppedCounts::default(),
                 suppressed: 0,
                 pending: 0,
             },
-        }
+        };
+        #[cfg(feature = "otlp")]
+        let report = ShutdownReport {
+            completed: report.completed && otlp.as_ref().is_none_or(|o| o.completed),
+            otlp,
+            ..report
+        };
+        report
     }
 
     /// Installs a panic hook that flushes this writer (waiting at most
@@ -1067,6 +1102,10 @@ impl LogGuard {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
+        #[cfg(feature = "otlp")]
+        if let Some(o) = self.otlp.take() {
+            o.shutdown(self.timeout);
+        }
         if let Some(o) = self.out.take() {
             o.shutdown(self.timeout);
         }

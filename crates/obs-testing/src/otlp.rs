@@ -200,11 +200,23 @@ pub struct ReceivedLog {
     pub record: LogRecord,
     /// Resource attributes, stringified.
     pub resource: BTreeMap<String, String>,
+    /// The instrumentation scope's name (obs-log: the target).
+    pub scope: String,
     /// How it arrived.
     pub transport: Transport,
 }
 
 impl ReceivedLog {
+    /// The record's trace id, lowercase hex (empty when it has none).
+    pub fn trace_id(&self) -> String {
+        hex(&self.record.trace_id)
+    }
+
+    /// The record's span id, lowercase hex (empty when it has none).
+    pub fn span_id(&self) -> String {
+        hex(&self.record.span_id)
+    }
+
     /// The body as text.
     pub fn body(&self) -> String {
         self.record
@@ -306,10 +318,12 @@ impl Store {
                 .map(|r| attrs_to_map(&r.attributes))
                 .unwrap_or_default();
             for sl in rl.scope_logs {
+                let scope = sl.scope.map(|s| s.name).unwrap_or_default();
                 for record in sl.log_records {
                     out.push(ReceivedLog {
                         record,
                         resource: resource.clone(),
+                        scope: scope.clone(),
                         transport,
                     });
                 }

@@ -475,8 +475,7 @@ struct TransportExporter {
 #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
 impl TransportExporter {
     fn new(config: obs_core::otlp::ExporterConfig) -> Result<Self, crate::Error> {
-        let transport =
-            obs_core::otlp::Transport::new(&config, obs_core::otlp::Signal::Traces)?;
+        let transport = obs_core::otlp::Transport::new(&config, obs_core::otlp::Signal::Traces)?;
         Ok(Self { config, transport })
     }
 

@@ -67,17 +67,21 @@ macro_rules! var {
     };
 }
 
-
 mod settings;
 pub mod tls;
 pub mod wire;
 
-#[cfg(all(feature = "otlp-tls", any(feature = "otlp-http", feature = "otlp-grpc")))]
+#[cfg(all(
+    feature = "otlp-tls",
+    any(feature = "otlp-http", feature = "otlp-grpc")
+))]
 mod connect;
 #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
 mod transport;
 
-pub use settings::{Compression, DEFAULT_TIMEOUT, ExporterConfig, Protocol, enum_value, parse_millis};
+pub use settings::{
+    Compression, DEFAULT_TIMEOUT, ExporterConfig, Protocol, enum_value, parse_millis,
+};
 pub use tls::{TlsConfig, TlsFailure, TlsRoots};
 #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
 pub use transport::Transport;
@@ -98,9 +102,7 @@ impl Signal {
         match self {
             Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
             Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-            Signal::Metrics => {
-                "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
-            }
+            Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
         }
     }
 

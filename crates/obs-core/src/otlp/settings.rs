@@ -284,12 +284,10 @@ impl ExporterConfig {
             });
         }
         match self.protocol {
-            Protocol::HttpProtobuf if !cfg!(feature = "otlp-http") => {
-                Err(Error::FeatureDisabled {
-                    what: "OTLP over http/protobuf".into(),
-                    feature: http,
-                })
-            }
+            Protocol::HttpProtobuf if !cfg!(feature = "otlp-http") => Err(Error::FeatureDisabled {
+                what: "OTLP over http/protobuf".into(),
+                feature: http,
+            }),
             Protocol::Grpc if !cfg!(feature = "otlp-grpc") => Err(Error::FeatureDisabled {
                 what: "OTLP over grpc".into(),
                 feature: grpc,
@@ -334,7 +332,10 @@ mod tests {
         assert_eq!(l.endpoint, "http://base:4318/v1/logs");
         assert_eq!(l.headers, vec![("x-team".into(), "hdr-value-9".into())]);
         assert_eq!(l.timeout, Duration::from_millis(700));
-        assert!(!format!("{l:?}").contains("hdr-value-9"), "header values hidden");
+        assert!(
+            !format!("{l:?}").contains("hdr-value-9"),
+            "header values hidden"
+        );
     }
 
     #[test]
@@ -358,8 +359,16 @@ mod tests {
     #[test]
     fn bad_values_are_typed_and_hide_header_values() {
         for (var, value, reason) in [
-            ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/json", "not supported"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift", "http/protobuf or grpc"),
+            (
+                "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+                "http/json",
+                "not supported",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "thrift",
+                "http/protobuf or grpc",
+            ),
             ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "soon", "integer"),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "gzip or none"),
             ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "ftp://x", "http://"),

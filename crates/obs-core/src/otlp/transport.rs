@@ -104,7 +104,10 @@ impl Transport {
                 signal,
                 config.compression,
             )?),
-            #[allow(unreachable_patterns, reason = "reached when a protocol is compiled out")]
+            #[allow(
+                unreachable_patterns,
+                reason = "reached when a protocol is compiled out"
+            )]
             p => {
                 return Err(Error::FeatureDisabled {
                     what: match p {
