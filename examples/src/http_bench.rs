@@ -594,6 +594,9 @@ fn serve_obs(
             "OTEL_TRACES_SAMPLER" => Some(sampler.into()),
             "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(otlp_url.into()),
             "OTEL_EXPORTER_OTLP_PROTOCOL" => Some(protocol.into()),
+            // Spans only, like the hand-glued stack: the log lines go to the
+            // file, not also over OTLP.
+            "OTEL_LOGS_EXPORTER" => Some("none".into()),
             // Anything else (`OBS_LOG=off`, `OTEL_BSP_MAX_QUEUE_SIZE`, …)
             // comes from the environment, to try variations.
             _ => std::env::var(k).ok(),

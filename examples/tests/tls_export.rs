@@ -1,7 +1,8 @@
 //! The example service, configured by environment variables alone, exports
-//! its spans over TLS with gzip: mutual TLS with a CA made in the test, over
-//! OTLP/HTTP and over OTLP/gRPC, to a receiver that requires the client
-//! certificate.
+//! its spans and its log records over TLS with gzip: mutual TLS with a CA
+//! made in the test, over OTLP/HTTP and over OTLP/gRPC, to a receiver that
+//! requires the client certificate. The request's log records carry the
+//! trace id of its server span and its correlation id.
 
 mod common;
 
@@ -42,6 +43,7 @@ fn exports_over_mtls_with_gzip(protocol: &str, transport: Transport) {
         ),
         ("OTEL_EXPORTER_OTLP_CLIENT_KEY", client_key.as_str()),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "100"),
         ("OTEL_TRACES_SAMPLER", "always_on"),
     ]);
     let http = Http::new();
@@ -62,6 +64,39 @@ fn exports_over_mtls_with_gzip(protocol: &str, transport: Transport) {
     .unwrap_or_else(|| panic!("the server span arrived over TLS\n{}", svc.output()));
     assert_eq!(server.attr("http.route").as_deref(), Some("/items/{id}"));
 
+    // The request's log records, over the same connection settings.
+    let trace_id = server.trace_id();
+    let records = poll(Duration::from_secs(30), || {
+        let of_request: Vec<_> = receiver
+            .logs()
+            .into_iter()
+            .filter(|l| l.trace_id() == trace_id)
+            .collect();
+        (!of_request.is_empty()).then_some(of_request)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the request's log records arrived over TLS\n{}",
+            svc.output()
+        )
+    });
+    for r in &records {
+        assert_eq!(r.transport, transport);
+        assert_eq!(
+            r.attr("correlation_id").as_deref(),
+            Some("tls-e2e-1"),
+            "{r:?}"
+        );
+        assert!(
+            !r.span_id().is_empty() && r.record.severity_number > 0,
+            "{r:?}"
+        );
+        assert_eq!(
+            r.resource.get("telemetry.sdk.name").map(String::as_str),
+            Some("obs-log")
+        );
+    }
+
     let encodings = receiver.encodings();
     assert!(!encodings.is_empty());
     for e in &encodings {
@@ -78,11 +113,11 @@ fn exports_over_mtls_with_gzip(protocol: &str, transport: Transport) {
 }
 
 #[test]
-fn the_service_exports_spans_over_mtls_with_gzip_over_http() {
+fn the_service_exports_spans_and_logs_over_mtls_with_gzip_over_http() {
     exports_over_mtls_with_gzip("http/protobuf", Transport::HttpProtobuf);
 }
 
 #[test]
-fn the_service_exports_spans_over_mtls_with_gzip_over_grpc() {
+fn the_service_exports_spans_and_logs_over_mtls_with_gzip_over_grpc() {
     exports_over_mtls_with_gzip("grpc", Transport::Grpc);
 }

@@ -741,6 +741,12 @@ fn serve_collector(conn: TcpStream, mode: &AtomicU8, spans: &AtomicU64) {
         if r.read_line(&mut line).map_or(true, |n| n == 0) {
             return;
         }
+        // The service exports log records too (`POST /v1/logs`, the same
+        // nesting as spans on the wire): only span requests are counted.
+        let traces = line
+            .split(' ')
+            .nth(1)
+            .is_some_and(|p| p.starts_with("/v1/traces"));
         let mut len = 0usize;
         loop {
             line.clear();
@@ -771,7 +777,9 @@ fn serve_collector(conn: TcpStream, mode: &AtomicU8, spans: &AtomicU64) {
         } else if m == Fault::Collector503 as u8 {
             b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"
         } else {
-            spans.fetch_add(count_spans(&body), Ordering::SeqCst);
+            if traces {
+                spans.fetch_add(count_spans(&body), Ordering::SeqCst);
+            }
             b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n"
         };
         if r.get_mut().write_all(reply).is_err() {

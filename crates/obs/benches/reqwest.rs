@@ -68,6 +68,8 @@ fn obs_stack(
         "OTEL_SERVICE_NAME" => Some("bench".to_owned()),
         "OTEL_TRACES_SAMPLER" => Some(sampler.to_owned()),
         "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://127.0.0.1:9".to_owned()),
+        // Spans only: the anchors export no log records.
+        "OTEL_LOGS_EXPORTER" => Some("none".to_owned()),
         "OTEL_BSP_MAX_QUEUE_SIZE" => Some("65536".to_owned()),
         "OTEL_BSP_SCHEDULE_DELAY" => Some("100".to_owned()),
         _ => None,

@@ -437,6 +437,15 @@ fn install_panic_hooks(obs: &Obs) {
     let _ = obs;
 }
 
+#[cfg(all(feature = "otlp-logs", feature = "metrics"))]
+impl Inner {
+    /// The OTLP log exporter's counters, while the log writer runs and
+    /// exports records.
+    pub(crate) fn log_otlp_stats(&self) -> Option<obs_log::otlp::OtlpStats> {
+        lock(&self.log_guard).as_ref().and_then(|g| g.otlp_stats())
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -597,6 +606,16 @@ impl Obs {
             let r = guard.shutdown(left());
             report.log_lines_written = r.written;
             report.log_lines_dropped = r.dropped.total();
+            #[cfg(feature = "otlp-logs")]
+            if let Some(o) = &r.otlp {
+                report.log_records_exported = o.exported;
+                report.log_records_dropped = o.dropped;
+                if !o.completed {
+                    report
+                        .problems
+                        .push("log: OTLP log export did not finish in time".into());
+                }
+            }
             if !r.completed {
                 report.completed = false;
                 report
@@ -621,6 +640,11 @@ pub struct ShutdownReport {
     pub log_lines_written: u64,
     /// Log lines dropped over the writer's lifetime (overflow policy or shutdown).
     pub log_lines_dropped: u64,
+    /// Log records exported over OTLP (feature `otlp-logs`).
+    pub log_records_exported: u64,
+    /// Log records dropped before OTLP export (full queue, failed export,
+    /// shutdown).
+    pub log_records_dropped: u64,
     /// Spans exported over the tracer's lifetime.
     pub spans_exported: u64,
     /// Spans dropped over the tracer's lifetime (full queue, failed export, shutdown).
@@ -640,6 +664,8 @@ impl ShutdownReport {
             elapsed: Duration::ZERO,
             log_lines_written: 0,
             log_lines_dropped: 0,
+            log_records_exported: 0,
+            log_records_dropped: 0,
             spans_exported: 0,
             spans_dropped: 0,
             errors_flushed: 0,
@@ -658,7 +684,7 @@ impl ShutdownReport {
 
     /// Everything lost: log lines, spans and error reports.
     pub fn lost(&self) -> u64 {
-        self.log_lines_dropped + self.spans_dropped + self.errors_lost
+        self.log_lines_dropped + self.log_records_dropped + self.spans_dropped + self.errors_lost
     }
 }
 
@@ -680,6 +706,13 @@ impl fmt::Display for ShutdownReport {
             self.errors_flushed,
             self.errors_lost
         )?;
+        if self.log_records_exported + self.log_records_dropped > 0 {
+            write!(
+                f,
+                "; {} log records exported over OTLP, {} dropped",
+                self.log_records_exported, self.log_records_dropped
+            )?;
+        }
         for p in &self.problems {
             write!(f, "; {p}")?;
         }

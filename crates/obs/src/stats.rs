@@ -61,6 +61,25 @@ pub(crate) fn publish(obs: &Obs) -> Result<(), Error> {
             "Failures of the log sink (full disk, read-only or vanished directory), each counted once until a write succeeds again.",
             move || stats.write_errors(),
         )?;
+        #[cfg(feature = "otlp-logs")]
+        if let Some(otlp) = obs.inner.log_otlp_stats() {
+            let stats = otlp.clone();
+            registry.callback_counter(
+                "obs_log_records_exported",
+                "Log records exported over OTLP.",
+                move || stats.exported(),
+            )?;
+            registry.callback_counter_family(
+                "obs_log_records_dropped",
+                "Log records dropped before OTLP export, by reason.",
+                ["reason"],
+                move |e| {
+                    e.emit(["queue_full"], otlp.dropped_queue_full());
+                    e.emit(["export_failed"], otlp.dropped_export_failed());
+                    e.emit(["shutdown"], otlp.dropped_shutdown());
+                },
+            )?;
+        }
         let stats = obs.inner.log_stats.clone();
         registry.callback_gauge(
             "obs_log_sink_failing",

@@ -53,6 +53,7 @@ async fn the_facade_alone_delivers_errors_composes_and_propagates() {
     let env = move |k: &str| match k {
         "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(otlp.clone()),
         "OTEL_BSP_SCHEDULE_DELAY" => Some("50".into()),
+        "OTEL_BLRP_SCHEDULE_DELAY" => Some("50".into()),
         "OTEL_SERVICE_NAME" => Some("facade-user".into()),
         "SENTRY_DSN" => Some(dsn.clone()),
         "SENTRY_ENVIRONMENT" => Some("staging".into()),
@@ -306,6 +307,23 @@ async fn the_facade_alone_delivers_errors_composes_and_propagates() {
         all.contains("thread panicked on purpose"),
         "panics reach Sentry too"
     );
+
+    // With `otlp-logs` the same lines left as OTLP log records, in the
+    // request's trace, with its correlation id.
+    #[cfg(feature = "otlp-logs")]
+    {
+        let records = receiver.wait_for_logs(5, Duration::from_secs(20));
+        let basket_log = records
+            .iter()
+            .find(|r| r.body() == "loading the basket")
+            .expect("the log record reached the collector");
+        assert_eq!(basket_log.trace_id(), api_span.trace_id());
+        assert_eq!(
+            basket_log.attr("correlation_id").as_deref(),
+            Some("corr-fail-1")
+        );
+        assert_eq!(basket_log.scope, "facade");
+    }
 
     // The user's own layer saw the same events.
     assert!(!mine.with_message("loading the basket").is_empty());
