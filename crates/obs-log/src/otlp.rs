@@ -34,11 +34,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use obs_core::otlp::Signal;
 use obs_core::otlp::wire::{
     field_len, put_bytes_field, put_fixed32_field, put_fixed64_field, put_len_field, put_str_kv,
     put_string_field, put_uint_field, str_kv_len,
 };
-use obs_core::otlp::{ExporterConfig, Protocol, Signal};
+pub use obs_core::otlp::{Compression, ExporterConfig, Protocol, TlsConfig, TlsRoots};
 use obs_core::{IdRecord, Resource};
 use tracing_core::Level;
 
