@@ -7,7 +7,8 @@
 //! - `const ENV_…: &str = "NAME"` declarations;
 //! - string literals `"OBS_…"`, `"OTEL_…"`, `"SENTRY_…"` (whole names; the
 //!   bare prefixes `"OBS_"`/`"OTEL_"` used to filter are not names);
-//! - `var!("PREFIX", "SUFFIX")`: `PREFIX_SUFFIX` and `PREFIX_TRACES_SUFFIX`;
+//! - `var!("PREFIX", "SUFFIX")`: `PREFIX_SUFFIX`, `PREFIX_TRACES_SUFFIX` and
+//!   `PREFIX_LOGS_SUFFIX` (the per-signal forms of the exported signals);
 //! - `env::var("NAME")`, `env::var_os("NAME")`, and calls with a literal of
 //!   helpers that read the variable their parameter names (the service's
 //!   `env_parse("PORT", …)`, `http_bench`'s `num("BENCH_SECS", …)`).
@@ -105,9 +106,10 @@ fn names_read(text: &str) -> BTreeSet<String> {
             }
         }
     }
-    // `var!("PREFIX", "SUFFIX")` (obs-trace's per-signal OTLP variables):
-    // `PREFIX_SUFFIX` and the traces form `PREFIX_TRACES_SUFFIX`; the prefix
-    // alone is no name.
+    // `var!("PREFIX", "SUFFIX")` (obs-core's per-signal OTLP variables):
+    // `PREFIX_SUFFIX` and the forms of the exported signals,
+    // `PREFIX_TRACES_SUFFIX` and `PREFIX_LOGS_SUFFIX`; the prefix alone is
+    // no name.
     let mut prefixes = BTreeSet::new();
     for (i, _) in code.match_indices("var!(\"") {
         let at = i + "var!(\"".len();
@@ -119,6 +121,7 @@ fn names_read(text: &str) -> BTreeSet<String> {
         {
             names.insert(format!("{prefix}_{suffix}"));
             names.insert(format!("{prefix}_TRACES_{suffix}"));
+            names.insert(format!("{prefix}_LOGS_{suffix}"));
             prefixes.insert(prefix.to_owned());
         }
     }
