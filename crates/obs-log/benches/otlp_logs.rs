@@ -23,10 +23,10 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use opentelemetry_otlp::WithExportConfig as _;
 use obs_log::Config;
 use obs_log::otlp::{BatchConfig, ExporterConfig, OtlpConfig};
 use obs_testing::otlp::OtlpReceiver;
+use opentelemetry_otlp::WithExportConfig as _;
 use tracing_subscriber::layer::SubscriberExt;
 
 const RECORDS: u64 = 10_000;

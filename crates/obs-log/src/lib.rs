@@ -102,6 +102,10 @@ pub fn layer(config: Config) -> Result<(LogLayer, Handles), Error> {
         Some(o) => Some(otlp::OtlpSink::start(
             o,
             config.resource.clone().unwrap_or_default(),
+            otlp::Lines {
+                spec: spec.clone(),
+                out: out.clone(),
+            },
         )?),
         None => None,
     };

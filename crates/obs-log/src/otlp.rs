@@ -18,7 +18,10 @@
 //!   is dropped and counted ([`OtlpStats::dropped_queue_full`]), never
 //!   waited for. The logging thread does one `try_send`. A failed export
 //!   drops its batch and counts it ([`OtlpStats::dropped_export_failed`],
-//!   [`OtlpStats::last_export_error`]); a TLS failure names the peer.
+//!   [`OtlpStats::last_export_error`]); a TLS failure names the peer. The
+//!   first failure is written once as a WARN line (target `obs_log::otlp`,
+//!   straight to the line writer, never through the exporter), and the
+//!   recovery as an INFO line with the records lost meanwhile.
 //! - **Shutdown is bounded and reported:** [`LogGuard::shutdown`](crate::LogGuard::shutdown)
 //!   exports what is queued within its timeout and says what was lost
 //!   ([`ShutdownReport::otlp`](crate::ShutdownReport::otlp)).
@@ -395,7 +398,11 @@ impl fmt::Debug for OtlpSink {
 impl OtlpSink {
     /// Builds the transport (TLS files are loaded now: a bad one is an
     /// error naming it) and starts the exporter thread.
-    pub(crate) fn start(config: OtlpConfig, resource: Resource) -> Result<Arc<Self>, Error> {
+    pub(crate) fn start(
+        config: OtlpConfig,
+        resource: Resource,
+        lines: Lines,
+    ) -> Result<Arc<Self>, Error> {
         let transport = obs_core::otlp::Transport::new(&config.exporter, Signal::Logs)?;
         let (tx, rx) = crossbeam_channel::bounded(config.batch.max_queue_size);
         let (control, control_rx) = crossbeam_channel::unbounded();
@@ -408,6 +415,8 @@ impl OtlpSink {
             timeout: config.batch.export_timeout.min(config.exporter.timeout),
             resource,
             stats: stats.clone(),
+            lines,
+            failing_since: None,
         };
         std::thread::Builder::new()
             .name("obs-log-otlp".into())
@@ -486,7 +495,26 @@ impl OtlpSink {
     }
 }
 
+/// Where the exporter reports its own failures: the line writer, directly.
+pub(crate) struct Lines {
+    pub(crate) spec: Arc<crate::layer::Spec>,
+    pub(crate) out: crate::writer::Output,
+}
+
+impl Lines {
+    fn write(&self, level: Level, message: &str, extra: &[(&str, u64)]) {
+        let mut buf = Vec::with_capacity(256);
+        self.spec
+            .internal_line(&mut buf, level, "obs_log::otlp", message, extra);
+        self.out
+            .write_line(crate::config::level_index(level), &buf, false);
+    }
+}
+
 struct Worker {
+    lines: Lines,
+    /// Records dropped by failed exports when the current failure began.
+    failing_since: Option<u64>,
     rx: Receiver<Record>,
     control: Receiver<Control>,
     transport: obs_core::otlp::Transport,
@@ -572,6 +600,14 @@ impl Worker {
         match outcome {
             Ok(()) => {
                 s.exported.fetch_add(n, Ordering::Relaxed);
+                if let Some(before) = self.failing_since.take() {
+                    let lost = s.dropped_export_failed.load(Ordering::Relaxed) - before;
+                    self.lines.write(
+                        Level::INFO,
+                        "otlp log export recovered",
+                        &[("dropped", lost)],
+                    );
+                }
             }
             Err(obs_core::otlp::Error::Rejected { rejected, message }) => {
                 let rejected = rejected.min(n);
@@ -583,10 +619,15 @@ impl Worker {
                 ));
             }
             Err(e) => {
+                let message = format!("otlp log export failed: {e}");
+                if self.failing_since.is_none() {
+                    self.failing_since = Some(s.dropped_export_failed.load(Ordering::Relaxed));
+                    // Once per failure, until an export succeeds again.
+                    self.lines.write(Level::WARN, &message, &[("dropped", n)]);
+                }
                 s.exports_failed.fetch_add(1, Ordering::Relaxed);
                 s.dropped_export_failed.fetch_add(n, Ordering::Relaxed);
-                *s.last_error.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some(format!("log export failed: {e}"));
+                *s.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
             }
         }
     }

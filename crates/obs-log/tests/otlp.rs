@@ -205,13 +205,26 @@ fn a_wrong_ca_is_a_typed_failure_and_the_records_are_counted() {
         &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &ca)],
     )))
     .unwrap();
-    let (report, stats, _) = log_some(config, 2);
+    let (report, stats, buf) = log_some(config, 2);
     let stats = stats.unwrap();
     assert_eq!(stats.exported(), 0);
     assert_eq!(stats.dropped_export_failed(), 3, "every record counted");
     let err = stats.last_export_error().expect("the failure is kept");
     assert!(err.contains("TLS handshake with localhost:"), "{err}");
     assert!(err.contains("unknown issuer"), "{err}");
+    // Reported once as a line, straight to the writer.
+    let warnings: Vec<_> = buf
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["target"] == "obs_log::otlp")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown issuer")),
+        "{warnings:?}"
+    );
     let otlp = report.otlp.unwrap();
     assert_eq!(otlp.dropped, 3);
     assert!(receiver.logs().is_empty());
