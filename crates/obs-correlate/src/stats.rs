@@ -1,4 +1,4 @@
-//! Cheap, cloneable counters of how ids were obtained (contract C3: no
+//! Cheap, cloneable counters of how ids were obtained (the stats-handle contract: no
 //! metrics types here; the facade publishes these values at scrape time).
 
 use std::sync::Arc;

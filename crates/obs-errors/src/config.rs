@@ -398,7 +398,7 @@ impl Config {
     }
 
     /// Whether each capture also emits the `exception` event into the
-    /// current span (contract C2, default on).
+    /// current span (the exception-event contract, default on).
     pub fn span_events(mut self, on: bool) -> Self {
         self.span_events = on;
         self

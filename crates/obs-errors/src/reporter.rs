@@ -47,7 +47,7 @@ struct StatsInner {
     by_type: Mutex<HashMap<String, [u64; 4], BuildHasherDefault<StableHash>>>,
 }
 
-/// Counters of a reporter (contract C3): cheap to clone, read with getters,
+/// Counters of a reporter (the stats-handle contract): cheap to clone, read with getters,
 /// published by whoever owns metrics (e.g. as `obs_errors_total{type,mechanism}`).
 #[derive(Clone)]
 pub struct ErrorStats {
@@ -443,7 +443,7 @@ fn in_span() -> bool {
 }
 
 fn emit_span_event(ty: &str, msg: &str, stack: Option<&str>) {
-    // C2: obs-trace turns this event into the span's `exception` event.
+    // The exception-event contract: obs-trace turns this event into the span's `exception` event.
     tracing::event!(
         target: "obs_errors::exception",
         Level::ERROR,

@@ -120,7 +120,7 @@ fn panic_in_spawned_task_is_reported_once_with_context() {
         lines[0].correlation_id().as_deref(),
         Some(correlation_id.as_str())
     );
-    // the exception event went into the task's span (contract C2)
+    // the exception event went into the task's span (the exception-event contract)
     let exc = capture.with_message("exception");
     assert_eq!(exc.len(), 1);
     assert_eq!(exc[0].fields["exception.message"], "index writer crashed");

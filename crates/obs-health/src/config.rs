@@ -1,4 +1,4 @@
-//! Environment configuration (contract C4): `OBS_HEALTH_*` variables.
+//! Environment configuration (the environment contract): `OBS_HEALTH_*` variables.
 
 use std::time::Duration;
 

@@ -639,7 +639,7 @@ impl Health {
         }
     }
 
-    /// The stats handle for metrics (contract C3).
+    /// The stats handle for metrics (the stats-handle contract).
     pub fn stats(&self) -> HealthStats {
         HealthStats {
             inner: Arc::clone(&self.inner),
@@ -677,7 +677,7 @@ impl Drop for Poller {
 /// A cheap, cloneable handle on each check's latest status and duration,
 /// for exporting `obs_health_check_status` (1 pass, 0.5 warn, 0 fail) and
 /// `obs_health_check_duration_seconds` (names in
-/// [`obs_core::names::metric`]) without a metrics dependency (contract C3).
+/// [`obs_core::names::metric`]) without a metrics dependency (the stats-handle contract).
 ///
 /// ```
 /// use obs_health::{Check, Health, Probe, ProbeOptions, Status};

@@ -114,7 +114,7 @@ pub(crate) struct StatsInner {
     queue: std::sync::OnceLock<Weak<NbShared>>,
 }
 
-/// Counters of the log pipeline (contract C3): cheap to clone, read with
+/// Counters of the log pipeline (the stats-handle contract): cheap to clone, read with
 /// plain getters, so the facade can publish them as metrics
 /// (`obs_log_dropped_lines_total{level}`, `obs_log_suppressed_lines_total`).
 ///

@@ -1,5 +1,5 @@
-//! The tracing layer: ids in the obs-core id record (contract C1), sampling,
-//! span events, exceptions (contract C2), error status, limits, and context
+//! The tracing layer: ids in the obs-core id record (the id-record contract), sampling,
+//! span events, exceptions (the exception-event contract), error status, limits, and context
 //! propagation through tasks and job payloads.
 
 use std::time::Duration;

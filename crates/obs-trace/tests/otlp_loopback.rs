@@ -253,7 +253,7 @@ fn check_app_spans(spans: &[ReceivedSpan], capture: &CaptureLayer) {
     );
     assert_eq!(missing.attr("error.type"), None);
 
-    // Log events carry the ids of the span they happen in (contract C1).
+    // Log events carry the ids of the span they happen in (the id-record contract).
     let handling = capture.with_message("handling");
     assert_eq!(handling.len(), 3);
     for e in &handling {

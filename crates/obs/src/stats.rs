@@ -1,4 +1,4 @@
-//! Publishes the pillars' self-metrics (their stats handles, contract C3) on
+//! Publishes the pillars' self-metrics (their stats handles, the stats-handle contract) on
 //! the metrics registry: dropped and suppressed log lines, exported and
 //! dropped spans, correlation ids generated and replaced, health check status
 //! and duration, captured errors, and `obs_build_info`.
