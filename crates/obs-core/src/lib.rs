@@ -13,6 +13,7 @@ pub mod record;
 pub mod redact;
 pub mod resource;
 pub mod rng;
+pub mod route;
 
 pub use carrier::Carrier;
 pub use correlation::{CorrelationId, IdFormat};
@@ -21,6 +22,7 @@ pub use id::{HexBuf, SpanId, TraceFlags, TraceId, decode_lower_hex, is_lower_hex
 pub use record::IdRecord;
 pub use redact::{Redactor, Secret, redact};
 pub use resource::Resource;
+pub use route::RouteTemplate;
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

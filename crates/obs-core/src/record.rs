@@ -120,16 +120,44 @@ impl IdRecord {
         for span in scope {
             let ext = span.extensions();
             if let Some(rec) = ext.get::<IdRecord>() {
-                match &mut out {
-                    None => out = Some(rec.clone()),
-                    Some(acc) => acc.fill_from(rec),
-                }
+                Self::merge(&mut out, rec);
                 if out.as_ref().is_some_and(IdRecord::is_complete) {
                     break;
                 }
             }
         }
         out
+    }
+
+    /// The merge rule, in one place: folds `outer` — the record of a span
+    /// further out in the scope than those already in `acc` — into `acc`
+    /// (nearest span wins per field: [`fill_from`](Self::fill_from)). Every
+    /// reader that walks a scope itself (the log layer walks it for span
+    /// fields too) merges with this.
+    #[inline]
+    pub fn merge(acc: &mut Option<IdRecord>, outer: &IdRecord) {
+        match acc {
+            None => *acc = Some(outer.clone()),
+            Some(a) => a.fill_from(outer),
+        }
+    }
+
+    /// The trace half of the merge rule, read in place (no clone): the trace
+    /// id, span id and flags of the nearest record of the current span's
+    /// scope that carries a trace id, in the default dispatcher (built on
+    /// `Registry`). What exemplars need on a hot path.
+    pub fn current_trace() -> Option<(TraceId, Option<SpanId>, TraceFlags)> {
+        tracing_core::dispatcher::get_default(|d| {
+            let current = d.current_span();
+            let id = current.id()?;
+            let reg = d.downcast_ref::<Registry>()?;
+            let span = reg.span(id)?;
+            span.scope().find_map(|s| {
+                let ext = s.extensions();
+                let rec = ext.get::<IdRecord>()?;
+                Some((rec.trace_id?, rec.span_id, rec.trace_flags))
+            })
+        })
     }
 
     /// The merged record of the current span of the default dispatcher, when
@@ -182,7 +210,7 @@ impl IdRecord {
     ///
     /// ```
     /// use obs_core::{CorrelationId, IdRecord};
-    /// let rec = IdRecord::with_correlation(CorrelationId::new("req-1").unwrap());
+    /// let rec = IdRecord::with_correlation(CorrelationId::parse("req-1").unwrap());
     /// IdRecord::in_thread_scope(rec.clone(), || assert_eq!(IdRecord::thread_scoped(), Some(rec)));
     /// assert_eq!(IdRecord::thread_scoped(), None);
     /// ```

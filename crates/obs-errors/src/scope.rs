@@ -140,19 +140,19 @@ impl RequestContext {
     }
 
     /// Builds the context from `http` request parts: method, path and all
-    /// headers (redacted); the route is taken from axum's `MatchedPath`
-    /// when the `axum` feature is on.
+    /// headers (redacted); the route from the request's
+    /// `obs_core::RouteTemplate`, else from axum's `MatchedPath` when the
+    /// `axum` feature is on.
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn from_http<B>(req: &http::Request<B>) -> Self {
-        #[cfg(feature = "axum")]
-        let route = req
-            .extensions()
-            .get::<axum::extract::MatchedPath>()
-            .map(|m| m.as_str());
-        #[cfg(not(feature = "axum"))]
-        let route = None;
-        Self::from_parts(req.method(), req.uri(), route, req.headers())
+        let route = Route::of(req.extensions());
+        Self::from_parts(
+            req.method(),
+            req.uri(),
+            route.as_ref().map(Route::as_str),
+            req.headers(),
+        )
     }
 
     #[cfg(feature = "http")]
@@ -185,12 +185,43 @@ struct LazyRequest {
     ready: std::sync::OnceLock<RequestContext>,
 }
 
+/// The route template of a request, kept without copying it: its
+/// `obs_core::RouteTemplate`, else axum's `MatchedPath` (feature `axum`).
+#[cfg(feature = "http")]
+#[derive(Clone)]
+enum Route {
+    Template(std::borrow::Cow<'static, str>),
+    #[cfg(feature = "axum")]
+    Matched(axum::extract::MatchedPath),
+}
+
+#[cfg(feature = "http")]
+impl Route {
+    fn of(ext: &http::Extensions) -> Option<Self> {
+        if let Some(t) = ext.get::<obs_core::RouteTemplate>() {
+            return Some(Route::Template(t.0.clone()));
+        }
+        #[cfg(feature = "axum")]
+        if let Some(m) = ext.get::<axum::extract::MatchedPath>() {
+            return Some(Route::Matched(m.clone()));
+        }
+        None
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Route::Template(t) => t,
+            #[cfg(feature = "axum")]
+            Route::Matched(m) => m.as_str(),
+        }
+    }
+}
+
 #[cfg(feature = "tower")]
 struct RawRequest {
     method: http::Method,
     uri: http::Uri,
-    #[cfg(feature = "axum")]
-    route: Option<axum::extract::MatchedPath>,
+    route: Option<Route>,
     headers: http::HeaderMap,
 }
 
@@ -209,11 +240,7 @@ impl RequestSlot {
             raw: Some(RawRequest {
                 method: req.method().clone(),
                 uri: req.uri().clone(),
-                #[cfg(feature = "axum")]
-                route: req
-                    .extensions()
-                    .get::<axum::extract::MatchedPath>()
-                    .cloned(),
+                route: Route::of(req.extensions()),
                 headers: req.headers().clone(),
             }),
             ready: std::sync::OnceLock::new(),
@@ -224,10 +251,7 @@ impl RequestSlot {
         self.0.ready.get_or_init(|| {
             #[cfg(feature = "tower")]
             if let Some(raw) = &self.0.raw {
-                #[cfg(feature = "axum")]
-                let route = raw.route.as_ref().map(|m| m.as_str());
-                #[cfg(not(feature = "axum"))]
-                let route = None;
+                let route = raw.route.as_ref().map(Route::as_str);
                 return RequestContext::from_parts(&raw.method, &raw.uri, route, &raw.headers);
             }
             RequestContext::default()

@@ -12,14 +12,14 @@ use http::{Request, Response};
 use crate::GaugeGuard;
 use crate::sets::{HttpServerMetrics, normalize_method};
 
-/// The route template of a request, for servers other than axum: insert it
-/// into the request's extensions before the layer sees the request. With
-/// the `axum` feature the layer reads axum's `MatchedPath` itself.
+/// The route template of a request (obs-core's one route hook, re-exported):
+/// for servers other than axum, insert it into the request's extensions
+/// before the layer sees the request. With the `axum` feature the layer
+/// reads axum's `MatchedPath` too; an explicit template wins.
 ///
 /// The layer never uses the raw path: without a template, the route label
 /// is empty.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteTemplate(pub Cow<'static, str>);
+pub use obs_core::RouteTemplate;
 
 impl HttpServerMetrics {
     /// A tower layer recording this set for every request.
@@ -87,14 +87,14 @@ impl Route {
 }
 
 fn route_of<B>(req: &Request<B>) -> Route {
+    if let Some(r) = req.extensions().get::<RouteTemplate>() {
+        return Route::Template(r.0.clone());
+    }
     #[cfg(feature = "axum")]
     if let Some(m) = req.extensions().get::<axum::extract::MatchedPath>() {
         return Route::Matched(m.clone());
     }
-    match req.extensions().get::<RouteTemplate>() {
-        Some(r) => Route::Template(r.0.clone()),
-        None => Route::Template(Cow::Borrowed("")),
-    }
+    Route::Template(Cow::Borrowed(""))
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {

@@ -79,29 +79,12 @@ impl ExemplarCell {
     }
 }
 
-/// The trace and span id of the current span when it is sampled: the
-/// nearest `IdRecord` carrying a trace id wins, as in `IdRecord::resolve`,
-/// read in place so that no correlation id is cloned on a hot path.
+/// The trace and span id of the current span when it is sampled: the trace
+/// half of obs-core's merge rule (`IdRecord::current_trace`), read in place
+/// so that no correlation id is cloned on a hot path.
 fn sampled_trace() -> Option<(obs_core::TraceId, Option<obs_core::SpanId>)> {
-    use tracing_subscriber::registry::LookupSpan;
-    tracing_core::dispatcher::get_default(|d| {
-        let current = d.current_span();
-        let id = current.id()?;
-        let reg = d.downcast_ref::<tracing_subscriber::Registry>()?;
-        let span = reg.span(id)?;
-        for s in span.scope() {
-            let ext = s.extensions();
-            if let Some(rec) = ext.get::<obs_core::IdRecord>()
-                && let Some(trace_id) = rec.trace_id
-            {
-                return rec
-                    .trace_flags
-                    .is_sampled()
-                    .then_some((trace_id, rec.span_id));
-            }
-        }
-        None
-    })
+    let (trace_id, span_id, flags) = obs_core::IdRecord::current_trace()?;
+    flags.is_sampled().then_some((trace_id, span_id))
 }
 
 fn add_f64(cell: &AtomicU64, v: f64) {

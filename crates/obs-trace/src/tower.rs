@@ -97,7 +97,10 @@ impl TraceServerLayer {
     }
 
     /// Computes the route template (`/items/{id}`, never the raw path) of a
-    /// request; tried before axum's `MatchedPath`.
+    /// request; tried before the request's `obs_core::RouteTemplate` and
+    /// axum's `MatchedPath`. Prefer inserting an `obs_core::RouteTemplate`
+    /// extension: that one hook also reaches the metrics, error reports and
+    /// the access line; this function only names the span.
     pub fn route_fn(
         mut self,
         f: impl Fn(&Uri, &http::Extensions) -> Option<Cow<'static, str>> + Send + Sync + 'static,
@@ -111,6 +114,9 @@ impl TraceServerLayer {
             && let Some(r) = f(req.uri(), req.extensions())
         {
             return Some(r);
+        }
+        if let Some(t) = req.extensions().get::<obs_core::RouteTemplate>() {
+            return Some(t.0.clone());
         }
         #[cfg(feature = "axum")]
         if let Some(m) = req.extensions().get::<axum::extract::MatchedPath>() {

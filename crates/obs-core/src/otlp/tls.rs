@@ -25,7 +25,7 @@
 //! which case the CA is trusted in addition to it.
 //!
 //! ```
-//! use obs_core::otlp::tls::{Signal, TlsConfig, TlsRoots};
+//! use obs_core::otlp::{Signal, TlsConfig, TlsRoots};
 //! let tls = TlsConfig::from_lookup(Signal::Traces, |k| match k {
 //!     "OTEL_EXPORTER_OTLP_CERTIFICATE" => Some("/etc/otel/ca.pem".into()),
 //!     "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE" => Some("/etc/otel/traces-ca.pem".into()),
@@ -66,7 +66,7 @@ pub enum TlsRoots {
 /// and loaded when the exporter is built (see the [module docs](self)).
 ///
 /// ```
-/// use obs_core::otlp::tls::{TlsConfig, TlsRoots};
+/// use obs_core::otlp::{TlsConfig, TlsRoots};
 /// let tls = TlsConfig::new()
 ///     .ca_file("/etc/otel/ca.pem")
 ///     .client_identity("/etc/otel/client.pem", "/etc/otel/client-key.pem")
@@ -228,7 +228,7 @@ impl TlsConfig {
     /// [`insecure`](Self::insecure) is set. `None` when it has no host.
     ///
     /// ```
-    /// use obs_core::otlp::tls::TlsConfig;
+    /// use obs_core::otlp::TlsConfig;
     /// let tls = TlsConfig::new();
     /// assert_eq!(tls.grpc_url("collector:4317").as_deref(), Some("https://collector:4317"));
     /// assert_eq!(tls.clone().insecure(true).grpc_url("collector:4317").as_deref(), Some("http://collector:4317"));
