@@ -1,8 +1,8 @@
 //! `docs/guide.md` keeps one table of every environment variable the code
 //! reads. This test scans the sources — the library crates (not the test
-//! helpers in `obs-testing`, not the `obs-check` tool, which reads none) and
-//! the example programs — for the variables they read, and compares them with
-//! the table, both ways:
+//! helpers in `obs-testing`, not the `obs-check` tool, which reads none), the
+//! example programs and the HTTP benchmark (`benches/http`) — for the
+//! variables they read, and compares them with the table, both ways:
 //!
 //! - `const ENV_…: &str = "NAME"` declarations;
 //! - string literals `"OBS_…"`, `"OTEL_…"`, `"SENTRY_…"` (whole names; the
@@ -175,6 +175,7 @@ fn the_guide_lists_every_environment_variable_the_code_reads() {
         rust_files(&dir.join("src"), &mut files);
     }
     rust_files(&root.join("examples/src"), &mut files);
+    rust_files(&root.join("benches/http/src"), &mut files);
 
     let mut read: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for f in &files {

@@ -5,8 +5,8 @@
 //! - a pillar depends on `obs-core` and no other workspace crate (its tests may
 //!   also use `obs-testing`);
 //! - `obs-testing` follows the pillars' rule;
-//! - only the facade `obs` depends on pillars; `examples` and `xtask` may use
-//!   anything;
+//! - only the facade `obs` depends on pillars; `examples`, the HTTP benchmark
+//!   `obs-http-bench` (`benches/http`) and `xtask` may use anything;
 //! - the tool `obs-check` depends on `obs-core` only; its tests may use any
 //!   workspace crate (they check fixtures built on the facade).
 
@@ -31,7 +31,7 @@ pub(crate) const PILLARS: &[&str] = &[
 /// Tools: built on `obs-core` alone, tested against anything.
 pub(crate) const TOOLS: &[&str] = &["obs-check"];
 /// Crates outside the rule.
-const FREE: &[&str] = &["examples", "xtask"];
+const FREE: &[&str] = &["examples", "obs-http-bench", "xtask"];
 
 /// One dependency edge that breaks the rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,7 +178,11 @@ mod tests {
                     ("obs-metrics", "normal"),
                 ],
             ),
-            pkg("examples", &[("obs", "normal"), ("obs-testing", "normal")]),
+            pkg("examples", &[("obs", "normal"), ("obs-testing", "dev")]),
+            pkg(
+                "obs-http-bench",
+                &[("obs", "normal"), ("obs-testing", "normal")],
+            ),
         ];
         for p in PILLARS
             .iter()

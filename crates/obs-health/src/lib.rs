@@ -4,6 +4,7 @@
 mod check;
 pub mod checks;
 pub mod config;
+mod entry;
 mod error;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]

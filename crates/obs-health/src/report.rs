@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::registry::{Entry, Record, ServiceInfo};
+use crate::entry::{Entry, Outcome, ServiceInfo};
 use crate::result::{Observation, ObservedValue, Status};
 use crate::time::write_rfc3339;
 
@@ -91,15 +91,6 @@ impl ProbeOptions {
     pub fn tags(&self) -> &[String] {
         &self.tags
     }
-}
-
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    Excluded,
-    Pending,
-    Done(Arc<Record>),
-    /// Cached mode only: the latest result is too old to be believed.
-    Stale(Arc<Record>),
 }
 
 /// One check's part of a [`Report`].

@@ -1,4 +1,4 @@
-//! Run with: `cargo run --release -p examples --bin http_bench`
+//! Run with: `cargo run --release -p obs-http-bench`
 //!
 //! Throughput of a hello-world axum app (`GET /hello/{name}` → a short text)
 //! under five configurations, measured one after the other in the same run on
