@@ -2,15 +2,19 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
+mod callsite;
 mod config;
 mod error;
 mod filter;
+mod format;
 mod json;
 mod layer;
+mod limit;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub mod otlp;
 mod rolling;
+mod visit;
 mod writer;
 
 use std::io::IsTerminal;
@@ -37,7 +41,7 @@ pub use writer::{
 
 use config::Sink;
 use filter::FilterState;
-use layer::Spec;
+use format::Spec;
 use writer::Output;
 
 /// What [`layer`] hands back next to the layer.
@@ -112,7 +116,7 @@ pub fn layer(config: Config) -> Result<(LogLayer, Handles), Error> {
     let layer = LogLayer::new(
         spec,
         (!config.per_layer_filter).then(|| filter.clone()),
-        config.redactor.map(|rules| layer::Redaction { rules }),
+        config.redactor.map(|rules| visit::Redaction { rules }),
         config.rate_limit,
         out.clone(),
         stats.clone(),

@@ -497,7 +497,7 @@ impl OtlpSink {
 
 /// Where the exporter reports its own failures: the line writer, directly.
 pub(crate) struct Lines {
-    pub(crate) spec: Arc<crate::layer::Spec>,
+    pub(crate) spec: Arc<crate::format::Spec>,
     pub(crate) out: crate::writer::Output,
 }
 

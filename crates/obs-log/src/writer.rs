@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tracing_core::Level;
 
 use crate::config::{LEVELS, NonBlocking, OverflowPolicy, Sink, level_index};
-use crate::layer::Spec;
+use crate::format::Spec;
 use crate::rolling::RollingWriter;
 
 const BUF_CAPACITY: usize = 64 * 1024;
