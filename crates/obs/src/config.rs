@@ -2,12 +2,11 @@
 //! in one call, with one place for the service's identity.
 
 use std::fmt;
-#[cfg(feature = "health")]
-use std::time::Duration;
 
 use obs_core::{Redactor, Resource, Secret};
 
 use crate::Error;
+use crate::pillar::{Lookup, Settings, correlate, errors, health, log, metrics, trace};
 
 /// `OBS_ADMIN_TOKEN`: bearer token required by the admin router's mutating
 /// endpoints (`PUT /loglevel`). Unset: those endpoints refuse every change
@@ -51,28 +50,14 @@ pub struct Config {
     pub(crate) install_global: bool,
     pub(crate) admin_token: Option<Secret<String>>,
     pub(crate) redactor: Redactor,
-    #[cfg(feature = "log")]
-    pub(crate) log: obs_log::Config,
-    #[cfg(feature = "trace")]
-    pub(crate) trace: obs_trace::Config,
-    #[cfg(feature = "trace")]
-    pub(crate) trace_filter: tracing_subscriber::filter::Targets,
-    #[cfg(feature = "correlate")]
-    pub(crate) correlate: obs_correlate::Config,
-    #[cfg(feature = "errors")]
-    pub(crate) errors: obs_errors::Config,
-    #[cfg(feature = "errors")]
-    pub(crate) error_sinks: Vec<Box<dyn obs_errors::Sink>>,
-    #[cfg(feature = "errors")]
-    pub(crate) error_log_lines: bool,
-    #[cfg(feature = "sentry")]
-    pub(crate) sentry: obs_errors::sentry::SentrySettings,
-    #[cfg(feature = "metrics")]
-    pub(crate) cardinality_limit: usize,
-    #[cfg(feature = "health")]
-    pub(crate) checks: Vec<obs_health::Check>,
-    #[cfg(feature = "health")]
-    pub(crate) health: obs_health::Config,
+    /// Each pillar's settings (`Off` for a disabled one), with their
+    /// builder methods in the pillar's module.
+    pub(crate) log: log::Settings,
+    pub(crate) trace: trace::Settings,
+    pub(crate) correlate: correlate::Settings,
+    pub(crate) errors: errors::Settings,
+    pub(crate) metrics: metrics::Settings,
+    pub(crate) health: health::Settings,
 }
 
 impl fmt::Debug for Config {
@@ -82,24 +67,12 @@ impl fmt::Debug for Config {
             .field("install_global", &self.install_global)
             .field("admin_token", &self.admin_token)
             .field("redactor", &self.redactor);
-        #[cfg(feature = "log")]
-        d.field("log_filter", &self.log.directive());
-        #[cfg(feature = "trace")]
-        d.field("trace", &self.trace)
-            .field("trace_filter", &self.trace_filter);
-        #[cfg(feature = "correlate")]
-        d.field("correlate", &self.correlate);
-        #[cfg(feature = "errors")]
-        d.field("errors", &self.errors)
-            .field("error_sinks", &self.error_sinks.len())
-            .field("error_log_lines", &self.error_log_lines);
-        #[cfg(feature = "sentry")]
-        d.field("sentry", &self.sentry);
-        #[cfg(feature = "metrics")]
-        d.field("cardinality_limit", &self.cardinality_limit);
-        #[cfg(feature = "health")]
-        d.field("checks", &self.checks.len())
-            .field("health", &self.health);
+        self.log.debug_fields(&mut d);
+        self.trace.debug_fields(&mut d);
+        self.correlate.debug_fields(&mut d);
+        self.errors.debug_fields(&mut d);
+        self.metrics.debug_fields(&mut d);
+        self.health.debug_fields(&mut d);
         d.finish()
     }
 }
@@ -119,7 +92,8 @@ impl Config {
     /// Like [`from_env`](Self::from_env) with any lookup function (tests,
     /// config files).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let resource = Resource::from_lookup(&lookup)?;
+        let lookup: Lookup<'_> = &lookup;
+        let resource = Resource::from_lookup(lookup)?;
         let service_from_env = lookup(obs_core::names::env::OTEL_SERVICE_NAME).is_some()
             || lookup(obs_core::names::env::OTEL_RESOURCE_ATTRIBUTES)
                 .is_some_and(|a| a.contains("service.name="));
@@ -145,35 +119,12 @@ impl Config {
             install_global: true,
             admin_token,
             redactor,
-            #[cfg(feature = "log")]
-            log: obs_log::Config::from_lookup(&lookup)?,
-            #[cfg(feature = "trace")]
-            trace: obs_trace::Config::from_lookup(&lookup)?,
-            #[cfg(feature = "trace")]
-            trace_filter: match lookup(ENV_TRACE_FILTER) {
-                None => default_trace_filter(),
-                Some(v) => parse_targets(&v).map_err(|reason| Error::Env {
-                    var: ENV_TRACE_FILTER,
-                    reason,
-                })?,
-            },
-            #[cfg(feature = "correlate")]
-            correlate: obs_correlate::Config::from_lookup(&lookup)?,
-            #[cfg(feature = "errors")]
-            errors: obs_errors::Config::from_lookup(&lookup)?,
-            #[cfg(feature = "errors")]
-            error_sinks: Vec::new(),
-            #[cfg(feature = "errors")]
-            error_log_lines: true,
-            #[cfg(feature = "sentry")]
-            sentry: obs_errors::sentry::SentrySettings::from_lookup(&lookup)?,
-            #[cfg(feature = "metrics")]
-            cardinality_limit: parse_var(&lookup, ENV_CARDINALITY_LIMIT)?
-                .unwrap_or(obs_metrics::DEFAULT_CARDINALITY_LIMIT),
-            #[cfg(feature = "health")]
-            checks: Vec::new(),
-            #[cfg(feature = "health")]
-            health: obs_health::Config::from_lookup(&lookup)?,
+            log: Settings::from_lookup(lookup)?,
+            trace: Settings::from_lookup(lookup)?,
+            correlate: Settings::from_lookup(lookup)?,
+            errors: Settings::from_lookup(lookup)?,
+            metrics: Settings::from_lookup(lookup)?,
+            health: Settings::from_lookup(lookup)?,
         })
     }
 
@@ -256,114 +207,6 @@ impl Config {
     pub fn redaction_rules(&self) -> &Redactor {
         &self.redactor
     }
-
-    /// Adjusts the log configuration.
-    #[cfg(feature = "log")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "log")))]
-    pub fn log(mut self, f: impl FnOnce(obs_log::Config) -> obs_log::Config) -> Self {
-        self.log = f(self.log);
-        self
-    }
-
-    /// Adjusts the tracing configuration.
-    #[cfg(feature = "trace")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "trace")))]
-    pub fn trace(mut self, f: impl FnOnce(obs_trace::Config) -> obs_trace::Config) -> Self {
-        self.trace = f(self.trace);
-        self
-    }
-
-    /// Which `tracing` spans become OpenTelemetry spans (`target=level`
-    /// syntax, as `OBS_TRACE_FILTER`); a bad directive is a typed error.
-    #[cfg(feature = "trace")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "trace")))]
-    pub fn trace_filter(mut self, directive: &str) -> Result<Self, Error> {
-        self.trace_filter = parse_targets(directive).map_err(|reason| Error::Env {
-            var: ENV_TRACE_FILTER,
-            reason,
-        })?;
-        Ok(self)
-    }
-
-    /// Adjusts the correlation-id configuration.
-    #[cfg(feature = "correlate")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "correlate")))]
-    pub fn correlate(
-        mut self,
-        f: impl FnOnce(obs_correlate::Config) -> obs_correlate::Config,
-    ) -> Self {
-        self.correlate = f(self.correlate);
-        self
-    }
-
-    /// Adjusts the error-monitoring configuration.
-    #[cfg(feature = "errors")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "errors")))]
-    pub fn errors(mut self, f: impl FnOnce(obs_errors::Config) -> obs_errors::Config) -> Self {
-        self.errors = f(self.errors);
-        self
-    }
-
-    /// Adds a sink that error reports are delivered to (for example
-    /// `obs::errors::sentry::SentrySink`, or `obs::errors::MemorySink` in
-    /// tests). Reports reach sinks already scrubbed with the one redaction
-    /// rule set.
-    #[cfg(feature = "errors")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "errors")))]
-    pub fn error_sink(mut self, sink: impl obs_errors::Sink) -> Self {
-        self.error_sinks.push(Box::new(sink));
-        self
-    }
-
-    /// Whether every error report is also written as one `ERROR` log line
-    /// (target `obs_errors::report`, with the fingerprint, count, stack,
-    /// trace id and correlation id). On by default; turn it off only when
-    /// another sink is the record of errors.
-    #[cfg(feature = "errors")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "errors")))]
-    pub fn error_log_lines(mut self, on: bool) -> Self {
-        self.error_log_lines = on;
-        self
-    }
-
-    /// The Sentry settings in force: read from `SENTRY_DSN`,
-    /// `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE` and `SENTRY_SAMPLE_RATE` by
-    /// [`from_env`](Self::from_env); replace them here (for example from a
-    /// config file). `init` sends error reports to Sentry when they hold a
-    /// DSN.
-    #[cfg(feature = "sentry")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
-    pub fn sentry(mut self, settings: obs_errors::sentry::SentrySettings) -> Self {
-        self.sentry = settings;
-        self
-    }
-
-    /// Label sets kept per metric before new ones go to the overflow series.
-    #[cfg(feature = "metrics")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-    pub fn cardinality_limit(mut self, limit: usize) -> Self {
-        self.cardinality_limit = limit;
-        self
-    }
-
-    /// Registers a health check (add `.readiness()`, `.liveness()`, … on it).
-    #[cfg(feature = "health")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "health")))]
-    pub fn health_check(mut self, check: obs_health::Check) -> Self {
-        self.checks.push(check);
-        self
-    }
-
-    /// Runs health checks in the background every `interval` so probes
-    /// answer from the cache and a slow dependency cannot stall them
-    /// (`OBS_HEALTH_CACHED=true` with `OBS_HEALTH_POLL_INTERVAL`).
-    #[cfg(feature = "health")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "health")))]
-    pub fn health_poll_interval(mut self, interval: Duration) -> Self {
-        self.health.poll_interval = Some(interval);
-        self.health.cached = true;
-        self
-    }
 }
 
 impl Default for Config {
@@ -382,50 +225,23 @@ fn unreachable_defaults() -> Config {
         install_global: true,
         admin_token: None,
         redactor: Redactor::new(),
-        #[cfg(feature = "log")]
-        log: obs_log::Config::new(),
-        #[cfg(feature = "trace")]
-        trace: obs_trace::Config::default(),
-        #[cfg(feature = "trace")]
-        trace_filter: default_trace_filter(),
-        #[cfg(feature = "correlate")]
-        correlate: obs_correlate::Config::new(),
-        #[cfg(feature = "errors")]
-        errors: obs_errors::Config::default(),
-        #[cfg(feature = "errors")]
-        error_sinks: Vec::new(),
-        #[cfg(feature = "errors")]
-        error_log_lines: true,
-        #[cfg(feature = "sentry")]
-        sentry: obs_errors::sentry::SentrySettings::default(),
-        #[cfg(feature = "metrics")]
-        cardinality_limit: obs_metrics::DEFAULT_CARDINALITY_LIMIT,
-        #[cfg(feature = "health")]
-        checks: Vec::new(),
-        #[cfg(feature = "health")]
-        health: obs_health::Config::default(),
+        log: Settings::defaults(),
+        trace: Settings::defaults(),
+        correlate: Settings::defaults(),
+        errors: Settings::defaults(),
+        metrics: Settings::defaults(),
+        health: Settings::defaults(),
     }
 }
 
-#[cfg(feature = "trace")]
-fn default_trace_filter() -> tracing_subscriber::filter::Targets {
-    tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
-}
-
-#[cfg(feature = "trace")]
-fn parse_targets(v: &str) -> Result<tracing_subscriber::filter::Targets, String> {
-    let preview: String = v.chars().take(64).collect();
-    if v.trim().is_empty() {
-        return Err("the directive is empty".into());
-    }
-    v.trim()
-        .parse()
-        .map_err(|e| format!("{preview:?} is not a target=level directive: {e}"))
-}
-
-#[allow(dead_code, reason = "used only when metrics or health is enabled")]
-fn parse_var<T: std::str::FromStr>(
-    lookup: &impl Fn(&str) -> Option<String>,
+/// A number from the environment; a bad one is a typed error naming the
+/// variable.
+#[cfg_attr(
+    not(feature = "metrics"),
+    allow(dead_code, reason = "used by the metrics settings")
+)]
+pub(crate) fn parse_var<T: std::str::FromStr>(
+    lookup: Lookup<'_>,
     var: &'static str,
 ) -> Result<Option<T>, Error>
 where

@@ -34,14 +34,14 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
-#[allow(
-    unused_imports,
-    reason = "Identity stands in for pillars that are not enabled"
-)]
 use tower_layer::{Identity, Layer, Stack};
 use tower_service::Service;
 
 use crate::Obs;
+use crate::pillar::{Off, correlate, errors, metrics, trace};
+
+#[cfg(feature = "metrics")]
+pub use crate::pillar::metrics::{ClientMetrics, ClientMetricsFuture, ClientMetricsLayer};
 
 /// Route templates that bypass the server layer by default: scrapes and
 /// probes would otherwise drown the access log and skew the latency
@@ -55,24 +55,48 @@ pub const DEFAULT_SKIP_PATHS: &[&str] = &[
     "/loglevel",
 ];
 
-#[cfg(feature = "trace")]
-type TraceL = obs_trace::tower::TraceServerLayer;
-#[cfg(not(feature = "trace"))]
-type TraceL = Identity;
-#[cfg(feature = "correlate")]
-type CorrelateL = obs_correlate::CorrelationLayer;
-#[cfg(not(feature = "correlate"))]
-type CorrelateL = Identity;
-#[cfg(feature = "errors")]
-type ErrorsL = obs_errors::tower::ErrorScopeLayer;
-#[cfg(not(feature = "errors"))]
-type ErrorsL = Identity;
-#[cfg(feature = "metrics")]
-type MetricsL = obs_metrics::HttpMetricsLayer;
-#[cfg(not(feature = "metrics"))]
-type MetricsL = Identity;
+/// The layer of a pillar that takes no part in a stack.
+pub(crate) type NoLayer = Identity;
 
-type PillarStack = Stack<MetricsL, Stack<ErrorsL, Stack<CorrelateL, TraceL>>>;
+/// A pillar's part of the HTTP integration: its layer in the server stack
+/// and in the client stack (built from the running pillar, or standalone
+/// without an instance), and its routes on the admin router. A disabled
+/// pillar ([`Off`]) takes part with [`NoLayer`]s and no routes.
+pub(crate) trait HttpPillar {
+    type Server: Clone;
+    type Client: Clone + std::fmt::Debug;
+    fn server_layer(&self) -> Self::Server;
+    fn standalone_server() -> Self::Server;
+    fn client_layer(&self) -> Self::Client;
+    fn standalone_client() -> Self::Client;
+    fn admin_routes(&self, _obs: &Obs, router: axum::Router) -> axum::Router {
+        router
+    }
+}
+
+#[allow(dead_code, reason = "stands in only for the disabled pillars")]
+impl HttpPillar for Off {
+    type Server = NoLayer;
+    type Client = NoLayer;
+    fn server_layer(&self) -> NoLayer {
+        NoLayer::new()
+    }
+    fn standalone_server() -> NoLayer {
+        NoLayer::new()
+    }
+    fn client_layer(&self) -> NoLayer {
+        NoLayer::new()
+    }
+    fn standalone_client() -> NoLayer {
+        NoLayer::new()
+    }
+}
+
+/// Trace → correlate → error scope → RED metrics (outermost first).
+type PillarStack = Stack<
+    metrics::http::Server,
+    Stack<errors::http::Server, Stack<correlate::http::Server, trace::http::Server>>,
+>;
 type ServerStack = Stack<CatchPanicLayer, Stack<AccessLogLayer, PillarStack>>;
 
 /// The combined server layer; see the [module docs](self).
@@ -122,93 +146,54 @@ impl Obs {
     /// The combined server layer wired to this instance (its metrics
     /// registry, correlation policy and propagators).
     pub fn server_layer(&self) -> ServerLayer {
-        #[cfg(feature = "trace")]
-        let trace =
-            obs_trace::tower::TraceServerLayer::new().propagators(self.inner.tracer.propagators());
-        #[cfg(not(feature = "trace"))]
-        let trace = Identity::new();
-        #[cfg(feature = "correlate")]
-        let correlate = obs_correlate::CorrelationLayer::with_config(self.inner.correlate.clone())
-            .with_stats(self.inner.correlate_stats.clone());
-        #[cfg(not(feature = "correlate"))]
-        let correlate = Identity::new();
-        #[cfg(feature = "metrics")]
-        let metrics = self.http_metrics().layer();
-        #[cfg(not(feature = "metrics"))]
-        let metrics = Identity::new();
-        ServerLayer::from_parts(trace, correlate, metrics)
+        let p = &self.inner;
+        ServerLayer::from_pillars(Stack::new(
+            p.metrics.server_layer(),
+            Stack::new(
+                p.errors.server_layer(),
+                Stack::new(p.correlate.server_layer(), p.trace.server_layer()),
+            ),
+        ))
     }
 
     /// The combined client layer wired to this instance.
     pub fn client_layer(&self) -> ClientLayer {
-        #[cfg(feature = "trace")]
-        let trace =
-            obs_trace::tower::TraceClientLayer::new().propagators(self.inner.tracer.propagators());
-        #[cfg(not(feature = "trace"))]
-        let trace = Identity::new();
-        #[cfg(feature = "metrics")]
-        let metrics = ClientMetricsLayer {
-            metrics: self.http_client_metrics(),
-        };
-        #[cfg(not(feature = "metrics"))]
-        let metrics = Identity::new();
+        let p = &self.inner;
         ClientLayer {
-            stack: Stack::new(Stack::new(metrics, propagate()), trace),
+            stack: Stack::new(
+                Stack::new(p.metrics.client_layer(), p.correlate.client_layer()),
+                p.trace.client_layer(),
+            ),
         }
     }
 
-    #[cfg(feature = "metrics")]
-    fn http_metrics(&self) -> obs_metrics::sets::HttpServerMetrics {
-        self.metric_set(
-            &self.inner.http_metrics,
-            "HTTP server",
-            obs_metrics::sets::HttpServerMetrics::new,
-        )
-        .unwrap_or_else(detached_server_metrics)
-    }
-
-    #[cfg(feature = "metrics")]
-    pub(crate) fn http_client_metrics(&self) -> Option<Arc<obs_metrics::sets::HttpClientMetrics>> {
-        self.metric_set(&self.inner.http_client_metrics, "HTTP client", |r| {
-            obs_metrics::sets::HttpClientMetrics::new(r).map(Arc::new)
-        })
-    }
-}
-
-#[cfg(feature = "metrics")]
-fn detached_server_metrics() -> obs_metrics::sets::HttpServerMetrics {
-    let registry = obs_metrics::Registry::new();
-    match obs_metrics::sets::HttpServerMetrics::new(&registry) {
-        Ok(m) => m,
-        // A fresh registry has no conflicting names; registration cannot fail.
-        Err(e) => unreachable!("fresh registry refused the HTTP metric set: {e}"),
+    /// Every enabled pillar's admin routes.
+    pub(crate) fn pillar_routes(&self) -> axum::Router {
+        let p = &self.inner;
+        let router = axum::Router::new();
+        let router = p.metrics.admin_routes(self, router);
+        let router = p.health.admin_routes(self, router);
+        p.log.admin_routes(self, router)
     }
 }
 
 impl ServerLayer {
     fn standalone() -> Self {
-        #[cfg(feature = "trace")]
-        let trace = obs_trace::tower::TraceServerLayer::new();
-        #[cfg(not(feature = "trace"))]
-        let trace = Identity::new();
-        #[cfg(feature = "correlate")]
-        let correlate = obs_correlate::CorrelationLayer::new();
-        #[cfg(not(feature = "correlate"))]
-        let correlate = Identity::new();
-        #[cfg(feature = "metrics")]
-        let metrics = detached_server_metrics().layer();
-        #[cfg(not(feature = "metrics"))]
-        let metrics = Identity::new();
-        Self::from_parts(trace, correlate, metrics)
+        Self::from_pillars(Stack::new(
+            metrics::State::standalone_server(),
+            Stack::new(
+                errors::State::standalone_server(),
+                Stack::new(
+                    correlate::State::standalone_server(),
+                    trace::State::standalone_server(),
+                ),
+            ),
+        ))
     }
 
-    fn from_parts(trace: TraceL, correlate: CorrelateL, metrics: MetricsL) -> Self {
-        #[cfg(feature = "errors")]
-        let errors = obs_errors::tower::ErrorScopeLayer::new();
-        #[cfg(not(feature = "errors"))]
-        let errors = Identity::new();
+    fn from_pillars(pillars: PillarStack) -> Self {
         Self {
-            pillars: Stack::new(metrics, Stack::new(errors, Stack::new(correlate, trace))),
+            pillars,
             access_log: true,
             skip: DEFAULT_SKIP_PATHS
                 .iter()
@@ -565,26 +550,10 @@ fn panic_response<RB: Default>(_panic: &(dyn Any + Send)) -> Response<RB> {
     r
 }
 
-type ClientStack = Stack<Stack<ClientMetricsLayerT, PropagateL>, ClientTraceL>;
-#[cfg(feature = "trace")]
-type ClientTraceL = obs_trace::tower::TraceClientLayer;
-#[cfg(not(feature = "trace"))]
-type ClientTraceL = Identity;
-#[cfg(feature = "correlate")]
-type PropagateL = obs_correlate::PropagateLayer;
-#[cfg(not(feature = "correlate"))]
-type PropagateL = Identity;
-#[cfg(feature = "metrics")]
-type ClientMetricsLayerT = ClientMetricsLayer;
-#[cfg(not(feature = "metrics"))]
-type ClientMetricsLayerT = Identity;
-
-fn propagate() -> PropagateL {
-    #[cfg(feature = "correlate")]
-    return obs_correlate::PropagateLayer::new();
-    #[cfg(not(feature = "correlate"))]
-    return Identity::new();
-}
+/// Client span → correlation id forwarded → client metrics (outermost
+/// first); the log, health and errors pillars take no part.
+type ClientStack =
+    Stack<Stack<metrics::http::Client, correlate::http::Client>, trace::http::Client>;
 
 /// The combined client layer: a client span with `traceparent` injected,
 /// the correlation id forwarded, and `http_client_request_duration_seconds`
@@ -596,16 +565,14 @@ pub struct ClientLayer {
 
 impl ClientLayer {
     fn standalone() -> Self {
-        #[cfg(feature = "trace")]
-        let trace = obs_trace::tower::TraceClientLayer::new();
-        #[cfg(not(feature = "trace"))]
-        let trace = Identity::new();
-        #[cfg(feature = "metrics")]
-        let metrics = ClientMetricsLayer { metrics: None };
-        #[cfg(not(feature = "metrics"))]
-        let metrics = Identity::new();
         Self {
-            stack: Stack::new(Stack::new(metrics, propagate()), trace),
+            stack: Stack::new(
+                Stack::new(
+                    metrics::State::standalone_client(),
+                    correlate::State::standalone_client(),
+                ),
+                trace::State::standalone_client(),
+            ),
         }
     }
 }
@@ -614,93 +581,5 @@ impl<S> Layer<S> for ClientLayer {
     type Service = <ClientStack as Layer<S>>::Service;
     fn layer(&self, inner: S) -> Self::Service {
         self.stack.layer(inner)
-    }
-}
-
-/// Records `http_client_request_duration_seconds` for every call.
-#[cfg(feature = "metrics")]
-#[derive(Clone, Debug)]
-pub struct ClientMetricsLayer {
-    metrics: Option<Arc<obs_metrics::sets::HttpClientMetrics>>,
-}
-
-#[cfg(feature = "metrics")]
-impl<S> Layer<S> for ClientMetricsLayer {
-    type Service = ClientMetrics<S>;
-    fn layer(&self, inner: S) -> ClientMetrics<S> {
-        ClientMetrics {
-            inner,
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-/// The service of [`ClientMetricsLayer`].
-#[cfg(feature = "metrics")]
-#[derive(Clone, Debug)]
-pub struct ClientMetrics<S> {
-    inner: S,
-    metrics: Option<Arc<obs_metrics::sets::HttpClientMetrics>>,
-}
-
-#[cfg(feature = "metrics")]
-impl<S, B, RB> Service<Request<B>> for ClientMetrics<S>
-where
-    S: Service<Request<B>, Response = Response<RB>>,
-{
-    type Response = Response<RB>;
-    type Error = S::Error;
-    type Future = ClientMetricsFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let call = self.metrics.clone().map(|m| {
-            // `server.address` is the host alone; the semantic conventions
-            // keep the port in `server.port`.
-            let server = req.uri().host().unwrap_or_default().to_owned();
-            (m, req.method().as_str().to_owned(), server)
-        });
-        ClientMetricsFuture {
-            fut: self.inner.call(req),
-            call,
-            start: Instant::now(),
-        }
-    }
-}
-
-#[cfg(feature = "metrics")]
-type PendingCall = (Arc<obs_metrics::sets::HttpClientMetrics>, String, String);
-
-#[cfg(feature = "metrics")]
-pin_project_lite::pin_project! {
-    /// The future of [`ClientMetrics`].
-    pub struct ClientMetricsFuture<F> {
-        #[pin]
-        fut: F,
-        call: Option<PendingCall>,
-        start: Instant,
-    }
-}
-
-#[cfg(feature = "metrics")]
-impl<F, RB, E> Future for ClientMetricsFuture<F>
-where
-    F: Future<Output = Result<Response<RB>, E>>,
-{
-    type Output = F::Output;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        let out = std::task::ready!(this.fut.poll(cx));
-        if let Some((m, method, server)) = this.call.take() {
-            let (status, error) = match &out {
-                Ok(r) => (Some(r.status().as_u16()), None),
-                Err(_) => (None, Some("transport")),
-            };
-            m.record(&method, &server, status, error, this.start.elapsed());
-        }
-        Poll::Ready(out)
     }
 }

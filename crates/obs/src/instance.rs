@@ -9,10 +9,8 @@ use tracing_subscriber::Registry;
 use tracing_subscriber::layer::{Layer, Layered, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::pillar::{Boxed, Pillar, Shared, correlate, errors, health, log, metrics, trace};
 use crate::{Config, Error};
-
-/// A pillar's layer, boxed so that any set of features gives one type.
-type Boxed<S> = Box<dyn Layer<S> + Send + Sync + 'static>;
 
 static GLOBAL: OnceLock<Obs> = OnceLock::new();
 
@@ -30,46 +28,13 @@ pub(crate) struct Inner {
     pub(crate) redactor: obs_core::Redactor,
     pub(crate) admin_token: Option<Secret<String>>,
     layers: Mutex<Option<Vec<Boxed<Registry>>>>,
-    #[cfg(feature = "log")]
-    pub(crate) log_reload: obs_log::ReloadHandle,
-    #[cfg(feature = "log")]
-    #[cfg_attr(
-        not(feature = "metrics"),
-        allow(dead_code, reason = "published by the self-metrics")
-    )]
-    pub(crate) log_stats: obs_log::LogStats,
-    #[cfg(feature = "log")]
-    log_guard: Mutex<Option<obs_log::LogGuard>>,
-    #[cfg(feature = "trace")]
-    pub(crate) tracer: obs_trace::TracerProvider,
-    #[cfg(feature = "metrics")]
-    pub(crate) registry: obs_metrics::Registry,
-    #[cfg(feature = "health")]
-    pub(crate) health: obs_health::Health,
-    #[cfg(feature = "health")]
-    poller: Mutex<Option<obs_health::Poller>>,
-    #[cfg(feature = "correlate")]
-    #[cfg_attr(
-        not(feature = "http"),
-        allow(dead_code, reason = "used by the HTTP layers")
-    )]
-    pub(crate) correlate: obs_correlate::Config,
-    #[cfg(feature = "correlate")]
-    #[cfg_attr(
-        not(any(feature = "http", feature = "metrics")),
-        allow(dead_code, reason = "used by the HTTP layers and self-metrics")
-    )]
-    pub(crate) correlate_stats: obs_correlate::Stats,
-    #[cfg(feature = "errors")]
-    pub(crate) reporter: obs_errors::Reporter,
-    #[cfg(all(feature = "http", feature = "metrics"))]
-    pub(crate) http_metrics: OnceLock<Option<obs_metrics::sets::HttpServerMetrics>>,
-    #[cfg(all(feature = "http", feature = "metrics"))]
-    pub(crate) http_client_metrics: OnceLock<Option<Arc<obs_metrics::sets::HttpClientMetrics>>>,
-    #[cfg(all(feature = "metrics", feature = "trace"))]
-    pub(crate) job_metrics: OnceLock<Option<obs_metrics::sets::JobMetrics>>,
-    #[cfg(all(feature = "metrics", feature = "trace"))]
-    pub(crate) pipeline_metrics: OnceLock<Option<obs_metrics::sets::PipelineMetrics>>,
+    /// Each pillar, running (`Off` for a disabled one).
+    pub(crate) log: log::State,
+    pub(crate) trace: trace::State,
+    pub(crate) errors: errors::State,
+    pub(crate) metrics: metrics::State,
+    pub(crate) health: health::State,
+    pub(crate) correlate: correlate::State,
 }
 
 impl fmt::Debug for Obs {
@@ -231,222 +196,67 @@ fn build<S>(config: Config) -> Result<(Obs, Vec<Boxed<S>>), Error>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
 {
-    let resource = config.resource.clone();
-    #[allow(unused_mut, reason = "each enabled pillar pushes its layer")]
+    let shared = Shared {
+        resource: &config.resource,
+        redactor: &config.redactor,
+    };
     let mut layers: Vec<Boxed<S>> = Vec::new();
-
-    #[cfg(feature = "metrics")]
-    let registry = {
-        let registry = obs_metrics::Registry::builder()
-            .cardinality_limit(config.cardinality_limit)
-            .redactor(Some(config.redactor.clone()))
-            .build();
-        obs_metrics::process::register(&registry)?;
-        registry
-    };
-
-    #[cfg(feature = "trace")]
-    let tracer = {
-        let mut trace = config.trace;
-        trace.resource = resource.clone();
-        trace.redactor = Some(config.redactor.clone());
-        let tracer = obs_trace::TracerProvider::from_config(trace)?;
-        layers.push(Box::new(tracer.layer().with_filter(config.trace_filter)));
-        tracer
-    };
-
-    #[cfg(feature = "errors")]
-    let reporter = {
-        let events = config.errors.breadcrumb_level_in_force();
-        let mut builder = obs_errors::Reporter::builder(
-            config
-                .errors
-                .with_resource(resource.clone())
-                .redactor(config.redactor.clone()),
-        );
-        // Every report is one ERROR line (with the trace and correlation
-        // ids): the record of errors that needs no other service.
-        if config.error_log_lines {
-            builder = builder.sink(obs_errors::LogSink::new());
-        }
-        #[cfg(feature = "sentry")]
-        if let Some(sentry) = obs_errors::sentry::SentrySink::from_settings(&config.sentry) {
-            builder = builder.sink(sentry);
-        }
-        for sink in config.error_sinks {
-            builder = builder.boxed_sink(sink);
-        }
-        let reporter = builder.build()?;
-        layers.push(Box::new(
-            reporter.layer().with_filter(ErrorsFilter { events }),
-        ));
-        reporter
-    };
-
-    #[cfg(feature = "log")]
-    let (log_reload, log_stats, log_guard) = {
-        // The log directive filters log lines only (a per-layer filter): a
-        // quiet log level must not switch spans off for the tracer, nor
-        // breadcrumbs for error capture.
-        let (layer, handles) = obs_log::layer(
-            config
-                .log
-                .resource(resource.clone())
-                .redactor(Some(config.redactor.clone()))
-                .per_layer_filter(true),
-        )?;
-        layers.push(Box::new(layer.with_filter(handles.reload.filter())));
-        (handles.reload, handles.stats, handles.guard)
-    };
-
-    #[cfg(feature = "health")]
-    let health = {
-        let mut b = obs_health::Health::builder()
-            .resource(&resource)
-            .redactor(config.redactor.clone())
-            .config(&config.health);
-        for c in config.checks {
-            b = b.check(c);
-        }
-        b.build()?
-    };
-
-    #[cfg(feature = "correlate")]
-    let correlate_stats = obs_correlate::Stats::new();
+    // In this order: the layers stack trace, errors, log.
+    let metrics = metrics::State::init(config.metrics, &shared, &mut layers)?;
+    let trace = trace::State::init(config.trace, &shared, &mut layers)?;
+    let errors = errors::State::init(config.errors, &shared, &mut layers)?;
+    let log = log::State::init(config.log, &shared, &mut layers)?;
+    let health = health::State::init(config.health, &shared, &mut layers)?;
+    let correlate = correlate::State::init(config.correlate, &shared, &mut layers)?;
 
     let inner = Inner {
-        resource,
-        redactor: config.redactor,
+        resource: shared.resource.clone(),
+        redactor: shared.redactor.clone(),
         admin_token: config.admin_token,
         layers: Mutex::new(None),
-        #[cfg(feature = "log")]
-        log_reload,
-        #[cfg(feature = "log")]
-        log_stats,
-        #[cfg(feature = "log")]
-        log_guard: Mutex::new(Some(log_guard)),
-        #[cfg(feature = "trace")]
-        tracer,
-        #[cfg(feature = "metrics")]
-        registry,
-        #[cfg(feature = "health")]
+        log,
+        trace,
+        errors,
+        metrics,
         health,
-        #[cfg(feature = "health")]
-        poller: Mutex::new(None),
-        #[cfg(feature = "correlate")]
-        correlate: config.correlate,
-        #[cfg(feature = "correlate")]
-        correlate_stats,
-        #[cfg(feature = "errors")]
-        reporter,
-        #[cfg(all(feature = "http", feature = "metrics"))]
-        http_metrics: OnceLock::new(),
-        #[cfg(all(feature = "http", feature = "metrics"))]
-        http_client_metrics: OnceLock::new(),
-        #[cfg(all(feature = "metrics", feature = "trace"))]
-        job_metrics: OnceLock::new(),
-        #[cfg(all(feature = "metrics", feature = "trace"))]
-        pipeline_metrics: OnceLock::new(),
+        correlate,
     };
-    let obs = Obs {
-        inner: Arc::new(inner),
-    };
-
     #[cfg(feature = "metrics")]
-    crate::stats::publish(&obs)?;
+    crate::pillar::metrics::publish(&inner)?;
+    // In the same order: only health starts something (its poller).
+    inner.metrics.start()?;
+    inner.trace.start()?;
+    inner.errors.start()?;
+    inner.log.start()?;
+    inner.health.start()?;
+    inner.correlate.start()?;
 
-    // Cached mode needs a runtime for its poller; outside one it is a typed
-    // error rather than probes that silently run every check.
-    #[cfg(feature = "health")]
-    if config.health.cached {
-        let poller = obs.inner.health.spawn_poller()?;
-        *lock(&obs.inner.poller) = Some(poller);
-    }
-
-    Ok((obs, layers))
+    Ok((
+        Obs {
+            inner: Arc::new(inner),
+        },
+        layers,
+    ))
 }
 
 /// What [`init`] installs beside the subscriber: the panic hooks, the global
 /// error reporter, the `log` bridge, the global OpenTelemetry tracer provider
 /// (`otel-api`) and [`Obs::global`].
 fn install_process_wide(obs: &Obs) -> Result<(), Error> {
-    install_panic_hooks(obs);
-    #[cfg(feature = "errors")]
-    obs.inner.reporter.install_global();
-    #[cfg(feature = "log-bridge")]
-    obs_log::init_log_bridge()?;
-    // Spans libraries open through `opentelemetry::global` join obs's traces.
-    #[cfg(feature = "otel-api")]
-    let _ = obs_trace::otel_api::install_global(&obs.inner.tracer);
+    // Panic hooks chain: the one installed last runs first. Logs flush
+    // last, so the error report of the panic is among the lines that reach
+    // the sink.
+    let p = &obs.inner;
+    p.log.install_panic_hook();
+    p.errors.install_panic_hook();
+    p.errors.install_global()?;
+    p.log.install_global()?;
+    p.trace.install_global()?;
     let _ = GLOBAL.set(obs.clone());
     Ok(())
 }
 
-/// What the error layer needs: INFO and above spans (breadcrumb rings live
-/// on request spans) and events down to the breadcrumb level. Libraries'
-/// DEBUG/TRACE spans would otherwise each get a breadcrumb ring.
-#[cfg(feature = "errors")]
-#[derive(Debug, Clone, Copy)]
-struct ErrorsFilter {
-    events: tracing::Level,
-}
-
-#[cfg(feature = "errors")]
-impl ErrorsFilter {
-    fn wants(&self, meta: &tracing::Metadata<'_>) -> bool {
-        if meta.is_span() {
-            *meta.level() <= tracing::Level::INFO
-        } else {
-            *meta.level() <= self.events
-        }
-    }
-}
-
-#[cfg(feature = "errors")]
-impl<S> tracing_subscriber::layer::Filter<S> for ErrorsFilter {
-    fn enabled(
-        &self,
-        meta: &tracing::Metadata<'_>,
-        _: &tracing_subscriber::layer::Context<'_, S>,
-    ) -> bool {
-        self.wants(meta)
-    }
-
-    fn callsite_enabled(
-        &self,
-        meta: &'static tracing::Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        if self.wants(meta) {
-            tracing::subscriber::Interest::always()
-        } else {
-            tracing::subscriber::Interest::never()
-        }
-    }
-}
-
-/// Panic hooks chain: the one installed last runs first. Logs flush last, so
-/// the error report of the panic is among the lines that reach the sink.
-fn install_panic_hooks(obs: &Obs) {
-    #[cfg(feature = "log")]
-    if let Some(guard) = lock(&obs.inner.log_guard).as_ref() {
-        guard.install_panic_hook(Duration::from_secs(2));
-    }
-    #[cfg(feature = "errors")]
-    obs.inner.reporter.install_panic_hook();
-    #[cfg(not(any(feature = "log", feature = "errors")))]
-    let _ = obs;
-}
-
-#[cfg(all(feature = "otlp-logs", feature = "metrics"))]
-impl Inner {
-    /// The OTLP log exporter's counters, while the log writer runs and
-    /// exports records.
-    pub(crate) fn log_otlp_stats(&self) -> Option<obs_log::otlp::OtlpStats> {
-        lock(&self.log_guard).as_ref().and_then(|g| g.otlp_stats())
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -474,70 +284,6 @@ impl Obs {
         lock(&self.inner.layers).take()
     }
 
-    /// A ready metric set registered on this instance's registry on first
-    /// use and cached in `cell`; a registration error is logged once and
-    /// the set is then absent.
-    #[cfg(all(feature = "metrics", any(feature = "http", feature = "trace")))]
-    pub(crate) fn metric_set<T: Clone>(
-        &self,
-        cell: &OnceLock<Option<T>>,
-        what: &str,
-        register: impl FnOnce(&obs_metrics::Registry) -> obs_metrics::Result<T>,
-    ) -> Option<T> {
-        cell.get_or_init(|| match register(&self.inner.registry) {
-            Ok(set) => Some(set),
-            Err(e) => {
-                tracing::error!(target: "obs", error = %e, "cannot register the {what} metrics");
-                None
-            }
-        })
-        .clone()
-    }
-
-    /// The metrics registry (`/metrics` encodes it).
-    #[cfg(feature = "metrics")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-    pub fn metrics(&self) -> &obs_metrics::Registry {
-        &self.inner.registry
-    }
-
-    /// The health registry.
-    #[cfg(feature = "health")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "health")))]
-    pub fn health(&self) -> &obs_health::Health {
-        &self.inner.health
-    }
-
-    /// The tracer.
-    #[cfg(feature = "trace")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "trace")))]
-    pub fn tracer(&self) -> &obs_trace::TracerProvider {
-        &self.inner.tracer
-    }
-
-    /// The error reporter.
-    #[cfg(feature = "errors")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "errors")))]
-    pub fn errors(&self) -> &obs_errors::Reporter {
-        &self.inner.reporter
-    }
-
-    /// The log filter directive in force.
-    #[cfg(feature = "log")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "log")))]
-    pub fn log_level(&self) -> String {
-        self.inner.log_reload.current()
-    }
-
-    /// Replaces the log filter directive at runtime (`warn,my_app=debug`). A
-    /// bad directive is a typed error and leaves the old one in force.
-    #[cfg(feature = "log")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "log")))]
-    pub fn reload_log_level(&self, directive: &str) -> Result<(), Error> {
-        self.inner.log_reload.set(directive)?;
-        Ok(())
-    }
-
     /// Flushes and stops every pillar, in order, within `timeout`:
     /// readiness fails first, then queued error reports go out, then spans
     /// are exported, then the log writer drains — last, so that what the
@@ -559,41 +305,14 @@ impl Obs {
     pub fn shutdown_blocking(&self, timeout: Duration) -> ShutdownReport {
         let start = Instant::now();
         let deadline = start + timeout;
-        #[allow(unused_variables, reason = "used by the pillars that are enabled")]
         let left = || deadline.saturating_duration_since(Instant::now());
         let mut report = ShutdownReport::new();
-
-        #[cfg(feature = "health")]
-        {
-            self.inner.health.begin_shutdown();
-            if let Some(p) = lock(&self.inner.poller).take() {
-                drop(p);
-            }
-        }
-        #[cfg(feature = "errors")]
-        {
-            let pending = self.inner.reporter.pending() as u64;
-            match self.inner.reporter.shutdown(left()) {
-                Ok(()) => report.errors_flushed = pending,
-                Err(e) => {
-                    report.completed = false;
-                    report.errors_lost = self.inner.reporter.pending() as u64;
-                    report.problems.push(format!("errors: {e}"));
-                }
-            }
-        }
-        #[cfg(feature = "trace")]
-        {
-            let r = self.inner.tracer.shutdown(left());
-            report.spans_exported = r.exported;
-            report.spans_dropped = r.dropped;
-            if r.timed_out {
-                report.completed = false;
-                report
-                    .problems
-                    .push("trace: export did not finish in time".into());
-            }
-        }
+        let p = &self.inner;
+        // Readiness fails first, then queued error reports go out, then
+        // spans are exported, then the log writer drains.
+        p.health.shutdown(&left, &mut report);
+        p.errors.shutdown(&left, &mut report);
+        p.trace.shutdown(&left, &mut report);
         tracing::info!(
             target: "obs",
             spans_exported = report.spans_exported,
@@ -601,28 +320,7 @@ impl Obs {
             error_reports_flushed = report.errors_flushed,
             "obs shutting down"
         );
-        #[cfg(feature = "log")]
-        if let Some(guard) = lock(&self.inner.log_guard).take() {
-            let r = guard.shutdown(left());
-            report.log_lines_written = r.written;
-            report.log_lines_dropped = r.dropped.total();
-            #[cfg(feature = "otlp-logs")]
-            if let Some(o) = &r.otlp {
-                report.log_records_exported = o.exported;
-                report.log_records_dropped = o.dropped;
-                if !o.completed {
-                    report
-                        .problems
-                        .push("log: OTLP log export did not finish in time".into());
-                }
-            }
-            if !r.completed {
-                report.completed = false;
-                report
-                    .problems
-                    .push("log: the writer did not drain in time".into());
-            }
-        }
+        p.log.shutdown(&left, &mut report);
         report.elapsed = start.elapsed();
         report
     }

@@ -234,11 +234,9 @@ impl Obs {
 
     /// The job metric set of this instance, registered on first use.
     pub fn job_metrics(&self) -> Option<obs_metrics::sets::JobMetrics> {
-        self.metric_set(
-            &self.inner.job_metrics,
-            "job",
-            obs_metrics::sets::JobMetrics::new,
-        )
+        self.inner
+            .metrics
+            .metric_set(|s| &s.job, "job", obs_metrics::sets::JobMetrics::new)
     }
 }
 
@@ -315,7 +313,7 @@ where
     #[cfg(feature = "errors")]
     match obs {
         Some(o) => {
-            o.inner.reporter.capture_display(err);
+            o.inner.errors.reporter.capture_display(err);
         }
         None => {
             obs_errors::capture_display(err);

@@ -1,4 +1,6 @@
 #![doc = include_str!("../README.md")]
+// On docs.rs (nightly) `doc_cfg` marks every feature-gated item by itself
+// (`doc(auto_cfg)`, on by default), so items carry no `doc(cfg(..))` of their own.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// The repository README's examples compile (and stay true) as doctests.
@@ -9,22 +11,17 @@ pub struct RepositoryReadme;
 mod config;
 mod error;
 mod instance;
-mod stats;
+mod pillar;
 
 #[cfg(feature = "http")]
-#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod admin;
 #[cfg(feature = "http")]
-#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 #[cfg(all(feature = "metrics", feature = "trace"))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "metrics", feature = "trace"))))]
 pub mod job;
 #[cfg(all(feature = "metrics", feature = "trace"))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "metrics", feature = "trace"))))]
 pub mod pipeline;
 #[cfg(feature = "reqwest")]
-#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
 
 pub use config::{
@@ -42,36 +39,30 @@ pub use obs_core::{
 
 /// Structured JSON logging: see the `obs-log` crate.
 #[cfg(feature = "log")]
-#[cfg_attr(docsrs, doc(cfg(feature = "log")))]
 #[doc(inline)]
 pub use obs_log as log;
 
 /// Prometheus metrics: see the `obs-metrics` crate.
 #[cfg(feature = "metrics")]
-#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 #[doc(inline)]
 pub use obs_metrics as metrics;
 
 /// OpenTelemetry tracing: see the `obs-trace` crate.
 #[cfg(feature = "trace")]
-#[cfg_attr(docsrs, doc(cfg(feature = "trace")))]
 #[doc(inline)]
 pub use obs_trace as trace;
 
 /// Health checks: see the `obs-health` crate.
 #[cfg(feature = "health")]
-#[cfg_attr(docsrs, doc(cfg(feature = "health")))]
 #[doc(inline)]
 pub use obs_health as health;
 
 /// Correlation ids: see the `obs-correlate` crate.
 #[cfg(feature = "correlate")]
-#[cfg_attr(docsrs, doc(cfg(feature = "correlate")))]
 #[doc(inline)]
 pub use obs_correlate as correlate;
 
 /// Error and panic monitoring: see the `obs-errors` crate.
 #[cfg(feature = "errors")]
-#[cfg_attr(docsrs, doc(cfg(feature = "errors")))]
 #[doc(inline)]
 pub use obs_errors as errors;

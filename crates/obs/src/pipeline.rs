@@ -60,8 +60,8 @@ impl Obs {
     /// A pipeline stage recording `pipeline_rows_in/out/rejected`,
     /// `pipeline_stage_duration_seconds` and throughput on this instance.
     pub fn stage(&self, pipeline: impl Into<String>, stage: impl Into<String>) -> Stage {
-        let metrics = self.metric_set(
-            &self.inner.pipeline_metrics,
+        let metrics = self.inner.metrics.metric_set(
+            |s| &s.pipeline,
             "pipeline",
             obs_metrics::sets::PipelineMetrics::new,
         );

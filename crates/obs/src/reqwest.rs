@@ -61,7 +61,7 @@ impl Obs {
     pub fn reqwest_middleware(&self) -> ObsMiddleware {
         ObsMiddleware {
             #[cfg(feature = "trace")]
-            propagators: self.inner.tracer.propagators(),
+            propagators: self.inner.trace.tracer.propagators(),
             correlation_header: HeaderName::from_static(obs_core::names::header::X_CORRELATION_ID),
             #[cfg(feature = "metrics")]
             metrics: self.http_client_metrics(),
