@@ -5,8 +5,8 @@
 //!
 //! 1. **skip** — the admin routes (`/metrics`, the probes, `/loglevel`)
 //!    bypass everything *where they are served*: the skip list is matched
-//!    against the request's route template (axum's `MatchedPath`, or an
-//!    `obs_metrics::RouteTemplate` extension), never the raw path, so a
+//!    against the request's route template (an `obs_core::RouteTemplate`
+//!    extension, else axum's `MatchedPath`), never the raw path, so a
 //!    request for `/healthz` on an API router that does not serve it is
 //!    logged and counted like any other;
 //! 2. **trace** (`obs-trace`) — extracts `traceparent`, opens the server span
@@ -292,14 +292,38 @@ where
 
 /// The route template the request was routed to, if a router matched one.
 fn served_route<B>(req: &Request<B>) -> Option<&str> {
-    if let Some(m) = req.extensions().get::<axum::extract::MatchedPath>() {
-        return Some(m.as_str());
+    if let Some(t) = req.extensions().get::<obs_core::RouteTemplate>() {
+        return Some(t.as_str());
     }
-    #[cfg(feature = "metrics")]
-    if let Some(t) = req.extensions().get::<obs_metrics::RouteTemplate>() {
-        return Some(&t.0);
+    req.extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str())
+}
+
+/// The route template of a request, kept without copying it (the one
+/// route hook: an `obs_core::RouteTemplate`, else axum's `MatchedPath`).
+enum Route {
+    Template(std::borrow::Cow<'static, str>),
+    Matched(axum::extract::MatchedPath),
+}
+
+impl Route {
+    fn of<B>(req: &Request<B>) -> Option<Self> {
+        if let Some(t) = req.extensions().get::<obs_core::RouteTemplate>() {
+            return Some(Route::Template(t.0.clone()));
+        }
+        req.extensions()
+            .get::<axum::extract::MatchedPath>()
+            .cloned()
+            .map(Route::Matched)
     }
-    None
+
+    fn as_str(&self) -> &str {
+        match self {
+            Route::Template(t) => t,
+            Route::Matched(m) => m.as_str(),
+        }
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -378,7 +402,7 @@ struct RequestInfo {
     /// Normalised like spans and metrics: a client cannot mint values.
     method: &'static str,
     /// Reference-counted clones: nothing is copied per request.
-    route: Option<axum::extract::MatchedPath>,
+    route: Option<Route>,
     uri: http::Uri,
     request_size: Option<u64>,
 }
@@ -387,10 +411,7 @@ impl RequestInfo {
     fn of<B>(req: &Request<B>) -> Self {
         Self {
             method: obs_core::names::normalize_http_method(req.method().as_str()),
-            route: req
-                .extensions()
-                .get::<axum::extract::MatchedPath>()
-                .cloned(),
+            route: Route::of(req),
             uri: req.uri().clone(),
             request_size: req
                 .headers()
@@ -423,7 +444,7 @@ where
         let out = std::task::ready!(this.fut.poll(cx));
         if let Some(info) = this.info.take() {
             let duration_ms = this.start.elapsed().as_secs_f64() * 1000.0;
-            let route = info.route.as_ref().map_or("", |m| m.as_str());
+            let route = info.route.as_ref().map_or("", Route::as_str);
             // Written raw: every path out redacts it with the one rule set —
             // the log layer before the line is written, the trace exporter
             // before a span event is exported.
