@@ -377,10 +377,8 @@ impl Inner {
                     }
                 }
                 if let Some(rec) = ext.get::<IdRecord>() {
-                    match &mut ids {
-                        None => ids = Some(rec.clone()),
-                        Some(acc) => acc.fill_from(rec),
-                    }
+                    // obs-core's one merge rule: nearest span wins per field.
+                    IdRecord::merge(&mut ids, rec);
                 }
                 if json {
                     if let Some(sf) = sf {
