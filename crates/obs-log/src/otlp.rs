@@ -19,8 +19,9 @@
 //!   waited for. The logging thread does one `try_send`. A failed export
 //!   drops its batch and counts it ([`OtlpStats::dropped_export_failed`],
 //!   [`OtlpStats::last_export_error`]); a TLS failure names the peer. The
-//!   first failure is written once as a WARN line (target `obs_log::otlp`,
-//!   straight to the line writer, never through the exporter), and the
+//!   first failure is written once as a WARN line (target `obs_log`, like
+//!   obs-log's other own lines: uncounted, straight to the line writer,
+//!   never through the exporter), and the
 //!   recovery as an INFO line with the records lost meanwhile.
 //! - **Shutdown is bounded and reported:** [`LogGuard::shutdown`](crate::LogGuard::shutdown)
 //!   exports what is queued within its timeout and says what was lost
@@ -505,7 +506,7 @@ impl Lines {
     fn write(&self, level: Level, message: &str, extra: &[(&str, u64)]) {
         let mut buf = Vec::with_capacity(256);
         self.spec
-            .internal_line(&mut buf, level, "obs_log::otlp", message, extra);
+            .internal_line(&mut buf, level, "obs_log", message, extra);
         self.out
             .write_line(crate::config::level_index(level), &buf, false);
     }

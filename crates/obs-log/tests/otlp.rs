@@ -216,7 +216,12 @@ fn a_wrong_ca_is_a_typed_failure_and_the_records_are_counted() {
     let warnings: Vec<_> = buf
         .json_lines()
         .into_iter()
-        .filter(|l| l["target"] == "obs_log::otlp")
+        .filter(|l| {
+            l["target"] == "obs_log"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("otlp log export"))
+        })
         .collect();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
