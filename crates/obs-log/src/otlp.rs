@@ -404,6 +404,11 @@ impl OtlpSink {
         resource: Resource,
         lines: Lines,
     ) -> Result<Arc<Self>, Error> {
+        // Settings given in code are checked like the variables are: gzip
+        // or TLS this build cannot do is an error, not a silent fallback.
+        config
+            .exporter
+            .validate(["gzip", "tls", "otlp", "otlp-grpc"])?;
         let transport = obs_core::otlp::Transport::new(&config.exporter, Signal::Logs)?;
         let (tx, rx) = crossbeam_channel::bounded(config.batch.max_queue_size);
         let (control, control_rx) = crossbeam_channel::unbounded();

@@ -18,6 +18,24 @@ fn config_err(field: &'static str, reason: String) -> Error {
     Error::Config { field, reason }
 }
 
+/// The export request's extra headers, checked: each name and value must be
+/// valid in HTTP (and, for gRPC, in metadata). Both transports use this.
+fn header_map(headers: &[(String, String)]) -> Result<http::HeaderMap, Error> {
+    let mut map = http::HeaderMap::new();
+    for (k, v) in headers {
+        let name = http::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| config_err("exporter.headers", format!("{k:?} is not a header name")))?;
+        let value = http::HeaderValue::from_str(v).map_err(|_| {
+            config_err(
+                "exporter.headers",
+                format!("the value of {k:?} is not a valid header value"),
+            )
+        })?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
 /// Sends encoded OTLP export requests of one [`Signal`] to one collector.
 ///
 /// Built from an [`ExporterConfig`]: the endpoint and headers are checked
@@ -101,7 +119,6 @@ impl Transport {
                 &endpoint,
                 &config.headers,
                 &config.tls,
-                signal,
                 config.compression,
             )?),
             #[allow(
@@ -237,24 +254,11 @@ mod http_client {
             let uri: http::Uri = endpoint
                 .parse()
                 .map_err(|e| config_err("exporter.endpoint", format!("{endpoint:?}: {e}")))?;
-            let mut map = http::HeaderMap::new();
-            for (k, v) in headers {
-                let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
-                    config_err("exporter.headers", format!("{k:?} is not a header name"))
-                })?;
-                let value = http::HeaderValue::from_str(v).map_err(|_| {
-                    config_err(
-                        "exporter.headers",
-                        format!("the value of {k:?} is not a valid header value"),
-                    )
-                })?;
-                map.append(name, value);
-            }
             Ok(Self {
                 #[cfg(feature = "otlp-tls")]
                 tls: tls_for(endpoint, tls, b"http/1.1")?,
                 uri,
-                headers: map,
+                headers: header_map(headers)?,
                 state: None,
             })
         }
@@ -415,26 +419,22 @@ mod grpc_client {
             endpoint: &str,
             headers: &[(String, String)],
             tls: &TlsConfig,
-            _signal: Signal,
             compression: Compression,
         ) -> Result<Self, Error> {
             Endpoint::from_shared(endpoint.to_owned())
                 .map_err(|e| config_err("exporter.endpoint", format!("{endpoint:?}: {e}")))?;
-            let mut metadata = tonic::metadata::MetadataMap::new();
-            for (k, v) in headers {
-                let key =
-                    tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
-                        .map_err(|_| {
-                            config_err("exporter.headers", format!("{k:?} is not a header name"))
-                        })?;
-                let value = v.parse().map_err(|_| {
-                    config_err(
-                        "exporter.headers",
-                        format!("the value of {k:?} is not a valid header value"),
-                    )
-                })?;
-                metadata.append(key, value);
+            // Binary (`-bin`) metadata wants base64 values: not a header
+            // a variable can carry.
+            if let Some((k, _)) = headers
+                .iter()
+                .find(|(k, _)| k.to_ascii_lowercase().ends_with("-bin"))
+            {
+                return Err(config_err(
+                    "exporter.headers",
+                    format!("{k:?} is not a header name"),
+                ));
             }
+            let metadata = tonic::metadata::MetadataMap::from_headers(header_map(headers)?);
             Ok(Self {
                 #[cfg(feature = "otlp-tls")]
                 tls: tls_for(endpoint, tls, b"h2")?,
