@@ -14,6 +14,7 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::Reporter;
 use crate::breadcrumbs::Crumbs;
 use crate::report::{ChainEntry, Location, Mechanism, dyn_type_name};
+use obs_core::names::target::ACCESS as ACCESS_TARGET;
 
 /// A `tracing` layer that
 /// - keeps the last N events of each request/task as breadcrumbs: one
@@ -178,7 +179,10 @@ where
             }
             self.reporter.capture_event_input(input);
         }
-        if !self.crumbs_on || *meta.level() > self.level {
+        // The access line is written when its request is over, just before
+        // the request's span (the breadcrumbs' owner) closes: nothing can
+        // report after it, so as a breadcrumb it would only cost time.
+        if !self.crumbs_on || *meta.level() > self.level || meta.target() == ACCESS_TARGET {
             return;
         }
         match span {
