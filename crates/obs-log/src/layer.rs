@@ -89,7 +89,50 @@ struct SpanFields {
     path: (u32, u32),
 }
 
+/// Span field buffers kept per thread for reuse once their span closes,
+/// so creating a span allocates nothing in steady state. Bounded in count
+/// and in the size of a kept buffer.
+const SPAN_POOL_KEEP: usize = 256;
+
+thread_local! {
+    static SPAN_POOL: RefCell<Vec<SpanFields>> = const { RefCell::new(Vec::new()) };
+}
+
 impl SpanFields {
+    /// Empty buffers with room for `bytes` and `fields`: recycled when the
+    /// thread has some, else new.
+    fn take(bytes: usize, fields: usize) -> Self {
+        let mut sf = SPAN_POOL
+            .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| SpanFields {
+                buf: Vec::new(),
+                entries: Vec::new(),
+                path: (0, 0),
+            });
+        sf.buf.reserve(bytes);
+        sf.entries.reserve(fields);
+        sf
+    }
+
+    /// Gives the buffers of a closed span back to this thread's pool.
+    fn recycle(mut self) {
+        if self.buf.capacity() > SCRATCH_KEEP {
+            return;
+        }
+        self.buf.clear();
+        self.entries.clear();
+        self.path = (0, 0);
+        let _ = SPAN_POOL.try_with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut()
+                && p.len() < SPAN_POOL_KEEP
+            {
+                p.push(self);
+            }
+        });
+    }
+
     fn path(&self) -> &[u8] {
         &self.buf[self.path.0 as usize..self.path.1 as usize]
     }
@@ -205,11 +248,7 @@ impl Inner {
         // Room for every declared field (about 48 bytes each) and the path,
         // so recording the span's fields does not grow the buffers.
         let n = meta.fields().len();
-        let mut sf = SpanFields {
-            buf: Vec::with_capacity(48 * n + 64),
-            entries: Vec::with_capacity(n),
-            path: (0, 0),
-        };
+        let mut sf = SpanFields::take(48 * n + 64, n);
         self.record_into(&mut sf, meta, record);
         sf
     }
@@ -550,6 +589,11 @@ where
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         if let Some(f) = &self.inner.filter {
             f.on_close(&id, &ctx);
+        }
+        if let Some(span) = ctx.span(&id)
+            && let Some(sf) = span.extensions_mut().remove::<SpanFields>()
+        {
+            sf.recycle();
         }
     }
 
