@@ -109,18 +109,18 @@ impl TraceServerLayer {
         self
     }
 
-    fn route<B>(&self, req: &Request<B>) -> Option<Cow<'static, str>> {
+    fn route<'r, B>(&self, req: &'r Request<B>) -> Option<Cow<'r, str>> {
         if let Some(f) = &self.route
             && let Some(r) = f(req.uri(), req.extensions())
         {
             return Some(r);
         }
         if let Some(t) = req.extensions().get::<obs_core::RouteTemplate>() {
-            return Some(t.0.clone());
+            return Some(Cow::Borrowed(t.as_str()));
         }
         #[cfg(feature = "axum")]
         if let Some(m) = req.extensions().get::<axum::extract::MatchedPath>() {
-            return Some(Cow::Owned(m.as_str().to_owned()));
+            return Some(Cow::Borrowed(m.as_str()));
         }
         None
     }
