@@ -513,13 +513,11 @@ pub struct CatchPanic<S> {
 impl<S, B, RB> Service<Request<B>> for CatchPanic<S>
 where
     S: Service<Request<B>, Response = Response<RB>>,
-    S::Future: Send + 'static,
-    RB: Default + 'static,
-    S::Error: 'static,
+    RB: Default,
 {
     type Response = Response<RB>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<RB>, S::Error>> + Send>>;
+    type Future = CatchPanicFuture<S::Future, RB>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -529,25 +527,32 @@ where
         // A panic in `call` itself (before the future exists) is caught too.
         // Both are marked as caught, so the panic hooks report the panic
         // without flushing the sinks on the request's thread.
-        let fut = match obs_core::panic::caught(|| {
+        match obs_core::panic::caught(|| {
             std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
         }) {
-            Ok(fut) => fut,
-            Err(panic) => return Box::pin(async move { Ok(panic_response(&*panic)) }),
-        };
-        Box::pin(Caught { fut })
+            Ok(fut) => CatchPanicFuture::Running { fut },
+            Err(panic) => CatchPanicFuture::Panicked {
+                response: Some(panic_response(&*panic)),
+            },
+        }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// Polls the handler's future with panics caught and marked as caught.
-    struct Caught<F> {
-        #[pin]
-        fut: F,
+    /// The future of [`CatchPanic`]: the handler's future polled with panics
+    /// caught and marked as caught, or the `500` of a panic in `call`. Not
+    /// boxed: the stack's futures nest without a heap allocation.
+    #[project = CatchPanicProj]
+    #[allow(missing_docs, reason = "variants are private in practice")]
+    pub enum CatchPanicFuture<F, RB> {
+        /// The handler's future.
+        Running { #[pin] fut: F },
+        /// `call` panicked: the response to give once.
+        Panicked { response: Option<Response<RB>> },
     }
 }
 
-impl<F, RB, E> Future for Caught<F>
+impl<F, RB, E> Future for CatchPanicFuture<F, RB>
 where
     F: Future<Output = Result<Response<RB>, E>>,
     RB: Default,
@@ -555,12 +560,16 @@ where
     type Output = Result<Response<RB>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = self.project().fut;
-        match obs_core::panic::caught(|| {
-            std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx)))
-        }) {
-            Ok(p) => p,
-            Err(panic) => Poll::Ready(Ok(panic_response(&*panic))),
+        match self.project() {
+            CatchPanicProj::Running { fut } => match obs_core::panic::caught(|| {
+                std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx)))
+            }) {
+                Ok(p) => p,
+                Err(panic) => Poll::Ready(Ok(panic_response(&*panic))),
+            },
+            CatchPanicProj::Panicked { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("CatchPanicFuture polled after completion"))),
         }
     }
 }
