@@ -62,6 +62,9 @@ fn request() -> http::Request<axum::body::Body> {
         .unwrap()
 }
 
+/// Whether the last measured row ran (a filter on the command line skips rows).
+static RAN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn bench_router(
     g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
     rt: &tokio::runtime::Runtime,
@@ -69,6 +72,7 @@ fn bench_router(
     router: &Router,
 ) {
     g.bench_function(name, |b| {
+        RAN.store(true, std::sync::atomic::Ordering::Relaxed);
         b.iter(|| {
             let resp = rt
                 .block_on(router.clone().oneshot(black_box(request())))
@@ -256,13 +260,15 @@ fn bench(c: &mut Criterion) {
         eprintln!("obs (sampled: {sampled}): {report}");
 
         let glued = hand_glued(sampled);
+        RAN.store(false, std::sync::atomic::Ordering::Relaxed);
         tracing::dispatcher::with_default(&glued.dispatch, || {
             bench_router(&mut g, &rt, "anchor/hand-glued", &glued.router);
         });
         let mut metrics = String::new();
         prometheus_client::encoding::text::encode(&mut metrics, &glued.registry).unwrap();
         assert!(
-            metrics.contains("route=\"/hello/{name}\""),
+            !RAN.load(std::sync::atomic::Ordering::Relaxed)
+                || metrics.contains("route=\"/hello/{name}\""),
             "the anchor recorded no request: {metrics}"
         );
         drop((glued.dispatch, glued.router));
