@@ -335,13 +335,37 @@ where
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
+    use std::time::Duration;
 
-    use tower_layer::Layer;
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
     use crate::TracerProvider;
     use crate::export::InMemoryExporter;
+    use crate::span::{FinishedSpan, SpanKind, Status};
+
+    /// Answers a trailers-only response with `grpc-status: code`, and
+    /// echoes the request headers it got into the response headers.
+    #[derive(Clone)]
+    struct Answer(u8);
+
+    impl Service<Request<()>> for Answer {
+        type Response = Response<()>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response<()>, Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: Request<()>) -> Self::Future {
+            let mut r = Response::new(());
+            *r.headers_mut() = req.headers().clone();
+            r.headers_mut()
+                .insert("grpc-status", http::HeaderValue::from(u16::from(self.0)));
+            r.headers_mut()
+                .insert("grpc-message", http::HeaderValue::from_static("why%20not"));
+            std::future::ready(Ok(r))
+        }
+    }
 
     fn request(path: &str) -> Request<()> {
         let mut req = Request::post(format!("http://api.local:50051{path}"))
@@ -357,59 +381,120 @@ mod tests {
         req
     }
 
-    #[test]
-    fn the_server_span_has_the_rpc_attributes() {
+    /// Runs `f` with a subscriber exporting to memory; returns the spans.
+    fn spans_of(f: impl FnOnce()) -> Vec<FinishedSpan> {
         let spans = InMemoryExporter::default();
         let provider = TracerProvider::builder()
             .with_exporter(spans.clone())
             .build()
             .unwrap();
         let subscriber = tracing_subscriber::registry().with(provider.layer());
-        tracing::subscriber::with_default(subscriber, || {
-            let mut svc = GrpcTraceServerLayer::new().layer(tower_service_fn());
-            let fut = svc.call(request("/pkg.Svc/Do"));
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
-            let resp = rt.block_on(fut).unwrap();
-            drop(resp);
+        tracing::subscriber::with_default(subscriber, f);
+        provider.shutdown(Duration::from_secs(5));
+        spans.spans()
+    }
+
+    fn call<S>(mut svc: S, req: Request<()>) -> Response<CallBody<(), SpanEnd>>
+    where
+        S: Service<Request<()>, Response = Response<CallBody<(), SpanEnd>>, Error = Infallible>,
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(svc.call(req)).unwrap()
+    }
+
+    fn attr(s: &FinishedSpan, k: &str) -> Option<String> {
+        s.attribute(k).map(|v| v.to_string())
+    }
+
+    #[test]
+    fn server_spans_follow_the_rpc_conventions() {
+        let spans = spans_of(|| {
+            let layer = GrpcTraceServerLayer::new();
+            drop(call(layer.layer(Answer(0)), request("/pkg.Svc/Do")));
+            drop(call(layer.layer(Answer(5)), request("/pkg.Svc/Do")));
+            drop(call(layer.layer(Answer(13)), request("/pkg.Svc/Do")));
+            drop(call(layer.layer(Answer(12)), request("/pkg.Svc/Nope")));
+            drop(call(layer.layer(Answer(0)), request("/not%20a%20method")));
         });
-        provider.shutdown(std::time::Duration::from_secs(5));
-        let spans = spans.spans();
-        assert_eq!(spans.len(), 1);
-        let s = &spans[0];
-        eprintln!("{:?}", s.attributes);
-        assert_eq!(s.name, "pkg.Svc/Do");
+        assert_eq!(spans.len(), 5);
+        let ok = &spans[0];
         assert_eq!(
-            s.attribute("server.address")
-                .map(|v| v.to_string())
-                .as_deref(),
-            Some("api.local")
+            (ok.name.as_ref(), ok.kind),
+            ("pkg.Svc/Do", SpanKind::Server)
+        );
+        assert_eq!(ok.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        for (k, v) in [
+            ("rpc.system.name", "grpc"),
+            ("rpc.method", "pkg.Svc/Do"),
+            ("rpc.response.status_code", "OK"),
+            ("server.address", "api.local"),
+            ("server.port", "50051"),
+            ("network.peer.address", "10.0.0.7"),
+            ("network.peer.port", "40000"),
+        ] {
+            assert_eq!(attr(ok, k).as_deref(), Some(v), "{k}");
+        }
+        assert_eq!(ok.status, Status::Unset);
+        assert_eq!(attr(ok, "error.type"), None);
+        // NOT_FOUND: not a server error.
+        assert_eq!(
+            attr(&spans[1], "rpc.response.status_code").as_deref(),
+            Some("NOT_FOUND")
+        );
+        assert_eq!(spans[1].status, Status::Unset);
+        assert_eq!(attr(&spans[1], "error.type"), None);
+        // INTERNAL: an error, with the status message.
+        assert_eq!(spans[2].status, Status::Error("why not".into()));
+        assert_eq!(attr(&spans[2], "error.type").as_deref(), Some("INTERNAL"));
+        // UNIMPLEMENTED: the method is unknown, `_OTHER`.
+        let unknown = &spans[3];
+        assert_eq!(unknown.name, "grpc");
+        assert_eq!(attr(unknown, "rpc.method").as_deref(), Some("_OTHER"));
+        assert_eq!(
+            attr(unknown, "rpc.method_original").as_deref(),
+            Some("pkg.Svc/Nope")
+        );
+        // A malformed path is never a method name.
+        assert_eq!(spans[4].name, "grpc");
+        assert_eq!(attr(&spans[4], "rpc.method").as_deref(), Some("_OTHER"));
+        assert_eq!(
+            attr(&spans[4], "rpc.method_original").as_deref(),
+            Some("not%20a%20method")
         );
     }
 
-    fn tower_service_fn() -> impl Service<
-        Request<()>,
-        Response = Response<()>,
-        Error = Infallible,
-        Future = std::future::Ready<Result<Response<()>, Infallible>>,
-    > + Clone {
-        #[derive(Clone)]
-        struct Ok200;
-        impl Service<Request<()>> for Ok200 {
-            type Response = Response<()>;
-            type Error = Infallible;
-            type Future = std::future::Ready<Result<Response<()>, Infallible>>;
-            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-                Poll::Ready(Ok(()))
-            }
-            fn call(&mut self, _: Request<()>) -> Self::Future {
-                let mut r = Response::new(());
-                r.headers_mut()
-                    .insert("grpc-status", http::HeaderValue::from_static("0"));
-                std::future::ready(Ok(r))
-            }
-        }
-        Ok200
+    #[test]
+    fn listed_methods_keep_their_name_whatever_the_status() {
+        let spans = spans_of(|| {
+            let layer =
+                GrpcTraceServerLayer::new().known_methods(KnownMethods::only(["pkg.Svc/Later"]));
+            drop(call(layer.layer(Answer(12)), request("/pkg.Svc/Later")));
+            drop(call(layer.layer(Answer(0)), request("/pkg.Svc/Other")));
+        });
+        assert_eq!(spans[0].name, "pkg.Svc/Later");
+        assert_eq!(spans[1].name, "grpc");
+    }
+
+    #[test]
+    fn client_spans_inject_their_context_and_fail_on_any_error() {
+        let mut echoed = None;
+        let spans = spans_of(|| {
+            let layer = GrpcTraceClientLayer::new().server("http://fallback:1");
+            let mut req = Request::post("/pkg.Svc/Do").body(()).unwrap();
+            req.headers_mut()
+                .insert("x", http::HeaderValue::from_static("y"));
+            let resp = call(layer.layer(Answer(5)), req);
+            echoed = Some(resp.headers().clone());
+        });
+        let c = &spans[0];
+        assert_eq!((c.name.as_ref(), c.kind), ("pkg.Svc/Do", SpanKind::Client));
+        assert_eq!(c.status, Status::Error("why not".into()));
+        assert_eq!(attr(c, "error.type").as_deref(), Some("NOT_FOUND"));
+        assert_eq!(attr(c, "server.address").as_deref(), Some("fallback"));
+        assert_eq!(attr(c, "server.port").as_deref(), Some("1"));
+        let tp = echoed.unwrap()["traceparent"].to_str().unwrap().to_owned();
+        assert_eq!(tp, format!("00-{}-{}-01", c.trace_id, c.span_id));
     }
 }

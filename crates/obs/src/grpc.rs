@@ -274,6 +274,10 @@ impl GrpcServerLayer {
         self
     }
 
+    #[allow(
+        clippy::clone_on_copy,
+        reason = "some pillars' layers are Copy only with some features"
+    )]
     fn stack(&self) -> ServerStack {
         Stack::new(
             GrpcCatchPanicLayer,
@@ -339,7 +343,7 @@ impl GrpcClientLayer {
     /// the metrics' `server_address` / `server_port` labels.
     #[cfg_attr(
         not(any(feature = "trace", feature = "metrics")),
-        allow(unused_variables, reason = "no pillar records the server")
+        allow(unused_variables, unused_mut, reason = "no pillar records the server")
     )]
     pub fn server(mut self, target: &str) -> Self {
         #[cfg(feature = "trace")]

@@ -766,3 +766,45 @@ async fn grpc_through_the_plain_http_server_layer_still_works() {
     assert!(stream.message().await.unwrap().is_none());
     i.obs.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn a_panicking_handler_is_an_internal_status() {
+    let receiver = OtlpReceiver::start();
+    let i = instance("grpc-panic", &receiver.http_base_url());
+    let svc = GreeterServer::new(
+        Arc::new(|_| {
+            if std::hint::black_box(true) {
+                panic!("handler exploded");
+            }
+            Box::pin(async { Ok(tonic::Response::new(HelloReply::default())) })
+        }),
+        GreeterServer::hello_streaming(),
+    );
+    let addr = serve!(i.obs.grpc_server_layer(), svc);
+    let mut client = obs_client(&i.obs, addr).await;
+    let err = client.say_hello(hello("x")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Internal);
+    // The panic's message stays in the process.
+    assert!(!err.message().contains("exploded"), "{err:?}");
+    // The server keeps serving.
+    let mut ok = obs_client(&i.obs, addr).await;
+    assert!(
+        ok.count(HelloRequest {
+            name: "s".into(),
+            count: 1
+        })
+        .await
+        .is_ok()
+    );
+
+    let spans = spans_until(&receiver, |s| with_status(s, SERVER, "INTERNAL").len() == 1).await;
+    assert_eq!(one(&spans, SERVER, "INTERNAL").status_code(), ERROR);
+    let lines = access_lines(&i.logs);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["rpc.response.status_code"] == "INTERNAL" && l["level"] == "ERROR"),
+        "{lines:#?}"
+    );
+    i.obs.shutdown(Duration::from_secs(5)).await;
+}
