@@ -808,3 +808,73 @@ async fn a_panicking_handler_is_an_internal_status() {
     );
     i.obs.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn a_bidirectional_stream_is_one_span_ended_with_the_stream() {
+    let receiver = OtlpReceiver::start();
+    let i = instance("grpc-bidi", &receiver.http_base_url());
+    let addr = serve!(i.obs.grpc_server_layer(), GreeterServer::hello());
+    let mut client = obs_client(&i.obs, addr).await;
+
+    // The client streams its requests one at a time, reading each reply
+    // before sending the next: a conversation, not a batch.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut replies = client
+        .chat(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    for name in ["a", "b", "c"] {
+        tx.send(hello(name)).await.unwrap();
+        let reply = replies.message().await.unwrap().unwrap();
+        assert_eq!(reply.message, format!("echo: {name}"));
+    }
+    drop(tx); // the requests end: the server ends the call with OK
+    assert!(replies.message().await.unwrap().is_none());
+
+    let spans = spans_until(&receiver, |s| {
+        with_status(s, SERVER, "OK").len() == 1 && with_status(s, CLIENT, "OK").len() == 1
+    })
+    .await;
+    for s in [one(&spans, SERVER, "OK"), one(&spans, CLIENT, "OK")] {
+        assert_eq!(s.name(), "obs.test.Greeter/Chat");
+        assert_eq!(s.status_code(), UNSET);
+    }
+    let text = metrics(&i.obs);
+    assert!(text.contains(r#"rpc_server_call_duration_seconds_count{rpc_system_name="grpc",rpc_method="obs.test.Greeter/Chat",rpc_response_status_code="OK",error_type=""} 1"#), "{text}");
+    i.obs.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_on_the_client() {
+    let receiver = OtlpReceiver::start();
+    let i = instance("grpc-unreachable", &receiver.http_base_url());
+    // A port nothing listens on any more.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let svc = tower::ServiceBuilder::new()
+        .layer(i.obs.grpc_client_layer().server(&format!("http://{addr}")))
+        .service(channel);
+    let err = GreeterClient::new(svc)
+        .say_hello(hello("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+
+    let spans = spans_until(&receiver, |s| {
+        with_status(s, CLIENT, "UNAVAILABLE").len() == 1
+    })
+    .await;
+    let c = one(&spans, CLIENT, "UNAVAILABLE");
+    assert_eq!(c.status_code(), ERROR);
+    assert_eq!(c.attr("error.type").as_deref(), Some("UNAVAILABLE"));
+    assert_eq!(c.attr("server.port"), Some(addr.port().to_string()));
+    let text = metrics(&i.obs);
+    assert!(text.contains(r#"rpc_response_status_code="UNAVAILABLE",error_type="UNAVAILABLE",server_address="127.0.0.1""#), "{text}");
+    i.obs.shutdown(Duration::from_secs(5)).await;
+}

@@ -1,6 +1,6 @@
 //! A small gRPC service written by hand the way `tonic-build` would
 //! generate it (no `protoc` needed): `obs.test.Greeter` with a unary
-//! `SayHello` and a server-streaming `Count`, its prost messages, a server
+//! `SayHello`, a server-streaming `Count` and a bidirectional `Chat`, its prost messages, a server
 //! whose behaviour each test supplies as closures, and a client.
 
 #![allow(dead_code, reason = "each test binary uses the part it needs")]
@@ -20,6 +20,8 @@ pub(crate) const SERVICE: &str = "obs.test.Greeter";
 pub(crate) const SAY_HELLO: &str = "/obs.test.Greeter/SayHello";
 /// The server-streaming method's path.
 pub(crate) const COUNT: &str = "/obs.test.Greeter/Count";
+/// The bidirectional-streaming method's path: one reply per request.
+pub(crate) const CHAT: &str = "/obs.test.Greeter/Chat";
 
 /// The request of both methods.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -123,6 +125,25 @@ impl tonic::server::ServerStreamingService<HelloRequest> for CountSvc {
     }
 }
 
+/// `Chat`: answers every request with `echo: {name}`, and ends when the
+/// requests do.
+struct ChatSvc;
+
+impl tonic::server::StreamingService<HelloRequest> for ChatSvc {
+    type Response = HelloReply;
+    type ResponseStream = ReplyStream;
+    type Future = BoxFuture<tonic::Response<ReplyStream>, tonic::Status>;
+    fn call(&mut self, request: tonic::Request<tonic::Streaming<HelloRequest>>) -> Self::Future {
+        use tokio_stream::StreamExt as _;
+        let replies = request.into_inner().map(|r| {
+            r.map(|req| HelloReply {
+                message: format!("echo: {}", req.name),
+            })
+        });
+        Box::pin(async move { Ok(tonic::Response::new(Box::pin(replies) as ReplyStream)) })
+    }
+}
+
 impl<B> tower::Service<http::Request<B>> for GreeterServer
 where
     B: tonic::codegen::Body + Send + 'static,
@@ -152,6 +173,10 @@ where
                     Ok(grpc.server_streaming(svc, req).await)
                 })
             }
+            CHAT => Box::pin(async move {
+                let mut grpc = tonic::server::Grpc::new(ProstCodec::default());
+                Ok(grpc.streaming(ChatSvc, req).await)
+            }),
             _ => Box::pin(async move {
                 let mut response = http::Response::new(tonic::body::Body::default());
                 let headers = response.headers_mut();
@@ -230,6 +255,24 @@ where
             .server_streaming(
                 request.into_request(),
                 http::uri::PathAndQuery::from_static(COUNT),
+                ProstCodec::default(),
+            )
+            .await
+    }
+
+    /// Calls `Chat` with `requests`.
+    pub(crate) async fn chat(
+        &mut self,
+        requests: impl tokio_stream::Stream<Item = HelloRequest> + Send + 'static,
+    ) -> Result<tonic::Response<tonic::Streaming<HelloReply>>, tonic::Status> {
+        self.inner
+            .ready()
+            .await
+            .map_err(|e| tonic::Status::unknown(format!("not ready: {}", e.into())))?;
+        self.inner
+            .streaming(
+                tonic::Request::new(requests),
+                http::uri::PathAndQuery::from_static(CHAT),
                 ProstCodec::default(),
             )
             .await
