@@ -4,6 +4,8 @@
 pub mod carrier;
 mod correlation;
 pub mod error;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 mod id;
 pub mod names;
 #[cfg(feature = "otlp")]

@@ -4,6 +4,9 @@
 mod encode;
 mod error;
 mod family;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
 #[cfg(feature = "tower")]
 mod http;
 #[cfg(feature = "tower")]

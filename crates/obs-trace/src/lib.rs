@@ -6,6 +6,9 @@ pub mod context;
 pub mod db;
 mod error;
 pub mod export;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
 mod layer;
 #[cfg(feature = "otel-api")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel-api")))]

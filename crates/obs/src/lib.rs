@@ -16,6 +16,8 @@ mod pillar;
 
 #[cfg(feature = "http")]
 pub mod admin;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(all(feature = "metrics", feature = "trace"))]
