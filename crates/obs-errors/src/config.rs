@@ -15,6 +15,9 @@ pub const ENV_BACKTRACE: &str = "OBS_ERRORS_BACKTRACE";
 pub const ENV_DEDUP_WINDOW: &str = "OBS_ERRORS_DEDUP_WINDOW";
 /// `OBS_ERRORS_MAX_BREADCRUMBS`: breadcrumbs kept per request/task (0 turns them off).
 pub const ENV_MAX_BREADCRUMBS: &str = "OBS_ERRORS_MAX_BREADCRUMBS";
+/// `OBS_ERRORS_BREADCRUMB_LEVEL`: the most verbose level kept as a
+/// breadcrumb, `error`, `warn`, `info` (the default) or `debug`.
+pub const ENV_BREADCRUMB_LEVEL: &str = "OBS_ERRORS_BREADCRUMB_LEVEL";
 /// `OBS_ERRORS_RELEASE`: the release name put on every report.
 pub const ENV_RELEASE: &str = "OBS_ERRORS_RELEASE";
 /// `OBS_ERRORS_FINGERPRINT`: `location`, `frames:N` or `message`.
@@ -185,7 +188,7 @@ impl Config {
             max_groups: 1024,
             queue_capacity: 1024,
             max_breadcrumbs: 32,
-            breadcrumb_level: Level::DEBUG,
+            breadcrumb_level: Level::INFO,
             max_breadcrumb_buffers: 4096,
             capture_error_events: true,
             span_events: true,
@@ -247,6 +250,22 @@ impl Config {
                 ));
             }
             c.max_breadcrumbs = n;
+        }
+        if let Some(v) = lookup(ENV_BREADCRUMB_LEVEL) {
+            c.breadcrumb_level = match v.trim().to_ascii_lowercase().as_str() {
+                "error" => Level::ERROR,
+                "warn" => Level::WARN,
+                "info" => Level::INFO,
+                "debug" => Level::DEBUG,
+                "trace" => Level::TRACE,
+                _ => {
+                    return Err(bad(
+                        ENV_BREADCRUMB_LEVEL,
+                        &v,
+                        "expected error, warn, info, debug or trace",
+                    ));
+                }
+            };
         }
         if let Some(v) = lookup(ENV_RELEASE) {
             let v = v.trim();
@@ -370,7 +389,9 @@ impl Config {
         Ok(self)
     }
 
-    /// The most verbose level recorded as a breadcrumb (default `DEBUG`).
+    /// The most verbose level recorded as a breadcrumb (default `INFO`, as
+    /// Sentry's own `tracing` integration: DEBUG and TRACE events of every
+    /// library would otherwise all be enabled and recorded).
     pub fn breadcrumb_level_in_force(&self) -> Level {
         self.breadcrumb_level
     }
@@ -536,6 +557,7 @@ mod tests {
             (ENV_BACKTRACE, "on"),
             (ENV_DEDUP_WINDOW, "5s"),
             (ENV_MAX_BREADCRUMBS, "10"),
+            (ENV_BREADCRUMB_LEVEL, "Debug"),
             (ENV_RELEASE, "v9"),
             (ENV_FINGERPRINT, "frames:3"),
             ("OTEL_SERVICE_NAME", "svc"),
@@ -544,6 +566,8 @@ mod tests {
         assert_eq!(c.backtrace, BacktraceMode::Always);
         assert_eq!(c.dedup_window, Duration::from_secs(5));
         assert_eq!(c.max_breadcrumbs, 10);
+        assert_eq!(c.breadcrumb_level, Level::DEBUG);
+        assert_eq!(Config::default().breadcrumb_level, Level::INFO);
         assert_eq!(c.release_name().as_deref(), Some("v9"));
         assert!(matches!(c.fingerprint, FingerprintMode::TypeAndFrames(3)));
         assert_eq!(c.resource().service_name(), "svc");
@@ -552,6 +576,7 @@ mod tests {
             (ENV_BACKTRACE, "maybe"),
             (ENV_MAX_BREADCRUMBS, "-1"),
             (ENV_MAX_BREADCRUMBS, "5000"),
+            (ENV_BREADCRUMB_LEVEL, "verbose"),
             (ENV_FINGERPRINT, "frames:0"),
             (ENV_RELEASE, " "),
         ] {

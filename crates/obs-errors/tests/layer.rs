@@ -38,7 +38,10 @@ fn error_events_are_reported_with_chain_ids_and_breadcrumbs() {
         tracing::info!("validated");
         let child = tracing::info_span!("db");
         let _c = child.enter();
-        tracing::debug!(table = "orders", "insert");
+        tracing::info!(table = "orders", "insert");
+        // Below the default breadcrumb level (INFO), and the access line.
+        tracing::debug!("row encoded");
+        tracing::info!(target: "obs::access", "request finished");
         let err = Outer(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             "disk timeout",
@@ -65,7 +68,7 @@ fn error_events_are_reported_with_chain_ids_and_breadcrumbs() {
     assert_eq!(
         crumbs,
         ["validated", "insert"],
-        "child spans share the root's ring"
+        "child spans share the root's ring; DEBUG events and the access line are not kept"
     );
     assert!(r.extra.iter().any(|(k, v)| k == "order" && v == "17"));
 }

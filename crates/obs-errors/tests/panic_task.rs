@@ -54,7 +54,7 @@ fn panic_in_spawned_task_is_reported_once_with_context() {
         rt.spawn(
             obs_errors::bind(async {
                 tracing::info!("step one");
-                tracing::debug!(batch = 2, "step two");
+                tracing::info!(batch = 2, "step two");
                 tokio::task::yield_now().await;
                 obs_errors::configure_scope(|s| {
                     s.set_tag("phase", "write");

@@ -159,6 +159,15 @@ impl ErrorsFilter {
 }
 
 impl<S> tracing_subscriber::layer::Filter<S> for ErrorsFilter {
+    /// INFO spans and events down to the breadcrumb level: without the
+    /// hint the whole dispatch would enable every library's DEBUG and TRACE
+    /// callsites for this one layer.
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::from_level(
+            self.events.max(tracing::Level::INFO),
+        ))
+    }
+
     fn enabled(
         &self,
         meta: &tracing::Metadata<'_>,
