@@ -343,6 +343,12 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        // The access line repeats what its server span already carries
+        // (method, route, path, status; its duration is the span's): as a
+        // span event it would only double the exported bytes.
+        if event.metadata().target() == obs_core::names::target::ACCESS {
+            return;
+        }
         let Some(span) = ctx.event_span(event) else {
             return;
         };
