@@ -93,6 +93,9 @@ const TARGETS: &[(&str, f64, f64)] = &[
     ("obs-sampled", 75.0, 85.0),
     ("obs-sampled-grpc", 75.0, 85.0),
 ];
+/// CPU of other processes during a measured run (% of one core) from which
+/// the report calls that run disturbed.
+const DISTURBED_PCT: f64 = 5.0;
 /// The service name every traced configuration reports.
 const SERVICE: &str = "http_bench";
 /// How long the parent waits for a child to bind its port.
@@ -333,6 +336,114 @@ fn process_cpu_ns(pid: u32) -> Option<u64> {
     Some(ns)
 }
 
+/// One process in [`all_process_ticks`].
+#[derive(Debug, Clone)]
+struct ProcTicks {
+    name: String,
+    ppid: u32,
+    /// Start time after boot, ticks: tells a reused pid from the same
+    /// process (a kernel worker's name changes with its work).
+    start: u64,
+    /// User + system time so far, ticks.
+    cpu: u64,
+}
+
+/// CPU time so far of every process on the machine, by pid, from
+/// `/proc/PID/stat`.
+fn all_process_ticks() -> BTreeMap<u32, ProcTicks> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `PID (COMM) STATE PPID …`: the name may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // rest[0] state, rest[1] ppid, rest[11] utime, rest[12] stime,
+        // rest[19] starttime.
+        let field = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok());
+        let (Some(ppid), Some(utime), Some(stime), Some(start)) =
+            (field(1), field(11), field(12), field(19))
+        else {
+            continue;
+        };
+        out.insert(
+            pid,
+            ProcTicks {
+                name,
+                ppid: u32::try_from(ppid).unwrap_or(0),
+                start,
+                cpu: utime + stime,
+            },
+        );
+    }
+    out
+}
+
+/// Clock ticks per second of `/proc/PID/stat` (`getconf CLK_TCK`, 100
+/// when it cannot be asked).
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
+/// CPU the processes other than this benchmark's (this process, the server,
+/// the children of this process such as `wrk`) used between two
+/// [`all_process_ticks`] samples `secs` apart: total % of one core, and the
+/// three largest by name. Processes that started and ended in between are
+/// missed.
+fn foreign_cpu(
+    before: &BTreeMap<u32, ProcTicks>,
+    after: &BTreeMap<u32, ProcTicks>,
+    server: u32,
+    secs: f64,
+    ticks_per_sec: u64,
+) -> (f64, String) {
+    let me = std::process::id();
+    let mut used: Vec<(String, u64)> = Vec::new();
+    for (pid, p) in after {
+        if *pid == me || *pid == server || p.ppid == me {
+            continue;
+        }
+        // A process that started in between counts from 0.
+        let earlier = before
+            .get(pid)
+            .filter(|b| b.start == p.start)
+            .map_or(0, |b| b.cpu);
+        let d = p.cpu.saturating_sub(earlier);
+        if d > 0 {
+            used.push((p.name.clone(), d));
+        }
+    }
+    let to_pct = |t: u64| 100.0 * t as f64 / (secs * ticks_per_sec as f64);
+    let total = to_pct(used.iter().map(|(_, t)| t).sum());
+    used.sort_by_key(|u| std::cmp::Reverse(u.1));
+    let top: Vec<String> = used
+        .iter()
+        .take(3)
+        .map(|(n, t)| format!("{n} {:.0} %", to_pct(*t)))
+        .collect();
+    (total, top.join(", "))
+}
+
 /// The threads of process `pid`: name and allowed CPUs.
 fn threads_of(pid: u32) -> Vec<(String, Option<Vec<u32>>)> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -405,6 +516,10 @@ struct Outcome {
     server_busy: Option<f64>,
     /// Busy share of the load CPUs during the measured run, % (pinned only).
     load_busy: Option<f64>,
+    /// CPU of the machine's other processes during the measured run, % of
+    /// one core, and the largest of them.
+    foreign: f64,
+    foreign_top: String,
     /// The server's threads at the end of the measured run.
     server_threads: String,
     /// What the child said when it stopped.
@@ -492,6 +607,7 @@ fn parent() -> Result<(), String> {
         receiver.grpc_url(),
         dir.display()
     );
+    let ticks_per_sec = clock_ticks();
     let started = SystemTime::now();
     let mut outcomes = Vec::new();
     let mut failure = None;
@@ -503,7 +619,15 @@ fn parent() -> Result<(), String> {
                 continue;
             }
             receiver.clear();
-            match run_config(&exe, config, &receiver, &dir, &load, &pinning) {
+            match run_config(
+                &exe,
+                config,
+                &receiver,
+                &dir,
+                &load,
+                &pinning,
+                ticks_per_sec,
+            ) {
                 Ok(mut o) => {
                     o.round = round;
                     outcomes.push(o);
@@ -569,6 +693,7 @@ fn run_config(
     dir: &Path,
     load: &Load,
     pinning: &Pinning,
+    ticks_per_sec: u64,
 ) -> Result<Outcome, String> {
     let log_path = dir.join(format!("{config}.log"));
     // `taskset` executes the server in its own place (same pid), pinned from
@@ -623,12 +748,20 @@ fn run_config(
     let warm = wrk(&url, load, load.warmup_secs)?;
     eprintln!("http_bench: {config}: measuring");
     let before = cpu_times();
+    let procs_before = all_process_ticks();
     let server_before = process_cpu_ns(pid);
     let measure_start = Instant::now();
     let run = wrk(&url, load, load.secs)?;
     let elapsed = measure_start.elapsed();
     let server_after = process_cpu_ns(pid);
     let after = cpu_times();
+    let (foreign, foreign_top) = foreign_cpu(
+        &procs_before,
+        &all_process_ticks(),
+        pid,
+        elapsed.as_secs_f64(),
+        ticks_per_sec,
+    );
     let server_process = match (server_before, server_after) {
         (Some(b), Some(a)) if !elapsed.is_zero() => {
             Some(100.0 * a.saturating_sub(b) as f64 / elapsed.as_nanos() as f64)
@@ -660,10 +793,15 @@ fn run_config(
     }
     let server_threads = tally(threads.into_iter().map(|(n, _)| n));
     eprintln!(
-        "http_bench: {config}: {:.0} requests/s, p50 {}, p99 {}",
+        "http_bench: {config}: {:.0} requests/s, p50 {}, p99 {}; other processes {foreign:.0} % of a core{}",
         run.requests_per_sec,
         fmt_us(run.p50_us),
-        fmt_us(run.p99_us)
+        fmt_us(run.p99_us),
+        if foreign_top.is_empty() {
+            String::new()
+        } else {
+            format!(" ({foreign_top})")
+        }
     );
 
     // Closing stdin asks the child to shut down and flush.
@@ -709,6 +847,8 @@ fn run_config(
         server_process,
         server_busy,
         load_busy,
+        foreign,
+        foreign_top,
         server_threads,
         child_report,
     })
@@ -988,9 +1128,9 @@ fn print_report(outcomes: &[Outcome], load: &Load, pinning: &Pinning, started: S
 
     println!();
     println!(
-        "| round | configuration | requests/s | % of bare (same round) | p50 | p99 | avg latency | CPU: server process / server core / load cores | requests (warm-up + run) | access log lines | spans received (distinct) | lines / spans short of requests |"
+        "| round | configuration | requests/s | % of bare (same round) | p50 | p99 | avg latency | CPU: server process / server core / load cores | other processes | requests (warm-up + run) | access log lines | spans received (distinct) | lines / spans short of requests |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|");
     for o in outcomes {
         let bare = outcomes
             .iter()
@@ -1011,7 +1151,7 @@ fn print_report(outcomes: &[Outcome], load: &Load, pinning: &Pinning, started: S
         };
         let short = |n: Option<u64>| n.map_or_else(|| "–".to_owned(), |n| n.to_string());
         println!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.0} % | {} | {} | {} | {} / {} |",
             o.round,
             o.config,
             o.run.requests_per_sec,
@@ -1020,6 +1160,7 @@ fn print_report(outcomes: &[Outcome], load: &Load, pinning: &Pinning, started: S
             fmt_us(o.run.p99_us),
             fmt_us(o.run.latency_avg_us),
             busy,
+            o.foreign,
             o.total_requests,
             o.access_lines.map_or("–".into(), |n| n.to_string()),
             if o.config == "bare" {
@@ -1030,6 +1171,29 @@ fn print_report(outcomes: &[Outcome], load: &Load, pinning: &Pinning, started: S
             short(o.lines_short()),
             short(o.spans_short()),
         );
+    }
+    println!();
+    let disturbed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.foreign >= DISTURBED_PCT)
+        .map(|o| {
+            format!(
+                "round {} {}: {:.0} % of a core ({})",
+                o.round, o.config, o.foreign, o.foreign_top
+            )
+        })
+        .collect();
+    if disturbed.is_empty() {
+        println!(
+            "Undisturbed: other processes used less than {DISTURBED_PCT:.0} % of a core during every measured run."
+        );
+    } else {
+        println!(
+            "DISTURBED: other processes ran during these measured runs; their figures are not the server's own (run again on a quiet machine):"
+        );
+        for d in disturbed {
+            println!("- {d}");
+        }
     }
     println!();
     let lost: Vec<String> = outcomes
@@ -1050,7 +1214,7 @@ fn print_report(outcomes: &[Outcome], load: &Load, pinning: &Pinning, started: S
         .collect();
     if lost.is_empty() {
         println!(
-            "Nothing lost: every configuration logged a line and (sampled) exported a span for every request wrk completed."
+            "Nothing lost: every configuration with a log file wrote an access line, and every one that exports spans delivered a span, for each request wrk completed."
         );
     } else {
         println!("Lost (compare with each server's own report below):");
