@@ -1,8 +1,10 @@
 //! Run with: `cargo run --release -p obs-http-bench`
+//! (`BENCH_ROUNDS=3 cargo run --release -p obs-http-bench` for the published
+//! tables; the program prints them as ready-to-paste markdown).
 //!
-//! Throughput of a hello-world axum app (`GET /hello/{name}` → a short text)
-//! under five configurations, measured one after the other in the same run on
-//! loopback with `wrk`:
+//! Throughput and latency of a hello-world axum app (`GET /hello/{name}` → a
+//! short text) under five configurations, measured one after the other in the
+//! same run on loopback with `wrk`:
 //!
 //! | configuration | what runs around the handler |
 //! |---|---|
@@ -15,11 +17,30 @@
 //! A process has one global `tracing` subscriber, so each configuration runs
 //! in its own child process: this binary re-executes itself as
 //! `http_bench serve CONFIG OTLP_HTTP_URL OTLP_GRPC_URL LOG_FILE`, the child prints the address
-//! it bound, the parent drives it with `wrk` (a warm-up, then the measured
-//! run), closes the child's stdin to make it shut down and flush, and counts
-//! what reached the log file and the OTLP receiver. The OTLP receiver
-//! (`obs_testing::otlp`) runs in the parent. Server, `wrk` and receiver share
-//! the machine's cores.
+//! it bound, the parent drives it with `wrk --latency` (a warm-up, then the
+//! measured run), closes the child's stdin to make it shut down and flush, and
+//! counts what reached the log file and the OTLP receiver. The OTLP receiver
+//! (`obs_testing::otlp`) runs in the parent.
+//!
+//! Pinning (the default): the server child runs on one CPU (`taskset -c`,
+//! so every thread of the server — the runtime, obs's log writer and span
+//! exporter — shares that one core), and the parent (the OTLP receiver) and
+//! `wrk` on the other CPUs the process may use. The figure is then the
+//! server's own cost, background threads included. With fewer than 2 usable
+//! CPUs, or without `taskset`, the program stops with a message rather than
+//! print an unpinned figure that looks comparable but is not;
+//! `BENCH_PIN=0` runs unpinned, everything sharing every core.
+//!
+//! The report gives, per measured run, the CPU used by the server process,
+//! the server's core and the load cores, and by the machine's other
+//! processes; above 5 % of a core for the latter it calls the run DISTURBED.
+//! Lines and spans short of the requests `wrk` completed are listed beside
+//! each server's own shutdown report.
+//!
+//! `wrk` is closed-loop (each connection sends its next request only when
+//! the previous answer came), so its latency percentiles understate the tail
+//! an open-loop client would see (coordinated omission); they compare the
+//! configurations under the same load.
 //!
 //! Environment (all optional):
 //!
@@ -29,13 +50,15 @@
 //! | `BENCH_WARMUP_SECS` | `2` | length of each warm-up run, seconds |
 //! | `BENCH_CONNECTIONS` | `32` | `wrk -c` |
 //! | `BENCH_THREADS` | `1` | `wrk -t` |
-//! | `BENCH_ROUNDS` | `1` | passes over the configurations; with more than one, a table of medians comes first |
+//! | `BENCH_ROUNDS` | `1` | passes over the configurations; the summary gives the median of each figure over the rounds |
 //! | `BENCH_ONLY` | all | comma-separated configurations to run |
+//! | `BENCH_PIN` | `1` | `1`: server on the last usable CPU, parent and `wrk` on the others; `0`: no pinning |
 //! | `OBS_*`, `OTEL_*` | | passed to the obs configurations (except the sampler, endpoint, protocol and service name, which each configuration sets) |
 //!
 //! `wrk` comes from the Debian package `wrk`; when it is missing and the
 //! program runs as root it installs it with `apt-get install -y wrk`,
-//! otherwise it stops with a message saying so.
+//! otherwise it stops with a message saying so. `taskset` comes from
+//! `util-linux`.
 
 #![allow(
     clippy::print_stdout,
@@ -43,6 +66,7 @@
     reason = "a benchmark program: its progress goes to stderr, its table and the servers' shutdown reports to stdout"
 )]
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -50,7 +74,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -68,6 +92,16 @@ const CONFIGS: &[&str] = &[
     "hand-glued",
     "obs-sampled-grpc",
 ];
+/// The targets of the whole-stack figure (median requests/s as a share of
+/// bare's, pinned): configuration, required %, aimed-for %.
+const TARGETS: &[(&str, f64, f64)] = &[
+    ("obs-unsampled", 85.0, 90.0),
+    ("obs-sampled", 75.0, 85.0),
+    ("obs-sampled-grpc", 75.0, 85.0),
+];
+/// CPU of other processes during a measured run (% of one core) from which
+/// the report calls that run disturbed.
+const DISTURBED_PCT: f64 = 5.0;
 /// The service name every traced configuration reports.
 const SERVICE: &str = "http_bench";
 /// How long the parent waits for a child to bind its port.
@@ -124,6 +158,331 @@ impl Load {
     }
 }
 
+/// Which CPUs the server and the load run on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pinning {
+    /// Everything shares every core.
+    Off,
+    /// The server child on `server`, the parent (OTLP receiver) and `wrk` on
+    /// `load`.
+    On { server: u32, load: Vec<u32> },
+}
+
+impl Pinning {
+    /// Reads `BENCH_PIN` and, when pinning, pins this process (and so the
+    /// receiver's threads and `wrk`, started later) to the load CPUs.
+    fn from_env() -> Result<Self, String> {
+        let on = match std::env::var("BENCH_PIN") {
+            Err(_) => true,
+            Ok(v) => match v.trim() {
+                "1" | "on" | "" => true,
+                "0" | "off" => false,
+                other => {
+                    return Err(format!(
+                        "BENCH_PIN={other:?}: expected 1 (pin, the default) or 0 (no pinning)"
+                    ));
+                }
+            },
+        };
+        if !on {
+            return Ok(Self::Off);
+        }
+        let status = std::fs::read_to_string("/proc/self/status").map_err(|e| {
+            format!("pinning: cannot read /proc/self/status ({e}); set BENCH_PIN=0 to run unpinned")
+        })?;
+        let cpus = allowed_cpus(&status).ok_or(
+            "pinning: no Cpus_allowed_list in /proc/self/status; set BENCH_PIN=0 to run unpinned",
+        )?;
+        let Some((&server, load)) = cpus.split_last().filter(|(_, load)| !load.is_empty()) else {
+            return Err(format!(
+                "pinning needs at least 2 CPUs (the server on one, wrk and the OTLP receiver on another), \
+                 and this process may use only CPU {}; set BENCH_PIN=0 to run unpinned (the figures then \
+                 include the load generator's competition for the same core)",
+                cpu_list(&cpus)
+            ));
+        };
+        let load = load.to_vec();
+        // All threads of this process: only the main one exists yet, and the
+        // ones started later (the receiver's, wrk) inherit its mask.
+        let out = Command::new("taskset")
+            .args(["-a", "-p", "-c", &cpu_list(&load)])
+            .arg(std::process::id().to_string())
+            .stdout(Stdio::null())
+            .output()
+            .map_err(|e| {
+                format!(
+                    "pinning: cannot run taskset ({e}); install util-linux, or set BENCH_PIN=0 to run unpinned"
+                )
+            })?;
+        if !out.status.success() {
+            return Err(format!(
+                "pinning: taskset failed ({}): {}; set BENCH_PIN=0 to run unpinned",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Self::On { server, load })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Off => "unpinned: server, wrk and the OTLP receiver share every core".into(),
+            Self::On { server, load } => format!(
+                "server pinned to CPU {server}, wrk and the OTLP receiver to CPU {}",
+                cpu_list(load)
+            ),
+        }
+    }
+}
+
+/// The CPUs of a `/proc/…/status` text's `Cpus_allowed_list` (`0-3,6`).
+fn allowed_cpus(status: &str) -> Option<Vec<u32>> {
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+    parse_cpu_list(list.trim())
+}
+
+/// Parses a CPU list such as `0-3,6`.
+fn parse_cpu_list(list: &str) -> Option<Vec<u32>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?);
+                if a > b {
+                    return None;
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().ok()?),
+        }
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    (!cpus.is_empty()).then_some(cpus)
+}
+
+/// `0,1,2` for `taskset -c` and the tables.
+fn cpu_list(cpus: &[u32]) -> String {
+    cpus.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Busy and total time of each CPU (and `None` for all of them), from
+/// `/proc/stat`, in the kernel's ticks.
+fn cpu_times() -> BTreeMap<Option<u32>, (u64, u64)> {
+    let mut out = BTreeMap::new();
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return out;
+    };
+    for line in stat.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(name) = fields.next().and_then(|n| n.strip_prefix("cpu")) else {
+            continue;
+        };
+        let cpu = if name.is_empty() {
+            None
+        } else {
+            match name.parse::<u32>() {
+                Ok(n) => Some(n),
+                Err(_) => continue,
+            }
+        };
+        // user nice system idle iowait irq softirq steal …
+        let v: Vec<u64> = fields.filter_map(|f| f.parse().ok()).collect();
+        if v.len() < 8 {
+            continue;
+        }
+        let busy = v[0] + v[1] + v[2] + v[5] + v[6];
+        let total = v[..8].iter().sum();
+        out.insert(cpu, (busy, total));
+    }
+    out
+}
+
+/// The busy share of `cpus` (all of them for `None`) between two
+/// [`cpu_times`] samples, in %.
+fn busy_pct(
+    before: &BTreeMap<Option<u32>, (u64, u64)>,
+    after: &BTreeMap<Option<u32>, (u64, u64)>,
+    cpus: Option<&[u32]>,
+) -> Option<f64> {
+    let keys: Vec<Option<u32>> = match cpus {
+        None => vec![None],
+        Some(c) => c.iter().copied().map(Some).collect(),
+    };
+    let (mut busy, mut total) = (0u64, 0u64);
+    for k in keys {
+        let (b0, t0) = before.get(&k)?;
+        let (b1, t1) = after.get(&k)?;
+        busy += b1.saturating_sub(*b0);
+        total += t1.saturating_sub(*t0);
+    }
+    (total > 0).then(|| 100.0 * busy as f64 / total as f64)
+}
+
+/// CPU time of every thread of process `pid` so far, nanoseconds (from
+/// `/proc/PID/task/*/schedstat`).
+fn process_cpu_ns(pid: u32) -> Option<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut ns = 0u64;
+    for task in dir.flatten() {
+        if let Ok(s) = std::fs::read_to_string(task.path().join("schedstat"))
+            && let Some(n) = s
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+        {
+            ns += n;
+        }
+    }
+    Some(ns)
+}
+
+/// One process in [`all_process_ticks`].
+#[derive(Debug, Clone)]
+struct ProcTicks {
+    name: String,
+    ppid: u32,
+    /// Start time after boot, ticks: tells a reused pid from the same
+    /// process (a kernel worker's name changes with its work).
+    start: u64,
+    /// User + system time so far, ticks.
+    cpu: u64,
+}
+
+/// CPU time so far of every process on the machine, by pid, from
+/// `/proc/PID/stat`.
+fn all_process_ticks() -> BTreeMap<u32, ProcTicks> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `PID (COMM) STATE PPID …`: the name may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // rest[0] state, rest[1] ppid, rest[11] utime, rest[12] stime,
+        // rest[19] starttime.
+        let field = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok());
+        let (Some(ppid), Some(utime), Some(stime), Some(start)) =
+            (field(1), field(11), field(12), field(19))
+        else {
+            continue;
+        };
+        out.insert(
+            pid,
+            ProcTicks {
+                name,
+                ppid: u32::try_from(ppid).unwrap_or(0),
+                start,
+                cpu: utime + stime,
+            },
+        );
+    }
+    out
+}
+
+/// Clock ticks per second of `/proc/PID/stat` (`getconf CLK_TCK`, 100
+/// when it cannot be asked).
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
+/// CPU the processes other than this benchmark's (this process, the server,
+/// the children of this process such as `wrk`) used between two
+/// [`all_process_ticks`] samples `secs` apart: total % of one core, and the
+/// three largest by name. Processes that started and ended in between are
+/// missed.
+fn foreign_cpu(
+    before: &BTreeMap<u32, ProcTicks>,
+    after: &BTreeMap<u32, ProcTicks>,
+    server: u32,
+    secs: f64,
+    ticks_per_sec: u64,
+) -> (f64, String) {
+    let me = std::process::id();
+    let mut used: Vec<(String, u64)> = Vec::new();
+    for (pid, p) in after {
+        if *pid == me || *pid == server || p.ppid == me {
+            continue;
+        }
+        // A process that started in between counts from 0.
+        let earlier = before
+            .get(pid)
+            .filter(|b| b.start == p.start)
+            .map_or(0, |b| b.cpu);
+        let d = p.cpu.saturating_sub(earlier);
+        if d > 0 {
+            used.push((p.name.clone(), d));
+        }
+    }
+    let to_pct = |t: u64| 100.0 * t as f64 / (secs * ticks_per_sec as f64);
+    let total = to_pct(used.iter().map(|(_, t)| t).sum());
+    used.sort_by_key(|u| std::cmp::Reverse(u.1));
+    let top: Vec<String> = used
+        .iter()
+        .take(3)
+        .map(|(n, t)| format!("{n} {:.0} %", to_pct(*t)))
+        .collect();
+    (total, top.join(", "))
+}
+
+/// The threads of process `pid`: name and allowed CPUs.
+fn threads_of(pid: u32) -> Vec<(String, Option<Vec<u32>>)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in dir.flatten() {
+        let p = task.path();
+        let name = std::fs::read_to_string(p.join("comm"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "?".into());
+        let cpus = std::fs::read_to_string(p.join("status"))
+            .ok()
+            .and_then(|s| allowed_cpus(&s));
+        out.push((name, cpus));
+    }
+    out.sort();
+    out
+}
+
+/// `name × count` of a list of thread names.
+fn tally(names: impl IntoIterator<Item = String>) -> String {
+    let mut counts = BTreeMap::<String, usize>::new();
+    for n in names {
+        *counts.entry(n).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(n, c)| if c == 1 { n } else { format!("{n} × {c}") })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What one `wrk` run printed.
 #[derive(Debug, Clone, Default)]
 struct WrkResult {
@@ -131,7 +490,11 @@ struct WrkResult {
     requests_per_sec: f64,
     non_2xx: u64,
     socket_errors: String,
-    latency_avg: String,
+    /// Mean latency, microseconds.
+    latency_avg_us: f64,
+    /// Latency percentiles of `--latency`, microseconds.
+    p50_us: f64,
+    p99_us: f64,
 }
 
 /// One configuration's outcome.
@@ -151,8 +514,44 @@ struct Outcome {
     distinct_spans: usize,
     /// Span names received, with counts.
     span_names: Vec<(String, usize)>,
+    /// CPU time of the server process (all its threads) during the
+    /// measured run, % of one core.
+    server_process: Option<f64>,
+    /// Busy share of the server's CPU (pinned) or of the machine
+    /// (unpinned) during the measured run, %.
+    server_busy: Option<f64>,
+    /// Busy share of the load CPUs during the measured run, % (pinned only).
+    load_busy: Option<f64>,
+    /// CPU of the machine's other processes during the measured run, % of
+    /// one core, and the largest of them.
+    foreign: f64,
+    foreign_top: String,
+    /// The server's threads at the end of the measured run.
+    server_threads: String,
     /// What the child said when it stopped.
     child_report: Vec<String>,
+}
+
+impl Outcome {
+    /// Access-log lines short of the requests `wrk` completed (`None`:
+    /// no log file).
+    fn lines_short(&self) -> Option<u64> {
+        self.access_lines
+            .map(|n| self.total_requests.saturating_sub(n))
+    }
+
+    /// Distinct spans short of the requests `wrk` completed (`None`: the
+    /// configuration exports no spans).
+    fn spans_short(&self) -> Option<u64> {
+        matches!(
+            self.config,
+            "obs-sampled" | "obs-sampled-grpc" | "hand-glued"
+        )
+        .then(|| {
+            self.total_requests
+                .saturating_sub(self.distinct_spans as u64)
+        })
+    }
 }
 
 /// Kills the child when dropped, so that no server outlives the parent.
@@ -182,21 +581,40 @@ fn parent() -> Result<(), String> {
             "BENCH_ONLY: unknown configuration {bad:?} (expected some of {CONFIGS:?})"
         ));
     }
+    // Before any other thread exists, so that every later one inherits it.
+    let pinning = Pinning::from_env()?;
     ensure_wrk()?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let dir = std::env::temp_dir().join(format!("http_bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let receiver = OtlpReceiver::start();
+    if let Pinning::On { load: cpus, .. } = &pinning {
+        let stray: Vec<String> = threads_of(std::process::id())
+            .into_iter()
+            .filter(|(_, c)| c.as_deref() != Some(cpus.as_slice()))
+            .map(|(n, _)| n)
+            .collect();
+        if !stray.is_empty() {
+            return Err(format!(
+                "pinning: threads of this process not on CPU {}: {}",
+                cpu_list(cpus),
+                stray.join(", ")
+            ));
+        }
+    }
     eprintln!(
-        "http_bench: wrk -t{} -c{} -d{}s after a {}s warm-up, per configuration; OTLP receiver at {} and {}; logs in {}",
+        "http_bench: wrk -t{} -c{} -d{}s --latency after a {}s warm-up, per configuration; {}; OTLP receiver at {} and {}; logs in {}",
         load.threads,
         load.connections,
         load.secs,
         load.warmup_secs,
+        pinning.describe(),
         receiver.http_base_url(),
         receiver.grpc_url(),
         dir.display()
     );
+    let ticks_per_sec = clock_ticks();
+    let started = SystemTime::now();
     let mut outcomes = Vec::new();
     let mut failure = None;
     'rounds: for round in 1..=load.rounds {
@@ -207,7 +625,15 @@ fn parent() -> Result<(), String> {
                 continue;
             }
             receiver.clear();
-            match run_config(&exe, config, &receiver, &dir, &load) {
+            match run_config(
+                &exe,
+                config,
+                &receiver,
+                &dir,
+                &load,
+                &pinning,
+                ticks_per_sec,
+            ) {
                 Ok(mut o) => {
                     o.round = round;
                     outcomes.push(o);
@@ -219,7 +645,7 @@ fn parent() -> Result<(), String> {
             }
         }
     }
-    print_table(&outcomes, &load);
+    print_report(&outcomes, &load, &pinning, started);
     let _ = std::fs::remove_dir_all(&dir);
     match failure {
         Some(e) => Err(e),
@@ -272,9 +698,21 @@ fn run_config(
     receiver: &OtlpReceiver,
     dir: &Path,
     load: &Load,
+    pinning: &Pinning,
+    ticks_per_sec: u64,
 ) -> Result<Outcome, String> {
     let log_path = dir.join(format!("{config}.log"));
-    let mut child = Command::new(exe)
+    // `taskset` executes the server in its own place (same pid), pinned from
+    // its first instruction: every thread it starts shares the one CPU.
+    let mut command = match pinning {
+        Pinning::Off => Command::new(exe),
+        Pinning::On { server, .. } => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &server.to_string()]).arg(exe);
+            c
+        }
+    };
+    let mut child = command
         .args([
             "serve",
             config,
@@ -287,6 +725,7 @@ fn run_config(
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot start the server process: {e}"))?;
+    let pid = child.id();
     let stdin = child.stdin.take();
     let stdout = child.stdout.take().ok_or("child stdout missing")?;
     let mut guard = ChildGuard { child, stdin };
@@ -314,10 +753,61 @@ fn run_config(
     eprintln!("http_bench: {config}: warming up");
     let warm = wrk(&url, load, load.warmup_secs)?;
     eprintln!("http_bench: {config}: measuring");
+    let before = cpu_times();
+    let procs_before = all_process_ticks();
+    let server_before = process_cpu_ns(pid);
+    let measure_start = Instant::now();
     let run = wrk(&url, load, load.secs)?;
+    let elapsed = measure_start.elapsed();
+    let server_after = process_cpu_ns(pid);
+    let after = cpu_times();
+    let (foreign, foreign_top) = foreign_cpu(
+        &procs_before,
+        &all_process_ticks(),
+        pid,
+        elapsed.as_secs_f64(),
+        ticks_per_sec,
+    );
+    let server_process = match (server_before, server_after) {
+        (Some(b), Some(a)) if !elapsed.is_zero() => {
+            Some(100.0 * a.saturating_sub(b) as f64 / elapsed.as_nanos() as f64)
+        }
+        _ => None,
+    };
+    let (server_busy, load_busy) = match pinning {
+        Pinning::Off => (busy_pct(&before, &after, None), None),
+        Pinning::On { server, load } => (
+            busy_pct(&before, &after, Some(&[*server])),
+            busy_pct(&before, &after, Some(load)),
+        ),
+    };
+    // Every thread of the server, obs's background ones included, must be
+    // on the server's CPU.
+    let threads = threads_of(pid);
+    if let Pinning::On { server, .. } = pinning {
+        let stray: Vec<String> = threads
+            .iter()
+            .filter(|(_, c)| c.as_deref() != Some(&[*server][..]))
+            .map(|(n, c)| format!("{n} (CPU {})", c.as_deref().map_or("?".into(), cpu_list)))
+            .collect();
+        if !stray.is_empty() {
+            return Err(format!(
+                "pinning: server threads not on CPU {server}: {}",
+                stray.join(", ")
+            ));
+        }
+    }
+    let server_threads = tally(threads.into_iter().map(|(n, _)| n));
     eprintln!(
-        "http_bench: {config}: {:.0} requests/s",
-        run.requests_per_sec
+        "http_bench: {config}: {:.0} requests/s, p50 {}, p99 {}; other processes {foreign:.0} % of a core{}",
+        run.requests_per_sec,
+        fmt_us(run.p50_us),
+        fmt_us(run.p99_us),
+        if foreign_top.is_empty() {
+            String::new()
+        } else {
+            format!(" ({foreign_top})")
+        }
     );
 
     // Closing stdin asks the child to shut down and flush.
@@ -345,7 +835,7 @@ fn run_config(
         .map(|s| (s.trace_id(), s.span_id()))
         .collect::<std::collections::HashSet<_>>()
         .len();
-    let mut names = std::collections::BTreeMap::<String, usize>::new();
+    let mut names = BTreeMap::<String, usize>::new();
     for s in &received {
         *names.entry(s.name().to_owned()).or_default() += 1;
     }
@@ -360,6 +850,12 @@ fn run_config(
         spans,
         distinct_spans,
         span_names: names.into_iter().collect(),
+        server_process,
+        server_busy,
+        load_busy,
+        foreign,
+        foreign_top,
+        server_threads,
         child_report,
     })
 }
@@ -387,12 +883,27 @@ fn wrk(url: &str, load: &Load, secs: u64) -> Result<WrkResult, String> {
     parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))
 }
 
+/// Reads `wrk --latency`'s report: requests, requests/s, errors, mean
+/// latency and the 50 % and 99 % points of the latency distribution.
 fn parse_wrk(text: &str) -> Option<WrkResult> {
     let mut r = WrkResult::default();
     let mut seen_rps = false;
     let mut seen_requests = false;
+    let (mut avg, mut p50, mut p99) = (None, None, None);
+    let mut in_distribution = false;
     for line in text.lines().map(str::trim) {
-        if let Some(v) = line.strip_prefix("Requests/sec:") {
+        if line.starts_with("Latency Distribution") {
+            in_distribution = true;
+        } else if in_distribution
+            && let Some((pct, value)) = line.split_once(char::is_whitespace)
+            && let Some(pct) = pct.strip_suffix('%')
+        {
+            match pct {
+                "50" => p50 = parse_wrk_time(value.trim()),
+                "99" => p99 = parse_wrk_time(value.trim()),
+                _ => {}
+            }
+        } else if let Some(v) = line.strip_prefix("Requests/sec:") {
             r.requests_per_sec = v.trim().parse().ok()?;
             seen_rps = true;
         } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
@@ -400,15 +911,44 @@ fn parse_wrk(text: &str) -> Option<WrkResult> {
         } else if let Some(v) = line.strip_prefix("Socket errors:") {
             r.socket_errors = v.trim().to_owned();
         } else if let Some(v) = line.strip_prefix("Latency") {
-            if r.latency_avg.is_empty() {
-                r.latency_avg = v.split_whitespace().next().unwrap_or("").to_owned();
-            }
+            // The thread statistics' line: average, stdev, max, +/- stdev.
+            avg = v.split_whitespace().next().and_then(parse_wrk_time);
         } else if line.contains(" requests in ") {
+            in_distribution = false;
             r.requests = line.split_whitespace().next()?.parse().ok()?;
             seen_requests = true;
         }
     }
+    r.latency_avg_us = avg?;
+    r.p50_us = p50?;
+    r.p99_us = p99?;
     (seen_rps && seen_requests).then_some(r)
+}
+
+/// A duration as `wrk` prints it (`812.00us`, `1.23ms`, `2.00s`, `1.50m`),
+/// in microseconds.
+fn parse_wrk_time(s: &str) -> Option<f64> {
+    let split = s.find(|c: char| c.is_ascii_alphabetic())?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let scale = match unit {
+        "us" => 1.0,
+        "ms" => 1e3,
+        "s" => 1e6,
+        "m" => 60e6,
+        "h" => 3600e6,
+        _ => return None,
+    };
+    Some(n * scale)
+}
+
+/// Microseconds for the tables: `812 µs`, `1.23 ms`.
+fn fmt_us(us: f64) -> String {
+    if us < 1000.0 {
+        format!("{us:.0} µs")
+    } else {
+        format!("{:.2} ms", us / 1000.0)
+    }
 }
 
 /// Lines of `path` containing `needle`; `None` when there is no such file.
@@ -418,13 +958,8 @@ fn count_lines(path: &Path, needle: &str) -> Option<u64> {
     Some(text.lines().filter(|l| l.contains(needle)).count() as u64)
 }
 
-/// The median of the measured requests/s of `config` over the rounds.
-fn median_rps(outcomes: &[Outcome], config: &str) -> Option<f64> {
-    let mut v: Vec<f64> = outcomes
-        .iter()
-        .filter(|o| o.config == config)
-        .map(|o| o.run.requests_per_sec)
-        .collect();
+/// The median of `v`.
+fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
@@ -437,54 +972,201 @@ fn median_rps(outcomes: &[Outcome], config: &str) -> Option<f64> {
     })
 }
 
-fn print_table(outcomes: &[Outcome], load: &Load) {
+/// The median over the rounds of one figure of `config`.
+fn median_of(outcomes: &[Outcome], config: &str, f: impl Fn(&Outcome) -> f64) -> Option<f64> {
+    median(
+        outcomes
+            .iter()
+            .filter(|o| o.config == config)
+            .map(f)
+            .collect(),
+    )
+}
+
+/// `2026-12-05 08:31 UTC` for `t`.
+fn utc(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let (h, m) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02} UTC")
+}
+
+/// The machine, for the table's caption: CPUs, model, kernel, wrk.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or_else(|| "unknown CPU".to_owned(), |(_, m)| m.trim().to_owned());
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "?".to_owned(), |k| k.trim().to_owned());
+    let wrk = Command::new("wrk")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        })
+        .unwrap_or_else(|| "?".into());
+    format!("{cpus} × {model}, Linux {kernel}, wrk {wrk}")
+}
+
+/// The command that reproduces this run: the `BENCH_*` settings given.
+fn command_line() -> String {
+    let mut vars: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("BENCH_"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    vars.sort();
+    vars.push("cargo run --release -p obs-http-bench".into());
+    vars.join(" ")
+}
+
+/// `pass`/`FAIL` of the targets for `config`'s share of bare, if it has any.
+fn target_verdict(config: &str, pct: Option<f64>) -> Option<String> {
+    let &(_, need, aim) = TARGETS.iter().find(|(c, _, _)| *c == config)?;
+    let Some(pct) = pct else {
+        return Some(format!("≥ {need:.0} %: – (no bare figure)"));
+    };
+    let verdict = |t: f64| if pct >= t { "pass" } else { "FAIL" };
+    Some(format!(
+        "≥ {need:.0} %: {} (aim {aim:.0} %: {})",
+        verdict(need),
+        verdict(aim)
+    ))
+}
+
+fn print_report(outcomes: &[Outcome], load: &Load, pinning: &Pinning, started: SystemTime) {
+    let bare_median = median_of(outcomes, "bare", |o| o.run.requests_per_sec);
+    let pct_of_bare = |rps: f64, bare: Option<f64>| match bare {
+        Some(b) if b > 0.0 => Some(100.0 * rps / b),
+        _ => None,
+    };
+    let fmt_pct = |p: Option<f64>| p.map_or_else(|| "–".to_owned(), |p| format!("{p:.1} %"));
+
     println!();
     println!(
-        "wrk -t{} -c{} -d{}s (after a {}s warm-up), GET /hello/world, {} round(s)",
-        load.threads, load.connections, load.secs, load.warmup_secs, load.rounds
+        "<!-- the table below is printed by http_bench (benches/http); regenerate it with the command in its caption -->"
     );
-    let bare_median = median_rps(outcomes, "bare");
-    if load.rounds > 1 {
-        println!();
-        println!("| configuration | median requests/s | % of bare (medians) | each round |");
-        println!("|---|---:|---:|---|");
-        for &config in CONFIGS {
-            let Some(m) = median_rps(outcomes, config) else {
-                continue;
-            };
-            let each: Vec<String> = outcomes
-                .iter()
-                .filter(|o| o.config == config)
-                .map(|o| format!("{:.0}", o.run.requests_per_sec))
-                .collect();
-            let pct = match bare_median {
-                Some(b) if b > 0.0 => format!("{:.1} %", 100.0 * m / b),
-                _ => "–".into(),
-            };
-            println!("| {config} | {m:.0} | {pct} | {} |", each.join(", "));
+    println!(
+        "Measured {} with `{}` on {}; {}; `wrk -t{} -c{} -d{}s --latency` after a {} s warm-up, \
+         `GET /hello/world`, {} round(s), configurations interleaved; medians over the rounds.",
+        utc(started),
+        command_line(),
+        machine(),
+        pinning.describe(),
+        load.threads,
+        load.connections,
+        load.secs,
+        load.warmup_secs,
+        load.rounds
+    );
+    println!();
+    println!(
+        "| configuration | median requests/s | % of bare | p50 | p99 | target (% of bare) | requests/s each round |"
+    );
+    println!("|---|---:|---:|---:|---:|---|---|");
+    let mut verdicts = Vec::new();
+    for &config in CONFIGS {
+        let Some(m) = median_of(outcomes, config, |o| o.run.requests_per_sec) else {
+            continue;
+        };
+        let p50 = median_of(outcomes, config, |o| o.run.p50_us).unwrap_or(0.0);
+        let p99 = median_of(outcomes, config, |o| o.run.p99_us).unwrap_or(0.0);
+        let each: Vec<String> = outcomes
+            .iter()
+            .filter(|o| o.config == config)
+            .map(|o| format!("{:.0}", o.run.requests_per_sec))
+            .collect();
+        let pct = pct_of_bare(m, bare_median);
+        let target = target_verdict(config, pct);
+        if let Some(t) = &target {
+            verdicts.push(format!("- {config}: {} of bare, target {t}", fmt_pct(pct)));
         }
+        println!(
+            "| {config} | {m:.0} | {} | {} | {} | {} | {} |",
+            fmt_pct(pct),
+            fmt_us(p50),
+            fmt_us(p99),
+            target.as_deref().unwrap_or("–"),
+            each.join(", ")
+        );
     }
     println!();
+    if !verdicts.is_empty() {
+        println!(
+            "Targets (median requests/s as a share of bare's, defined for the pinned run: server on one core, wrk and receiver on the other){}:",
+            if *pinning == Pinning::Off {
+                "; this run is unpinned, so its verdicts are indicative only"
+            } else {
+                ""
+            }
+        );
+        println!();
+        for v in &verdicts {
+            println!("{v}");
+        }
+        println!();
+    }
     println!(
-        "| round | configuration | requests/s | % of bare (same round) | avg latency | requests (warm-up + run) | access log lines | spans received (distinct) |"
+        "Latencies are `wrk`'s, closed-loop: each connection waits for its answer before the next \
+         request, so the tail is understated (coordinated omission) and compares the configurations \
+         under the same load only."
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+
+    println!();
+    println!(
+        "| round | configuration | requests/s | % of bare (same round) | p50 | p99 | avg latency | CPU: server process / server core / load cores | other processes | requests (warm-up + run) | access log lines | spans received (distinct) | lines / spans short of requests |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|");
     for o in outcomes {
         let bare = outcomes
             .iter()
             .find(|b| b.config == "bare" && b.round == o.round)
             .map(|b| b.run.requests_per_sec);
-        let pct = match bare {
-            Some(b) if b > 0.0 => format!("{:.1} %", 100.0 * o.run.requests_per_sec / b),
-            _ => "–".into(),
+        let pct0 = |p: Option<f64>| p.map_or_else(|| "–".to_owned(), |p| format!("{p:.0} %"));
+        let busy = match o.load_busy {
+            Some(l) => format!(
+                "{} / {} / {l:.0} %",
+                pct0(o.server_process),
+                pct0(o.server_busy)
+            ),
+            None => format!(
+                "{} / {} (machine) / –",
+                pct0(o.server_process),
+                pct0(o.server_busy)
+            ),
         };
+        let short = |n: Option<u64>| n.map_or_else(|| "–".to_owned(), |n| n.to_string());
         println!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.0} % | {} | {} | {} | {} / {} |",
             o.round,
             o.config,
             o.run.requests_per_sec,
-            pct,
-            o.run.latency_avg,
+            fmt_pct(pct_of_bare(o.run.requests_per_sec, bare)),
+            fmt_us(o.run.p50_us),
+            fmt_us(o.run.p99_us),
+            fmt_us(o.run.latency_avg_us),
+            busy,
+            o.foreign,
             o.total_requests,
             o.access_lines.map_or("–".into(), |n| n.to_string()),
             if o.config == "bare" {
@@ -492,7 +1174,59 @@ fn print_table(outcomes: &[Outcome], load: &Load) {
             } else {
                 format!("{} ({})", o.spans, o.distinct_spans)
             },
+            short(o.lines_short()),
+            short(o.spans_short()),
         );
+    }
+    println!();
+    let disturbed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.foreign >= DISTURBED_PCT)
+        .map(|o| {
+            format!(
+                "round {} {}: {:.0} % of a core ({})",
+                o.round, o.config, o.foreign, o.foreign_top
+            )
+        })
+        .collect();
+    if disturbed.is_empty() {
+        println!(
+            "Undisturbed: other processes used less than {DISTURBED_PCT:.0} % of a core during every measured run."
+        );
+    } else {
+        println!(
+            "DISTURBED: other processes ran during these measured runs; their figures are not the server's own (run again on a quiet machine):"
+        );
+        for d in disturbed {
+            println!("- {d}");
+        }
+    }
+    println!();
+    let lost: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| {
+            let lines = o.lines_short().filter(|&n| n > 0);
+            let spans = o.spans_short().filter(|&n| n > 0);
+            (lines.is_some() || spans.is_some()).then(|| {
+                format!(
+                    "round {} {}: {} access lines and {} spans short of the requests",
+                    o.round,
+                    o.config,
+                    lines.unwrap_or(0),
+                    spans.unwrap_or(0)
+                )
+            })
+        })
+        .collect();
+    if lost.is_empty() {
+        println!(
+            "Nothing lost: every configuration with a log file wrote an access line, and every one that exports spans delivered a span, for each request wrk completed."
+        );
+    } else {
+        println!("Lost (compare with each server's own report below):");
+        for l in lost {
+            println!("- {l}");
+        }
     }
     println!();
     for o in outcomes {
@@ -522,6 +1256,10 @@ fn print_table(outcomes: &[Outcome], load: &Load) {
                 names.join(", ")
             );
         }
+        println!(
+            "round {} {}: server threads: {}",
+            o.round, o.config, o.server_threads
+        );
         for line in &o.child_report {
             println!("round {} {}: {line}", o.round, o.config);
         }
@@ -748,4 +1486,94 @@ fn serve_hand_glued(
         log_errors.dropped_lines()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRK: &str = "Running 8s test @ http://127.0.0.1:40000/hello/world
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   412.33us  101.20us   4.56ms   90.00%
+    Req/Sec    78.00k     2.00k   80.00k    70.00%
+  Latency Distribution
+     50%  398.00us
+     75%  450.00us
+     90%  520.00us
+     99%    1.23ms
+  624000 requests in 8.00s, 80.00MB read
+  Non-2xx or 3xx responses: 3
+Requests/sec:  77999.50
+Transfer/sec:     10.00MB
+";
+
+    #[test]
+    fn reads_wrk_latency_distribution() {
+        let r = parse_wrk(WRK).expect("parsed");
+        assert_eq!(r.requests, 624_000);
+        assert!((r.requests_per_sec - 77_999.5).abs() < 1e-9);
+        assert_eq!(r.non_2xx, 3);
+        assert!((r.latency_avg_us - 412.33).abs() < 1e-9);
+        assert!((r.p50_us - 398.0).abs() < 1e-9);
+        assert!((r.p99_us - 1230.0).abs() < 1e-9);
+        // Without `--latency` there is no distribution: not a result.
+        let from = WRK.find("  Latency Distribution").expect("distribution");
+        let to = WRK.find("  624000 requests").expect("summary");
+        let plain = format!("{}{}", &WRK[..from], &WRK[to..]);
+        assert!(!plain.contains("99%"));
+        assert!(plain.contains("Requests/sec"));
+        assert!(parse_wrk(&plain).is_none());
+    }
+
+    #[test]
+    fn reads_wrk_times() {
+        assert_eq!(parse_wrk_time("812.00us"), Some(812.0));
+        assert_eq!(parse_wrk_time("2.00s"), Some(2e6));
+        assert_eq!(parse_wrk_time("1.50m"), Some(90e6));
+        assert_eq!(parse_wrk_time("12"), None);
+        assert_eq!(parse_wrk_time("1.0x"), None);
+        assert_eq!(fmt_us(812.4), "812 µs");
+        assert_eq!(fmt_us(1234.0), "1.23 ms");
+    }
+
+    #[test]
+    fn reads_cpu_lists() {
+        assert_eq!(parse_cpu_list("0-1"), Some(vec![0, 1]));
+        assert_eq!(parse_cpu_list("0-2,6, 4"), Some(vec![0, 1, 2, 4, 6]));
+        assert_eq!(parse_cpu_list("3"), Some(vec![3]));
+        assert_eq!(parse_cpu_list(""), None);
+        assert_eq!(parse_cpu_list("2-1"), None);
+        assert_eq!(
+            allowed_cpus("Name:\tx\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n"),
+            Some(vec![0, 1])
+        );
+        assert_eq!(cpu_list(&[0, 2, 3]), "0,2,3");
+    }
+
+    #[test]
+    fn medians_and_targets() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(Vec::new()), None);
+        assert_eq!(
+            target_verdict("obs-unsampled", Some(87.0)).as_deref(),
+            Some("≥ 85 %: pass (aim 90 %: FAIL)")
+        );
+        assert_eq!(
+            target_verdict("obs-sampled", Some(74.9)).as_deref(),
+            Some("≥ 75 %: FAIL (aim 85 %: FAIL)")
+        );
+        assert_eq!(target_verdict("hand-glued", Some(50.0)), None);
+    }
+
+    #[test]
+    fn dates_in_utc() {
+        assert_eq!(utc(UNIX_EPOCH), "1970-01-01 00:00 UTC");
+        let t = UNIX_EPOCH + Duration::from_secs(1_780_000_000);
+        // 1_780_000_000 s after the epoch is 2026-05-28 20:26:40 UTC.
+        assert_eq!(utc(t), "2026-05-28 20:26 UTC");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(utc(leap), "2000-02-29 00:00 UTC");
+    }
 }
