@@ -489,8 +489,13 @@ where
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        // Spans of every level pass, so no level can be ruled out globally.
-        None
+        // INFO and less verbose spans always pass; everything else only
+        // when the directive enables it. Without a hint the whole dispatch
+        // would enable every library's DEBUG and TRACE callsites (hyper,
+        // h2, tonic emit many per request) for this one layer to refuse
+        // them event by event. A reload rebuilds the interest cache, which
+        // reads the hint again.
+        Some(self.state.max_level().max(LevelFilter::INFO))
     }
 }
 
