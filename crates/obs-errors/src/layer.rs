@@ -134,8 +134,16 @@ where
         if meta.target().starts_with("obs_errors") {
             return;
         }
+        let capture = self.capture && *meta.level() == Level::ERROR;
+        // The access line is written when its request is over, just before
+        // the request's span (the breadcrumbs' owner) closes: nothing can
+        // report after it, so as a breadcrumb it would only cost time.
+        let crumb = self.crumbs_on && *meta.level() <= self.level && meta.target() != ACCESS_TARGET;
+        if !capture && !crumb {
+            return;
+        }
         let span = ctx.event_span(event);
-        if self.capture && *meta.level() == Level::ERROR {
+        if capture {
             let mut v = EventVisitor::default();
             event.record(&mut v);
             let (ty, message, chain) = match v.error {
@@ -179,10 +187,7 @@ where
             }
             self.reporter.capture_event_input(input);
         }
-        // The access line is written when its request is over, just before
-        // the request's span (the breadcrumbs' owner) closes: nothing can
-        // report after it, so as a breadcrumb it would only cost time.
-        if !self.crumbs_on || *meta.level() > self.level || meta.target() == ACCESS_TARGET {
+        if !crumb {
             return;
         }
         match span {
