@@ -1,59 +1,22 @@
 //! Zero allocations per event in steady state, measured with a counting
-//! global allocator. It counts only on the thread that sets `MEASURING`, so
+//! global allocator (`obs_testing::alloc`). It counts only on the measuring thread, so
 //! the test harness's own threads do not disturb it; the binary holds this
 //! one test, so nothing else runs beside it.
 
-#![allow(
-    unsafe_code,
-    reason = "a counting global allocator needs `unsafe impl GlobalAlloc`"
-)]
 #![allow(
     clippy::print_stdout,
     reason = "the counts per configuration, shown with --nocapture"
 )]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use obs_core::{CorrelationId, IdRecord, SpanId, TraceFlags, TraceId};
 use obs_log::{Config, NonBlocking, Schema};
 use tracing_subscriber::layer::SubscriberExt;
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: every call forwards to `System` with the same arguments; the
-// counter only reads a const-initialised thread-local.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if MEASURING.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if MEASURING.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: obs_testing::alloc::CountingAllocator = obs_testing::alloc::CountingAllocator;
 
 /// Allocations on this thread while logging `n` events inside two spans
 /// with ids and five fields.
@@ -97,13 +60,12 @@ fn allocations_with(config: Config, n: u64, prime: impl FnOnce()) -> u64 {
         for i in 0..10_000 {
             log(i);
         }
-        ALLOCS.store(0, Ordering::SeqCst);
-        MEASURING.with(|m| m.set(true));
-        for i in 0..n {
-            log(i);
-        }
-        MEASURING.with(|m| m.set(false));
-        ALLOCS.load(Ordering::SeqCst)
+        obs_testing::alloc::count(|| {
+            for i in 0..n {
+                log(i);
+            }
+        })
+        .0
     });
     drop(handles);
     count
@@ -111,6 +73,11 @@ fn allocations_with(config: Config, n: u64, prime: impl FnOnce()) -> u64 {
 
 #[test]
 fn steady_state_logging_allocates_nothing() {
+    // The allocator is registered: a known allocation is counted.
+    assert_eq!(
+        obs_testing::alloc::count(|| Vec::<u8>::with_capacity(8)).0,
+        1
+    );
     let n = 100_000;
     let mut failures = Vec::new();
     for schema in [

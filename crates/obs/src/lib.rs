@@ -2,7 +2,6 @@
 // On docs.rs (nightly) `doc_cfg` marks every feature-gated item by itself
 // (`doc(auto_cfg)`, on by default), so items carry no `doc(cfg(..))` of their own.
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![forbid(unsafe_code)]
 
 /// The repository README's examples compile (and stay true) as doctests.
 #[cfg(doctest)]

@@ -16,61 +16,22 @@
 //! identity layer and prints it, so the figures show what is obs's own.
 
 #![allow(
-    unsafe_code,
-    reason = "a counting global allocator needs `unsafe impl GlobalAlloc`"
-)]
-#![allow(
     clippy::print_stdout,
     reason = "the counts per configuration, shown with --nocapture"
 )]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::routing::get;
 use tower::ServiceExt;
 use tracing_subscriber::layer::SubscriberExt;
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: every call forwards to `System` with the same arguments; the
-// counter only reads a const-initialised thread-local.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if MEASURING.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if MEASURING.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: obs_testing::alloc::CountingAllocator = obs_testing::alloc::CountingAllocator;
 
 const N: u64 = 10_000;
 
 /// Heap allocations per request that obs adds over the bare router,
-/// unsampled, at most (measured: 17, of which 4 are axum's cost of any
+/// unsampled, at most (measured: 17, of which 3 are axum's cost of any
 /// `Router::layer`).
 const UNSAMPLED_BUDGET: u64 = 17;
 /// The same, sampled (the span's record for the exporter included).
@@ -101,13 +62,12 @@ fn allocations(rt: &tokio::runtime::Runtime, router: &Router) -> u64 {
     for _ in 0..N {
         one();
     }
-    ALLOCS.store(0, Ordering::SeqCst);
-    MEASURING.with(|m| m.set(true));
-    for _ in 0..N {
-        one();
-    }
-    MEASURING.with(|m| m.set(false));
-    ALLOCS.load(Ordering::SeqCst)
+    obs_testing::alloc::count(|| {
+        for _ in 0..N {
+            one();
+        }
+    })
+    .0
 }
 
 fn obs_allocations(rt: &tokio::runtime::Runtime, sampled: bool) -> (u64, obs::ShutdownReport) {
@@ -145,6 +105,11 @@ fn server_layer_allocations_stay_within_budget() {
         .enable_all()
         .build()
         .unwrap();
+    // The allocator is registered: a known allocation is counted.
+    assert_eq!(
+        obs_testing::alloc::count(|| Vec::<u8>::with_capacity(8)).0,
+        1
+    );
     let bare = allocations(&rt, &app());
     let layered = allocations(&rt, &app().layer(tower::layer::util::Identity::new()));
     println!(
