@@ -238,6 +238,14 @@ async fn the_facade_alone_delivers_errors_composes_and_propagates() {
         basket["trace_id"].as_str(),
         Some(api_span.trace_id().as_str())
     );
+    // The server span ends after the API span inside it, so it may come in
+    // a later export batch.
+    wait_until("the /fail server span", Duration::from_secs(20), || {
+        receiver
+            .trace(&api_span.trace_id())
+            .iter()
+            .any(|s| s.kind() == 2)
+    });
     let fail_server = receiver
         .trace(&api_span.trace_id())
         .into_iter()
