@@ -234,13 +234,33 @@ impl RequestSlot {
         }))
     }
 
+    /// The request's method, URI, route and headers, kept for a report to
+    /// build its context from. The slot and its header map come from this
+    /// thread's pool when it has one (refilled as slots are dropped), so in
+    /// steady state this copies references, not allocations.
     #[cfg(feature = "tower")]
     pub(crate) fn lazy<B>(req: &http::Request<B>) -> Self {
+        let route = Route::of(req.extensions());
+        if let Some(mut slot) = pool::take_request()
+            && let Some(lazy) = Arc::get_mut(&mut slot)
+            && let Some(raw) = &mut lazy.raw
+        {
+            raw.method.clone_from(req.method());
+            raw.uri.clone_from(req.uri());
+            raw.route = route;
+            raw.headers.clear();
+            raw.headers.extend(
+                req.headers()
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.clone())),
+            );
+            return Self(slot);
+        }
         Self(Arc::new(LazyRequest {
             raw: Some(RawRequest {
                 method: req.method().clone(),
                 uri: req.uri().clone(),
-                route: Route::of(req.extensions()),
+                route,
                 headers: req.headers().clone(),
             }),
             ready: std::sync::OnceLock::new(),
@@ -256,6 +276,19 @@ impl RequestSlot {
             }
             RequestContext::default()
         })
+    }
+}
+
+#[cfg(feature = "tower")]
+impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        // The last reference to a slot built from a request: back to this
+        // thread's pool, its header map's capacity kept.
+        if self.0.raw.is_some() && Arc::strong_count(&self.0) == 1 && Arc::weak_count(&self.0) == 0
+        {
+            let slot = std::mem::replace(&mut self.0, pool::placeholder_request());
+            pool::give_request(slot);
+        }
     }
 }
 
@@ -518,6 +551,18 @@ pin_project_lite::pin_project! {
         inner: F,
         scope: ScopeCell,
     }
+
+    impl<F> PinnedDrop for Scoped<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // The last reference to the scope: emptied (its request slot
+            // goes back to its own pool) and kept for the next request.
+            let scope = this.project().scope;
+            if Arc::strong_count(scope) == 1 && Arc::weak_count(scope) == 0 {
+                let cell = std::mem::replace(scope, pool::placeholder_cell());
+                pool::give_cell(cell);
+            }
+        }
+    }
 }
 
 impl<F: Future> Future for Scoped<F> {
@@ -558,7 +603,13 @@ pub fn bind<F: Future>(fut: F) -> Scoped<F> {
     allow(dead_code, reason = "used by the tower layer")
 )]
 pub(crate) fn scoped_call<F: Future>(scope: Scope, f: impl FnOnce() -> F) -> Scoped<F> {
-    let cell = Arc::new(Mutex::new(scope));
+    let cell = match pool::take_cell() {
+        Some(cell) => {
+            *cell.lock().unwrap_or_else(PoisonError::into_inner) = scope;
+            cell
+        }
+        None => Arc::new(Mutex::new(scope)),
+    };
     let inner = {
         let _g = Enter::new(&cell);
         f()
@@ -583,6 +634,98 @@ pub trait ScopeExt: Future + Sized {
 }
 
 impl<F: Future> ScopeExt for F {}
+
+/// Per-thread pools of the per-request allocations of the tower layer: the
+/// scope cell bound to the request's future and the request slot. Each is
+/// given back when its last reference goes and taken by the next request on
+/// the same thread, so a request allocates neither in steady state. Bounded:
+/// a thread keeps at most [`pool::KEEP`] of each; more are freed.
+mod pool {
+    use std::cell::RefCell;
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use super::{LazyRequest, Scope, ScopeCell};
+
+    /// At most this many of each kind are kept per thread.
+    pub(super) const KEEP: usize = 64;
+
+    thread_local! {
+        static CELLS: RefCell<Vec<ScopeCell>> = const { RefCell::new(Vec::new()) };
+        static REQUESTS: RefCell<Vec<Arc<LazyRequest>>> = const { RefCell::new(Vec::new()) };
+        static EMPTY_CELL: ScopeCell = Arc::new(Mutex::new(Scope::default()));
+        static EMPTY_REQUEST: Arc<LazyRequest> = Arc::new(LazyRequest {
+            #[cfg(feature = "tower")]
+            raw: None,
+            ready: std::sync::OnceLock::new(),
+        });
+    }
+
+    fn take<T>(pool: &'static std::thread::LocalKey<RefCell<Vec<T>>>) -> Option<T> {
+        pool.try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
+            .ok()
+            .flatten()
+    }
+
+    fn give<T>(pool: &'static std::thread::LocalKey<RefCell<Vec<T>>>, item: T) {
+        let _ = pool.try_with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut()
+                && p.len() < KEEP
+            {
+                p.push(item);
+            }
+        });
+    }
+
+    pub(super) fn take_cell() -> Option<ScopeCell> {
+        take(&CELLS)
+    }
+
+    /// Empties `cell` (dropping its request slot, which goes to its own
+    /// pool) and keeps it.
+    pub(super) fn give_cell(cell: ScopeCell) {
+        let old = std::mem::take(&mut *cell.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(old);
+        give(&CELLS, cell);
+    }
+
+    /// What a dropped `Scoped` holds once its cell went to the pool.
+    pub(super) fn placeholder_cell() -> ScopeCell {
+        EMPTY_CELL
+            .try_with(Arc::clone)
+            .unwrap_or_else(|_| Arc::new(Mutex::new(Scope::default())))
+    }
+
+    #[cfg(feature = "tower")]
+    pub(super) fn take_request() -> Option<Arc<LazyRequest>> {
+        take(&REQUESTS)
+    }
+
+    /// Forgets the built context and keeps the slot (its header map's
+    /// capacity with it).
+    #[cfg(feature = "tower")]
+    pub(super) fn give_request(mut slot: Arc<LazyRequest>) {
+        if let Some(lazy) = Arc::get_mut(&mut slot) {
+            lazy.ready = std::sync::OnceLock::new();
+            if let Some(raw) = &mut lazy.raw {
+                raw.route = None;
+                raw.headers.clear();
+            }
+            give(&REQUESTS, slot);
+        }
+    }
+
+    /// What a dropped request slot holds once its allocation went to the
+    /// pool.
+    #[cfg(feature = "tower")]
+    pub(super) fn placeholder_request() -> Arc<LazyRequest> {
+        EMPTY_REQUEST.try_with(Arc::clone).unwrap_or_else(|_| {
+            Arc::new(LazyRequest {
+                raw: None,
+                ready: std::sync::OnceLock::new(),
+            })
+        })
+    }
+}
 
 #[cfg(test)]
 mod tests {
