@@ -12,6 +12,7 @@ pub mod names;
 pub mod otlp;
 pub mod panic;
 pub mod record;
+pub mod recycle;
 pub mod redact;
 pub mod resource;
 pub mod rng;

@@ -660,24 +660,8 @@ mod pool {
         });
     }
 
-    fn take<T>(pool: &'static std::thread::LocalKey<RefCell<Vec<T>>>) -> Option<T> {
-        pool.try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
-            .ok()
-            .flatten()
-    }
-
-    fn give<T>(pool: &'static std::thread::LocalKey<RefCell<Vec<T>>>, item: T) {
-        let _ = pool.try_with(|p| {
-            if let Ok(mut p) = p.try_borrow_mut()
-                && p.len() < KEEP
-            {
-                p.push(item);
-            }
-        });
-    }
-
     pub(super) fn take_cell() -> Option<ScopeCell> {
-        take(&CELLS)
+        obs_core::recycle::take(&CELLS)
     }
 
     /// Empties `cell` (dropping its request slot, which goes to its own
@@ -685,7 +669,7 @@ mod pool {
     pub(super) fn give_cell(cell: ScopeCell) {
         let old = std::mem::take(&mut *cell.lock().unwrap_or_else(PoisonError::into_inner));
         drop(old);
-        give(&CELLS, cell);
+        obs_core::recycle::give(&CELLS, cell, KEEP);
     }
 
     /// What a dropped `Scoped` holds once its cell went to the pool.
@@ -697,7 +681,7 @@ mod pool {
 
     #[cfg(feature = "tower")]
     pub(super) fn take_request() -> Option<Arc<LazyRequest>> {
-        take(&REQUESTS)
+        obs_core::recycle::take(&REQUESTS)
     }
 
     /// Forgets the built context and keeps the slot (its header map's
@@ -710,7 +694,7 @@ mod pool {
                 raw.route = None;
                 raw.headers.clear();
             }
-            give(&REQUESTS, slot);
+            obs_core::recycle::give(&REQUESTS, slot, KEEP);
         }
     }
 

@@ -102,15 +102,11 @@ impl SpanFields {
     /// Empty buffers with room for `bytes` and `fields`: recycled when the
     /// thread has some, else new.
     fn take(bytes: usize, fields: usize) -> Self {
-        let mut sf = SPAN_POOL
-            .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| SpanFields {
-                buf: Vec::new(),
-                entries: Vec::new(),
-                path: (0, 0),
-            });
+        let mut sf = obs_core::recycle::take(&SPAN_POOL).unwrap_or_else(|| SpanFields {
+            buf: Vec::new(),
+            entries: Vec::new(),
+            path: (0, 0),
+        });
         sf.buf.reserve(bytes);
         sf.entries.reserve(fields);
         sf
@@ -124,13 +120,7 @@ impl SpanFields {
         self.buf.clear();
         self.entries.clear();
         self.path = (0, 0);
-        let _ = SPAN_POOL.try_with(|p| {
-            if let Ok(mut p) = p.try_borrow_mut()
-                && p.len() < SPAN_POOL_KEEP
-            {
-                p.push(self);
-            }
-        });
+        obs_core::recycle::give(&SPAN_POOL, self, SPAN_POOL_KEEP);
     }
 
     fn path(&self) -> &[u8] {
