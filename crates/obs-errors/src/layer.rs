@@ -5,7 +5,6 @@ use std::fmt::{self, Write as _};
 
 use obs_core::IdRecord;
 use tracing_core::field::{Field, Visit};
-use tracing_core::span::{Attributes, Id};
 use tracing_core::{Event, Level, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
@@ -112,23 +111,51 @@ impl Visit for EventVisitor {
     }
 }
 
+/// The ring a span's breadcrumbs go to: the nearest one in its scope.
+/// Rings are created lazily (see [`ErrorLayer::crumbs_for_event`]), so a
+/// span, or its whole request, may have none yet.
+pub(crate) fn crumbs_of<'a, R: tracing_subscriber::registry::LookupSpan<'a>>(
+    span: &tracing_subscriber::registry::SpanRef<'a, R>,
+) -> Option<Crumbs> {
+    span.scope().find_map(|s| s.extensions().get::<Crumbs>().cloned())
+}
+
+impl ErrorLayer {
+    /// The ring an event in `span` is recorded into, created on the first
+    /// breadcrumb of its request: one ring per root span, shared by every
+    /// descendant. A request that logs nothing a breadcrumb would keep (the
+    /// common case: its access line is not one) costs no ring, no
+    /// allocation and no span lookup when its spans open. The ring found
+    /// above `span` is also kept on `span` itself, so the next event there
+    /// finds it at once.
+    fn crumbs_for_event<'a, R: tracing_subscriber::registry::LookupSpan<'a>>(
+        &self,
+        span: &tracing_subscriber::registry::SpanRef<'a, R>,
+    ) -> Option<Crumbs> {
+        if let Some(c) = span.extensions().get::<Crumbs>() {
+            return Some(c.clone());
+        }
+        let mut root = None;
+        for s in span.scope().skip(1) {
+            if let Some(c) = s.extensions().get::<Crumbs>().cloned() {
+                span.extensions_mut().insert(c.clone());
+                return Some(c);
+            }
+            root = Some(s);
+        }
+        let c = self.reporter.new_crumbs()?;
+        if let Some(root) = root {
+            root.extensions_mut().insert(c.clone());
+        }
+        span.extensions_mut().insert(c.clone());
+        Some(c)
+    }
+}
+
 impl<S> Layer<S> for ErrorLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_new_span(&self, _attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if !self.crumbs_on {
-            return;
-        }
-        let Some(span) = ctx.span(id) else { return };
-        let inherited = span
-            .parent()
-            .and_then(|p| p.extensions().get::<Crumbs>().cloned());
-        if let Some(c) = inherited.or_else(|| self.reporter.new_crumbs()) {
-            span.extensions_mut().insert(c);
-        }
-    }
-
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
         if meta.target().starts_with("obs_errors") {
@@ -181,7 +208,7 @@ where
             match &span {
                 Some(s) => {
                     input.ids = IdRecord::resolve(s.scope());
-                    input.crumbs = s.extensions().get::<Crumbs>().cloned();
+                    input.crumbs = crumbs_of(s);
                 }
                 None => input.crumbs = self.reporter.shared().orphans.get(),
             }
@@ -192,7 +219,7 @@ where
         }
         match span {
             Some(s) => {
-                if let Some(c) = s.extensions().get::<Crumbs>() {
+                if let Some(c) = self.crumbs_for_event(&s) {
                     c.record(event);
                 }
             }

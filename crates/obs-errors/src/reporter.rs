@@ -136,7 +136,9 @@ impl ErrorStats {
         self.crumbs.evicted.load(Ordering::Relaxed)
     }
 
-    /// Root spans that got no breadcrumb buffer because the limit of live buffers was reached.
+    /// Breadcrumbs not kept because their request had no buffer and the
+    /// limit of live buffers was reached (a buffer is made on a request's
+    /// first breadcrumb, so each refused breadcrumb counts once).
     pub fn breadcrumb_buffers_refused(&self) -> u64 {
         self.crumbs.refused.load(Ordering::Relaxed)
     }
@@ -413,8 +415,8 @@ fn current_context(shared: &Shared) -> (Option<IdRecord>, Option<Crumbs>) {
         let id = d.current_span().id()?.clone();
         let reg = d.downcast_ref::<Registry>()?;
         let span = reg.span(&id)?;
-        let crumbs = span.extensions().get::<Crumbs>().cloned();
-        Some((IdRecord::resolve(span.scope()), crumbs))
+        let ids = IdRecord::resolve(span.scope());
+        Some((ids, crate::layer::crumbs_of(&span)))
     });
     match found {
         Some(pair) => pair,

@@ -89,17 +89,24 @@ fn breadcrumbs_are_bounded_per_request_and_overall() {
     obs_testing::subscriber::with_default(subscriber, || {
         let a = tracing::info_span!("a");
         let b = tracing::info_span!("b");
-        let c = tracing::info_span!("c"); // third live root: no buffer
-        assert_eq!(stats.breadcrumb_buffers_live(), 2);
-        assert_eq!(stats.breadcrumb_buffers_refused(), 1);
+        let c = tracing::info_span!("c");
+        // A ring is made on its request's first breadcrumb, not before: a
+        // request that logs nothing worth keeping holds none.
+        assert_eq!(stats.breadcrumb_buffers_live(), 0);
         a.in_scope(|| {
-            for i in 0..10 {
+            // A child span's events go to its root's ring.
+            tracing::info_span!("a.child").in_scope(|| tracing::info!("a0"));
+            for i in 1..10 {
                 tracing::info!("a{i}");
             }
             reporter.capture_message(tracing::Level::ERROR, "in a");
         });
+        assert_eq!(stats.breadcrumb_buffers_live(), 1);
         b.in_scope(|| tracing::info!("b0"));
-        c.in_scope(|| tracing::info!("c0"));
+        assert_eq!(stats.breadcrumb_buffers_live(), 2);
+        c.in_scope(|| tracing::info!("c0")); // third live root: no buffer
+        assert_eq!(stats.breadcrumb_buffers_live(), 2);
+        assert_eq!(stats.breadcrumb_buffers_refused(), 1);
         drop((a, b, c));
         assert_eq!(
             stats.breadcrumb_buffers_live(),
