@@ -114,8 +114,9 @@ impl fmt::Debug for CrumbStats {
     }
 }
 
-/// A breadcrumb buffer, stored in span extensions (the root span's, and a
-/// clone in every descendant's so an event finds it in one lookup).
+/// A breadcrumb buffer, stored in span extensions: the root span's, made on
+/// the request's first breadcrumb, and a clone in each descendant that has
+/// logged one, so its next event finds it in one lookup.
 #[derive(Clone)]
 pub(crate) struct Crumbs(Arc<CrumbsInner>);
 

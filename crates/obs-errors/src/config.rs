@@ -402,8 +402,9 @@ impl Config {
         self
     }
 
-    /// How many breadcrumb buffers (one per live root span) may exist at
-    /// once (default 4096); root spans beyond it get none (counted as
+    /// How many breadcrumb buffers (one per live root span that has logged
+    /// a breadcrumb) may exist at once (default 4096); beyond it a request's
+    /// breadcrumbs are not kept (counted as
     /// `ErrorStats::breadcrumb_buffers_refused`). Bounds memory overall:
     /// at most `buffers × max_breadcrumbs × 1.5 KiB` (message and fields are
     /// cut), typically a tenth of that.
