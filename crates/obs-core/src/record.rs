@@ -182,6 +182,26 @@ impl IdRecord {
         })
     }
 
+    /// Runs `f` on the record of the default dispatcher's current span,
+    /// creating the record when absent, with one dispatcher access.
+    /// `None` when no span is current; `Some(false)` when one is but the
+    /// dispatcher is not built on `Registry`.
+    pub fn update_current(f: impl FnOnce(&mut IdRecord)) -> Option<bool> {
+        let mut f = Some(f);
+        tracing_core::dispatcher::get_default(|d| {
+            let current = d.current_span();
+            let id = current.id()?;
+            let Some(reg) = d.downcast_ref::<Registry>() else {
+                return Some(false);
+            };
+            let (Some(span), Some(f)) = (reg.span(id), f.take()) else {
+                return Some(false);
+            };
+            Self::update(&span, f);
+            Some(true)
+        })
+    }
+
     /// Runs `f` on the record of the span with `id` in the default
     /// dispatcher, creating the record when absent. Returns `false` when the
     /// dispatcher is not built on `Registry` or the span is unknown.

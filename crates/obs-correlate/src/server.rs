@@ -245,9 +245,7 @@ fn normalize_request_headers(
 /// must run in (`Span::none()` when the caller's span already covers it).
 fn request_span<B>(config: &Config, req: &Request<B>, id: &CorrelationId) -> Span {
     if !config.always_new_span {
-        let current = tracing::dispatcher::get_default(|d| d.current_span().id().cloned());
-        if let Some(sid) = current {
-            IdRecord::update_span_id(&sid, |r| r.correlation_id = Some(id.clone()));
+        if IdRecord::update_current(|r| r.correlation_id = Some(id.clone())).is_some() {
             return Span::none();
         }
     }

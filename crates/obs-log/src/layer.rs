@@ -91,38 +91,49 @@ struct SpanFields {
 
 /// Span field buffers kept per thread for reuse once their span closes,
 /// so creating a span allocates nothing in steady state. Bounded in count
-/// and in the size of a kept buffer.
+/// and in the size of a kept buffer. The pool holds the bare buffers, not
+/// `SpanFields`, whose `Drop` is what fills it.
 const SPAN_POOL_KEEP: usize = 256;
 
+type SpanBuffers = (Vec<u8>, Vec<(&'static str, u32, u32)>);
+
 thread_local! {
-    static SPAN_POOL: RefCell<Vec<SpanFields>> = const { RefCell::new(Vec::new()) };
+    static SPAN_POOL: RefCell<Vec<SpanBuffers>> = const { RefCell::new(Vec::new()) };
 }
 
 impl SpanFields {
     /// Empty buffers with room for `bytes` and `fields`: recycled when the
     /// thread has some, else new.
     fn take(bytes: usize, fields: usize) -> Self {
-        let mut sf = obs_core::recycle::take(&SPAN_POOL).unwrap_or_else(|| SpanFields {
-            buf: Vec::new(),
-            entries: Vec::new(),
+        let (buf, entries) = obs_core::recycle::take(&SPAN_POOL).unwrap_or_default();
+        let mut sf = SpanFields {
+            buf,
+            entries,
             path: (0, 0),
-        });
+        };
         sf.buf.reserve(bytes);
         sf.entries.reserve(fields);
         sf
     }
+}
 
-    /// Gives the buffers of a closed span back to this thread's pool.
-    fn recycle(mut self) {
-        if self.buf.capacity() > SCRATCH_KEEP {
+/// A closed span's buffers go back to the pool of the thread that drops
+/// them: the registry drops a span's extensions when it closes, so the log
+/// layer needs no `on_close` lookup of its own.
+impl Drop for SpanFields {
+    fn drop(&mut self) {
+        if self.buf.capacity() == 0 || self.buf.capacity() > SCRATCH_KEEP {
             return;
         }
-        self.buf.clear();
-        self.entries.clear();
-        self.path = (0, 0);
-        obs_core::recycle::give(&SPAN_POOL, self, SPAN_POOL_KEEP);
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut entries = std::mem::take(&mut self.entries);
+        buf.clear();
+        entries.clear();
+        obs_core::recycle::give(&SPAN_POOL, (buf, entries), SPAN_POOL_KEEP);
     }
+}
 
+impl SpanFields {
     fn path(&self) -> &[u8] {
         &self.buf[self.path.0 as usize..self.path.1 as usize]
     }
@@ -579,11 +590,6 @@ where
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         if let Some(f) = &self.inner.filter {
             f.on_close(&id, &ctx);
-        }
-        if let Some(span) = ctx.span(&id)
-            && let Some(sf) = span.extensions_mut().remove::<SpanFields>()
-        {
-            sf.recycle();
         }
     }
 
