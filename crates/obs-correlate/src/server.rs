@@ -244,10 +244,10 @@ fn normalize_request_headers(
 /// creates a `request` span carrying it. Returns the span the inner future
 /// must run in (`Span::none()` when the caller's span already covers it).
 fn request_span<B>(config: &Config, req: &Request<B>, id: &CorrelationId) -> Span {
-    if !config.always_new_span {
-        if IdRecord::update_current(|r| r.correlation_id = Some(id.clone())).is_some() {
-            return Span::none();
-        }
+    if !config.always_new_span
+        && IdRecord::update_current(|r| r.correlation_id = Some(id.clone())).is_some()
+    {
+        return Span::none();
     }
     let span = tracing::info_span!(
         "request",

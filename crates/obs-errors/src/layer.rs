@@ -117,7 +117,8 @@ impl Visit for EventVisitor {
 pub(crate) fn crumbs_of<'a, R: tracing_subscriber::registry::LookupSpan<'a>>(
     span: &tracing_subscriber::registry::SpanRef<'a, R>,
 ) -> Option<Crumbs> {
-    span.scope().find_map(|s| s.extensions().get::<Crumbs>().cloned())
+    span.scope()
+        .find_map(|s| s.extensions().get::<Crumbs>().cloned())
 }
 
 impl ErrorLayer {
