@@ -98,7 +98,6 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-/// One CI step: a name and the command lines it runs.
 /// Set for every command `ci` runs, to keep the build's disk use small: a CI
 /// machine may have only a few GiB free, and a from-scratch `--all-features`
 /// test build with incremental state and full debug info takes tens of GiB
@@ -110,6 +109,7 @@ const CI_ENV: &[(&str, &str)] = &[
     ("CARGO_PROFILE_TEST_DEBUG", "line-tables-only"),
 ];
 
+/// One CI step: a name and the command lines it runs.
 struct Step {
     name: String,
     commands: Vec<Vec<String>>,
