@@ -403,37 +403,39 @@ impl Inner {
         let mut next = ctx.event_span(event);
         let mut path_known = false;
         while let Some(span) = next {
-            {
+            'span: {
                 let ext = span.extensions();
-                let sf = ext.get::<SpanFields>();
-                if json && !path_known {
-                    match sf {
-                        // The innermost span knows the whole path.
-                        Some(sf) if s.path.is_empty() && sf.path.1 > sf.path.0 => {
-                            s.pathbuf.extend_from_slice(sf.path());
-                            path_known = true;
-                        }
-                        _ => s.path.push(span.name()),
-                    }
-                }
                 if let Some(rec) = ext.get::<IdRecord>() {
                     // obs-core's one merge rule: nearest span wins per field.
                     IdRecord::merge(&mut ids, rec);
                 }
+                // A span this layer did not open (a composed layer's other
+                // parts may open spans the log filter refuses) is not on
+                // the line; its ids are.
+                let Some(sf) = ext.get::<SpanFields>() else {
+                    break 'span;
+                };
                 if json {
-                    if let Some(sf) = sf {
-                        for &(name, a, b) in &sf.entries {
-                            // The event's own fields and inner spans' win.
-                            if !info.names.contains(&name) && !s.seen.contains(&name) {
-                                s.seen.push(name);
-                                s.fields.extend_from_slice(&sf.buf[a as usize..b as usize]);
-                            }
+                    if !path_known {
+                        if s.path.is_empty() && sf.path.1 > sf.path.0 {
+                            // The innermost span knows the whole path.
+                            s.pathbuf.extend_from_slice(sf.path());
+                            path_known = true;
+                        } else {
+                            s.path.push(span.name());
+                        }
+                    }
+                    for &(name, a, b) in &sf.entries {
+                        // The event's own fields and inner spans' win.
+                        if !info.names.contains(&name) && !s.seen.contains(&name) {
+                            s.seen.push(name);
+                            s.fields.extend_from_slice(&sf.buf[a as usize..b as usize]);
                         }
                     }
                 } else {
                     let a = s.spans.len() as u32;
                     s.spans.extend_from_slice(span.name().as_bytes());
-                    if let Some(sf) = sf.filter(|sf| !sf.entries.is_empty()) {
+                    if !sf.entries.is_empty() {
                         s.spans.push(b'{');
                         for (i, &(_, a, b)) in sf.entries.iter().enumerate() {
                             // Each fragment is ` k=v`: no space after the brace.
@@ -617,17 +619,22 @@ where
             // The parent's path plus this name; unknown (left empty, so
             // events render it) when the parent has none.
             let start = sf.buf.len();
-            let known = match span.parent() {
-                None => true,
-                Some(parent) => match parent.extensions().get::<SpanFields>() {
-                    Some(p) if p.path.1 > p.path.0 => {
+            // The nearest span this layer opened is the parent here: a
+            // composed layer may show spans other parts opened.
+            let mut known = true;
+            let mut next = span.parent();
+            while let Some(parent) = next {
+                if let Some(p) = parent.extensions().get::<SpanFields>() {
+                    if p.path.1 > p.path.0 {
                         sf.buf.extend_from_slice(p.path());
                         sf.buf.push(b',');
-                        true
+                    } else {
+                        known = false;
                     }
-                    _ => false,
-                },
-            };
+                    break;
+                }
+                next = parent.parent();
+            }
             if known {
                 json::quoted(&mut sf.buf, span.name());
                 sf.path = (start as u32, sf.buf.len() as u32);
@@ -644,16 +651,11 @@ where
         }
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
-        match ext.get_mut::<SpanFields>() {
-            Some(sf) => self
-                .inner
-                .record_into(sf, span.metadata(), |v| values.record(v)),
-            None => {
-                let new = self
-                    .inner
-                    .span_fields(span.metadata(), |v| values.record(v));
-                ext.insert(new);
-            }
+        // A span without fields was not opened through this layer (a
+        // composed layer shows every span's record to each part): not ours.
+        if let Some(sf) = ext.get_mut::<SpanFields>() {
+            self.inner
+                .record_into(sf, span.metadata(), |v| values.record(v));
         }
     }
 

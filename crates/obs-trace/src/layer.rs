@@ -190,6 +190,14 @@ where
         .find_map(|s| parent_of(&s, inherited))
 }
 
+/// Whether this layer opened `span`: it then carries the layer's state, or
+/// (unsampled, nothing to record) the span id it wrote into the id record.
+#[inline]
+fn opened_here<'a, S: LookupSpan<'a>>(span: &SpanRef<'a, S>) -> bool {
+    let ext = span.extensions();
+    ext.get::<SpanState>().is_some() || ext.get::<IdRecord>().is_some_and(|r| r.span_id.is_some())
+}
+
 /// Takes what [`crate::context::in_remote_context`] left for this span:
 /// the explicit parent (`None`: a new trace), a link and baggage.
 #[cold]
@@ -349,9 +357,18 @@ where
         if event.metadata().target() == obs_core::names::target::ACCESS {
             return;
         }
-        let Some(span) = ctx.event_span(event) else {
+        let Some(mut span) = ctx.event_span(event) else {
             return;
         };
+        // The event belongs to the nearest span this layer opened: a
+        // composed layer may show it spans other parts opened (a DEBUG span
+        // the log directive wants and the trace filter does not).
+        while !opened_here(&span) {
+            match span.parent() {
+                Some(p) => span = p,
+                None => return,
+            }
+        }
         let mut ext = span.extensions_mut();
         let Some(rec) = ext.get_mut::<SpanState>().and_then(|s| s.rec.as_mut()) else {
             return;

@@ -9,7 +9,7 @@ use tracing_subscriber::Registry;
 use tracing_subscriber::layer::{Layer, Layered, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::pillar::{Boxed, Pillar, Shared, correlate, errors, health, log, metrics, trace};
+use crate::pillar::{Boxed, Parts, Pillar, Shared, correlate, errors, health, log, metrics, trace};
 use crate::{Config, Error};
 
 static GLOBAL: OnceLock<Obs> = OnceLock::new();
@@ -27,7 +27,7 @@ pub(crate) struct Inner {
     pub(crate) resource: Resource,
     pub(crate) redactor: obs_core::Redactor,
     pub(crate) admin_token: Option<Secret<String>>,
-    layers: Mutex<Option<Vec<Boxed<Registry>>>>,
+    layers: Mutex<Option<Boxed<Registry>>>,
     /// Each pillar, running (`Off` for a disabled one).
     pub(crate) log: log::State,
     pub(crate) trace: trace::State,
@@ -192,7 +192,7 @@ where
 }
 
 /// The layers of every enabled pillar, for any registry-based subscriber.
-fn build<S>(config: Config) -> Result<(Obs, Vec<Boxed<S>>), Error>
+fn build<S>(config: Config) -> Result<(Obs, Boxed<S>), Error>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
 {
@@ -200,8 +200,8 @@ where
         resource: &config.resource,
         redactor: &config.redactor,
     };
-    let mut layers: Vec<Boxed<S>> = Vec::new();
-    // In this order: the layers stack trace, errors, log.
+    let mut layers = Parts::new();
+    // In this order: the fused layer calls trace, errors, log.
     let metrics = metrics::State::init(config.metrics, &shared, &mut layers)?;
     let trace = trace::State::init(config.trace, &shared, &mut layers)?;
     let errors = errors::State::init(config.errors, &shared, &mut layers)?;
@@ -235,7 +235,7 @@ where
         Obs {
             inner: Arc::new(inner),
         },
-        layers,
+        layers.into_layer(),
     ))
 }
 

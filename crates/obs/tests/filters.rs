@@ -62,3 +62,84 @@ async fn library_trace_spans_are_not_recorded_unless_asked() {
         obs.shutdown(Duration::from_secs(2)).await;
     }
 }
+
+/// The facade fuses the log, trace and errors layers into one, and each
+/// still decides alone what it sees: a DEBUG span the log directive wants
+/// and the trace filter does not is on the log line and not exported, and an
+/// event in it is a span event of the nearest traced span; a DEBUG span
+/// `OBS_TRACE_FILTER` wants and the log directive does not is exported and
+/// is not on the line, whose span id is then that span's (the span the line
+/// was written in).
+#[tokio::test(flavor = "current_thread")]
+async fn each_pillar_sees_what_its_own_filter_enables() {
+    let receiver = obs_testing::otlp::OtlpReceiver::start();
+    let url = receiver.http_base_url();
+    let logs = obs_testing::capture::SharedBuf::default();
+    let sink = logs.clone();
+    let obs = obs::init(
+        obs::Config::from_lookup(move |k| match k {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(url.clone()),
+            "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("http/protobuf".into()),
+            "OBS_TRACE_FILTER" => Some("info,deep=debug".into()),
+            _ => None,
+        })
+        .unwrap()
+        .log(move |l| l.writer(sink).filter("info,app=debug"))
+        .install_global(false),
+    )
+    .unwrap();
+    let subscriber = tracing_subscriber::registry().with(obs.take_layers().unwrap());
+    let mut hidden_span_id = None;
+    obs_testing::subscriber::with_default(subscriber, || {
+        let request = tracing::info_span!(target: "app", "request", route = "/r");
+        let _r = request.enter();
+        {
+            let step = tracing::debug_span!(target: "app", "step", n = 7);
+            let _s = step.enter();
+            assert!(!step.is_disabled());
+            tracing::info!(target: "app", "in the debug span");
+        }
+        let hidden = tracing::debug_span!(target: "deep", "hidden", kept_out = 1);
+        let _h = hidden.enter();
+        hidden_span_id = obs::IdRecord::current().and_then(|r| r.span_id);
+        tracing::warn!(target: "app", "in the deep span");
+    });
+    let report = obs.shutdown(Duration::from_secs(5)).await;
+    assert!(report.completed);
+
+    let text = logs.text();
+    let lines = logs.json_lines();
+    let line = |msg: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == msg)
+            .unwrap_or_else(|| panic!("no line {msg:?} in {text}"))
+    };
+    let debug = line("in the debug span");
+    assert_eq!(debug["n"], 7, "{text}");
+    assert_eq!(debug["route"], "/r", "{text}");
+    assert_eq!(
+        debug["spans"],
+        serde_json::json!(["request", "step"]),
+        "{text}"
+    );
+    let quiet = line("in the deep span");
+    assert!(quiet.get("kept_out").is_none(), "{text}");
+    assert_eq!(quiet["spans"], serde_json::json!(["request"]), "{text}");
+    let hidden_span_id = hidden_span_id.expect("the deep span is traced").to_string();
+    assert_eq!(quiet["span_id"], hidden_span_id.as_str(), "{text}");
+
+    let spans = receiver.wait_for_spans(2, Duration::from_secs(10));
+    let names: Vec<_> = spans.iter().map(|s| s.name()).collect();
+    assert!(!names.contains(&"step"), "{names:?}");
+    let request = spans.iter().find(|s| s.name() == "request").unwrap();
+    assert!(
+        request.event_names().contains(&"in the debug span"),
+        "{:?}",
+        request.event_names()
+    );
+    let hidden = spans.iter().find(|s| s.name() == "hidden").unwrap();
+    assert_eq!(hidden.span_id(), hidden_span_id);
+    assert_eq!(hidden.parent_span_id(), Some(request.span_id()));
+    assert_eq!(quiet["trace_id"], request.trace_id().as_str(), "{text}");
+}

@@ -6,7 +6,7 @@ use std::fmt;
 
 use tracing_subscriber::registry::LookupSpan;
 
-use super::{Boxed, Lookup, Pillar, Shared};
+use super::{Lookup, Parts, Pillar, Shared};
 use crate::{Config, Error};
 
 pub(crate) type Settings = obs_correlate::Config;
@@ -39,7 +39,7 @@ pub(crate) struct State {
 impl Pillar for State {
     type Settings = Settings;
 
-    fn init<S>(settings: Settings, _: &Shared<'_>, _: &mut Vec<Boxed<S>>) -> Result<Self, Error>
+    fn init<S>(settings: Settings, _: &Shared<'_>, _: &mut Parts<S>) -> Result<Self, Error>
     where
         S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
     {

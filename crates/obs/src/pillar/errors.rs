@@ -6,10 +6,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use tracing_subscriber::layer::Layer;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::{Boxed, Lookup, Pillar, Shared};
+use super::{Lookup, Parts, Pillar, Shared};
 use crate::{Config, Error, Obs, ShutdownReport};
 
 pub(crate) struct Settings {
@@ -58,7 +57,7 @@ impl Pillar for State {
     fn init<S>(
         settings: Settings,
         shared: &Shared<'_>,
-        layers: &mut Vec<Boxed<S>>,
+        layers: &mut Parts<S>,
     ) -> Result<Self, Error>
     where
         S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
@@ -83,9 +82,7 @@ impl Pillar for State {
             builder = builder.boxed_sink(sink);
         }
         let reporter = builder.build()?;
-        layers.push(Box::new(
-            reporter.layer().with_filter(ErrorsFilter { events }),
-        ));
+        layers.push(reporter.layer(), ErrorsFilter { events });
         Ok(Self { reporter })
     }
 

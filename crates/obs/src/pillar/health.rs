@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tracing_subscriber::registry::LookupSpan;
 
-use super::{Boxed, Lookup, Pillar, Shared};
+use super::{Lookup, Parts, Pillar, Shared};
 use crate::instance::lock;
 use crate::{Config, Error, Obs, ShutdownReport};
 
@@ -45,11 +45,7 @@ pub(crate) struct State {
 impl Pillar for State {
     type Settings = Settings;
 
-    fn init<S>(
-        settings: Settings,
-        shared: &Shared<'_>,
-        _: &mut Vec<Boxed<S>>,
-    ) -> Result<Self, Error>
+    fn init<S>(settings: Settings, shared: &Shared<'_>, _: &mut Parts<S>) -> Result<Self, Error>
     where
         S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
     {

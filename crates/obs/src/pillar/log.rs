@@ -6,10 +6,9 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tracing_subscriber::layer::Layer;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::{Boxed, Lookup, Pillar, Shared};
+use super::{Lookup, Parts, Pillar, Shared};
 use crate::instance::lock;
 use crate::{Config, Error, Obs, ShutdownReport};
 
@@ -43,7 +42,7 @@ impl Pillar for State {
     fn init<S>(
         settings: Settings,
         shared: &Shared<'_>,
-        layers: &mut Vec<Boxed<S>>,
+        layers: &mut Parts<S>,
     ) -> Result<Self, Error>
     where
         S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
@@ -57,7 +56,7 @@ impl Pillar for State {
                 .redactor(Some(shared.redactor.clone()))
                 .per_layer_filter(true),
         )?;
-        layers.push(Box::new(layer.with_filter(handles.reload.filter())));
+        layers.push(layer, handles.reload.filter());
         Ok(Self {
             reload: handles.reload,
             stats: handles.stats,

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use tracing_subscriber::registry::LookupSpan;
 
-use super::{Boxed, Lookup, Pillar, Shared};
+use super::{Lookup, Parts, Pillar, Shared};
 use crate::config::{ENV_CARDINALITY_LIMIT, parse_var};
 use crate::instance::Inner;
 use crate::{Config, Error, Obs};
@@ -57,11 +57,7 @@ pub(crate) struct Sets {
 impl Pillar for State {
     type Settings = Settings;
 
-    fn init<S>(
-        settings: Settings,
-        shared: &Shared<'_>,
-        _: &mut Vec<Boxed<S>>,
-    ) -> Result<Self, Error>
+    fn init<S>(settings: Settings, shared: &Shared<'_>, _: &mut Parts<S>) -> Result<Self, Error>
     where
         S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
     {

@@ -20,11 +20,13 @@ use tracing_subscriber::layer::Layer;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::{Error, ShutdownReport};
+pub(crate) use fused::Parts;
 
 #[cfg(feature = "correlate")]
 pub(crate) mod correlate;
 #[cfg(feature = "errors")]
 pub(crate) mod errors;
+pub(crate) mod fused;
 #[cfg(feature = "health")]
 pub(crate) mod health;
 #[cfg(feature = "log")]
@@ -74,11 +76,12 @@ pub(crate) trait Settings: Sized + Send + 'static {
 pub(crate) trait Pillar: Sized + Send + Sync + 'static {
     type Settings: Settings;
 
-    /// Builds the pillar, pushing its `tracing` layer(s) onto `layers`.
+    /// Builds the pillar, adding its `tracing` layer and the filter that
+    /// decides what it sees to the facade's fused layer.
     fn init<S>(
         settings: Self::Settings,
         shared: &Shared<'_>,
-        layers: &mut Vec<Boxed<S>>,
+        layers: &mut Parts<S>,
     ) -> Result<Self, Error>
     where
         S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static;
@@ -124,7 +127,7 @@ impl Settings for Off {
 
 impl Pillar for Off {
     type Settings = Off;
-    fn init<S>(_: Off, _: &Shared<'_>, _: &mut Vec<Boxed<S>>) -> Result<Self, Error> {
+    fn init<S>(_: Off, _: &Shared<'_>, _: &mut Parts<S>) -> Result<Self, Error> {
         Ok(Off)
     }
 }

@@ -6,10 +6,9 @@ use std::fmt;
 use std::time::Duration;
 
 use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::Layer;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::{Boxed, Lookup, Pillar, Shared};
+use super::{Lookup, Parts, Pillar, Shared};
 use crate::config::ENV_TRACE_FILTER;
 use crate::{Config, Error, Obs, ShutdownReport};
 
@@ -68,7 +67,7 @@ impl Pillar for State {
     fn init<S>(
         settings: Settings,
         shared: &Shared<'_>,
-        layers: &mut Vec<Boxed<S>>,
+        layers: &mut Parts<S>,
     ) -> Result<Self, Error>
     where
         S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
@@ -77,7 +76,7 @@ impl Pillar for State {
         trace.resource = shared.resource.clone();
         trace.redactor = Some(shared.redactor.clone());
         let tracer = obs_trace::TracerProvider::from_config(trace)?;
-        layers.push(Box::new(tracer.layer().with_filter(settings.filter)));
+        layers.push(tracer.layer(), settings.filter);
         Ok(Self { tracer })
     }
 

@@ -1,0 +1,253 @@
+//! The facade's one `tracing` layer: the log, trace and errors pillars'
+//! layers fused behind one per-layer filter.
+//!
+//! Each pillar keeps its own layer and its own filter (the log directive,
+//! `OBS_TRACE_FILTER`, the breadcrumb level), and each still decides alone
+//! which spans and events it sees. What changes is who asks: one
+//! [`Filtered`] wraps them all, with a filter that enables what at least one
+//! pillar wants ([`AnyOf`]), and the [`Fused`] layer inside asks each
+//! pillar's filter for the spans it opens and the events it records. Three
+//! `Filtered` wrappers used to look every span up in the registry on every
+//! enter, exit, record and close, each to learn whether its own layer had
+//! seen it (about 18 lookups per request); one wrapper looks it up once per
+//! callback, and the fused layer needs no lookup of its own: each pillar's
+//! later callbacks act only on a span that carries that pillar's extension,
+//! which only the spans it opened do.
+//!
+//! The context the pillars get is the union's: a span no pillar wants is
+//! invisible to all, a span one pillar wants is visible to the others
+//! (walking a scope, each pillar skips spans without its extension).
+//! Standalone, every pillar crate still runs with its own layer.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tracing::level_filters::LevelFilter;
+use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
+use tracing::{Event, Metadata};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, Filter};
+use tracing_subscriber::registry::LookupSpan;
+
+use super::Boxed;
+
+/// A pillar's filter, boxed like its layer.
+type BoxedFilter<S> = Box<dyn Filter<S> + Send + Sync + 'static>;
+
+/// The pillars' layers and filters, gathered while the pillars start, in
+/// the order their callbacks run.
+pub(crate) struct Parts<S> {
+    layers: Vec<Boxed<S>>,
+    filters: Vec<BoxedFilter<S>>,
+}
+
+impl<S> Parts<S>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
+{
+    pub(crate) fn new() -> Self {
+        Self {
+            layers: Vec::new(),
+            filters: Vec::new(),
+        }
+    }
+
+    /// Adds a pillar's layer with the filter that decides what it sees.
+    #[cfg_attr(
+        not(any(feature = "log", feature = "trace", feature = "errors")),
+        allow(dead_code, reason = "only the log, trace and errors pillars have a layer")
+    )]
+    pub(crate) fn push<L, F>(&mut self, layer: L, filter: F)
+    where
+        L: Layer<S> + Send + Sync + 'static,
+        F: Filter<S> + Send + Sync + 'static,
+    {
+        self.layers.push(Box::new(layer));
+        self.filters.push(Box::new(filter));
+    }
+
+    /// The one layer: the fused pillars behind the union of their filters.
+    pub(crate) fn into_layer(self) -> Boxed<S> {
+        let filters: Arc<[BoxedFilter<S>]> = self.filters.into();
+        Box::new(
+            Fused {
+                layers: self.layers,
+                filters: filters.clone(),
+            }
+            .with_filter(AnyOf { filters }),
+        )
+    }
+}
+
+/// The pillars' layers, each called for what its own filter enables.
+struct Fused<S> {
+    layers: Vec<Boxed<S>>,
+    /// `filters[i]` decides for `layers[i]`.
+    filters: Arc<[BoxedFilter<S>]>,
+}
+
+impl<S> fmt::Debug for Fused<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fused")
+            .field("layers", &self.layers.len())
+            .finish()
+    }
+}
+
+impl<S> Fused<S>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn parts(&self) -> impl Iterator<Item = (&Boxed<S>, &BoxedFilter<S>)> {
+        self.layers.iter().zip(self.filters.iter())
+    }
+}
+
+impl<S> Layer<S> for Fused<S>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
+{
+    fn on_register_dispatch(&self, dispatch: &tracing::Dispatch) {
+        for l in &self.layers {
+            l.on_register_dispatch(dispatch);
+        }
+    }
+
+    fn on_layer(&mut self, subscriber: &mut S) {
+        for l in &mut self.layers {
+            l.on_layer(subscriber);
+        }
+    }
+
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        // Like a per-layer filter: a layer learns the callsites its filter
+        // does not refuse; the interest is the filter's, not the layer's.
+        for (l, f) in self.parts() {
+            if !f.callsite_enabled(meta).is_never() {
+                l.register_callsite(meta);
+            }
+        }
+        Interest::always()
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let meta = attrs.metadata();
+        for (l, f) in self.parts() {
+            if f.enabled(meta, &ctx) {
+                f.on_new_span(attrs, id, ctx.clone());
+                l.on_new_span(attrs, id, ctx.clone());
+            }
+        }
+    }
+
+    // The span callbacks below go to every pillar: each acts only on a span
+    // carrying its own extension (one it opened), and a filter tracks only
+    // the spans it was shown. No lookup is made to learn who saw the span.
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        for (l, f) in self.parts() {
+            f.on_record(id, values, ctx.clone());
+            l.on_record(id, values, ctx.clone());
+        }
+    }
+
+    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
+        for l in &self.layers {
+            l.on_follows_from(id, follows, ctx.clone());
+        }
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        for (l, f) in self.parts() {
+            f.on_enter(id, ctx.clone());
+            l.on_enter(id, ctx.clone());
+        }
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        for (l, f) in self.parts() {
+            f.on_exit(id, ctx.clone());
+            l.on_exit(id, ctx.clone());
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        for (l, f) in self.parts() {
+            f.on_close(id.clone(), ctx.clone());
+            l.on_close(id.clone(), ctx.clone());
+        }
+    }
+
+    fn on_id_change(&self, old: &Id, new: &Id, ctx: Context<'_, S>) {
+        for l in &self.layers {
+            l.on_id_change(old, new, ctx.clone());
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        for (l, f) in self.parts() {
+            if f.enabled(meta, &ctx) && f.event_enabled(event, &ctx) {
+                l.on_event(event, ctx.clone());
+            }
+        }
+    }
+}
+
+/// Enables what at least one pillar's filter enables.
+struct AnyOf<S> {
+    filters: Arc<[BoxedFilter<S>]>,
+}
+
+impl<S> fmt::Debug for AnyOf<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnyOf")
+            .field("filters", &self.filters.len())
+            .finish()
+    }
+}
+
+impl<S> Filter<S> for AnyOf<S>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn enabled(&self, meta: &Metadata<'_>, ctx: &Context<'_, S>) -> bool {
+        self.filters.iter().any(|f| f.enabled(meta, ctx))
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> bool {
+        let meta = event.metadata();
+        self.filters
+            .iter()
+            .any(|f| f.enabled(meta, ctx) && f.event_enabled(event, ctx))
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        // Every filter is asked (the log filter remembers span callsites
+        // for directives loaded later). `sometimes` from any: ask each time;
+        // otherwise `always` when one wants it, and the fused layer asks
+        // each pillar's filter per span and event.
+        let (mut always, mut sometimes) = (false, false);
+        for f in self.filters.iter() {
+            let i = f.callsite_enabled(meta);
+            always |= i.is_always();
+            sometimes |= i.is_sometimes();
+        }
+        if sometimes {
+            Interest::sometimes()
+        } else if always {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        let mut max = LevelFilter::OFF;
+        for f in self.filters.iter() {
+            max = max.max(f.max_level_hint()?);
+        }
+        Some(max)
+    }
+}
