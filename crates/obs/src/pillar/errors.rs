@@ -82,7 +82,13 @@ impl Pillar for State {
             builder = builder.boxed_sink(sink);
         }
         let reporter = builder.build()?;
-        layers.push(reporter.layer(), ErrorsFilter { events });
+        // The layer reads breadcrumb rings on events; it has no span callbacks,
+        // and its filter none.
+        let callbacks = super::fused::SpanCallbacks {
+            record: false,
+            lifecycle: false,
+        };
+        layers.push(reporter.layer(), ErrorsFilter { events }, callbacks);
         Ok(Self { reporter })
     }
 

@@ -35,11 +35,23 @@ use super::Boxed;
 /// A pillar's filter, boxed like its layer.
 type BoxedFilter<S> = Box<dyn Filter<S> + Send + Sync + 'static>;
 
+/// Which span callbacks after `on_new_span` a part acts on, its layer or its
+/// filter: the fused layer skips the others (two dynamic calls each, on
+/// every enter and exit of every span).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpanCallbacks {
+    /// `on_record`.
+    pub(crate) record: bool,
+    /// `on_enter`, `on_exit`, `on_close` and `on_follows_from`.
+    pub(crate) lifecycle: bool,
+}
+
 /// The pillars' layers and filters, gathered while the pillars start, in
 /// the order their callbacks run.
 pub(crate) struct Parts<S> {
     layers: Vec<Boxed<S>>,
     filters: Vec<BoxedFilter<S>>,
+    callbacks: Vec<SpanCallbacks>,
 }
 
 impl<S> Parts<S>
@@ -50,28 +62,44 @@ where
         Self {
             layers: Vec::new(),
             filters: Vec::new(),
+            callbacks: Vec::new(),
         }
     }
 
-    /// Adds a pillar's layer with the filter that decides what it sees.
+    /// Adds a pillar's layer with the filter that decides what it sees and
+    /// the span callbacks either of them implements.
     #[cfg_attr(
         not(any(feature = "log", feature = "trace", feature = "errors")),
-        allow(dead_code, reason = "only the log, trace and errors pillars have a layer")
+        allow(
+            dead_code,
+            reason = "only the log, trace and errors pillars have a layer"
+        )
     )]
-    pub(crate) fn push<L, F>(&mut self, layer: L, filter: F)
+    pub(crate) fn push<L, F>(&mut self, layer: L, filter: F, callbacks: SpanCallbacks)
     where
         L: Layer<S> + Send + Sync + 'static,
         F: Filter<S> + Send + Sync + 'static,
     {
         self.layers.push(Box::new(layer));
         self.filters.push(Box::new(filter));
+        self.callbacks.push(callbacks);
     }
 
     /// The one layer: the fused pillars behind the union of their filters.
     pub(crate) fn into_layer(self) -> Boxed<S> {
         let filters: Arc<[BoxedFilter<S>]> = self.filters.into();
+        let select = |f: fn(&SpanCallbacks) -> bool| {
+            self.callbacks
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| f(c))
+                .map(|(i, _)| i)
+                .collect()
+        };
         Box::new(
             Fused {
+                record: select(|c| c.record),
+                lifecycle: select(|c| c.lifecycle),
                 layers: self.layers,
                 filters: filters.clone(),
             }
@@ -85,6 +113,10 @@ struct Fused<S> {
     layers: Vec<Boxed<S>>,
     /// `filters[i]` decides for `layers[i]`.
     filters: Arc<[BoxedFilter<S>]>,
+    /// The parts that act on `on_record`.
+    record: Vec<usize>,
+    /// The parts that act on enter, exit, close and follows-from.
+    lifecycle: Vec<usize>,
 }
 
 impl<S> fmt::Debug for Fused<S> {
@@ -101,6 +133,13 @@ where
 {
     fn parts(&self) -> impl Iterator<Item = (&Boxed<S>, &BoxedFilter<S>)> {
         self.layers.iter().zip(self.filters.iter())
+    }
+
+    fn some<'a>(
+        &'a self,
+        which: &'a [usize],
+    ) -> impl Iterator<Item = (&'a Boxed<S>, &'a BoxedFilter<S>)> {
+        which.iter().map(|&i| (&self.layers[i], &self.filters[i]))
     }
 }
 
@@ -141,39 +180,40 @@ where
         }
     }
 
-    // The span callbacks below go to every pillar: each acts only on a span
-    // carrying its own extension (one it opened), and a filter tracks only
-    // the spans it was shown. No lookup is made to learn who saw the span.
+    // The span callbacks below go to every pillar that acts on them: each
+    // acts only on a span carrying its own extension (one it opened), and a
+    // filter tracks only the spans it was shown. No lookup is made to learn
+    // who saw the span.
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        for (l, f) in self.parts() {
+        for (l, f) in self.some(&self.record) {
             f.on_record(id, values, ctx.clone());
             l.on_record(id, values, ctx.clone());
         }
     }
 
     fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
-        for l in &self.layers {
+        for (l, _) in self.some(&self.lifecycle) {
             l.on_follows_from(id, follows, ctx.clone());
         }
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        for (l, f) in self.parts() {
+        for (l, f) in self.some(&self.lifecycle) {
             f.on_enter(id, ctx.clone());
             l.on_enter(id, ctx.clone());
         }
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        for (l, f) in self.parts() {
+        for (l, f) in self.some(&self.lifecycle) {
             f.on_exit(id, ctx.clone());
             l.on_exit(id, ctx.clone());
         }
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        for (l, f) in self.parts() {
+        for (l, f) in self.some(&self.lifecycle) {
             f.on_close(id.clone(), ctx.clone());
             l.on_close(id.clone(), ctx.clone());
         }

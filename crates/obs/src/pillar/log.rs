@@ -56,7 +56,13 @@ impl Pillar for State {
                 .redactor(Some(shared.redactor.clone()))
                 .per_layer_filter(true),
         )?;
-        layers.push(layer, handles.reload.filter());
+        // Recorded values join the span's fields; the directive, when it has
+        // span filters (an `EnvFilter` one), follows spans in and out.
+        let callbacks = super::fused::SpanCallbacks {
+            record: true,
+            lifecycle: true,
+        };
+        layers.push(layer, handles.reload.filter(), callbacks);
         Ok(Self {
             reload: handles.reload,
             stats: handles.stats,

@@ -76,7 +76,14 @@ impl Pillar for State {
         trace.resource = shared.resource.clone();
         trace.redactor = Some(shared.redactor.clone());
         let tracer = obs_trace::TracerProvider::from_config(trace)?;
-        layers.push(tracer.layer(), settings.filter);
+        // Recorded values join a sampled span's attributes; a span ends when the
+        // registry drops its state, so neither the layer nor its `Targets`
+        // filter acts on enter, exit or close.
+        let callbacks = super::fused::SpanCallbacks {
+            record: true,
+            lifecycle: false,
+        };
+        layers.push(tracer.layer(), settings.filter, callbacks);
         Ok(Self { tracer })
     }
 
