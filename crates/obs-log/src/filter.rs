@@ -200,6 +200,13 @@ impl FilterState {
 
     /// The cached interest of a callsite, for the layer used as a global
     /// filter.
+    #[cfg_attr(
+        not(feature = "env-filter"),
+        allow(
+            clippy::extra_unused_type_parameters,
+            reason = "only EnvFilter directives are asked with the subscriber type"
+        )
+    )]
     pub(crate) fn interest<S>(&self, meta: &'static Metadata<'static>) -> Interest
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
