@@ -256,12 +256,10 @@ where
         self.filters.iter().any(|f| f.enabled(meta, ctx))
     }
 
-    fn event_enabled(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> bool {
-        let meta = event.metadata();
-        self.filters
-            .iter()
-            .any(|f| f.enabled(meta, ctx) && f.event_enabled(event, ctx))
-    }
+    // No `event_enabled`: the fused layer's `on_event` asks each part's
+    // filter (`enabled`, then `event_enabled`) once, for the part it feeds;
+    // asking all of them here too would evaluate every filter once more per
+    // event to reach the same answer.
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
         // Every filter is asked (the log filter remembers span callsites
