@@ -13,8 +13,9 @@
 //!    error for the client span, not for the server's (the caller's problem);
 //! 4. `Watch` of the server: the first status is read, then the stream is
 //!    dropped — `CANCELLED` on both sides, never a success;
-//! 5. `Check` with a deadline that has already passed on arrival
-//!    (`grpc-timeout: 1n`): `DEADLINE_EXCEEDED` on the client span.
+//! 5. `Check` with a 100 ms deadline that the server, asked to be slow
+//!    (`x-example-delay-ms: 2000`), cannot meet: `DEADLINE_EXCEEDED` on both
+//!    spans.
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
@@ -83,7 +84,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
 
         let mut late = tonic::Request::new(check(""));
-        late.set_timeout(Duration::from_nanos(1));
+        late.set_timeout(Duration::from_millis(100));
+        late.metadata_mut().insert(
+            "x-example-delay-ms",
+            tonic::metadata::MetadataValue::from(2000u32),
+        );
         let got = code(health.check(late).await);
         // tonic reports its own deadline as CANCELLED; the span says DEADLINE_EXCEEDED.
         let got = if got == tonic::Code::Cancelled {

@@ -19,11 +19,19 @@
 //! | `ADMIN_PORT` | `9465` | admin port: `/metrics` and the probes (`0` picks a free one) |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_*`, `OBS_*` | | read by `obs::Config::from_env` |
 //!
+//! A call whose metadata carries `x-example-delay-ms: N` is answered only
+//! after N milliseconds (at most 10 s): the example's slow call, which the
+//! client uses to show a call that runs past its deadline.
+//!
 //! At startup it logs one line `"message":"grpc server listening"` with
 //! `grpc.addr` and `admin.addr`; SIGTERM or Ctrl-C stops it, flushing obs.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::http;
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 
@@ -64,6 +72,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = tonic::transport::Server::builder()
         // Every call of every service: span, metrics, correlation id, access line.
         .layer(obs.grpc_server_layer())
+        // Inside obs's layer, so the server span covers the wait.
+        .layer(tower::layer::layer_fn(Slow))
         .add_service(health)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
@@ -88,6 +98,45 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("obs shutdown: {report}");
     }
     Ok(())
+}
+
+/// The metadata key that makes a call slow (milliseconds).
+const DELAY: &str = "x-example-delay-ms";
+
+/// Waits `x-example-delay-ms` (capped at 10 s) before passing a call on.
+#[derive(Clone)]
+struct Slow<S>(S);
+
+impl<S, B> tower::Service<http::Request<B>> for Slow<S>
+where
+    S: tower::Service<http::Request<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let delay = req
+            .headers()
+            .get(DELAY)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .map(|ms| Duration::from_millis(ms.min(10_000)));
+        // The service that was polled ready answers; a clone takes its place.
+        let fresh = self.0.clone();
+        let mut ready = std::mem::replace(&mut self.0, fresh);
+        Box::pin(async move {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            ready.call(req).await
+        })
+    }
 }
 
 fn env_or<T: std::str::FromStr>(var: &str, default: T) -> Result<T, String> {

@@ -167,14 +167,17 @@ fn the_grpc_pair_is_one_trace_across_two_processes() {
         .to_owned();
 
     // The server's metrics, once the calls ended on its side (the dropped
-    // Watch stream ends there when the reset arrives).
+    // Watch stream ends there when the reset arrives, the slow call at its
+    // deadline).
     let deadline = Instant::now() + Duration::from_secs(20);
     let metrics = loop {
         let m = scrape(admin);
-        if m.contains(
+        let ended = m.contains(
             r#"rpc_method="grpc.health.v1.Health/Watch",rpc_response_status_code="CANCELLED""#,
-        ) || Instant::now() > deadline
-        {
+        ) && m.contains(
+            r#"rpc_method="grpc.health.v1.Health/Check",rpc_response_status_code="DEADLINE_EXCEEDED""#,
+        );
+        if ended || Instant::now() > deadline {
             break m;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -185,6 +188,10 @@ fn the_grpc_pair_is_one_trace_across_two_processes() {
     );
     assert!(
         metrics.contains(r#"rpc_method="grpc.health.v1.Health/Watch",rpc_response_status_code="CANCELLED",error_type=""} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"rpc_method="grpc.health.v1.Health/Check",rpc_response_status_code="DEADLINE_EXCEEDED",error_type="DEADLINE_EXCEEDED"} 1"#),
         "{metrics}"
     );
 
@@ -210,8 +217,8 @@ fn the_grpc_pair_is_one_trace_across_two_processes() {
     };
     assert!(exit.success(), "{exit}; {}", server.output());
 
-    // Client: 5 call spans; server: 4, or 5 when the call sent past its
-    // deadline still reached it (the client gave up on it at once).
+    // 5 call spans on each side (the slow call reaches the server, which
+    // holds it past the caller's deadline).
     let deadline = Instant::now() + Duration::from_secs(20);
     let spans = loop {
         let spans: Vec<_> = receiver
@@ -220,7 +227,7 @@ fn the_grpc_pair_is_one_trace_across_two_processes() {
             .filter(|s| s.trace_id() == trace)
             .collect();
         if of(&spans, "grpc-client", CLIENT).len() == 5
-            && of(&spans, "grpc-server", SERVER).len() >= 4
+            && of(&spans, "grpc-server", SERVER).len() == 5
         {
             break spans;
         }
@@ -256,8 +263,11 @@ fn the_grpc_pair_is_one_trace_across_two_processes() {
     // The dropped Watch stream: cancelled on both sides, never a success.
     assert_eq!(status_of(&servers, WATCH, "CANCELLED").status_code(), UNSET);
     assert_eq!(status_of(&clients, WATCH, "CANCELLED").status_code(), ERROR);
-    // The call past its deadline.
+    // The call past its deadline: an error on both sides.
+    let late = status_of(&servers, CHECK, "DEADLINE_EXCEEDED");
+    assert_eq!(late.status_code(), ERROR, "{late:#?}");
     let late = status_of(&clients, CHECK, "DEADLINE_EXCEEDED");
+    assert_eq!(late.status_code(), ERROR, "{late:#?}");
     assert_eq!(
         late.attr("error.type").as_deref(),
         Some("DEADLINE_EXCEEDED")
