@@ -267,3 +267,62 @@ fn handles_are_send_sync_and_cheap_to_clone() {
     assert::<obs_metrics::sets::HttpServerMetrics>();
     assert::<obs_metrics::MetricsService>();
 }
+
+/// The request duration carries the exemplar of the sampled span the
+/// request ran in (the body-size histograms take none: a latency is what a
+/// trace explains); an unsampled request leaves none.
+#[test]
+fn the_server_layer_leaves_the_sampled_trace_as_exemplar_on_the_duration() {
+    use obs_core::{IdRecord, SpanId, TraceFlags, TraceId};
+    use tower::ServiceExt;
+    use tracing::Instrument;
+
+    fn serve_one(metrics: &obs_metrics::sets::HttpServerMetrics, flags: TraceFlags) -> TraceId {
+        let app = axum::Router::new()
+            .route("/items/{id}", axum::routing::post(|| async { "stored" }))
+            .layer(metrics.layer());
+        let trace_id = TraceId::random();
+        obs_testing::subscriber::with_default(tracing_subscriber::Registry::default(), || {
+            let span = tracing::info_span!("request");
+            assert!(IdRecord::update_span_id(&span.id().unwrap(), |r| {
+                *r = IdRecord::with_trace(trace_id, SpanId::random(), flags);
+            }));
+            let req = http::Request::post("/items/7")
+                .header("content-length", "5")
+                .body(axum::body::Body::from("hello"))
+                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let resp = rt.block_on(app.oneshot(req).instrument(span)).unwrap();
+            assert_eq!(resp.status(), 200);
+        });
+        trace_id
+    }
+
+    let registry = Registry::new();
+    let metrics = obs_metrics::sets::HttpServerMetrics::new(&registry).unwrap();
+    serve_one(&metrics, TraceFlags::NOT_SAMPLED);
+    let om = registry.encode(Format::OpenMetrics);
+    assert!(!om.contains("trace_id"), "{om}");
+
+    let sampled = serve_one(&metrics, TraceFlags::SAMPLED).to_string();
+    let om = registry.encode(Format::OpenMetrics);
+    for (family, exemplars) in [
+        ("http_server_request_duration_seconds_bucket", 1),
+        ("http_server_request_body_size_bytes_bucket", 0),
+        ("http_server_response_body_size_bytes_bucket", 0),
+    ] {
+        let with_exemplar: Vec<_> = om
+            .lines()
+            .filter(|l| l.starts_with(family) && l.contains(" # {"))
+            .collect();
+        assert_eq!(with_exemplar.len(), exemplars, "{family}: {om}");
+        assert!(
+            with_exemplar
+                .iter()
+                .all(|l| l.contains(&format!("trace_id=\"{sampled}\""))),
+            "{with_exemplar:?}"
+        );
+    }
+}
