@@ -1,7 +1,8 @@
 //! `obs-check`, the telemetry conformance checker, against the `service`
 //! binary: every rule passes — metrics, correlation ids, trace propagation
 //! (in the logs and in the spans the service exports to the checker), probes,
-//! log shape and the canary secret scan.
+//! log shape and the canary secret scan (of the lines, the spans and the log
+//! records the service exports to the checker).
 //!
 //! Run with `--nocapture` to see the report.
 
@@ -21,6 +22,8 @@ fn every_obs_check_rule_passes_against_the_service() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
         ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ("OTEL_LOGS_EXPORTER", "otlp"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "200"),
         ("OTEL_TRACES_SAMPLER", "always_on"),
     ]);
     let mut config = Config::new(&svc.api("/items")).expect("service URL");
@@ -46,5 +49,5 @@ fn every_obs_check_rule_passes_against_the_service() {
         report.to_text(),
         svc.output()
     );
-    assert_eq!(report.results.len(), 24, "{}", report.to_text());
+    assert_eq!(report.results.len(), 25, "{}", report.to_text());
 }

@@ -14,7 +14,8 @@ const USAGE: &str = "usage: obs-check URL [--admin URL] [--logs FILE|-] [--otlp-
   URL              the service URL the checker requests (its path is the request target)
   --admin URL      base URL of /metrics and the probes (default: URL's host and port)
   --logs FILE|-    the service's JSON log lines: a file, or - for stdin
-  --otlp-port PORT receive the service's spans on this port (OTLP/HTTP protobuf, POST /v1/traces);
+  --otlp-port PORT receive the service's spans and log records on this port (OTLP/HTTP protobuf,
+                   POST /v1/traces and /v1/logs);
                    point the service's OTEL_EXPORTER_OTLP_ENDPOINT at http://HOST:PORT
   --otlp-host HOST address the receiver binds (default 127.0.0.1)
   --format F       text (default) or json

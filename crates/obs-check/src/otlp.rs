@@ -1,9 +1,10 @@
 //! The checker as an OTLP/HTTP receiver: `POST /v1/traces` with a protobuf
-//! `ExportTraceServiceRequest` (gzip or not), decoded by a small protobuf
+//! `ExportTraceServiceRequest` and `POST /v1/logs` with an
+//! `ExportLogsServiceRequest` (gzip or not), decoded by a small protobuf
 //! reader that keeps only what the rules need — ids, names and every string
-//! value (attributes, events, status, resource). Bounded: at most
-//! [`MAX_SPANS`] spans are kept (the rest counted), at most
-//! [`MAX_REQUEST`] bytes per request.
+//! value (attributes, events, status, bodies, resource). Bounded: at most
+//! [`MAX_SPANS`] spans and [`MAX_LOGS`] log records are kept (the rest
+//! counted), at most [`MAX_REQUEST`] bytes per request.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -15,6 +16,8 @@ use crate::http::{dechunk, head_end, parse_headers};
 
 /// Spans kept; later ones are counted in [`OtlpReceiver::dropped`].
 pub const MAX_SPANS: usize = 100_000;
+/// Log records kept; later ones are counted in [`OtlpReceiver::logs_dropped`].
+pub const MAX_LOGS: usize = 100_000;
 /// Largest request body accepted (before and after gzip).
 pub const MAX_REQUEST: usize = 32 * 1024 * 1024;
 /// Open connections served at once; more are refused (closed).
@@ -36,6 +39,19 @@ pub struct Span {
     pub strings: Vec<(String, String)>,
 }
 
+/// A log record as received over OTLP: its ids (empty when it carries
+/// none) and every string in it (`body`, attributes, `severity_text`,
+/// `event_name`, resource).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogRecord {
+    /// Lowercase hex trace id, or empty.
+    pub trace_id: String,
+    /// Lowercase hex span id, or empty.
+    pub span_id: String,
+    /// Every string found in the record, with the key it was under.
+    pub strings: Vec<(String, String)>,
+}
+
 /// A protobuf decode error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError(pub String);
@@ -52,14 +68,16 @@ impl std::error::Error for DecodeError {}
 struct Shared {
     spans: Mutex<Vec<Span>>,
     dropped: AtomicU64,
+    logs: Mutex<Vec<LogRecord>>,
+    logs_dropped: AtomicU64,
     requests: AtomicU64,
     rejected: AtomicU64,
     connections: AtomicU64,
     stop: AtomicBool,
 }
 
-/// An OTLP/HTTP trace receiver on a loopback or wildcard port. Stops when
-/// dropped.
+/// An OTLP/HTTP receiver of spans and log records on a loopback or
+/// wildcard port. Stops when dropped.
 #[derive(Debug)]
 pub struct OtlpReceiver {
     addr: SocketAddr,
@@ -126,7 +144,21 @@ impl OtlpReceiver {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
-    /// Export requests decoded.
+    /// The log records received so far.
+    pub fn logs(&self) -> Vec<LogRecord> {
+        self.shared
+            .logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Log records not kept because [`MAX_LOGS`] were held.
+    pub fn logs_dropped(&self) -> u64 {
+        self.shared.logs_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Export requests decoded (spans and logs).
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
     }
@@ -204,11 +236,19 @@ fn serve(mut conn: TcpStream, s: &Shared) {
         };
         let mut parts = request_line.split(' ');
         let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        if method != "POST" || path.split('?').next() != Some("/v1/traces") {
-            s.rejected.fetch_add(1, Ordering::Relaxed);
-            respond(&mut conn, 404, "only POST /v1/traces is served");
-            continue;
-        }
+        let logs = match path.split('?').next() {
+            Some("/v1/traces") if method == "POST" => false,
+            Some("/v1/logs") if method == "POST" => true,
+            _ => {
+                s.rejected.fetch_add(1, Ordering::Relaxed);
+                respond(
+                    &mut conn,
+                    404,
+                    "only POST /v1/traces and POST /v1/logs are served",
+                );
+                continue;
+            }
+        };
         if !get("content-type").is_some_and(|t| t.starts_with("application/x-protobuf")) {
             s.rejected.fetch_add(1, Ordering::Relaxed);
             respond(&mut conn, 415, "only application/x-protobuf is accepted");
@@ -234,19 +274,15 @@ fn serve(mut conn: TcpStream, s: &Shared) {
                 continue;
             }
         };
-        match decode_export(&body) {
-            Ok(spans) => {
+        let decoded = if logs {
+            decode_logs_export(&body).map(|r| keep(&s.logs, r, MAX_LOGS, &s.logs_dropped))
+        } else {
+            decode_export(&body).map(|r| keep(&s.spans, r, MAX_SPANS, &s.dropped))
+        };
+        match decoded {
+            Ok(()) => {
                 s.requests.fetch_add(1, Ordering::Relaxed);
-                let mut held = s.spans.lock().unwrap_or_else(PoisonError::into_inner);
-                for span in spans {
-                    if held.len() < MAX_SPANS {
-                        held.push(span);
-                    } else {
-                        s.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                drop(held);
-                // An empty ExportTraceServiceResponse: full success.
+                // An empty Export*ServiceResponse: full success.
                 let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
                 if conn.write_all(head.as_bytes()).is_err() {
                     return;
@@ -256,6 +292,18 @@ fn serve(mut conn: TcpStream, s: &Shared) {
                 s.rejected.fetch_add(1, Ordering::Relaxed);
                 respond(&mut conn, 400, &e.to_string());
             }
+        }
+    }
+}
+
+/// Keeps `items` up to `max` held, counting the rest in `dropped`.
+fn keep<T>(held: &Mutex<Vec<T>>, items: Vec<T>, max: usize, dropped: &AtomicU64) {
+    let mut held = held.lock().unwrap_or_else(PoisonError::into_inner);
+    for item in items {
+        if held.len() < max {
+            held.push(item);
+        } else {
+            dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -366,25 +414,43 @@ fn hex(b: &[u8]) -> String {
 
 /// Decodes an `ExportTraceServiceRequest`.
 pub fn decode_export(buf: &[u8]) -> Result<Vec<Span>, DecodeError> {
+    decode_resources(buf, span, |s, resource| {
+        s.strings.extend_from_slice(resource)
+    })
+}
+
+/// Decodes an `ExportLogsServiceRequest`.
+pub fn decode_logs_export(buf: &[u8]) -> Result<Vec<LogRecord>, DecodeError> {
+    decode_resources(buf, log_record, |r, resource| {
+        r.strings.extend_from_slice(resource)
+    })
+}
+
+/// The shape both export requests share: `1: repeated Resource{Spans,Logs}`,
+/// each `{ 1: Resource { 1: repeated KeyValue }, 2: repeated Scope{Spans,Logs}
+/// { 2: repeated item } }`. Each item is decoded by `item`, then given its
+/// resource's strings by `add_resource`.
+fn decode_resources<T>(
+    buf: &[u8],
+    item: fn(&[u8]) -> Result<T, DecodeError>,
+    add_resource: fn(&mut T, &[(String, String)]),
+) -> Result<Vec<T>, DecodeError> {
     let mut out = Vec::new();
-    // 1: repeated ResourceSpans
     fields(buf, |n, f| {
         if let (1, Field::Bytes(rs)) = (n, f) {
             let mut resource = Vec::new();
-            let mut spans = Vec::new();
+            let mut items = Vec::new();
             fields(rs, |n, f| {
                 match (n, f) {
-                    // 1: Resource { 1: repeated KeyValue attributes }
                     (1, Field::Bytes(r)) => fields(r, |n, f| {
                         if let (1, Field::Bytes(kv)) = (n, f) {
                             key_value(kv, "resource.", &mut resource)?;
                         }
                         Ok(())
                     })?,
-                    // 2: repeated ScopeSpans { 2: repeated Span }
-                    (2, Field::Bytes(ss)) => fields(ss, |n, f| {
-                        if let (2, Field::Bytes(s)) = (n, f) {
-                            spans.push(span(s)?);
+                    (2, Field::Bytes(scope)) => fields(scope, |n, f| {
+                        if let (2, Field::Bytes(b)) = (n, f) {
+                            items.push(item(b)?);
                         }
                         Ok(())
                     })?,
@@ -392,14 +458,40 @@ pub fn decode_export(buf: &[u8]) -> Result<Vec<Span>, DecodeError> {
                 }
                 Ok(())
             })?;
-            for mut s in spans {
-                s.strings.extend(resource.iter().cloned());
-                out.push(s);
+            for mut i in items {
+                add_resource(&mut i, &resource);
+                out.push(i);
             }
         }
         Ok(())
     })?;
     Ok(out)
+}
+
+/// `LogRecord { 3: severity_text, 5: body, 6: attributes, 9: trace_id,
+/// 10: span_id, 12: event_name }`.
+fn log_record(buf: &[u8]) -> Result<LogRecord, DecodeError> {
+    let mut r = LogRecord::default();
+    fields(buf, |n, f| {
+        match (n, f) {
+            (3, Field::Bytes(b)) => r.strings.push(("severity_text".into(), text(b)?)),
+            (5, Field::Bytes(b)) => any_value(b, "body", &mut r.strings, 0)?,
+            (6, Field::Bytes(kv)) => key_value(kv, "", &mut r.strings)?,
+            (9, Field::Bytes(b)) => r.trace_id = hex(b),
+            (10, Field::Bytes(b)) => r.span_id = hex(b),
+            (12, Field::Bytes(b)) => r.strings.push(("event_name".into(), text(b)?)),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if !matches!(r.trace_id.len(), 0 | 32) || !matches!(r.span_id.len(), 0 | 16) {
+        return Err(DecodeError(format!(
+            "a log record has a trace id of {} and a span id of {} bytes",
+            r.trace_id.len() / 2,
+            r.span_id.len() / 2
+        )));
+    }
+    Ok(r)
 }
 
 fn span(buf: &[u8]) -> Result<Span, DecodeError> {
@@ -506,6 +598,22 @@ fn any_value(
     })
 }
 
+/// POSTs an OTLP/HTTP protobuf body to `endpoint` + `path` (`/v1/traces`,
+/// `/v1/logs`) with a 5 s deadline, as an exporter would; for tests that
+/// feed a receiver. Returns the status code.
+pub fn post(endpoint: &str, path: &str, body: &[u8]) -> Result<u16, crate::HttpError> {
+    let url = crate::http::Url::parse(&format!("{endpoint}{path}"))?;
+    let ct: &[u8] = b"application/x-protobuf";
+    crate::http::request(
+        "POST",
+        &url,
+        &[("content-type", ct)],
+        body,
+        Duration::from_secs(5),
+    )
+    .map(|r| r.status)
+}
+
 /// A minimal protobuf writer for building `ExportTraceServiceRequest`s in
 /// tests (this crate's and users' own): only what [`decode_export`] reads.
 #[derive(Debug, Default, Clone)]
@@ -553,12 +661,7 @@ impl SpanBuilder {
             put_bytes(&mut span, 5, s.name.as_bytes());
             span.extend_from_slice(&[0x30, 0x02]); // kind = SERVER
             for (k, v) in &s.attributes {
-                let mut any = Vec::new();
-                put_bytes(&mut any, 1, v.as_bytes());
-                let mut kv = Vec::new();
-                put_bytes(&mut kv, 1, k.as_bytes());
-                put_bytes(&mut kv, 2, &any);
-                put_bytes(&mut span, 9, &kv);
+                put_bytes(&mut span, 9, &key_string(k, v));
             }
             put_bytes(&mut scope, 2, &span);
         }
@@ -568,6 +671,82 @@ impl SpanBuilder {
         put_bytes(&mut req, 1, &rs);
         req
     }
+}
+
+/// A minimal protobuf writer for `ExportLogsServiceRequest`s in tests:
+/// only what [`decode_logs_export`] reads, plus a time and an INFO severity.
+#[derive(Debug, Default, Clone)]
+pub struct LogRecordBuilder {
+    ids: Option<([u8; 16], [u8; 8])>,
+    body: String,
+    attributes: Vec<(String, String)>,
+}
+
+impl LogRecordBuilder {
+    /// A record with this body and no ids.
+    pub fn new(body: &str) -> Self {
+        Self {
+            body: body.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the trace and span id.
+    pub fn ids(mut self, trace_id: [u8; 16], span_id: [u8; 8]) -> Self {
+        self.ids = Some((trace_id, span_id));
+        self
+    }
+
+    /// Adds a string attribute.
+    pub fn attr(mut self, k: &str, v: &str) -> Self {
+        self.attributes.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    /// Encodes records as one `ExportLogsServiceRequest` (one resource with
+    /// `service.name = "fixture"`, one scope).
+    pub fn encode_request(records: &[LogRecordBuilder]) -> Vec<u8> {
+        let mut scope = Vec::new();
+        for r in records {
+            let mut rec = Vec::new();
+            rec.push(0x09); // 1: time_unix_nano, fixed64
+            rec.extend_from_slice(&1u64.to_le_bytes());
+            rec.extend_from_slice(&[0x10, 0x09]); // 2: severity_number = INFO
+            put_bytes(&mut rec, 3, b"INFO");
+            put_bytes(&mut rec, 5, &string_value(&r.body));
+            for (k, v) in &r.attributes {
+                put_bytes(&mut rec, 6, &key_string(k, v));
+            }
+            if let Some((t, sp)) = &r.ids {
+                put_bytes(&mut rec, 9, t);
+                put_bytes(&mut rec, 10, sp);
+            }
+            put_bytes(&mut scope, 2, &rec);
+        }
+        let mut resource = Vec::new();
+        put_bytes(&mut resource, 1, &key_string("service.name", "fixture"));
+        let mut rl = Vec::new();
+        put_bytes(&mut rl, 1, &resource);
+        put_bytes(&mut rl, 2, &scope);
+        let mut req = Vec::new();
+        put_bytes(&mut req, 1, &rl);
+        req
+    }
+}
+
+/// `AnyValue { 1: string_value }`.
+fn string_value(v: &str) -> Vec<u8> {
+    let mut any = Vec::new();
+    put_bytes(&mut any, 1, v.as_bytes());
+    any
+}
+
+/// `KeyValue { 1: key, 2: AnyValue { 1: string_value } }`.
+fn key_string(k: &str, v: &str) -> Vec<u8> {
+    let mut kv = Vec::new();
+    put_bytes(&mut kv, 1, k.as_bytes());
+    put_bytes(&mut kv, 2, &string_value(v));
+    kv
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -624,6 +803,68 @@ mod tests {
         let mut req = Vec::new();
         put_bytes(&mut req, 1, &rs);
         assert!(decode_export(&req).unwrap_err().0.contains("trace id"));
+    }
+
+    #[test]
+    fn decodes_log_records() {
+        let req = LogRecordBuilder::encode_request(&[
+            LogRecordBuilder::new("request finished")
+                .ids([1; 16], [2; 8])
+                .attr("url.path", "/items"),
+            LogRecordBuilder::new("started"),
+        ]);
+        let logs = decode_logs_export(&req).unwrap();
+        assert_eq!(logs.len(), 2);
+        assert_eq!(logs[0].trace_id, "01".repeat(16));
+        assert_eq!(logs[0].span_id, "02".repeat(8));
+        for want in [
+            ("body", "request finished"),
+            ("url.path", "/items"),
+            ("severity_text", "INFO"),
+            ("resource.service.name", "fixture"),
+        ] {
+            assert!(
+                logs[0].strings.contains(&(want.0.into(), want.1.into())),
+                "{want:?} in {:?}",
+                logs[0].strings
+            );
+        }
+        assert_eq!(
+            (logs[1].trace_id.as_str(), logs[1].span_id.as_str()),
+            ("", "")
+        );
+        // A trace id of the wrong length is refused, not kept half-read.
+        let mut bad = Vec::new();
+        put_bytes(&mut bad, 9, &[1; 5]);
+        let mut scope = Vec::new();
+        put_bytes(&mut scope, 2, &bad);
+        let mut rl = Vec::new();
+        put_bytes(&mut rl, 2, &scope);
+        let mut req = Vec::new();
+        put_bytes(&mut req, 1, &rl);
+        assert!(
+            decode_logs_export(&req)
+                .unwrap_err()
+                .0
+                .contains("trace id of 5")
+        );
+    }
+
+    #[test]
+    fn receives_logs_over_http() {
+        let rx = OtlpReceiver::bind("127.0.0.1:0").unwrap();
+        let body =
+            LogRecordBuilder::encode_request(
+                &[LogRecordBuilder::new("hello").ids([3; 16], [4; 8])],
+            );
+        let post = |path: &str, body: &[u8]| post(&rx.endpoint(), path, body).unwrap();
+        assert_eq!(post("/v1/logs", &body), 200);
+        assert_eq!(rx.logs().len(), 1);
+        assert_eq!(rx.logs()[0].trace_id, "03".repeat(16));
+        assert!(rx.spans().is_empty());
+        // Metrics are not taken: refused and counted.
+        assert_eq!(post("/v1/metrics", b""), 404);
+        assert_eq!((rx.requests(), rx.rejected(), rx.logs_dropped()), (1, 1, 0));
     }
 
     #[test]

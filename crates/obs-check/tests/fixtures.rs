@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use obs_check::otlp::SpanBuilder;
+use obs_check::otlp::{LogRecordBuilder, SpanBuilder};
 use obs_check::{Config, Logs, OtlpReceiver, Report, Status};
 use obs_core::{CorrelationId, IdFormat, SpanId, TraceId};
 
@@ -91,7 +91,7 @@ impl Fixture {
             flaws,
             logs: logs.clone(),
             log_file: log_file.clone(),
-            otlp: otlp.map(|r| format!("{}/v1/traces", r.endpoint())),
+            otlp: otlp.map(OtlpReceiver::endpoint),
             requests: AtomicU64::new(0),
         });
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -254,20 +254,22 @@ async fn items(fx: &Arc<Fx>, req: &HeaderMap, query: &str) -> Response {
                 &auth.unwrap_or_default(),
             );
         }
-        let body = SpanBuilder::encode_request(&[span]);
-        let url = obs_check::Url::parse(url).unwrap();
+        // The access line, exported as a log record too.
+        let mut record = LogRecordBuilder::new("request finished")
+            .ids(tid.to_bytes(), sid.to_bytes())
+            .attr("http.route", "/items");
+        if f.leak_canary {
+            record = record.attr("url.query", query);
+        }
+        let spans = SpanBuilder::encode_request(&[span]);
+        let logs = LogRecordBuilder::encode_request(&[record]);
+        let base = url.clone();
         tokio::task::spawn_blocking(move || {
-            let ct: &[u8] = b"application/x-protobuf";
-            obs_check::http::request(
-                "POST",
-                &url,
-                &[("content-type", ct)],
-                &body,
-                Duration::from_secs(5),
-            )
+            for (path, body) in [("/v1/traces", spans), ("/v1/logs", logs)] {
+                assert_eq!(obs_check::otlp::post(&base, path, &body), Ok(200), "{path}");
+            }
         })
         .await
-        .unwrap()
         .unwrap();
     }
 
@@ -390,7 +392,7 @@ fn a_correct_service_passes_every_rule() {
         "{}",
         r.to_text()
     );
-    assert_eq!(r.results.len(), 24, "{}", r.to_text());
+    assert_eq!(r.results.len(), 25, "{}", r.to_text());
     assert!(
         r.get("trace.traceresponse")
             .unwrap()
@@ -634,7 +636,7 @@ fn a_leaked_canary_fails_the_secret_scan() {
             leak_canary: true,
             ..Flaws::default()
         },
-        &["secrets.logs", "secrets.spans"],
+        &["secrets.logs", "secrets.spans", "secrets.exported_logs"],
     );
     // The fixture logs the Authorization header and the raw query.
     assert_eq!(
@@ -656,6 +658,12 @@ fn a_leaked_canary_fails_the_secret_scan() {
             .as_deref()
             .unwrap()
             .starts_with("http.request.header.authorization=")
+    );
+    assert_eq!(
+        r.get("secrets.exported_logs").unwrap().reason,
+        "canary secrets reached a log record exported over OTLP: JWT, cloud key, password in the query",
+        "{}",
+        r.to_text()
     );
 }
 
@@ -773,6 +781,7 @@ fn without_logs_or_otlp_those_rules_are_skipped() {
         "logs.request_ids",
         "secrets.logs",
         "secrets.spans",
+        "secrets.exported_logs",
     ]
     .into_iter()
     .collect();
@@ -837,7 +846,7 @@ fn the_binary_exits_zero_and_prints_stable_json_for_a_correct_service() {
     assert_eq!(v["ok"], true);
     assert_eq!(v["summary"]["fail"], 0);
     let rules = v["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), 24);
+    assert_eq!(rules.len(), 25);
     for r in rules {
         for key in ["id", "group", "status", "reason", "value"] {
             assert!(r.get(key).is_some(), "{key} missing in {r}");

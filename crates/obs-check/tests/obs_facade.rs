@@ -1,5 +1,6 @@
 //! A service built on the `obs` facade — one server layer and the admin
-//! router, exporting its spans to the checker — passes every rule.
+//! router, exporting its spans and log records to the checker — passes
+//! every rule.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ fn a_service_on_the_facade_passes_every_rule() {
             obs::Config::from_lookup(|k| match k {
                 "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(endpoint.clone()),
                 "OTEL_BSP_SCHEDULE_DELAY" => Some("100".into()),
+                "OTEL_BLRP_SCHEDULE_DELAY" => Some("100".into()),
                 "OTEL_TRACES_SAMPLER" => Some("always_on".into()),
                 _ => None,
             })
@@ -81,5 +83,15 @@ fn a_service_on_the_facade_passes_every_rule() {
         "{}",
         report.to_text()
     );
-    assert_eq!(report.results.len(), 24);
+    assert_eq!(report.results.len(), 25);
+    // The access lines went out over OTLP too, and were scanned.
+    assert!(
+        report
+            .get("secrets.exported_logs")
+            .unwrap()
+            .reason
+            .contains("log record"),
+        "{}",
+        report.to_text()
+    );
 }

@@ -196,10 +196,10 @@ pub(super) fn secrets_rule<'a>(
         Status::Pass,
         format!(
             "no canary secret (bearer, JWT, cloud key, query password) in {scanned} {}",
-            if what == "log" {
-                "log lines"
-            } else {
-                "span strings (attributes, events, status, resource)"
+            match what {
+                "log" => "log lines",
+                "span" => "span strings (attributes, events, status, resource)",
+                _ => "strings of exported log records (body, attributes, resource)",
             }
         ),
     )

@@ -234,7 +234,12 @@ pub(crate) fn run(config: &Config, logs: &LogReader) -> Vec<RuleResult> {
                 .iter()
                 .all(|t| s.iter().any(|x| &x.trace_id == *t))
         });
-        if (logs_done && spans_done) || Instant::now() >= deadline {
+        // Exported log records, once the service sends any: the canary's.
+        let exported_done = config.otlp.as_ref().is_none_or(|rx| {
+            let r = rx.logs();
+            r.is_empty() || r.iter().any(|x| x.trace_id == canary.tid)
+        });
+        if (logs_done && spans_done && exported_done) || Instant::now() >= deadline {
             // A little longer, for the lines written after the first ones.
             std::thread::sleep(Duration::from_millis(200));
             break (
@@ -388,6 +393,25 @@ pub(crate) fn run(config: &Config, logs: &LogReader) -> Vec<RuleResult> {
             s.iter()
                 .flat_map(|x| x.strings.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
             s.iter().any(|x| x.trace_id == canary.tid),
+        ),
+    });
+    // Log records the service exports over OTLP (`/v1/logs`), when it does.
+    let exported = config.otlp.as_ref().map(crate::OtlpReceiver::logs);
+    out.push(match &exported {
+        None => RuleResult::new("secrets.exported_logs", Status::Skip, "needs --otlp-port"),
+        Some(r) if r.is_empty() => RuleResult::new(
+            "secrets.exported_logs",
+            Status::Skip,
+            "no log record arrived over OTLP (the service does not export its logs)",
+        ),
+        Some(r) => secrets_rule(
+            "secrets.exported_logs",
+            "log record exported over OTLP",
+            &secrets,
+            &canary_ok,
+            r.iter()
+                .flat_map(|x| x.strings.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            r.iter().any(|x| x.trace_id == canary.tid),
         ),
     });
     out
