@@ -90,14 +90,17 @@ pub enum SpanKind {
 impl SpanKind {
     /// Parses the `otel.kind` field value (case-insensitive).
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "internal" => Self::Internal,
-            "server" => Self::Server,
-            "client" => Self::Client,
-            "producer" => Self::Producer,
-            "consumer" => Self::Consumer,
-            _ => return None,
-        })
+        // Compared in place: this runs for every sampled span that names
+        // its kind, and a lowercased copy would allocate each time.
+        [
+            ("internal", Self::Internal),
+            ("server", Self::Server),
+            ("client", Self::Client),
+            ("producer", Self::Producer),
+            ("consumer", Self::Consumer),
+        ]
+        .into_iter()
+        .find_map(|(name, kind)| s.eq_ignore_ascii_case(name).then_some(kind))
     }
 }
 
