@@ -33,7 +33,19 @@ pub(crate) mod sealed {
 pub trait Metric: sealed::Sealed {}
 impl<T: sealed::Sealed> Metric for T {}
 
-/// Where exemplars of one series are kept: the latest sampled observation.
+/// Observations of a bucket (of a counter: its first increments) that are
+/// all offered as exemplars.
+const EXEMPLAR_WARM: u64 = 16;
+/// After those, one observation in this many is offered.
+const EXEMPLAR_EVERY: u64 = 16;
+
+/// Where exemplars of one series are kept: the latest sampled observation
+/// among those offered. Every observation of a bucket's first
+/// [`EXEMPLAR_WARM`] is offered, then one in [`EXEMPLAR_EVERY`]: a rare,
+/// slow bucket gets its exemplar from its first sampled observations, and a
+/// hot one refreshes it often while paying the current-span lookup (the
+/// costliest part of recording a request's metrics) on one observation in
+/// sixteen. The count is the bucket's own, so no counter is added.
 #[derive(Debug, Default)]
 pub(crate) struct ExemplarCell {
     /// Whether `latest` was ever written: lets a scrape skip the lock.
@@ -42,12 +54,17 @@ pub(crate) struct ExemplarCell {
 }
 
 impl ExemplarCell {
-    /// Records `value` (falling in `bucket`) when the current span is sampled.
+    /// Records `value` (falling in `bucket`, which had seen `seen`
+    /// observations before it) when it is due and the current span is
+    /// sampled.
     #[inline]
-    fn offer(&self, value: f64, bucket: usize) {
+    fn offer(&self, value: f64, bucket: usize, seen: u64) {
         // One relaxed load when no subscriber was ever installed: exemplars
         // cost nothing in programs that do not trace.
         if !tracing_core::dispatcher::has_been_set() {
+            return;
+        }
+        if seen >= EXEMPLAR_WARM && seen % EXEMPLAR_EVERY != 0 {
             return;
         }
         self.offer_slow(value, bucket);
@@ -129,9 +146,9 @@ impl Counter {
     /// Adds `v`.
     #[inline]
     pub fn inc_by(&self, v: u64) {
-        self.0.value.fetch_add(v, Ordering::Relaxed);
+        let before = self.0.value.fetch_add(v, Ordering::Relaxed);
         if let Some(cell) = &self.0.exemplar {
-            cell.offer(v as f64, 0);
+            cell.offer(v as f64, 0, before);
         }
     }
 
@@ -366,10 +383,10 @@ impl Histogram {
         let bounds = &core.spec.bounds;
         // Linear scan: buckets are few and this beats a binary search on them.
         let idx = bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len());
-        core.buckets[idx].fetch_add(1, Ordering::Relaxed);
+        let seen = core.buckets[idx].fetch_add(1, Ordering::Relaxed);
         add_f64(&core.sum, v);
         if let Some(cell) = &core.exemplar {
-            cell.offer(v, idx);
+            cell.offer(v, idx, seen);
         }
     }
 

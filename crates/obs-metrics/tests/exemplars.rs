@@ -84,3 +84,59 @@ fn unsampled_spans_and_disabled_metrics_leave_none() {
     c.inc();
     assert!(!registry.encode(Format::OpenMetrics).contains("trace_id"));
 }
+
+/// A bucket's first 16 observations are all offered as exemplars, then one
+/// in 16: a hot bucket pays the current-span lookup on a sixteenth of its
+/// observations and still refreshes its exemplar; a rare bucket keeps the
+/// first sampled observation it gets.
+#[test]
+fn hot_buckets_refresh_their_exemplar_one_observation_in_sixteen() {
+    let registry = Registry::new();
+    let h = registry.histogram("hot_seconds", "Hot.", &[1.0]).unwrap();
+    let om = || registry.encode(Format::OpenMetrics);
+    let hot_line = |om: &str| {
+        om.lines()
+            .find(|l| l.starts_with("hot_seconds_bucket{le=\"1.0\"}"))
+            .unwrap()
+            .to_owned()
+    };
+    in_span(TraceFlags::NOT_SAMPLED, || {
+        for _ in 0..100 {
+            h.observe(0.5);
+        }
+    });
+    assert!(!om().contains("trace_id"));
+    // The bucket had seen 100..=110 observations: none is due (112 is).
+    in_span(TraceFlags::SAMPLED, || {
+        for _ in 0..11 {
+            h.observe(0.5);
+        }
+    });
+    assert!(!om().contains("trace_id"), "{}", om());
+    let (b, _) = in_span(TraceFlags::SAMPLED, || {
+        h.observe(0.5);
+        h.observe(0.5);
+    });
+    assert!(hot_line(&om()).contains(&b.to_string()), "{}", om());
+    // 113..=127: kept; 128: refreshed.
+    let (c, _) = in_span(TraceFlags::SAMPLED, || {
+        for _ in 0..15 {
+            h.observe(0.5);
+        }
+    });
+    let line = hot_line(&om());
+    assert!(
+        line.contains(&b.to_string()) && !line.contains(&c.to_string()),
+        "{line}"
+    );
+    let (d, _) = in_span(TraceFlags::SAMPLED, || h.observe(0.5));
+    assert!(hot_line(&om()).contains(&d.to_string()), "{}", om());
+    // A rare bucket's first observation is offered.
+    let (e, _) = in_span(TraceFlags::SAMPLED, || h.observe(5.0));
+    let inf = om()
+        .lines()
+        .find(|l| l.starts_with("hot_seconds_bucket{le=\"+Inf\"}"))
+        .unwrap()
+        .to_owned();
+    assert!(inf.contains(&e.to_string()), "{inf}");
+}
