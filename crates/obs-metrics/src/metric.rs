@@ -64,7 +64,7 @@ impl ExemplarCell {
         if !tracing_core::dispatcher::has_been_set() {
             return;
         }
-        if seen >= EXEMPLAR_WARM && seen % EXEMPLAR_EVERY != 0 {
+        if seen >= EXEMPLAR_WARM && !seen.is_multiple_of(EXEMPLAR_EVERY) {
             return;
         }
         self.offer_slow(value, bucket);
