@@ -369,23 +369,30 @@ pub(crate) fn lower(level: Level) -> &'static str {
 }
 
 fn hex_ids(out: &mut Vec<u8>, r: &IdRecord, tk: &str, sk: &str) {
-    use std::fmt::Write as _;
     if let (Some(t), Some(s)) = (r.trace_id, r.span_id) {
-        let _ = write!(
-            json::Raw(out),
-            ",\"{tk}\":\"{}\",\"{sk}\":\"{}\"",
-            t.to_hex().as_str(),
-            s.to_hex().as_str()
-        );
+        // Straight copies: the keys are the format's own, the ids hex.
+        out.reserve(tk.len() + sk.len() + 2 * 16 + 2 * 8 + 12);
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(tk.as_bytes());
+        out.extend_from_slice(b"\":\"");
+        out.extend_from_slice(t.to_hex().as_bytes());
+        out.extend_from_slice(b"\",\"");
+        out.extend_from_slice(sk.as_bytes());
+        out.extend_from_slice(b"\":\"");
+        out.extend_from_slice(s.to_hex().as_bytes());
+        out.push(b'"');
     }
 }
 
 fn corr(out: &mut Vec<u8>, r: &IdRecord, key: &str) {
     if let Some(c) = &r.correlation_id {
-        // Correlation ids are validated to a JSON-safe set; escape anyway.
+        // A `CorrelationId` only ever holds bytes of `[A-Za-z0-9._~:/+=@-]`
+        // (obs-core validates every one it makes), none of which JSON
+        // escapes: copied as is.
         out.extend_from_slice(b",\"");
         out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(b"\":");
-        json::quoted(out, c.as_str());
+        out.extend_from_slice(b"\":\"");
+        out.extend_from_slice(c.as_str().as_bytes());
+        out.push(b'"');
     }
 }
