@@ -13,9 +13,12 @@
 //!    error for the client span, not for the server's (the caller's problem);
 //! 4. `Watch` of the server: the first status is read, then the stream is
 //!    dropped — `CANCELLED` on both sides, never a success;
-//! 5. `Check` with a 100 ms deadline that the server, asked to be slow
-//!    (`x-example-delay-ms: 2000`), cannot meet: `DEADLINE_EXCEEDED` on both
-//!    spans.
+//! 5. `Check` with a 1 s deadline that the server, asked to be slow
+//!    (`x-example-delay-ms: 3000`), cannot meet: `DEADLINE_EXCEEDED` on both
+//!    spans. (A second, not less: the server counts a call dropped in the
+//!    last twentieth of its deadline as past it, since the caller's
+//!    cancellation arrives a network delay after its own clock ran out; 50 ms
+//!    of slack also covers a slow scheduler.)
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
@@ -84,10 +87,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
 
         let mut late = tonic::Request::new(check(""));
-        late.set_timeout(Duration::from_millis(100));
+        late.set_timeout(Duration::from_secs(1));
         late.metadata_mut().insert(
             "x-example-delay-ms",
-            tonic::metadata::MetadataValue::from(2000u32),
+            tonic::metadata::MetadataValue::from(3000u32),
         );
         let got = code(health.check(late).await);
         // tonic reports its own deadline as CANCELLED; the span says DEADLINE_EXCEEDED.

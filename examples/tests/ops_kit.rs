@@ -372,14 +372,24 @@ fn docs_query_only_metrics_the_examples_expose() {
         String::from_utf8_lossy(&client.stdout),
         String::from_utf8_lossy(&client.stderr)
     );
-    let grpc = scrape(&http, grpc_run.admin);
+    // The late call ends on the server's side when the client's cancel
+    // arrives, which can be after the client exited: poll for it.
+    let late_recorded = |m: &str| {
+        m.lines().any(|l| {
+            l.starts_with("rpc_server_call_duration_seconds_count{")
+                && l.contains(r#"error_type="DEADLINE_EXCEEDED""#)
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    let grpc = loop {
+        let m = scrape(&http, grpc_run.admin);
+        if late_recorded(&m) || Instant::now() >= until {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     grpc_run.stop();
-    assert!(
-        grpc.lines()
-            .any(|l| l.starts_with("rpc_server_call_duration_seconds_count{")
-                && l.contains(r#"error_type="DEADLINE_EXCEEDED""#)),
-        "{grpc}"
-    );
+    assert!(late_recorded(&grpc), "{grpc}");
 
     let scraped: BTreeMap<&str, BTreeSet<String>> = [
         ("service", families(&service)),

@@ -665,6 +665,16 @@ fn a_leaked_canary_fails_the_secret_scan() {
         "{}",
         r.to_text()
     );
+    assert!(
+        r.get("secrets.exported_logs")
+            .unwrap()
+            .value
+            .as_deref()
+            .unwrap()
+            .starts_with("url.query="),
+        "{}",
+        r.to_text()
+    );
 }
 
 #[test]

@@ -33,10 +33,11 @@ pub(crate) mod sealed {
 pub trait Metric: sealed::Sealed {}
 impl<T: sealed::Sealed> Metric for T {}
 
-/// Observations of a bucket (of a counter: its first increments) that are
-/// all offered as exemplars.
+/// Observations of a bucket (of a counter: increments while its value is
+/// below this) that are all offered as exemplars.
 const EXEMPLAR_WARM: u64 = 16;
-/// After those, one observation in this many is offered.
+/// After those, one observation in this many is offered (a counter: each
+/// increment that reaches or crosses a multiple of this).
 const EXEMPLAR_EVERY: u64 = 16;
 
 /// Where exemplars of one series are kept: the latest sampled observation
@@ -45,7 +46,8 @@ const EXEMPLAR_EVERY: u64 = 16;
 /// slow bucket gets its exemplar from its first sampled observations, and a
 /// hot one refreshes it often while paying the current-span lookup (the
 /// costliest part of recording a request's metrics) on one observation in
-/// sixteen. The count is the bucket's own, so no counter is added.
+/// sixteen. The count is the bucket's own (a counter's: its value), so no
+/// atomic is added.
 #[derive(Debug, Default)]
 pub(crate) struct ExemplarCell {
     /// Whether `latest` was ever written: lets a scrape skip the lock.
@@ -54,20 +56,33 @@ pub(crate) struct ExemplarCell {
 }
 
 impl ExemplarCell {
-    /// Records `value` (falling in `bucket`, which had seen `seen`
-    /// observations before it) when it is due and the current span is
-    /// sampled.
+    /// Records `value` (falling in `bucket`) when `due` and the current span
+    /// is sampled.
     #[inline]
-    fn offer(&self, value: f64, bucket: usize, seen: u64) {
+    fn offer(&self, value: f64, bucket: usize, due: bool) {
         // One relaxed load when no subscriber was ever installed: exemplars
         // cost nothing in programs that do not trace.
-        if !tracing_core::dispatcher::has_been_set() {
-            return;
-        }
-        if seen >= EXEMPLAR_WARM && !seen.is_multiple_of(EXEMPLAR_EVERY) {
+        if !due || !tracing_core::dispatcher::has_been_set() {
             return;
         }
         self.offer_slow(value, bucket);
+    }
+
+    /// Whether a histogram observation is offered: its bucket had seen
+    /// `seen` observations before it.
+    #[inline]
+    fn due_observation(seen: u64) -> bool {
+        seen < EXEMPLAR_WARM || seen.is_multiple_of(EXEMPLAR_EVERY)
+    }
+
+    /// Whether a counter increment from `before` by `v` is offered: while
+    /// the counter is below [`EXEMPLAR_WARM`], then whenever the increment
+    /// reaches or crosses a multiple of [`EXEMPLAR_EVERY`] (one `inc` in 16;
+    /// every increment of 16 or more, so a counter stepped by large amounts
+    /// is never left with a stale exemplar).
+    #[inline]
+    fn due_increment(before: u64, v: u64) -> bool {
+        before < EXEMPLAR_WARM || before / EXEMPLAR_EVERY != before.wrapping_add(v) / EXEMPLAR_EVERY
     }
 
     #[cold]
@@ -148,7 +163,7 @@ impl Counter {
     pub fn inc_by(&self, v: u64) {
         let before = self.0.value.fetch_add(v, Ordering::Relaxed);
         if let Some(cell) = &self.0.exemplar {
-            cell.offer(v as f64, 0, before);
+            cell.offer(v as f64, 0, ExemplarCell::due_increment(before, v));
         }
     }
 
@@ -386,7 +401,7 @@ impl Histogram {
         let seen = core.buckets[idx].fetch_add(1, Ordering::Relaxed);
         add_f64(&core.sum, v);
         if let Some(cell) = &core.exemplar {
-            cell.offer(v, idx, seen);
+            cell.offer(v, idx, ExemplarCell::due_observation(seen));
         }
     }
 

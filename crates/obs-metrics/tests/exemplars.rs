@@ -140,3 +140,40 @@ fn hot_buckets_refresh_their_exemplar_one_observation_in_sixteen() {
         .to_owned();
     assert!(inf.contains(&e.to_string()), "{inf}");
 }
+
+/// A counter stepped by large amounts refreshes its exemplar on every step
+/// (each one crosses a multiple of 16); stepped by one, on one in 16.
+#[test]
+fn counters_refresh_by_the_multiples_of_16_they_cross() {
+    let registry = Registry::new();
+    let rows = registry.counter("rows", "Rows.").unwrap();
+    let line = || {
+        registry
+            .encode(Format::OpenMetrics)
+            .lines()
+            .find(|l| l.starts_with("rows_total "))
+            .unwrap()
+            .to_owned()
+    };
+    // 1000, then steps of 1024: the total is never a multiple of 16, but
+    // every step crosses one.
+    in_span(TraceFlags::SAMPLED, || rows.inc_by(1000));
+    for _ in 0..3 {
+        let (t, _) = in_span(TraceFlags::SAMPLED, || rows.inc_by(1024));
+        assert!(line().contains(&t.to_string()), "{}", line());
+    }
+    // Stepped by one from 4072 (= 16 · 254 + 8): 4073..=4079 cross nothing,
+    // the step to 4080 does.
+    in_span(TraceFlags::SAMPLED, || rows.inc_by(1));
+    let first = line();
+    for _ in 0..6 {
+        in_span(TraceFlags::SAMPLED, || rows.inc());
+    }
+    assert_eq!(
+        first.split(" # ").nth(1).map(|e| e.split(' ').next()),
+        line().split(" # ").nth(1).map(|e| e.split(' ').next()),
+        "refreshed before crossing 4080"
+    );
+    let (t, _) = in_span(TraceFlags::SAMPLED, || rows.inc());
+    assert!(line().contains(&t.to_string()), "{}", line());
+}

@@ -17,8 +17,9 @@ use crate::span::{FinishedSpan, KeyValue, Link, SpanEvent, SpanKind, Status, Val
 const INLINE_STR: usize = 22;
 /// Attributes stored inline before spilling into a `Vec`: enough for the
 /// spans obs opens itself (an HTTP server span has 11 attributes, a gRPC
-/// or HTTP client span fewer), so recording them allocates nothing on the
-/// application thread beyond the pooled box.
+/// or HTTP client span fewer), so recording them allocates on the
+/// application thread only for a string value longer than [`INLINE_STR`]
+/// (a browser's user agent, a long gRPC method or URL).
 const INLINE_ATTRS: usize = 12;
 
 /// A string that lives inline when short.

@@ -166,7 +166,9 @@ pub(super) fn secrets_rule<'a>(
             } else {
                 text.to_owned()
             };
-            first = Some(if what == "span" {
+            // Spans and exported records name the attribute; a line is
+            // shown as it is.
+            first = Some(if what != "log" {
                 format!("{key}={excerpt}")
             } else {
                 excerpt
@@ -199,7 +201,8 @@ pub(super) fn secrets_rule<'a>(
             match what {
                 "log" => "log lines",
                 "span" => "span strings (attributes, events, status, resource)",
-                _ => "strings of exported log records (body, attributes, resource)",
+                _ =>
+                    "strings of exported log records (body, attributes, severity text, event name, resource)",
             }
         ),
     )

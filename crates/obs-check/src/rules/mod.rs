@@ -220,6 +220,9 @@ pub(crate) fn run(config: &Config, logs: &LogReader) -> Vec<RuleResult> {
 
     // ---- wait for the requests' log lines and spans ------------------------
     let deadline = Instant::now() + config.wait;
+    // When the lines and spans are in: a service that exports its logs may
+    // send its first batch a little after its spans.
+    let mut rest_done: Option<Instant> = None;
     let (lines, spans) = loop {
         let lines = logs.lines();
         let spans = config.otlp.as_ref().map(crate::OtlpReceiver::spans);
@@ -234,10 +237,18 @@ pub(crate) fn run(config: &Config, logs: &LogReader) -> Vec<RuleResult> {
                 .iter()
                 .all(|t| s.iter().any(|x| &x.trace_id == *t))
         });
-        // Exported log records, once the service sends any: the canary's.
+        if logs_done && spans_done {
+            rest_done.get_or_insert_with(Instant::now);
+        }
+        // Exported log records: the canary's, once the service sends any;
+        // none at all a second after the rest came in means it exports none.
         let exported_done = config.otlp.as_ref().is_none_or(|rx| {
             let r = rx.logs();
-            r.is_empty() || r.iter().any(|x| x.trace_id == canary.tid)
+            if r.is_empty() {
+                rest_done.is_some_and(|t| t.elapsed() >= Duration::from_secs(1))
+            } else {
+                r.iter().any(|x| x.trace_id == canary.tid)
+            }
         });
         if (logs_done && spans_done && exported_done) || Instant::now() >= deadline {
             // A little longer, for the lines written after the first ones.
