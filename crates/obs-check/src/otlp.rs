@@ -414,27 +414,45 @@ fn hex(b: &[u8]) -> String {
 
 /// Decodes an `ExportTraceServiceRequest`.
 pub fn decode_export(buf: &[u8]) -> Result<Vec<Span>, DecodeError> {
-    decode_resources(buf, span, |s, resource| {
-        s.strings.extend_from_slice(resource)
-    })
+    decode_resources(buf)
 }
 
 /// Decodes an `ExportLogsServiceRequest`.
 pub fn decode_logs_export(buf: &[u8]) -> Result<Vec<LogRecord>, DecodeError> {
-    decode_resources(buf, log_record, |r, resource| {
-        r.strings.extend_from_slice(resource)
-    })
+    decode_resources(buf)
+}
+
+/// What an export request carries per scope: a span or a log record, each
+/// holding the strings the rules scan.
+trait Item: Sized {
+    /// Decodes one item (a `Span` or a `LogRecord` message).
+    fn decode(buf: &[u8]) -> Result<Self, DecodeError>;
+    /// Where its strings go (its resource's are added there too).
+    fn strings(&mut self) -> &mut Vec<(String, String)>;
+}
+
+impl Item for Span {
+    fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        span(buf)
+    }
+    fn strings(&mut self) -> &mut Vec<(String, String)> {
+        &mut self.strings
+    }
+}
+
+impl Item for LogRecord {
+    fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        log_record(buf)
+    }
+    fn strings(&mut self) -> &mut Vec<(String, String)> {
+        &mut self.strings
+    }
 }
 
 /// The shape both export requests share: `1: repeated Resource{Spans,Logs}`,
 /// each `{ 1: Resource { 1: repeated KeyValue }, 2: repeated Scope{Spans,Logs}
-/// { 2: repeated item } }`. Each item is decoded by `item`, then given its
-/// resource's strings by `add_resource`.
-fn decode_resources<T>(
-    buf: &[u8],
-    item: fn(&[u8]) -> Result<T, DecodeError>,
-    add_resource: fn(&mut T, &[(String, String)]),
-) -> Result<Vec<T>, DecodeError> {
+/// { 2: repeated item } }`. Each item is given its resource's strings.
+fn decode_resources<T: Item>(buf: &[u8]) -> Result<Vec<T>, DecodeError> {
     let mut out = Vec::new();
     fields(buf, |n, f| {
         if let (1, Field::Bytes(rs)) = (n, f) {
@@ -450,7 +468,7 @@ fn decode_resources<T>(
                     })?,
                     (2, Field::Bytes(scope)) => fields(scope, |n, f| {
                         if let (2, Field::Bytes(b)) = (n, f) {
-                            items.push(item(b)?);
+                            items.push(T::decode(b)?);
                         }
                         Ok(())
                     })?,
@@ -459,7 +477,7 @@ fn decode_resources<T>(
                 Ok(())
             })?;
             for mut i in items {
-                add_resource(&mut i, &resource);
+                i.strings().extend_from_slice(&resource);
                 out.push(i);
             }
         }
@@ -665,11 +683,7 @@ impl SpanBuilder {
             }
             put_bytes(&mut scope, 2, &span);
         }
-        let mut rs = Vec::new();
-        put_bytes(&mut rs, 2, &scope);
-        let mut req = Vec::new();
-        put_bytes(&mut req, 1, &rs);
-        req
+        export_request(&[], &scope)
     }
 }
 
@@ -723,15 +737,26 @@ impl LogRecordBuilder {
             }
             put_bytes(&mut scope, 2, &rec);
         }
-        let mut resource = Vec::new();
-        put_bytes(&mut resource, 1, &key_string("service.name", "fixture"));
-        let mut rl = Vec::new();
-        put_bytes(&mut rl, 1, &resource);
-        put_bytes(&mut rl, 2, &scope);
-        let mut req = Vec::new();
-        put_bytes(&mut req, 1, &rl);
-        req
+        export_request(&[("service.name", "fixture")], &scope)
     }
+}
+
+/// The envelope [`decode_resources`] reads: one resource (with these
+/// string attributes, none when empty) holding one scope whose encoded
+/// items (field 2) are `scope`.
+fn export_request(resource: &[(&str, &str)], scope: &[u8]) -> Vec<u8> {
+    let mut rs = Vec::new();
+    if !resource.is_empty() {
+        let mut r = Vec::new();
+        for (k, v) in resource {
+            put_bytes(&mut r, 1, &key_string(k, v));
+        }
+        put_bytes(&mut rs, 1, &r);
+    }
+    put_bytes(&mut rs, 2, scope);
+    let mut req = Vec::new();
+    put_bytes(&mut req, 1, &rs);
+    req
 }
 
 /// `AnyValue { 1: string_value }`.
@@ -798,10 +823,7 @@ mod tests {
         put_bytes(&mut span, 5, b"x");
         let mut scope = Vec::new();
         put_bytes(&mut scope, 2, &span);
-        let mut rs = Vec::new();
-        put_bytes(&mut rs, 2, &scope);
-        let mut req = Vec::new();
-        put_bytes(&mut req, 1, &rs);
+        let req = export_request(&[], &scope);
         assert!(decode_export(&req).unwrap_err().0.contains("trace id"));
     }
 
@@ -838,10 +860,7 @@ mod tests {
         put_bytes(&mut bad, 9, &[1; 5]);
         let mut scope = Vec::new();
         put_bytes(&mut scope, 2, &bad);
-        let mut rl = Vec::new();
-        put_bytes(&mut rl, 2, &scope);
-        let mut req = Vec::new();
-        put_bytes(&mut req, 1, &rl);
+        let req = export_request(&[], &scope);
         assert!(
             decode_logs_export(&req)
                 .unwrap_err()
