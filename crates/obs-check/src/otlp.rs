@@ -144,6 +144,24 @@ impl OtlpReceiver {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
+    /// `f` of the spans received so far, without copying them.
+    pub(crate) fn with_spans<R>(&self, f: impl FnOnce(&[Span]) -> R) -> R {
+        f(&self
+            .shared
+            .spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// `f` of the log records received so far, without copying them.
+    pub(crate) fn with_logs<R>(&self, f: impl FnOnce(&[LogRecord]) -> R) -> R {
+        f(&self
+            .shared
+            .logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// The log records received so far.
     pub fn logs(&self) -> Vec<LogRecord> {
         self.shared

@@ -225,17 +225,19 @@ pub(crate) fn run(config: &Config, logs: &LogReader) -> Vec<RuleResult> {
     let mut rest_done: Option<Instant> = None;
     let (lines, spans) = loop {
         let lines = logs.lines();
-        let spans = config.otlp.as_ref().map(crate::OtlpReceiver::spans);
         let logs_done = !logs.enabled()
             || lines.as_ref().is_ok_and(|l| {
                 [&main.cid, &canary.cid]
                     .iter()
                     .all(|id| l.iter().any(|x| x.contains(id.as_str())))
             });
-        let spans_done = spans.as_ref().is_none_or(|s| {
-            [&main.tid, &canary.tid]
-                .iter()
-                .all(|t| s.iter().any(|x| &x.trace_id == *t))
+        // Polled in place: the receiver may hold many spans and records.
+        let spans_done = config.otlp.as_ref().is_none_or(|rx| {
+            rx.with_spans(|s| {
+                [&main.tid, &canary.tid]
+                    .iter()
+                    .all(|t| s.iter().any(|x| &x.trace_id == *t))
+            })
         });
         if logs_done && spans_done {
             rest_done.get_or_insert_with(Instant::now);
@@ -243,12 +245,13 @@ pub(crate) fn run(config: &Config, logs: &LogReader) -> Vec<RuleResult> {
         // Exported log records: the canary's, once the service sends any;
         // none at all a second after the rest came in means it exports none.
         let exported_done = config.otlp.as_ref().is_none_or(|rx| {
-            let r = rx.logs();
-            if r.is_empty() {
-                rest_done.is_some_and(|t| t.elapsed() >= Duration::from_secs(1))
-            } else {
-                r.iter().any(|x| x.trace_id == canary.tid)
-            }
+            rx.with_logs(|r| {
+                if r.is_empty() {
+                    rest_done.is_some_and(|t| t.elapsed() >= Duration::from_secs(1))
+                } else {
+                    r.iter().any(|x| x.trace_id == canary.tid)
+                }
+            })
         });
         if (logs_done && spans_done && exported_done) || Instant::now() >= deadline {
             // A little longer, for the lines written after the first ones.
