@@ -38,6 +38,8 @@ struct Batch {
     stdout: Arc<Lines>,
     stderr: Arc<Lines>,
     admin: SocketAddr,
+    /// The line that said the process was ready.
+    ready: Value,
 }
 
 impl Batch {
@@ -71,12 +73,14 @@ impl Batch {
             stdout,
             stderr,
             admin: ([0, 0, 0, 0], 0).into(),
+            ready: Value::Null,
         };
         let line = batch.wait_line(ready);
         batch.admin = line["admin.addr"]
             .as_str()
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no admin.addr in {line}"));
+        batch.ready = line;
         batch
     }
 
@@ -356,7 +360,7 @@ fn docs_query_only_metrics_the_examples_expose() {
         "grpc server listening",
         &[("GRPC_PORT", "0")],
     );
-    let grpc_addr = grpc_run.wait_line("grpc server listening")["grpc.addr"]
+    let grpc_addr = grpc_run.ready["grpc.addr"]
         .as_str()
         .expect("grpc.addr")
         .to_owned();
