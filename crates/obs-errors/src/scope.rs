@@ -156,11 +156,11 @@ impl RequestContext {
     }
 
     #[cfg(feature = "http")]
-    fn from_parts(
+    fn from_parts<'h>(
         method: &http::Method,
         uri: &http::Uri,
         route: Option<&str>,
-        headers: &http::HeaderMap,
+        headers: impl IntoIterator<Item = (&'h http::HeaderName, &'h http::HeaderValue)>,
     ) -> Self {
         let mut ctx = Self::new(method.as_str()).with_path(uri.path());
         ctx.route = route.map(str::to_owned);
@@ -222,7 +222,19 @@ struct RawRequest {
     method: http::Method,
     uri: http::Uri,
     route: Option<Route>,
-    headers: http::HeaderMap,
+    /// The first [`MAX_HEADERS`] headers in the request's order (all a
+    /// context keeps): pairs of reference-counted clones, pushed without
+    /// hashing, where a `HeaderMap` would hash and index every name.
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+#[cfg(feature = "tower")]
+fn copy_headers(out: &mut Vec<(http::HeaderName, http::HeaderValue)>, from: &http::HeaderMap) {
+    out.extend(
+        from.iter()
+            .take(MAX_HEADERS)
+            .map(|(name, value)| (name.clone(), value.clone())),
+    );
 }
 
 impl RequestSlot {
@@ -235,7 +247,7 @@ impl RequestSlot {
     }
 
     /// The request's method, URI, route and headers, kept for a report to
-    /// build its context from. The slot and its header map come from this
+    /// build its context from. The slot and its header list come from this
     /// thread's pool when it has one (refilled as slots are dropped), so in
     /// steady state this copies references, not allocations.
     #[cfg(feature = "tower")]
@@ -249,19 +261,17 @@ impl RequestSlot {
             raw.uri.clone_from(req.uri());
             raw.route = route;
             raw.headers.clear();
-            raw.headers.extend(
-                req.headers()
-                    .iter()
-                    .map(|(name, value)| (name.clone(), value.clone())),
-            );
+            copy_headers(&mut raw.headers, req.headers());
             return Self(slot);
         }
+        let mut headers = Vec::with_capacity(req.headers().len().min(MAX_HEADERS));
+        copy_headers(&mut headers, req.headers());
         Self(Arc::new(LazyRequest {
             raw: Some(RawRequest {
                 method: req.method().clone(),
                 uri: req.uri().clone(),
                 route,
-                headers: req.headers().clone(),
+                headers,
             }),
             ready: std::sync::OnceLock::new(),
         }))
@@ -272,7 +282,8 @@ impl RequestSlot {
             #[cfg(feature = "tower")]
             if let Some(raw) = &self.0.raw {
                 let route = raw.route.as_ref().map(Route::as_str);
-                return RequestContext::from_parts(&raw.method, &raw.uri, route, &raw.headers);
+                let headers = raw.headers.iter().map(|(name, value)| (name, value));
+                return RequestContext::from_parts(&raw.method, &raw.uri, route, headers);
             }
             RequestContext::default()
         })
@@ -283,7 +294,7 @@ impl RequestSlot {
 impl Drop for RequestSlot {
     fn drop(&mut self) {
         // The last reference to a slot built from a request: back to this
-        // thread's pool, its header map's capacity kept.
+        // thread's pool, its header list's capacity kept.
         if self.0.raw.is_some() && Arc::strong_count(&self.0) == 1 && Arc::weak_count(&self.0) == 0
         {
             let slot = std::mem::replace(&mut self.0, pool::placeholder_request());
@@ -684,7 +695,7 @@ mod pool {
         obs_core::recycle::take(&REQUESTS)
     }
 
-    /// Forgets the built context and keeps the slot (its header map's
+    /// Forgets the built context and keeps the slot (its header list's
     /// capacity with it).
     #[cfg(feature = "tower")]
     pub(super) fn give_request(mut slot: Arc<LazyRequest>) {
@@ -755,5 +766,28 @@ mod tests {
         assert_eq!(r.header("cookie"), Some("[REDACTED]"));
         assert_eq!(r.header("x-api-key"), Some("[REDACTED]"));
         assert!(!r.header("x-note").unwrap().contains("abcdef123456"));
+    }
+
+    /// The tower layer's lazy copy keeps the headers a context keeps, in
+    /// the request's order, repeated names included, and builds the same
+    /// context as `from_http`, also from a recycled slot.
+    #[cfg(feature = "tower")]
+    #[test]
+    fn lazy_request_builds_what_from_http_builds() {
+        let mut b = http::Request::post("/orders/7?token=abc").header("authorization", "Bearer x");
+        for i in 0..MAX_HEADERS + 10 {
+            b = b.header("x-n", i.to_string());
+        }
+        let req = b.header("accept", "text/plain").body(()).unwrap();
+        let expected = RequestContext::from_http(&req);
+        assert_eq!(expected.headers.len(), MAX_HEADERS);
+        for _ in 0..3 {
+            let slot = RequestSlot::lazy(&req);
+            let got = slot.get();
+            assert_eq!(*got, expected);
+            assert_eq!(got.header("authorization"), Some("[REDACTED]"));
+            assert_eq!(got.headers[1], ("x-n".to_owned(), "0".to_owned()));
+            assert_eq!(got.header("accept"), None, "past the cap");
+        }
     }
 }
