@@ -648,13 +648,19 @@ pub fn may_hold_secret(b: &[u8]) -> bool {
 
 #[inline(never)]
 fn may_hold_secret_long(b: &[u8]) -> bool {
-    // Branch-free first pass: any separator byte means "scan".
-    let mut trig = false;
+    // Branch-free first pass: any separator byte means "scan"; without a
+    // `-` (a PEM line) or a `b` (a `Bearer` / `Basic` word) only a run of
+    // 20 token bytes is left to look for, which a shorter value cannot hold
+    // (most route templates, paths and names end here).
+    let mut class = 0u8;
     for &c in b {
-        trig |= matches!(c, b'=' | b':' | b'@' | b'"');
+        class |= CLASS[c as usize];
     }
-    if trig {
+    if class & SEP != 0 {
         return true;
+    }
+    if class & (DASH | LETTER_B) == 0 && b.len() < 20 {
+        return false;
     }
     let mut run = 0usize;
     let mut dashes = 0usize;
@@ -681,6 +687,24 @@ fn may_hold_secret_long(b: &[u8]) -> bool {
     }
     (run == 5 || run == 6) && is_scheme(&b[b.len() - run..])
 }
+
+const SEP: u8 = 1;
+const DASH: u8 = 2;
+const LETTER_B: u8 = 4;
+
+/// Per byte: [`SEP`] for the separators, [`DASH`] for `-`, [`LETTER_B`]
+/// for `b` and `B`.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'"' as usize] = SEP;
+    t[b'=' as usize] = SEP;
+    t[b':' as usize] = SEP;
+    t[b'@' as usize] = SEP;
+    t[b'-' as usize] = DASH;
+    t[b'b' as usize] = LETTER_B;
+    t[b'B' as usize] = LETTER_B;
+    t
+};
 
 /// 1 for `=`, `:`, `@` and `"`, the separators every keyed secret rule needs.
 static SEPARATOR: [u8; 256] = {
@@ -957,11 +981,25 @@ mod tests {
 
     #[test]
     fn shortcut_cases() {
-        for s in ["served item", "GET", "ann", "", "a b c", "tokens used 12"] {
+        for s in [
+            "served item",
+            "GET",
+            "ann",
+            "",
+            "a b c",
+            "tokens used 12",
+            "/hello/{name}",
+            "GET /hello/{name}",
+            "/users/{id}/orders",
+        ] {
             assert!(!may_hold_secret(s.as_bytes()), "{s}");
         }
         for s in [
             "Bearer abcdefgh",
+            "auth BEARER abcdefgh",
+            "basic dXNlcjpw",
+            "xx-----BEGIN",
+            "/a/abcdefghijklmnopqrst",
             "basic dXNlcjpwYXNz",
             "password=hunter2",
             "k: v",
