@@ -7,6 +7,8 @@
 //! [`IdRecord::resolve`] inside a `Layer`, or [`IdRecord::current`] anywhere
 //! else. Neither side knows who wrote the record.
 
+use std::cell::Cell;
+
 use tracing_subscriber::Registry;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
@@ -258,8 +260,89 @@ impl IdRecord {
     }
 }
 
+impl IdRecord {
+    /// Runs `f` with `id` handed to the next span opened on this thread while
+    /// `f` runs: the first layer that opens it and takes the id
+    /// ([`take_next_span_correlation`](Self::take_next_span_correlation);
+    /// obs-trace's and obs-log's layers do) writes it into the span's
+    /// record as it creates that record. For a layer that knows the
+    /// request's id *before* the request's span exists (the correlation
+    /// layer placed outside the span-opening layer): the id reaches the
+    /// span without looking the span up afterwards. An id no span took is
+    /// dropped when `f` returns; the previous one, if any, is restored.
+    ///
+    /// ```
+    /// use obs_core::{CorrelationId, IdRecord};
+    /// let id = CorrelationId::parse("req-7").unwrap();
+    /// IdRecord::with_next_span_correlation(id.clone(), || {
+    ///     // What a layer's `on_new_span` does:
+    ///     assert_eq!(IdRecord::take_next_span_correlation(), Some(id));
+    ///     assert_eq!(IdRecord::take_next_span_correlation(), None, "taken once");
+    /// });
+    /// assert_eq!(IdRecord::take_next_span_correlation(), None);
+    /// ```
+    pub fn with_next_span_correlation<R>(id: CorrelationId, f: impl FnOnce() -> R) -> R {
+        struct Restore(Option<CorrelationId>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let prev = self.0.take();
+                let _ = NEXT_SPAN_CORRELATION.try_with(|c| {
+                    HAS_NEXT_SPAN_CORRELATION.set(prev.is_some());
+                    *c.borrow_mut() = prev;
+                });
+            }
+        }
+        let prev = NEXT_SPAN_CORRELATION.with(|c| c.borrow_mut().replace(id));
+        HAS_NEXT_SPAN_CORRELATION.set(true);
+        let _restore = Restore(prev);
+        f()
+    }
+
+    /// Takes the id set by
+    /// [`with_next_span_correlation`](Self::with_next_span_correlation) for
+    /// the span being opened, if one is waiting: one thread-local flag read
+    /// when none is.
+    #[inline]
+    pub fn take_next_span_correlation() -> Option<CorrelationId> {
+        if !Self::next_span_correlation_waiting() {
+            return None;
+        }
+        HAS_NEXT_SPAN_CORRELATION.set(false);
+        NEXT_SPAN_CORRELATION
+            .try_with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.take()))
+            .ok()
+            .flatten()
+    }
+
+    /// Whether an id set by
+    /// [`with_next_span_correlation`](Self::with_next_span_correlation)
+    /// is still waiting for a span on this thread.
+    #[inline]
+    pub fn next_span_correlation_waiting() -> bool {
+        HAS_NEXT_SPAN_CORRELATION
+            .try_with(Cell::get)
+            .unwrap_or(false)
+    }
+
+    /// In a layer's `on_new_span`: writes the waiting id (see
+    /// [`take_next_span_correlation`](Self::take_next_span_correlation))
+    /// into the new span's record, creating the record when absent.
+    #[inline]
+    pub fn adopt_next_span_correlation(ext: &mut tracing_subscriber::registry::ExtensionsMut<'_>) {
+        if let Some(id) = Self::take_next_span_correlation() {
+            match ext.get_mut::<IdRecord>() {
+                Some(r) => r.correlation_id = Some(id),
+                None => ext.insert(IdRecord::with_correlation(id)),
+            }
+        }
+    }
+}
+
 thread_local! {
     static THREAD_SCOPED: std::cell::RefCell<Option<IdRecord>> = const { std::cell::RefCell::new(None) };
+    static NEXT_SPAN_CORRELATION: std::cell::RefCell<Option<CorrelationId>> = const { std::cell::RefCell::new(None) };
+    /// Whether `NEXT_SPAN_CORRELATION` may hold an id: one cheap load per new span.
+    static HAS_NEXT_SPAN_CORRELATION: Cell<bool> = const { Cell::new(false) };
 }
 
 #[cfg(test)]

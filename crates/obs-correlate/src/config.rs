@@ -121,6 +121,7 @@ pub struct Config {
     pub(crate) format: IdFormat,
     pub(crate) accept_traceparent: bool,
     pub(crate) always_new_span: bool,
+    pub(crate) span_opened_inside: bool,
 }
 
 impl Default for Config {
@@ -141,6 +142,7 @@ impl Default for Config {
             format: IdFormat::UuidV4,
             accept_traceparent: false,
             always_new_span: false,
+            span_opened_inside: false,
         }
     }
 }
@@ -319,6 +321,21 @@ impl Config {
     /// per connection), so the layer always creates its own span.
     pub fn always_new_span(mut self, always: bool) -> Self {
         self.always_new_span = always;
+        self
+    }
+
+    /// Set when the layer that opens the request's span runs *inside* this
+    /// one (obs-trace's server layer, or any layer whose `tracing` layer
+    /// takes [`IdRecord::take_next_span_correlation`](obs_core::IdRecord::take_next_span_correlation);
+    /// obs-trace's and obs-log's do): the id is handed to the next span
+    /// opened on the thread while the inner service's `call` runs, written
+    /// into that span's record as it is created, instead of being recorded
+    /// on the current span after looking it up; the layer opens no
+    /// `request` span of its own. obs's facade sets it when its trace
+    /// pillar is on. Off by default; [`always_new_span`](Self::always_new_span)
+    /// wins over it.
+    pub fn span_opened_inside(mut self, inside: bool) -> Self {
+        self.span_opened_inside = inside;
         self
     }
 

@@ -187,14 +187,33 @@ where
         let entered = span.enter();
         if let Some(rejection) = &resolution.rejection {
             self.shared.stats.record_rejection(rejection);
-            tracing::debug!(
-                header = resolution.header(config),
-                reason = %rejection,
-                "replaced an invalid incoming correlation id"
-            );
+            let report = || {
+                tracing::debug!(
+                    header = resolution.header(config),
+                    reason = %rejection,
+                    "replaced an invalid incoming correlation id"
+                );
+            };
+            if span.is_none() && span_inside(config) {
+                // No span yet (it is opened inside): the line carries the
+                // new id all the same.
+                IdRecord::in_thread_scope(
+                    IdRecord::with_correlation(resolution.id.clone()),
+                    report,
+                );
+            } else {
+                report();
+            }
         }
         let id = resolution.id;
-        let fut = with_task_local(id.clone(), || self.inner.call(req));
+        let fut = if span_inside(config) {
+            let next = id.clone();
+            with_task_local(id.clone(), || {
+                IdRecord::with_next_span_correlation(next, || self.inner.call(req))
+            })
+        } else {
+            with_task_local(id.clone(), || self.inner.call(req))
+        };
         drop(entered);
 
         let echo = value.map(|value| Echo {
@@ -273,10 +292,20 @@ fn normalize_request_headers(
     }
 }
 
+/// Whether the request's span is opened inside the layer and takes the id.
+fn span_inside(config: &Config) -> bool {
+    config.span_opened_inside && !config.always_new_span
+}
+
 /// Records `id` on the current span when one is active (and allowed), else
-/// creates a `request` span carrying it. Returns the span the inner future
-/// must run in (`Span::none()` when the caller's span already covers it).
+/// creates a `request` span carrying it, unless a span opened inside takes
+/// it. Returns the span the inner future must run in (`Span::none()` when
+/// the caller's span, or the one opened inside, covers it).
 fn request_span<B>(config: &Config, req: &Request<B>, id: &CorrelationId) -> Span {
+    if span_inside(config) {
+        // The span opened inside takes the id as it is created.
+        return Span::none();
+    }
     if !config.always_new_span
         && IdRecord::update_current(|r| r.correlation_id = Some(id.clone())).is_some()
     {

@@ -36,11 +36,33 @@ fn capture() -> &'static CaptureLayer {
     CAPTURE.get_or_init(|| {
         let capture = CaptureLayer::new();
         tracing::subscriber::set_global_default(
-            tracing_subscriber::registry().with(capture.clone()),
+            tracing_subscriber::registry()
+                .with(TakesNextSpanId)
+                .with(capture.clone()),
         )
         .expect("no other global subscriber in this test binary");
         capture
     })
+}
+
+/// What obs-trace's and obs-log's layers do as a span opens: take the
+/// correlation id handed to it (`Config::span_opened_inside`).
+struct TakesNextSpanId;
+
+impl<S> tracing_subscriber::Layer<S> for TakesNextSpanId
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        _: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if let Some(span) = ctx.span(id) {
+            IdRecord::adopt_next_span_correlation(&mut span.extensions_mut());
+        }
+    }
 }
 
 fn events_for(id: &str) -> Vec<CapturedEvent> {
@@ -645,6 +667,73 @@ async fn id_goes_into_an_outer_server_span_without_clobbering_trace_ids() {
             );
         }
     }
+}
+
+/// With the span-opening layer inside (`span_opened_inside`), the id goes
+/// into the record of the span that layer opens as it is created: no
+/// `request` span, no lookup of the current span, the same id on the lines
+/// in it, in the task-local and on the response; the span's trace ids are
+/// kept. A rejected incoming id's line carries the new id too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_goes_into_the_span_opened_inside() {
+    capture();
+    let layer = CorrelationLayer::with_config(Config::new().span_opened_inside(true));
+    let trace_id = TraceId::random();
+    let inner = tower::service_fn(move |_req: Request<()>| {
+        // What obs-trace's server layer does in `call`: open the server
+        // span (its layer writes trace ids into the span's record).
+        let span = tracing::info_span!("server");
+        let sid = span.id().expect("enabled span");
+        IdRecord::update_span_id(&sid, |r| {
+            r.trace_id = Some(trace_id);
+            r.span_id = Some(SpanId::random());
+            r.trace_flags = TraceFlags::SAMPLED;
+        });
+        async move {
+            tracing::info!("inside");
+            let task_local = obs_correlate::current().map(|c| c.to_string());
+            Ok::<_, Infallible>(Response::new(task_local.unwrap_or_default()))
+        }
+        .instrument(span)
+    });
+    let svc = tower::Layer::layer(&layer, inner);
+    let resp = svc
+        .clone()
+        .oneshot(
+            Request::builder()
+                .header("x-correlation-id", "inside-1")
+                .body(())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(resp.headers()["x-correlation-id"], "inside-1");
+    assert_eq!(resp.body(), "inside-1", "the task-local holds the id");
+    let event = message_for("inside-1", "inside");
+    assert_eq!(event.spans, ["server"], "no request span of the layer's own");
+    assert_eq!(event.trace_id(), Some(trace_id.to_string()), "trace ids kept");
+    assert_eq!(
+        IdRecord::take_next_span_correlation(),
+        None,
+        "nothing left waiting on the thread"
+    );
+
+    // A rejected incoming id: replaced, and the debug line says so with the
+    // new id although no span is open yet.
+    let resp = svc
+        .oneshot(
+            Request::builder()
+                .header("x-correlation-id", "bad id with spaces")
+                .body(())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let new_id = resp.body().clone();
+    assert!(is_uuid_v4(&new_id), "{new_id}");
+    assert_eq!(resp.headers()["x-correlation-id"], new_id.as_str());
+    message_for(&new_id, "inside");
+    message_for(&new_id, "replaced an invalid incoming correlation id");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -642,7 +642,11 @@ where
                 sf.buf.truncate(start);
             }
         }
-        span.extensions_mut().insert(sf);
+        let mut ext = span.extensions_mut();
+        // A correlation id waiting for this span (the trace layer takes it
+        // first when it sees the span too).
+        IdRecord::adopt_next_span_correlation(&mut ext);
+        ext.insert(sf);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {

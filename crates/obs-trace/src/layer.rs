@@ -314,14 +314,23 @@ where
         // is fully described by its id record: skip the second extension
         // (an allocation) on the unsampled fast path.
         let needs_state = rec.is_some() || !trace_state.is_empty() || baggage.is_some();
+        // A correlation id handed to this span by a layer outside the one
+        // that opened it goes into the same record.
+        let correlation_id = IdRecord::take_next_span_correlation();
         let mut ext = span.extensions_mut();
         match ext.get_mut::<IdRecord>() {
             Some(r) => {
                 r.trace_id = Some(trace_id);
                 r.span_id = Some(span_id);
                 r.trace_flags = flags;
+                if correlation_id.is_some() {
+                    r.correlation_id = correlation_id;
+                }
             }
-            None => ext.insert(IdRecord::with_trace(trace_id, span_id, flags)),
+            None => ext.insert(IdRecord {
+                correlation_id,
+                ..IdRecord::with_trace(trace_id, span_id, flags)
+            }),
         }
         if !needs_state {
             return;

@@ -4,12 +4,14 @@
 //!
 //! Server, outermost first:
 //!
-//! 1. **trace** (`obs-trace`) — extracts `traceparent`/`tracestate`/`baggage`
+//! 1. **correlate** (`obs-correlate`) — takes or generates the correlation
+//!    id, echoes it in the initial metadata, and hands it to the span
+//!    opened next;
+//! 2. **trace** (`obs-trace`) — extracts `traceparent`/`tracestate`/`baggage`
 //!    from the metadata, opens the server span `{package.Service}/{Method}`
 //!    (kind SERVER, `rpc.system.name = "grpc"`, `rpc.method`, `server.*`,
-//!    `network.peer.*`) and keeps it open until the response stream ends;
-//! 2. **correlate** (`obs-correlate`) — takes or generates the correlation
-//!    id, records it on that span, echoes it in the initial metadata;
+//!    `network.peer.*`; its record takes the correlation id as it is
+//!    created) and keeps it open until the response stream ends;
 //! 3. **errors** (`obs-errors`) — binds the request context to the error scope;
 //! 4. **metrics** (`obs-metrics`) — `rpc_server_call_duration_seconds` by
 //!    method and status code;
@@ -88,7 +90,7 @@ type MetricsClient = obs_metrics::grpc::GrpcClientMetricsLayer;
 #[cfg(not(feature = "metrics"))]
 type MetricsClient = tower_layer::Identity;
 
-/// Trace → correlate → error scope → metrics → access log → catch panic
+/// Correlate → trace → error scope → metrics → access log → catch panic
 /// (outermost first).
 type ServerStack = Stack<
     GrpcCatchPanicLayer,
@@ -96,7 +98,7 @@ type ServerStack = Stack<
         GrpcAccessLogLayer,
         Stack<
             MetricsServer,
-            Stack<errors::http::Server, Stack<correlate::http::Server, TraceServer>>,
+            Stack<errors::http::Server, Stack<TraceServer, correlate::http::Server>>,
         >,
     >,
 >;
@@ -290,7 +292,7 @@ impl GrpcServerLayer {
                     self.metrics.clone(),
                     Stack::new(
                         self.errors.clone(),
-                        Stack::new(self.correlate.clone(), self.trace.clone()),
+                        Stack::new(self.trace.clone(), self.correlate.clone()),
                     ),
                 ),
             ),

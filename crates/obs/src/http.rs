@@ -9,10 +9,12 @@
 //!    extension, else axum's `MatchedPath`), never the raw path, so a
 //!    request for `/healthz` on an API router that does not serve it is
 //!    logged and counted like any other;
-//! 2. **trace** (`obs-trace`) — extracts `traceparent`, opens the server span
-//!    `{method} {route}` and keeps it entered for the rest of the stack;
-//! 3. **correlate** (`obs-correlate`) — takes or generates the correlation id,
-//!    records it on that span, echoes it on the response;
+//! 2. **correlate** (`obs-correlate`) — takes or generates the correlation id,
+//!    puts it in the request's extensions and the task-local, echoes it on
+//!    the response, and hands it to the span opened next;
+//! 3. **trace** (`obs-trace`) — extracts `traceparent`, opens the server span
+//!    `{method} {route}` (its record takes the correlation id as it is
+//!    created) and keeps it entered for the rest of the stack;
 //! 4. **errors** (`obs-errors`) — binds the request context to the error scope;
 //! 5. **metrics** (`obs-metrics`) — RED metrics by method, route template,
 //!    status and error type;
@@ -92,10 +94,10 @@ impl HttpPillar for Off {
     }
 }
 
-/// Trace → correlate → error scope → RED metrics (outermost first).
+/// Correlate → trace → error scope → RED metrics (outermost first).
 type PillarStack = Stack<
     metrics::http::Server,
-    Stack<errors::http::Server, Stack<correlate::http::Server, trace::http::Server>>,
+    Stack<errors::http::Server, Stack<trace::http::Server, correlate::http::Server>>,
 >;
 type ServerStack = Stack<CatchPanicLayer, Stack<AccessLogLayer, PillarStack>>;
 
@@ -151,7 +153,7 @@ impl Obs {
             p.metrics.server_layer(),
             Stack::new(
                 p.errors.server_layer(),
-                Stack::new(p.correlate.server_layer(), p.trace.server_layer()),
+                Stack::new(p.trace.server_layer(), p.correlate.server_layer()),
             ),
         ))
     }
@@ -184,8 +186,8 @@ impl ServerLayer {
             Stack::new(
                 errors::State::standalone_server(),
                 Stack::new(
-                    correlate::State::standalone_server(),
                     trace::State::standalone_server(),
+                    correlate::State::standalone_server(),
                 ),
             ),
         ))

@@ -98,17 +98,24 @@ pub(crate) mod http {
     use crate::http::HttpPillar;
 
     pub(crate) type Server = obs_correlate::CorrelationLayer;
+
+    /// With the trace pillar the server stack runs this layer outside the
+    /// trace layer, which opens the request's span and takes the id as it
+    /// creates the span (no span lookup afterwards, no `request` span).
+    fn outside_span(config: obs_correlate::Config) -> obs_correlate::Config {
+        config.span_opened_inside(cfg!(feature = "trace"))
+    }
     pub(crate) type Client = obs_correlate::PropagateLayer;
 
     impl HttpPillar for State {
         type Server = Server;
         type Client = Client;
         fn server_layer(&self) -> Self::Server {
-            obs_correlate::CorrelationLayer::with_config(self.config.clone())
+            obs_correlate::CorrelationLayer::with_config(outside_span(self.config.clone()))
                 .with_stats(self.stats.clone())
         }
         fn standalone_server() -> Self::Server {
-            obs_correlate::CorrelationLayer::new()
+            obs_correlate::CorrelationLayer::with_config(outside_span(obs_correlate::Config::new()))
         }
         fn client_layer(&self) -> Self::Client {
             obs_correlate::PropagateLayer::new()

@@ -178,6 +178,15 @@ where
                 l.on_new_span(attrs, id, ctx.clone());
             }
         }
+        // The correlation id handed to this span is written by the log or
+        // trace layer when either opened it; a span only the errors
+        // pillar's filter enabled gets it here, so no span of a request
+        // misses its id whatever the pillars' filters are.
+        if obs_core::IdRecord::next_span_correlation_waiting()
+            && let Some(span) = ctx.span(id)
+        {
+            obs_core::IdRecord::adopt_next_span_correlation(&mut span.extensions_mut());
+        }
     }
 
     // The span callbacks below go to every pillar that acts on them: each
