@@ -97,6 +97,15 @@ fn route_of<B>(req: &Request<B>) -> Route {
     Route::Template(Cow::Borrowed(""))
 }
 
+/// A response's body size: the body's exact size hint, else its
+/// `Content-Length`.
+fn response_size<B: http_body::Body>(resp: &Response<B>) -> Option<u64> {
+    http_body::Body::size_hint(resp.body())
+        .exact()
+        .or_else(|| content_length(resp.headers()))
+}
+
+/// A request's or response's `Content-Length`, when valid.
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get(http::header::CONTENT_LENGTH)?
@@ -170,31 +179,18 @@ where
         let this = self.project();
         let out = std::task::ready!(this.inner.poll(cx));
         if let Some(st) = this.state.take() {
-            let elapsed = st.start.elapsed();
-            match &out {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    st.metrics
-                        .record(st.method, st.route.as_str(), status, None, elapsed);
-                    let resp_size = http_body::Body::size_hint(resp.body())
-                        .exact()
-                        .or_else(|| content_length(resp.headers()));
-                    st.metrics.record_sizes(
-                        st.method,
-                        st.route.as_str(),
-                        status,
-                        st.request_size,
-                        resp_size,
-                    );
-                }
-                Err(_) => {
-                    st.metrics
-                        .duration
-                        .with([st.method, st.route.as_str(), "", "_OTHER"], |h| {
-                            h.observe_duration(elapsed)
-                        });
-                }
-            }
+            let (status, resp_size) = match &out {
+                Ok(resp) => (Some(resp.status().as_u16()), response_size(resp)),
+                Err(_) => (None, None),
+            };
+            st.metrics.record_response(
+                st.method,
+                st.route.as_str(),
+                status,
+                st.start.elapsed(),
+                st.request_size,
+                resp_size,
+            );
         }
         Poll::Ready(out)
     }

@@ -128,6 +128,44 @@ impl HttpServerMetrics {
             });
     }
 
+    /// Records one finished request the way [`HttpServerMetrics::layer`]
+    /// does: its duration by status (`status` is `None` when the service
+    /// failed without a response: no status, error type `_OTHER`), and,
+    /// with a response, its body sizes when known. For middleware of its
+    /// own that measures requests like the layer.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let registry = obs_metrics::Registry::new();
+    /// let http = obs_metrics::sets::HttpServerMetrics::new(&registry)?;
+    /// http.record_response("GET", "/users/{id}", Some(200), Duration::from_millis(3), None, Some(512));
+    /// http.record_response("GET", "/users/{id}", None, Duration::from_millis(9), None, None);
+    /// let text = registry.encode(obs_metrics::Format::Text);
+    /// assert!(text.contains(r#"http_response_status_code="",error_type="_OTHER""#));
+    /// # Ok::<(), obs_metrics::Error>(())
+    /// ```
+    pub fn record_response(
+        &self,
+        method: &str,
+        route: &str,
+        status: Option<u16>,
+        elapsed: Duration,
+        request_size: Option<u64>,
+        response_size: Option<u64>,
+    ) {
+        match status {
+            Some(status) => {
+                self.record(method, route, status, None, elapsed);
+                self.record_sizes(method, route, status, request_size, response_size);
+            }
+            None => self
+                .duration
+                .with([normalize_method(method), route, "", "_OTHER"], |h| {
+                    h.observe_duration(elapsed)
+                }),
+        }
+    }
+
     /// Records body sizes when known.
     pub fn record_sizes(
         &self,

@@ -23,6 +23,10 @@
 //! 7. **catch panic** — a panicking handler becomes a 500 that every layer
 //!    above sees (the panic itself is reported by the panic hook).
 //!
+//! Steps 5 to 7 run as one service with one future ([`Finish`]): they
+//! share the request's method, route, sizes and start time, read once.
+//! [`AccessLogLayer`] and [`CatchPanicLayer`] remain for stacks of their own.
+//!
 //! With axum, add the layer with `Router::layer` so that it runs inside the
 //! router, where the matched route template is known.
 
@@ -94,17 +98,41 @@ impl HttpPillar for Off {
     }
 }
 
-/// Correlate → trace → error scope → RED metrics (outermost first).
-type PillarStack = Stack<
-    metrics::http::Server,
-    Stack<errors::http::Server, Stack<trace::http::Server, correlate::http::Server>>,
->;
-type ServerStack = Stack<CatchPanicLayer, Stack<AccessLogLayer, PillarStack>>;
+/// Correlate → trace → error scope (outermost first).
+type PillarStack = Stack<errors::http::Server, Stack<trace::http::Server, correlate::http::Server>>;
+type ServerStack = Stack<FinishLayer<metrics::http::Server>, PillarStack>;
+
+/// What the server stack's last service records each request into: the
+/// metrics pillar's HTTP server set, or nothing when the pillar is off.
+pub(crate) trait RecordRequests: Clone {
+    /// Held while the request runs (the active-requests gauge's guard).
+    type Active;
+    fn start(&self, method: &'static str) -> Self::Active;
+    fn record(&self, end: &RequestEnd<'_>);
+}
+
+impl RecordRequests for NoLayer {
+    type Active = ();
+    fn start(&self, _: &'static str) {}
+    fn record(&self, _: &RequestEnd<'_>) {}
+}
+
+/// A finished request, as metrics and the access line see it.
+pub(crate) struct RequestEnd<'a> {
+    pub(crate) method: &'static str,
+    pub(crate) route: &'a str,
+    /// `None`: the service failed without a response.
+    pub(crate) status: Option<u16>,
+    pub(crate) elapsed: std::time::Duration,
+    pub(crate) request_size: Option<u64>,
+    pub(crate) response_size: Option<u64>,
+}
 
 /// The combined server layer; see the [module docs](self).
 #[derive(Clone)]
 pub struct ServerLayer {
     pillars: PillarStack,
+    metrics: metrics::http::Server,
     access_log: bool,
     skip: Arc<[Cow<'static, str>]>,
 }
@@ -149,13 +177,13 @@ impl Obs {
     /// registry, correlation policy and propagators).
     pub fn server_layer(&self) -> ServerLayer {
         let p = &self.inner;
-        ServerLayer::from_pillars(Stack::new(
-            p.metrics.server_layer(),
+        ServerLayer::from_pillars(
             Stack::new(
                 p.errors.server_layer(),
                 Stack::new(p.trace.server_layer(), p.correlate.server_layer()),
             ),
-        ))
+            p.metrics.server_layer(),
+        )
     }
 
     /// The combined client layer wired to this instance.
@@ -181,8 +209,7 @@ impl Obs {
 
 impl ServerLayer {
     fn standalone() -> Self {
-        Self::from_pillars(Stack::new(
-            metrics::State::standalone_server(),
+        Self::from_pillars(
             Stack::new(
                 errors::State::standalone_server(),
                 Stack::new(
@@ -190,12 +217,14 @@ impl ServerLayer {
                     correlate::State::standalone_server(),
                 ),
             ),
-        ))
+            metrics::State::standalone_server(),
+        )
     }
 
-    fn from_pillars(pillars: PillarStack) -> Self {
+    fn from_pillars(pillars: PillarStack, metrics: metrics::http::Server) -> Self {
         Self {
             pillars,
+            metrics,
             access_log: true,
             skip: DEFAULT_SKIP_PATHS
                 .iter()
@@ -227,13 +256,11 @@ impl<S: Clone> Layer<S> for ServerLayer {
 
     fn layer(&self, inner: S) -> ServerService<S> {
         let stack: ServerStack = Stack::new(
-            CatchPanicLayer,
-            Stack::new(
-                AccessLogLayer {
-                    enabled: self.access_log,
-                },
-                self.pillars.clone(),
-            ),
+            FinishLayer {
+                metrics: self.metrics.clone(),
+                access_log: self.access_log,
+            },
+            self.pillars.clone(),
         );
         ServerService {
             traced: stack.layer(inner.clone()),
@@ -415,12 +442,82 @@ impl RequestInfo {
             method: obs_core::names::normalize_http_method(req.method().as_str()),
             route: Route::of(req),
             uri: req.uri().clone(),
-            request_size: req
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok()),
+            request_size: content_length(req.headers()),
         }
+    }
+}
+
+/// A `Content-Length` header's value, when valid.
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// A response's body size: the body's exact size hint, else its
+/// `Content-Length`.
+fn response_size<RB: http_body::Body>(resp: &Response<RB>) -> Option<u64> {
+    resp.body()
+        .size_hint()
+        .exact()
+        .or_else(|| content_length(resp.headers()))
+}
+
+/// The status and body size of a service's outcome (`None`: no response).
+fn outcome<RB: http_body::Body, E>(out: &Result<Response<RB>, E>) -> (Option<u16>, Option<u64>) {
+    match out {
+        Ok(resp) => (Some(resp.status().as_u16()), response_size(resp)),
+        Err(_) => (None, None),
+    }
+}
+
+/// Writes the access line of a finished request: level by status (5xx
+/// error, 4xx warn, else info), ERROR without a response.
+fn access_line(end: &RequestEnd<'_>, path: &str) {
+    let duration_ms = end.elapsed.as_secs_f64() * 1000.0;
+    let route = end.route;
+    // The path is written raw: every path out redacts it with the one rule
+    // set — the log layer before the line is written, the trace exporter
+    // before a span event is exported.
+    match end.status {
+        Some(status) => {
+            macro_rules! access {
+                ($lvl:expr) => {
+                    tracing::event!(
+                        target: "obs::access",
+                        $lvl,
+                        http.request.method = end.method,
+                        http.route = route,
+                        url.path = path,
+                        http.response.status_code = status,
+                        duration_ms,
+                        http.request.body.size = end.request_size,
+                        http.response.body.size = end.response_size,
+                        "request finished"
+                    )
+                };
+            }
+            if status >= 500 {
+                access!(tracing::Level::ERROR);
+            } else if status >= 400 {
+                access!(tracing::Level::WARN);
+            } else {
+                access!(tracing::Level::INFO);
+            }
+        }
+        None => tracing::event!(
+            target: "obs::access",
+            tracing::Level::ERROR,
+            http.request.method = end.method,
+            http.route = route,
+            url.path = path,
+            duration_ms,
+            error.type = "service_error",
+            "request failed without a response"
+        ),
     }
 }
 
@@ -445,51 +542,16 @@ where
         let this = self.project();
         let out = std::task::ready!(this.fut.poll(cx));
         if let Some(info) = this.info.take() {
-            let duration_ms = this.start.elapsed().as_secs_f64() * 1000.0;
-            let route = info.route.as_ref().map_or("", Route::as_str);
-            // Written raw: every path out redacts it with the one rule set —
-            // the log layer before the line is written, the trace exporter
-            // before a span event is exported.
-            let path = info.uri.path();
-            match &out {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let response_size = resp.body().size_hint().exact();
-                    macro_rules! access {
-                        ($lvl:expr) => {
-                            tracing::event!(
-                                target: "obs::access",
-                                $lvl,
-                                http.request.method = info.method,
-                                http.route = route,
-                                url.path = path,
-                                http.response.status_code = status,
-                                duration_ms,
-                                http.request.body.size = info.request_size,
-                                http.response.body.size = response_size,
-                                "request finished"
-                            )
-                        };
-                    }
-                    if status >= 500 {
-                        access!(tracing::Level::ERROR);
-                    } else if status >= 400 {
-                        access!(tracing::Level::WARN);
-                    } else {
-                        access!(tracing::Level::INFO);
-                    }
-                }
-                Err(_) => tracing::event!(
-                    target: "obs::access",
-                    tracing::Level::ERROR,
-                    http.request.method = info.method,
-                    http.route = route,
-                    url.path = path,
-                    duration_ms,
-                    error.type = "service_error",
-                    "request failed without a response"
-                ),
-            }
+            let (status, response_size) = outcome(&out);
+            let end = RequestEnd {
+                method: info.method,
+                route: info.route.as_ref().map_or("", Route::as_str),
+                status,
+                elapsed: this.start.elapsed(),
+                request_size: info.request_size,
+                response_size,
+            };
+            access_line(&end, info.uri.path());
         }
         Poll::Ready(out)
     }
@@ -526,11 +588,21 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // A panic in `call` itself (before the future exists) is caught too.
-        // Both are marked as caught, so the panic hooks report the panic
-        // without flushing the sinks on the request's thread.
+        Self::caught_call(&mut self.inner, req)
+    }
+}
+
+impl<S> CatchPanic<S> {
+    /// Calls `inner` with a panic in `call` itself (before the future
+    /// exists) caught too. Both are marked as caught, so the panic hooks
+    /// report the panic without flushing the sinks on the request's thread.
+    fn caught_call<B, RB>(inner: &mut S, req: Request<B>) -> CatchPanicFuture<S::Future, RB>
+    where
+        S: Service<Request<B>, Response = Response<RB>>,
+        RB: Default,
+    {
         match obs_core::panic::caught(|| {
-            std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
+            std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req)))
         }) {
             Ok(fut) => CatchPanicFuture::Running { fut },
             Err(panic) => CatchPanicFuture::Panicked {
@@ -573,6 +645,125 @@ where
                 .take()
                 .expect("CatchPanicFuture polled after completion"))),
         }
+    }
+}
+
+/// Steps 5 to 7 of the server stack as one layer: see [`Finish`].
+#[derive(Clone, Debug)]
+pub struct FinishLayer<M> {
+    metrics: M,
+    access_log: bool,
+}
+
+impl<S, M: Clone> Layer<S> for FinishLayer<M> {
+    type Service = Finish<S, M>;
+    fn layer(&self, inner: S) -> Finish<S, M> {
+        Finish {
+            inner,
+            metrics: self.metrics.clone(),
+            access_log: self.access_log,
+        }
+    }
+}
+
+/// The innermost service of [`ServerLayer`]: RED metrics, the access line
+/// and catch-panic in one service and one future. The request's method,
+/// route, body size and start time are read once for both metrics and the
+/// line, and the stack nests two futures fewer.
+#[derive(Clone, Debug)]
+pub struct Finish<S, M> {
+    inner: S,
+    metrics: M,
+    access_log: bool,
+}
+
+#[allow(
+    private_bounds,
+    reason = "M is one of the facade's own metric handles, chosen by ServerLayer"
+)]
+impl<S, M, B, RB> Service<Request<B>> for Finish<S, M>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    RB: http_body::Body + Default,
+    M: RecordRequests,
+{
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = FinishFuture<S::Future, RB, M>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let method = obs_core::names::normalize_http_method(req.method().as_str());
+        let state = FinishState {
+            _active: self.metrics.start(method),
+            metrics: self.metrics.clone(),
+            method,
+            route: Route::of(&req),
+            uri: self.access_log.then(|| req.uri().clone()),
+            request_size: content_length(req.headers()),
+            start: Instant::now(),
+        };
+        FinishFuture {
+            inner: CatchPanic::caught_call(&mut self.inner, req),
+            state: Some(state),
+        }
+    }
+}
+
+/// What [`Finish`] keeps while the request runs.
+struct FinishState<M: RecordRequests> {
+    metrics: M,
+    /// Held until the request ends (the active-requests gauge).
+    _active: M::Active,
+    method: &'static str,
+    route: Option<Route>,
+    /// Kept for the access line (a reference-counted clone).
+    uri: Option<http::Uri>,
+    request_size: Option<u64>,
+    start: Instant,
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Finish`].
+    #[allow(private_bounds, reason = "see Finish")]
+    pub struct FinishFuture<F, RB, M: RecordRequests> {
+        #[pin]
+        inner: CatchPanicFuture<F, RB>,
+        state: Option<FinishState<M>>,
+    }
+}
+
+#[allow(private_bounds, reason = "see Finish")]
+impl<F, RB, E, M> Future for FinishFuture<F, RB, M>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    RB: http_body::Body + Default,
+    M: RecordRequests,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        if let Some(st) = this.state.take() {
+            let (status, response_size) = outcome(&out);
+            let end = RequestEnd {
+                method: st.method,
+                route: st.route.as_ref().map_or("", Route::as_str),
+                status,
+                elapsed: st.start.elapsed(),
+                request_size: st.request_size,
+                response_size,
+            };
+            st.metrics.record(&end);
+            if let Some(uri) = &st.uri {
+                access_line(&end, uri.path());
+            }
+        }
+        Poll::Ready(out)
     }
 }
 

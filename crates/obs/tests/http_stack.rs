@@ -96,6 +96,32 @@ async fn one_layer_gives_ids_metrics_access_log_and_admin() {
         })
         .unwrap_or_else(|| panic!("no count line for /items/{{id}}:\n{text}"));
     assert!(count_line.ends_with(" 2"), "{count_line}");
+    // The panic turned 500 is measured as a 500 with its error type; the
+    // response bodies' sizes are recorded by route and status; every
+    // finished request left the active-requests gauge (the scrape itself is
+    // skipped, so nothing is in flight).
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("http_server_request_duration_seconds_count")
+                && l.contains("http_route=\"/boom\"")
+                && l.contains("http_response_status_code=\"500\",error_type=\"500\"")
+                && l.ends_with(" 1")
+        ),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("http_server_response_body_size_bytes_count")
+                && l.contains("http_route=\"/items/{id}\"")
+                && l.contains("http_response_status_code=\"200\"")
+                && l.ends_with(" 2")
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("http_server_active_requests{http_request_method=\"GET\"} 0\n"),
+        "{text}"
+    );
     assert!(!text.contains("/items/42"), "raw path leaked into labels");
     assert!(
         !text.contains("http_route=\"/readyz\""),

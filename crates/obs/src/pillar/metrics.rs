@@ -169,7 +169,32 @@ pub(crate) mod http {
     use crate::Obs;
     use crate::http::HttpPillar;
 
-    pub(crate) type Server = obs_metrics::HttpMetricsLayer;
+    pub(crate) type Server = ServerMetrics;
+
+    /// The HTTP server metric set the server stack records each request
+    /// into (in its last service, next to the access line). Public only as
+    /// a type parameter of [`crate::http::FinishFuture`].
+    #[derive(Clone, Debug)]
+    pub struct ServerMetrics(Arc<HttpServerMetrics>);
+
+    impl crate::http::RecordRequests for ServerMetrics {
+        type Active = obs_metrics::GaugeGuard;
+
+        fn start(&self, method: &'static str) -> Self::Active {
+            self.0.active.with([method], obs_metrics::Gauge::track)
+        }
+
+        fn record(&self, end: &crate::http::RequestEnd<'_>) {
+            self.0.record_response(
+                end.method,
+                end.route,
+                end.status,
+                end.elapsed,
+                end.request_size,
+                end.response_size,
+            );
+        }
+    }
     pub(crate) type Client = ClientMetricsLayer;
 
     impl HttpPillar for State {
@@ -178,10 +203,10 @@ pub(crate) mod http {
         fn server_layer(&self) -> Self::Server {
             // Registered on the instance's registry by the first server
             // layer; every later one shares the set.
-            self.http_server_metrics().layer()
+            ServerMetrics(Arc::new(self.http_server_metrics()))
         }
         fn standalone_server() -> Self::Server {
-            detached_server_metrics().layer()
+            ServerMetrics(Arc::new(detached_server_metrics()))
         }
         fn client_layer(&self) -> Self::Client {
             ClientMetricsLayer {
