@@ -710,8 +710,16 @@ async fn id_goes_into_the_span_opened_inside() {
     assert_eq!(resp.headers()["x-correlation-id"], "inside-1");
     assert_eq!(resp.body(), "inside-1", "the task-local holds the id");
     let event = message_for("inside-1", "inside");
-    assert_eq!(event.spans, ["server"], "no request span of the layer's own");
-    assert_eq!(event.trace_id(), Some(trace_id.to_string()), "trace ids kept");
+    assert_eq!(
+        event.spans,
+        ["server"],
+        "no request span of the layer's own"
+    );
+    assert_eq!(
+        event.trace_id(),
+        Some(trace_id.to_string()),
+        "trace ids kept"
+    );
     assert_eq!(
         IdRecord::take_next_span_correlation(),
         None,
