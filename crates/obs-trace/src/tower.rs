@@ -204,10 +204,13 @@ impl fmt::Display for ClientAddress<'_> {
     }
 }
 
+/// Parsed once: a `&str` name is parsed and checked on every lookup.
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
 fn client_address<B>(req: &Request<B>) -> Option<ClientAddress<'_>> {
     if let Some(xff) = req
         .headers()
-        .get("x-forwarded-for")
+        .get(&X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
         && let Some(first) = xff
             .split(',')
