@@ -6,6 +6,9 @@ mod correlation;
 pub mod error;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod headers;
 mod id;
 pub mod names;
 #[cfg(feature = "otlp")]

@@ -628,7 +628,7 @@ fn looks_secret(tok: &[u8], all: &[u8], start: usize, entropy_min: usize) -> boo
 
 /// A conservative pre-check for the built-in value rules: `false` only when
 /// none of them can match. They all need a `key=value` / `key: value`
-/// separator, a quote (`("key", "value")`), a URL's `@`, a PEM `-----` line,
+/// separator, a quote (`("key", "value")`, `('key', 'value')`), a URL's `@`, a PEM `-----` line,
 /// a `Bearer` or `Basic` scheme word, or a run of at least 20 token bytes. A property test checks it
 /// against the scanner itself.
 #[inline(always)]
@@ -697,6 +697,7 @@ const LETTER_B: u8 = 4;
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     t[b'"' as usize] = SEP;
+    t[b'\'' as usize] = SEP;
     t[b'=' as usize] = SEP;
     t[b':' as usize] = SEP;
     t[b'@' as usize] = SEP;
@@ -706,10 +707,12 @@ static CLASS: [u8; 256] = {
     t
 };
 
-/// 1 for `=`, `:`, `@` and `"`, the separators every keyed secret rule needs.
+/// 1 for `=`, `:`, `@`, `"` and `'`, the separators every keyed secret rule
+/// needs.
 static SEPARATOR: [u8; 256] = {
     let mut t = [0u8; 256];
     t[b'"' as usize] = 1;
+    t[b'\'' as usize] = 1;
     t[b'=' as usize] = 1;
     t[b':' as usize] = 1;
     t[b'@' as usize] = 1;
@@ -996,6 +999,8 @@ mod tests {
         }
         for s in [
             "Bearer abcdefgh",
+            "('pw', 'x')",
+            "('password', 'hunter2')",
             "auth BEARER abcdefgh",
             "basic dXNlcjpw",
             "xx-----BEGIN",
@@ -1010,6 +1015,17 @@ mod tests {
             "/reset/eyJhbGciOiJIUzI1NiJ9",
         ] {
             assert!(may_hold_secret(s.as_bytes()), "{s}");
+        }
+    }
+
+    /// A pair printed with single quotes is found by the scanner, so the
+    /// pre-check must let it through (it used to skip it: no `=`, `:`,
+    /// `@` or `"`).
+    #[test]
+    fn single_quoted_pairs_are_redacted() {
+        for s in ["('password', 'hunter2')", "('token','hunter2')"] {
+            let out = DEFAULT.redact(s);
+            assert!(!out.contains("hunter2"), "{s} -> {out}");
         }
     }
 

@@ -332,8 +332,15 @@ impl Config {
     /// into that span's record as it is created, instead of being recorded
     /// on the current span after looking it up; the layer opens no
     /// `request` span of its own. obs's facade sets it when its trace
-    /// pillar is on. Off by default; [`always_new_span`](Self::always_new_span)
-    /// wins over it.
+    /// pillar is on. Off by default. It wins over
+    /// [`always_new_span`](Self::always_new_span): the span opened inside
+    /// is the request's own, and a `request` span opened outside it would
+    /// not be its parent (the server span continues the incoming trace or
+    /// starts one of its own).
+    ///
+    /// The debug line about a rejected incoming id is written before that
+    /// span exists: it carries the new correlation id (through
+    /// `IdRecord::in_thread_scope`), not the request's trace ids.
     pub fn span_opened_inside(mut self, inside: bool) -> Self {
         self.span_opened_inside = inside;
         self

@@ -37,7 +37,9 @@ struct Shared {
 /// 3. records the id in the obs-core [`IdRecord`] of the current `tracing`
 ///    span when one is active (the server span of an outer trace layer),
 ///    otherwise of a `request` span it creates — so every log line of the
-///    request carries it;
+///    request carries it; with [`Config::span_opened_inside`], it instead
+///    hands the id to the span an inner layer opens (obs-trace's server
+///    layer), which writes it into that span's record as it creates it;
 /// 4. makes it the task-local current id while the inner service runs;
 /// 5. echoes it on the response under the first configured header (and
 ///    under the header it came in, if different) — on every response the
@@ -292,9 +294,12 @@ fn normalize_request_headers(
     }
 }
 
-/// Whether the request's span is opened inside the layer and takes the id.
+/// Whether the request's span is opened inside the layer and takes the id
+/// (it then is the request's own span, which is what `always_new_span`
+/// asks for: a `request` span opened out here would start a trace of its
+/// own, outside the server span's).
 fn span_inside(config: &Config) -> bool {
-    config.span_opened_inside && !config.always_new_span
+    config.span_opened_inside
 }
 
 /// Records `id` on the current span when one is active (and allowed), else

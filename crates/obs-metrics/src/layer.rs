@@ -102,17 +102,7 @@ fn route_of<B>(req: &Request<B>) -> Route {
 fn response_size<B: http_body::Body>(resp: &Response<B>) -> Option<u64> {
     http_body::Body::size_hint(resp.body())
         .exact()
-        .or_else(|| content_length(resp.headers()))
-}
-
-/// A request's or response's `Content-Length`, when valid.
-fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+        .or_else(|| obs_core::headers::content_length(resp.headers()))
 }
 
 impl<S, B, RB> tower_service::Service<Request<B>> for HttpMetricsService<S>
@@ -131,7 +121,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let method = normalize_method(req.method().as_str());
         let route = route_of(&req);
-        let request_size = content_length(req.headers());
+        let request_size = obs_core::headers::content_length(req.headers());
         let active = self.metrics.active.with([method], crate::Gauge::track);
         ResponseFuture {
             inner: self.inner.call(req),

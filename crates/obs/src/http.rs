@@ -442,19 +442,9 @@ impl RequestInfo {
             method: obs_core::names::normalize_http_method(req.method().as_str()),
             route: Route::of(req),
             uri: req.uri().clone(),
-            request_size: content_length(req.headers()),
+            request_size: obs_core::headers::content_length(req.headers()),
         }
     }
-}
-
-/// A `Content-Length` header's value, when valid.
-fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// A response's body size: the body's exact size hint, else its
@@ -463,7 +453,7 @@ fn response_size<RB: http_body::Body>(resp: &Response<RB>) -> Option<u64> {
     resp.body()
         .size_hint()
         .exact()
-        .or_else(|| content_length(resp.headers()))
+        .or_else(|| obs_core::headers::content_length(resp.headers()))
 }
 
 /// The status and body size of a service's outcome (`None`: no response).
@@ -703,7 +693,7 @@ where
             method,
             route: Route::of(&req),
             path: self.access_log.then(|| req.uri().path_and_query().cloned()),
-            request_size: content_length(req.headers()),
+            request_size: obs_core::headers::content_length(req.headers()),
             start: Instant::now(),
         };
         FinishFuture {

@@ -1,7 +1,8 @@
 //! The metrics pillar (`obs-metrics`): the registry with the process
 //! collector, `obs_build_info` and every pillar's self-metrics, the metric
 //! sets registered on first use (HTTP server and client, jobs, pipelines),
-//! the RED and client metrics layers, and `/metrics` on the admin router.
+//! the HTTP server set the server stack records into, the client metrics
+//! layer, and `/metrics` on the admin router.
 
 use std::fmt;
 use std::sync::OnceLock;
