@@ -196,7 +196,7 @@ where
                     "replaced an invalid incoming correlation id"
                 );
             };
-            if span.is_none() && span_inside(config) {
+            if config.span_opened_inside {
                 // No span yet (it is opened inside): the line carries the
                 // new id all the same.
                 IdRecord::in_thread_scope(
@@ -208,14 +208,11 @@ where
             }
         }
         let id = resolution.id;
-        let fut = if span_inside(config) {
-            let next = id.clone();
-            with_task_local(id.clone(), || {
-                IdRecord::with_next_span_correlation(next, || self.inner.call(req))
-            })
-        } else {
-            with_task_local(id.clone(), || self.inner.call(req))
-        };
+        let next = config.span_opened_inside.then(|| id.clone());
+        let fut = with_task_local(id.clone(), || match next {
+            Some(next) => IdRecord::with_next_span_correlation(next, || self.inner.call(req)),
+            None => self.inner.call(req),
+        });
         drop(entered);
 
         let echo = value.map(|value| Echo {
@@ -294,21 +291,15 @@ fn normalize_request_headers(
     }
 }
 
-/// Whether the request's span is opened inside the layer and takes the id
-/// (it then is the request's own span, which is what `always_new_span`
-/// asks for: a `request` span opened out here would start a trace of its
-/// own, outside the server span's).
-fn span_inside(config: &Config) -> bool {
-    config.span_opened_inside
-}
-
 /// Records `id` on the current span when one is active (and allowed), else
 /// creates a `request` span carrying it, unless a span opened inside takes
 /// it. Returns the span the inner future must run in (`Span::none()` when
 /// the caller's span, or the one opened inside, covers it).
 fn request_span<B>(config: &Config, req: &Request<B>, id: &CorrelationId) -> Span {
-    if span_inside(config) {
-        // The span opened inside takes the id as it is created.
+    if config.span_opened_inside {
+        // The span opened inside takes the id as it is created; it is the
+        // request's own span, so this wins over `always_new_span` (a
+        // `request` span opened out here would start a trace of its own).
         return Span::none();
     }
     if !config.always_new_span
