@@ -21,3 +21,18 @@ pub fn content_length(headers: &http::HeaderMap) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// A response's body size: the body's exact size hint, else its
+/// `Content-Length` header. What RED metrics record and the access line
+/// writes as the response body size.
+///
+/// ```
+/// let resp = http::Response::new(String::from("hello"));
+/// assert_eq!(obs_core::headers::response_body_size(&resp), Some(5));
+/// ```
+pub fn response_body_size<B: http_body::Body>(resp: &http::Response<B>) -> Option<u64> {
+    resp.body()
+        .size_hint()
+        .exact()
+        .or_else(|| content_length(resp.headers()))
+}

@@ -97,14 +97,6 @@ fn route_of<B>(req: &Request<B>) -> Route {
     Route::Template(Cow::Borrowed(""))
 }
 
-/// A response's body size: the body's exact size hint, else its
-/// `Content-Length`.
-fn response_size<B: http_body::Body>(resp: &Response<B>) -> Option<u64> {
-    http_body::Body::size_hint(resp.body())
-        .exact()
-        .or_else(|| obs_core::headers::content_length(resp.headers()))
-}
-
 impl<S, B, RB> tower_service::Service<Request<B>> for HttpMetricsService<S>
 where
     S: tower_service::Service<Request<B>, Response = Response<RB>>,
@@ -170,7 +162,10 @@ where
         let out = std::task::ready!(this.inner.poll(cx));
         if let Some(st) = this.state.take() {
             let (status, resp_size) = match &out {
-                Ok(resp) => (Some(resp.status().as_u16()), response_size(resp)),
+                Ok(resp) => (
+                    Some(resp.status().as_u16()),
+                    obs_core::headers::response_body_size(resp),
+                ),
                 Err(_) => (None, None),
             };
             st.metrics.record_response(

@@ -27,6 +27,9 @@
     reason = "the bench reports each stack's shutdown summary"
 )]
 
+#[path = "../tests/support/hyper_request.rs"]
+mod hyper_request;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,24 +58,10 @@ fn app() -> Router {
     Router::new().route("/hello/{name}", get(hello))
 }
 
-/// A request as hyper hands it over: the path and the header value are
-/// slices of one read buffer, so a layer that clones them (the access line
-/// keeps the path, the error scope the head) takes a reference, as in a
-/// real server. Built from `&str`s instead, the first clone of each would
-/// allocate a shared copy that no server request pays (the same builder as
-/// `tests/alloc_per_request.rs`). Built the same way for every row.
+/// The request of every row, built as hyper builds it (see the helper,
+/// shared with `tests/alloc_per_request.rs`).
 fn request() -> http::Request<axum::body::Body> {
-    let mut read = bytes::BytesMut::with_capacity(64);
-    read.extend_from_slice(b"/hello/worldbench");
-    let path = read.split_to(12).freeze();
-    let agent = read.split().freeze();
-    let mut req = http::Request::new(axum::body::Body::empty());
-    *req.uri_mut() = http::Uri::from_maybe_shared(path).unwrap();
-    req.headers_mut().insert(
-        http::header::USER_AGENT,
-        http::HeaderValue::from_maybe_shared(agent).unwrap(),
-    );
-    req
+    hyper_request::hyper_request("/hello/world", "bench")
 }
 
 /// Whether the last measured row ran (a filter on the command line skips rows).

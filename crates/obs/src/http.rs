@@ -447,19 +447,13 @@ impl RequestInfo {
     }
 }
 
-/// A response's body size: the body's exact size hint, else its
-/// `Content-Length`.
-fn response_size<RB: http_body::Body>(resp: &Response<RB>) -> Option<u64> {
-    resp.body()
-        .size_hint()
-        .exact()
-        .or_else(|| obs_core::headers::content_length(resp.headers()))
-}
-
 /// The status and body size of a service's outcome (`None`: no response).
 fn outcome<RB: http_body::Body, E>(out: &Result<Response<RB>, E>) -> (Option<u16>, Option<u64>) {
     match out {
-        Ok(resp) => (Some(resp.status().as_u16()), response_size(resp)),
+        Ok(resp) => (
+            Some(resp.status().as_u16()),
+            obs_core::headers::response_body_size(resp),
+        ),
         Err(_) => (None, None),
     }
 }
