@@ -5,7 +5,9 @@
 //!
 //! - `baseline/axum-router`: the bare router, the floor (not compared).
 //! - `obs/server_layer`: ids, server span, RED metrics, error scope, an
-//!   access line through obs's non-blocking writer into `io::sink`. Sampled,
+//!   access line through obs's non-blocking writer into `io::sink`; obs's
+//!   layers alone on a registry (`Obs::take_subscriber`), as `obs::init`
+//!   installs them process-wide. Sampled,
 //!   spans go to obs's exporter thread; its OTLP endpoint refuses
 //!   connections, so exports fail and are counted, which costs the
 //!   application thread nothing.
@@ -106,8 +108,9 @@ fn obs_stack(rt: &tokio::runtime::Runtime, sampled: bool) -> (obs::Obs, tracing:
                 .non_blocking(obs::log::NonBlocking::new())
         });
     let obs = rt.block_on(async { obs::init(config) }).unwrap();
-    let layers = obs.take_layers().expect("layers not installed globally");
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layers));
+    // obs's layers alone, as `obs::init` installs them process-wide.
+    let subscriber = obs.take_subscriber().expect("not installed globally");
+    let dispatch = tracing::Dispatch::new(subscriber);
     let router = app().layer(obs.server_layer());
     (obs, dispatch, router)
 }

@@ -9,7 +9,8 @@ use tracing_subscriber::Registry;
 use tracing_subscriber::layer::{Layer, Layered, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::pillar::{Boxed, Parts, Pillar, Shared, correlate, errors, health, log, metrics, trace};
+use crate::pillar::fused::Mode;
+use crate::pillar::{Parts, Pillar, Shared, correlate, errors, health, log, metrics, trace};
 use crate::{Config, Error};
 
 static GLOBAL: OnceLock<Obs> = OnceLock::new();
@@ -27,7 +28,9 @@ pub(crate) struct Inner {
     pub(crate) resource: Resource,
     pub(crate) redactor: obs_core::Redactor,
     pub(crate) admin_token: Option<Secret<String>>,
-    layers: Mutex<Option<Boxed<Registry>>>,
+    /// The pillars' layers, not yet fused: [`Obs::take_layers`] fuses them
+    /// to sit beside other layers, [`Obs::take_subscriber`] as the only one.
+    layers: Mutex<Option<Parts<Registry>>>,
     /// Each pillar, running (`Off` for a disabled one).
     pub(crate) log: log::State,
     pub(crate) trace: trace::State,
@@ -108,6 +111,7 @@ pub fn builder(config: Config) -> Builder<Registry> {
     Builder {
         config,
         subscriber: tracing_subscriber::registry(),
+        mode: Mode::Sole,
     }
 }
 
@@ -142,7 +146,7 @@ where
     if global {
         install_process_wide(&obs)?;
     }
-    Ok((obs, layers))
+    Ok((obs, layers.into_layer(Mode::Composed)))
 }
 
 /// An [`init`] in the making, holding the layers added so far; see
@@ -151,6 +155,8 @@ where
 pub struct Builder<S> {
     config: Config,
     subscriber: S,
+    /// `Sole` until a layer of the user's is added.
+    mode: Mode,
 }
 
 impl<S> fmt::Debug for Builder<S> {
@@ -173,6 +179,7 @@ where
         Builder {
             config: self.config,
             subscriber: self.subscriber.with(layer),
+            mode: Mode::Composed,
         }
     }
 
@@ -183,7 +190,7 @@ where
     /// `try_init`.
     pub fn try_init(self) -> Result<Obs, Error> {
         let (obs, layers) = build::<S>(self.config)?;
-        let subscriber = self.subscriber.with(layers);
+        let subscriber = self.subscriber.with(layers.into_layer(self.mode));
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|_| Error::SubscriberAlreadySet)?;
         install_process_wide(&obs)?;
@@ -191,8 +198,9 @@ where
     }
 }
 
-/// The layers of every enabled pillar, for any registry-based subscriber.
-fn build<S>(config: Config) -> Result<(Obs, Boxed<S>), Error>
+/// The layers of every enabled pillar, for any registry-based subscriber,
+/// to be fused once it is known whether they are the subscriber's only ones.
+fn build<S>(config: Config) -> Result<(Obs, Parts<S>), Error>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
 {
@@ -235,7 +243,7 @@ where
         Obs {
             inner: Arc::new(inner),
         },
-        layers.into_layer(),
+        layers,
     ))
 }
 
@@ -278,10 +286,48 @@ impl Obs {
         &self.inner.redactor
     }
 
-    /// The composed `tracing` layers, when [`Config::install_global`] was
-    /// off; `None` once taken or when `init` installed them itself.
+    /// The composed `tracing` layers, to put beside layers of your own in a
+    /// subscriber you build, when [`Config::install_global`] was off; `None`
+    /// once taken (by this or [`take_subscriber`](Self::take_subscriber)) or
+    /// when `init` installed them itself. Their filter is a per-layer
+    /// filter: obs's levels decide what obs records, never what the other
+    /// layers see.
     pub fn take_layers(&self) -> Option<impl Layer<Registry> + Send + Sync + 'static> {
-        lock(&self.inner.layers).take()
+        lock(&self.inner.layers)
+            .take()
+            .map(|parts| parts.into_layer(Mode::Composed))
+    }
+
+    /// obs's layers alone on a registry, as [`init`] installs them
+    /// process-wide: for a scoped default (`tracing::subscriber::with_default`,
+    /// a `tracing::Dispatch` per test or per tenant) when
+    /// [`Config::install_global`] was off. `None` once taken (by this or
+    /// [`take_layers`](Self::take_layers)) or when `init` installed them.
+    ///
+    /// As the only layer, the union of the pillars' filters is the
+    /// subscriber's own filter rather than a per-layer filter, which saves
+    /// a registry lookup on every span enter, exit, record and close; with
+    /// a layer of your own to add, use `take_layers` (or [`builder`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), obs::Error> {
+    /// let obs = obs::init(
+    ///     obs::Config::from_lookup(|_| None)?
+    ///         .log(|l| l.writer(std::io::sink()))
+    ///         .install_global(false),
+    /// )?;
+    /// let subscriber = obs.take_subscriber().expect("not installed globally");
+    /// tracing::subscriber::with_default(subscriber, || tracing::info!("scoped"));
+    /// assert!(obs.take_subscriber().is_none(), "taken once");
+    /// # obs.shutdown(std::time::Duration::from_secs(2)).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn take_subscriber(&self) -> Option<impl tracing::Subscriber + Send + Sync + 'static> {
+        lock(&self.inner.layers)
+            .take()
+            .map(|parts| tracing_subscriber::registry().with(parts.into_layer(Mode::Sole)))
     }
 
     /// Flushes and stops every pillar, in order, within `timeout`:

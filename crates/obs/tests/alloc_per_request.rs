@@ -26,7 +26,6 @@ mod hyper_request;
 use axum::Router;
 use axum::routing::get;
 use tower::ServiceExt;
-use tracing_subscriber::layer::SubscriberExt;
 
 #[global_allocator]
 static GLOBAL: obs_testing::alloc::CountingAllocator = obs_testing::alloc::CountingAllocator;
@@ -92,8 +91,9 @@ fn obs_allocations(rt: &tokio::runtime::Runtime, sampled: bool) -> (u64, obs::Sh
                 .non_blocking(obs::log::NonBlocking::new())
         });
     let obs = rt.block_on(async { obs::init(config) }).unwrap();
-    let layers = obs.take_layers().expect("layers not installed globally");
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layers));
+    // obs's layers alone, as `obs::init` installs them process-wide.
+    let subscriber = obs.take_subscriber().expect("not installed globally");
+    let dispatch = tracing::Dispatch::new(subscriber);
     let router = app().layer(obs.server_layer());
     let n = tracing::dispatcher::with_default(&dispatch, || allocations(rt, &router));
     drop((dispatch, router));

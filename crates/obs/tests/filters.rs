@@ -1,13 +1,43 @@
 //! The log filter decides which lines are written, and nothing else: spans
 //! below the log level still carry trace ids (so WARN lines inside INFO spans
 //! have them), and trace context still propagates.
+//!
+//! Each case runs with obs's layers installed both ways: beside other layers
+//! (`take_layers`, the union of the pillars' filters a per-layer filter) and
+//! alone (`take_subscriber`, the union the subscriber's own filter).
 
 use std::time::Duration;
 
 use tracing_subscriber::layer::SubscriberExt;
 
+/// How obs's layers are installed.
+#[derive(Debug, Clone, Copy)]
+enum Install {
+    /// `registry().with(obs.take_layers())`.
+    Beside,
+    /// `obs.take_subscriber()`.
+    Alone,
+}
+
+const BOTH: [Install; 2] = [Install::Beside, Install::Alone];
+
+fn subscriber(obs: &obs::Obs, install: Install) -> Box<dyn tracing::Subscriber + Send + Sync> {
+    match install {
+        Install::Beside => {
+            Box::new(tracing_subscriber::registry().with(obs.take_layers().unwrap()))
+        }
+        Install::Alone => Box::new(obs.take_subscriber().unwrap()),
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_quiet_log_level_does_not_switch_tracing_off() {
+    for install in BOTH {
+        quiet_log_level(install).await;
+    }
+}
+
+async fn quiet_log_level(install: Install) {
     let logs = obs_testing::capture::SharedBuf::default();
     let sink = logs.clone();
     let obs = obs::init(
@@ -17,8 +47,7 @@ async fn a_quiet_log_level_does_not_switch_tracing_off() {
             .install_global(false),
     )
     .unwrap();
-    let subscriber = tracing_subscriber::registry().with(obs.take_layers().unwrap());
-    obs_testing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber(&obs, install), || {
         let span = tracing::info_span!("request");
         let _g = span.enter();
         tracing::info!("not written: below the log level");
@@ -31,9 +60,9 @@ async fn a_quiet_log_level_does_not_switch_tracing_off() {
     let text = logs.text();
     let lines = logs.json_lines();
     let warn: Vec<_> = lines.iter().filter(|l| l["level"] == "WARN").collect();
-    assert_eq!(warn.len(), 1, "{text}");
-    assert!(warn[0]["trace_id"].is_string(), "{text}");
-    assert!(!text.contains("not written"), "{text}");
+    assert_eq!(warn.len(), 1, "{install:?}: {text}");
+    assert!(warn[0]["trace_id"].is_string(), "{install:?}: {text}");
+    assert!(!text.contains("not written"), "{install:?}: {text}");
 }
 
 /// Libraries' DEBUG and TRACE spans (hyper, h2, tower) are not recorded by
@@ -41,7 +70,10 @@ async fn a_quiet_log_level_does_not_switch_tracing_off() {
 /// opts in.
 #[tokio::test(flavor = "current_thread")]
 async fn library_trace_spans_are_not_recorded_unless_asked() {
-    for (filter, recorded) in [(None, false), (Some("info,noisy=trace"), true)] {
+    for (filter, recorded, install) in BOTH
+        .into_iter()
+        .flat_map(|i| [(None, false, i), (Some("info,noisy=trace"), true, i)])
+    {
         let obs = obs::init(
             obs::Config::from_lookup(|k| match k {
                 "OBS_TRACE_FILTER" => filter.map(str::to_owned),
@@ -52,12 +84,11 @@ async fn library_trace_spans_are_not_recorded_unless_asked() {
             .install_global(false),
         )
         .unwrap();
-        let subscriber = tracing_subscriber::registry().with(obs.take_layers().unwrap());
-        obs_testing::subscriber::with_default(subscriber, || {
+        obs_testing::subscriber::with_default(subscriber(&obs, install), || {
             let span = tracing::trace_span!(target: "noisy", "poll_frame");
             let _g = span.enter();
             let ids = obs::IdRecord::current().and_then(|r| r.trace_id);
-            assert_eq!(ids.is_some(), recorded, "filter {filter:?}");
+            assert_eq!(ids.is_some(), recorded, "filter {filter:?}, {install:?}");
         });
         obs.shutdown(Duration::from_secs(2)).await;
     }
@@ -72,6 +103,12 @@ async fn library_trace_spans_are_not_recorded_unless_asked() {
 /// was written in).
 #[tokio::test(flavor = "current_thread")]
 async fn each_pillar_sees_what_its_own_filter_enables() {
+    for install in BOTH {
+        own_filters(install).await;
+    }
+}
+
+async fn own_filters(install: Install) {
     let receiver = obs_testing::otlp::OtlpReceiver::start();
     let url = receiver.http_base_url();
     let logs = obs_testing::capture::SharedBuf::default();
@@ -88,9 +125,8 @@ async fn each_pillar_sees_what_its_own_filter_enables() {
         .install_global(false),
     )
     .unwrap();
-    let subscriber = tracing_subscriber::registry().with(obs.take_layers().unwrap());
     let mut hidden_span_id = None;
-    obs_testing::subscriber::with_default(subscriber, || {
+    obs_testing::subscriber::with_default(subscriber(&obs, install), || {
         let request = tracing::info_span!(target: "app", "request", route = "/r");
         let _r = request.enter();
         {
@@ -142,4 +178,73 @@ async fn each_pillar_sees_what_its_own_filter_enables() {
     assert_eq!(hidden.span_id(), hidden_span_id);
     assert_eq!(hidden.parent_span_id(), Some(request.span_id()));
     assert_eq!(quiet["trace_id"], request.trace_id().as_str(), "{text}");
+}
+
+/// Alone, the union filter is the subscriber's: a directive reloaded at
+/// runtime still reaches the callsites and the level hint it changes, both
+/// ways, and the taken subscriber is gone from the handle.
+#[tokio::test(flavor = "current_thread")]
+async fn alone_a_reloaded_log_level_takes_effect() {
+    let logs = obs_testing::capture::SharedBuf::default();
+    let sink = logs.clone();
+    let obs = obs::init(
+        obs::Config::from_lookup(|_| None)
+            .unwrap()
+            .log(move |l| l.writer(sink).filter("warn"))
+            .install_global(false),
+    )
+    .unwrap();
+    let alone = obs.take_subscriber().unwrap();
+    assert!(obs.take_subscriber().is_none() && obs.take_layers().is_none());
+    obs_testing::subscriber::with_default(alone, || {
+        let line = |n: u32| tracing::debug!(target: "app", n, "debug line");
+        line(1);
+        obs.reload_log_level("warn,app=debug").unwrap();
+        line(2);
+        obs.reload_log_level("warn").unwrap();
+        line(3);
+    });
+    obs.shutdown(Duration::from_secs(2)).await;
+    let text = logs.text();
+    let written: Vec<_> = logs
+        .json_lines()
+        .iter()
+        .filter(|l| l["message"] == "debug line")
+        .map(|l| l["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(written, [2], "{text}");
+}
+
+/// Beside other layers, obs's levels decide what obs writes, never what the
+/// other layers see: a layer of the user's gets the INFO and DEBUG events
+/// obs's `warn` leaves out.
+#[tokio::test(flavor = "current_thread")]
+async fn beside_other_layers_obs_levels_hide_nothing_from_them() {
+    let logs = obs_testing::capture::SharedBuf::default();
+    let sink = logs.clone();
+    let obs = obs::init(
+        obs::Config::from_lookup(|_| None)
+            .unwrap()
+            .log(move |l| l.writer(sink).filter("warn"))
+            .install_global(false),
+    )
+    .unwrap();
+    let mine = obs_testing::capture::CaptureLayer::new();
+    let subscriber = tracing_subscriber::registry()
+        .with(obs.take_layers().unwrap())
+        .with(mine.clone());
+    obs_testing::subscriber::with_default(subscriber, || {
+        let span = tracing::debug_span!("inner");
+        let _g = span.enter();
+        tracing::debug!("a debug event");
+        tracing::info!("an info event");
+        tracing::warn!("a warn event");
+    });
+    obs.shutdown(Duration::from_secs(2)).await;
+    for m in ["a debug event", "an info event", "a warn event"] {
+        assert_eq!(mine.with_message(m).len(), 1, "{m}: {:?}", mine.events());
+    }
+    let text = logs.text();
+    assert!(text.contains("a warn event"), "{text}");
+    assert!(!text.contains("an info event"), "{text}");
 }

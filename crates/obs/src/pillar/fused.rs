@@ -18,6 +18,18 @@
 //! invisible to all, a span one pillar wants is visible to the others
 //! (walking a scope, each pillar skips spans without its extension).
 //! Standalone, every pillar crate still runs with its own layer.
+//!
+//! When the fused layer is the subscriber's only layer ([`Mode::Sole`]:
+//! [`obs::init`](crate::init) installing the global subscriber without
+//! layers of the user's, [`Obs::take_subscriber`](crate::Obs::take_subscriber)),
+//! nothing else shares the registry, so the union filter need not be a
+//! per-layer filter: the layer itself answers `register_callsite`,
+//! `enabled` and `max_level_hint` with it, as the subscriber's global
+//! filter. The registry then keeps no per-layer filter state, and no span
+//! is looked up to learn whether the filter enabled it (on every enter,
+//! exit, record and close). Beside layers of the user's
+//! ([`Mode::Composed`]) the union stays a per-layer filter, so that obs's
+//! levels never hide a span or event from the user's layers.
 
 use std::fmt;
 use std::sync::Arc;
@@ -85,8 +97,9 @@ where
         self.callbacks.push(callbacks);
     }
 
-    /// The one layer: the fused pillars behind the union of their filters.
-    pub(crate) fn into_layer(self) -> Boxed<S> {
+    /// The one layer: the fused pillars behind the union of their filters,
+    /// a per-layer filter or the subscriber's own as `mode` says.
+    pub(crate) fn into_layer(self, mode: Mode) -> Boxed<S> {
         let filters: Arc<[BoxedFilter<S>]> = self.filters.into();
         let select = |f: fn(&SpanCallbacks) -> bool| {
             self.callbacks
@@ -96,16 +109,30 @@ where
                 .map(|(i, _)| i)
                 .collect()
         };
-        Box::new(
-            Fused {
-                record: select(|c| c.record),
-                lifecycle: select(|c| c.lifecycle),
-                layers: self.layers,
-                filters: filters.clone(),
-            }
-            .with_filter(AnyOf { filters }),
-        )
+        let any = AnyOf {
+            filters: filters.clone(),
+        };
+        let fused = |sole| Fused {
+            record: select(|c| c.record),
+            lifecycle: select(|c| c.lifecycle),
+            layers: self.layers,
+            filters,
+            sole,
+        };
+        match mode {
+            Mode::Sole => Box::new(fused(Some(any))),
+            Mode::Composed => Box::new(fused(None).with_filter(any)),
+        }
     }
+}
+
+/// Whether the fused layer shares its subscriber with layers of the user's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The only layer on its registry: its filter is the subscriber's.
+    Sole,
+    /// Among other layers: its filter is a per-layer filter.
+    Composed,
 }
 
 /// The pillars' layers, each called for what its own filter enables.
@@ -117,6 +144,10 @@ struct Fused<S> {
     record: Vec<usize>,
     /// The parts that act on enter, exit, close and follows-from.
     lifecycle: Vec<usize>,
+    /// The union filter, when this layer is the subscriber's only one and
+    /// the filter is therefore the subscriber's ([`Mode::Sole`]); `None`
+    /// when a per-layer filter wraps the layer.
+    sole: Option<AnyOf<S>>,
 }
 
 impl<S> fmt::Debug for Fused<S> {
@@ -167,7 +198,21 @@ where
                 l.register_callsite(meta);
             }
         }
-        Interest::always()
+        match &self.sole {
+            Some(any) => any.callsite_enabled(meta),
+            // The per-layer filter around this layer answers.
+            None => Interest::always(),
+        }
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        self.sole.as_ref().is_none_or(|any| any.enabled(meta, &ctx))
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        self.sole
+            .as_ref()
+            .and_then(|any| Filter::<S>::max_level_hint(any))
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
