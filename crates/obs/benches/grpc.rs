@@ -125,8 +125,8 @@ fn obs_stack(rt: &tokio::runtime::Runtime, sampled: bool) -> (obs::Obs, tracing:
                 .non_blocking(obs::log::NonBlocking::new())
         });
     let obs = rt.block_on(async { obs::init(config) }).unwrap();
-    let layers = obs.take_layers().expect("layers not installed globally");
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layers));
+    // obs alone on a registry, as `obs::init` installs it process-wide.
+    let dispatch = tracing::Dispatch::new(obs.take_subscriber().expect("not installed globally"));
     (obs, dispatch)
 }
 

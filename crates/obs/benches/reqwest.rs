@@ -79,8 +79,8 @@ fn obs_stack(
         .install_global(false)
         .log(|l| l.writer(std::io::sink()));
     let obs = rt.block_on(async { obs::init(config) }).unwrap();
-    let layers = obs.take_layers().expect("layers not installed globally");
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layers));
+    // obs alone on a registry, as `obs::init` installs it process-wide.
+    let dispatch = tracing::Dispatch::new(obs.take_subscriber().expect("not installed globally"));
     let client = ClientBuilder::new(reqwest::Client::new())
         .with(obs.reqwest_middleware())
         .with(Answer)

@@ -16,7 +16,6 @@ use std::time::Duration;
 use obs_testing::otlp::{OtlpReceiver, ReceivedSpan};
 use tonic::transport::{Channel, Endpoint, Server};
 use tower::Service as _;
-use tracing_subscriber::layer::SubscriberExt;
 
 #[path = "common/greeter.rs"]
 mod greeter;
@@ -54,7 +53,8 @@ fn instance(service: &str, receiver_url: &str) -> Instance {
             .install_global(false),
     )
     .unwrap();
-    let subscriber = tracing_subscriber::registry().with(obs.take_layers().unwrap());
+    // obs alone on a registry, as `obs::init` installs it process-wide.
+    let subscriber = obs.take_subscriber().unwrap();
     let _default = obs_testing::subscriber::set_default(subscriber);
     Instance {
         obs,

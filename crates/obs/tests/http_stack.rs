@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use tracing_subscriber::layer::SubscriberExt;
 
 mod common;
 use common::{HttpClient, send};
@@ -33,7 +32,8 @@ async fn one_layer_gives_ids_metrics_access_log_and_admin() {
             .install_global(false),
     )
     .unwrap();
-    let subscriber = tracing_subscriber::registry().with(obs.take_layers().unwrap());
+    // obs alone on a registry, as `obs::init` installs it process-wide.
+    let subscriber = obs.take_subscriber().unwrap();
     let _default = obs_testing::subscriber::set_default(subscriber);
 
     let app = Router::new()
