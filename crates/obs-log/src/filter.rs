@@ -116,22 +116,19 @@ pub(crate) struct FilterState {
     /// interests are never rebuilt). Bounded by the program's callsites.
     span_callsites: Mutex<Vec<&'static Metadata<'static>>>,
     directive: ArcSwap<String>,
-    /// Set when the directive runs as a per-layer filter, whose interests
-    /// never change (see `LogFilter::callsite_enabled`).
-    per_layer: bool,
     /// The dispatcher the layer was registered with (weak: the dispatcher
-    /// owns the layer, which owns this state).
+    /// owns the layer, which owns this state), as a global or a per-layer
+    /// filter.
     dispatch: Mutex<Option<WeakDispatch>>,
 }
 
 impl FilterState {
-    pub(crate) fn new(directive: &str, per_layer: bool) -> Result<Self, Error> {
+    pub(crate) fn new(directive: &str) -> Result<Self, Error> {
         let t = parse_directive(directive)?;
         Ok(Self {
             targets: ArcSwap::from_pointee(t),
             span_callsites: Mutex::new(Vec::new()),
             directive: ArcSwap::from_pointee(directive.trim().to_owned()),
-            per_layer,
             dispatch: Mutex::new(None),
         })
     }
@@ -401,16 +398,15 @@ impl ReloadHandle {
         self.state
             .directive
             .store(Arc::new(directive.trim().to_owned()));
-        // As a global filter the layer turned the directive into cached
-        // per-callsite interests: recompute them (and the global max level),
-        // as the layer's dispatcher sees them, whichever thread reloads.
-        // As a per-layer filter it decides per event and caches nothing; a
-        // rebuild there would even detach the filtered layer from
-        // tracing-subscriber's per-layer state (`tests/layer.rs` shows the
-        // reload working).
-        if !self.state.per_layer {
-            self.state.rebuild_interest();
-        }
+        // Recompute the callsites' cached interests and the global maximum
+        // level, as the layer's dispatcher sees them, whichever thread
+        // reloads. As a global filter the layer turned the directive into
+        // interests. As a per-layer filter its interests do not change
+        // (events are decided one by one), but its level hint does: without
+        // the rebuild, `tracing`'s maximum level would keep the old
+        // directive's, and a directive more verbose than the start's would
+        // never see a line (`tests/reload_hint.rs`).
+        self.state.rebuild_interest();
         Ok(())
     }
 
@@ -501,7 +497,7 @@ where
         // would enable every library's DEBUG and TRACE callsites (hyper,
         // h2, tonic emit many per request) for this one layer to refuse
         // them event by event. A reload rebuilds the interest cache, which
-        // reads the hint again.
+        // reads the hint again (as a global and as a per-layer filter).
         Some(self.state.max_level().max(LevelFilter::INFO))
     }
 }
@@ -526,7 +522,7 @@ mod tests {
             let e = parse_directive(bad).unwrap_err();
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }
-        let f = FilterState::new("warn,a=trace", false).unwrap();
+        let f = FilterState::new("warn,a=trace").unwrap();
         assert_eq!(f.max_level(), LevelFilter::TRACE);
         assert!(f.would_enable("a::x", &Level::TRACE));
         assert!(!f.would_enable("b", &Level::INFO));

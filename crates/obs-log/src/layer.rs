@@ -167,6 +167,9 @@ pub(crate) struct Inner {
     pub(crate) spec: Arc<Spec>,
     /// `None` when the filter is applied as a per-layer filter instead.
     pub(crate) filter: Option<Arc<FilterState>>,
+    /// The directive's state either way: a reload rebuilds the interest
+    /// cache from the dispatcher this layer was registered with.
+    pub(crate) directive: Arc<FilterState>,
     pub(crate) redactor: Option<Redaction>,
     pub(crate) rate_limit: Option<u32>,
     pub(crate) out: Output,
@@ -192,9 +195,14 @@ impl fmt::Debug for LogLayer {
 }
 
 impl LogLayer {
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the layer's parts, built once by `obs_log::layer`"
+    )]
     pub(crate) fn new(
         spec: Arc<Spec>,
         filter: Option<Arc<FilterState>>,
+        directive: Arc<FilterState>,
         redactor: Option<Redaction>,
         rate_limit: Option<u32>,
         out: Output,
@@ -206,6 +214,7 @@ impl LogLayer {
             inner: Arc::new(Inner {
                 spec,
                 filter,
+                directive,
                 redactor,
                 rate_limit,
                 out,
@@ -596,10 +605,9 @@ where
     }
 
     fn on_register_dispatch(&self, dispatch: &tracing_core::Dispatch) {
-        // A reload rebuilds the interest cache from this dispatcher.
-        if let Some(filter) = &self.inner.filter {
-            filter.attach(dispatch);
-        }
+        // A reload rebuilds the interest cache from this dispatcher, whether
+        // the directive filters this layer or wraps it as a per-layer filter.
+        self.inner.directive.attach(dispatch);
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {

@@ -72,10 +72,7 @@ pub struct Handles {
 /// # Ok::<(), obs_log::Error>(())
 /// ```
 pub fn layer(config: Config) -> Result<(LogLayer, Handles), Error> {
-    let filter = Arc::new(FilterState::new(
-        &config.directive,
-        config.per_layer_filter,
-    )?);
+    let filter = Arc::new(FilterState::new(&config.directive)?);
     let ansi = config.ansi.unwrap_or(match &config.sink {
         Sink::Stdout => std::io::stdout().is_terminal(),
         Sink::Stderr => std::io::stderr().is_terminal(),
@@ -115,6 +112,7 @@ pub fn layer(config: Config) -> Result<(LogLayer, Handles), Error> {
     let layer = LogLayer::new(
         spec,
         (!config.per_layer_filter).then(|| filter.clone()),
+        filter.clone(),
         config.redactor.map(|rules| visit::Redaction { rules }),
         config.rate_limit,
         out.clone(),

@@ -306,8 +306,11 @@ impl Obs {
     ///
     /// As the only layer, the union of the pillars' filters is the
     /// subscriber's own filter rather than a per-layer filter, which saves
-    /// a registry lookup on every span enter, exit, record and close; with
-    /// a layer of your own to add, use `take_layers` (or [`builder`]).
+    /// a registry lookup on every span enter, exit, record and close. That
+    /// filter decides for the whole subscriber, so do not add layers to it
+    /// (`SubscriberExt::with`): a layer added on top would not see what
+    /// obs's levels leave out. With a layer of your own to add, use
+    /// `take_layers` (or [`builder`]).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

@@ -181,8 +181,10 @@ async fn own_filters(install: Install) {
 }
 
 /// Alone, the union filter is the subscriber's: a directive reloaded at
-/// runtime still reaches the callsites and the level hint it changes, both
-/// ways, and the taken subscriber is gone from the handle.
+/// runtime decides the next events, both ways, and the taken subscriber is
+/// gone from the handle. (Under this binary's test helper, whose dispatcher
+/// has no level hint, `tracing`'s maximum level is TRACE throughout; that a
+/// reload moves it is `tests/reload_alone.rs`'s, in a process of its own.)
 #[tokio::test(flavor = "current_thread")]
 async fn alone_a_reloaded_log_level_takes_effect() {
     let logs = obs_testing::capture::SharedBuf::default();

@@ -1,18 +1,19 @@
 //! The facade's one `tracing` layer: the log, trace and errors pillars'
-//! layers fused behind one per-layer filter.
+//! layers fused behind one filter, a per-layer filter beside the user's
+//! layers and the subscriber's own when the fused layer is alone.
 //!
 //! Each pillar keeps its own layer and its own filter (the log directive,
 //! `OBS_TRACE_FILTER`, the breadcrumb level), and each still decides alone
-//! which spans and events it sees. What changes is who asks: one
-//! [`Filtered`] wraps them all, with a filter that enables what at least one
-//! pillar wants ([`AnyOf`]), and the [`Fused`] layer inside asks each
-//! pillar's filter for the spans it opens and the events it records. Three
-//! `Filtered` wrappers used to look every span up in the registry on every
-//! enter, exit, record and close, each to learn whether its own layer had
-//! seen it (about 18 lookups per request); one wrapper looks it up once per
-//! callback, and the fused layer needs no lookup of its own: each pillar's
-//! later callbacks act only on a span that carries that pillar's extension,
-//! which only the spans it opened do.
+//! which spans and events it sees. What changes is who asks: one filter
+//! enables what at least one pillar wants ([`AnyOf`]), and the [`Fused`]
+//! layer behind it asks each pillar's filter for the spans it opens and the
+//! events it records. Three `Filtered` wrappers used to look every span up
+//! in the registry on every enter, exit, record and close, each to learn
+//! whether its own layer had seen it (about 18 lookups per request); one
+//! [`Filtered`] wrapper looks it up once per callback, no wrapper (alone)
+//! not at all, and the fused layer needs no lookup of its own: each
+//! pillar's later callbacks act only on a span that carries that pillar's
+//! extension, which only the spans it opened do.
 //!
 //! The context the pillars get is the union's: a span no pillar wants is
 //! invisible to all, a span one pillar wants is visible to the others
@@ -193,13 +194,17 @@ where
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
         // Like a per-layer filter: a layer learns the callsites its filter
         // does not refuse; the interest is the filter's, not the layer's.
+        let mut union = Union::default();
         for (l, f) in self.parts() {
-            if !f.callsite_enabled(meta).is_never() {
+            let interest = f.callsite_enabled(meta);
+            if !interest.is_never() {
                 l.register_callsite(meta);
             }
+            union.add(&interest);
         }
         match &self.sole {
-            Some(any) => any.callsite_enabled(meta),
+            // Alone: the subscriber's interest, from the one pass above.
+            Some(_) => union.interest(),
             // The per-layer filter around this layer answers.
             None => Interest::always(),
         }
@@ -317,22 +322,12 @@ where
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
         // Every filter is asked (the log filter remembers span callsites
-        // for directives loaded later). `sometimes` from any: ask each time;
-        // otherwise `always` when one wants it, and the fused layer asks
-        // each pillar's filter per span and event.
-        let (mut always, mut sometimes) = (false, false);
+        // for directives loaded later).
+        let mut union = Union::default();
         for f in self.filters.iter() {
-            let i = f.callsite_enabled(meta);
-            always |= i.is_always();
-            sometimes |= i.is_sometimes();
+            union.add(&f.callsite_enabled(meta));
         }
-        if sometimes {
-            Interest::sometimes()
-        } else if always {
-            Interest::always()
-        } else {
-            Interest::never()
-        }
+        union.interest()
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
@@ -341,5 +336,32 @@ where
             max = max.max(f.max_level_hint()?);
         }
         Some(max)
+    }
+}
+
+/// The interest of a callsite for the union of the pillars' filters:
+/// `sometimes` from any, ask each time; otherwise `always` when one wants
+/// it (the fused layer then asks each pillar's filter per span and event);
+/// otherwise `never`.
+#[derive(Default)]
+struct Union {
+    always: bool,
+    sometimes: bool,
+}
+
+impl Union {
+    fn add(&mut self, i: &Interest) {
+        self.always |= i.is_always();
+        self.sometimes |= i.is_sometimes();
+    }
+
+    fn interest(&self) -> Interest {
+        if self.sometimes {
+            Interest::sometimes()
+        } else if self.always {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
     }
 }

@@ -1,0 +1,59 @@
+//! A runtime log-level change reaches `tracing`'s maximum level: after
+//! `reload_log_level("…=debug")` DEBUG lines are written, and after going
+//! back they are not, in a service set up by `obs::init` (obs's fused layer
+//! alone on the global subscriber, its filter the subscriber's own).
+//!
+//! Its own test binary, with one test: `init` installs the process's only
+//! global subscriber, and no scoped dispatcher of a test helper (which has
+//! no level hint, so `tracing` would let every level through) is around to
+//! hide a stale maximum level.
+
+use std::time::Duration;
+
+use tracing::level_filters::LevelFilter;
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_reloaded_log_level_reaches_the_maximum_level() {
+    let logs = obs_testing::capture::SharedBuf::default();
+    let sink = logs.clone();
+    let obs = obs::init(
+        obs::Config::from_lookup(|_| None)
+            .unwrap()
+            .log(move |l| l.writer(sink).filter("info")),
+    )
+    .unwrap();
+    let line = |n: u64| tracing::debug!(target: "app", n, "debug line");
+
+    line(1);
+    assert_eq!(LevelFilter::current(), LevelFilter::INFO);
+    obs.reload_log_level("info,app=debug").unwrap();
+    assert!(LevelFilter::current() >= LevelFilter::DEBUG);
+    line(2);
+    // From another thread, as the admin endpoint reloads.
+    let handle = obs.clone();
+    std::thread::spawn(move || handle.reload_log_level("info").unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(LevelFilter::current(), LevelFilter::INFO);
+    line(3);
+    std::thread::spawn(move || {
+        obs::Obs::global()
+            .unwrap()
+            .reload_log_level("debug")
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    line(4);
+
+    let report = obs.shutdown(Duration::from_secs(5)).await;
+    assert!(report.completed, "{report}");
+    let text = logs.text();
+    let written: Vec<u64> = logs
+        .json_lines()
+        .iter()
+        .filter(|l| l["message"] == "debug line")
+        .map(|l| l["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(written, [2, 4], "{text}");
+}
