@@ -47,12 +47,7 @@ fn a_per_layer_reload_reaches_the_maximum_level() {
     line(3);
 
     handles.guard.flush(Duration::from_secs(5));
-    let written: Vec<u64> = buf
-        .json_lines()
-        .iter()
-        .filter(|l| l["message"] == "debug line")
-        .map(|l| l["n"].as_u64().unwrap())
-        .collect();
+    let written = buf.numbers_of("debug line", "n");
     assert_eq!(written, [2], "{}", buf.text());
     // The other layer kept its INFO.
     assert!(other.with_message("debug line").is_empty());

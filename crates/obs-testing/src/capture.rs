@@ -180,6 +180,30 @@ impl SharedBuf {
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
             .collect()
     }
+
+    /// The unsigned integer field `field` of every JSON line whose message
+    /// is `message`, in order: which of a numbered series of lines were
+    /// written. Panics when such a line lacks the field.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let buf = obs_testing::capture::SharedBuf::default();
+    /// let mut w = buf.clone();
+    /// writeln!(w, r#"{{"message":"step","n":2}}"#).unwrap();
+    /// writeln!(w, r#"{{"message":"other","n":3}}"#).unwrap();
+    /// assert_eq!(buf.numbers_of("step", "n"), [2]);
+    /// ```
+    pub fn numbers_of(&self, message: &str, field: &str) -> Vec<u64> {
+        self.json_lines()
+            .iter()
+            .filter(|l| l["message"] == message)
+            .map(|l| {
+                l[field]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no unsigned {field:?} in {l}"))
+            })
+            .collect()
+    }
 }
 
 impl std::io::Write for SharedBuf {

@@ -30,14 +30,8 @@ fn subscriber(obs: &obs::Obs, install: Install) -> Box<dyn tracing::Subscriber +
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_quiet_log_level_does_not_switch_tracing_off() {
-    for install in BOTH {
-        quiet_log_level(install).await;
-    }
-}
-
-async fn quiet_log_level(install: Install) {
+/// obs with its log level at `warn`, its lines captured, not installed.
+fn obs_at_warn() -> (obs::Obs, obs_testing::capture::SharedBuf) {
     let logs = obs_testing::capture::SharedBuf::default();
     let sink = logs.clone();
     let obs = obs::init(
@@ -47,6 +41,18 @@ async fn quiet_log_level(install: Install) {
             .install_global(false),
     )
     .unwrap();
+    (obs, logs)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_quiet_log_level_does_not_switch_tracing_off() {
+    for install in BOTH {
+        quiet_log_level(install).await;
+    }
+}
+
+async fn quiet_log_level(install: Install) {
+    let (obs, logs) = obs_at_warn();
     obs_testing::subscriber::with_default(subscriber(&obs, install), || {
         let span = tracing::info_span!("request");
         let _g = span.enter();
@@ -187,15 +193,7 @@ async fn own_filters(install: Install) {
 /// reload moves it is `tests/reload_alone.rs`'s, in a process of its own.)
 #[tokio::test(flavor = "current_thread")]
 async fn alone_a_reloaded_log_level_takes_effect() {
-    let logs = obs_testing::capture::SharedBuf::default();
-    let sink = logs.clone();
-    let obs = obs::init(
-        obs::Config::from_lookup(|_| None)
-            .unwrap()
-            .log(move |l| l.writer(sink).filter("warn"))
-            .install_global(false),
-    )
-    .unwrap();
+    let (obs, logs) = obs_at_warn();
     let alone = obs.take_subscriber().unwrap();
     assert!(obs.take_subscriber().is_none() && obs.take_layers().is_none());
     obs_testing::subscriber::with_default(alone, || {
@@ -208,13 +206,7 @@ async fn alone_a_reloaded_log_level_takes_effect() {
     });
     obs.shutdown(Duration::from_secs(2)).await;
     let text = logs.text();
-    let written: Vec<_> = logs
-        .json_lines()
-        .iter()
-        .filter(|l| l["message"] == "debug line")
-        .map(|l| l["n"].as_u64().unwrap())
-        .collect();
-    assert_eq!(written, [2], "{text}");
+    assert_eq!(logs.numbers_of("debug line", "n"), [2], "{text}");
 }
 
 /// Beside other layers, obs's levels decide what obs writes, never what the
@@ -222,15 +214,7 @@ async fn alone_a_reloaded_log_level_takes_effect() {
 /// obs's `warn` leaves out.
 #[tokio::test(flavor = "current_thread")]
 async fn beside_other_layers_obs_levels_hide_nothing_from_them() {
-    let logs = obs_testing::capture::SharedBuf::default();
-    let sink = logs.clone();
-    let obs = obs::init(
-        obs::Config::from_lookup(|_| None)
-            .unwrap()
-            .log(move |l| l.writer(sink).filter("warn"))
-            .install_global(false),
-    )
-    .unwrap();
+    let (obs, logs) = obs_at_warn();
     let mine = obs_testing::capture::CaptureLayer::new();
     let subscriber = tracing_subscriber::registry()
         .with(obs.take_layers().unwrap())

@@ -49,11 +49,6 @@ async fn a_reloaded_log_level_reaches_the_maximum_level() {
     let report = obs.shutdown(Duration::from_secs(5)).await;
     assert!(report.completed, "{report}");
     let text = logs.text();
-    let written: Vec<u64> = logs
-        .json_lines()
-        .iter()
-        .filter(|l| l["message"] == "debug line")
-        .map(|l| l["n"].as_u64().unwrap())
-        .collect();
+    let written = logs.numbers_of("debug line", "n");
     assert_eq!(written, [2, 4], "{text}");
 }

@@ -40,12 +40,7 @@ async fn a_reloaded_log_level_reaches_the_maximum_level_beside_other_layers() {
     let report = obs.shutdown(Duration::from_secs(5)).await;
     assert!(report.completed, "{report}");
     let text = logs.text();
-    let written: Vec<u64> = logs
-        .json_lines()
-        .iter()
-        .filter(|l| l["message"] == "debug line")
-        .map(|l| l["n"].as_u64().unwrap())
-        .collect();
+    let written = logs.numbers_of("debug line", "n");
     assert_eq!(written, [2], "{text}");
     // The user's layer, at INFO, saw the INFO line and no DEBUG one.
     assert_eq!(mine.with_message("an info line").len(), 1);
