@@ -285,6 +285,18 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        // A record of the `log` crate arrives on one bridge callsite per
+        // level (target `log`): each part's filter judges it by the record's
+        // own target and level, as it did when `tracing-log` asked whether
+        // the record was enabled at all.
+        #[cfg(feature = "log-bridge")]
+        let normalized = {
+            use tracing_log::NormalizeEvent;
+            event.normalized_metadata()
+        };
+        #[cfg(feature = "log-bridge")]
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        #[cfg(not(feature = "log-bridge"))]
         let meta = event.metadata();
         for (l, f) in self.parts() {
             if f.enabled(meta, &ctx) && f.event_enabled(event, &ctx) {
