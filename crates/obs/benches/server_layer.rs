@@ -11,6 +11,12 @@
 //!   spans go to obs's exporter thread; its OTLP endpoint refuses
 //!   connections, so exports fail and are counted, which costs the
 //!   application thread nothing.
+//! - `floor/tracing-shape`: what `tracing` itself costs for the shape of
+//!   obs's request, with layers that do nothing: a span with the server
+//!   span's 14 fields (3 of them empty) entered for the inner call and each
+//!   poll, one `record` of the status, one event with the access line's 7
+//!   fields, on a registry whose only layer is a no-op (unsampled group
+//!   only; not compared). Everything obs adds above it is obs's own work.
 //! - `anchor/hand-glued`: tower-http `SetRequestIdLayer` /
 //!   `PropagateRequestIdLayer` (UUID v4) + `TraceLayer` (span and response
 //!   line at INFO), `tracing-subscriber` `fmt().json()` through
@@ -164,6 +170,120 @@ async fn record_duration(
     response
 }
 
+/// The floor row's layer: the span and event of obs's request, recorded by
+/// nothing (see the module docs).
+#[derive(Clone)]
+struct ShapeLayer;
+
+impl<S> tower::Layer<S> for ShapeLayer {
+    type Service = Shape<S>;
+    fn layer(&self, inner: S) -> Shape<S> {
+        Shape { inner }
+    }
+}
+
+#[derive(Clone)]
+struct Shape<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Shape<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ShapeFuture<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        use tracing::Instrument as _;
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let span = tracing::info_span!(
+            "http.server",
+            otel.name = "GET /hello/{name}",
+            otel.kind = "server",
+            http.request.method = req.method().as_str(),
+            url.path = req.uri().path(),
+            url.scheme = "http",
+            http.route = route.as_ref().map(MatchedPath::as_str),
+            http.response.status_code = tracing::field::Empty,
+            server.address = "localhost",
+            server.port = 80_i64,
+            client.address = "127.0.0.1",
+            user_agent.original = "bench",
+            network.protocol.version = "1.1",
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let path = req.uri().path_and_query().cloned();
+        let fut = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
+        ShapeFuture {
+            end: span.clone(),
+            fut: fut.instrument(span),
+            route,
+            path,
+            start: Instant::now(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The floor row's future: records the status and writes the access
+    /// event, in the span, when the inner future ends.
+    struct ShapeFuture<F> {
+        #[pin]
+        fut: tracing::instrument::Instrumented<F>,
+        end: tracing::Span,
+        route: Option<MatchedPath>,
+        path: Option<http::uri::PathAndQuery>,
+        start: Instant,
+    }
+}
+
+impl<F, E> std::future::Future for ShapeFuture<F>
+where
+    F: std::future::Future<Output = Result<Response, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.fut.poll(cx));
+        if let Ok(res) = &out {
+            let status = res.status().as_u16();
+            this.end.record("http.response.status_code", status);
+            this.end.in_scope(|| {
+                tracing::event!(
+                    target: "obs::access",
+                    tracing::Level::INFO,
+                    http.request.method = "GET",
+                    http.route = this.route.as_ref().map(MatchedPath::as_str),
+                    url.path = this.path.as_ref().map_or("", |p| p.path()),
+                    http.response.status_code = status,
+                    duration_ms = this.start.elapsed().as_secs_f64() * 1000.0,
+                    http.request.body.size = 0_u64,
+                    http.response.body.size = 12_u64,
+                    "request finished"
+                );
+            });
+        }
+        std::task::Poll::Ready(out)
+    }
+}
+
 /// What stays alive while the hand-glued stack is measured.
 struct Glued {
     dispatch: tracing::Dispatch,
@@ -263,6 +383,16 @@ fn bench(c: &mut Criterion) {
         drop((dispatch, router));
         let report = rt.block_on(obs.shutdown(Duration::from_secs(5)));
         eprintln!("obs (sampled: {sampled}): {report}");
+
+        if !sampled {
+            let floor = tracing::Dispatch::new(
+                tracing_subscriber::registry().with(tracing_subscriber::layer::Identity::new()),
+            );
+            let router = app().layer(ShapeLayer);
+            tracing::dispatcher::with_default(&floor, || {
+                bench_router(&mut g, &rt, "floor/tracing-shape", &router);
+            });
+        }
 
         let glued = hand_glued(sampled);
         RAN.store(false, std::sync::atomic::Ordering::Relaxed);
