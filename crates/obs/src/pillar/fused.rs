@@ -10,8 +10,9 @@
 //! events it records. Three `Filtered` wrappers used to look every span up
 //! in the registry on every enter, exit, record and close, each to learn
 //! whether its own layer had seen it (about 18 lookups per request); one
-//! [`Filtered`] wrapper looks it up once per callback, no wrapper (alone)
-//! not at all, and the fused layer needs no lookup of its own: each
+//! [`Filtered`] wrapper looks it up once per callback, and with no wrapper
+//! (alone) it is not looked up at all; the fused layer needs no lookup of
+//! its own either: each
 //! pillar's later callbacks act only on a span that carries that pillar's
 //! extension, which only the spans it opened do.
 //!
