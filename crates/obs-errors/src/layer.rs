@@ -162,11 +162,16 @@ where
         if meta.target().starts_with("obs_errors") {
             return;
         }
-        let capture = self.capture && *meta.level() == Level::ERROR;
         // The access line is written when its request is over, just before
         // the request's span (the breadcrumbs' owner) closes: nothing can
-        // report after it, so as a breadcrumb it would only cost time.
-        let crumb = self.crumbs_on && *meta.level() <= self.level && meta.target() != ACCESS_TARGET;
+        // report after it, so as a breadcrumb it would only cost time. At
+        // ERROR (a 5xx, a failed service) it is not an error report either:
+        // it says how the request ended, and what made it fail (a panic, a
+        // captured error) is reported where it happened; a deliberate 503
+        // is no error at all.
+        let access = meta.target() == ACCESS_TARGET;
+        let capture = self.capture && *meta.level() == Level::ERROR && !access;
+        let crumb = self.crumbs_on && *meta.level() <= self.level && !access;
         if !capture && !crumb {
             return;
         }

@@ -702,6 +702,11 @@ mod pool {
         if let Some(lazy) = Arc::get_mut(&mut slot) {
             lazy.ready = std::sync::OnceLock::new();
             if let Some(raw) = &mut lazy.raw {
+                // Nothing of the request stays behind in the pool: not its
+                // path and query (they may hold tokens), nor the read buffer
+                // of its connection a parsed URI or extension method slices.
+                raw.method = http::Method::GET;
+                raw.uri = http::Uri::default();
                 raw.route = None;
                 raw.headers.clear();
             }

@@ -42,6 +42,8 @@ fn error_events_are_reported_with_chain_ids_and_breadcrumbs() {
         // Below the default breadcrumb level (INFO), and the access line.
         tracing::debug!("row encoded");
         tracing::info!(target: "obs::access", "request finished");
+        // A 5xx access line is how a request ended, not an error report.
+        tracing::error!(target: "obs::access", "request finished");
         let err = Outer(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             "disk timeout",
@@ -55,7 +57,7 @@ fn error_events_are_reported_with_chain_ids_and_breadcrumbs() {
     });
     reporter.flush(Duration::from_secs(10)).unwrap();
     let reports = memory.reports();
-    assert_eq!(reports.len(), 1);
+    assert_eq!(reports.len(), 1, "{reports:#?}");
     let r = &reports[0];
     assert_eq!(r.mechanism, Mechanism::Event);
     assert_eq!(r.message, "could not save order");

@@ -159,3 +159,37 @@ pub fn init_log_bridge() -> Result<(), Error> {
         .init()
         .map_err(|e| Error::LogBridge(e.to_string()))
 }
+
+/// The metadata of the `log`-crate record `event` carries — its own target,
+/// level, file and line — when `event` comes through the `log` bridge
+/// (whose callsites all have the target `log`); `None` for any other event,
+/// and always `None` without the `log` feature. For a filter that judges
+/// events one by one, as this crate's layer does.
+///
+/// ```
+/// tracing::subscriber::with_default(
+///     tracing_subscriber::registry().with(Probe),
+///     || tracing::info!(target: "app", "not bridged"),
+/// );
+/// # use tracing_subscriber::layer::SubscriberExt;
+/// struct Probe;
+/// impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Probe {
+///     fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+///         assert!(obs_log::bridged_metadata(e).is_none());
+///     }
+/// }
+/// ```
+pub fn bridged_metadata<'a>(
+    event: &'a tracing_core::Event<'a>,
+) -> Option<tracing_core::Metadata<'a>> {
+    #[cfg(feature = "log")]
+    {
+        use tracing_log::NormalizeEvent;
+        event.normalized_metadata()
+    }
+    #[cfg(not(feature = "log"))]
+    {
+        let _ = event;
+        None
+    }
+}

@@ -296,20 +296,29 @@ where
     type Error = S::Error;
     type Future = EitherFuture<
         <<ServerStack as Layer<S>>::Service as Service<Request<B>>>::Future,
-        S::Future,
+        Bypass<S, Request<B>, S::Future>,
     >;
 
+    /// Readiness is the stack's alone: a skipped request drives a fresh
+    /// clone of the inner service to readiness itself. Reserving capacity
+    /// on both copies would take two permits of a limit below the layer
+    /// (`ConcurrencyLimit`, `Buffer`) per request, and with a limit of one
+    /// the second would wait for the first forever.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        match self.traced.poll_ready(cx) {
-            Poll::Ready(Ok(())) => self.bypass.poll_ready(cx),
-            other => other,
-        }
+        self.traced.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         if served_route(&req).is_some_and(|route| self.skip.iter().any(|p| p == route)) {
+            // Give back what the ready stack reserved (a permit of a limit
+            // below it) before the bypass asks for its own.
+            let fresh = self.traced.clone();
+            drop(std::mem::replace(&mut self.traced, fresh));
             EitherFuture::Right {
-                fut: self.bypass.call(req),
+                fut: Bypass::Ready {
+                    svc: self.bypass.clone(),
+                    req: Some(req),
+                },
             }
         } else {
             EitherFuture::Left {
@@ -381,10 +390,69 @@ where
     }
 }
 
-/// Writes one access log line per request.
+pin_project_lite::pin_project! {
+    /// A skipped request: the inner service driven to readiness, then
+    /// called.
+    #[project = BypassProj]
+    #[allow(missing_docs, reason = "variants are private in practice")]
+    pub enum Bypass<S, R, F> {
+        /// Waiting for the inner service to be ready.
+        Ready { svc: S, req: Option<R> },
+        /// Called.
+        Called { #[pin] fut: F },
+    }
+}
+
+impl<S, R> Future for Bypass<S, R, S::Future>
+where
+    S: Service<R>,
+{
+    type Output = Result<S::Response, S::Error>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                BypassProj::Ready { svc, req } => {
+                    std::task::ready!(svc.poll_ready(cx))?;
+                    let Some(req) = req.take() else {
+                        unreachable!("a bypass is called once, then becomes Called")
+                    };
+                    let fut = svc.call(req);
+                    self.set(Bypass::Called { fut });
+                }
+                BypassProj::Called { fut } => return fut.poll(cx),
+            }
+        }
+    }
+}
+
+/// Writes one access log line per request (target `obs::access`), for a
+/// stack of your own; [`ServerLayer`] writes it already.
+///
+/// ```
+/// use tower_layer::Layer as _;
+/// let svc = obs::http::AccessLogLayer::new().layer(tower::service_fn(
+///     |_: http::Request<String>| async {
+///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+///     },
+/// ));
+/// # drop(svc);
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct AccessLogLayer {
     enabled: bool,
+}
+
+impl AccessLogLayer {
+    /// A layer writing the line for every request.
+    pub fn new() -> Self {
+        Self { enabled: true }
+    }
+}
+
+impl Default for AccessLogLayer {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl<S> Layer<S> for AccessLogLayer {

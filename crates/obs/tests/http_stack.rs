@@ -242,3 +242,44 @@ async fn bad_env_is_a_typed_error_naming_the_variable() {
         obs::Config::from_lookup(|k| (k == "OBS_LOG_FORMAT").then(|| "xml".into())).unwrap_err();
     assert!(err.to_string().contains("OBS_LOG_FORMAT"), "{err}");
 }
+
+/// A limit below the server layer (`concurrency_limit(1)`) serves traced
+/// and skipped requests alike: the layer reserves capacity on one copy of
+/// the inner service only, so a request never waits for a permit its own
+/// layer holds.
+#[tokio::test(flavor = "current_thread")]
+async fn a_limit_of_one_below_the_layer_serves_traced_and_skipped_requests() {
+    use tower::Service as _;
+    let obs = obs::init(
+        obs::Config::from_lookup(|_| None)
+            .unwrap()
+            .log(|l| l.writer(std::io::sink()))
+            .install_global(false),
+    )
+    .unwrap();
+    let mut app = Router::new()
+        .route("/items/{id}", get(|| async { "item" }))
+        .route("/livez", get(|| async { "ok" }))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(obs.server_layer())
+                .concurrency_limit(1),
+        );
+    for path in ["/items/1", "/livez", "/items/2", "/livez", "/items/3"] {
+        let req = http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let res = tokio::time::timeout(Duration::from_secs(5), async {
+            <Router as tower::ServiceExt<http::Request<axum::body::Body>>>::ready(&mut app)
+                .await
+                .unwrap()
+                .call(req)
+                .await
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{path}: waited for a permit its own layer held"))
+        .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    obs.shutdown(Duration::from_secs(2)).await;
+}

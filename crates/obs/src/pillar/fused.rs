@@ -290,14 +290,13 @@ where
         // level (target `log`): each part's filter judges it by the record's
         // own target and level, as it did when `tracing-log` asked whether
         // the record was enabled at all.
-        #[cfg(feature = "log-bridge")]
-        let normalized = {
-            use tracing_log::NormalizeEvent;
-            event.normalized_metadata()
-        };
-        #[cfg(feature = "log-bridge")]
-        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
-        #[cfg(not(feature = "log-bridge"))]
+        // (Whoever installed the bridge: `log-bridge`, or the user through
+        // `obs::log::init_log_bridge` or `tracing-log` directly.)
+        #[cfg(feature = "log")]
+        let bridged = obs_log::bridged_metadata(event);
+        #[cfg(feature = "log")]
+        let meta = bridged.as_ref().unwrap_or_else(|| event.metadata());
+        #[cfg(not(feature = "log"))]
         let meta = event.metadata();
         for (l, f) in self.parts() {
             if f.enabled(meta, &ctx) && f.event_enabled(event, &ctx) {
