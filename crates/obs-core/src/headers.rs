@@ -36,3 +36,22 @@ pub fn response_body_size<B: http_body::Body>(resp: &http::Response<B>) -> Optio
         .exact()
         .or_else(|| content_length(resp.headers()))
 }
+
+/// A service's outcome as RED metrics and the access line see it: the
+/// response's status and body size ([`response_body_size`]), or nothing
+/// when the service failed without a response.
+///
+/// ```
+/// let ok: Result<_, ()> = Ok(http::Response::new(String::from("hi")));
+/// assert_eq!(obs_core::headers::response_outcome(&ok), (Some(200), Some(2)));
+/// let failed: Result<http::Response<String>, ()> = Err(());
+/// assert_eq!(obs_core::headers::response_outcome(&failed), (None, None));
+/// ```
+pub fn response_outcome<B: http_body::Body, E>(
+    out: &Result<http::Response<B>, E>,
+) -> (Option<u16>, Option<u64>) {
+    match out {
+        Ok(resp) => (Some(resp.status().as_u16()), response_body_size(resp)),
+        Err(_) => (None, None),
+    }
+}

@@ -161,13 +161,7 @@ where
         let this = self.project();
         let out = std::task::ready!(this.inner.poll(cx));
         if let Some(st) = this.state.take() {
-            let (status, resp_size) = match &out {
-                Ok(resp) => (
-                    Some(resp.status().as_u16()),
-                    obs_core::headers::response_body_size(resp),
-                ),
-                Err(_) => (None, None),
-            };
+            let (status, resp_size) = obs_core::headers::response_outcome(&out);
             st.metrics.record_response(
                 st.method,
                 st.route.as_str(),

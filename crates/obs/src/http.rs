@@ -486,7 +486,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let info = self.enabled.then(|| RequestInfo::of(&req));
+        let info = self.enabled.then(|| RequestHead::of(&req, true));
         AccessLogFuture {
             fut: self.inner.call(req),
             info,
@@ -495,34 +495,51 @@ where
     }
 }
 
-struct RequestInfo {
+/// What the access line and RED metrics keep of a request while it runs,
+/// read once when it starts.
+struct RequestHead {
     /// Normalised like spans and metrics: a client cannot mint values.
     method: &'static str,
     /// Reference-counted clones: nothing is copied per request.
     route: Option<Route>,
-    uri: http::Uri,
+    /// The access line's path: a reference-counted clone, 40 bytes where
+    /// the whole URI is 88; `None` when no line is written or the request
+    /// has none (`CONNECT`).
+    path: Option<http::uri::PathAndQuery>,
     request_size: Option<u64>,
 }
 
-impl RequestInfo {
-    fn of<B>(req: &Request<B>) -> Self {
+impl RequestHead {
+    fn of<B>(req: &Request<B>, keep_path: bool) -> Self {
         Self {
             method: obs_core::names::normalize_http_method(req.method().as_str()),
             route: Route::of(req),
-            uri: req.uri().clone(),
+            path: keep_path
+                .then(|| req.uri().path_and_query().cloned())
+                .flatten(),
             request_size: obs_core::headers::content_length(req.headers()),
         }
     }
-}
 
-/// The status and body size of a service's outcome (`None`: no response).
-fn outcome<RB: http_body::Body, E>(out: &Result<Response<RB>, E>) -> (Option<u16>, Option<u64>) {
-    match out {
-        Ok(resp) => (
-            Some(resp.status().as_u16()),
-            obs_core::headers::response_body_size(resp),
-        ),
-        Err(_) => (None, None),
+    fn path(&self) -> &str {
+        self.path.as_ref().map_or("", |p| p.path())
+    }
+
+    /// The finished request, from the service's outcome.
+    fn end<RB: http_body::Body, E>(
+        &self,
+        out: &Result<Response<RB>, E>,
+        elapsed: std::time::Duration,
+    ) -> RequestEnd<'_> {
+        let (status, response_size) = obs_core::headers::response_outcome(out);
+        RequestEnd {
+            method: self.method,
+            route: self.route.as_ref().map_or("", Route::as_str),
+            status,
+            elapsed,
+            request_size: self.request_size,
+            response_size,
+        }
     }
 }
 
@@ -578,7 +595,7 @@ pin_project_lite::pin_project! {
     pub struct AccessLogFuture<F> {
         #[pin]
         fut: F,
-        info: Option<RequestInfo>,
+        info: Option<RequestHead>,
         start: Instant,
     }
 }
@@ -594,16 +611,7 @@ where
         let this = self.project();
         let out = std::task::ready!(this.fut.poll(cx));
         if let Some(info) = this.info.take() {
-            let (status, response_size) = outcome(&out);
-            let end = RequestEnd {
-                method: info.method,
-                route: info.route.as_ref().map_or("", Route::as_str),
-                status,
-                elapsed: this.start.elapsed(),
-                request_size: info.request_size,
-                response_size,
-            };
-            access_line(&end, info.uri.path());
+            access_line(&info.end(&out, this.start.elapsed()), info.path());
         }
         Poll::Ready(out)
     }
@@ -748,14 +756,12 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let method = obs_core::names::normalize_http_method(req.method().as_str());
+        let head = RequestHead::of(&req, self.access_log);
         let state = FinishState {
-            _active: self.metrics.start(method),
+            _active: self.metrics.start(head.method),
             metrics: self.metrics.clone(),
-            method,
-            route: Route::of(&req),
-            path: self.access_log.then(|| req.uri().path_and_query().cloned()),
-            request_size: obs_core::headers::content_length(req.headers()),
+            head,
+            access_log: self.access_log,
             start: Instant::now(),
         };
         FinishFuture {
@@ -770,13 +776,8 @@ struct FinishState<M: RecordRequests> {
     metrics: M,
     /// Held until the request ends (the active-requests gauge).
     _active: M::Active,
-    method: &'static str,
-    route: Option<Route>,
-    /// Kept for the access line's path: `Some(None)` when the request has
-    /// none (`CONNECT`); a reference-counted clone, 40 bytes where the whole
-    /// URI is 88.
-    path: Option<Option<http::uri::PathAndQuery>>,
-    request_size: Option<u64>,
+    head: RequestHead,
+    access_log: bool,
     start: Instant,
 }
 
@@ -803,18 +804,10 @@ where
         let this = self.project();
         let out = std::task::ready!(this.inner.poll(cx));
         if let Some(st) = this.state.take() {
-            let (status, response_size) = outcome(&out);
-            let end = RequestEnd {
-                method: st.method,
-                route: st.route.as_ref().map_or("", Route::as_str),
-                status,
-                elapsed: st.start.elapsed(),
-                request_size: st.request_size,
-                response_size,
-            };
+            let end = st.head.end(&out, st.start.elapsed());
             st.metrics.record(&end);
-            if let Some(path) = &st.path {
-                access_line(&end, path.as_ref().map_or("", |p| p.path()));
+            if st.access_log {
+                access_line(&end, st.head.path());
             }
         }
         Poll::Ready(out)

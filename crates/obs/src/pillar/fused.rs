@@ -12,9 +12,8 @@
 //! whether its own layer had seen it (about 18 lookups per request); one
 //! [`Filtered`] wrapper looks it up once per callback, and with no wrapper
 //! (alone) it is not looked up at all; the fused layer needs no lookup of
-//! its own either: each
-//! pillar's later callbacks act only on a span that carries that pillar's
-//! extension, which only the spans it opened do.
+//! its own either: each pillar's later callbacks act only on a span that
+//! carries that pillar's extension, which only the spans it opened do.
 //!
 //! The context the pillars get is the union's: a span no pillar wants is
 //! invisible to all, a span one pillar wants is visible to the others
