@@ -116,6 +116,12 @@ pub(crate) struct FilterState {
     /// interests are never rebuilt). Bounded by the program's callsites.
     span_callsites: Mutex<Vec<&'static Metadata<'static>>>,
     directive: ArcSwap<String>,
+    /// Whether the directive is an `EnvFilter` (span and field filters),
+    /// the only kind that acts on span callbacks: a `target=level`
+    /// directive's span callbacks then skip loading it (five to seven
+    /// loads per request).
+    #[cfg(feature = "env-filter")]
+    span_aware: std::sync::atomic::AtomicBool,
     /// The dispatcher the layer was registered with (weak: the dispatcher
     /// owns the layer, which owns this state), as a global or a per-layer
     /// filter.
@@ -126,6 +132,8 @@ impl FilterState {
     pub(crate) fn new(directive: &str) -> Result<Self, Error> {
         let t = parse_directive(directive)?;
         Ok(Self {
+            #[cfg(feature = "env-filter")]
+            span_aware: std::sync::atomic::AtomicBool::new(matches!(t, Compiled::Env(_))),
             targets: ArcSwap::from_pointee(t),
             span_callsites: Mutex::new(Vec::new()),
             directive: ArcSwap::from_pointee(directive.trim().to_owned()),
@@ -167,6 +175,12 @@ impl FilterState {
             ),
             None => tracing_core::callsite::rebuild_interest_cache(),
         }
+    }
+
+    #[cfg(feature = "env-filter")]
+    #[inline(always)]
+    fn span_aware(&self) -> bool {
+        self.span_aware.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether `meta` passes; `ctx` is what an `EnvFilter` directive reads
@@ -240,7 +254,9 @@ impl FilterState {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         #[cfg(feature = "env-filter")]
-        if let Compiled::Env(f) = &**self.targets.load() {
+        if self.span_aware()
+            && let Compiled::Env(f) = &**self.targets.load()
+        {
             f.on_new_span(attrs, id, ctx.clone());
         }
         #[cfg(not(feature = "env-filter"))]
@@ -254,7 +270,9 @@ impl FilterState {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         #[cfg(feature = "env-filter")]
-        if let Compiled::Env(f) = &**self.targets.load() {
+        if self.span_aware()
+            && let Compiled::Env(f) = &**self.targets.load()
+        {
             f.on_record(id, values, ctx.clone());
         }
         #[cfg(not(feature = "env-filter"))]
@@ -268,7 +286,9 @@ impl FilterState {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         #[cfg(feature = "env-filter")]
-        if let Compiled::Env(f) = &**self.targets.load() {
+        if self.span_aware()
+            && let Compiled::Env(f) = &**self.targets.load()
+        {
             f.on_enter(id, ctx.clone());
         }
         #[cfg(not(feature = "env-filter"))]
@@ -282,7 +302,9 @@ impl FilterState {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         #[cfg(feature = "env-filter")]
-        if let Compiled::Env(f) = &**self.targets.load() {
+        if self.span_aware()
+            && let Compiled::Env(f) = &**self.targets.load()
+        {
             f.on_exit(id, ctx.clone());
         }
         #[cfg(not(feature = "env-filter"))]
@@ -296,7 +318,9 @@ impl FilterState {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         #[cfg(feature = "env-filter")]
-        if let Compiled::Env(f) = &**self.targets.load() {
+        if self.span_aware()
+            && let Compiled::Env(f) = &**self.targets.load()
+        {
             f.on_close(id.clone(), ctx.clone());
         }
         #[cfg(not(feature = "env-filter"))]
@@ -394,7 +418,13 @@ impl ReloadHandle {
                 let _ = <tracing_subscriber::EnvFilter as Layer<tracing_subscriber::Registry>>::register_callsite(f, meta);
             }
         }
+        #[cfg(feature = "env-filter")]
+        let span_aware = matches!(t, Compiled::Env(_));
         self.state.targets.store(Arc::new(t));
+        #[cfg(feature = "env-filter")]
+        self.state
+            .span_aware
+            .store(span_aware, std::sync::atomic::Ordering::Relaxed);
         self.state
             .directive
             .store(Arc::new(directive.trim().to_owned()));
