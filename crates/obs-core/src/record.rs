@@ -9,7 +9,9 @@
 
 use std::cell::Cell;
 
+use tracing_core::span::Id;
 use tracing_subscriber::Registry;
+use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::{CorrelationId, SpanId, TraceFlags, TraceId};
@@ -343,6 +345,134 @@ thread_local! {
     static NEXT_SPAN_CORRELATION: std::cell::RefCell<Option<CorrelationId>> = const { std::cell::RefCell::new(None) };
     /// Whether `NEXT_SPAN_CORRELATION` may hold an id: one cheap load per new span.
     static HAS_NEXT_SPAN_CORRELATION: Cell<bool> = const { Cell::new(false) };
+}
+
+/// obs's layers when they are their subscriber's only layers: a layer that
+/// hands every callback to the one it wraps, and whose presence tells that
+/// nothing but obs reads the subscriber's spans' fields.
+///
+/// A pillar may then skip recording a field that none of obs's layers will
+/// read (the status of an unsampled server span: the span is not exported,
+/// and the access line carries the status itself). Beside layers of the
+/// user's, every field is recorded as usual, since those layers may read
+/// it. obs's facade wraps its layers in it when they stand alone
+/// (`obs::init`, `Obs::take_subscriber`); [`spans_read_by_obs_only`] looks
+/// for it.
+pub struct ObsOnly<S> {
+    inner: Box<dyn tracing_subscriber::Layer<S> + Send + Sync + 'static>,
+}
+
+impl<S> ObsOnly<S> {
+    /// Marks `inner`, the subscriber's only layer, as obs's.
+    pub fn new(inner: Box<dyn tracing_subscriber::Layer<S> + Send + Sync + 'static>) -> Self {
+        Self { inner }
+    }
+}
+
+impl<S> std::fmt::Debug for ObsOnly<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObsOnly").finish_non_exhaustive()
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for ObsOnly<S>
+where
+    S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_register_dispatch(&self, dispatch: &tracing_core::Dispatch) {
+        self.inner.on_register_dispatch(dispatch);
+    }
+
+    fn on_layer(&mut self, subscriber: &mut S) {
+        self.inner.on_layer(subscriber);
+    }
+
+    #[inline]
+    fn register_callsite(
+        &self,
+        meta: &'static tracing_core::Metadata<'static>,
+    ) -> tracing_core::Interest {
+        self.inner.register_callsite(meta)
+    }
+
+    #[inline]
+    fn enabled(&self, meta: &tracing_core::Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        self.inner.enabled(meta, ctx)
+    }
+
+    #[inline]
+    fn on_new_span(
+        &self,
+        attrs: &tracing_core::span::Attributes<'_>,
+        id: &Id,
+        ctx: Context<'_, S>,
+    ) {
+        self.inner.on_new_span(attrs, id, ctx);
+    }
+
+    #[inline]
+    fn max_level_hint(&self) -> Option<tracing_core::LevelFilter> {
+        self.inner.max_level_hint()
+    }
+
+    #[inline]
+    fn on_record(&self, id: &Id, values: &tracing_core::span::Record<'_>, ctx: Context<'_, S>) {
+        self.inner.on_record(id, values, ctx);
+    }
+
+    #[inline]
+    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
+        self.inner.on_follows_from(id, follows, ctx);
+    }
+
+    #[inline]
+    fn event_enabled(&self, event: &tracing_core::Event<'_>, ctx: Context<'_, S>) -> bool {
+        self.inner.event_enabled(event, ctx)
+    }
+
+    #[inline]
+    fn on_event(&self, event: &tracing_core::Event<'_>, ctx: Context<'_, S>) {
+        self.inner.on_event(event, ctx);
+    }
+
+    #[inline]
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        self.inner.on_enter(id, ctx);
+    }
+
+    #[inline]
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        self.inner.on_exit(id, ctx);
+    }
+
+    #[inline]
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        self.inner.on_close(id, ctx);
+    }
+
+    #[inline]
+    fn on_id_change(&self, old: &Id, new: &Id, ctx: Context<'_, S>) {
+        self.inner.on_id_change(old, new, ctx);
+    }
+}
+
+/// Whether the current dispatcher's spans are read by obs's layers alone
+/// (its layer is an [`ObsOnly`] on a `Registry`); `false` under any other
+/// subscriber.
+///
+/// ```
+/// use tracing_subscriber::layer::SubscriberExt;
+/// assert!(!obs_core::record::spans_read_by_obs_only());
+/// let alone = tracing_subscriber::registry().with(obs_core::record::ObsOnly::new(Box::new(
+///     tracing_subscriber::layer::Identity::new(),
+/// )));
+/// tracing::subscriber::with_default(alone, || {
+///     assert!(obs_core::record::spans_read_by_obs_only());
+/// });
+/// ```
+#[inline]
+pub fn spans_read_by_obs_only() -> bool {
+    tracing_core::dispatcher::get_default(|d| d.is::<ObsOnly<Registry>>())
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use tracing::instrument::{Instrument, Instrumented};
 use tracing_subscriber::Registry;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::layer::{HAS_PENDING, PENDING, Pending, context_in};
+use crate::layer::{HAS_PENDING, PENDING, PENDING_RECORDED, Pending, context_in};
 use crate::propagation::{Baggage, Extracted, Propagators, SpanContext};
 
 struct ClearPending;
@@ -59,6 +59,17 @@ pub fn in_remote_context<T>(extracted: &Extracted, f: impl FnOnce() -> T) -> T {
         },
         f,
     )
+}
+
+/// [`in_remote_context`], and whether the span `f` created is recorded for
+/// export: `None` when this crate's layer did not see it.
+pub(crate) fn in_remote_context_recorded<T>(
+    extracted: &Extracted,
+    f: impl FnOnce() -> T,
+) -> (T, Option<bool>) {
+    PENDING_RECORDED.set(None);
+    let t = in_remote_context(extracted, f);
+    (t, PENDING_RECORDED.take())
 }
 
 /// Runs `f`; the first span it creates starts a new trace with a link to

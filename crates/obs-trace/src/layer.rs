@@ -32,6 +32,9 @@ thread_local! {
     pub(crate) static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
     /// Whether `PENDING` may hold something: one cheap load per new span.
     pub(crate) static HAS_PENDING: Cell<bool> = const { Cell::new(false) };
+    /// Whether the span that took `PENDING` is recorded for export, for
+    /// the code that set it ([`crate::context::in_remote_context_recorded`]).
+    pub(crate) static PENDING_RECORDED: Cell<Option<bool>> = const { Cell::new(None) };
 }
 
 /// The per-span state the layer keeps in the span's extensions.
@@ -262,6 +265,7 @@ where
             HAS_PENDING.set(false);
             pending = PENDING.with(|p| p.borrow_mut().take());
         }
+        let from_pending = pending.is_some();
         let parent = match pending {
             // An explicit parent, or an explicit "no parent": a new trace (a
             // consumer linked to its producer, or a server whose traceparent
@@ -310,6 +314,9 @@ where
             };
             self.start_recording(attrs, ids, link)
         });
+        if from_pending {
+            PENDING_RECORDED.set(Some(rec.is_some()));
+        }
         // A span that records nothing and carries no trace state or baggage
         // is fully described by its id record: skip the second extension
         // (an allocation) on the unsampled fast path.

@@ -19,7 +19,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::field::Empty;
 
-use crate::context::{current_baggage, in_remote_context, span_context};
+use crate::context::{current_baggage, in_remote_context_recorded, span_context};
 use crate::propagation::Propagators;
 
 type RouteFn = Arc<dyn Fn(&Uri, &http::Extensions) -> Option<Cow<'static, str>> + Send + Sync>;
@@ -130,6 +130,12 @@ impl TraceServerLayer {
     /// creation, so the layers see one new span instead of a span and
     /// a `record` per attribute; nothing here allocates.
     pub fn make_span<B>(&self, req: &Request<B>) -> tracing::Span {
+        self.server_span(req).0
+    }
+
+    /// [`make_span`](Self::make_span), and whether this crate's layer
+    /// records the span for export (`None` when it did not see it).
+    fn server_span<B>(&self, req: &Request<B>) -> (tracing::Span, Option<bool>) {
         let method = method_str(req.method());
         let route = self.route(req);
         let (host, port) = host_port(req);
@@ -152,7 +158,7 @@ impl TraceServerLayer {
             method,
             route: route.as_deref(),
         };
-        in_remote_context(&extracted, || {
+        in_remote_context_recorded(&extracted, || {
             tracing::info_span!(
                 "http.server",
                 otel.name = %name,
@@ -263,7 +269,12 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let span = self.layer.make_span(&req);
+        let (span, recorded) = self.layer.server_span(&req);
+        // The status goes to the span's readers: the exporter when the span
+        // is recorded, and whatever other layer may read it. When the span is
+        // not recorded and obs's layers alone read spans, nobody would: the
+        // access line carries the status itself (see `ObsOnly`).
+        let record = recorded != Some(false) || !obs_core::record::spans_read_by_obs_only();
         let fut = {
             let _g = span.enter();
             self.inner.call(req)
@@ -272,6 +283,7 @@ where
             inner: fut,
             span,
             client: false,
+            record,
         }
     }
 }
@@ -284,6 +296,8 @@ pin_project_lite::pin_project! {
         inner: F,
         span: tracing::Span,
         client: bool,
+        // Whether the outcome is recorded on the span.
+        record: bool,
     }
 }
 
@@ -305,6 +319,9 @@ where
         let this = self.project();
         let _g = this.span.enter();
         let out = ready!(this.inner.poll(cx));
+        if !*this.record {
+            return Poll::Ready(out);
+        }
         match &out {
             Ok(resp) => {
                 let code = resp.status().as_u16();
@@ -491,6 +508,7 @@ where
             inner: fut,
             span,
             client: true,
+            record: true,
         }
     }
 }

@@ -121,7 +121,8 @@ where
             sole,
         };
         match mode {
-            Mode::Sole => Box::new(fused(Some(any))),
+            // Marked as obs's alone (`obs_core::record::ObsOnly`).
+            Mode::Sole => Box::new(obs_core::record::ObsOnly::new(Box::new(fused(Some(any))))),
             Mode::Composed => Box::new(fused(None).with_filter(any)),
         }
     }
