@@ -106,6 +106,25 @@ impl FieldWriter<'_> {
         // redaction nor escaping, and is then done.
         msg.clear();
         let _ = write!(json::Raw(msg), "{value:?}");
+        self.finish_message();
+    }
+
+    /// A message given as a string field (`message = "..."`): copied, not
+    /// run through the formatting machinery.
+    fn message_str(&mut self, value: &str) {
+        let Some(msg) = self.msg.as_deref_mut() else {
+            return;
+        };
+        msg.clear();
+        msg.extend_from_slice(value.as_bytes());
+        self.finish_message();
+    }
+
+    /// Redacts and escapes the message written raw into its buffer.
+    fn finish_message(&mut self) {
+        let Some(msg) = self.msg.as_deref_mut() else {
+            return;
+        };
         if self.json
             && self.redactor.is_none_or(|r| !r.rules.may_change(msg))
             && !json::needs_escape(msg)
@@ -195,7 +214,7 @@ fn write_str_value(
 impl Visit for FieldWriter<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == MESSAGE && self.msg.is_some() {
-            return self.message(&format_args!("{value}"));
+            return self.message_str(value);
         }
         self.string(field, value);
     }

@@ -425,7 +425,7 @@ impl CallEnd for AccessEnd {
                     rpc.response.status_code = status,
                     duration_ms,
                     error.type = error_type,
-                    "rpc finished"
+                    message = "rpc finished"
                 )
             };
         }

@@ -548,6 +548,8 @@ impl RequestHead {
 fn access_line(end: &RequestEnd<'_>, path: &str) {
     let duration_ms = end.elapsed.as_secs_f64() * 1000.0;
     let route = end.route;
+    // The message is a string field, copied as is by obs's log layer (a
+    // message argument would go through `fmt::Arguments`).
     // The path is written raw: every path out redacts it with the one rule
     // set — the log layer before the line is written, the trace exporter
     // before a span event is exported.
@@ -565,7 +567,7 @@ fn access_line(end: &RequestEnd<'_>, path: &str) {
                         duration_ms,
                         http.request.body.size = end.request_size,
                         http.response.body.size = end.response_size,
-                        "request finished"
+                        message = "request finished"
                     )
                 };
             }
@@ -585,7 +587,7 @@ fn access_line(end: &RequestEnd<'_>, path: &str) {
             url.path = path,
             duration_ms,
             error.type = "service_error",
-            "request failed without a response"
+            message = "request failed without a response"
         ),
     }
 }
