@@ -124,8 +124,9 @@ fn hex(b: &[u8]) -> String {
 pub struct ReceivedSpan {
     /// The span as decoded.
     pub span: Span,
-    /// Resource attributes, stringified.
-    pub resource: BTreeMap<String, String>,
+    /// Resource attributes, stringified (shared by the request's spans or
+    /// records: one copy per export request, not per span).
+    pub resource: Arc<BTreeMap<String, String>>,
     /// The instrumentation scope name.
     pub scope: String,
     /// How it arrived.
@@ -198,8 +199,9 @@ impl ReceivedSpan {
 pub struct ReceivedLog {
     /// The record as decoded.
     pub record: LogRecord,
-    /// Resource attributes, stringified.
-    pub resource: BTreeMap<String, String>,
+    /// Resource attributes, stringified (shared by the request's spans or
+    /// records: one copy per export request, not per span).
+    pub resource: Arc<BTreeMap<String, String>>,
     /// The instrumentation scope's name (obs-log: the target).
     pub scope: String,
     /// How it arrived.
@@ -286,16 +288,17 @@ impl Store {
     fn add_traces(&self, req: ExportTraceServiceRequest, transport: Transport) {
         let mut out = Vec::new();
         for rs in req.resource_spans {
-            let resource = rs
-                .resource
-                .map(|r| attrs_to_map(&r.attributes))
-                .unwrap_or_default();
+            let resource = Arc::new(
+                rs.resource
+                    .map(|r| attrs_to_map(&r.attributes))
+                    .unwrap_or_default(),
+            );
             for ss in rs.scope_spans {
                 let scope = ss.scope.map(|s| s.name).unwrap_or_default();
                 for span in ss.spans {
                     out.push(ReceivedSpan {
                         span,
-                        resource: resource.clone(),
+                        resource: Arc::clone(&resource),
                         scope: scope.clone(),
                         transport,
                     });
@@ -313,16 +316,17 @@ impl Store {
     fn add_logs(&self, req: ExportLogsServiceRequest, transport: Transport) {
         let mut out = Vec::new();
         for rl in req.resource_logs {
-            let resource = rl
-                .resource
-                .map(|r| attrs_to_map(&r.attributes))
-                .unwrap_or_default();
+            let resource = Arc::new(
+                rl.resource
+                    .map(|r| attrs_to_map(&r.attributes))
+                    .unwrap_or_default(),
+            );
             for sl in rl.scope_logs {
                 let scope = sl.scope.map(|s| s.name).unwrap_or_default();
                 for record in sl.log_records {
                     out.push(ReceivedLog {
                         record,
-                        resource: resource.clone(),
+                        resource: Arc::clone(&resource),
                         scope: scope.clone(),
                         transport,
                     });
