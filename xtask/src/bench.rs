@@ -37,7 +37,7 @@ pub(crate) enum Throughput {
 }
 
 /// The target directory cargo builds into: `CARGO_TARGET_DIR` when set.
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) if !d.is_empty() => {
             let d = PathBuf::from(d);

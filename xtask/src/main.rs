@@ -9,6 +9,10 @@
 //! - `cargo xtask bench [--quick] [--bench NAME]...` — every criterion bench
 //!   (or the named ones) into a fresh results directory, then a table of this
 //!   run's medians and obs/anchor ratios in `target/bench-report.md`.
+//! - `cargo xtask instructions [--requests N]` — instructions per request
+//!   through each stack of the `server_layer` bench (bare, floor, obs,
+//!   hand-glued; unsampled and sampled), counted by valgrind's callgrind over
+//!   every thread (see `instructions.rs`).
 //! - `cargo xtask soak [--minutes N]` — the service example under load with
 //!   faults injected on a schedule (see `soak.rs`); `ci` runs a 2-minute one.
 //! - `cargo xtask check-service URL [ARGS]...` — runs `obs-check` (the
@@ -21,6 +25,7 @@ use std::time::Instant;
 
 mod bench;
 mod deps;
+mod instructions;
 mod skips;
 mod soak;
 
@@ -37,11 +42,12 @@ fn main() -> ExitCode {
             deps_step(&dir).map(|()| say("dependency rule holds"))
         }
         Some("bench") => bench::run(&root, &args[1..]),
+        Some("instructions") => instructions::run(&root, &args[1..]),
         Some("soak") => soak::run(&root, &args[1..]),
         Some("check-service") => return check_service(&root, &args[1..]),
         _ => {
             say(
-                "usage: cargo xtask <ci [--no-e2e] | deps [DIR] | bench [--quick] [--bench NAME]... | soak [--minutes N] | check-service URL [ARGS]...>",
+                "usage: cargo xtask <ci [--no-e2e] | deps [DIR] | bench [--quick] [--bench NAME]... | instructions [--requests N] | soak [--minutes N] | check-service URL [ARGS]...>",
             );
             return ExitCode::from(2);
         }
@@ -94,7 +100,7 @@ fn workspace_root() -> PathBuf {
     manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
 
-fn cargo() -> String {
+pub(crate) fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
