@@ -357,7 +357,9 @@ thread_local! {
 /// user's, every field is recorded as usual, since those layers may read
 /// it. obs's facade wraps its layers in it when they stand alone
 /// (`obs::init`, `Obs::take_subscriber`); [`spans_read_by_obs_only`] looks
-/// for it.
+/// for it. A layer added on top of such a subscriber is not told apart
+/// (`tracing` finds the marker inside it): whoever wraps layers in
+/// `ObsOnly` hands the subscriber out as complete.
 pub struct ObsOnly<S> {
     inner: Box<dyn tracing_subscriber::Layer<S> + Send + Sync + 'static>,
 }

@@ -309,7 +309,10 @@ impl Obs {
     /// a registry lookup on every span enter, exit, record and close. That
     /// filter decides for the whole subscriber, so do not add layers to it
     /// (`SubscriberExt::with`): a layer added on top would not see what
-    /// obs's levels leave out. With a layer of your own to add, use
+    /// obs's levels leave out, nor the status of an unsampled server span
+    /// (obs records it only for its readers, and takes this subscriber's
+    /// layers to be its own; see `obs_core::record::ObsOnly`). With a
+    /// layer of your own to add, use
     /// `take_layers` (or [`builder`]).
     ///
     /// ```
