@@ -20,11 +20,14 @@
     reason = "the counts per configuration, shown with --nocapture"
 )]
 
-#[path = "support/hyper_request.rs"]
-mod hyper_request;
+// The stacks `benches/server_layer.rs` times, so that the test counts the
+// allocations of the very stack the bench measures.
+#[path = "../benches/support/stacks.rs"]
+#[allow(dead_code, reason = "the test runs the bare and obs stacks only")]
+mod stacks;
 
 use axum::Router;
-use axum::routing::get;
+use stacks::{app, obs_stack, request};
 use tower::ServiceExt;
 
 #[global_allocator]
@@ -38,20 +41,6 @@ const N: u64 = 10_000;
 const UNSAMPLED_BUDGET: u64 = 8;
 /// The same, sampled (the span's record for the exporter included).
 const SAMPLED_BUDGET: u64 = 9;
-
-async fn hello(axum::extract::Path(name): axum::extract::Path<String>) -> String {
-    format!("Hello, {name}!")
-}
-
-fn app() -> Router {
-    Router::new().route("/hello/{name}", get(hello))
-}
-
-/// The request of every row, built as hyper builds it (see the helper):
-/// the same cost in every configuration measured.
-fn request() -> http::Request<axum::body::Body> {
-    hyper_request::hyper_request("/hello/world", "alloc-test")
-}
 
 /// Allocations on this thread for `N` requests through `router`, after
 /// `N` warm-up requests.
@@ -72,29 +61,10 @@ fn allocations(rt: &tokio::runtime::Runtime, router: &Router) -> u64 {
 }
 
 fn obs_allocations(rt: &tokio::runtime::Runtime, sampled: bool) -> (u64, obs::ShutdownReport) {
-    let sampler = if sampled { "always_on" } else { "always_off" };
-    let lookup = |k: &str| match k {
-        "OTEL_SERVICE_NAME" => Some("alloc-test".to_owned()),
-        "OTEL_TRACES_SAMPLER" => Some(sampler.to_owned()),
-        // Nothing listens: exports fail on the exporter thread and are
-        // counted; the request thread never waits for them.
-        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://127.0.0.1:9".to_owned()),
-        "OTEL_LOGS_EXPORTER" => Some("none".to_owned()),
-        "OTEL_BSP_MAX_QUEUE_SIZE" => Some("65536".to_owned()),
-        _ => None,
-    };
-    let config = obs::Config::from_lookup(lookup)
-        .unwrap()
-        .install_global(false)
-        .log(|l| {
-            l.writer(std::io::sink())
-                .non_blocking(obs::log::NonBlocking::new())
-        });
-    let obs = rt.block_on(async { obs::init(config) }).unwrap();
-    // obs's layers alone, as `obs::init` installs them process-wide.
-    let subscriber = obs.take_subscriber().expect("not installed globally");
-    let dispatch = tracing::Dispatch::new(subscriber);
-    let router = app().layer(obs.server_layer());
+    // obs's layers alone, as `obs::init` installs them process-wide; its
+    // OTLP endpoint refuses connections, so sampled exports fail on the
+    // exporter thread and are counted, and the request thread never waits.
+    let (obs, dispatch, router) = obs_stack(rt, sampled);
     let n = tracing::dispatcher::with_default(&dispatch, || allocations(rt, &router));
     drop((dispatch, router));
     let report = rt.block_on(obs.shutdown(std::time::Duration::from_secs(10)));

@@ -1,6 +1,7 @@
-//! The stacks `benches/server_layer.rs` measures and
-//! `examples/request_cost.rs` runs under callgrind (`cargo xtask
-//! instructions`), in one place so both measure the same thing: the bare
+//! The stacks `benches/server_layer.rs` times, `examples/request_cost.rs`
+//! runs under callgrind (`cargo xtask instructions`) and
+//! `tests/alloc_per_request.rs` counts allocations of, in one place so all
+//! three measure the same thing: the bare
 //! router, obs's `server_layer()` on obs's layers alone, the floor of
 //! `tracing` for the shape of obs's request, and the hand-glued anchors.
 //! See the bench's module docs for what each stack holds.
