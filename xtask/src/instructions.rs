@@ -152,12 +152,35 @@ fn collected(binary: &Path, stack: &str, n: u64, out: &Path) -> Result<u64, Stri
             "request_cost {stack} {n} failed under callgrind:\n{stderr}"
         ));
     }
-    // callgrind's summary: `==PID== Collected : 123456789`.
-    stderr
-        .lines()
-        .find_map(|l| {
-            let (_, rest) = l.split_once("Collected :")?;
-            rest.trim().parse().ok()
-        })
+    parse_collected(&stderr)
         .ok_or_else(|| format!("no `Collected` line in callgrind's output:\n{stderr}"))
+}
+
+/// The total of callgrind's summary line, `==PID== Collected : 123456789`.
+fn parse_collected(stderr: &str) -> Option<u64> {
+    stderr.lines().find_map(|l| {
+        let (_, rest) = l.split_once("Collected :")?;
+        rest.trim().parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_collected;
+
+    #[test]
+    fn reads_callgrind_summary() {
+        let stderr = "==42== Callgrind, a call-graph generating cache profiler\n\
+                      ==42== Events    : Ir\n\
+                      ==42== Collected : 201062867\n\
+                      ==42== \n\
+                      ==42== I   refs:      201,062,867\n";
+        assert_eq!(parse_collected(stderr), Some(201_062_867));
+    }
+
+    #[test]
+    fn no_summary_is_none() {
+        assert_eq!(parse_collected("==42== Events    : Ir\n"), None);
+        assert_eq!(parse_collected("==42== Collected : many\n"), None);
+    }
 }
