@@ -40,19 +40,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
-};
 use tonic::transport::{Channel, Endpoint, Server};
-use tracing_subscriber::layer::SubscriberExt;
 
+#[path = "support/anchors.rs"]
+mod anchors;
 #[path = "../tests/common/greeter.rs"]
 mod greeter;
+use anchors::{glued_tracing, obs_config};
 use greeter::{GreeterClient, GreeterServer, HelloRequest};
-
-const QUEUE: usize = 65_536;
 
 /// Serves the greeter behind `layer` on a free loopback port, in a task of
 /// the runtime `rt`; evaluates to the address.
@@ -107,78 +102,14 @@ fn bench_calls(
 
 /// obs, its layers in a dispatch of their own.
 fn obs_stack(rt: &tokio::runtime::Runtime, sampled: bool) -> (obs::Obs, tracing::Dispatch) {
-    let sampler = if sampled { "always_on" } else { "always_off" };
-    let lookup = |k: &str| match k {
-        "OTEL_SERVICE_NAME" => Some("bench".to_owned()),
-        "OTEL_TRACES_SAMPLER" => Some(sampler.to_owned()),
-        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://127.0.0.1:9".to_owned()),
-        "OTEL_LOGS_EXPORTER" => Some("none".to_owned()),
-        "OTEL_BSP_MAX_QUEUE_SIZE" => Some(QUEUE.to_string()),
-        "OTEL_BSP_SCHEDULE_DELAY" => Some("100".to_owned()),
-        _ => None,
-    };
-    let config = obs::Config::from_lookup(lookup)
-        .unwrap()
-        .install_global(false)
-        .log(|l| {
-            l.writer(std::io::sink())
-                .non_blocking(obs::log::NonBlocking::new())
-        });
+    let config = obs_config(sampled).log(|l| {
+        l.writer(std::io::sink())
+            .non_blocking(obs::log::NonBlocking::new())
+    });
     let obs = rt.block_on(async { obs::init(config) }).unwrap();
     // obs alone on a registry, as `obs::init` installs it process-wide.
     let dispatch = tracing::Dispatch::new(obs.take_subscriber().expect("not installed globally"));
     (obs, dispatch)
-}
-
-#[derive(Debug)]
-struct NoopExporter;
-
-impl SpanExporter for NoopExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        black_box(batch);
-        Ok(())
-    }
-}
-
-/// What stays alive while the hand-glued stack is measured.
-struct Glued {
-    dispatch: tracing::Dispatch,
-    provider: SdkTracerProvider,
-    log_guard: tracing_appender::non_blocking::WorkerGuard,
-}
-
-fn hand_glued(sampled: bool) -> Glued {
-    let (writer, log_guard) = tracing_appender::non_blocking(std::io::sink());
-    let bsp = BatchSpanProcessor::builder(NoopExporter)
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_max_queue_size(QUEUE)
-                .with_scheduled_delay(Duration::from_millis(100))
-                .build(),
-        )
-        .build();
-    let provider = SdkTracerProvider::builder()
-        .with_sampler(if sampled {
-            Sampler::AlwaysOn
-        } else {
-            Sampler::AlwaysOff
-        })
-        .with_span_processor(bsp)
-        .with_resource(
-            opentelemetry_sdk::Resource::builder()
-                .with_service_name("bench")
-                .build(),
-        )
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_subscriber::filter::LevelFilter::INFO)
-        .with(tracing_subscriber::fmt::layer().json().with_writer(writer))
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")));
-    Glued {
-        dispatch: tracing::Dispatch::new(subscriber),
-        provider,
-        log_guard,
-    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -216,7 +147,7 @@ fn bench(c: &mut Criterion) {
         let report = rt.block_on(obs.shutdown(Duration::from_secs(5)));
         eprintln!("obs (sampled: {sampled}): {report}");
 
-        let glued = hand_glued(sampled);
+        let glued = glued_tracing(sampled);
         tracing::dispatcher::with_default(&glued.dispatch, || {
             let layer = TraceLayer::new_for_grpc()
                 .make_span_with(

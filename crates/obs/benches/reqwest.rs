@@ -24,12 +24,17 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Extensions;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
-};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 use tracing_subscriber::layer::SubscriberExt;
+
+#[path = "support/anchors.rs"]
+#[allow(
+    dead_code,
+    reason = "this bench's anchor has a tracing half of its own"
+)]
+mod anchors;
+use anchors::{NoopExporter, obs_config};
 
 /// Answers every request with an empty `200`.
 struct Answer;
@@ -49,35 +54,11 @@ impl Middleware for Answer {
     }
 }
 
-#[derive(Debug)]
-struct NoopExporter;
-
-impl SpanExporter for NoopExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        black_box(batch);
-        Ok(())
-    }
-}
-
 fn obs_stack(
     rt: &tokio::runtime::Runtime,
     sampled: bool,
 ) -> (obs::Obs, tracing::Dispatch, ClientWithMiddleware) {
-    let sampler = if sampled { "always_on" } else { "always_off" };
-    let lookup = |k: &str| match k {
-        "OTEL_SERVICE_NAME" => Some("bench".to_owned()),
-        "OTEL_TRACES_SAMPLER" => Some(sampler.to_owned()),
-        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://127.0.0.1:9".to_owned()),
-        // Spans only: the anchors export no log records.
-        "OTEL_LOGS_EXPORTER" => Some("none".to_owned()),
-        "OTEL_BSP_MAX_QUEUE_SIZE" => Some("65536".to_owned()),
-        "OTEL_BSP_SCHEDULE_DELAY" => Some("100".to_owned()),
-        _ => None,
-    };
-    let config = obs::Config::from_lookup(lookup)
-        .unwrap()
-        .install_global(false)
-        .log(|l| l.writer(std::io::sink()));
+    let config = obs_config(sampled).log(|l| l.writer(std::io::sink()));
     let obs = rt.block_on(async { obs::init(config) }).unwrap();
     // obs alone on a registry, as `obs::init` installs it process-wide.
     let dispatch = tracing::Dispatch::new(obs.take_subscriber().expect("not installed globally"));

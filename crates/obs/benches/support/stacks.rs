@@ -6,26 +6,22 @@
 //! `tracing` for the shape of obs's request, and the hand-glued anchors.
 //! See the bench's module docs for what each stack holds.
 
+#[path = "anchors.rs"]
+mod anchors;
 #[path = "../../tests/support/hyper_request.rs"]
 mod hyper_request;
 
-use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use anchors::{GluedTracing, glued_tracing, obs_config};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
-};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
-
-const QUEUE: usize = 65_536;
 
 async fn hello(axum::extract::Path(name): axum::extract::Path<String>) -> String {
     format!("Hello, {name}!")
@@ -46,40 +42,16 @@ pub(crate) fn obs_stack(
     rt: &tokio::runtime::Runtime,
     sampled: bool,
 ) -> (obs::Obs, tracing::Dispatch, Router) {
-    let sampler = if sampled { "always_on" } else { "always_off" };
-    let lookup = |k: &str| match k {
-        "OTEL_SERVICE_NAME" => Some("bench".to_owned()),
-        "OTEL_TRACES_SAMPLER" => Some(sampler.to_owned()),
-        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://127.0.0.1:9".to_owned()),
-        // Spans only: the anchors export no log records.
-        "OTEL_LOGS_EXPORTER" => Some("none".to_owned()),
-        "OTEL_BSP_MAX_QUEUE_SIZE" => Some(QUEUE.to_string()),
-        "OTEL_BSP_SCHEDULE_DELAY" => Some("100".to_owned()),
-        _ => None,
-    };
-    let config = obs::Config::from_lookup(lookup)
-        .unwrap()
-        .install_global(false)
-        .log(|l| {
-            l.writer(std::io::sink())
-                .non_blocking(obs::log::NonBlocking::new())
-        });
+    let config = obs_config(sampled).log(|l| {
+        l.writer(std::io::sink())
+            .non_blocking(obs::log::NonBlocking::new())
+    });
     let obs = rt.block_on(async { obs::init(config) }).unwrap();
     // obs's layers alone, as `obs::init` installs them process-wide.
     let subscriber = obs.take_subscriber().expect("not installed globally");
     let dispatch = tracing::Dispatch::new(subscriber);
     let router = app().layer(obs.server_layer());
     (obs, dispatch, router)
-}
-
-#[derive(Debug)]
-struct NoopExporter;
-
-impl SpanExporter for NoopExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        black_box(batch);
-        Ok(())
-    }
 }
 
 /// Labels of the anchor's request-duration histogram.
@@ -249,32 +221,11 @@ pub(crate) fn hand_glued(sampled: bool) -> Glued {
     use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
     use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
-    let (writer, log_guard) = tracing_appender::non_blocking(std::io::sink());
-    let bsp = BatchSpanProcessor::builder(NoopExporter)
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_max_queue_size(QUEUE)
-                .with_scheduled_delay(Duration::from_millis(100))
-                .build(),
-        )
-        .build();
-    let provider = SdkTracerProvider::builder()
-        .with_sampler(if sampled {
-            Sampler::AlwaysOn
-        } else {
-            Sampler::AlwaysOff
-        })
-        .with_span_processor(bsp)
-        .with_resource(
-            opentelemetry_sdk::Resource::builder()
-                .with_service_name("bench")
-                .build(),
-        )
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_subscriber::filter::LevelFilter::INFO)
-        .with(tracing_subscriber::fmt::layer().json().with_writer(writer))
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")));
+    let GluedTracing {
+        dispatch,
+        provider,
+        log_guard,
+    } = glued_tracing(sampled);
 
     let mut registry = prometheus_client::registry::Registry::default();
     let family: DurationFamily = DurationFamily::new_with_constructor(new_histogram as fn() -> _);
@@ -303,7 +254,7 @@ pub(crate) fn hand_glued(sampled: bool) -> Glued {
                 .layer(PropagateRequestIdLayer::x_request_id()),
         );
     Glued {
-        dispatch: tracing::Dispatch::new(subscriber),
+        dispatch,
         router,
         provider,
         log_guard,
