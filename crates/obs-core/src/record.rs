@@ -360,6 +360,12 @@ thread_local! {
 /// for it. A layer added on top of such a subscriber is not told apart
 /// (`tracing` finds the marker inside it): whoever wraps layers in
 /// `ObsOnly` hands the subscriber out as complete.
+///
+/// The wrapper does not forward `downcast_raw` (an `unsafe` method, and
+/// this workspace forbids `unsafe`), so `tracing-subscriber` cannot see
+/// through it: wrap no layer that carries a per-layer filter (`Filtered`),
+/// whose detection works by downcasting. obs wraps only its unfiltered
+/// sole layer.
 pub struct ObsOnly<S> {
     inner: Box<dyn tracing_subscriber::Layer<S> + Send + Sync + 'static>,
 }

@@ -177,10 +177,17 @@ impl FilterState {
         }
     }
 
+    /// Runs `f` on the directive when it is an `EnvFilter`, the only kind
+    /// that acts on span callbacks; a `target=level` directive is not
+    /// loaded at all (see `span_aware`).
     #[cfg(feature = "env-filter")]
     #[inline(always)]
-    fn span_aware(&self) -> bool {
-        self.span_aware.load(std::sync::atomic::Ordering::Relaxed)
+    fn with_env_filter(&self, f: impl FnOnce(&tracing_subscriber::EnvFilter)) {
+        if self.span_aware.load(std::sync::atomic::Ordering::Relaxed)
+            && let Compiled::Env(env) = &**self.targets.load()
+        {
+            f(env);
+        }
     }
 
     /// Whether `meta` passes; `ctx` is what an `EnvFilter` directive reads
@@ -254,11 +261,7 @@ impl FilterState {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         #[cfg(feature = "env-filter")]
-        if self.span_aware()
-            && let Compiled::Env(f) = &**self.targets.load()
-        {
-            f.on_new_span(attrs, id, ctx.clone());
-        }
+        self.with_env_filter(|f| f.on_new_span(attrs, id, ctx.clone()));
         #[cfg(not(feature = "env-filter"))]
         let _ = (attrs, id, ctx);
     }
@@ -270,11 +273,7 @@ impl FilterState {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         #[cfg(feature = "env-filter")]
-        if self.span_aware()
-            && let Compiled::Env(f) = &**self.targets.load()
-        {
-            f.on_record(id, values, ctx.clone());
-        }
+        self.with_env_filter(|f| f.on_record(id, values, ctx.clone()));
         #[cfg(not(feature = "env-filter"))]
         let _ = (id, values, ctx);
     }
@@ -286,11 +285,7 @@ impl FilterState {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         #[cfg(feature = "env-filter")]
-        if self.span_aware()
-            && let Compiled::Env(f) = &**self.targets.load()
-        {
-            f.on_enter(id, ctx.clone());
-        }
+        self.with_env_filter(|f| f.on_enter(id, ctx.clone()));
         #[cfg(not(feature = "env-filter"))]
         let _ = (id, ctx);
     }
@@ -302,11 +297,7 @@ impl FilterState {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         #[cfg(feature = "env-filter")]
-        if self.span_aware()
-            && let Compiled::Env(f) = &**self.targets.load()
-        {
-            f.on_exit(id, ctx.clone());
-        }
+        self.with_env_filter(|f| f.on_exit(id, ctx.clone()));
         #[cfg(not(feature = "env-filter"))]
         let _ = (id, ctx);
     }
@@ -318,11 +309,7 @@ impl FilterState {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         #[cfg(feature = "env-filter")]
-        if self.span_aware()
-            && let Compiled::Env(f) = &**self.targets.load()
-        {
-            f.on_close(id.clone(), ctx.clone());
-        }
+        self.with_env_filter(|f| f.on_close(id.clone(), ctx.clone()));
         #[cfg(not(feature = "env-filter"))]
         let _ = (id, ctx);
     }
