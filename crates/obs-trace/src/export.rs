@@ -20,7 +20,7 @@ use obs_core::Resource;
 
 use crate::Error;
 use crate::config::BatchConfig;
-use crate::raw::{BoxPool, RawSpan, Recording};
+use crate::raw::{BoxPool, RawSpan, Recording, Recycler};
 use crate::redaction::SpanRedactor;
 use crate::span::FinishedSpan;
 
@@ -272,6 +272,7 @@ impl Pipeline {
                     wake_pending: wp,
                     pool: worker_pool,
                     returned: Vec::new(),
+                    recycler: Recycler::default(),
                     redactor: redactor.map(SpanRedactor::new),
                     reported: Vec::new(),
                     report_to,
@@ -397,6 +398,8 @@ struct Worker {
     pool: Arc<BoxPool>,
     #[allow(clippy::vec_box, reason = "see BoxPool")]
     returned: Vec<Box<Recording>>,
+    /// The exported spans' strings and lists, reused for the next ones.
+    recycler: Recycler,
     /// Applied to every span before it joins a batch (see `redaction`).
     redactor: Option<SpanRedactor>,
     /// The causes already logged (see [`report_key`]), at most
@@ -465,7 +468,7 @@ impl Worker {
         while self.buf.len() < self.batch.max_export_batch_size {
             match self.rx.try_recv() {
                 Ok(s) => {
-                    let (mut span, boxed) = s.into_finished();
+                    let (mut span, boxed) = s.into_finished(&mut self.recycler);
                     if let Some(r) = &mut self.redactor {
                         r.redact(&mut span);
                     }
@@ -524,7 +527,9 @@ impl Worker {
             *c.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
             self.report_once(&e, lost);
         }
-        self.buf.clear();
+        for span in self.buf.drain(..) {
+            self.recycler.reclaim(span);
+        }
     }
 
     /// Logs `e` at WARN the first time its cause is seen (see

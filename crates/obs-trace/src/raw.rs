@@ -48,10 +48,10 @@ impl RawStr {
         }
     }
 
-    fn into_string(self) -> String {
+    fn into_string(self, recycler: &mut Recycler) -> String {
         match self {
             RawStr::Heap(s) => s,
-            inline => inline.as_str().to_owned(),
+            inline => recycler.string(inline.as_str()),
         }
     }
 }
@@ -109,12 +109,12 @@ impl RawValue {
         }
     }
 
-    fn into_value(self) -> Value {
+    fn into_value(self, recycler: &mut Recycler) -> Value {
         match self {
             RawValue::Bool(b) => Value::Bool(b),
             RawValue::I64(i) => Value::I64(i),
             RawValue::F64(f) => Value::F64(f),
-            RawValue::Str(s) => Value::Str(Cow::Owned(s.into_string())),
+            RawValue::Str(s) => Value::Str(Cow::Owned(s.into_string(recycler))),
         }
     }
 }
@@ -172,12 +172,12 @@ impl RawAttrs {
         self.len += 1;
     }
 
-    fn into_vec(self) -> Vec<KeyValue> {
-        let mut out = Vec::with_capacity(self.len());
+    fn into_vec(self, recycler: &mut Recycler) -> Vec<KeyValue> {
+        let mut out = recycler.list(self.len());
         for (k, v) in self.inline.into_iter().flatten().chain(self.spill) {
             out.push(KeyValue {
                 key: Cow::Borrowed(k),
-                value: v.into_value(),
+                value: v.into_value(recycler),
             });
         }
         out
@@ -257,7 +257,9 @@ pub(crate) struct RawSpan(pub(crate) Box<Recording>);
 
 impl RawSpan {
     /// The public span, and the emptied box for reuse (see [`BoxPool`]).
-    pub(crate) fn into_finished(self) -> (FinishedSpan, Box<Recording>) {
+    /// Its strings and attribute list come from `recycler` when it has
+    /// some.
+    pub(crate) fn into_finished(self, recycler: &mut Recycler) -> (FinishedSpan, Box<Recording>) {
         let mut boxed = self.0;
         // The OpenTelemetry API's buffers stay in the box, emptied, so that
         // their memory goes back to the application thread with it.
@@ -265,7 +267,7 @@ impl RawSpan {
         let mut otel = std::mem::take(&mut boxed.otel);
         let rec = std::mem::replace(&mut *boxed, Recording::empty());
         #[allow(unused_mut, reason = "completed only by the OpenTelemetry API's data")]
-        let mut span = rec.into_finished();
+        let mut span = rec.into_finished(recycler);
         #[cfg(feature = "otel-api")]
         {
             otel.finish(&mut span);
@@ -292,7 +294,7 @@ impl Recording {
         )
     }
 
-    fn into_finished(self) -> FinishedSpan {
+    fn into_finished(self, recycler: &mut Recycler) -> FinishedSpan {
         let rec = self;
         FinishedSpan {
             trace_id: rec.trace_id,
@@ -302,13 +304,13 @@ impl Recording {
             trace_flags: rec.flags,
             trace_state: rec.trace_state,
             name: match rec.name {
-                Some(n) => Cow::Owned(n.into_string()),
+                Some(n) => Cow::Owned(n.into_string(recycler)),
                 None => Cow::Borrowed(rec.meta_name),
             },
             kind: rec.kind,
             start: rec.start,
             end: rec.end,
-            attributes: rec.attributes.into_vec(),
+            attributes: rec.attributes.into_vec(recycler),
             events: rec.events,
             links: rec.links,
             status: rec.status,
@@ -376,6 +378,88 @@ impl BoxPool {
     }
 }
 
+/// The strings and attribute lists of exported spans, kept on the exporter
+/// thread for the spans it builds next. Building a [`FinishedSpan`] copies
+/// each short string out of its recording; without reuse that is an
+/// allocation per string value and per span, and a free for each once the
+/// batch is exported (about a third of the exporter thread's work per span).
+/// Bounded: at most [`RECYCLE_STRINGS`] strings of up to
+/// [`RECYCLE_STRING_CAPACITY`] bytes and [`RECYCLE_LISTS`] lists are kept;
+/// the rest are freed as before.
+#[derive(Debug, Default)]
+pub(crate) struct Recycler {
+    strings: Vec<String>,
+    lists: Vec<Vec<KeyValue>>,
+}
+
+/// Strings kept for reuse at most.
+const RECYCLE_STRINGS: usize = 8192;
+/// Longer strings (a rare long URL or user agent) are freed, not kept.
+const RECYCLE_STRING_CAPACITY: usize = 256;
+/// Attribute lists kept for reuse at most.
+const RECYCLE_LISTS: usize = 1024;
+/// Longer attribute lists are freed, not kept.
+const RECYCLE_LIST_CAPACITY: usize = 64;
+
+impl Recycler {
+    /// `s` in a reused string when one is kept, else in a new one.
+    #[inline]
+    fn string(&mut self, s: &str) -> String {
+        match self.strings.pop() {
+            Some(mut kept) => {
+                kept.clear();
+                kept.push_str(s);
+                kept
+            }
+            None => s.to_owned(),
+        }
+    }
+
+    /// An empty attribute list with room for `n`.
+    #[inline]
+    fn list(&mut self, n: usize) -> Vec<KeyValue> {
+        match self.lists.pop() {
+            Some(mut kept) => {
+                kept.reserve(n);
+                kept
+            }
+            None => Vec::with_capacity(n),
+        }
+    }
+
+    fn keep(&mut self, s: Cow<'static, str>) {
+        if let Cow::Owned(s) = s
+            && s.capacity() <= RECYCLE_STRING_CAPACITY
+            && self.strings.len() < RECYCLE_STRINGS
+        {
+            self.strings.push(s);
+        }
+    }
+
+    /// Takes back an exported span's strings and attribute list.
+    pub(crate) fn reclaim(&mut self, span: FinishedSpan) {
+        let FinishedSpan {
+            name,
+            mut attributes,
+            status,
+            ..
+        } = span;
+        self.keep(name);
+        for kv in attributes.drain(..) {
+            self.keep(kv.key);
+            if let Value::Str(s) = kv.value {
+                self.keep(s);
+            }
+        }
+        if attributes.capacity() <= RECYCLE_LIST_CAPACITY && self.lists.len() < RECYCLE_LISTS {
+            self.lists.push(attributes);
+        }
+        if let Status::Error(m) = status {
+            self.keep(m);
+        }
+    }
+}
+
 impl fmt::Debug for Recording {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Recording")
@@ -396,7 +480,7 @@ mod tests {
         assert_eq!(RawStr::new("short").as_str(), "short");
         let long = "x".repeat(23);
         assert!(matches!(RawStr::new(&long), RawStr::Heap(_)));
-        assert_eq!(RawStr::new(&long).into_string(), long);
+        assert_eq!(RawStr::new(&long).into_string(&mut Recycler::default()), long);
         assert_eq!(RawStr::new("h\u{e9}llo").as_str(), "h\u{e9}llo");
     }
 
@@ -424,11 +508,49 @@ mod tests {
         }
         assert_eq!(a.len(), 8);
         *a.get_mut("g").unwrap() = RawValue::Bool(true);
-        let v = a.into_vec();
+        let v = a.into_vec(&mut Recycler::default());
         assert_eq!(
             v.iter().map(|kv| kv.key.as_ref()).collect::<String>(),
             "abcdefgh"
         );
         assert_eq!(v[6].value, Value::Bool(true));
+    }
+
+    #[test]
+    fn exported_strings_and_lists_are_reused() {
+        fn recording(path: &str) -> RawSpan {
+            let mut rec = Recording::empty();
+            rec.name = Some(RawStr::new("GET /items/{id}"));
+            rec.attributes.push_str("url.path", path);
+            rec.attributes.push("http.response.status_code", RawValue::I64(200));
+            RawSpan(Box::new(rec))
+        }
+        fn addresses(span: &FinishedSpan) -> Vec<usize> {
+            let mut a = vec![span.name.as_ptr() as usize, span.attributes.as_ptr() as usize];
+            for kv in &span.attributes {
+                if let Value::Str(s) = &kv.value {
+                    a.push(s.as_ptr() as usize);
+                }
+            }
+            a.sort_unstable();
+            a
+        }
+        let mut r = Recycler::default();
+        let (first, _) = recording("/items/1").into_finished(&mut r);
+        let before = addresses(&first);
+        r.reclaim(first);
+        let (second, _) = recording("/items/2").into_finished(&mut r);
+        assert_eq!(addresses(&second), before, "the same buffers, reused");
+        assert_eq!(second.name, "GET /items/{id}");
+        assert_eq!(second.attribute("url.path"), Some(&Value::from("/items/2")));
+        assert_eq!(second.attribute("http.response.status_code"), Some(&Value::I64(200)));
+        assert_eq!(second.attributes.len(), 2);
+
+        // Bounded: long strings are not kept.
+        let mut long = second;
+        long.name = Cow::Owned("x".repeat(RECYCLE_STRING_CAPACITY + 1));
+        long.attributes.clear();
+        r.reclaim(long);
+        assert!(r.strings.iter().all(|s| s.capacity() <= RECYCLE_STRING_CAPACITY));
     }
 }

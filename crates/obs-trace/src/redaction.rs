@@ -35,7 +35,19 @@ const NAME_CACHE_MAX: usize = 4096;
 pub struct SpanRedactor {
     rules: Redactor,
     names: HashMap<Box<str>, bool>,
+    /// Verdicts for `&'static str` keys (every key a callsite gives), found
+    /// by the key's address and length: the same address and length are the
+    /// same immutable text. A direct-mapped table, so a key costs a few
+    /// instructions instead of hashing its text; a slot taken by another
+    /// key falls back to `names`.
+    by_address: Box<[(usize, usize, bool); ADDRESS_SLOTS]>,
 }
+
+/// Slots of the address table: more than the distinct keys of a service's
+/// usual spans.
+const ADDRESS_SLOTS: usize = 128;
+/// No key has this length: marks an empty slot.
+const EMPTY_SLOT: (usize, usize, bool) = (0, usize::MAX, false);
 
 impl SpanRedactor {
     /// Applies `rules`.
@@ -43,7 +55,28 @@ impl SpanRedactor {
         Self {
             rules,
             names: HashMap::new(),
+            by_address: Box::new([EMPTY_SLOT; ADDRESS_SLOTS]),
         }
+    }
+
+    #[inline]
+    #[allow(
+        clippy::ptr_arg,
+        reason = "whether the key is borrowed for 'static is what is being asked"
+    )]
+    fn sensitive_key(&mut self, key: &Cow<'static, str>) -> bool {
+        let Cow::Borrowed(name) = key else {
+            return self.sensitive(key);
+        };
+        let address = name.as_ptr() as usize;
+        let slot = ((address >> 3) ^ (address >> 11) ^ name.len()) % ADDRESS_SLOTS;
+        let (a, len, verdict) = self.by_address[slot];
+        if a == address && len == name.len() {
+            return verdict;
+        }
+        let verdict = self.sensitive(name);
+        self.by_address[slot] = (address, name.len(), verdict);
+        verdict
     }
 
     fn sensitive(&mut self, name: &str) -> bool {
@@ -75,7 +108,7 @@ impl SpanRedactor {
 
     fn attributes(&mut self, attrs: &mut [KeyValue]) {
         for kv in attrs {
-            if self.sensitive(&kv.key) {
+            if self.sensitive_key(&kv.key) {
                 kv.value = Value::Str(Cow::Borrowed(REDACTED));
             } else if let Value::Str(s) = &mut kv.value {
                 redact_cow(&self.rules, s);
@@ -154,5 +187,35 @@ mod tests {
         assert_eq!(span.events[0].name, "login password=[REDACTED]");
         assert_eq!(span.events[0].attributes[0].value.to_string(), "[REDACTED]");
         assert!(matches!(&span.status, Status::Error(m) if m == "bad Bearer [REDACTED]"));
+    }
+
+    #[test]
+    fn key_verdicts_hold_by_address_and_by_text() {
+        let mut r = SpanRedactor::new(Redactor::new());
+        // Many distinct static keys, so that slots are shared and replaced.
+        let keys: Vec<&'static str> = (0..400)
+            .map(|i| &*Box::leak(format!("field_{i}").into_boxed_str()))
+            .chain(["api_key", "password", "http.route"])
+            .collect();
+        for round in 0..3 {
+            for &k in &keys {
+                let mut s = span("x");
+                s.attributes = vec![
+                    kv(k, "plain"),
+                    KeyValue {
+                        key: Cow::Owned(k.to_owned()),
+                        value: "plain".into(),
+                    },
+                ];
+                r.redact(&mut s);
+                let want = if k == "api_key" || k == "password" {
+                    REDACTED
+                } else {
+                    "plain"
+                };
+                assert_eq!(s.attributes[0].value.to_string(), want, "{k} round {round}");
+                assert_eq!(s.attributes[1].value.to_string(), want, "{k} owned round {round}");
+            }
+        }
     }
 }
