@@ -183,10 +183,15 @@ impl CorrelationId {
         }
     }
 
-    /// The id's bytes.
+    /// The id's bytes: the same as `as_str().as_bytes()`, without the
+    /// UTF-8 check `as_str` makes of an inline id (writers that copy bytes
+    /// use this).
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {
-        self.as_str().as_bytes()
+        match &self.0 {
+            Repr::Inline { len, buf } => &buf[..*len as usize],
+            Repr::Shared(s) => s.as_bytes(),
+        }
     }
 
     /// Length in bytes.

@@ -392,7 +392,7 @@ fn corr(out: &mut Vec<u8>, r: &IdRecord, key: &str) {
         out.extend_from_slice(b",\"");
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(b"\":\"");
-        out.extend_from_slice(c.as_str().as_bytes());
+        out.extend_from_slice(c.as_bytes());
         out.push(b'"');
     }
 }
