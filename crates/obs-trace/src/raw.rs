@@ -172,14 +172,17 @@ impl RawAttrs {
         self.len += 1;
     }
 
-    fn into_vec(self, recycler: &mut Recycler) -> Vec<KeyValue> {
+    /// The attributes as a list, leaving this empty.
+    fn take_into(&mut self, recycler: &mut Recycler) -> Vec<KeyValue> {
         let mut out = recycler.list(self.len());
-        for (k, v) in self.inline.into_iter().flatten().chain(self.spill) {
+        let inline = self.inline[..self.len].iter_mut().filter_map(Option::take);
+        for (k, v) in inline.chain(self.spill.drain(..)) {
             out.push(KeyValue {
                 key: Cow::Borrowed(k),
                 value: v.into_value(recycler),
             });
         }
+        self.len = 0;
         out
     }
 }
@@ -261,24 +264,19 @@ impl RawSpan {
     /// some.
     pub(crate) fn into_finished(self, recycler: &mut Recycler) -> (FinishedSpan, Box<Recording>) {
         let mut boxed = self.0;
+        #[allow(unused_mut, reason = "completed only by the OpenTelemetry API's data")]
+        let mut span = boxed.take_finished(recycler);
         // The OpenTelemetry API's buffers stay in the box, emptied, so that
         // their memory goes back to the application thread with it.
         #[cfg(feature = "otel-api")]
-        let mut otel = std::mem::take(&mut boxed.otel);
-        let rec = std::mem::replace(&mut *boxed, Recording::empty());
-        #[allow(unused_mut, reason = "completed only by the OpenTelemetry API's data")]
-        let mut span = rec.into_finished(recycler);
-        #[cfg(feature = "otel-api")]
-        {
-            otel.finish(&mut span);
-            boxed.otel = otel;
-        }
+        boxed.otel.finish(&mut span);
         (span, boxed)
     }
 }
 
 impl Recording {
-    /// A placeholder left in a box whose recording was taken out.
+    /// An empty recording (tests build theirs from it).
+    #[cfg(test)]
     fn empty() -> Self {
         Self::new(
             RecordingIds {
@@ -294,29 +292,31 @@ impl Recording {
         )
     }
 
-    fn into_finished(self, recycler: &mut Recycler) -> FinishedSpan {
-        let rec = self;
+    /// The public span, taken out of the recording in place (a recording is
+    /// about 0.6 KiB: moving it out of its box whole would copy all of it).
+    /// What is left behind is overwritten when the box is reused.
+    fn take_finished(&mut self, recycler: &mut Recycler) -> FinishedSpan {
         FinishedSpan {
-            trace_id: rec.trace_id,
-            span_id: rec.span_id,
-            parent_span_id: rec.parent,
-            parent_is_remote: rec.parent_remote,
-            trace_flags: rec.flags,
-            trace_state: rec.trace_state,
-            name: match rec.name {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_span_id: self.parent,
+            parent_is_remote: self.parent_remote,
+            trace_flags: self.flags,
+            trace_state: std::mem::take(&mut self.trace_state),
+            name: match self.name.take() {
                 Some(n) => Cow::Owned(n.into_string(recycler)),
-                None => Cow::Borrowed(rec.meta_name),
+                None => Cow::Borrowed(self.meta_name),
             },
-            kind: rec.kind,
-            start: rec.start,
-            end: rec.end,
-            attributes: rec.attributes.into_vec(recycler),
-            events: rec.events,
-            links: rec.links,
-            status: rec.status,
-            scope: rec.scope,
-            dropped_attributes: rec.dropped_attributes,
-            dropped_events: rec.dropped_events,
+            kind: self.kind,
+            start: self.start,
+            end: self.end,
+            attributes: self.attributes.take_into(recycler),
+            events: std::mem::take(&mut self.events),
+            links: std::mem::take(&mut self.links),
+            status: std::mem::take(&mut self.status),
+            scope: self.scope,
+            dropped_attributes: self.dropped_attributes,
+            dropped_events: self.dropped_events,
         }
     }
 }
@@ -508,7 +508,8 @@ mod tests {
         }
         assert_eq!(a.len(), 8);
         *a.get_mut("g").unwrap() = RawValue::Bool(true);
-        let v = a.into_vec(&mut Recycler::default());
+        let v = a.take_into(&mut Recycler::default());
+        assert_eq!(a.len(), 0);
         assert_eq!(
             v.iter().map(|kv| kv.key.as_ref()).collect::<String>(),
             "abcdefgh"
