@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use axum::Router;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
-use stacks::{app, hand_glued, obs_stack, request};
+use stacks::{app, hand_glued, obs_stack, request, served};
 use tower::ServiceExt;
 
 /// Whether the last measured row ran (a filter on the command line skips rows).
@@ -81,7 +81,7 @@ fn bench(c: &mut Criterion) {
         g.warm_up_time(Duration::from_millis(500))
             .measurement_time(Duration::from_secs(3));
 
-        bench_router(&mut g, &rt, "baseline/axum-router", &app());
+        bench_router(&mut g, &rt, "baseline/axum-router", &served(app()));
 
         let (obs, dispatch, router) = obs_stack(&rt, sampled);
         tracing::dispatcher::with_default(&dispatch, || {

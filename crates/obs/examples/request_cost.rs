@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         });
     };
     match stack {
-        "bare" => run(&tracing::Dispatch::none(), &stacks::app()),
+        "bare" => run(&tracing::Dispatch::none(), &stacks::served(stacks::app())),
         "obs" | "obs-sampled" => {
             let (obs, dispatch, router) = stacks::obs_stack(&rt, stack == "obs-sampled");
             run(&dispatch, &router);
