@@ -188,10 +188,14 @@ struct SpanName<'a> {
 
 impl fmt::Display for SpanName<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.route {
-            Some(r) => write!(f, "{} {r}", self.method),
-            None => f.write_str(self.method),
+        // Straight writes: `write!` would run the format-string machinery
+        // for every sampled server span.
+        f.write_str(self.method)?;
+        if let Some(r) = self.route {
+            f.write_str(" ")?;
+            f.write_str(r)?;
         }
+        Ok(())
     }
 }
 
