@@ -227,10 +227,10 @@ impl TraceLayer {
         ids: RecordingIds,
         link: Option<SpanContext>,
     ) -> Box<Recording> {
-        let rec = Recording::new(ids, SystemTime::now());
+        let start = SystemTime::now();
         let mut rec = match &self.shared.pipeline {
-            Some(p) => p.pool.boxed(rec),
-            None => Box::new(rec),
+            Some(p) => p.pool.recording(ids, start),
+            None => Box::new(Recording::new(ids, start)),
         };
         if let Some(l) = link {
             rec.links.push(Link {
@@ -460,14 +460,15 @@ impl SpanVisitor<'_> {
     fn set(&mut self, field: &Field, value: RawValue) {
         let name = field.name();
         if let Some(special) = name.strip_prefix("otel.") {
+            if special == "name" {
+                self.rec.name = Some(match value {
+                    RawValue::Str(s) => s,
+                    other => RawStr::new(&other.text()),
+                });
+                return;
+            }
             let text = value.text();
             match special {
-                "name" => {
-                    self.rec.name = Some(match value {
-                        RawValue::Str(s) => s,
-                        other => RawStr::new(&other.text()),
-                    })
-                }
                 "kind" => self.rec.kind = SpanKind::parse(&text).unwrap_or(self.rec.kind),
                 "status_code" => {
                     if text.eq_ignore_ascii_case("ok") {

@@ -486,7 +486,7 @@ impl ot::Tracer for OtelTracer {
             scope: self.scope,
         };
         let start = start_time.unwrap_or_else(SystemTime::now);
-        let mut rec = pipeline.pool.boxed(Recording::new(ids, start));
+        let mut rec = pipeline.pool.recording(ids, start);
         rec.trace_state = match obs_state {
             Some(s) => s,
             None => obs_state_of(cx.trace_state()),

@@ -132,6 +132,16 @@ impl RawAttrs {
         self.len + self.spill.len()
     }
 
+    /// Empties the attributes; only the used slots are touched (the rest
+    /// are empty already).
+    fn clear(&mut self) {
+        for slot in &mut self.inline[..self.len] {
+            *slot = None;
+        }
+        self.len = 0;
+        self.spill.clear();
+    }
+
     pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut RawValue> {
         self.inline[..self.len]
             .iter_mut()
@@ -252,6 +262,31 @@ impl Recording {
             otel: crate::otel_api::OtelData::default(),
         }
     }
+
+    /// Makes a recording handed back by the exporter thread equal to
+    /// [`new`](Self::new)'s, field by field. Its attributes, events, links
+    /// and name were taken out on that thread (`take_finished`), so their
+    /// slots are already empty; the OpenTelemetry API's emptied buffers stay.
+    fn reset(&mut self, ids: RecordingIds, start: SystemTime) {
+        self.trace_id = ids.trace_id;
+        self.span_id = ids.span_id;
+        self.parent = ids.parent;
+        self.parent_remote = ids.parent_remote;
+        self.flags = ids.flags;
+        self.trace_state = TraceState::default();
+        self.meta_name = ids.meta_name;
+        self.scope = ids.scope;
+        self.start = start;
+        self.end = start;
+        self.name = None;
+        self.kind = SpanKind::Internal;
+        self.attributes.clear();
+        self.events.clear();
+        self.links.clear();
+        self.status = Status::Unset;
+        self.dropped_attributes = 0;
+        self.dropped_events = 0;
+    }
 }
 
 /// A closed, sampled span on its way to the exporter thread: one pointer,
@@ -339,9 +374,11 @@ pub(crate) struct BoxPool {
 const POOL_MAX: usize = 4096;
 
 impl BoxPool {
-    /// `rec` in a reused box when one is free, else in a new one.
+    /// A new recording, in a reused box when one is free (reset in place:
+    /// a recording built on the stack and moved into the box would write
+    /// and copy all of its 0.6 KiB), else in a new box.
     #[inline]
-    pub(crate) fn boxed(&self, rec: Recording) -> Box<Recording> {
+    pub(crate) fn recording(&self, ids: RecordingIds, start: SystemTime) -> Box<Recording> {
         let reused = match self.boxes.try_lock() {
             Ok(mut b) => b.pop(),
             // Busy (the exporter is handing boxes back) or poisoned: allocate.
@@ -349,17 +386,10 @@ impl BoxPool {
         };
         match reused {
             Some(mut b) => {
-                // Keep the box's emptied OpenTelemetry API buffers.
-                #[cfg(feature = "otel-api")]
-                let otel = std::mem::take(&mut b.otel);
-                *b = rec;
-                #[cfg(feature = "otel-api")]
-                {
-                    b.otel = otel;
-                }
+                b.reset(ids, start);
                 b
             }
-            None => Box::new(rec),
+            None => Box::new(Recording::new(ids, start)),
         }
     }
 
@@ -553,5 +583,44 @@ mod tests {
         long.attributes.clear();
         r.reclaim(long);
         assert!(r.strings.iter().all(|s| s.capacity() <= RECYCLE_STRING_CAPACITY));
+    }
+
+    #[test]
+    fn a_reused_box_starts_as_a_new_recording() {
+        let pool = BoxPool::default();
+        let ids = || RecordingIds {
+            trace_id: TraceId::from_bytes([7; 16]),
+            span_id: SpanId::from_bytes([8; 8]),
+            parent: None,
+            parent_remote: false,
+            flags: TraceFlags::SAMPLED,
+            meta_name: "fresh",
+            scope: "tests",
+        };
+        let mut used = Recording::empty();
+        used.name = Some(RawStr::new("old"));
+        used.kind = SpanKind::Server;
+        used.attributes.push_str("url.path", "/old");
+        used.status = Status::Error("old".into());
+        used.dropped_events = 3;
+        let (_, emptied) = RawSpan(Box::new(used)).into_finished(&mut Recycler::default());
+        let address = &*emptied as *const Recording as usize;
+        pool.give_back(&mut vec![emptied]);
+
+        let start = SystemTime::now();
+        let rec = pool.recording(ids(), start);
+        assert_eq!(&*rec as *const Recording as usize, address, "the box is reused");
+        assert_eq!(rec.trace_id, TraceId::from_bytes([7; 16]));
+        assert_eq!(rec.meta_name, "fresh");
+        assert_eq!((rec.start, rec.end), (start, start));
+        assert!(rec.name.is_none());
+        assert_eq!(rec.kind, SpanKind::Internal);
+        assert_eq!(rec.attributes.len(), 0);
+        assert!(rec.attributes.inline.iter().all(Option::is_none));
+        assert!(rec.events.is_empty() && rec.links.is_empty());
+        assert_eq!(rec.status, Status::Unset);
+        assert_eq!((rec.dropped_attributes, rec.dropped_events), (0, 0));
+        // An empty pool hands out a new box.
+        assert_eq!(pool.recording(ids(), start).attributes.len(), 0);
     }
 }
