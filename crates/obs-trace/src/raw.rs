@@ -510,7 +510,10 @@ mod tests {
         assert_eq!(RawStr::new("short").as_str(), "short");
         let long = "x".repeat(23);
         assert!(matches!(RawStr::new(&long), RawStr::Heap(_)));
-        assert_eq!(RawStr::new(&long).into_string(&mut Recycler::default()), long);
+        assert_eq!(
+            RawStr::new(&long).into_string(&mut Recycler::default()),
+            long
+        );
         assert_eq!(RawStr::new("h\u{e9}llo").as_str(), "h\u{e9}llo");
     }
 
@@ -553,11 +556,15 @@ mod tests {
             let mut rec = Recording::empty();
             rec.name = Some(RawStr::new("GET /items/{id}"));
             rec.attributes.push_str("url.path", path);
-            rec.attributes.push("http.response.status_code", RawValue::I64(200));
+            rec.attributes
+                .push("http.response.status_code", RawValue::I64(200));
             RawSpan(Box::new(rec))
         }
         fn addresses(span: &FinishedSpan) -> Vec<usize> {
-            let mut a = vec![span.name.as_ptr() as usize, span.attributes.as_ptr() as usize];
+            let mut a = vec![
+                span.name.as_ptr() as usize,
+                span.attributes.as_ptr() as usize,
+            ];
             for kv in &span.attributes {
                 if let Value::Str(s) = &kv.value {
                     a.push(s.as_ptr() as usize);
@@ -574,7 +581,10 @@ mod tests {
         assert_eq!(addresses(&second), before, "the same buffers, reused");
         assert_eq!(second.name, "GET /items/{id}");
         assert_eq!(second.attribute("url.path"), Some(&Value::from("/items/2")));
-        assert_eq!(second.attribute("http.response.status_code"), Some(&Value::I64(200)));
+        assert_eq!(
+            second.attribute("http.response.status_code"),
+            Some(&Value::I64(200))
+        );
         assert_eq!(second.attributes.len(), 2);
 
         // Bounded: long strings are not kept.
@@ -582,7 +592,11 @@ mod tests {
         long.name = Cow::Owned("x".repeat(RECYCLE_STRING_CAPACITY + 1));
         long.attributes.clear();
         r.reclaim(long);
-        assert!(r.strings.iter().all(|s| s.capacity() <= RECYCLE_STRING_CAPACITY));
+        assert!(
+            r.strings
+                .iter()
+                .all(|s| s.capacity() <= RECYCLE_STRING_CAPACITY)
+        );
     }
 
     #[test]
@@ -609,7 +623,10 @@ mod tests {
 
         let start = SystemTime::now();
         let rec = pool.recording(ids(), start);
-        assert_eq!(&*rec as *const Recording as usize, address, "the box is reused");
+        assert_eq!(
+            &*rec as *const Recording as usize, address,
+            "the box is reused"
+        );
         assert_eq!(rec.trace_id, TraceId::from_bytes([7; 16]));
         assert_eq!(rec.meta_name, "fresh");
         assert_eq!((rec.start, rec.end), (start, start));

@@ -214,7 +214,11 @@ mod tests {
                     "plain"
                 };
                 assert_eq!(s.attributes[0].value.to_string(), want, "{k} round {round}");
-                assert_eq!(s.attributes[1].value.to_string(), want, "{k} owned round {round}");
+                assert_eq!(
+                    s.attributes[1].value.to_string(),
+                    want,
+                    "{k} owned round {round}"
+                );
             }
         }
     }

@@ -86,7 +86,9 @@ fn server_layer_allocations_stay_within_budget() {
         1
     );
     let bare = allocations(&rt, &served(app()));
-    let layered = allocations(&rt, &served(app().layer(tower::layer::util::Identity::new())),
+    let layered = allocations(
+        &rt,
+        &served(app().layer(tower::layer::util::Identity::new())),
     );
     println!(
         "bare router: {bare} allocations for {N} requests; with an identity layer: {layered} \
