@@ -6,13 +6,18 @@
 //! ids (the log layer, metric exemplars, error reports) reads them with
 //! [`IdRecord::resolve`] inside a `Layer`, or [`IdRecord::current`] anywhere
 //! else. Neither side knows who wrote the record.
+//!
+//! The record lives in the span's one [`SpanRecord`], next to the fields a
+//! log layer rendered for the span: every pillar that opens a span writes
+//! into the same extension, so a span costs one allocation in its registry
+//! slot however many of obs's layers see it.
 
 use std::cell::Cell;
 
 use tracing_core::span::Id;
 use tracing_subscriber::Registry;
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::{LookupSpan, SpanRef};
+use tracing_subscriber::registry::{Extensions, ExtensionsMut, LookupSpan, SpanRef};
 
 use crate::{CorrelationId, SpanId, TraceFlags, TraceId};
 
@@ -31,6 +36,132 @@ pub struct IdRecord {
     pub trace_flags: TraceFlags,
     /// The correlation (request) id of the work this span belongs to.
     pub correlation_id: Option<CorrelationId>,
+}
+
+/// What obs's layers keep for one span, in one extension of its registry
+/// slot: the span's [`IdRecord`] (the id-record contract) and the fields a
+/// log layer rendered for it. A layer that opens a span writes its part
+/// into the span's `SpanRecord`, creating it when it is the first
+/// ([`SpanRecord::update`]); one allocation per span instead of one per
+/// layer.
+#[derive(Debug, Default)]
+pub struct SpanRecord {
+    /// The span's ids.
+    pub ids: IdRecord,
+    /// The span's fields as a log layer rendered them; `None` when no log
+    /// layer opened the span.
+    pub fields: Option<RenderedFields>,
+}
+
+impl SpanRecord {
+    /// The span's ids, when one of obs's layers opened it.
+    #[inline]
+    pub fn ids_in<'a>(ext: &'a Extensions<'_>) -> Option<&'a IdRecord> {
+        ext.get::<SpanRecord>().map(|r| &r.ids)
+    }
+
+    /// Runs `f` on the span's record, creating an empty one first when the
+    /// span has none.
+    #[inline]
+    pub fn update<R>(ext: &mut ExtensionsMut<'_>, f: impl FnOnce(&mut SpanRecord) -> R) -> R {
+        match ext.get_mut::<SpanRecord>() {
+            Some(rec) => f(rec),
+            None => {
+                let mut rec = SpanRecord::default();
+                let out = f(&mut rec);
+                ext.insert(rec);
+                out
+            }
+        }
+    }
+}
+
+/// A span's fields rendered once, as the line fragments every line written
+/// inside the span copies: `buf` holds the fragments (and the span's path),
+/// `entries` says which field each one is. The buffers go back to a pool of
+/// the thread that drops them (bounded in count and in the size of a kept
+/// buffer), so rendering a span allocates nothing in steady state.
+#[derive(Debug, Default)]
+pub struct RenderedFields {
+    /// The fragments' bytes.
+    pub buf: Vec<u8>,
+    /// `(field name, start, end)` of each fragment in `buf`.
+    pub entries: Vec<(&'static str, u32, u32)>,
+    /// Where `buf` holds the span's path (an empty range when unknown).
+    pub path: (u32, u32),
+}
+
+/// Rendered-field buffers kept per thread at most.
+const RENDERED_POOL_KEEP: usize = 256;
+/// A rendered-field buffer larger than this is freed, not kept.
+const RENDERED_KEEP_BYTES: usize = 64 * 1024;
+
+type RenderedBuffers = (Vec<u8>, Vec<(&'static str, u32, u32)>);
+
+thread_local! {
+    static RENDERED_POOL: std::cell::RefCell<Vec<RenderedBuffers>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl RenderedFields {
+    /// Empty buffers with room for `bytes` and `fields`: recycled when the
+    /// thread has some, else new.
+    pub fn take(bytes: usize, fields: usize) -> Self {
+        let (buf, entries) = crate::recycle::take(&RENDERED_POOL).unwrap_or_default();
+        let mut rf = RenderedFields {
+            buf,
+            entries,
+            path: (0, 0),
+        };
+        rf.buf.reserve(bytes);
+        rf.entries.reserve(fields);
+        rf
+    }
+
+    /// The span's path as rendered (empty when unknown).
+    #[inline]
+    pub fn path(&self) -> &[u8] {
+        &self.buf[self.path.0 as usize..self.path.1 as usize]
+    }
+
+    /// Rewrites `buf` without the bytes of replaced values once they make
+    /// up more than half of it.
+    pub fn compact(&mut self) {
+        let live: usize = self
+            .entries
+            .iter()
+            .map(|&(_, a, b)| (b - a) as usize)
+            .sum::<usize>()
+            + (self.path.1 - self.path.0) as usize;
+        if self.buf.len() <= 2 * live + 64 {
+            return;
+        }
+        let mut buf = Vec::with_capacity(live);
+        for e in &mut self.entries {
+            let start = buf.len() as u32;
+            buf.extend_from_slice(&self.buf[e.1 as usize..e.2 as usize]);
+            *e = (e.0, start, buf.len() as u32);
+        }
+        let start = buf.len() as u32;
+        buf.extend_from_slice(self.path());
+        self.path = (start, buf.len() as u32);
+        self.buf = buf;
+    }
+}
+
+/// A closed span's buffers go back to the pool of the thread that drops
+/// them (the registry drops a span's extensions when it closes).
+impl Drop for RenderedFields {
+    fn drop(&mut self) {
+        if self.buf.capacity() == 0 || self.buf.capacity() > RENDERED_KEEP_BYTES {
+            return;
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut entries = std::mem::take(&mut self.entries);
+        buf.clear();
+        entries.clear();
+        crate::recycle::give(&RENDERED_POOL, (buf, entries), RENDERED_POOL_KEEP);
+    }
 }
 
 impl IdRecord {
@@ -56,6 +187,12 @@ impl IdRecord {
     #[inline]
     pub fn is_sampled(&self) -> bool {
         self.trace_id.is_some() && self.trace_flags.is_sampled()
+    }
+
+    /// Whether the record holds no id at all.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.trace_id.is_none() && self.span_id.is_none() && self.correlation_id.is_none()
     }
 
     /// Whether both the trace ids and the correlation id are known, so that a
@@ -101,15 +238,7 @@ impl IdRecord {
     where
         S: LookupSpan<'a>,
     {
-        let mut ext = span.extensions_mut();
-        match ext.get_mut::<IdRecord>() {
-            Some(rec) => f(rec),
-            None => {
-                let mut rec = IdRecord::default();
-                f(&mut rec);
-                ext.insert(rec);
-            }
-        }
+        SpanRecord::update(&mut span.extensions_mut(), |r| f(&mut r.ids));
     }
 
     /// Merges the records found on a span scope (innermost span first, as
@@ -123,7 +252,7 @@ impl IdRecord {
         let mut out: Option<IdRecord> = None;
         for span in scope {
             let ext = span.extensions();
-            if let Some(rec) = ext.get::<IdRecord>() {
+            if let Some(rec) = SpanRecord::ids_in(&ext) {
                 Self::merge(&mut out, rec);
                 if out.as_ref().is_some_and(IdRecord::is_complete) {
                     break;
@@ -140,6 +269,12 @@ impl IdRecord {
     /// fields too) merges with this.
     #[inline]
     pub fn merge(acc: &mut Option<IdRecord>, outer: &IdRecord) {
+        // A span's record may hold no id yet (a log layer opened the span
+        // and no tracer or correlation layer wrote to it): it adds nothing,
+        // as a span without a record.
+        if outer.is_empty() {
+            return;
+        }
         match acc {
             None => *acc = Some(outer.clone()),
             Some(a) => a.fill_from(outer),
@@ -158,7 +293,7 @@ impl IdRecord {
             let span = reg.span(id)?;
             span.scope().find_map(|s| {
                 let ext = s.extensions();
-                let rec = ext.get::<IdRecord>()?;
+                let rec = SpanRecord::ids_in(&ext)?;
                 Some((rec.trace_id?, rec.span_id, rec.trace_flags))
             })
         })
@@ -332,10 +467,7 @@ impl IdRecord {
     #[inline]
     pub fn adopt_next_span_correlation(ext: &mut tracing_subscriber::registry::ExtensionsMut<'_>) {
         if let Some(id) = Self::take_next_span_correlation() {
-            match ext.get_mut::<IdRecord>() {
-                Some(r) => r.correlation_id = Some(id),
-                None => ext.insert(IdRecord::with_correlation(id)),
-            }
+            SpanRecord::update(ext, |r| r.ids.correlation_id = Some(id));
         }
     }
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use obs_core::IdRecord;
+use obs_core::{IdRecord, RenderedFields, SpanRecord};
 use tracing_core::field::Visit;
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::subscriber::Interest;
@@ -77,90 +77,6 @@ impl Scratch {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::sized());
-}
-
-/// Span fields pre-formatted when the span is created or recorded.
-struct SpanFields {
-    buf: Vec<u8>,
-    entries: Vec<(&'static str, u32, u32)>,
-    /// Where `buf` holds this span's path, `"outer","inner"` (JSON only;
-    /// empty when not known at creation): an event copies it whole instead
-    /// of quoting every span name again.
-    path: (u32, u32),
-}
-
-/// Span field buffers kept per thread for reuse once their span closes,
-/// so creating a span allocates nothing in steady state. Bounded in count
-/// and in the size of a kept buffer. The pool holds the bare buffers, not
-/// `SpanFields`, whose `Drop` is what fills it.
-const SPAN_POOL_KEEP: usize = 256;
-
-type SpanBuffers = (Vec<u8>, Vec<(&'static str, u32, u32)>);
-
-thread_local! {
-    static SPAN_POOL: RefCell<Vec<SpanBuffers>> = const { RefCell::new(Vec::new()) };
-}
-
-impl SpanFields {
-    /// Empty buffers with room for `bytes` and `fields`: recycled when the
-    /// thread has some, else new.
-    fn take(bytes: usize, fields: usize) -> Self {
-        let (buf, entries) = obs_core::recycle::take(&SPAN_POOL).unwrap_or_default();
-        let mut sf = SpanFields {
-            buf,
-            entries,
-            path: (0, 0),
-        };
-        sf.buf.reserve(bytes);
-        sf.entries.reserve(fields);
-        sf
-    }
-}
-
-/// A closed span's buffers go back to the pool of the thread that drops
-/// them: the registry drops a span's extensions when it closes, so the log
-/// layer needs no `on_close` lookup of its own.
-impl Drop for SpanFields {
-    fn drop(&mut self) {
-        if self.buf.capacity() == 0 || self.buf.capacity() > SCRATCH_KEEP {
-            return;
-        }
-        let mut buf = std::mem::take(&mut self.buf);
-        let mut entries = std::mem::take(&mut self.entries);
-        buf.clear();
-        entries.clear();
-        obs_core::recycle::give(&SPAN_POOL, (buf, entries), SPAN_POOL_KEEP);
-    }
-}
-
-impl SpanFields {
-    fn path(&self) -> &[u8] {
-        &self.buf[self.path.0 as usize..self.path.1 as usize]
-    }
-
-    /// Rewrites `buf` without the bytes of replaced values once they make
-    /// up more than half of it.
-    fn compact(&mut self) {
-        let live: usize = self
-            .entries
-            .iter()
-            .map(|&(_, a, b)| (b - a) as usize)
-            .sum::<usize>()
-            + (self.path.1 - self.path.0) as usize;
-        if self.buf.len() <= 2 * live + 64 {
-            return;
-        }
-        let mut buf = Vec::with_capacity(live);
-        for e in &mut self.entries {
-            let start = buf.len() as u32;
-            buf.extend_from_slice(&self.buf[e.1 as usize..e.2 as usize]);
-            *e = (e.0, start, buf.len() as u32);
-        }
-        let start = buf.len() as u32;
-        buf.extend_from_slice(self.path());
-        self.path = (start, buf.len() as u32);
-        self.buf = buf;
-    }
 }
 
 pub(crate) struct Inner {
@@ -254,11 +170,11 @@ impl Inner {
         &self,
         meta: &'static Metadata<'static>,
         record: impl FnOnce(&mut dyn Visit),
-    ) -> SpanFields {
+    ) -> RenderedFields {
         // Room for every declared field (about 48 bytes each) and the path,
         // so recording the span's fields does not grow the buffers.
         let n = meta.fields().len();
-        let mut sf = SpanFields::take(48 * n + 64, n);
+        let mut sf = RenderedFields::take(48 * n + 64, n);
         self.record_into(&mut sf, meta, record);
         sf
     }
@@ -267,7 +183,7 @@ impl Inner {
     /// earlier value (whose bytes stay behind until the next compaction).
     fn record_into(
         &self,
-        sf: &mut SpanFields,
+        sf: &mut RenderedFields,
         meta: &'static Metadata<'static>,
         record: impl FnOnce(&mut dyn Visit),
     ) {
@@ -414,14 +330,15 @@ impl Inner {
         while let Some(span) = next {
             'span: {
                 let ext = span.extensions();
-                if let Some(rec) = ext.get::<IdRecord>() {
-                    // obs-core's one merge rule: nearest span wins per field.
-                    IdRecord::merge(&mut ids, rec);
-                }
+                let Some(rec) = ext.get::<SpanRecord>() else {
+                    break 'span;
+                };
+                // obs-core's one merge rule: nearest span wins per field.
+                IdRecord::merge(&mut ids, &rec.ids);
                 // A span this layer did not open (a composed layer's other
                 // parts may open spans the log filter refuses) is not on
                 // the line; its ids are.
-                let Some(sf) = ext.get::<SpanFields>() else {
+                let Some(sf) = &rec.fields else {
                     break 'span;
                 };
                 if json {
@@ -632,7 +549,11 @@ where
             let mut known = true;
             let mut next = span.parent();
             while let Some(parent) = next {
-                if let Some(p) = parent.extensions().get::<SpanFields>() {
+                if let Some(p) = parent
+                    .extensions()
+                    .get::<SpanRecord>()
+                    .and_then(|r| r.fields.as_ref())
+                {
                     if p.path.1 > p.path.0 {
                         sf.buf.extend_from_slice(p.path());
                         sf.buf.push(b',');
@@ -650,11 +571,27 @@ where
                 sf.buf.truncate(start);
             }
         }
-        let mut ext = span.extensions_mut();
         // A correlation id waiting for this span (the trace layer takes it
         // first when it sees the span too).
-        IdRecord::adopt_next_span_correlation(&mut ext);
-        ext.insert(sf);
+        let correlation_id = IdRecord::take_next_span_correlation();
+        let mut ext = span.extensions_mut();
+        match ext.get_mut::<SpanRecord>() {
+            Some(rec) => {
+                rec.fields = Some(sf);
+                if correlation_id.is_some() {
+                    rec.ids.correlation_id = correlation_id;
+                }
+            }
+            // Built where it is inserted: a record assembled and then moved
+            // would be copied whole once more.
+            None => ext.insert(SpanRecord {
+                ids: IdRecord {
+                    correlation_id,
+                    ..IdRecord::default()
+                },
+                fields: Some(sf),
+            }),
+        }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
@@ -665,7 +602,7 @@ where
         let mut ext = span.extensions_mut();
         // A span without fields was not opened through this layer (a
         // composed layer shows every span's record to each part): not ours.
-        if let Some(sf) = ext.get_mut::<SpanFields>() {
+        if let Some(sf) = ext.get_mut::<SpanRecord>().and_then(|r| r.fields.as_mut()) {
             self.inner
                 .record_into(sf, span.metadata(), |v| values.record(v));
         }

@@ -157,7 +157,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// Stores a constant `IdRecord` in every new span, nothing else.
+/// Stores a constant `SpanRecord` (ids only) in every new span, nothing else.
 struct IdRecordOnly;
 
 impl<S> tracing_subscriber::Layer<S> for IdRecordOnly
@@ -166,11 +166,14 @@ where
 {
     fn on_new_span(&self, _: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(IdRecord::with_trace(
-                TraceId::from_int(1),
-                SpanId::from_int(2),
-                TraceFlags::NOT_SAMPLED,
-            ));
+            span.extensions_mut().insert(obs_core::SpanRecord {
+                ids: IdRecord::with_trace(
+                    TraceId::from_int(1),
+                    SpanId::from_int(2),
+                    TraceFlags::NOT_SAMPLED,
+                ),
+                fields: None,
+            });
         }
     }
 }

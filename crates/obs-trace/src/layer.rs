@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use obs_core::names::attr;
-use obs_core::{IdRecord, SpanId, TraceFlags, TraceId};
+use obs_core::{IdRecord, SpanId, SpanRecord, TraceFlags, TraceId};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Event, Subscriber};
@@ -121,7 +121,7 @@ struct Inherited {
 
 /// The trace context of the nearest span in `scope` that has one: its
 /// `SpanState`, or for a span that records nothing (unsampled, no trace
-/// state, no baggage) the ids the layer wrote into its `IdRecord`.
+/// state, no baggage) the ids the layer wrote into its `SpanRecord`.
 pub(crate) fn context_in<'a, S, I>(scope: I) -> Option<(SpanContext, Option<Arc<Baggage>>)>
 where
     S: LookupSpan<'a> + 'a,
@@ -138,7 +138,7 @@ fn context_of<'a, S: LookupSpan<'a>>(
     if let Some(st) = ext.get::<SpanState>() {
         return Some((st.context(), st.baggage.clone()));
     }
-    let r = ext.get::<IdRecord>()?;
+    let r = SpanRecord::ids_in(&ext)?;
     Some((
         SpanContext::new(r.trace_id?, r.span_id?, r.trace_flags),
         None,
@@ -167,7 +167,7 @@ fn parent_of<'a, S: LookupSpan<'a>>(
             remote: false,
         });
     }
-    let r = ext.get::<IdRecord>()?;
+    let r = SpanRecord::ids_in(&ext)?;
     Some(Parent {
         trace_id: r.trace_id?,
         span_id: r.span_id?,
@@ -198,7 +198,8 @@ where
 #[inline]
 fn opened_here<'a, S: LookupSpan<'a>>(span: &SpanRef<'a, S>) -> bool {
     let ext = span.extensions();
-    ext.get::<SpanState>().is_some() || ext.get::<IdRecord>().is_some_and(|r| r.span_id.is_some())
+    ext.get::<SpanState>().is_some()
+        || SpanRecord::ids_in(&ext).is_some_and(|r| r.span_id.is_some())
 }
 
 /// Takes what [`crate::context::in_remote_context`] left for this span:
@@ -325,8 +326,9 @@ where
         // that opened it goes into the same record.
         let correlation_id = IdRecord::take_next_span_correlation();
         let mut ext = span.extensions_mut();
-        match ext.get_mut::<IdRecord>() {
-            Some(r) => {
+        match ext.get_mut::<SpanRecord>() {
+            Some(rec) => {
+                let r = &mut rec.ids;
                 r.trace_id = Some(trace_id);
                 r.span_id = Some(span_id);
                 r.trace_flags = flags;
@@ -334,9 +336,13 @@ where
                     r.correlation_id = correlation_id;
                 }
             }
-            None => ext.insert(IdRecord {
-                correlation_id,
-                ..IdRecord::with_trace(trace_id, span_id, flags)
+            // Built where it is inserted (see obs-log's layer).
+            None => ext.insert(SpanRecord {
+                ids: IdRecord {
+                    correlation_id,
+                    ..IdRecord::with_trace(trace_id, span_id, flags)
+                },
+                fields: None,
             }),
         }
         if !needs_state {
