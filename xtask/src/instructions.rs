@@ -4,10 +4,11 @@
 //! the anchors' worker threads).
 //!
 //! Instruction counts are not time: they miss cache misses, contention and
-//! the kernel. But they repeat to within a few instructions for the same
-//! binary and input, whatever else the machine runs, so they show a change
-//! of a few hundred instructions that a timed bench on a shared machine
-//! cannot. Each stack runs twice, at `WARM` and at `WARM + N` requests, and
+//! the kernel. But for the same binary and input they repeat to within
+//! about 200 instructions per request whatever else the machine runs (what
+//! moves is thread timing: how often the log queue's buffer grows), so they
+//! show a change of a few hundred instructions that a timed bench on a
+//! shared machine cannot. Each stack runs twice, at `WARM` and at `WARM + N` requests, and
 //! the difference divided by N is what one request costs in steady state:
 //! start-up, first-request work (callsite registration, pools filling) and
 //! shutdown cancel out.

@@ -574,24 +574,12 @@ where
         // A correlation id waiting for this span (the trace layer takes it
         // first when it sees the span too).
         let correlation_id = IdRecord::take_next_span_correlation();
-        let mut ext = span.extensions_mut();
-        match ext.get_mut::<SpanRecord>() {
-            Some(rec) => {
-                rec.fields = Some(sf);
-                if correlation_id.is_some() {
-                    rec.ids.correlation_id = correlation_id;
-                }
+        SpanRecord::update(&mut span.extensions_mut(), |rec| {
+            rec.fields = Some(sf);
+            if correlation_id.is_some() {
+                rec.ids.correlation_id = correlation_id;
             }
-            // Built where it is inserted: a record assembled and then moved
-            // would be copied whole once more.
-            None => ext.insert(SpanRecord {
-                ids: IdRecord {
-                    correlation_id,
-                    ..IdRecord::default()
-                },
-                fields: Some(sf),
-            }),
-        }
+        });
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {

@@ -326,25 +326,15 @@ where
         // that opened it goes into the same record.
         let correlation_id = IdRecord::take_next_span_correlation();
         let mut ext = span.extensions_mut();
-        match ext.get_mut::<SpanRecord>() {
-            Some(rec) => {
-                let r = &mut rec.ids;
-                r.trace_id = Some(trace_id);
-                r.span_id = Some(span_id);
-                r.trace_flags = flags;
-                if correlation_id.is_some() {
-                    r.correlation_id = correlation_id;
-                }
+        SpanRecord::update(&mut ext, |rec| {
+            let r = &mut rec.ids;
+            r.trace_id = Some(trace_id);
+            r.span_id = Some(span_id);
+            r.trace_flags = flags;
+            if correlation_id.is_some() {
+                r.correlation_id = correlation_id;
             }
-            // Built where it is inserted (see obs-log's layer).
-            None => ext.insert(SpanRecord {
-                ids: IdRecord {
-                    correlation_id,
-                    ..IdRecord::with_trace(trace_id, span_id, flags)
-                },
-                fields: None,
-            }),
-        }
+        });
         if !needs_state {
             return;
         }
