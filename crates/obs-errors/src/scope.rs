@@ -148,34 +148,36 @@ impl RequestContext {
     pub fn from_http<B>(req: &http::Request<B>) -> Self {
         let route = Route::of(req.extensions());
         Self::from_parts(
-            req.method(),
-            req.uri(),
+            req.method().as_str(),
+            req.uri().path(),
             route.as_ref().map(Route::as_str),
-            req.headers(),
+            req.headers()
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_bytes())),
         )
     }
 
     #[cfg(feature = "http")]
     fn from_parts<'h>(
-        method: &http::Method,
-        uri: &http::Uri,
+        method: &str,
+        path: &str,
         route: Option<&str>,
-        headers: impl IntoIterator<Item = (&'h http::HeaderName, &'h http::HeaderValue)>,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
     ) -> Self {
-        let mut ctx = Self::new(method.as_str()).with_path(uri.path());
+        let mut ctx = Self::new(method).with_path(path);
         ctx.route = route.map(str::to_owned);
         for (name, value) in headers {
-            let v = String::from_utf8_lossy(value.as_bytes());
-            ctx = ctx.with_header(name.as_str(), &v);
+            let v = String::from_utf8_lossy(value);
+            ctx = ctx.with_header(name, &v);
         }
         ctx
     }
 }
 
 /// A scope's request context, built (and redacted) only when first read:
-/// the tower layer keeps cheap clones of the request's method, URI and
-/// headers (reference-counted bytes), so a request that never reports an
-/// error never pays for copying and redacting its headers.
+/// the tower layer keeps a raw copy of the request's method, path and
+/// headers in a pooled buffer, so a request that never reports an error
+/// never pays for building and redacting its context.
 #[derive(Clone)]
 pub(crate) struct RequestSlot(Arc<LazyRequest>);
 
@@ -220,21 +222,86 @@ impl Route {
 #[cfg(feature = "tower")]
 struct RawRequest {
     method: http::Method,
-    uri: http::Uri,
     route: Option<Route>,
-    /// The first [`MAX_HEADERS`] headers in the request's order (all a
-    /// context keeps): pairs of reference-counted clones, pushed without
-    /// hashing, where a `HeaderMap` would hash and index every name.
-    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The path (a context never keeps the query), then each header's name
+    /// and value, back to back: copied bytes, not reference-counted clones
+    /// of the connection's read buffer. A clone and its drop are two atomic
+    /// operations on a count the connection's other requests touch too;
+    /// copying a path and a few header values is cheaper, and keeps no
+    /// part of that buffer alive after the request.
+    bytes: Vec<u8>,
+    path_end: usize,
+    /// Where each of the first [`MAX_HEADERS`] headers ends in `bytes`, in
+    /// the request's order: `(name_end, value_end)`.
+    headers: Vec<(usize, usize)>,
 }
 
+/// A pooled request slot whose buffer grew past this is not kept.
 #[cfg(feature = "tower")]
-fn copy_headers(out: &mut Vec<(http::HeaderName, http::HeaderValue)>, from: &http::HeaderMap) {
-    out.extend(
-        from.iter()
-            .take(MAX_HEADERS)
-            .map(|(name, value)| (name.clone(), value.clone())),
-    );
+const KEEP_BYTES: usize = 16 * 1024;
+
+#[cfg(feature = "tower")]
+impl RawRequest {
+    fn new() -> Self {
+        Self {
+            method: http::Method::GET,
+            route: None,
+            bytes: Vec::new(),
+            path_end: 0,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Copies what a context is built from out of `req`. The values of
+    /// credential headers (`obs_core::names::header::SENSITIVE`) are not
+    /// copied at all: a context writes them as `[REDACTED]` by name.
+    fn fill<B>(&mut self, req: &http::Request<B>, route: Option<Route>) {
+        self.method.clone_from(req.method());
+        self.route = route;
+        self.bytes.clear();
+        self.headers.clear();
+        self.bytes.extend_from_slice(req.uri().path().as_bytes());
+        self.path_end = self.bytes.len();
+        for (name, value) in req.headers().iter().take(MAX_HEADERS) {
+            let name = name.as_str();
+            self.bytes.extend_from_slice(name.as_bytes());
+            let name_end = self.bytes.len();
+            if !obs_core::names::header::SENSITIVE.contains(&name) {
+                self.bytes.extend_from_slice(value.as_bytes());
+            }
+            self.headers.push((name_end, self.bytes.len()));
+        }
+    }
+
+    /// Forgets the request: its bytes are overwritten, not only dropped
+    /// from the length, since the buffer goes back to a pool (a path may
+    /// hold an id or a token). `false` when the buffer is too large to keep.
+    fn clear(&mut self) -> bool {
+        self.method = http::Method::GET;
+        self.route = None;
+        self.bytes.fill(0);
+        self.bytes.clear();
+        self.path_end = 0;
+        self.headers.clear();
+        self.bytes.capacity() <= KEEP_BYTES
+    }
+
+    fn context(&self) -> RequestContext {
+        let path = String::from_utf8_lossy(&self.bytes[..self.path_end]);
+        let mut start = self.path_end;
+        let headers = self.headers.iter().map(|&(name_end, value_end)| {
+            let name = std::str::from_utf8(&self.bytes[start..name_end]).unwrap_or_default();
+            let value = &self.bytes[name_end..value_end];
+            start = value_end;
+            (name, value)
+        });
+        RequestContext::from_parts(
+            self.method.as_str(),
+            &path,
+            self.route.as_ref().map(Route::as_str),
+            headers,
+        )
+    }
 }
 
 impl RequestSlot {
@@ -257,22 +324,13 @@ impl RequestSlot {
             && let Some(lazy) = Arc::get_mut(&mut slot)
             && let Some(raw) = &mut lazy.raw
         {
-            raw.method.clone_from(req.method());
-            raw.uri.clone_from(req.uri());
-            raw.route = route;
-            raw.headers.clear();
-            copy_headers(&mut raw.headers, req.headers());
+            raw.fill(req, route);
             return Self(slot);
         }
-        let mut headers = Vec::with_capacity(req.headers().len().min(MAX_HEADERS));
-        copy_headers(&mut headers, req.headers());
+        let mut raw = RawRequest::new();
+        raw.fill(req, route);
         Self(Arc::new(LazyRequest {
-            raw: Some(RawRequest {
-                method: req.method().clone(),
-                uri: req.uri().clone(),
-                route,
-                headers,
-            }),
+            raw: Some(raw),
             ready: std::sync::OnceLock::new(),
         }))
     }
@@ -281,9 +339,7 @@ impl RequestSlot {
         self.0.ready.get_or_init(|| {
             #[cfg(feature = "tower")]
             if let Some(raw) = &self.0.raw {
-                let route = raw.route.as_ref().map(Route::as_str);
-                let headers = raw.headers.iter().map(|(name, value)| (name, value));
-                return RequestContext::from_parts(&raw.method, &raw.uri, route, headers);
+                return raw.context();
             }
             RequestContext::default()
         })
@@ -695,20 +751,18 @@ mod pool {
         obs_core::recycle::take(&REQUESTS)
     }
 
-    /// Forgets the built context and keeps the slot (its header list's
-    /// capacity with it).
+    /// Forgets the built context and the request, and keeps the slot (its
+    /// buffers' capacity with it).
     #[cfg(feature = "tower")]
     pub(super) fn give_request(mut slot: Arc<LazyRequest>) {
         if let Some(lazy) = Arc::get_mut(&mut slot) {
             lazy.ready = std::sync::OnceLock::new();
-            if let Some(raw) = &mut lazy.raw {
-                // Nothing of the request stays behind in the pool: not its
-                // path and query (they may hold tokens), nor the read buffer
-                // of its connection a parsed URI or extension method slices.
-                raw.method = http::Method::GET;
-                raw.uri = http::Uri::default();
-                raw.route = None;
-                raw.headers.clear();
+            // Nothing of the request stays behind in the pool: its bytes
+            // are overwritten, and a slot grown past the bound is freed.
+            if let Some(raw) = &mut lazy.raw
+                && !raw.clear()
+            {
+                return;
             }
             obs_core::recycle::give(&REQUESTS, slot, KEEP);
         }
@@ -794,5 +848,57 @@ mod tests {
             assert_eq!(got.headers[1], ("x-n".to_owned(), "0".to_owned()));
             assert_eq!(got.header("accept"), None, "past the cap");
         }
+    }
+
+    #[test]
+    fn a_pooled_request_slot_keeps_nothing_of_the_last_request() {
+        let first = http::Request::get("/users/42/reset/s3cr3t")
+            .header("x-secret-ish", "first-value")
+            .header("cookie", "session=abc")
+            .body(())
+            .unwrap();
+        let second = http::Request::put("/b")
+            .header("accept", "*/*")
+            .body(())
+            .unwrap();
+        drop(RequestSlot::lazy(&first));
+        // The slot went back to this thread's pool, emptied.
+        let slot = pool::take_request().expect("the slot was pooled");
+        let raw = slot.raw.as_ref().unwrap();
+        assert!(raw.bytes.is_empty() && raw.headers.is_empty() && raw.route.is_none());
+        pool::give_request(slot);
+        let got = RequestSlot::lazy(&second);
+        assert_eq!(*got.get(), RequestContext::from_http(&second));
+        assert_eq!(got.get().path.as_deref(), Some("/b"));
+        assert_eq!(
+            got.get().headers,
+            vec![("accept".to_owned(), "*/*".to_owned())]
+        );
+        // A credential header's value is never copied, and reads redacted.
+        drop(got);
+        let slot = RequestSlot::lazy(&first);
+        let raw2 = slot.0.raw.as_ref().unwrap();
+        assert!(!raw2.bytes.windows(11).any(|w| w == b"session=abc"));
+        assert_eq!(slot.get().header("cookie"), Some("[REDACTED]"));
+    }
+
+    #[test]
+    fn an_oversized_request_slot_is_not_pooled() {
+        while pool::take_request().is_some() {}
+        let big = "v".repeat(KEEP_BYTES + 1);
+        let req = http::Request::get("/")
+            .header("x-big", big.as_str())
+            .body(())
+            .unwrap();
+        let slot = RequestSlot::lazy(&req);
+        assert_eq!(
+            slot.get().header("x-big").map(str::len),
+            Some(MAX_VALUE_LEN + '…'.len_utf8())
+        );
+        drop(slot);
+        assert!(
+            pool::take_request().is_none(),
+            "a slot past KEEP_BYTES is freed"
+        );
     }
 }
