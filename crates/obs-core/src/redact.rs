@@ -253,6 +253,37 @@ impl Redactor {
         !self.patterns.is_empty() || (self.builtin_values && may_hold_secret(value))
     }
 
+    /// [`may_change`](Self::may_change), and whether `value` holds a byte
+    /// a JSON string must escape, in one pass over its bytes: a JSON writer
+    /// that redacts asks both of every string value.
+    ///
+    /// ```
+    /// let r = obs_core::Redactor::new();
+    /// let s = r.scan_value(b"/orders/{id}");
+    /// assert!(!s.may_change && !s.needs_json_escape);
+    /// let s = r.scan_value(b"say \"token=abc123\"");
+    /// assert!(s.may_change && s.needs_json_escape);
+    /// ```
+    #[inline]
+    pub fn scan_value(&self, value: &[u8]) -> ValueScan {
+        let mut class = 0u8;
+        for &c in value {
+            class |= CLASS[c as usize];
+        }
+        let needs_json_escape = class & JSON_ESCAPE != 0;
+        let may_change = !self.patterns.is_empty()
+            || (self.builtin_values
+                && if value.len() < 12 {
+                    class & SEP != 0
+                } else {
+                    long_value_may_hold_secret(value, class)
+                });
+        ValueScan {
+            may_change,
+            needs_json_escape,
+        }
+    }
+
     /// Replaces every credential found in `value` by `[REDACTED]`. Borrows
     /// (no allocation) when nothing is found.
     #[inline]
@@ -656,12 +687,26 @@ fn may_hold_secret_long(b: &[u8]) -> bool {
     for &c in b {
         class |= CLASS[c as usize];
     }
+    long_value_may_hold_secret(b, class)
+}
+
+/// The rest of the pre-check for a value of 12 bytes or more, given the
+/// union of its bytes' [`CLASS`] bits.
+#[inline]
+fn long_value_may_hold_secret(b: &[u8], class: u8) -> bool {
     if class & SEP != 0 {
         return true;
     }
     if class & (DASH | LETTER_B) == 0 && b.len() < 20 {
         return false;
     }
+    token_run_or_scheme(b)
+}
+
+/// A run of 20 token bytes, five dashes in a row, or a `Bearer` / `Basic`
+/// word.
+#[inline(never)]
+fn token_run_or_scheme(b: &[u8]) -> bool {
     let mut run = 0usize;
     let mut dashes = 0usize;
     for (i, &c) in b.iter().enumerate() {
@@ -688,15 +733,35 @@ fn may_hold_secret_long(b: &[u8]) -> bool {
     (run == 5 || run == 6) && is_scheme(&b[b.len() - run..])
 }
 
+/// What one pass over a value found, for a writer that both redacts and
+/// writes it as a JSON string: [`Redactor::scan_value`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValueScan {
+    /// Whether [`Redactor::redact`] may change the value (the answer of
+    /// [`Redactor::may_change`]).
+    pub may_change: bool,
+    /// Whether the value holds a byte a JSON string must escape: a control
+    /// byte, `"` or `\`.
+    pub needs_json_escape: bool,
+}
+
 const SEP: u8 = 1;
 const DASH: u8 = 2;
 const LETTER_B: u8 = 4;
+/// Not a pre-check bit: a byte JSON escapes (see [`ValueScan`]).
+const JSON_ESCAPE: u8 = 8;
 
 /// Per byte: [`SEP`] for the separators, [`DASH`] for `-`, [`LETTER_B`]
-/// for `b` and `B`.
+/// for `b` and `B`, [`JSON_ESCAPE`] for the bytes JSON escapes.
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
-    t[b'"' as usize] = SEP;
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = JSON_ESCAPE;
+        i += 1;
+    }
+    t[b'\\' as usize] = JSON_ESCAPE;
+    t[b'"' as usize] = SEP | JSON_ESCAPE;
     t[b'\'' as usize] = SEP;
     t[b'=' as usize] = SEP;
     t[b':' as usize] = SEP;

@@ -274,5 +274,25 @@ proptest! {
             !skipped || full.redact(&s) == s.as_str(),
             "the pre-check skipped {:?}, which the scanner changes", s
         );
+        // The one-pass scan of JSON writers answers exactly as the
+        // pre-check and a JSON string's escape rule.
+        let scan = obs_core::Redactor::new().scan_value(s.as_bytes());
+        prop_assert_eq!(scan.may_change, !skipped);
+        let escape = s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\');
+        prop_assert_eq!(scan.needs_json_escape, escape);
+        let mut none = obs_core::Redactor::empty();
+        prop_assert!(!none.scan_value(s.as_bytes()).may_change);
+        none.add_pattern("x").unwrap();
+        prop_assert!(none.scan_value(s.as_bytes()).may_change);
+    }
+
+    /// The same agreement on any text, control bytes and backslashes
+    /// included.
+    #[test]
+    fn one_pass_scan_agrees_on_any_text(s in any::<String>()) {
+        let scan = obs_core::Redactor::new().scan_value(s.as_bytes());
+        prop_assert_eq!(scan.may_change, may_hold_secret(s.as_bytes()));
+        let escape = s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\');
+        prop_assert_eq!(scan.needs_json_escape, escape);
     }
 }

@@ -66,7 +66,9 @@ pub(crate) fn escape_into(out: &mut Vec<u8>, s: &str) {
     escape_slow(out, bytes);
 }
 
-fn escape_slow(out: &mut Vec<u8>, bytes: &[u8]) {
+/// Appends `bytes`, which hold at least one byte to escape, escaped.
+#[inline(never)]
+pub(crate) fn escape_slow(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {

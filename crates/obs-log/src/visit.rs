@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use obs_core::names::field::MESSAGE;
-use obs_core::redact::Redactor;
+use obs_core::redact::{Redactor, ValueScan};
 use tracing_core::field::{Field, Visit};
 
 use crate::callsite::CallsiteInfo;
@@ -13,6 +13,12 @@ use crate::format::human_escape;
 use crate::json;
 
 const REDACTED: &str = obs_core::names::field::REDACTED;
+
+/// A scan that found nothing to redact and nothing to escape.
+const CLEAN: ValueScan = ValueScan {
+    may_change: false,
+    needs_json_escape: false,
+};
 
 /// Writes fields as `,"k":v` (JSON) or ` k=v` (human) fragments, redacting
 /// on the way. The message goes to its own buffer.
@@ -88,7 +94,7 @@ impl FieldWriter<'_> {
     }
 
     /// A string value, redacted and escaped.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self, field: &Field, value: &str) {
         let Some(start) = self.begin(field) else {
             return;
@@ -126,8 +132,10 @@ impl FieldWriter<'_> {
             return;
         };
         if self.json
-            && self.redactor.is_none_or(|r| !r.rules.may_change(msg))
-            && !json::needs_escape(msg)
+            && match self.redactor {
+                Some(r) => r.rules.scan_value(msg) == CLEAN,
+                None => !json::needs_escape(msg),
+            }
         {
             return;
         }
@@ -189,7 +197,7 @@ impl Redaction {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn write_str_value(
     out: &mut Vec<u8>,
     json: bool,
@@ -200,15 +208,47 @@ fn write_str_value(
     if sensitive {
         return write_redacted(out, json);
     }
+    if json {
+        // One pass over the value answers both questions (may redaction
+        // change it, must JSON escape it); nearly every value is then
+        // copied between its quotes as is.
+        let bytes = value.as_bytes();
+        let (may_change, escape) = match redactor {
+            Some(r) => {
+                let scan = r.rules.scan_value(bytes);
+                (scan.may_change, scan.needs_json_escape)
+            }
+            None => (false, json::needs_escape(bytes)),
+        };
+        if may_change {
+            return write_redacted_str(out, redactor, value);
+        }
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        if escape {
+            json::escape_slow(out, bytes);
+        } else {
+            out.extend_from_slice(bytes);
+        }
+        out.push(b'"');
+        return;
+    }
     let v = match redactor {
         Some(r) => r.redact(value),
         None => Cow::Borrowed(value),
     };
-    if json {
-        json::quoted(out, &v);
-    } else {
-        human_escape(out, &v);
-    }
+    human_escape(out, &v);
+}
+
+/// A JSON string value the redactor may change: redacted, then escaped.
+#[cold]
+#[inline(never)]
+fn write_redacted_str(out: &mut Vec<u8>, redactor: Option<&Redaction>, value: &str) {
+    let v = match redactor {
+        Some(r) => r.redact(value),
+        None => Cow::Borrowed(value),
+    };
+    json::quoted(out, &v);
 }
 
 impl Visit for FieldWriter<'_> {
