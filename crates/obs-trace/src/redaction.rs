@@ -37,15 +37,18 @@ pub struct SpanRedactor {
     names: HashMap<Box<str>, bool>,
     /// Verdicts for `&'static str` keys (every key a callsite gives), found
     /// by the key's address and length: the same address and length are the
-    /// same immutable text. A direct-mapped table, so a key costs a few
-    /// instructions instead of hashing its text; a slot taken by another
-    /// key falls back to `names`.
+    /// same immutable text. A small open-addressed table, so a key costs a
+    /// few instructions instead of hashing its text; a key that finds its
+    /// neighbourhood full falls back to `names`.
     by_address: Box<[(usize, usize, bool); ADDRESS_SLOTS]>,
 }
 
 /// Slots of the address table: more than the distinct keys of a service's
 /// usual spans.
-const ADDRESS_SLOTS: usize = 128;
+const ADDRESS_SLOTS: usize = 1 << ADDRESS_BITS;
+const ADDRESS_BITS: u32 = 8;
+/// Slots a key may take from its home slot on.
+const PROBES: usize = 8;
 /// No key has this length: marks an empty slot.
 const EMPTY_SLOT: (usize, usize, bool) = (0, usize::MAX, false);
 
@@ -69,13 +72,30 @@ impl SpanRedactor {
             return self.sensitive(key);
         };
         let address = name.as_ptr() as usize;
-        let slot = ((address >> 3) ^ (address >> 11) ^ name.len()) % ADDRESS_SLOTS;
-        let (a, len, verdict) = self.by_address[slot];
-        if a == address && len == name.len() {
-            return verdict;
+        // Fibonacci hashing of the address, then up to `PROBES` slots: two
+        // keys whose home slots collide both stay in the table (a
+        // direct-mapped table let such a pair evict each other on every
+        // span, and both went through `names` each time).
+        let home = (address ^ name.len()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            >> (usize::BITS - ADDRESS_BITS);
+        let mut free = None;
+        for i in 0..PROBES {
+            let slot = (home + i) % ADDRESS_SLOTS;
+            let (a, len, verdict) = self.by_address[slot];
+            if a == address && len == name.len() {
+                return verdict;
+            }
+            if len == EMPTY_SLOT.1 && free.is_none() {
+                free = Some(slot);
+            }
         }
         let verdict = self.sensitive(name);
-        self.by_address[slot] = (address, name.len(), verdict);
+        // A full neighbourhood keeps its keys (callsite keys are a fixed
+        // set: evicting would let two of them replace each other on every
+        // span); this key is then found through `names`.
+        if let Some(slot) = free {
+            self.by_address[slot] = (address, name.len(), verdict);
+        }
         verdict
     }
 
@@ -219,6 +239,29 @@ mod tests {
                     want,
                     "{k} owned round {round}"
                 );
+            }
+        }
+    }
+
+    /// The keys of a span of usual size all stay in the address table
+    /// (found without hashing their text), wherever their addresses put
+    /// their home slots.
+    #[test]
+    fn a_span_s_keys_all_stay_in_the_address_table() {
+        for attempt in 0..200 {
+            let mut r = SpanRedactor::new(Redactor::new());
+            let keys: Vec<&'static str> = (0..24)
+                .map(|i| &*Box::leak(format!("k{attempt}_{i}").into_boxed_str()))
+                .collect();
+            let mut s = span("x");
+            s.attributes = keys.iter().map(|&k| kv(k, "v")).collect();
+            r.redact(&mut s);
+            for &k in &keys {
+                let found = r
+                    .by_address
+                    .iter()
+                    .any(|&(a, len, _)| a == k.as_ptr() as usize && len == k.len());
+                assert!(found, "{k} fell out of the table (attempt {attempt})");
             }
         }
     }
