@@ -213,62 +213,42 @@ pub fn encode_request_into(out: &mut Vec<u8>, batch: &[FinishedSpan], resource: 
         ("telemetry.sdk.language", "rust"),
         ("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
     ];
-    let res_attrs = || resource.iter().chain(sdk.iter().copied());
-    let resource_len: usize = res_attrs()
-        .map(|(k, v)| field_len(1, str_kv_len(k, v)))
-        .sum();
-    // Scopes in first-seen order, and every span's length once.
+    // Scopes in first-seen order.
     let mut scopes: Vec<&'static str> = Vec::new();
-    let mut span_lens = Vec::with_capacity(batch.len());
     for s in batch {
         if !scopes.contains(&s.scope) {
             scopes.push(s.scope);
         }
-        span_lens.push(span_len(s));
     }
-    let scope_lens: Vec<usize> = scopes
-        .iter()
-        .map(|&scope| {
-            let spans: usize = batch
-                .iter()
-                .zip(&span_lens)
-                .filter(|(s, _)| s.scope == scope)
-                .map(|(_, &n)| field_len(2, n))
-                .sum();
-            field_len(1, string_field_len(1, scope)) + spans
-        })
-        .collect();
-    let rs_len =
-        field_len(1, resource_len) + scope_lens.iter().map(|&n| field_len(2, n)).sum::<usize>();
-    out.reserve(field_len(1, rs_len));
     // ExportTraceServiceRequest.resource_spans = 1
-    put_len_field(out, 1, rs_len);
-    // ResourceSpans.resource = 1
-    put_len_field(out, 1, resource_len);
-    for (k, v) in res_attrs() {
-        put_len_field(out, 1, str_kv_len(k, v));
-        put_str_kv(out, k, v);
-    }
-    for (scope, &scope_len) in scopes.iter().zip(&scope_lens) {
-        // ResourceSpans.scope_spans = 2
-        put_len_field(out, 2, scope_len);
-        // ScopeSpans.scope = 1 { name = 1 }
-        put_len_field(out, 1, string_field_len(1, scope));
-        put_string_field(out, 1, scope);
-        for (s, &n) in batch.iter().zip(&span_lens) {
-            if s.scope == *scope {
-                // ScopeSpans.spans = 2
-                put_len_field(out, 2, n);
-                put_span(out, s);
+    put_nested(out, 1, 3, |out| {
+        // ResourceSpans.resource = 1
+        put_nested(out, 1, 2, |out| {
+            for (k, v) in resource.iter().chain(sdk.iter().copied()) {
+                put_len_field(out, 1, str_kv_len(k, v));
+                put_str_kv(out, k, v);
             }
+        });
+        for &scope in &scopes {
+            // ResourceSpans.scope_spans = 2
+            put_nested(out, 2, 3, |out| {
+                // ScopeSpans.scope = 1 { name = 1 }
+                put_len_field(out, 1, string_field_len(1, scope));
+                put_string_field(out, 1, scope);
+                for s in batch.iter().filter(|s| s.scope == scope) {
+                    // ScopeSpans.spans = 2
+                    put_nested(out, 2, 2, |out| put_span(out, s));
+                }
+            });
         }
-    }
+    });
 }
 
 /// Protobuf wire encoding of the OTLP trace messages (field numbers from
 /// `opentelemetry/proto/trace/v1/trace.proto` and `common/v1/common.proto`).
-/// Lengths are computed first, then every message is written once, in place.
-/// Default values are left out, as prost does.
+/// Every message is written once, in place, in one pass: a nested message
+/// whose length takes computing goes through `put_nested`, which fills its
+/// length in after its body. Default values are left out, as prost does.
 mod wire {
     use super::{HAS_IS_REMOTE, IS_REMOTE, nanos};
     use crate::span::{FinishedSpan, KeyValue, SpanKind, Status, Value};
@@ -305,25 +285,15 @@ mod wire {
         }
     }
 
-    /// `KeyValue { key = 1; value = 2 }` (the value is always present).
-    fn kv_len(kv: &KeyValue) -> usize {
-        string_field_len(1, &kv.key) + field_len(2, any_value_len(&kv.value))
-    }
-
-    fn put_kv(out: &mut Vec<u8>, kv: &KeyValue) {
-        put_string_field(out, 1, &kv.key);
-        put_len_field(out, 2, any_value_len(&kv.value));
-        put_any_value(out, &kv.value);
-    }
-
-    fn kvs_len(field: u32, kvs: &[KeyValue]) -> usize {
-        kvs.iter().map(|kv| field_len(field, kv_len(kv))).sum()
-    }
-
+    /// `KeyValue { key = 1; value = 2 }` (the value is always present),
+    /// each as field `field`.
     fn put_kvs(out: &mut Vec<u8>, field: u32, kvs: &[KeyValue]) {
         for kv in kvs {
-            put_len_field(out, field, kv_len(kv));
-            put_kv(out, kv);
+            put_nested(out, field, 1, |out| {
+                put_string_field(out, 1, &kv.key);
+                put_len_field(out, 2, any_value_len(&kv.value));
+                put_any_value(out, &kv.value);
+            });
         }
     }
 
@@ -358,12 +328,6 @@ mod wire {
         string_field_len(2, message) + uint_field_len(3, code)
     }
 
-    fn event_len(e: &crate::span::SpanEvent) -> usize {
-        fixed64_field_len(1, nanos(e.time))
-            + string_field_len(2, &e.name)
-            + kvs_len(3, &e.attributes)
-    }
-
     fn link_len(l: &crate::span::Link) -> usize {
         field_len(1, 16)
             + field_len(2, 8)
@@ -373,31 +337,6 @@ mod wire {
 
     fn link_flags(l: &crate::span::Link) -> u32 {
         u32::from(l.trace_flags.to_byte()) | HAS_IS_REMOTE | IS_REMOTE
-    }
-
-    pub(super) fn span_len(s: &FinishedSpan) -> usize {
-        let parent = s.parent_span_id.map_or(0, |_| field_len(4, 8));
-        field_len(1, 16)
-            + field_len(2, 8)
-            + string_field_len(3, s.trace_state.as_str())
-            + parent
-            + string_field_len(5, &s.name)
-            + uint_field_len(6, kind(s.kind))
-            + fixed64_field_len(7, nanos(s.start))
-            + fixed64_field_len(8, nanos(s.end))
-            + kvs_len(9, &s.attributes)
-            + uint_field_len(10, u64::from(s.dropped_attributes))
-            + s.events
-                .iter()
-                .map(|e| field_len(11, event_len(e)))
-                .sum::<usize>()
-            + uint_field_len(12, u64::from(s.dropped_events))
-            + s.links
-                .iter()
-                .map(|l| field_len(13, link_len(l)))
-                .sum::<usize>()
-            + status(&s.status).map_or(0, |(m, c)| field_len(15, status_len(m, c)))
-            + fixed32_field_len(16, flags(s))
     }
 
     pub(super) fn put_span(out: &mut Vec<u8>, s: &FinishedSpan) {
@@ -414,10 +353,11 @@ mod wire {
         put_kvs(out, 9, &s.attributes);
         put_uint_field(out, 10, u64::from(s.dropped_attributes));
         for e in &s.events {
-            put_len_field(out, 11, event_len(e));
-            put_fixed64_field(out, 1, nanos(e.time));
-            put_string_field(out, 2, &e.name);
-            put_kvs(out, 3, &e.attributes);
+            put_nested(out, 11, 2, |out| {
+                put_fixed64_field(out, 1, nanos(e.time));
+                put_string_field(out, 2, &e.name);
+                put_kvs(out, 3, &e.attributes);
+            });
         }
         put_uint_field(out, 12, u64::from(s.dropped_events));
         for l in &s.links {
@@ -631,6 +571,10 @@ mod encode_tests {
             any::<i64>().prop_map(Value::I64),
             any::<f64>().prop_map(Value::F64),
             ".{0,40}".prop_map(|s| Value::Str(Cow::Owned(s))),
+            // Long enough for every length a nested message's room is
+            // picked for to be outgrown (key-values past 127 bytes, events
+            // and spans past 16 KiB).
+            (100usize..20_000).prop_map(|n| Value::Str(Cow::Owned("x".repeat(n)))),
         ]
     }
 

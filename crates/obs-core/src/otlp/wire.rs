@@ -1,7 +1,9 @@
-//! Protobuf wire primitives for the hand-written OTLP encoders: lengths
-//! are computed first, then every message is written once, in place.
-//! Default values are left out, as prost does. Field numbers are the
-//! callers' (from the OTLP `.proto` files).
+//! Protobuf wire primitives for the hand-written OTLP encoders. A message
+//! is written once, in place: its length first when it is cheap to know
+//! ([`put_len_field`]), else room for it, filled in once the body is written
+//! ([`put_nested`]). Default values are left out and every length is a
+//! minimal varint, as prost writes them. Field numbers are the callers'
+//! (from the OTLP `.proto` files).
 
 /// Wire type of varints.
 pub const VARINT: u32 = 0;
@@ -52,6 +54,49 @@ pub fn field_len(field: u32, n: usize) -> usize {
 pub fn put_len_field(out: &mut Vec<u8>, field: u32, n: usize) {
     put_key(out, field, LEN);
     put_varint(out, n as u64);
+}
+
+/// Writes a length-delimited field whose body `body` writes, without
+/// computing the body's length first: `room` bytes (1 to 5) are kept for
+/// the length, and once the body is written the length goes there; when
+/// its varint needs another number of bytes, the body moves (one
+/// `memmove`). Callers pick `room` for the usual size of the message (1
+/// below 128 bytes, 2 below 16 KiB, 3 below 2 MiB), so the body rarely
+/// moves; the varint is minimal either way.
+///
+/// ```
+/// use obs_core::otlp::wire::{put_nested, put_string_field};
+/// let mut one = Vec::new();
+/// put_nested(&mut one, 3, 1, |o| put_string_field(o, 1, "x"));
+/// assert_eq!(one, [0x1a, 3, 0x0a, 1, b'x']);
+/// let mut moved = Vec::new();
+/// put_nested(&mut moved, 3, 2, |o| put_string_field(o, 1, "x"));
+/// assert_eq!(moved, one);
+/// ```
+#[inline]
+pub fn put_nested(out: &mut Vec<u8>, field: u32, room: usize, body: impl FnOnce(&mut Vec<u8>)) {
+    put_key(out, field, LEN);
+    let at = out.len();
+    out.resize(at + room, 0);
+    body(out);
+    let n = out.len() - at - room;
+    let need = varint_len(n as u64);
+    if need == 1 && room == 1 {
+        out[at] = n as u8;
+        return;
+    }
+    let mut len = [0u8; 10];
+    let mut v = n as u64;
+    for b in len.iter_mut().take(need) {
+        *b = (v as u8 & 0x7f) | 0x80;
+        v >>= 7;
+    }
+    len[need - 1] &= 0x7f;
+    if need == room {
+        out[at..at + room].copy_from_slice(&len[..need]);
+    } else {
+        out.splice(at..at + room, len[..need].iter().copied());
+    }
 }
 
 /// Bytes of a string field (left out when empty).
