@@ -477,6 +477,44 @@ thread_local! {
     static NEXT_SPAN_CORRELATION: std::cell::RefCell<Option<CorrelationId>> = const { std::cell::RefCell::new(None) };
     /// Whether `NEXT_SPAN_CORRELATION` may hold an id: one cheap load per new span.
     static HAS_NEXT_SPAN_CORRELATION: Cell<bool> = const { Cell::new(false) };
+    /// See [`with_request_head_on_span`].
+    static REQUEST_HEAD_ON_SPAN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` — the call of the inner service of a layer that just opened a
+/// request's server span — telling the services inside whether that span
+/// carries the request's head (its method, route and path fields) to every
+/// reader of spans: the span is enabled, and obs's layers alone read spans
+/// ([`spans_read_by_obs_only`]). An access line written inside may then
+/// leave those fields to the span, whose fields every line in it carries
+/// (obs's facade does, for JSON lines). Restored when `f` returns.
+///
+/// ```
+/// use obs_core::record::{request_head_on_span, with_request_head_on_span};
+/// assert!(!request_head_on_span());
+/// assert!(with_request_head_on_span(true, request_head_on_span));
+/// assert!(!request_head_on_span());
+/// ```
+#[inline]
+pub fn with_request_head_on_span<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = REQUEST_HEAD_ON_SPAN.try_with(|c| c.set(self.0));
+        }
+    }
+    let prev = REQUEST_HEAD_ON_SPAN
+        .try_with(|c| c.replace(on))
+        .unwrap_or(false);
+    let _restore = Restore(prev);
+    f()
+}
+
+/// Whether the innermost [`with_request_head_on_span`] on this thread said
+/// its server span carries the request's head; `false` outside any.
+#[inline]
+pub fn request_head_on_span() -> bool {
+    REQUEST_HEAD_ON_SPAN.try_with(Cell::get).unwrap_or(false)
 }
 
 /// obs's layers when they are their subscriber's only layers: a layer that

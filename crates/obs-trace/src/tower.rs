@@ -278,10 +278,14 @@ where
         // is recorded, and whatever other layer may read it. When the span is
         // not recorded and obs's layers alone read spans, nobody would: the
         // access line carries the status itself (see `ObsOnly`).
-        let record = recorded != Some(false) || !obs_core::record::spans_read_by_obs_only();
+        let obs_only = obs_core::record::spans_read_by_obs_only();
+        let record = recorded != Some(false) || !obs_only;
+        // With obs's layers alone, the span's method, route and path reach
+        // every line written in it: an access line may leave them out.
+        let head_on_span = obs_only && !span.is_disabled();
         let fut = {
             let _g = span.enter();
-            self.inner.call(req)
+            obs_core::record::with_request_head_on_span(head_on_span, || self.inner.call(req))
         };
         TracedFuture {
             inner: fut,

@@ -134,6 +134,8 @@ pub struct ServerLayer {
     pillars: PillarStack,
     metrics: metrics::http::Server,
     access_log: bool,
+    /// See [`FinishLayer::head_from_span`].
+    head_from_span: bool,
     skip: Arc<[Cow<'static, str>]>,
 }
 
@@ -177,13 +179,15 @@ impl Obs {
     /// registry, correlation policy and propagators).
     pub fn server_layer(&self) -> ServerLayer {
         let p = &self.inner;
-        ServerLayer::from_pillars(
+        let mut layer = ServerLayer::from_pillars(
             Stack::new(
                 p.errors.server_layer(),
                 Stack::new(p.trace.server_layer(), p.correlate.server_layer()),
             ),
             p.metrics.server_layer(),
-        )
+        );
+        layer.head_from_span = crate::pillar::Pillar::lines_carry_span_fields(&p.log);
+        layer
     }
 
     /// The combined client layer wired to this instance.
@@ -226,6 +230,7 @@ impl ServerLayer {
             pillars,
             metrics,
             access_log: true,
+            head_from_span: false,
             skip: DEFAULT_SKIP_PATHS
                 .iter()
                 .map(|p| Cow::Borrowed(*p))
@@ -259,6 +264,7 @@ impl<S: Clone> Layer<S> for ServerLayer {
             FinishLayer {
                 metrics: self.metrics.clone(),
                 access_log: self.access_log,
+                head_from_span: self.head_from_span,
             },
             self.pillars.clone(),
         );
@@ -545,7 +551,7 @@ impl RequestHead {
 
 /// Writes the access line of a finished request: level by status (5xx
 /// error, 4xx warn, else info), ERROR without a response.
-fn access_line(end: &RequestEnd<'_>, path: &str) {
+fn access_line(end: &RequestEnd<'_>, path: &str, head_on_span: bool) {
     let duration_ms = end.elapsed.as_secs_f64() * 1000.0;
     let route = end.route;
     // The message is a string field, copied as is by obs's log layer (a
@@ -554,6 +560,32 @@ fn access_line(end: &RequestEnd<'_>, path: &str) {
     // set — the log layer before the line is written, the trace exporter
     // before a span event is exported.
     match end.status {
+        // The server span carries the method, route and path, and every
+        // reader of this line takes them from it (`head_on_span`): written
+        // once, at the span's creation. A request without a route template
+        // keeps the line's own `http.route` (empty), which the span lacks.
+        Some(status) if head_on_span && !route.is_empty() => {
+            macro_rules! access {
+                ($lvl:expr) => {
+                    tracing::event!(
+                        target: "obs::access",
+                        $lvl,
+                        http.response.status_code = status,
+                        duration_ms,
+                        http.request.body.size = end.request_size,
+                        http.response.body.size = end.response_size,
+                        message = "request finished"
+                    )
+                };
+            }
+            if status >= 500 {
+                access!(tracing::Level::ERROR);
+            } else if status >= 400 {
+                access!(tracing::Level::WARN);
+            } else {
+                access!(tracing::Level::INFO);
+            }
+        }
         Some(status) => {
             macro_rules! access {
                 ($lvl:expr) => {
@@ -613,7 +645,7 @@ where
         let this = self.project();
         let out = std::task::ready!(this.fut.poll(cx));
         if let Some(info) = this.info.take() {
-            access_line(&info.end(&out, this.start.elapsed()), info.path());
+            access_line(&info.end(&out, this.start.elapsed()), info.path(), false);
         }
         Poll::Ready(out)
     }
@@ -715,6 +747,11 @@ where
 pub struct FinishLayer<M> {
     metrics: M,
     access_log: bool,
+    /// obs's log pillar writes JSON lines, which carry their spans' fields:
+    /// when the server span carries the request's head to every reader
+    /// (`obs_core::record::request_head_on_span`), the access line leaves
+    /// the method, route and path to it instead of writing them twice.
+    head_from_span: bool,
 }
 
 impl<S, M: Clone> Layer<S> for FinishLayer<M> {
@@ -724,6 +761,7 @@ impl<S, M: Clone> Layer<S> for FinishLayer<M> {
             inner,
             metrics: self.metrics.clone(),
             access_log: self.access_log,
+            head_from_span: self.head_from_span,
         }
     }
 }
@@ -737,6 +775,7 @@ pub struct Finish<S, M> {
     inner: S,
     metrics: M,
     access_log: bool,
+    head_from_span: bool,
 }
 
 #[allow(
@@ -764,6 +803,9 @@ where
             metrics: self.metrics.clone(),
             head,
             access_log: self.access_log,
+            head_on_span: self.access_log
+                && self.head_from_span
+                && obs_core::record::request_head_on_span(),
             start: Instant::now(),
         };
         FinishFuture {
@@ -780,6 +822,8 @@ struct FinishState<M: RecordRequests> {
     _active: M::Active,
     head: RequestHead,
     access_log: bool,
+    /// The server span carries the method, route and path to the line.
+    head_on_span: bool,
     start: Instant,
 }
 
@@ -809,7 +853,7 @@ where
             let end = st.head.end(&out, st.start.elapsed());
             st.metrics.record(&end);
             if st.access_log {
-                access_line(&end, st.head.path());
+                access_line(&end, st.head.path(), st.head_on_span);
             }
         }
         Poll::Ready(out)

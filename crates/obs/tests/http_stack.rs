@@ -209,8 +209,27 @@ async fn one_layer_gives_ids_metrics_access_log_and_admin() {
     assert_eq!(first["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(first["correlation_id"], "req-abc-1");
     assert_eq!(first["http.route"], "/items/{id}");
+    assert_eq!(first["http.request.method"], "GET");
+    assert_eq!(first["url.path"], "/items/42");
     assert_eq!(first["http.response.status_code"], 200);
     assert_eq!(first["service.name"], "facade-test");
+    // The request's head is written once per line (the server span carries
+    // it; the access line leaves it to the span), and the line's own fields
+    // are all there.
+    let text = logs.text();
+    let raw = text
+        .lines()
+        .find(|l| l.contains("request finished") && l.contains("/items/42"))
+        .expect("the first access line");
+    for key in [
+        "\"http.request.method\":",
+        "\"http.route\":",
+        "\"url.path\":",
+        "\"http.response.status_code\":",
+        "\"duration_ms\":",
+    ] {
+        assert_eq!(raw.matches(key).count(), 1, "{key} in {raw}");
+    }
     let boom = access[1];
     assert_eq!(boom["level"], "ERROR");
     assert_eq!(boom["correlation_id"], generated.as_str());
@@ -282,4 +301,61 @@ async fn a_limit_of_one_below_the_layer_serves_traced_and_skipped_requests() {
         assert_eq!(res.status(), 200, "{path}");
     }
     obs.shutdown(Duration::from_secs(2)).await;
+}
+
+/// Beside a layer of the user's, the access line carries the request's
+/// head as its own fields (that layer reads the event, not obs's span
+/// record); obs's own JSON line still writes each key once. Alone, obs
+/// leaves the head to the server span (the first test).
+#[tokio::test(flavor = "current_thread")]
+async fn beside_a_user_layer_the_access_line_keeps_its_own_head() {
+    use tower::Service as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let logs = obs_testing::capture::SharedBuf::default();
+    let sink = logs.clone();
+    let obs = obs::init(
+        obs::Config::from_lookup(|_| None)
+            .unwrap()
+            .log(move |l| l.writer(sink).filter("info"))
+            .install_global(false),
+    )
+    .unwrap();
+    let user = obs_testing::capture::CaptureLayer::new();
+    let subscriber = tracing_subscriber::registry()
+        .with(obs.take_layers().unwrap())
+        .with(user.clone());
+    let _default = obs_testing::subscriber::set_default(subscriber);
+    let mut app = Router::new()
+        .route("/items/{id}", get(|| async { "item" }))
+        .layer(obs.server_layer())
+        .with_state(());
+    let req = http::Request::get("/items/7")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = <Router as tower::ServiceExt<http::Request<axum::body::Body>>>::ready(&mut app)
+        .await
+        .unwrap()
+        .call(req)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    obs.shutdown(Duration::from_secs(2)).await;
+
+    let seen = user.with_message("request finished");
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(seen[0].fields["http.request.method"], "GET");
+    assert_eq!(seen[0].fields["http.route"], "/items/{id}");
+    assert_eq!(seen[0].fields["url.path"], "/items/7");
+    let text = logs.text();
+    let raw = text
+        .lines()
+        .find(|l| l.contains("request finished"))
+        .expect("obs's access line");
+    for key in [
+        "\"http.request.method\":",
+        "\"http.route\":",
+        "\"url.path\":",
+    ] {
+        assert_eq!(raw.matches(key).count(), 1, "{key} in {raw}");
+    }
 }

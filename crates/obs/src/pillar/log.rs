@@ -34,6 +34,8 @@ pub(crate) struct State {
     )]
     stats: obs_log::LogStats,
     guard: Mutex<Option<obs_log::LogGuard>>,
+    /// JSON lines: every line written in a span carries its fields.
+    json: bool,
 }
 
 impl Pillar for State {
@@ -50,6 +52,7 @@ impl Pillar for State {
         // The log directive filters log lines only (a per-layer filter): a
         // quiet log level must not switch spans off for the tracer, nor
         // breadcrumbs for error capture.
+        let json = settings.format_kind() == obs_log::Format::Json;
         let (layer, handles) = obs_log::layer(
             settings
                 .resource(shared.resource.clone())
@@ -67,7 +70,12 @@ impl Pillar for State {
             reload: handles.reload,
             stats: handles.stats,
             guard: Mutex::new(Some(handles.guard)),
+            json,
         })
+    }
+
+    fn lines_carry_span_fields(&self) -> bool {
+        self.json
     }
 
     #[cfg(feature = "metrics")]

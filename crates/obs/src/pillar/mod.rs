@@ -100,6 +100,13 @@ pub(crate) trait Pillar: Sized + Send + Sync + 'static {
     /// Installs the pillar's panic hook.
     fn install_panic_hook(&self) {}
 
+    /// Whether every line this pillar writes inside a span carries that
+    /// span's fields as its own (obs-log's JSON lines); the server stack's
+    /// access line may then leave the request's head to the server span.
+    fn lines_carry_span_fields(&self) -> bool {
+        false
+    }
+
     /// Installs the pillar's other process-wide parts.
     fn install_global(&self) -> Result<(), Error> {
         Ok(())
