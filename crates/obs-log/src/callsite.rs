@@ -25,6 +25,9 @@ pub(crate) struct CallsiteInfo {
     pub(crate) has_message: bool,
     /// The callsite's field names.
     pub(crate) names: Box<[&'static str]>,
+    /// Bit `len % 64` of each name's length: most names of other
+    /// callsites are told apart from these by length alone.
+    name_lens: u64,
     /// Level and target as the JSON line writes them (events, JSON formats
     /// but OTel's).
     pub(crate) head: Option<Box<[u8]>>,
@@ -101,6 +104,10 @@ impl CallsiteInfo {
         CallsiteInfo {
             has_message: meta.fields().field(MESSAGE).is_some(),
             names: meta.fields().iter().map(|f| f.name()).collect(),
+            name_lens: meta
+                .fields()
+                .iter()
+                .fold(0, |acc, f| acc | 1 << (f.name().len() % 64)),
             head: (json && meta.is_event() && spec.schema != Schema::Otel).then(|| {
                 let mut h = Vec::new();
                 spec.render_level_target(&mut h, *meta.level(), meta.target());
@@ -131,6 +138,12 @@ impl CallsiteInfo {
                 .fold(0, |acc, f| acc | bit(&f)),
             limiter,
         }
+    }
+
+    /// Whether one of this callsite's fields is called `name`.
+    #[inline]
+    pub(crate) fn has_name(&self, name: &str) -> bool {
+        self.name_lens & (1 << (name.len() % 64)) != 0 && self.names.contains(&name)
     }
 
     /// Appends the pre-rendered key of `field` when it belongs to this

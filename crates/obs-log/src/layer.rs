@@ -328,6 +328,7 @@ impl Inner {
         let mut next = ctx.event_span(event);
         let mut path_known = false;
         while let Some(span) = next {
+            let parent = span.parent();
             'span: {
                 let ext = span.extensions();
                 let Some(rec) = ext.get::<SpanRecord>() else {
@@ -351,10 +352,16 @@ impl Inner {
                             s.path.push(span.name());
                         }
                     }
+                    // The names a span further out must not repeat: none
+                    // when this span is the outermost (a span's own names
+                    // are unique).
+                    let track = parent.is_some();
                     for &(name, a, b) in &sf.entries {
                         // The event's own fields and inner spans' win.
-                        if !info.names.contains(&name) && !s.seen.contains(&name) {
-                            s.seen.push(name);
+                        if !info.has_name(name) && !s.seen.contains(&name) {
+                            if track {
+                                s.seen.push(name);
+                            }
                             s.fields.extend_from_slice(&sf.buf[a as usize..b as usize]);
                         }
                     }
@@ -373,7 +380,7 @@ impl Inner {
                     s.ranges.push((a, s.spans.len() as u32));
                 }
             }
-            next = span.parent();
+            next = parent;
         }
 
         // Outside any span, a thread may log on behalf of a request (an

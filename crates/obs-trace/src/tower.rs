@@ -30,11 +30,52 @@ fn method_str(m: &Method) -> &'static str {
 }
 
 fn host_port<B>(req: &Request<B>) -> (Option<&str>, Option<u16>) {
-    let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+    split_authority(req.uri().authority().map(|a| a.as_str()).or_else(|| {
         req.headers()
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-    });
+    }))
+}
+
+/// The headers a server span reads, found in one pass over the request's
+/// headers (a lookup by name hashes the name and probes the map, once per
+/// name): the first value of each, as text.
+struct SpanHeaders<'a> {
+    host: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    forwarded_for: Option<&'a str>,
+}
+
+impl<'a> SpanHeaders<'a> {
+    fn scan(headers: &'a http::HeaderMap) -> Self {
+        // The first value of each name decides, text or not, as `get`
+        // followed by `to_str` would.
+        let mut first: [Option<Option<&'a str>>; 3] = [None; 3];
+        for (name, value) in headers {
+            let i = if name == http::header::HOST {
+                0
+            } else if name == http::header::USER_AGENT {
+                1
+            } else if name == X_FORWARDED_FOR {
+                2
+            } else {
+                continue;
+            };
+            if first[i].is_none() {
+                first[i] = Some(value.to_str().ok());
+            }
+        }
+        let [host, user_agent, forwarded_for] = first.map(Option::flatten);
+        Self {
+            host,
+            user_agent,
+            forwarded_for,
+        }
+    }
+}
+
+/// `host[:port]`, `[v6][:port]`, after any `userinfo@`.
+fn split_authority(authority: Option<&str>) -> (Option<&str>, Option<u16>) {
     let Some(a) = authority else {
         return (None, None);
     };
@@ -138,14 +179,13 @@ impl TraceServerLayer {
     fn server_span<B>(&self, req: &Request<B>) -> (tracing::Span, Option<bool>) {
         let method = method_str(req.method());
         let route = self.route(req);
-        let (host, port) = host_port(req);
+        let headers = SpanHeaders::scan(req.headers());
+        let (host, port) =
+            split_authority(req.uri().authority().map(|a| a.as_str()).or(headers.host));
         let extracted = self.propagators.extract_headers(req.headers());
         let scheme = req.uri().scheme_str().unwrap_or("http");
-        let user_agent = req
-            .headers()
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok());
-        let client = client_address(req);
+        let user_agent = headers.user_agent;
+        let client = client_address(req, headers.forwarded_for);
         let version = match req.version() {
             http::Version::HTTP_09 => Some("0.9"),
             http::Version::HTTP_10 => Some("1.0"),
@@ -217,11 +257,11 @@ impl fmt::Display for ClientAddress<'_> {
 /// Parsed once: a `&str` name is parsed and checked on every lookup.
 const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
-fn client_address<B>(req: &Request<B>) -> Option<ClientAddress<'_>> {
-    if let Some(xff) = req
-        .headers()
-        .get(&X_FORWARDED_FOR)
-        .and_then(|v| v.to_str().ok())
+fn client_address<'a, B>(
+    req: &'a Request<B>,
+    forwarded_for: Option<&'a str>,
+) -> Option<ClientAddress<'a>> {
+    if let Some(xff) = forwarded_for
         && let Some(first) = xff
             .split(',')
             .next()
@@ -518,5 +558,44 @@ where
             client: true,
             record: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One pass finds what a lookup by name would: the first value of each
+    /// name, absent when that value is not text.
+    #[test]
+    fn span_headers_read_as_lookups_do() {
+        let mut h = http::HeaderMap::new();
+        h.append("x-other", "1".parse().unwrap());
+        h.append(http::header::USER_AGENT, "first/1".parse().unwrap());
+        h.append(http::header::USER_AGENT, "second/2".parse().unwrap());
+        h.append(
+            X_FORWARDED_FOR,
+            http::HeaderValue::from_bytes(b"\xff10.0.0.1").unwrap(),
+        );
+        h.append(X_FORWARDED_FOR, "10.0.0.2".parse().unwrap());
+        h.append(http::header::HOST, "".parse().unwrap());
+        let s = SpanHeaders::scan(&h);
+        let lookup = |n| h.get(n).and_then(|v: &http::HeaderValue| v.to_str().ok());
+        assert_eq!(s.user_agent, Some("first/1"));
+        assert_eq!(s.user_agent, lookup(http::header::USER_AGENT));
+        assert_eq!(s.forwarded_for, None);
+        assert_eq!(s.forwarded_for, lookup(X_FORWARDED_FOR));
+        assert_eq!(s.host, Some(""));
+        let empty = http::HeaderMap::new();
+        let s = SpanHeaders::scan(&empty);
+        assert!(s.host.is_none() && s.user_agent.is_none() && s.forwarded_for.is_none());
+        assert_eq!(
+            split_authority(Some("u@[::1]:8080")),
+            (Some("::1"), Some(8080))
+        );
+        assert_eq!(
+            split_authority(Some("example.com")),
+            (Some("example.com"), None)
+        );
     }
 }
