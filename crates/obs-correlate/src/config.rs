@@ -433,8 +433,29 @@ impl Config {
                 (Some(_), Some(_)) => Lookup::Repeated,
             }
         }
+        // Up to `SCANNED` configured names are found in one pass over the
+        // headers (a lookup by name hashes the name and probes the map once
+        // per name, and an absent id means looking every name up).
+        const SCANNED: usize = 4;
+        let names = &self.header_names;
+        if names.len() > SCANNED {
+            return self.resolve_with(
+                |i| get(headers, &names[i]),
+                || get(headers, header::TRACEPARENT),
+            );
+        }
+        let mut found: [Lookup<'h, http::HeaderValue>; SCANNED] =
+            [const { Lookup::Absent }; SCANNED];
+        for (name, value) in headers {
+            if let Some(i) = names.iter().position(|n| n == name) {
+                found[i] = match found[i] {
+                    Lookup::Absent => Lookup::One(value),
+                    _ => Lookup::Repeated,
+                };
+            }
+        }
         self.resolve_with(
-            |i| get(headers, &self.header_names[i]),
+            |i| std::mem::replace(&mut found[i], Lookup::Absent),
             || get(headers, header::TRACEPARENT),
         )
     }
@@ -550,6 +571,45 @@ pub(crate) fn trace_id_of(tp: &[u8]) -> Option<TraceId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "tower")]
+    proptest::proptest! {
+        /// The one pass over a request's headers resolves exactly as looking
+        /// each configured name up does, repeats and order included, for
+        /// one to six names (past four it looks names up).
+        #[test]
+        fn one_pass_over_headers_resolves_as_lookups_do(
+            n in 1usize..=6,
+            sent in proptest::collection::vec((0usize..8, proptest::prop_oneof!["[a-z0-9-]{1,12}", "bad value!"]), 0..8),
+        ) {
+            let pool = ["x-a", "x-b", "x-c", "x-d", "x-e", "x-f", "accept", "host"];
+            let config = Config::new().headers(pool[..n].iter().copied()).unwrap();
+            let mut headers = http::HeaderMap::new();
+            for (i, v) in &sent {
+                headers.append(pool[*i], v.parse().unwrap());
+            }
+            let (ours, value) = config.resolve_header_map(&headers);
+            let get = |name: &http::HeaderName| {
+                let mut all = headers.get_all(name).into_iter();
+                match (all.next(), all.next()) {
+                    (None, _) => Lookup::Absent,
+                    (Some(v), None) => Lookup::One(v),
+                    (Some(_), Some(_)) => Lookup::Repeated,
+                }
+            };
+            let (want, want_value) = config.resolve_with(
+                |i| get(&config.header_names[i]),
+                || get(&http::HeaderName::from_static(header::TRACEPARENT)),
+            );
+            proptest::prop_assert_eq!(ours.source, want.source);
+            proptest::prop_assert_eq!(ours.header, want.header);
+            proptest::prop_assert_eq!(ours.rejection, want.rejection);
+            proptest::prop_assert_eq!(value, want_value);
+            if want.source == Source::Incoming {
+                proptest::prop_assert_eq!(ours.id, want.id);
+            }
+        }
+    }
 
     fn look(v: Option<&[u8]>) -> Lookup<'_, [u8]> {
         v.map_or(Lookup::Absent, Lookup::One)
