@@ -692,6 +692,19 @@ impl Propagators {
 
     /// Extracts from HTTP headers.
     pub fn extract_headers(&self, headers: &http::HeaderMap) -> Extracted {
+        // Most requests at a service's edge carry neither header: one pass
+        // over the headers tells so, where each lookup by name hashes the
+        // name and probes the map.
+        if (self.trace_context || self.baggage)
+            && !headers
+                .keys()
+                .any(|name| name == H_TRACEPARENT || name == H_BAGGAGE)
+        {
+            return Extracted {
+                parent: None,
+                baggage: Baggage::default(),
+            };
+        }
         Extracted {
             parent: if self.trace_context {
                 extract(headers)

@@ -813,6 +813,24 @@ fn propagators_respect_configuration() {
     assert_eq!(all.baggage.get("k"), Some("v"));
     let none = Propagators::NONE.extract_headers(&h);
     assert!(none.parent.is_none() && none.baggage.is_empty());
+    // Either header alone, among others, is found; neither gives nothing.
+    let tp_only = headers(&[
+        ("accept", "*/*"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+    ]);
+    let got = Propagators::default().extract_headers(&tp_only);
+    assert_eq!(got.parent, all.parent);
+    assert!(got.baggage.is_empty());
+    let bag_only = headers(&[("host", "x"), ("baggage", "k=v")]);
+    let got = Propagators::default().extract_headers(&bag_only);
+    assert!(got.parent.is_none());
+    assert_eq!(got.baggage.get("k"), Some("v"));
+    let neither = headers(&[("host", "x"), ("tracestate", "a=b")]);
+    let got = Propagators::default().extract_headers(&neither);
+    assert!(got.parent.is_none() && got.baggage.is_empty());
     let mut out = http::HeaderMap::new();
     Propagators::default().inject_headers(
         all.parent.as_ref().unwrap(),
