@@ -63,6 +63,10 @@ pub fn in_remote_context<T>(extracted: &Extracted, f: impl FnOnce() -> T) -> T {
 
 /// [`in_remote_context`], and whether the span `f` created is recorded for
 /// export: `None` when this crate's layer did not see it.
+#[cfg_attr(
+    not(feature = "tower"),
+    allow(dead_code, reason = "the server layer (feature `tower`) is its caller")
+)]
 pub(crate) fn in_remote_context_recorded<T>(
     extracted: &Extracted,
     f: impl FnOnce() -> T,

@@ -35,6 +35,10 @@ pub(crate) struct State {
     stats: obs_log::LogStats,
     guard: Mutex<Option<obs_log::LogGuard>>,
     /// JSON lines: every line written in a span carries its fields.
+    #[cfg_attr(
+        not(feature = "http"),
+        allow(dead_code, reason = "read by the server stack's access line")
+    )]
     json: bool,
 }
 
@@ -74,6 +78,7 @@ impl Pillar for State {
         })
     }
 
+    #[cfg(feature = "http")]
     fn lines_carry_span_fields(&self) -> bool {
         self.json
     }

@@ -103,6 +103,7 @@ pub(crate) trait Pillar: Sized + Send + Sync + 'static {
     /// Whether every line this pillar writes inside a span carries that
     /// span's fields as its own (obs-log's JSON lines); the server stack's
     /// access line may then leave the request's head to the server span.
+    #[cfg(feature = "http")]
     fn lines_carry_span_fields(&self) -> bool {
         false
     }
