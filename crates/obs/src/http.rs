@@ -554,6 +554,19 @@ impl RequestHead {
 fn access_line(end: &RequestEnd<'_>, path: &str, head_on_span: bool) {
     let duration_ms = end.elapsed.as_secs_f64() * 1000.0;
     let route = end.route;
+    // One `tracing` callsite per level (a callsite's level is constant):
+    // 5xx at ERROR, 4xx at WARN, the rest at INFO.
+    macro_rules! at_level_of {
+        ($status:expr, $event:ident) => {
+            if $status >= 500 {
+                $event!(tracing::Level::ERROR)
+            } else if $status >= 400 {
+                $event!(tracing::Level::WARN)
+            } else {
+                $event!(tracing::Level::INFO)
+            }
+        };
+    }
     // The message is a string field, copied as is by obs's log layer (a
     // message argument would go through `fmt::Arguments`).
     // The path is written raw: every path out redacts it with the one rule
@@ -564,6 +577,9 @@ fn access_line(end: &RequestEnd<'_>, path: &str, head_on_span: bool) {
         // reader of this line takes them from it (`head_on_span`): written
         // once, at the span's creation. A request without a route template
         // keeps the line's own `http.route` (empty), which the span lacks.
+        // Callsites of their own rather than `None` values for the three
+        // fields: visiting three absent fields on every line costs about
+        // 200 instructions more.
         Some(status) if head_on_span && !route.is_empty() => {
             macro_rules! access {
                 ($lvl:expr) => {
@@ -578,13 +594,7 @@ fn access_line(end: &RequestEnd<'_>, path: &str, head_on_span: bool) {
                     )
                 };
             }
-            if status >= 500 {
-                access!(tracing::Level::ERROR);
-            } else if status >= 400 {
-                access!(tracing::Level::WARN);
-            } else {
-                access!(tracing::Level::INFO);
-            }
+            at_level_of!(status, access);
         }
         Some(status) => {
             macro_rules! access {
@@ -603,13 +613,7 @@ fn access_line(end: &RequestEnd<'_>, path: &str, head_on_span: bool) {
                     )
                 };
             }
-            if status >= 500 {
-                access!(tracing::Level::ERROR);
-            } else if status >= 400 {
-                access!(tracing::Level::WARN);
-            } else {
-                access!(tracing::Level::INFO);
-            }
+            at_level_of!(status, access);
         }
         None => tracing::event!(
             target: "obs::access",
