@@ -28,6 +28,10 @@ pub(crate) struct CallsiteInfo {
     /// Bit `len % 64` of each name's length: most names of other
     /// callsites are told apart from these by length alone.
     name_lens: u64,
+    /// Some name is declared twice (`tracing` allows it): a span's
+    /// rendered fields then keep the first of each name, so that its
+    /// entries are unique as a line's copy of them assumes.
+    pub(crate) repeated_names: bool,
     /// Level and target as the JSON line writes them (events, JSON formats
     /// but OTel's).
     pub(crate) head: Option<Box<[u8]>>,
@@ -108,6 +112,11 @@ impl CallsiteInfo {
                 .fields()
                 .iter()
                 .fold(0, |acc, f| acc | 1 << (f.name().len() % 64)),
+            repeated_names: meta
+                .fields()
+                .iter()
+                .enumerate()
+                .any(|(i, f)| meta.fields().iter().take(i).any(|g| g.name() == f.name())),
             head: (json && meta.is_event() && spec.schema != Schema::Otel).then(|| {
                 let mut h = Vec::new();
                 spec.render_level_target(&mut h, *meta.level(), meta.target());

@@ -208,6 +208,21 @@ impl Inner {
                     cached_keys: true,
                 };
                 record(&mut w);
+                if info.repeated_names {
+                    // A name declared twice: its first value stays.
+                    let mut i = 0;
+                    let mut kept: Vec<&'static str> = Vec::new();
+                    sf.entries.retain(|e| {
+                        i += 1;
+                        if i <= before {
+                            return true;
+                        }
+                        let first = !kept.contains(&e.0);
+                        kept.push(e.0);
+                        first
+                    });
+                    sf.compact();
+                }
             });
         });
         if before == 0 {
@@ -354,7 +369,7 @@ impl Inner {
                     }
                     // The names a span further out must not repeat: none
                     // when this span is the outermost (a span's own names
-                    // are unique).
+                    // are unique: `record_into` keeps them so).
                     let track = parent.is_some();
                     for &(name, a, b) in &sf.entries {
                         // The event's own fields and inner spans' win.

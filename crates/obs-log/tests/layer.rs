@@ -438,6 +438,32 @@ fn a_field_recorded_many_times_keeps_its_last_value_only() {
     }
 }
 
+/// A name a span declares twice is written once, with its first value,
+/// whether the span is the only one around the line or has a parent.
+#[test]
+fn a_name_declared_twice_on_a_span_is_written_once() {
+    let (buf, dispatch, handles) = setup(Config::new());
+    tracing::dispatcher::with_default(&dispatch, || {
+        let alone = tracing::info_span!("alone", a = 1, a = 2, b = "x");
+        alone.in_scope(|| tracing::info!("in the outermost span"));
+        let outer = tracing::info_span!("outer", c = 3);
+        outer.in_scope(|| {
+            let inner = tracing::info_span!("inner", a = 1, a = 2);
+            inner.in_scope(|| tracing::info!("in a nested span"));
+        });
+    });
+    handles.guard.flush(Duration::from_secs(5));
+    let lines = buf.lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for line in &lines {
+        assert_eq!(line.matches("\"a\":").count(), 1, "{line}");
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["a"], 1, "{line}");
+    }
+    assert!(lines[0].contains("\"b\":\"x\""), "{}", lines[0]);
+    assert!(lines[1].contains("\"c\":3"), "{}", lines[1]);
+}
+
 /// `EnvFilter` syntax (span and field filters) works as a global filter and
 /// as a per-layer filter, from the start and after a reload.
 #[cfg(feature = "env-filter")]

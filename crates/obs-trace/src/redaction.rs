@@ -76,8 +76,9 @@ impl SpanRedactor {
         // keys whose home slots collide both stay in the table (a
         // direct-mapped table let such a pair evict each other on every
         // span, and both went through `names` each time).
-        let home = (address ^ name.len()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            >> (usize::BITS - ADDRESS_BITS);
+        // On `u64`, so that the constant fits on 32-bit targets too.
+        let home = (((address ^ name.len()) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            >> (u64::BITS - ADDRESS_BITS)) as usize;
         let mut free = None;
         for i in 0..PROBES {
             let slot = (home + i) % ADDRESS_SLOTS;

@@ -186,7 +186,11 @@ impl Obs {
             ),
             p.metrics.server_layer(),
         );
-        layer.head_from_span = crate::pillar::Pillar::lines_carry_span_fields(&p.log);
+        // Only with the trace pillar's own server layer in this stack: it
+        // sets the request-head flag for every request this stack serves, so
+        // a flag from a server layer further out never reaches this one.
+        layer.head_from_span =
+            cfg!(feature = "trace") && crate::pillar::Pillar::lines_carry_span_fields(&p.log);
         layer
     }
 

@@ -309,9 +309,11 @@ impl Obs {
     /// a registry lookup on every span enter, exit, record and close. That
     /// filter decides for the whole subscriber, so do not add layers to it
     /// (`SubscriberExt::with`): a layer added on top would not see what
-    /// obs's levels leave out, nor the status of an unsampled server span
-    /// (obs records it only for its readers, and takes this subscriber's
-    /// layers to be its own; see `obs_core::record::ObsOnly`). With a
+    /// obs's levels leave out, nor the status of an unsampled server span,
+    /// nor the method, route and path on the access line's event (obs
+    /// writes those once, on the server span, for its own readers, and
+    /// takes this subscriber's layers to be its own; see
+    /// `obs_core::record::ObsOnly`). With a
     /// layer of your own to add, use
     /// `take_layers` (or [`builder`]).
     ///
