@@ -19,7 +19,10 @@
 //! 5. **metrics** (`obs-metrics`) — RED metrics by method, route template,
 //!    status and error type;
 //! 6. **access log** — one line per request, level by status (5xx error, 4xx
-//!    warn, else info), with duration and sizes; the log layer adds the ids;
+//!    warn, else info), with duration and sizes; the log layer adds the ids
+//!    and the server span's fields (when obs's layers alone read spans and
+//!    lines are JSON, the method, route and path come from the span only,
+//!    written once: the request-head contract in `docs/ARCHITECTURE.md`);
 //! 7. **catch panic** — a panicking handler becomes a 500 that every layer
 //!    above sees (the panic itself is reported by the panic hook).
 //!
