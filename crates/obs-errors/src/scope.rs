@@ -240,6 +240,13 @@ struct RawRequest {
 #[cfg(feature = "tower")]
 const KEEP_BYTES: usize = 16 * 1024;
 
+/// Bytes of a header value copied into a slot: a context keeps
+/// [`MAX_VALUE_LEN`] of it, and redaction sees twice that, so a secret
+/// that starts within the kept part is seen whole or over a kilobyte of
+/// it. A larger header costs no more per request than this.
+#[cfg(feature = "tower")]
+const COPIED_VALUE_MAX: usize = 2 * MAX_VALUE_LEN;
+
 #[cfg(feature = "tower")]
 impl RawRequest {
     fn new() -> Self {
@@ -252,9 +259,12 @@ impl RawRequest {
         }
     }
 
-    /// Copies what a context is built from out of `req`. The values of
-    /// credential headers (`obs_core::names::header::SENSITIVE`) are not
-    /// copied at all: a context writes them as `[REDACTED]` by name.
+    /// Copies what a context is built from out of `req`: the path, and the
+    /// first [`MAX_HEADERS`] headers with at most [`COPIED_VALUE_MAX`] bytes
+    /// of each value. The values of the credential headers obs-core lists
+    /// (`obs_core::names::header::SENSITIVE`) are not copied at all: a
+    /// context writes them as `[REDACTED]` by name. Other values reach the
+    /// redactor when a context is built from the slot, as before.
     fn fill<B>(&mut self, req: &http::Request<B>, route: Option<Route>) {
         self.method.clone_from(req.method());
         self.route = route;
@@ -267,7 +277,9 @@ impl RawRequest {
             self.bytes.extend_from_slice(name.as_bytes());
             let name_end = self.bytes.len();
             if !obs_core::names::header::SENSITIVE.contains(&name) {
-                self.bytes.extend_from_slice(value.as_bytes());
+                let value = value.as_bytes();
+                self.bytes
+                    .extend_from_slice(&value[..value.len().min(COPIED_VALUE_MAX)]);
             }
             self.headers.push((name_end, self.bytes.len()));
         }
@@ -313,10 +325,10 @@ impl RequestSlot {
         }))
     }
 
-    /// The request's method, URI, route and headers, kept for a report to
-    /// build its context from. The slot and its header list come from this
+    /// The request's method, path, route and headers, kept for a report to
+    /// build its context from. The slot and its buffers come from this
     /// thread's pool when it has one (refilled as slots are dropped), so in
-    /// steady state this copies references, not allocations.
+    /// steady state this copies bytes into memory it already has.
     #[cfg(feature = "tower")]
     pub(crate) fn lazy<B>(req: &http::Request<B>) -> Self {
         let route = Route::of(req.extensions());
@@ -350,7 +362,7 @@ impl RequestSlot {
 impl Drop for RequestSlot {
     fn drop(&mut self) {
         // The last reference to a slot built from a request: back to this
-        // thread's pool, its header list's capacity kept.
+        // thread's pool, its buffers' capacity kept.
         if self.0.raw.is_some() && Arc::strong_count(&self.0) == 1 && Arc::weak_count(&self.0) == 0
         {
             let slot = std::mem::replace(&mut self.0, pool::placeholder_request());
@@ -883,18 +895,35 @@ mod tests {
     }
 
     #[test]
-    fn an_oversized_request_slot_is_not_pooled() {
+    fn large_headers_are_copied_in_part_and_an_oversized_slot_is_not_pooled() {
         while pool::take_request().is_some() {}
+        // One large value: its first COPIED_VALUE_MAX bytes are copied, the
+        // context keeps MAX_VALUE_LEN, and the slot stays small enough to pool.
         let big = "v".repeat(KEEP_BYTES + 1);
         let req = http::Request::get("/")
             .header("x-big", big.as_str())
             .body(())
             .unwrap();
         let slot = RequestSlot::lazy(&req);
+        assert_eq!(*slot.get(), RequestContext::from_http(&req));
         assert_eq!(
             slot.get().header("x-big").map(str::len),
             Some(MAX_VALUE_LEN + '…'.len_utf8())
         );
+        assert!(slot.0.raw.as_ref().unwrap().bytes.len() <= 1 + 5 + COPIED_VALUE_MAX);
+        drop(slot);
+        assert!(
+            pool::take_request().is_some(),
+            "a slot under KEEP_BYTES is pooled"
+        );
+        // Many large values: the slot outgrows KEEP_BYTES and is freed.
+        let mut b = http::Request::get("/");
+        for _ in 0..(KEEP_BYTES / COPIED_VALUE_MAX + 1) {
+            b = b.header("x-big", big.as_str());
+        }
+        let req = b.body(()).unwrap();
+        let slot = RequestSlot::lazy(&req);
+        assert_eq!(*slot.get(), RequestContext::from_http(&req));
         drop(slot);
         assert!(
             pool::take_request().is_none(),
