@@ -188,6 +188,7 @@ impl Inner {
         record: impl FnOnce(&mut dyn Visit),
     ) {
         let before = sf.entries.len();
+        let mut repeated_names = false;
         SCRATCH.with(|cell| {
             let mut fresh = String::new();
             let mut scratch = cell.try_borrow_mut();
@@ -208,37 +209,10 @@ impl Inner {
                     cached_keys: true,
                 };
                 record(&mut w);
-                if info.repeated_names {
-                    // A name declared twice: its first value stays.
-                    let mut i = 0;
-                    let mut kept: Vec<&'static str> = Vec::new();
-                    sf.entries.retain(|e| {
-                        i += 1;
-                        if i <= before {
-                            return true;
-                        }
-                        let first = !kept.contains(&e.0);
-                        kept.push(e.0);
-                        first
-                    });
-                    sf.compact();
-                }
+                repeated_names = info.repeated_names;
             });
         });
-        if before == 0 {
-            return;
-        }
-        let (old, new) = sf.entries.split_at(before);
-        if !old.iter().any(|o| new.iter().any(|n| n.0 == o.0)) {
-            return;
-        }
-        let new_names: Vec<&'static str> = new.iter().map(|e| e.0).collect();
-        let mut i = 0;
-        sf.entries.retain(|e| {
-            i += 1;
-            i > before || !new_names.contains(&e.0)
-        });
-        sf.compact();
+        keep_each_name_once(sf, before, repeated_names);
     }
 
     fn on_event<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>)
@@ -621,4 +595,29 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         self.inner.on_event(event, &ctx);
     }
+}
+
+/// Keeps each name once in a span's rendered fields, given the entries from
+/// `before` on were just recorded: a field recorded again replaces its
+/// earlier value, and of a name the callsite declares twice
+/// (`repeated_names`) the first value just recorded stays. Lines copy a
+/// span's entries without checking their names against each other.
+fn keep_each_name_once(sf: &mut RenderedFields, before: usize, repeated_names: bool) {
+    let (old, new) = sf.entries.split_at(before);
+    if !repeated_names && !old.iter().any(|o| new.iter().any(|n| n.0 == o.0)) {
+        return;
+    }
+    let new_names: Vec<&'static str> = new.iter().map(|e| e.0).collect();
+    let mut kept_new: Vec<&'static str> = Vec::new();
+    let mut i = 0;
+    sf.entries.retain(|e| {
+        i += 1;
+        if i <= before {
+            return !new_names.contains(&e.0);
+        }
+        let first = !kept_new.contains(&e.0);
+        kept_new.push(e.0);
+        first
+    });
+    sf.compact();
 }
