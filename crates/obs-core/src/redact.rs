@@ -266,18 +266,10 @@ impl Redactor {
     /// ```
     #[inline]
     pub fn scan_value(&self, value: &[u8]) -> ValueScan {
-        let mut class = 0u8;
-        for &c in value {
-            class |= CLASS[c as usize];
-        }
+        let class = byte_classes(value);
         let needs_json_escape = class & JSON_ESCAPE != 0;
         let may_change = !self.patterns.is_empty()
-            || (self.builtin_values
-                && if value.len() < 12 {
-                    class & SEP != 0
-                } else {
-                    long_value_may_hold_secret(value, class)
-                });
+            || (self.builtin_values && may_hold_secret_given(value, class));
         ValueScan {
             may_change,
             needs_json_escape,
@@ -668,30 +660,41 @@ pub fn may_hold_secret(b: &[u8]) -> bool {
     // (`basic` + space + a 6-byte credential; PEM headers and tokens are
     // longer): short values need one scalar pass, inlined.
     if b.len() < 12 {
-        let mut hit = 0u8;
-        for &c in b {
-            hit |= SEPARATOR[c as usize];
-        }
-        return hit != 0;
+        return byte_classes(b) & SEP != 0;
     }
     may_hold_secret_long(b)
 }
 
 #[inline(never)]
 fn may_hold_secret_long(b: &[u8]) -> bool {
-    // Branch-free first pass: any separator byte means "scan"; without a
-    // `-` (a PEM line) or a `b` (a `Bearer` / `Basic` word) only a run of
-    // 20 token bytes is left to look for, which a shorter value cannot hold
-    // (most route templates, paths and names end here).
+    long_value_may_hold_secret(b, byte_classes(b))
+}
+
+/// The union of the [`CLASS`] bits of `b`'s bytes: one branch-free pass.
+#[inline(always)]
+fn byte_classes(b: &[u8]) -> u8 {
     let mut class = 0u8;
     for &c in b {
         class |= CLASS[c as usize];
     }
-    long_value_may_hold_secret(b, class)
+    class
+}
+
+/// [`may_hold_secret`], given `b`'s [`byte_classes`].
+#[inline]
+fn may_hold_secret_given(b: &[u8], class: u8) -> bool {
+    if b.len() < 12 {
+        class & SEP != 0
+    } else {
+        long_value_may_hold_secret(b, class)
+    }
 }
 
 /// The rest of the pre-check for a value of 12 bytes or more, given the
-/// union of its bytes' [`CLASS`] bits.
+/// union of its bytes' [`CLASS`] bits: any separator byte means "scan";
+/// without a `-` (a PEM line) or a `b` (a `Bearer` / `Basic` word) only a
+/// run of 20 token bytes is left to look for, which a shorter value cannot
+/// hold (most route templates, paths and names end here).
 #[inline]
 fn long_value_may_hold_secret(b: &[u8], class: u8) -> bool {
     if class & SEP != 0 {
@@ -769,18 +772,6 @@ static CLASS: [u8; 256] = {
     t[b'-' as usize] = DASH;
     t[b'b' as usize] = LETTER_B;
     t[b'B' as usize] = LETTER_B;
-    t
-};
-
-/// 1 for `=`, `:`, `@`, `"` and `'`, the separators every keyed secret rule
-/// needs.
-static SEPARATOR: [u8; 256] = {
-    let mut t = [0u8; 256];
-    t[b'"' as usize] = 1;
-    t[b'\'' as usize] = 1;
-    t[b'=' as usize] = 1;
-    t[b':' as usize] = 1;
-    t[b'@' as usize] = 1;
     t
 };
 
