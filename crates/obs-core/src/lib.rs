@@ -25,7 +25,7 @@ pub use carrier::Carrier;
 pub use correlation::{CorrelationId, IdFormat};
 pub use error::Error;
 pub use id::{HexBuf, SpanId, TraceFlags, TraceId, decode_lower_hex, is_lower_hex};
-pub use record::{IdRecord, RenderedFields, SpanRecord};
+pub use record::{IdRecord, NextSpanCorrelation, RenderedFields, SpanRecord};
 pub use redact::{Redactor, Secret, redact};
 pub use resource::Resource;
 pub use route::RouteTemplate;

@@ -419,20 +419,40 @@ impl IdRecord {
     /// assert_eq!(IdRecord::take_next_span_correlation(), None);
     /// ```
     pub fn with_next_span_correlation<R>(id: CorrelationId, f: impl FnOnce() -> R) -> R {
-        struct Restore(Option<CorrelationId>);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                let prev = self.0.take();
-                let _ = NEXT_SPAN_CORRELATION.try_with(|c| {
-                    HAS_NEXT_SPAN_CORRELATION.set(prev.is_some());
-                    *c.borrow_mut() = prev;
-                });
-            }
-        }
-        let prev = NEXT_SPAN_CORRELATION.with(|c| c.borrow_mut().replace(id));
-        HAS_NEXT_SPAN_CORRELATION.set(true);
-        let _restore = Restore(prev);
+        let _next = Self::next_span_correlation(id);
         f()
+    }
+
+    /// [`with_next_span_correlation`](Self::with_next_span_correlation) as
+    /// a guard: `id` waits for the next span opened on this thread until
+    /// the guard is dropped, which drops an id no span took and restores
+    /// the previous one. For a caller whose work returns something large (a
+    /// service's future): it is built in place rather than passed back
+    /// through a closure.
+    ///
+    /// ```
+    /// use obs_core::{CorrelationId, IdRecord};
+    /// let id = CorrelationId::parse("req-8").unwrap();
+    /// {
+    ///     let _next = IdRecord::next_span_correlation(id.clone());
+    ///     assert_eq!(IdRecord::take_next_span_correlation(), Some(id));
+    /// }
+    /// assert!(!IdRecord::next_span_correlation_waiting());
+    /// ```
+    pub fn next_span_correlation(id: CorrelationId) -> NextSpanCorrelation {
+        // `Some(previous)` once set; `None` when the slot is gone or in use
+        // (the id is then dropped and the guard leaves the slot alone).
+        let prev: Option<Option<CorrelationId>> = NEXT_SPAN_CORRELATION
+            .try_with(|c| c.try_borrow_mut().ok().map(|mut c| c.replace(id)))
+            .ok()
+            .flatten();
+        if prev.is_some() {
+            let _ = HAS_NEXT_SPAN_CORRELATION.try_with(|f| f.set(true));
+        }
+        NextSpanCorrelation {
+            set: prev.is_some(),
+            prev: prev.flatten(),
+        }
     }
 
     /// Takes the id set by
@@ -712,5 +732,29 @@ mod tests {
         let r = IdRecord::with_trace(TraceId::random(), SpanId::random(), TraceFlags::NOT_SAMPLED);
         assert!(!r.is_sampled());
         assert!(!IdRecord::default().is_sampled());
+    }
+}
+
+/// The guard of [`IdRecord::next_span_correlation`]: restores the id that
+/// was waiting before it (usually none) when dropped.
+#[derive(Debug)]
+#[must_use = "the id waits for the next span only while the guard lives"]
+pub struct NextSpanCorrelation {
+    prev: Option<CorrelationId>,
+    set: bool,
+}
+
+impl Drop for NextSpanCorrelation {
+    fn drop(&mut self) {
+        if !self.set {
+            return;
+        }
+        let prev = self.prev.take();
+        let _ = NEXT_SPAN_CORRELATION.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                let _ = HAS_NEXT_SPAN_CORRELATION.try_with(|f| f.set(prev.is_some()));
+                *c = prev;
+            }
+        });
     }
 }

@@ -1,27 +1,106 @@
 //! The current correlation id of a task, and carrying it into other tasks.
 //!
 //! Two places hold the id, so that both plain code and log layers see it:
-//! a tokio task-local (read by [`current`], the client layer and carrier
-//! injection, with or without a `tracing` subscriber) and the obs-core
+//! the current id of the task being polled (a thread-local put in place
+//! while a [`WithCorrelation`] future is polled, as a tokio task-local is;
+//! read by [`current`], the client layer and carrier injection, with or
+//! without a `tracing` subscriber) and the obs-core
 //! [`IdRecord`] of a `tracing` span (read by log, metric and error layers).
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use obs_core::{CorrelationId, IdRecord};
 use tokio::task::JoinHandle;
-use tokio::task::futures::TaskLocalFuture;
 use tracing::Span;
-use tracing::instrument::{Instrument, Instrumented};
 
-tokio::task_local! {
-    static CURRENT: Option<CorrelationId>;
+thread_local! {
+    /// The id of the work being run on this thread: set while a
+    /// [`WithCorrelation`] future is polled (and while the server layer
+    /// calls its inner service), as a tokio task-local is, without its
+    /// closure-based API (which moves the large value a service call
+    /// returns through each closure).
+    static CURRENT: RefCell<Option<CorrelationId>> = const { RefCell::new(None) };
 }
 
-/// The correlation id of the work in progress: the task-local id set by the
-/// server layer, [`scope`] or [`spawn`]; otherwise the id recorded on the
-/// current `tracing` span or one of its parents; otherwise `None`.
+/// Puts `slot`'s id in place as this thread's current id, and back into
+/// `slot` when dropped (the previous id returns to the thread).
+struct Swapped<'a>(&'a mut Option<CorrelationId>);
+
+impl<'a> Swapped<'a> {
+    /// `None` when the thread's slot is gone or in use: the id is then not
+    /// current, and `slot` keeps it.
+    #[inline]
+    fn enter(slot: &'a mut Option<CorrelationId>) -> Option<Self> {
+        CURRENT
+            .try_with(|c| {
+                let mut c = c.try_borrow_mut().ok()?;
+                std::mem::swap(&mut *c, slot);
+                Some(())
+            })
+            .ok()
+            .flatten()
+            .map(|()| Swapped(slot))
+    }
+}
+
+impl Drop for Swapped<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        let _ = CURRENT.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                std::mem::swap(&mut *c, self.0);
+            }
+        });
+    }
+}
+
+/// `id` as this thread's current id until the guard is dropped, which
+/// restores the previous one.
+pub(crate) struct CurrentGuard {
+    prev: Option<CorrelationId>,
+    set: bool,
+}
+
+impl CurrentGuard {
+    #[inline]
+    pub(crate) fn set(id: Option<CorrelationId>) -> Self {
+        let prev = CURRENT
+            .try_with(|c| {
+                c.try_borrow_mut()
+                    .ok()
+                    .map(|mut c| std::mem::replace(&mut *c, id))
+            })
+            .ok()
+            .flatten();
+        CurrentGuard {
+            set: prev.is_some(),
+            prev: prev.flatten(),
+        }
+    }
+}
+
+impl Drop for CurrentGuard {
+    #[inline]
+    fn drop(&mut self) {
+        if !self.set {
+            return;
+        }
+        let prev = self.prev.take();
+        let _ = CURRENT.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                *c = prev;
+            }
+        });
+    }
+}
+
+/// The correlation id of the work in progress: the id set by the server
+/// layer, [`scope`] or [`spawn`] for the task being polled; otherwise the
+/// id recorded on the current `tracing` span or one of its parents;
+/// otherwise `None`.
 ///
 /// ```
 /// use obs_core::CorrelationId;
@@ -35,13 +114,14 @@ tokio::task_local! {
 /// # });
 /// ```
 pub fn current() -> Option<CorrelationId> {
-    match CURRENT.try_with(Clone::clone) {
-        Ok(Some(id)) => Some(id),
-        _ => IdRecord::current().and_then(|r| r.correlation_id),
-    }
+    let local = CURRENT
+        .try_with(|c| c.try_borrow().ok().and_then(|c| c.clone()))
+        .ok()
+        .flatten();
+    local.or_else(|| IdRecord::current().and_then(|r| r.correlation_id))
 }
 
-/// Runs `f` with `id` as the current id (task-local and span) in synchronous
+/// Runs `f` with `id` as the current id (the thread's and the span's) in synchronous
 /// code, for example a blocking job handler on a worker thread.
 ///
 /// ```
@@ -53,25 +133,46 @@ pub fn current() -> Option<CorrelationId> {
 pub fn sync_scope<R>(id: CorrelationId, f: impl FnOnce() -> R) -> R {
     let span = span_for(&id);
     let _entered = span.enter();
-    CURRENT.sync_scope(Some(id), f)
+    let _current = CurrentGuard::set(Some(id));
+    f()
 }
 
 pin_project_lite::pin_project! {
-    /// A future that runs with a correlation id: the id is the task-local
-    /// current id while it is polled, and it runs inside a `tracing` span
-    /// whose [`IdRecord`] carries the id, so log lines of the future carry it.
+    /// A future that runs with a correlation id: the id is the current id
+    /// (what [`current`] returns) while it is polled and while it is
+    /// dropped, and it runs inside a `tracing` span whose [`IdRecord`]
+    /// carries the id, so log lines of the future carry it.
     ///
     /// Built by [`scope`], [`in_current`] and [`CorrelateExt`].
     #[must_use = "futures do nothing unless polled"]
     pub struct WithCorrelation<F> {
+        id: Option<CorrelationId>,
+        span: Span,
+        // `None` once dropped in place (see the drop below).
         #[pin]
-        inner: TaskLocalFuture<Option<CorrelationId>, Instrumented<F>>,
+        inner: Option<F>,
+    }
+
+    impl<F> PinnedDrop for WithCorrelation<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.inner.is_none() {
+                return;
+            }
+            // Dropped with its id current and inside its span, as it is
+            // polled: what the future's own drops log carries the id.
+            let _entered = (!this.span.is_none()).then(|| this.span.enter());
+            let _current = Swapped::enter(this.id);
+            this.inner.set(None);
+        }
     }
 }
 
 impl<F> std::fmt::Debug for WithCorrelation<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WithCorrelation").finish_non_exhaustive()
+        f.debug_struct("WithCorrelation")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,21 +180,23 @@ impl<F: Future> Future for WithCorrelation<F> {
     type Output = F::Output;
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.project().inner.poll(cx)
+        let this = self.project();
+        let _entered = (!this.span.is_none()).then(|| this.span.enter());
+        let _current = Swapped::enter(this.id);
+        match this.inner.as_pin_mut() {
+            Some(inner) => inner.poll(cx),
+            None => unreachable!("the inner future lives until the wrapper is dropped"),
+        }
     }
 }
 
-/// Runs `f` with `id` as the task-local current id only (the caller
-/// takes care of the span).
-#[cfg(feature = "tower")]
-pub(crate) fn with_task_local<R>(id: CorrelationId, f: impl FnOnce() -> R) -> R {
-    CURRENT.sync_scope(Some(id), f)
-}
-
 impl<F: Future> WithCorrelation<F> {
+    #[inline]
     pub(crate) fn new(id: Option<CorrelationId>, span: Span, fut: F) -> Self {
         Self {
-            inner: CURRENT.scope(id, fut.instrument(span)),
+            id,
+            span,
+            inner: Some(fut),
         }
     }
 }
@@ -118,7 +221,7 @@ fn span_for(id: &CorrelationId) -> Span {
     span
 }
 
-/// Runs `fut` with `id` as its correlation id (task-local and `tracing`
+/// Runs `fut` with `id` as its correlation id (current while polled, and a `tracing`
 /// span). Use it where work starts without a request: a job taken from a
 /// queue, a scheduled task, a message from a channel.
 ///
@@ -234,6 +337,55 @@ mod tests {
             .await;
             assert_eq!(current(), Some(outer.clone()));
         }));
+        assert_eq!(current(), None);
+    }
+
+    #[test]
+    fn the_inner_future_is_dropped_with_its_id_current() {
+        use std::sync::{Arc, Mutex};
+        struct Probe(Arc<Mutex<Option<Option<CorrelationId>>>>);
+        impl Drop for Probe {
+            fn drop(&mut self) {
+                *self.0.lock().unwrap() = Some(current());
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let id = CorrelationId::parse("dropped-in-scope").unwrap();
+        let seen = Arc::new(Mutex::new(None));
+        let probe = Probe(seen.clone());
+        let fut = scope(id.clone(), async move {
+            let _probe = probe;
+            std::future::pending::<()>().await;
+        });
+        rt.block_on(async {
+            let mut fut = std::pin::pin!(fut);
+            std::future::poll_fn(|cx| {
+                assert!(fut.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            assert_eq!(current(), None, "the id is current only while polled");
+        });
+        assert_eq!(*seen.lock().unwrap(), Some(Some(id)));
+        assert_eq!(current(), None);
+    }
+
+    #[test]
+    fn sync_scopes_nest_and_restore_after_a_panic() {
+        let outer = CorrelationId::parse("outer-sync").unwrap();
+        let inner = CorrelationId::parse("inner-sync").unwrap();
+        sync_scope(outer.clone(), || {
+            let caught = std::panic::catch_unwind(|| {
+                sync_scope(inner.clone(), || {
+                    assert_eq!(current(), Some(inner.clone()));
+                    panic!("unwinds through the scope");
+                })
+            });
+            assert!(caught.is_err());
+            assert_eq!(current(), Some(outer.clone()));
+        });
         assert_eq!(current(), None);
     }
 

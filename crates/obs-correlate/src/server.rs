@@ -11,7 +11,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Span;
 
-use crate::context::{WithCorrelation, with_task_local};
+use crate::context::{CurrentGuard, WithCorrelation};
 use crate::{Config, Source, Stats};
 
 #[derive(Debug)]
@@ -208,11 +208,16 @@ where
             }
         }
         let id = resolution.id;
-        let next = config.span_opened_inside.then(|| id.clone());
-        let fut = with_task_local(id.clone(), || match next {
-            Some(next) => IdRecord::with_next_span_correlation(next, || self.inner.call(req)),
-            None => self.inner.call(req),
-        });
+        // Guards rather than closures: the inner service's future (the
+        // whole stack's) is built in place, not moved back out through
+        // each closure.
+        let fut = {
+            let _current = CurrentGuard::set(Some(id.clone()));
+            let _next = config
+                .span_opened_inside
+                .then(|| IdRecord::next_span_correlation(id.clone()));
+            self.inner.call(req)
+        };
         drop(entered);
 
         let echo = value.map(|value| Echo {
