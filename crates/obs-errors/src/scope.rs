@@ -675,25 +675,41 @@ pub fn bind<F: Future>(fut: F) -> Scoped<F> {
     }
 }
 
-/// Calls `f` with `scope` bound (so synchronous work inside `f` sees it)
-/// and binds the same scope to the future `f` returns.
-#[cfg_attr(
-    not(feature = "tower"),
-    allow(dead_code, reason = "used by the tower layer")
-)]
-pub(crate) fn scoped_call<F: Future>(scope: Scope, f: impl FnOnce() -> F) -> Scoped<F> {
-    let cell = match pool::take_cell() {
-        Some(cell) => {
-            *cell.lock().unwrap_or_else(PoisonError::into_inner) = scope;
-            cell
+/// The scope of a request the tower layer serves, built in its (pooled)
+/// cell: a copy of the current scope with the request's context (built
+/// lazily), bound while the service is called ([`RequestScope::enter`]) and
+/// then to its future ([`RequestScope::bind`]): built in place, so that
+/// neither the scope nor the service's future is moved through a closure.
+#[cfg(feature = "tower")]
+pub(crate) struct RequestScope(ScopeCell);
+
+#[cfg(feature = "tower")]
+impl RequestScope {
+    pub(crate) fn new<B>(req: &http::Request<B>) -> Self {
+        // A pooled cell was emptied when it was given back.
+        let cell = pool::take_cell().unwrap_or_default();
+        {
+            let mut scope = cell.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(current) = current_cell() {
+                scope.clone_from(&current.lock().unwrap_or_else(PoisonError::into_inner));
+            }
+            scope.set_request_lazy(req);
         }
-        None => Arc::new(Mutex::new(scope)),
-    };
-    let inner = {
-        let _g = Enter::new(&cell);
-        f()
-    };
-    Scoped { inner, scope: cell }
+        RequestScope(cell)
+    }
+
+    /// Binds the scope to this thread until the guard is dropped.
+    pub(crate) fn enter(&self) -> impl Drop + use<> {
+        Enter::new(&self.0)
+    }
+
+    /// Binds the scope to `inner`.
+    pub(crate) fn bind<F: Future>(self, inner: F) -> Scoped<F> {
+        Scoped {
+            inner,
+            scope: self.0,
+        }
+    }
 }
 
 /// Extension methods binding scopes to futures.
@@ -739,6 +755,7 @@ mod pool {
         });
     }
 
+    #[cfg(feature = "tower")]
     pub(super) fn take_cell() -> Option<ScopeCell> {
         obs_core::recycle::take(&CELLS)
     }

@@ -64,8 +64,58 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let mut s = scope::fork();
-        s.set_request_lazy(&req);
-        scope::scoped_call(s, || self.inner.call(req))
+        let scope = scope::RequestScope::new(&req);
+        let inner = {
+            let _bound = scope.enter();
+            self.inner.call(req)
+        };
+        scope.bind(inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Scope;
+
+    /// The request's scope is a copy of the scope around the call, with the
+    /// request's context; bound while the inner service is called and while
+    /// its future runs; and what the handler sets stays in it.
+    #[test]
+    fn the_request_scope_copies_the_outer_one_and_is_bound_in_call_and_poll() {
+        let mut outer = Scope::new();
+        outer.set_tag("tenant", "acme");
+        let seen_in_call = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let seen = seen_in_call.clone();
+        let mut svc =
+            ErrorScopeLayer::new().layer(tower::service_fn(move |_req: http::Request<()>| {
+                *seen.lock().unwrap() = Some(scope::current().tag("tenant").map(str::to_owned));
+                async {
+                    crate::configure_scope(|s| {
+                        s.set_tag("step", "handler");
+                    });
+                    let s = scope::current();
+                    Ok::<_, std::convert::Infallible>((
+                        s.tag("tenant").map(str::to_owned),
+                        s.request().map(|r| r.method.clone()),
+                    ))
+                }
+            }));
+        let req = http::Request::post("/orders").body(()).unwrap();
+        let fut = crate::with_scope(outer, || svc.call(req));
+        let (tenant, method) = block_on(fut).unwrap();
+        assert_eq!(*seen_in_call.lock().unwrap(), Some(Some("acme".to_owned())));
+        assert_eq!(tenant.as_deref(), Some("acme"));
+        assert_eq!(method.as_deref(), Some("POST"));
+        // Nothing the request set leaks out of it.
+        assert_eq!(scope::current().tag("step"), None);
+        assert_eq!(scope::current().tag("tenant"), None);
+    }
+
+    fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(fut)
     }
 }
