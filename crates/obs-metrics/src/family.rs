@@ -148,37 +148,56 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
                 }
             }
         }
-        let m = self.insert_slow(hash, eq, make);
+        let m = self.insert_slow(hash, eq, make).unwrap_or_else(|| {
+            self.rejected.inc();
+            self.overflow()
+        });
         f(&m)
     }
 
+    /// The series whose key matches, created on a miss; `None` when the
+    /// family is full or the key is refused, *not* counted: the caller then
+    /// records through [`with`](Self::with), which counts the rejection and
+    /// hands out the overflow series. For callers that keep the handle: a
+    /// rejected label set must be counted on every use, so its handle is
+    /// never kept.
+    pub(crate) fn series(
+        &self,
+        hash: u64,
+        eq: impl Fn(&K) -> bool,
+        make: impl FnOnce() -> Option<(K, String)>,
+    ) -> Option<M> {
+        if let Some(m) = self.fast_find(hash, &eq) {
+            return Some(m.clone());
+        }
+        self.insert_slow(hash, eq, make)
+    }
+
+    /// Finds the series under the write lock, or creates it; `None` when
+    /// rejected (the caller counts it).
     #[cold]
     fn insert_slow(
         &self,
         hash: u64,
         eq: impl Fn(&K) -> bool,
         make: impl FnOnce() -> Option<(K, String)>,
-    ) -> M {
+    ) -> Option<M> {
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         // Under the write lock no slot can change: re-check both tiers.
         if let Some(m) = self.fast_find(hash, &eq) {
-            return m.clone();
+            return Some(m.clone());
         }
         if let Some(b) = map.by_hash.get(&hash)
             && let Some((_, m)) = std::iter::once(&b.first)
                 .chain(&b.more)
                 .find(|(k, _)| eq(k))
         {
-            return m.clone();
+            return Some(m.clone());
         }
         if map.order.len() >= self.limit {
-            drop(map);
-            return self.reject();
+            return None;
         }
-        let Some((key, mut labels)) = make() else {
-            drop(map);
-            return self.reject();
-        };
+        let (key, mut labels) = make()?;
         if let Some(r) = &self.redactor
             && let Some(clean) = crate::text::redact_rendered_labels(&labels, r)
         {
@@ -196,7 +215,7 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
             }
             let _ = table[i].set((hash, key, metric.clone()));
             map.order.push((labels.into_boxed_str(), metric.clone()));
-            return metric;
+            return Some(metric);
         }
         match map.by_hash.entry(hash) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
@@ -210,12 +229,12 @@ impl<K: Send + Sync + 'static, M: Metric> Store<K, M> {
             }
         }
         map.order.push((labels.into_boxed_str(), metric.clone()));
-        metric
+        Some(metric)
     }
 
+    /// The series of every rejected label set.
     #[cold]
-    fn reject(&self) -> M {
-        self.rejected.inc();
+    fn overflow(&self) -> M {
         self.overflow
             .get_or_init(|| M::create(&self.spec, self.exemplars))
             .clone()
@@ -302,15 +321,27 @@ impl<M: Metric, const N: usize> Family<M, N> {
         self.store.with(
             self.store.hasher.hash_values(&values),
             |k| key_eq(k, &values),
-            || {
-                if values.iter().any(|v| v.len() > MAX_LABEL_VALUE_LEN) {
-                    return None;
-                }
-                let labels = crate::text::render_labels(&self.label_names[..], &values);
-                Some((pack_key(&values), labels))
-            },
+            || self.make_key(&values),
             f,
         )
+    }
+
+    /// The series for these label values (created on first use), or `None`
+    /// when they are rejected (not counted; see [`Store::series`]).
+    pub(crate) fn series(&self, values: [&str; N]) -> Option<M> {
+        self.store.series(
+            self.store.hasher.hash_values(&values),
+            |k| key_eq(k, &values),
+            || self.make_key(&values),
+        )
+    }
+
+    fn make_key(&self, values: &[&str; N]) -> Option<(Box<[u8]>, String)> {
+        if values.iter().any(|v| v.len() > MAX_LABEL_VALUE_LEN) {
+            return None;
+        }
+        let labels = crate::text::render_labels(&self.label_names[..], values);
+        Some((pack_key(values), labels))
     }
 
     /// Number of series, the overflow series included once it exists.

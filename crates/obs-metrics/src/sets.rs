@@ -4,11 +4,16 @@
 //! returns the same series, so sets are cheap to build where needed) and
 //! offers recording helpers that never allocate for label sets already seen.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use obs_core::names::{HTTP_DURATION_BUCKETS, metric};
 
-use crate::{Counter, Family, FloatGauge, Gauge, Histogram, Registry, Result};
+use crate::family::{key_eq, pack_key};
+use crate::text::{BuildIdentity, LabelHasher};
+use crate::{Counter, Family, FloatGauge, Gauge, GaugeGuard, Histogram, Registry, Result};
 
 /// Body-size buckets in bytes: 100 B … 100 MB, decades.
 pub const SIZE_BUCKETS: &[f64] = &[
@@ -66,6 +71,49 @@ pub struct HttpServerMetrics {
     pub request_size: Family<Histogram, 2>,
     /// `http_server_response_body_size_bytes` by method, route and status.
     pub response_size: Family<Histogram, 3>,
+    /// The series each request records into, by method, route and status.
+    series: Arc<SeriesCache>,
+}
+
+/// Label sets of finished requests kept in a [`SeriesCache`] at most; past
+/// it, requests record through each family as before.
+const SERIES_CACHE_MAX: usize = 1024;
+
+/// The normalised methods, in the order of [`SeriesCache::active`].
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER",
+];
+
+/// The series of a finished request, found with one lookup by method, route
+/// and status instead of one per family (three per request). The families
+/// never drop a series, so a kept handle stays the one a scrape reads. A
+/// label set a family rejects (past its cardinality limit) is never kept:
+/// every use of it goes through the family, which counts each one.
+#[derive(Debug, Default)]
+struct SeriesCache {
+    hasher: LabelHasher,
+    by_hash: RwLock<HashMap<u64, Vec<KeptSeries>, BuildIdentity>>,
+    len: AtomicUsize,
+    /// `http_server_active_requests` of each normalised method.
+    active: [OnceLock<Gauge>; METHODS.len()],
+}
+
+/// A packed (method, route, status) key and its series.
+type KeptSeries = (Box<[u8]>, RequestSeries);
+
+/// One (method, route, status)'s series. The size series are taken on first
+/// use, so a request that never reports a size creates none.
+#[derive(Debug)]
+struct RequestSeries {
+    duration: Histogram,
+    request_size: OnceLock<Histogram>,
+    response_size: OnceLock<Histogram>,
+}
+
+impl Default for LabelHasher {
+    fn default() -> Self {
+        LabelHasher::new()
+    }
 }
 
 impl HttpServerMetrics {
@@ -104,7 +152,35 @@ impl HttpServerMetrics {
                         "http_response_status_code",
                     ],
                 )?,
+            series: Arc::default(),
         })
+    }
+
+    /// Counts a request of `method` (normalised) as active until the guard
+    /// is dropped. The gauge of each standard method is looked up once.
+    ///
+    /// ```
+    /// let registry = obs_metrics::Registry::new();
+    /// let http = obs_metrics::sets::HttpServerMetrics::new(&registry)?;
+    /// let guard = http.track_active("get");
+    /// assert!(registry.encode(obs_metrics::Format::Text).contains(r#"http_server_active_requests{http_request_method="_OTHER"} 1"#));
+    /// drop(guard);
+    /// assert!(registry.encode(obs_metrics::Format::Text).contains(r#"http_server_active_requests{http_request_method="_OTHER"} 0"#));
+    /// # Ok::<(), obs_metrics::Error>(())
+    /// ```
+    pub fn track_active(&self, method: &str) -> GaugeGuard {
+        let method = normalize_method(method);
+        let Some(i) = METHODS.iter().position(|m| *m == method) else {
+            return self.active.with([method], Gauge::track);
+        };
+        let slot = &self.series.active[i];
+        if let Some(g) = slot.get() {
+            return g.track();
+        }
+        match self.active.series([method]) {
+            Some(g) => slot.get_or_init(|| g).track(),
+            None => self.active.with([method], Gauge::track),
+        }
     }
 
     /// Records one finished request. `method` is normalised
@@ -155,8 +231,30 @@ impl HttpServerMetrics {
     ) {
         match status {
             Some(status) => {
+                let method = normalize_method(method);
+                let mut buf = itoa::Buffer::new();
+                let status_str = buf.format(status);
+                let values = [method, route, status_str];
+                let hash = self.series.hasher.hash_values(&values);
+                {
+                    let by_hash = self
+                        .series
+                        .by_hash
+                        .read()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if let Some(series) = by_hash
+                        .get(&hash)
+                        .and_then(|b| b.iter().find(|(k, _)| key_eq(k, &values)))
+                        .map(|(_, s)| s)
+                    {
+                        series.duration.observe_duration(elapsed);
+                        self.record_sizes_into(series, values, request_size, response_size);
+                        return;
+                    }
+                }
                 self.record(method, route, status, None, elapsed);
                 self.record_sizes(method, route, status, request_size, response_size);
+                self.keep_series(hash, values, status);
             }
             None => self
                 .duration
@@ -164,6 +262,73 @@ impl HttpServerMetrics {
                     h.observe_duration(elapsed)
                 }),
         }
+    }
+
+    /// Body sizes into a kept request's series (taken on first use).
+    fn record_sizes_into(
+        &self,
+        series: &RequestSeries,
+        [method, route, status]: [&str; 3],
+        request: Option<u64>,
+        response: Option<u64>,
+    ) {
+        if let Some(n) = request {
+            match kept_or_taken(&series.request_size, || {
+                self.request_size.series([method, route])
+            }) {
+                Some(h) => h.observe(n as f64),
+                None => self
+                    .request_size
+                    .with([method, route], |h| h.observe(n as f64)),
+            }
+        }
+        if let Some(n) = response {
+            match kept_or_taken(&series.response_size, || {
+                self.response_size.series([method, route, status])
+            }) {
+                Some(h) => h.observe(n as f64),
+                None => self
+                    .response_size
+                    .with([method, route, status], |h| h.observe(n as f64)),
+            }
+        }
+    }
+
+    /// Keeps the series of a request just recorded through the families,
+    /// unless the cache is full or the duration family rejects the set.
+    #[cold]
+    fn keep_series(&self, hash: u64, values: [&str; 3], status: u16) {
+        if self.series.len.load(Ordering::Relaxed) >= SERIES_CACHE_MAX {
+            return;
+        }
+        let [method, route, status_str] = values;
+        let error_type = if status >= 500 { status_str } else { "" };
+        let Some(duration) = self
+            .duration
+            .series([method, route, status_str, error_type])
+        else {
+            return;
+        };
+        let mut by_hash = self
+            .series
+            .by_hash
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let bucket = by_hash.entry(hash).or_default();
+        if bucket.iter().any(|(k, _)| key_eq(k, &values))
+            || self.series.len.load(Ordering::Relaxed) >= SERIES_CACHE_MAX
+        {
+            return;
+        }
+        bucket.push((
+            pack_key(&values),
+            RequestSeries {
+                duration,
+                request_size: OnceLock::new(),
+                response_size: OnceLock::new(),
+            },
+        ));
+        self.series.len.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records body sizes when known.
@@ -186,6 +351,20 @@ impl HttpServerMetrics {
                 .with([method, route, buf.format(status)], |h| h.observe(n as f64));
         }
     }
+}
+
+/// The handle kept in `slot`, else the one `take` finds (kept for next
+/// time); `None` when the family rejects the label set.
+#[inline]
+fn kept_or_taken(
+    slot: &OnceLock<Histogram>,
+    take: impl FnOnce() -> Option<Histogram>,
+) -> Option<&Histogram> {
+    if let Some(h) = slot.get() {
+        return Some(h);
+    }
+    let h = take()?;
+    Some(slot.get_or_init(|| h))
 }
 
 /// HTTP client metrics: `http_client_request_duration_seconds` by method,
@@ -610,4 +789,87 @@ pub fn build_info(registry: &Registry, service: &str, version: &str, revision: &
     )?;
     f.with([service, version, revision], |g| g.set(1));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Format;
+
+    /// The kept series record exactly what the families record: the same
+    /// exposition for the same requests, through the cache or not.
+    #[test]
+    fn kept_series_record_what_the_families_record() {
+        let cached = Registry::builder().exemplars(false).build();
+        let plain = Registry::builder().exemplars(false).build();
+        let http = HttpServerMetrics::new(&cached).unwrap();
+        let reference = HttpServerMetrics::new(&plain).unwrap();
+        let requests = [
+            ("GET", "/items/{id}", Some(200), Some(10), Some(512)),
+            ("get", "/items/{id}", Some(200), None, Some(100)),
+            ("POST", "/items", Some(503), Some(2_000), None),
+            ("BREW", "/pot", Some(418), None, None),
+            ("GET", "/items/{id}", None, None, None),
+        ];
+        for round in 0..3u64 {
+            for (i, (m, r, st, req, resp)) in requests.iter().enumerate() {
+                let elapsed = Duration::from_micros(100 * (round + 1) * (i as u64 + 1));
+                http.record_response(m, r, *st, elapsed, *req, *resp);
+                match st {
+                    Some(st) => {
+                        reference.record(m, r, *st, None, elapsed);
+                        reference.record_sizes(m, r, *st, *req, *resp);
+                    }
+                    None => reference.record_response(m, r, None, elapsed, None, None),
+                }
+            }
+        }
+        assert_eq!(http.series.len.load(Ordering::Relaxed), 4);
+        assert_eq!(cached.encode(Format::Text), plain.encode(Format::Text));
+    }
+
+    /// A label set the family rejects is never kept: each of its requests
+    /// goes to the overflow series and is counted as rejected.
+    #[test]
+    fn rejected_label_sets_are_counted_on_every_request() {
+        let registry = Registry::builder()
+            .cardinality_limit(1)
+            .exemplars(false)
+            .build();
+        let http = HttpServerMetrics::new(&registry).unwrap();
+        for _ in 0..3 {
+            http.record_response("GET", "/a", Some(200), Duration::from_millis(1), None, None);
+            http.record_response("GET", "/b", Some(200), Duration::from_millis(1), None, None);
+        }
+        assert_eq!(
+            http.series.len.load(Ordering::Relaxed),
+            1,
+            "only /a is kept"
+        );
+        assert_eq!(
+            registry.rejected_label_sets(metric::HTTP_SERVER_REQUEST_DURATION),
+            3
+        );
+        let text = registry.encode(Format::Text);
+        assert!(
+            text.contains(
+                r#"http_server_request_duration_seconds_count{otel_metric_overflow="true"} 3"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn active_requests_are_tracked_by_normalised_method() {
+        let registry = Registry::new();
+        let http = HttpServerMetrics::new(&registry).unwrap();
+        let a = http.track_active("GET");
+        let b = http.track_active("GET");
+        let c = http.track_active("BREW");
+        assert_eq!(http.active.get(["GET"]).get(), 2);
+        assert_eq!(http.active.get(["_OTHER"]).get(), 1);
+        drop((a, b, c));
+        assert_eq!(http.active.get(["GET"]).get(), 0);
+        assert_eq!(http.active.get(["_OTHER"]).get(), 0);
+    }
 }

@@ -182,7 +182,7 @@ pub(crate) mod http {
         type Active = obs_metrics::GaugeGuard;
 
         fn start(&self, method: &'static str) -> Self::Active {
-            self.0.active.with([method], obs_metrics::Gauge::track)
+            self.0.track_active(method)
         }
 
         fn record(&self, end: &crate::http::RequestEnd<'_>) {
