@@ -409,7 +409,7 @@ impl Report {
             if observations.is_empty() {
                 let response_time = c.duration().map(|d| Observation {
                     measurement: Cow::Borrowed("responseTime"),
-                    value: ObservedValue::Float(d.as_secs_f64() * 1000.0),
+                    value: ObservedValue::Float(obs_core::units::duration_ms(d)),
                     unit: Some(Cow::Borrowed("ms")),
                 });
                 push_check(&mut out, &mut first, c, response_time.as_ref(), info);

@@ -144,10 +144,12 @@ pub(crate) fn int<I: itoa::Integer>(out: &mut Vec<u8>, v: I) {
 pub(crate) fn float(out: &mut Vec<u8>, v: f64) {
     if v.is_finite() {
         // Values with at most six decimals (prices, ratios, durations) are
-        // written from an integer; `(n as f64) / 1e6 == v` proves the decimal
-        // text parses back to exactly `v`. Everything else goes through ryu.
-        let scaled = v * 1e6;
-        if scaled.abs() < 9.0e15 && scaled == scaled.trunc() && scaled / 1e6 == v {
+        // written from an integer: for `n`, the nearest integer to
+        // `v * 10^6`, `(n as f64) / 1e6 == v` proves the decimal text
+        // `n / 10^6` parses back to exactly `v` (the product itself may
+        // miss `n` by a rounding). Everything else goes through ryu.
+        let scaled = (v * 1e6).round();
+        if scaled.abs() < 9.0e15 && scaled / 1e6 == v {
             // Written right to left into a stack buffer, copied once: at
             // most a sign, 10 integer digits, the point and 6 decimals.
             let a = (scaled as i64).unsigned_abs();
@@ -392,6 +394,11 @@ mod tests {
     fn floats() {
         for (f, s) in [
             (1.5, "1.5"),
+            // Six decimals whose product with 10^6 misses the integer by a
+            // rounding: still written from the integer.
+            (7_872_725.0 / 1e6, "7.872725"),
+            (0.000_001, "0.000001"),
+            (-2.5e-5, "-0.000025"),
             (f64::NAN, "\"NaN\""),
             (f64::INFINITY, "\"inf\""),
             (f64::NEG_INFINITY, "\"-inf\""),

@@ -411,7 +411,7 @@ impl CallEnd for AccessEnd {
         let code = outcome.code;
         let method = self.methods.recognise(self.uri.path()).name(code);
         let original = (method == OTHER).then(|| self.uri.path());
-        let duration_ms = self.start.elapsed().as_secs_f64() * 1000.0;
+        let duration_ms = obs_core::units::duration_ms(self.start.elapsed());
         let error_type = code.is_server_error().then(|| code.as_str());
         let status = code.as_str();
         macro_rules! access {

@@ -559,7 +559,7 @@ impl RequestHead {
 /// Writes the access line of a finished request: level by status (5xx
 /// error, 4xx warn, else info), ERROR without a response.
 fn access_line(end: &RequestEnd<'_>, path: &str, head_on_span: bool) {
-    let duration_ms = end.elapsed.as_secs_f64() * 1000.0;
+    let duration_ms = obs_core::units::duration_ms(end.elapsed);
     let route = end.route;
     // One `tracing` callsite per level (a callsite's level is constant):
     // 5xx at ERROR, 4xx at WARN, the rest at INFO.

@@ -277,7 +277,7 @@ where
     let out = fut.instrument(span.clone()).await;
 
     let _entered = span.enter();
-    let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let duration_ms = obs_core::units::duration_ms(start.elapsed());
     match &out {
         Ok(_) => {
             if let Some(g) = guard {

@@ -142,7 +142,7 @@ impl Batch {
             );
         }
         let _g = self.span.enter();
-        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        let duration_ms = obs_core::units::duration_ms(elapsed);
         match &self.failure {
             None => tracing::info!(
                 target: "obs::pipeline",

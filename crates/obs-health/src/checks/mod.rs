@@ -55,7 +55,7 @@ where
         async move {
             let start = Instant::now();
             let res = fut.await;
-            let ms = start.elapsed().as_secs_f64() * 1000.0;
+            let ms = obs_core::units::duration_ms(start.elapsed());
             let result = match res {
                 Ok(_) => CheckResult::pass(),
                 Err(e) => CheckResult::fail(e.to_string()),

@@ -32,7 +32,7 @@ pub fn tcp(name: impl Into<String>, addr: impl Into<String>) -> Result<Check, Er
         async move {
             let start = Instant::now();
             let res = TcpStream::connect(addr.as_str()).await;
-            let ms = start.elapsed().as_secs_f64() * 1000.0;
+            let ms = obs_core::units::duration_ms(start.elapsed());
             match res {
                 Ok(_) => CheckResult::pass(),
                 Err(e) => CheckResult::fail(format!("connect to {addr}: {e}")),
@@ -89,7 +89,7 @@ pub fn http_get(name: impl Into<String>, url: &str) -> Result<Check, Error> {
         async move {
             let start = Instant::now();
             let res = get_status(&target, request.as_bytes()).await;
-            let ms = start.elapsed().as_secs_f64() * 1000.0;
+            let ms = obs_core::units::duration_ms(start.elapsed());
             match res {
                 Ok(code) if (200..400).contains(&code) => CheckResult::pass(),
                 Ok(code) => CheckResult::fail(format!("GET {url}: status {code}")),
