@@ -708,6 +708,13 @@ pub(crate) struct OtelData {
     links: Vec<ot::SpanContext>,
 }
 
+impl OtelData {
+    /// Whether nothing was recorded through the OpenTelemetry API.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.attributes.is_empty() && self.events.is_empty() && self.links.is_empty()
+    }
+}
+
 struct EventData {
     name: Cow<'static, str>,
     time: SystemTime,

@@ -35,6 +35,7 @@ use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span as PbSpan, Status as PbStatus, span, status,
 };
 
+use crate::raw::Recording;
 use crate::span::{FinishedSpan, KeyValue, SpanKind, Status, Value};
 
 fn nanos(t: SystemTime) -> u64 {
@@ -206,6 +207,22 @@ pub fn encode_request(batch: &[FinishedSpan], resource: &Resource) -> Vec<u8> {
 
 /// [`encode_request`] into a reused buffer (cleared first).
 pub fn encode_request_into(out: &mut Vec<u8>, batch: &[FinishedSpan], resource: &Resource) {
+    encode_into(out, batch, &[], resource);
+}
+
+/// One request of `finished` spans and spans exported straight from their
+/// `recorded` fields (the same message a [`FinishedSpan`] of each would
+/// make), grouped by scope in first-seen order.
+#[allow(
+    clippy::vec_box,
+    reason = "the recordings travel boxed (see raw::BoxPool)"
+)]
+pub(crate) fn encode_into(
+    out: &mut Vec<u8>,
+    finished: &[FinishedSpan],
+    recorded: &[Box<Recording>],
+    resource: &Resource,
+) {
     use wire::*;
     out.clear();
     let sdk: [(&str, &str); 3] = [
@@ -215,9 +232,13 @@ pub fn encode_request_into(out: &mut Vec<u8>, batch: &[FinishedSpan], resource: 
     ];
     // Scopes in first-seen order.
     let mut scopes: Vec<&'static str> = Vec::new();
-    for s in batch {
-        if !scopes.contains(&s.scope) {
-            scopes.push(s.scope);
+    for scope in finished
+        .iter()
+        .map(|s| s.scope)
+        .chain(recorded.iter().map(|r| r.scope))
+    {
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
         }
     }
     // ExportTraceServiceRequest.resource_spans = 1
@@ -235,9 +256,12 @@ pub fn encode_request_into(out: &mut Vec<u8>, batch: &[FinishedSpan], resource: 
                 // ScopeSpans.scope = 1 { name = 1 }
                 put_len_field(out, 1, string_field_len(1, scope));
                 put_string_field(out, 1, scope);
-                for s in batch.iter().filter(|s| s.scope == scope) {
-                    // ScopeSpans.spans = 2
+                // ScopeSpans.spans = 2
+                for s in finished.iter().filter(|s| s.scope == scope) {
                     put_nested(out, 2, 2, |out| put_span(out, s));
+                }
+                for r in recorded.iter().filter(|r| r.scope == scope) {
+                    put_nested(out, 2, 2, |out| put_recorded_span(out, r));
                 }
             });
         }
@@ -251,7 +275,8 @@ pub fn encode_request_into(out: &mut Vec<u8>, batch: &[FinishedSpan], resource: 
 /// length in after its body. Default values are left out, as prost does.
 mod wire {
     use super::{HAS_IS_REMOTE, IS_REMOTE, nanos};
-    use crate::span::{FinishedSpan, KeyValue, SpanKind, Status, Value};
+    use crate::raw::{RawValue, Recording};
+    use crate::span::{FinishedSpan, KeyValue, Link, SpanEvent, SpanKind, Status, Value};
     pub(super) use obs_core::otlp::wire::*;
 
     /// `AnyValue`: the oneof member is written even when it is a default.
@@ -297,6 +322,44 @@ mod wire {
         }
     }
 
+    /// [`put_any_value`] of a recorded value: the same bytes.
+    fn put_raw_value(out: &mut Vec<u8>, v: &RawValue) {
+        match v {
+            RawValue::Str(s) => {
+                let b = s.as_bytes();
+                put_len_field(out, 1, b.len());
+                out.extend_from_slice(b);
+            }
+            RawValue::Bool(b) => put_any_value(out, &Value::Bool(*b)),
+            RawValue::I64(i) => put_any_value(out, &Value::I64(*i)),
+            RawValue::F64(f) => put_any_value(out, &Value::F64(*f)),
+        }
+    }
+
+    fn raw_value_len(v: &RawValue) -> usize {
+        match v {
+            RawValue::Str(s) => field_len(1, s.as_bytes().len()),
+            RawValue::Bool(b) => any_value_len(&Value::Bool(*b)),
+            RawValue::I64(i) => any_value_len(&Value::I64(*i)),
+            RawValue::F64(f) => any_value_len(&Value::F64(*f)),
+        }
+    }
+
+    /// [`put_kvs`] of recorded attributes.
+    fn put_raw_kvs<'a>(
+        out: &mut Vec<u8>,
+        field: u32,
+        kvs: impl Iterator<Item = &'a (&'static str, RawValue)>,
+    ) {
+        for (key, value) in kvs {
+            put_nested(out, field, 1, |out| {
+                put_string_field(out, 1, key);
+                put_len_field(out, 2, raw_value_len(value));
+                put_raw_value(out, value);
+            });
+        }
+    }
+
     fn kind(k: SpanKind) -> u64 {
         match k {
             SpanKind::Internal => 1,
@@ -307,9 +370,9 @@ mod wire {
         }
     }
 
-    fn flags(s: &FinishedSpan) -> u32 {
-        let mut f = u32::from(s.trace_flags.to_byte()) | HAS_IS_REMOTE;
-        if s.parent_is_remote {
+    fn flags(trace_flags: obs_core::TraceFlags, parent_is_remote: bool) -> u32 {
+        let mut f = u32::from(trace_flags.to_byte()) | HAS_IS_REMOTE;
+        if parent_is_remote {
             f |= IS_REMOTE;
         }
         f
@@ -352,27 +415,71 @@ mod wire {
         put_fixed64_field(out, 8, nanos(s.end));
         put_kvs(out, 9, &s.attributes);
         put_uint_field(out, 10, u64::from(s.dropped_attributes));
-        for e in &s.events {
+        put_tail(
+            out,
+            &s.events,
+            s.dropped_events,
+            &s.links,
+            &s.status,
+            flags(s.trace_flags, s.parent_is_remote),
+        );
+    }
+
+    /// [`put_span`] of a span straight from its recording: the same message
+    /// its [`FinishedSpan`] makes, field for field.
+    pub(super) fn put_recorded_span(out: &mut Vec<u8>, r: &Recording) {
+        put_bytes_field(out, 1, r.trace_id.as_bytes());
+        put_bytes_field(out, 2, r.span_id.as_bytes());
+        put_string_field(out, 3, r.trace_state.as_str());
+        if let Some(p) = r.parent {
+            put_bytes_field(out, 4, p.as_bytes());
+        }
+        put_bytes_field(out, 5, r.name_bytes());
+        put_uint_field(out, 6, kind(r.kind));
+        put_fixed64_field(out, 7, nanos(r.start));
+        put_fixed64_field(out, 8, nanos(r.end));
+        put_raw_kvs(out, 9, r.attributes.iter());
+        put_uint_field(out, 10, u64::from(r.dropped_attributes));
+        put_tail(
+            out,
+            &r.events,
+            r.dropped_events,
+            &r.links,
+            &r.status,
+            flags(r.flags, r.parent_remote),
+        );
+    }
+
+    /// A span's fields from its events on (11 to 16).
+    fn put_tail(
+        out: &mut Vec<u8>,
+        events: &[SpanEvent],
+        dropped_events: u32,
+        links: &[Link],
+        st: &Status,
+        flags: u32,
+    ) {
+        for e in events {
             put_nested(out, 11, 2, |out| {
                 put_fixed64_field(out, 1, nanos(e.time));
                 put_string_field(out, 2, &e.name);
                 put_kvs(out, 3, &e.attributes);
             });
         }
-        put_uint_field(out, 12, u64::from(s.dropped_events));
-        for l in &s.links {
+        put_uint_field(out, 12, u64::from(dropped_events));
+        for l in links {
             put_len_field(out, 13, link_len(l));
             put_bytes_field(out, 1, l.trace_id.as_bytes());
             put_bytes_field(out, 2, l.span_id.as_bytes());
             put_string_field(out, 3, l.trace_state.as_str());
             put_fixed32_field(out, 6, link_flags(l));
         }
-        if let Some((m, c)) = status(&s.status) {
+        if let Some((m, c)) = status(st) {
             put_len_field(out, 15, status_len(m, c));
             put_string_field(out, 2, m);
             put_uint_field(out, 3, c);
         }
-        put_fixed32_field(out, 16, flags(s));
+        put_fixed32_field(out, 16, flags);
     }
 }
 
@@ -438,6 +545,18 @@ impl TransportExporter {
             .send(encode_request(batch, resource), timeout)?;
         partial(&response)
     }
+
+    fn export_recorded(
+        &mut self,
+        batch: crate::export::RecordedBatch<'_>,
+        resource: &Resource,
+        timeout: Duration,
+    ) -> Result<(), crate::Error> {
+        let mut body = Vec::new();
+        encode_into(&mut body, batch.finished, batch.recorded, resource);
+        let response = self.transport.send(body, timeout)?;
+        partial(&response)
+    }
 }
 
 macro_rules! exporter {
@@ -490,6 +609,19 @@ macro_rules! exporter {
                 timeout: Duration,
             ) -> Result<(), crate::Error> {
                 self.0.export(batch, resource, timeout)
+            }
+
+            fn exports_recordings(&self) -> bool {
+                true
+            }
+
+            fn export_recorded(
+                &mut self,
+                batch: crate::export::RecordedBatch<'_>,
+                resource: &Resource,
+                timeout: Duration,
+            ) -> Result<(), crate::Error> {
+                self.0.export_recorded(batch, resource, timeout)
             }
         }
     };
@@ -668,6 +800,114 @@ mod encode_tests {
                     dropped_events: de,
                 }
             })
+    }
+
+    /// The recording a span would have been finished from: keys leaked to
+    /// `'static` as callsite names are; the name recorded unless `name_of`
+    /// is `false`, when the callsite's is the name.
+    fn recording_of(s: &FinishedSpan, recorded_name: bool) -> Box<crate::raw::Recording> {
+        use crate::raw::{RawStr, RawValue, Recording, RecordingIds};
+        let leak = |k: &str| -> &'static str { Box::leak(k.to_owned().into_boxed_str()) };
+        let mut r = Box::new(Recording::new(
+            RecordingIds {
+                trace_id: s.trace_id,
+                span_id: s.span_id,
+                parent: s.parent_span_id,
+                parent_remote: s.parent_is_remote,
+                flags: s.trace_flags,
+                meta_name: if recorded_name {
+                    "callsite"
+                } else {
+                    leak(&s.name)
+                },
+                scope: s.scope,
+            },
+            s.start,
+        ));
+        r.end = s.end;
+        r.trace_state = s.trace_state.clone();
+        r.name = recorded_name.then(|| RawStr::new(&s.name));
+        r.kind = s.kind;
+        for kv in &s.attributes {
+            let v = match &kv.value {
+                Value::Bool(b) => RawValue::Bool(*b),
+                Value::I64(i) => RawValue::I64(*i),
+                Value::F64(f) => RawValue::F64(*f),
+                Value::Str(t) => RawValue::Str(RawStr::new(t)),
+            };
+            r.attributes.push(leak(&kv.key), v);
+        }
+        r.events = s.events.clone();
+        r.links = s.links.clone();
+        r.status = s.status.clone();
+        r.dropped_attributes = s.dropped_attributes;
+        r.dropped_events = s.dropped_events;
+        r
+    }
+
+    /// Values and keys a redactor acts on, mixed into generated spans.
+    const SECRETS: [&str; 4] = [
+        "Bearer mF_9.B5f-4.1JqM",
+        "/reset/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.abc123def456ghi789",
+        "key AKIAIOSFODNN7EXAMPLE here",
+        "password=hunter2",
+    ];
+
+    fn with_secrets(mut s: FinishedSpan, pick: usize) -> FinishedSpan {
+        if pick % 3 == 0 {
+            s.name = Cow::Owned(format!("GET {}", SECRETS[pick % 4]));
+        }
+        for (i, kv) in s.attributes.iter_mut().enumerate() {
+            match (pick + i) % 4 {
+                0 => kv.value = Value::Str(Cow::Borrowed(SECRETS[(pick + i) % 4])),
+                1 => kv.key = Cow::Borrowed("api_key"),
+                _ => {}
+            }
+        }
+        s
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        /// A span encoded straight from its recording is the message its
+        /// finished span makes, redacted or not, whichever way it was
+        /// named, mixed in one batch with finished spans.
+        #[test]
+        fn recorded_spans_encode_as_their_finished_spans(
+            batch in proptest::collection::vec((span(), any::<bool>(), any::<bool>(), 0usize..12), 0..6),
+        ) {
+            let resource = Resource::new("svc");
+            let rules = obs_core::Redactor::new();
+            let mut finished = Vec::new();
+            let mut recorded = Vec::new();
+            let mut expected_finished = Vec::new();
+            let mut expected_recorded = Vec::new();
+            let mut recycler = crate::raw::Recycler::default();
+            let mut redactor = crate::redaction::SpanRedactor::new(rules.clone());
+            let mut check = crate::redaction::SpanRedactor::new(rules);
+            for (s, as_recording, recorded_name, pick) in batch {
+                let s = with_secrets(s, pick);
+                if as_recording {
+                    let mut rec = recording_of(&s, recorded_name);
+                    redactor.redact_recording(&mut rec);
+                    recorded.push(rec);
+                    // What the finished path makes of the same recording.
+                    let (mut f, _) = crate::raw::RawSpan(recording_of(&s, recorded_name))
+                        .into_finished(&mut recycler);
+                    check.redact(&mut f);
+                    expected_recorded.push(f);
+                } else {
+                    let mut f = s.clone();
+                    check.redact(&mut f);
+                    finished.push(f.clone());
+                    expected_finished.push(f);
+                }
+            }
+            let mut ours = Vec::new();
+            encode_into(&mut ours, &finished, &recorded, &resource);
+            expected_finished.extend(expected_recorded);
+            prop_assert_eq!(ours, encode_request(&expected_finished, &resource));
+        }
     }
 
     proptest! {

@@ -48,6 +48,15 @@ impl RawStr {
         }
     }
 
+    /// The bytes, as copied from a `&str` (always UTF-8; not checked again).
+    #[inline]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            RawStr::Inline(n, b) => &b[..*n as usize],
+            RawStr::Heap(s) => s.as_bytes(),
+        }
+    }
+
     fn into_string(self, recycler: &mut Recycler) -> String {
         match self {
             RawStr::Heap(s) => s,
@@ -140,6 +149,20 @@ impl RawAttrs {
         }
         self.len = 0;
         self.spill.clear();
+    }
+
+    /// The attributes in the order they were recorded.
+    #[cfg(feature = "otlp-proto")]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &(&'static str, RawValue)> {
+        self.inline[..self.len].iter().flatten().chain(&self.spill)
+    }
+
+    /// [`iter`](Self::iter), mutably.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut (&'static str, RawValue)> {
+        self.inline[..self.len]
+            .iter_mut()
+            .flatten()
+            .chain(&mut self.spill)
     }
 
     pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut RawValue> {
@@ -263,10 +286,19 @@ impl Recording {
         }
     }
 
+    /// The span's name: the one recorded (`otel.name`), else its callsite's.
+    pub(crate) fn name_bytes(&self) -> &[u8] {
+        match &self.name {
+            Some(n) => n.as_bytes(),
+            None => self.meta_name.as_bytes(),
+        }
+    }
+
     /// Makes a recording handed back by the exporter thread equal to
     /// [`new`](Self::new)'s, field by field. Its attributes, events, links
-    /// and name were taken out on that thread (`take_finished`), so their
-    /// slots are already empty; the OpenTelemetry API's emptied buffers stay.
+    /// and name were taken out on that thread (`take_finished`), or it was
+    /// exported as it is and then emptied (`empty_exported`); the
+    /// OpenTelemetry API's emptied buffers stay.
     fn reset(&mut self, ids: RecordingIds, start: SystemTime) {
         self.trace_id = ids.trace_id;
         self.span_id = ids.span_id;
@@ -289,11 +321,38 @@ impl Recording {
     }
 }
 
+impl Recording {
+    /// Empties a recording exported as it is (straight from its fields),
+    /// keeping its buffers' capacity for the span the box records next.
+    pub(crate) fn empty_exported(&mut self) {
+        self.name = None;
+        self.attributes.clear();
+        self.events.clear();
+        self.links.clear();
+        self.status = Status::Unset;
+        self.trace_state = TraceState::default();
+    }
+}
+
 /// A closed, sampled span on its way to the exporter thread: one pointer,
 /// so a queue slot is small and a hand-over moves eight bytes.
 pub(crate) struct RawSpan(pub(crate) Box<Recording>);
 
 impl RawSpan {
+    /// Whether the recording holds what only the public span can carry
+    /// (data recorded through the OpenTelemetry API): such a span is
+    /// exported as a [`FinishedSpan`], never straight from its recording.
+    pub(crate) fn needs_finishing(&self) -> bool {
+        #[cfg(feature = "otel-api")]
+        {
+            !self.0.otel.is_empty()
+        }
+        #[cfg(not(feature = "otel-api"))]
+        {
+            false
+        }
+    }
+
     /// The public span, and the emptied box for reuse (see [`BoxPool`]).
     /// Its strings and attribute list come from `recycler` when it has
     /// some.

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use obs_core::Redactor;
 use obs_core::names::field::REDACTED;
 
+use crate::raw::{RawStr, RawValue, Recording};
 use crate::span::{FinishedSpan, KeyValue, Status, Value};
 
 /// Field names are a small, fixed set (they come from callsites); their
@@ -123,6 +124,38 @@ impl SpanRedactor {
             self.attributes(&mut event.attributes);
         }
         if let Status::Error(msg) = &mut span.status {
+            redact_cow(&self.rules, msg);
+        }
+    }
+
+    /// [`redact`](Self::redact) on a recording exported as it is: the same
+    /// rules on the same text, read as bytes; a string is turned back into
+    /// `&str` only when the cheap pre-check says a rule may change it.
+    pub(crate) fn redact_recording(&mut self, rec: &mut Recording) {
+        if self.rules.may_change(rec.name_bytes()) {
+            let name = match &rec.name {
+                Some(n) => n.as_str(),
+                None => rec.meta_name,
+            };
+            if let Cow::Owned(clean) = self.rules.redact(name) {
+                rec.name = Some(RawStr::Heap(clean));
+            }
+        }
+        for (key, value) in rec.attributes.iter_mut() {
+            if self.sensitive_key(&Cow::Borrowed(*key)) {
+                *value = RawValue::Str(RawStr::new(REDACTED));
+            } else if let RawValue::Str(s) = value
+                && self.rules.may_change(s.as_bytes())
+                && let Cow::Owned(clean) = self.rules.redact(s.as_str())
+            {
+                *s = RawStr::Heap(clean);
+            }
+        }
+        for event in &mut rec.events {
+            redact_cow(&self.rules, &mut event.name);
+            self.attributes(&mut event.attributes);
+        }
+        if let Status::Error(msg) = &mut rec.status {
             redact_cow(&self.rules, msg);
         }
     }
