@@ -453,8 +453,7 @@ impl SpanVisitor<'_> {
     }
 
     #[inline(never)]
-    fn set(&mut self, field: &Field, value: RawValue) {
-        let name = field.name();
+    fn set(&mut self, name: &'static str, value: RawValue) {
         if let Some(special) = name.strip_prefix("otel.") {
             if special == "name" {
                 self.rec.name = Some(match value {
@@ -508,46 +507,80 @@ impl SpanVisitor<'_> {
     }
 }
 
+/// Records `fields` on `span` for the exporter only, as `span.record` of
+/// each would through this crate's layer: for the outcome of a request
+/// whose span only obs's layers read, where no other layer needs it (see
+/// `tower::TracedFuture`). `false` when the span is not one this layer
+/// records (unsampled, or not seen by it).
+#[cfg(feature = "tower")]
+pub(crate) fn record_for_export(span: &tracing::Span, fields: &[(&'static str, RawValue)]) -> bool {
+    span.with_subscriber(|(id, dispatch)| {
+        let Some(reg) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
+            return false;
+        };
+        let Some(data) = reg.span(id) else {
+            return false;
+        };
+        let mut ext = data.extensions_mut();
+        let Some(state) = ext.get_mut::<SpanState>() else {
+            return false;
+        };
+        let (Some(rec), Some(shared)) = (state.rec.as_mut(), state.sink.as_ref()) else {
+            return false;
+        };
+        let mut v = SpanVisitor {
+            max: shared.max_attributes,
+            rec,
+            fresh: false,
+        };
+        for (name, value) in fields {
+            v.set(name, value.clone());
+        }
+        true
+    })
+    .unwrap_or(false)
+}
+
 impl Visit for SpanVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         match self.plain(field) {
             Some(name) => self.rec.attributes.push_str(name, value),
-            None => self.set(field, RawValue::Str(RawStr::new(value))),
+            None => self.set(field.name(), RawValue::Str(RawStr::new(value))),
         }
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         match self.plain(field) {
             Some(name) => self.rec.attributes.push(name, RawValue::I64(value)),
-            None => self.set(field, RawValue::I64(value)),
+            None => self.set(field.name(), RawValue::I64(value)),
         }
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
         match i64::try_from(value) {
             Ok(v) => self.record_i64(field, v),
-            Err(_) => self.set(field, RawValue::Str(RawStr::new(&value.to_string()))),
+            Err(_) => self.set(field.name(), RawValue::Str(RawStr::new(&value.to_string()))),
         }
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         match self.plain(field) {
             Some(name) => self.rec.attributes.push(name, RawValue::Bool(value)),
-            None => self.set(field, RawValue::Bool(value)),
+            None => self.set(field.name(), RawValue::Bool(value)),
         }
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
         match self.plain(field) {
             Some(name) => self.rec.attributes.push(name, RawValue::F64(value)),
-            None => self.set(field, RawValue::F64(value)),
+            None => self.set(field.name(), RawValue::F64(value)),
         }
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         let mut w = RawWriter::default();
         let _ = write!(w, "{value}");
-        self.set(field, RawValue::Str(w.finish()));
+        self.set(field.name(), RawValue::Str(w.finish()));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         let mut w = RawWriter::default();
         let _ = write!(w, "{value:?}");
-        self.set(field, RawValue::Str(w.finish()));
+        self.set(field.name(), RawValue::Str(w.finish()));
     }
 }
 

@@ -854,7 +854,7 @@ mod encode_tests {
     ];
 
     fn with_secrets(mut s: FinishedSpan, pick: usize) -> FinishedSpan {
-        if pick % 3 == 0 {
+        if pick.is_multiple_of(3) {
             s.name = Cow::Owned(format!("GET {}", SECRETS[pick % 4]));
         }
         for (i, kv) in s.attributes.iter_mut().enumerate() {

@@ -21,6 +21,7 @@ use tracing::field::Empty;
 
 use crate::context::{current_baggage, in_remote_context_recorded, span_context};
 use crate::propagation::Propagators;
+use crate::raw::{RawStr, RawValue};
 
 type RouteFn = Arc<dyn Fn(&Uri, &http::Extensions) -> Option<Cow<'static, str>> + Send + Sync>;
 
@@ -319,7 +320,11 @@ where
         // not recorded and obs's layers alone read spans, nobody would: the
         // access line carries the status itself (see `ObsOnly`).
         let obs_only = obs_core::record::spans_read_by_obs_only();
-        let record = recorded != Some(false) || !obs_only;
+        let record = match (obs_only, recorded) {
+            (true, Some(false)) => Outcome::Skip,
+            (true, Some(true)) => Outcome::Recording,
+            _ => Outcome::Span,
+        };
         // With obs's layers alone, the span's method, route and path reach
         // every line written in it: an access line may leave them out.
         let head_on_span = obs_only && !span.is_disabled();
@@ -344,9 +349,25 @@ pin_project_lite::pin_project! {
         inner: F,
         span: tracing::Span,
         client: bool,
-        // Whether the outcome is recorded on the span.
-        record: bool,
+        // Where the outcome is recorded.
+        record: Outcome,
     }
+}
+
+/// Where a traced request's outcome (status code, error type, span status)
+/// is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Nowhere: an unrecorded span only obs's layers read (the access line
+    /// carries the status itself).
+    Skip,
+    /// On the span (`Span::record`), for every layer that reads it.
+    Span,
+    /// Straight into the recording for export: a recorded span only obs's
+    /// layers read. The log layer would render the fields into the span for
+    /// lines the request no longer writes (its access line is written
+    /// first), and an unrecorded span's lines never carry them either.
+    Recording,
 }
 
 impl<F> fmt::Debug for TracedFuture<F> {
@@ -367,24 +388,46 @@ where
         let this = self.project();
         let _g = this.span.enter();
         let out = ready!(this.inner.poll(cx));
-        if !*this.record {
+        if *this.record == Outcome::Skip {
             return Poll::Ready(out);
         }
-        match &out {
-            Ok(resp) => {
-                let code = resp.status().as_u16();
-                this.span
-                    .record("http.response.status_code", i64::from(code));
-                // Servers fail on 5xx only; clients on every 4xx and 5xx.
-                if code >= 500 || (*this.client && code >= 400) {
-                    this.span.record("error.type", resp.status().as_str());
-                    this.span.record("otel.status_code", "error");
-                }
+        let status = out.as_ref().ok().map(|resp| resp.status());
+        let error_type = match &status {
+            // Servers fail on 5xx only; clients on every 4xx and 5xx.
+            Some(s) if s.is_server_error() || (*this.client && s.is_client_error()) => {
+                Some(s.as_str())
             }
-            Err(_) => {
-                this.span.record("error.type", std::any::type_name::<E>());
-                this.span.record("otel.status_code", "error");
+            Some(_) => None,
+            None => Some(std::any::type_name::<E>()),
+        };
+        let code = status.map(|s| s.as_u16());
+        if *this.record == Outcome::Recording {
+            let mut fields = [
+                ("http.response.status_code", RawValue::I64(0)),
+                ("error.type", RawValue::Bool(false)),
+                ("otel.status_code", RawValue::Bool(false)),
+            ];
+            let mut n = 0;
+            if let Some(code) = code {
+                fields[n].1 = RawValue::I64(i64::from(code));
+                n += 1;
             }
+            if let Some(e) = error_type {
+                fields[n] = ("error.type", RawValue::Str(RawStr::new(e)));
+                fields[n + 1] = ("otel.status_code", RawValue::Str(RawStr::new("error")));
+                n += 2;
+            }
+            if crate::layer::record_for_export(this.span, &fields[..n]) {
+                return Poll::Ready(out);
+            }
+        }
+        if let Some(code) = code {
+            this.span
+                .record("http.response.status_code", i64::from(code));
+        }
+        if let Some(e) = error_type {
+            this.span.record("error.type", e);
+            this.span.record("otel.status_code", "error");
         }
         Poll::Ready(out)
     }
@@ -556,7 +599,7 @@ where
             inner: fut,
             span,
             client: true,
-            record: true,
+            record: Outcome::Span,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Where the server span's status goes. The span's readers get it: the
 //! exporter when the span is sampled, and any layer of the user's beside
-//! obs's. Unsampled under obs's layers alone, nobody reads it (the span is
-//! not exported, and the access line carries the status itself), so it is
-//! not recorded: a line written in the span after the response (a task the
-//! handler left running in it) carries the request's ids but no status.
+//! obs's. Under obs's layers alone the access line carries the status
+//! itself, and the span's fields are not rendered again for it: unsampled,
+//! nobody reads it and it is not recorded; sampled, it goes straight into
+//! the span's record for export. Either way a line written in the span after
+//! the response (a task the handler left running in it) carries the
+//! request's ids but no status, whatever the sampling decision was.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -189,6 +191,51 @@ async fn alone_and_sampled_the_exported_span_has_its_status() {
         server.attr("http.response.status_code").as_deref(),
         Some("200")
     );
-    let (after, _) = lines(&logs);
-    assert_eq!(after["http.response.status_code"], 200);
+    assert_eq!(server.attr("error.type"), None);
+    assert_eq!(server.status_code(), 0, "unset");
+    let (after, access) = lines(&logs);
+    assert_eq!(access["http.response.status_code"], 200);
+    assert_eq!(after["trace_id"], access["trace_id"]);
+    assert!(
+        after.get("http.response.status_code").is_none(),
+        "as unsampled: {after}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn alone_and_sampled_a_failed_request_is_exported_as_an_error() {
+    let receiver = obs_testing::otlp::OtlpReceiver::start();
+    let (obs, logs) = obs_with("always_on", Some(receiver.http_base_url()));
+    let guard = obs_testing::subscriber::set_default(obs.take_subscriber().unwrap());
+    let app = Router::new()
+        .route(
+            "/fail",
+            get(|| async { (http::StatusCode::SERVICE_UNAVAILABLE, "down") }),
+        )
+        .layer(obs.server_layer());
+    let req = http::Request::get("/fail")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(app.oneshot(req).await.unwrap().status(), 503);
+    drop(guard);
+    assert!(obs.shutdown(Duration::from_secs(5)).await.completed);
+
+    let spans = receiver.wait_for_spans(1, Duration::from_secs(20));
+    let server = spans
+        .iter()
+        .find(|s| s.kind() == 2)
+        .unwrap_or_else(|| panic!("the server span: {spans:#?}"));
+    assert_eq!(
+        server.attr("http.response.status_code").as_deref(),
+        Some("503")
+    );
+    assert_eq!(server.attr("error.type").as_deref(), Some("503"));
+    assert_eq!(server.status_code(), 2, "error");
+    let access = logs
+        .json_lines()
+        .into_iter()
+        .find(|l| l["message"] == "request finished")
+        .expect("the access line");
+    assert_eq!(access["http.response.status_code"], 503);
+    assert_eq!(access["level"], "ERROR");
 }
