@@ -345,13 +345,26 @@ impl Inner {
                     // when this span is the outermost (a span's own names
                     // are unique: `record_into` keeps them so).
                     let track = parent.is_some();
-                    for &(name, a, b) in &sf.entries {
-                        // The event's own fields and inner spans' win.
-                        if !info.has_name(name) && !s.seen.contains(&name) {
-                            if track {
-                                s.seen.push(name);
+                    // The event's own fields and inner spans' win. Usually
+                    // none is named again and the fragments lie back to
+                    // back: then they go on the line in one copy.
+                    let all_kept = sf
+                        .entries
+                        .iter()
+                        .all(|&(name, _, _)| !info.has_name(name) && !s.seen.contains(&name));
+                    if all_kept && let Some(range) = contiguous(&sf.entries) {
+                        s.fields.extend_from_slice(&sf.buf[range]);
+                        if track {
+                            s.seen.extend(sf.entries.iter().map(|e| e.0));
+                        }
+                    } else {
+                        for &(name, a, b) in &sf.entries {
+                            if !info.has_name(name) && !s.seen.contains(&name) {
+                                if track {
+                                    s.seen.push(name);
+                                }
+                                s.fields.extend_from_slice(&sf.buf[a as usize..b as usize]);
                             }
-                            s.fields.extend_from_slice(&sf.buf[a as usize..b as usize]);
                         }
                     }
                 } else {
@@ -597,6 +610,22 @@ where
     }
 }
 
+/// The one range of `buf` the fragments cover when each starts where the
+/// one before it ends (an empty range when there are none).
+#[inline]
+fn contiguous(entries: &[(&'static str, u32, u32)]) -> Option<std::ops::Range<usize>> {
+    let Some(&(_, start, mut end)) = entries.first() else {
+        return Some(0..0);
+    };
+    for &(_, a, b) in &entries[1..] {
+        if a != end {
+            return None;
+        }
+        end = b;
+    }
+    Some(start as usize..end as usize)
+}
+
 /// Keeps each name once in a span's rendered fields, given the entries from
 /// `before` on were just recorded: a field recorded again replaces its
 /// earlier value, and of a name the callsite declares twice
@@ -620,4 +649,22 @@ fn keep_each_name_once(sf: &mut RenderedFields, before: usize, repeated_names: b
         first
     });
     sf.compact();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contiguous;
+
+    #[test]
+    fn fragments_back_to_back_are_one_range() {
+        assert_eq!(contiguous(&[]), Some(0..0));
+        assert_eq!(contiguous(&[("a", 3, 9)]), Some(3..9));
+        assert_eq!(
+            contiguous(&[("a", 0, 4), ("b", 4, 7), ("c", 7, 12)]),
+            Some(0..12)
+        );
+        // A gap (a fragment dropped from the middle) or a reordering is not.
+        assert_eq!(contiguous(&[("a", 0, 4), ("c", 7, 12)]), None);
+        assert_eq!(contiguous(&[("b", 4, 7), ("a", 0, 4)]), None);
+    }
 }
