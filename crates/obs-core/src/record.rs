@@ -517,17 +517,44 @@ thread_local! {
 /// ```
 #[inline]
 pub fn with_request_head_on_span<R>(on: bool, f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let _ = REQUEST_HEAD_ON_SPAN.try_with(|c| c.set(self.0));
-        }
-    }
-    let prev = REQUEST_HEAD_ON_SPAN
-        .try_with(|c| c.replace(on))
-        .unwrap_or(false);
-    let _restore = Restore(prev);
+    let _head = RequestHeadOnSpan::set(on);
     f()
+}
+
+/// [`with_request_head_on_span`] as a guard, for a caller whose work
+/// returns something large (a service's future, built in place rather than
+/// passed back through a closure): the previous answer is restored when the
+/// guard is dropped.
+///
+/// ```
+/// use obs_core::record::{RequestHeadOnSpan, request_head_on_span};
+/// {
+///     let _head = RequestHeadOnSpan::set(true);
+///     assert!(request_head_on_span());
+/// }
+/// assert!(!request_head_on_span());
+/// ```
+#[derive(Debug)]
+#[must_use = "the answer holds only while the guard lives"]
+pub struct RequestHeadOnSpan(bool);
+
+impl RequestHeadOnSpan {
+    /// Sets the answer of [`request_head_on_span`] on this thread.
+    #[inline]
+    pub fn set(on: bool) -> Self {
+        RequestHeadOnSpan(
+            REQUEST_HEAD_ON_SPAN
+                .try_with(|c| c.replace(on))
+                .unwrap_or(false),
+        )
+    }
+}
+
+impl Drop for RequestHeadOnSpan {
+    #[inline]
+    fn drop(&mut self) {
+        let _ = REQUEST_HEAD_ON_SPAN.try_with(|c| c.set(self.0));
+    }
 }
 
 /// Whether the innermost [`with_request_head_on_span`] on this thread said

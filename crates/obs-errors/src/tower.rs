@@ -65,11 +65,8 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let scope = scope::RequestScope::new(&req);
-        let inner = {
-            let _bound = scope.enter();
-            self.inner.call(req)
-        };
-        scope.bind(inner)
+        let _bound = scope.enter();
+        scope.bind(self.inner.call(req))
     }
 }
 

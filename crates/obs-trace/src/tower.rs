@@ -328,12 +328,15 @@ where
         // With obs's layers alone, the span's method, route and path reach
         // every line written in it: an access line may leave them out.
         let head_on_span = obs_only && !span.is_disabled();
-        let fut = {
+        // Guards rather than a closure: the stack's future is not moved
+        // back out through it.
+        let inner = {
             let _g = span.enter();
-            obs_core::record::with_request_head_on_span(head_on_span, || self.inner.call(req))
+            let _head = obs_core::record::RequestHeadOnSpan::set(head_on_span);
+            self.inner.call(req)
         };
         TracedFuture {
-            inner: fut,
+            inner,
             span,
             client: false,
             record,
