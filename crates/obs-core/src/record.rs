@@ -452,6 +452,7 @@ impl IdRecord {
         NextSpanCorrelation {
             set: prev.is_some(),
             prev: prev.flatten(),
+            _not_send: std::marker::PhantomData,
         }
     }
 
@@ -534,9 +535,12 @@ pub fn with_request_head_on_span<R>(on: bool, f: impl FnOnce() -> R) -> R {
 /// }
 /// assert!(!request_head_on_span());
 /// ```
+///
+/// Like [`NextSpanCorrelation`], the guard stays on its thread (not `Send`)
+/// and guards are dropped in the reverse order they were made.
 #[derive(Debug)]
 #[must_use = "the answer holds only while the guard lives"]
-pub struct RequestHeadOnSpan(bool);
+pub struct RequestHeadOnSpan(bool, std::marker::PhantomData<*const ()>);
 
 impl RequestHeadOnSpan {
     /// Sets the answer of [`request_head_on_span`] on this thread.
@@ -546,6 +550,7 @@ impl RequestHeadOnSpan {
             REQUEST_HEAD_ON_SPAN
                 .try_with(|c| c.replace(on))
                 .unwrap_or(false),
+            std::marker::PhantomData,
         )
     }
 }
@@ -763,12 +768,17 @@ mod tests {
 }
 
 /// The guard of [`IdRecord::next_span_correlation`]: restores the id that
-/// was waiting before it (usually none) when dropped.
+/// was waiting before it (usually none) when dropped. It stays on the thread
+/// that made it (it is not `Send`: never hold it across an `.await`), guards
+/// must be dropped in the reverse order they were made, and a guard that is
+/// never dropped (`mem::forget`) leaves its id waiting for the thread's next
+/// span.
 #[derive(Debug)]
 #[must_use = "the id waits for the next span only while the guard lives"]
 pub struct NextSpanCorrelation {
     prev: Option<CorrelationId>,
     set: bool,
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl Drop for NextSpanCorrelation {

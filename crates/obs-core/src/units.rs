@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 /// `d` in milliseconds, as the nearest `f64` to the exact decimal number of
-/// milliseconds (nanosecond precision): `4.521` for 4,521,000 ns, never
-/// `4.521000000000001`. One rounding from the integer count of
+/// milliseconds (nanosecond precision) for any duration below 2^53 ns (104
+/// days): `4.521` for 4,521,000 ns, never `4.521000000000001`. One rounding from the integer count of
 /// nanoseconds, where `as_secs_f64() * 1000.0` rounds twice and, for about a
 /// quarter of durations, lands on a neighbour of that decimal: a value that
 /// prints with seventeen digits (and that a log writer cannot write from
@@ -18,8 +18,9 @@ use std::time::Duration;
 /// ```
 #[inline]
 pub fn duration_ms(d: Duration) -> f64 {
-    // Below 2^53 ns (104 days) the count converts exactly; above, one
-    // rounding still (u64 holds 584 years; longer saturates).
+    // Below 2^53 ns (104 days) the count converts exactly and the division
+    // is the one rounding; above, the conversion rounds too (u64 holds 584
+    // years; longer saturates).
     let ns = d
         .as_secs()
         .checked_mul(1_000_000_000)

@@ -62,6 +62,8 @@ impl Drop for Swapped<'_> {
 pub(crate) struct CurrentGuard {
     prev: Option<CorrelationId>,
     set: bool,
+    /// Stays on its thread: never held across an `.await`.
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl CurrentGuard {
@@ -78,6 +80,7 @@ impl CurrentGuard {
         CurrentGuard {
             set: prev.is_some(),
             prev: prev.flatten(),
+            _not_send: std::marker::PhantomData,
         }
     }
 }

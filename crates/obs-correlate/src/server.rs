@@ -40,7 +40,8 @@ struct Shared {
 ///    request carries it; with [`Config::span_opened_inside`], it instead
 ///    hands the id to the span an inner layer opens (obs-trace's server
 ///    layer), which writes it into that span's record as it creates it;
-/// 4. makes it the task-local current id while the inner service runs;
+/// 4. makes it the current id ([`current`](crate::current)) while the inner
+///    service is called and while its future runs;
 /// 5. echoes it on the response under the first configured header (and
 ///    under the header it came in, if different) — on every response the
 ///    inner service returns, including error responses made by inner

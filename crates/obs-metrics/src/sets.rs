@@ -314,10 +314,11 @@ impl HttpServerMetrics {
             .by_hash
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        if self.series.len.load(Ordering::Relaxed) >= SERIES_CACHE_MAX {
+            return;
+        }
         let bucket = by_hash.entry(hash).or_default();
-        if bucket.iter().any(|(k, _)| key_eq(k, &values))
-            || self.series.len.load(Ordering::Relaxed) >= SERIES_CACHE_MAX
-        {
+        if bucket.iter().any(|(k, _)| key_eq(k, &values)) {
             return;
         }
         bucket.push((

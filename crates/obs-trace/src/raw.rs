@@ -327,10 +327,25 @@ impl Recording {
     pub(crate) fn empty_exported(&mut self) {
         self.name = None;
         self.attributes.clear();
-        self.events.clear();
-        self.links.clear();
+        // A pooled box keeps small buffers only (it is about 0.6 KiB): a
+        // span that had many events or links gives its buffers up.
+        keep_small(&mut self.events);
+        keep_small(&mut self.links);
         self.status = Status::Unset;
         self.trace_state = TraceState::default();
+    }
+}
+
+/// Elements a pooled recording's event and link buffers keep room for at
+/// most.
+const KEEP_ELEMENTS: usize = 8;
+
+/// Empties `v`, keeping its buffer only when it is small.
+fn keep_small<T>(v: &mut Vec<T>) {
+    if v.capacity() > KEEP_ELEMENTS {
+        *v = Vec::new();
+    } else {
+        v.clear();
     }
 }
 
