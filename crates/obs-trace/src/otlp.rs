@@ -345,18 +345,24 @@ mod wire {
         }
     }
 
-    /// [`put_kvs`] of recorded attributes.
+    /// [`put_kvs`] of recorded attributes: each one's length is known up
+    /// front (its key and value are at hand), so it is written in one pass
+    /// without leaving room for the length.
     fn put_raw_kvs<'a>(
         out: &mut Vec<u8>,
         field: u32,
         kvs: impl Iterator<Item = &'a (&'static str, RawValue)>,
     ) {
         for (key, value) in kvs {
-            put_nested(out, field, 1, |out| {
-                put_string_field(out, 1, key);
-                put_len_field(out, 2, raw_value_len(value));
-                put_raw_value(out, value);
-            });
+            let value_len = raw_value_len(value);
+            put_len_field(
+                out,
+                field,
+                string_field_len(1, key) + field_len(2, value_len),
+            );
+            put_string_field(out, 1, key);
+            put_len_field(out, 2, value_len);
+            put_raw_value(out, value);
         }
     }
 
