@@ -449,6 +449,27 @@ pub struct LogFilter {
     state: Arc<FilterState>,
 }
 
+impl LogFilter {
+    /// Whether the directive now acts on span lifecycle callbacks (enter,
+    /// exit, close): only an `EnvFilter` directive (span and field filters)
+    /// follows spans; a `target=level` one ignores them. A layer composing
+    /// this filter may skip those callbacks while this says `false`; it is
+    /// one atomic load, and a reload changes the answer.
+    #[inline]
+    pub fn acts_on_span_lifecycle(&self) -> bool {
+        #[cfg(feature = "env-filter")]
+        {
+            self.state
+                .span_aware
+                .load(std::sync::atomic::Ordering::Relaxed)
+        }
+        #[cfg(not(feature = "env-filter"))]
+        {
+            false
+        }
+    }
+}
+
 impl fmt::Debug for LogFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LogFilter")

@@ -234,3 +234,50 @@ async fn beside_other_layers_obs_levels_hide_nothing_from_them() {
     assert!(text.contains("a warn event"), "{text}");
     assert!(!text.contains("an info event"), "{text}");
 }
+
+/// A directive with span filters, loaded at runtime, follows spans in and
+/// out (the fused layer hands it span enter and exit only while the
+/// directive has span filters); reloaded back to `target=level`, it no
+/// longer does.
+#[tokio::test(flavor = "current_thread")]
+async fn a_span_scoped_directive_loaded_at_runtime_follows_spans() {
+    for install in BOTH {
+        span_scoped_directive(install).await;
+    }
+}
+
+async fn span_scoped_directive(install: Install) {
+    let (obs, logs) = obs_at_warn();
+    obs_testing::subscriber::with_default(subscriber(&obs, install), || {
+        let in_span = |job: bool, n: u64| {
+            let span = if job {
+                tracing::info_span!("job")
+            } else {
+                tracing::info_span!("report")
+            };
+            let _g = span.enter();
+            tracing::debug!(target: "app", n, "debug line");
+        };
+        in_span(true, 1);
+        obs.reload_log_level("warn,[job]=debug").unwrap();
+        in_span(true, 2);
+        in_span(false, 3);
+        tracing::debug!(target: "app", n = 4, "debug line");
+        // Entered, left, entered again: the scope is followed.
+        let span = tracing::info_span!("job");
+        span.in_scope(|| tracing::debug!(target: "app", n = 5, "debug line"));
+        tracing::debug!(target: "app", n = 6, "debug line");
+        span.in_scope(|| tracing::debug!(target: "app", n = 7, "debug line"));
+        obs.reload_log_level("warn").unwrap();
+        in_span(true, 8);
+        span.in_scope(|| tracing::debug!(target: "app", n = 9, "debug line"));
+    });
+    let report = obs.shutdown(Duration::from_secs(5)).await;
+    assert!(report.completed, "{report}");
+    assert_eq!(
+        logs.numbers_of("debug line", "n"),
+        [2, 5, 7],
+        "{install:?}: {}",
+        logs.text()
+    );
+}

@@ -86,7 +86,7 @@ impl Pillar for State {
         // and its filter none.
         let callbacks = super::fused::SpanCallbacks {
             record: false,
-            lifecycle: false,
+            lifecycle: super::fused::Lifecycle::Never,
         };
         layers.push(reporter.layer(), ErrorsFilter { events }, callbacks);
         Ok(Self { reporter })

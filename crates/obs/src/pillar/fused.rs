@@ -51,12 +51,47 @@ type BoxedFilter<S> = Box<dyn Filter<S> + Send + Sync + 'static>;
 /// Which span callbacks after `on_new_span` a part acts on, its layer or its
 /// filter: the fused layer skips the others (two dynamic calls each, on
 /// every enter and exit of every span).
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct SpanCallbacks {
     /// `on_record`.
     pub(crate) record: bool,
     /// `on_enter`, `on_exit`, `on_close` and `on_follows_from`.
-    pub(crate) lifecycle: bool,
+    pub(crate) lifecycle: Lifecycle,
+}
+
+/// Whether a part acts on the span lifecycle callbacks.
+#[derive(Clone)]
+pub(crate) enum Lifecycle {
+    /// Never: they are not called.
+    #[cfg_attr(
+        not(any(feature = "trace", feature = "errors")),
+        allow(dead_code, reason = "the trace and errors pillars act on none")
+    )]
+    Never,
+    /// While the check says so, asked on each callback: for a part whose
+    /// need changes at runtime (the log directive acts on them only while it
+    /// has span filters, and a reload may add or remove them). One call and
+    /// a load where two dynamic calls did nothing.
+    #[cfg_attr(
+        not(feature = "log"),
+        allow(dead_code, reason = "only the log pillar's need changes")
+    )]
+    While(Arc<dyn Fn() -> bool + Send + Sync>),
+}
+
+impl fmt::Debug for SpanCallbacks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpanCallbacks")
+            .field("record", &self.record)
+            .field(
+                "lifecycle",
+                &match self.lifecycle {
+                    Lifecycle::Never => "never",
+                    Lifecycle::While(_) => "while",
+                },
+            )
+            .finish()
+    }
 }
 
 /// The pillars' layers and filters, gathered while the pillars start, in
@@ -110,12 +145,21 @@ where
                 .map(|(i, _)| i)
                 .collect()
         };
+        let lifecycle = self
+            .callbacks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match &c.lifecycle {
+                Lifecycle::Never => None,
+                Lifecycle::While(check) => Some((i, check.clone())),
+            })
+            .collect();
         let any = AnyOf {
             filters: filters.clone(),
         };
         let fused = |sole| Fused {
             record: select(|c| c.record),
-            lifecycle: select(|c| c.lifecycle),
+            lifecycle,
             layers: self.layers,
             filters,
             sole,
@@ -144,8 +188,9 @@ struct Fused<S> {
     filters: Arc<[BoxedFilter<S>]>,
     /// The parts that act on `on_record`.
     record: Vec<usize>,
-    /// The parts that act on enter, exit, close and follows-from.
-    lifecycle: Vec<usize>,
+    /// The parts that may act on enter, exit, close and follows-from, each
+    /// with the check of whether it does now.
+    lifecycle: Vec<(usize, LifecycleCheck)>,
     /// The union filter, when this layer is the subscriber's only one and
     /// the filter is therefore the subscriber's ([`Mode::Sole`]); `None`
     /// when a per-layer filter wraps the layer.
@@ -160,12 +205,23 @@ impl<S> fmt::Debug for Fused<S> {
     }
 }
 
+/// See [`Lifecycle::While`].
+type LifecycleCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
 impl<S> Fused<S>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
     fn parts(&self) -> impl Iterator<Item = (&Boxed<S>, &BoxedFilter<S>)> {
         self.layers.iter().zip(self.filters.iter())
+    }
+
+    /// The parts acting on the span lifecycle callbacks now.
+    fn lifecycle(&self) -> impl Iterator<Item = (&Boxed<S>, &BoxedFilter<S>)> {
+        self.lifecycle
+            .iter()
+            .filter(|(_, acts)| acts())
+            .map(|&(i, _)| (&self.layers[i], &self.filters[i]))
     }
 
     fn some<'a>(
@@ -253,27 +309,27 @@ where
     }
 
     fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
-        for (l, _) in self.some(&self.lifecycle) {
+        for (l, _) in self.lifecycle() {
             l.on_follows_from(id, follows, ctx.clone());
         }
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        for (l, f) in self.some(&self.lifecycle) {
+        for (l, f) in self.lifecycle() {
             f.on_enter(id, ctx.clone());
             l.on_enter(id, ctx.clone());
         }
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        for (l, f) in self.some(&self.lifecycle) {
+        for (l, f) in self.lifecycle() {
             f.on_exit(id, ctx.clone());
             l.on_exit(id, ctx.clone());
         }
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        for (l, f) in self.some(&self.lifecycle) {
+        for (l, f) in self.lifecycle() {
             f.on_close(id.clone(), ctx.clone());
             l.on_close(id.clone(), ctx.clone());
         }

@@ -65,11 +65,17 @@ impl Pillar for State {
         )?;
         // Recorded values join the span's fields; the directive, when it has
         // span filters (an `EnvFilter` one), follows spans in and out.
+        // The directive acts on span enter, exit and close only while it
+        // has span filters: the fused layer asks it on each callback.
+        let filter = handles.reload.filter();
+        let lifecycle_filter = filter.clone();
         let callbacks = super::fused::SpanCallbacks {
             record: true,
-            lifecycle: true,
+            lifecycle: super::fused::Lifecycle::While(std::sync::Arc::new(move || {
+                lifecycle_filter.acts_on_span_lifecycle()
+            })),
         };
-        layers.push(layer, handles.reload.filter(), callbacks);
+        layers.push(layer, filter, callbacks);
         Ok(Self {
             reload: handles.reload,
             stats: handles.stats,

@@ -81,7 +81,7 @@ impl Pillar for State {
         // filter acts on enter, exit or close.
         let callbacks = super::fused::SpanCallbacks {
             record: true,
-            lifecycle: false,
+            lifecycle: super::fused::Lifecycle::Never,
         };
         layers.push(tracer.layer(), settings.filter, callbacks);
         Ok(Self { tracer })
