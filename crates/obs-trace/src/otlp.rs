@@ -408,17 +408,46 @@ mod wire {
         u32::from(l.trace_flags.to_byte()) | HAS_IS_REMOTE | IS_REMOTE
     }
 
-    pub(super) fn put_span(out: &mut Vec<u8>, s: &FinishedSpan) {
-        put_bytes_field(out, 1, s.trace_id.as_bytes());
-        put_bytes_field(out, 2, s.span_id.as_bytes());
-        put_string_field(out, 3, s.trace_state.as_str());
-        if let Some(p) = s.parent_span_id {
+    /// A span's fields 1 to 8: its ids, trace state, parent, name, kind and
+    /// times.
+    struct Head<'a> {
+        trace_id: &'a [u8],
+        span_id: &'a [u8],
+        trace_state: &'a str,
+        parent: Option<obs_core::SpanId>,
+        name: &'a [u8],
+        kind: SpanKind,
+        start: std::time::SystemTime,
+        end: std::time::SystemTime,
+    }
+
+    fn put_head(out: &mut Vec<u8>, h: &Head<'_>) {
+        put_bytes_field(out, 1, h.trace_id);
+        put_bytes_field(out, 2, h.span_id);
+        put_string_field(out, 3, h.trace_state);
+        if let Some(p) = h.parent {
             put_bytes_field(out, 4, p.as_bytes());
         }
-        put_string_field(out, 5, &s.name);
-        put_uint_field(out, 6, kind(s.kind));
-        put_fixed64_field(out, 7, nanos(s.start));
-        put_fixed64_field(out, 8, nanos(s.end));
+        put_bytes_field(out, 5, h.name);
+        put_uint_field(out, 6, kind(h.kind));
+        put_fixed64_field(out, 7, nanos(h.start));
+        put_fixed64_field(out, 8, nanos(h.end));
+    }
+
+    pub(super) fn put_span(out: &mut Vec<u8>, s: &FinishedSpan) {
+        put_head(
+            out,
+            &Head {
+                trace_id: s.trace_id.as_bytes(),
+                span_id: s.span_id.as_bytes(),
+                trace_state: s.trace_state.as_str(),
+                parent: s.parent_span_id,
+                name: s.name.as_bytes(),
+                kind: s.kind,
+                start: s.start,
+                end: s.end,
+            },
+        );
         put_kvs(out, 9, &s.attributes);
         put_uint_field(out, 10, u64::from(s.dropped_attributes));
         put_tail(
@@ -434,16 +463,19 @@ mod wire {
     /// [`put_span`] of a span straight from its recording: the same message
     /// its [`FinishedSpan`] makes, field for field.
     pub(super) fn put_recorded_span(out: &mut Vec<u8>, r: &Recording) {
-        put_bytes_field(out, 1, r.trace_id.as_bytes());
-        put_bytes_field(out, 2, r.span_id.as_bytes());
-        put_string_field(out, 3, r.trace_state.as_str());
-        if let Some(p) = r.parent {
-            put_bytes_field(out, 4, p.as_bytes());
-        }
-        put_bytes_field(out, 5, r.name_bytes());
-        put_uint_field(out, 6, kind(r.kind));
-        put_fixed64_field(out, 7, nanos(r.start));
-        put_fixed64_field(out, 8, nanos(r.end));
+        put_head(
+            out,
+            &Head {
+                trace_id: r.trace_id.as_bytes(),
+                span_id: r.span_id.as_bytes(),
+                trace_state: r.trace_state.as_str(),
+                parent: r.parent,
+                name: r.name_bytes(),
+                kind: r.kind,
+                start: r.start,
+                end: r.end,
+            },
+        );
         put_raw_kvs(out, 9, r.attributes.iter());
         put_uint_field(out, 10, u64::from(r.dropped_attributes));
         put_tail(

@@ -112,6 +112,16 @@ async fn request_with_a_line_after_the_response(obs: &obs::Obs) {
         .unwrap();
 }
 
+/// The one server span the receiver got.
+fn server_span(receiver: &obs_testing::otlp::OtlpReceiver) -> obs_testing::otlp::ReceivedSpan {
+    let spans = receiver.wait_for_spans(1, Duration::from_secs(20));
+    spans
+        .iter()
+        .find(|s| s.kind() == 2)
+        .cloned()
+        .unwrap_or_else(|| panic!("the server span: {spans:#?}"))
+}
+
 /// The line written after the response, and the access line.
 fn lines(logs: &obs_testing::capture::SharedBuf) -> (serde_json::Value, serde_json::Value) {
     let lines = logs.json_lines();
@@ -181,11 +191,7 @@ async fn alone_and_sampled_the_exported_span_has_its_status() {
     drop(guard);
     assert!(obs.shutdown(Duration::from_secs(5)).await.completed);
 
-    let spans = receiver.wait_for_spans(1, Duration::from_secs(20));
-    let server = spans
-        .iter()
-        .find(|s| s.kind() == 2)
-        .unwrap_or_else(|| panic!("the server span: {spans:#?}"));
+    let server = server_span(&receiver);
     assert_eq!(server.name(), "GET /items/{id}");
     assert_eq!(
         server.attr("http.response.status_code").as_deref(),
@@ -220,11 +226,7 @@ async fn alone_and_sampled_a_failed_request_is_exported_as_an_error() {
     drop(guard);
     assert!(obs.shutdown(Duration::from_secs(5)).await.completed);
 
-    let spans = receiver.wait_for_spans(1, Duration::from_secs(20));
-    let server = spans
-        .iter()
-        .find(|s| s.kind() == 2)
-        .unwrap_or_else(|| panic!("the server span: {spans:#?}"));
+    let server = server_span(&receiver);
     assert_eq!(
         server.attr("http.response.status_code").as_deref(),
         Some("503")
