@@ -493,6 +493,35 @@ impl IdRecord {
     }
 }
 
+/// The guard of [`IdRecord::next_span_correlation`]: restores the id that
+/// was waiting before it (usually none) when dropped. It stays on the thread
+/// that made it (it is not `Send`: never hold it across an `.await`), guards
+/// must be dropped in the reverse order they were made, and a guard that is
+/// never dropped (`mem::forget`) leaves its id waiting for the thread's next
+/// span.
+#[derive(Debug)]
+#[must_use = "the id waits for the next span only while the guard lives"]
+pub struct NextSpanCorrelation {
+    prev: Option<CorrelationId>,
+    set: bool,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for NextSpanCorrelation {
+    fn drop(&mut self) {
+        if !self.set {
+            return;
+        }
+        let prev = self.prev.take();
+        let _ = NEXT_SPAN_CORRELATION.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                let _ = HAS_NEXT_SPAN_CORRELATION.try_with(|f| f.set(prev.is_some()));
+                *c = prev;
+            }
+        });
+    }
+}
+
 thread_local! {
     static THREAD_SCOPED: std::cell::RefCell<Option<IdRecord>> = const { std::cell::RefCell::new(None) };
     static NEXT_SPAN_CORRELATION: std::cell::RefCell<Option<CorrelationId>> = const { std::cell::RefCell::new(None) };
@@ -764,34 +793,5 @@ mod tests {
         let r = IdRecord::with_trace(TraceId::random(), SpanId::random(), TraceFlags::NOT_SAMPLED);
         assert!(!r.is_sampled());
         assert!(!IdRecord::default().is_sampled());
-    }
-}
-
-/// The guard of [`IdRecord::next_span_correlation`]: restores the id that
-/// was waiting before it (usually none) when dropped. It stays on the thread
-/// that made it (it is not `Send`: never hold it across an `.await`), guards
-/// must be dropped in the reverse order they were made, and a guard that is
-/// never dropped (`mem::forget`) leaves its id waiting for the thread's next
-/// span.
-#[derive(Debug)]
-#[must_use = "the id waits for the next span only while the guard lives"]
-pub struct NextSpanCorrelation {
-    prev: Option<CorrelationId>,
-    set: bool,
-    _not_send: std::marker::PhantomData<*const ()>,
-}
-
-impl Drop for NextSpanCorrelation {
-    fn drop(&mut self) {
-        if !self.set {
-            return;
-        }
-        let prev = self.prev.take();
-        let _ = NEXT_SPAN_CORRELATION.try_with(|c| {
-            if let Ok(mut c) = c.try_borrow_mut() {
-                let _ = HAS_NEXT_SPAN_CORRELATION.try_with(|f| f.set(prev.is_some()));
-                *c = prev;
-            }
-        });
     }
 }

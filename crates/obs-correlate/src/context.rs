@@ -7,8 +7,10 @@
 //! without a `tracing` subscriber) and the obs-core
 //! [`IdRecord`] of a `tracing` span (read by log, metric and error layers).
 
+use std::borrow::BorrowMut;
 use std::cell::RefCell;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -25,76 +27,41 @@ thread_local! {
     static CURRENT: RefCell<Option<CorrelationId>> = const { RefCell::new(None) };
 }
 
-/// Puts `slot`'s id in place as this thread's current id, and back into
-/// `slot` when dropped (the previous id returns to the thread).
-struct Swapped<'a>(&'a mut Option<CorrelationId>);
+/// Puts the id in `S` (one the guard owns, or a future's own slot) in
+/// place as this thread's current id, and swaps it back when dropped: the
+/// previous id returns to the thread, the slot gets its id back. It stays
+/// on its thread (never held across an `.await`).
+pub(crate) struct Swapped<S: BorrowMut<Option<CorrelationId>>> {
+    slot: S,
+    _not_send: PhantomData<*const ()>,
+}
 
-impl<'a> Swapped<'a> {
+impl<S: BorrowMut<Option<CorrelationId>>> Swapped<S> {
     /// `None` when the thread's slot is gone or in use: the id is then not
-    /// current, and `slot` keeps it.
+    /// current (and an owned one is dropped).
     #[inline]
-    fn enter(slot: &'a mut Option<CorrelationId>) -> Option<Self> {
+    pub(crate) fn enter(mut slot: S) -> Option<Self> {
         CURRENT
             .try_with(|c| {
                 let mut c = c.try_borrow_mut().ok()?;
-                std::mem::swap(&mut *c, slot);
+                std::mem::swap(&mut *c, slot.borrow_mut());
                 Some(())
             })
             .ok()
             .flatten()
-            .map(|()| Swapped(slot))
-    }
-}
-
-impl Drop for Swapped<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        let _ = CURRENT.try_with(|c| {
-            if let Ok(mut c) = c.try_borrow_mut() {
-                std::mem::swap(&mut *c, self.0);
-            }
-        });
-    }
-}
-
-/// `id` as this thread's current id until the guard is dropped, which
-/// restores the previous one.
-pub(crate) struct CurrentGuard {
-    prev: Option<CorrelationId>,
-    set: bool,
-    /// Stays on its thread: never held across an `.await`.
-    _not_send: std::marker::PhantomData<*const ()>,
-}
-
-impl CurrentGuard {
-    #[inline]
-    pub(crate) fn set(id: Option<CorrelationId>) -> Self {
-        let prev = CURRENT
-            .try_with(|c| {
-                c.try_borrow_mut()
-                    .ok()
-                    .map(|mut c| std::mem::replace(&mut *c, id))
+            .map(|()| Swapped {
+                slot,
+                _not_send: PhantomData,
             })
-            .ok()
-            .flatten();
-        CurrentGuard {
-            set: prev.is_some(),
-            prev: prev.flatten(),
-            _not_send: std::marker::PhantomData,
-        }
     }
 }
 
-impl Drop for CurrentGuard {
+impl<S: BorrowMut<Option<CorrelationId>>> Drop for Swapped<S> {
     #[inline]
     fn drop(&mut self) {
-        if !self.set {
-            return;
-        }
-        let prev = self.prev.take();
         let _ = CURRENT.try_with(|c| {
             if let Ok(mut c) = c.try_borrow_mut() {
-                *c = prev;
+                std::mem::swap(&mut *c, self.slot.borrow_mut());
             }
         });
     }
@@ -136,7 +103,7 @@ pub fn current() -> Option<CorrelationId> {
 pub fn sync_scope<R>(id: CorrelationId, f: impl FnOnce() -> R) -> R {
     let span = span_for(&id);
     let _entered = span.enter();
-    let _current = CurrentGuard::set(Some(id));
+    let _current = Swapped::enter(Some(id));
     f()
 }
 

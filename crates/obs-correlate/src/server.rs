@@ -11,7 +11,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Span;
 
-use crate::context::{CurrentGuard, WithCorrelation};
+use crate::context::{Swapped, WithCorrelation};
 use crate::{Config, Source, Stats};
 
 #[derive(Debug)]
@@ -213,7 +213,7 @@ where
         // whole stack's) is built in place, not moved back out through
         // each closure.
         let fut = {
-            let _current = CurrentGuard::set(Some(id.clone()));
+            let _current = Swapped::enter(Some(id.clone()));
             let _next = config
                 .span_opened_inside
                 .then(|| IdRecord::next_span_correlation(id.clone()));

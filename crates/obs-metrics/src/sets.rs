@@ -110,12 +110,6 @@ struct RequestSeries {
     response_size: OnceLock<Histogram>,
 }
 
-impl Default for LabelHasher {
-    fn default() -> Self {
-        LabelHasher::new()
-    }
-}
-
 impl HttpServerMetrics {
     /// Registers (or finds) the set on `registry`.
     pub fn new(registry: &Registry) -> Result<Self> {

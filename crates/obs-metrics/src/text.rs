@@ -206,6 +206,12 @@ pub(crate) struct LabelHasher {
     k: u64,
 }
 
+impl Default for LabelHasher {
+    fn default() -> Self {
+        LabelHasher::new()
+    }
+}
+
 impl LabelHasher {
     /// A hasher with fresh random keys.
     pub(crate) fn new() -> Self {

@@ -513,7 +513,10 @@ impl SpanVisitor<'_> {
 /// `tower::TracedFuture`). `false` when the span is not one this layer
 /// records (unsampled, or not seen by it).
 #[cfg(feature = "tower")]
-pub(crate) fn record_for_export(span: &tracing::Span, fields: &[(&'static str, RawValue)]) -> bool {
+pub(crate) fn record_for_export(
+    span: &tracing::Span,
+    fields: impl IntoIterator<Item = (&'static str, RawValue)>,
+) -> bool {
     span.with_subscriber(|(id, dispatch)| {
         let Some(reg) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
             return false;
@@ -534,7 +537,7 @@ pub(crate) fn record_for_export(span: &tracing::Span, fields: &[(&'static str, R
             fresh: false,
         };
         for (name, value) in fields {
-            v.set(name, value.clone());
+            v.set(name, value);
         }
         true
     })

@@ -314,12 +314,31 @@ mod wire {
     /// each as field `field`.
     fn put_kvs(out: &mut Vec<u8>, field: u32, kvs: &[KeyValue]) {
         for kv in kvs {
-            put_nested(out, field, 1, |out| {
-                put_string_field(out, 1, &kv.key);
-                put_len_field(out, 2, any_value_len(&kv.value));
-                put_any_value(out, &kv.value);
+            put_kv(out, field, &kv.key, any_value_len(&kv.value), |out| {
+                put_any_value(out, &kv.value)
             });
         }
+    }
+
+    /// One `KeyValue` as field `field`, its value's `AnyValue` `value_len`
+    /// bytes long (written by `put_value`): the key and the value are at
+    /// hand, so the message's length is known up front and written first.
+    #[inline]
+    fn put_kv(
+        out: &mut Vec<u8>,
+        field: u32,
+        key: &str,
+        value_len: usize,
+        put_value: impl FnOnce(&mut Vec<u8>),
+    ) {
+        put_len_field(
+            out,
+            field,
+            string_field_len(1, key) + field_len(2, value_len),
+        );
+        put_string_field(out, 1, key);
+        put_len_field(out, 2, value_len);
+        put_value(out);
     }
 
     /// [`put_any_value`] of a recorded value: the same bytes.
@@ -345,24 +364,16 @@ mod wire {
         }
     }
 
-    /// [`put_kvs`] of recorded attributes: each one's length is known up
-    /// front (its key and value are at hand), so it is written in one pass
-    /// without leaving room for the length.
+    /// [`put_kvs`] of recorded attributes.
     fn put_raw_kvs<'a>(
         out: &mut Vec<u8>,
         field: u32,
         kvs: impl Iterator<Item = &'a (&'static str, RawValue)>,
     ) {
         for (key, value) in kvs {
-            let value_len = raw_value_len(value);
-            put_len_field(
-                out,
-                field,
-                string_field_len(1, key) + field_len(2, value_len),
-            );
-            put_string_field(out, 1, key);
-            put_len_field(out, 2, value_len);
-            put_raw_value(out, value);
+            put_kv(out, field, key, raw_value_len(value), |out| {
+                put_raw_value(out, value)
+            });
         }
     }
 

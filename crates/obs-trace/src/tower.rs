@@ -405,22 +405,16 @@ where
         };
         let code = status.map(|s| s.as_u16());
         if *this.record == Outcome::Recording {
-            let mut fields = [
-                ("http.response.status_code", RawValue::I64(0)),
-                ("error.type", RawValue::Bool(false)),
-                ("otel.status_code", RawValue::Bool(false)),
-            ];
-            let mut n = 0;
-            if let Some(code) = code {
-                fields[n].1 = RawValue::I64(i64::from(code));
-                n += 1;
-            }
-            if let Some(e) = error_type {
-                fields[n] = ("error.type", RawValue::Str(RawStr::new(e)));
-                fields[n + 1] = ("otel.status_code", RawValue::Str(RawStr::new("error")));
-                n += 2;
-            }
-            if crate::layer::record_for_export(this.span, &fields[..n]) {
+            // The fields `Span::record` below would record, in its order.
+            let status_code =
+                code.map(|c| ("http.response.status_code", RawValue::I64(i64::from(c))));
+            let failure = error_type.into_iter().flat_map(|e| {
+                [
+                    ("error.type", RawValue::Str(RawStr::new(e))),
+                    ("otel.status_code", RawValue::Str(RawStr::new("error"))),
+                ]
+            });
+            if crate::layer::record_for_export(this.span, status_code.into_iter().chain(failure)) {
                 return Poll::Ready(out);
             }
         }

@@ -562,16 +562,30 @@ impl RequestHead {
 fn access_line(end: &RequestEnd<'_>, path: &str, head_on_span: bool) {
     let duration_ms = obs_core::units::duration_ms(end.elapsed);
     let route = end.route;
-    // One `tracing` callsite per level (a callsite's level is constant):
-    // 5xx at ERROR, 4xx at WARN, the rest at INFO.
-    macro_rules! at_level_of {
-        ($status:expr, $event:ident) => {
+    // The line of a response with status `$status`, the fields `$head`
+    // written first: one `tracing` callsite per level and shape (a
+    // callsite's level is constant), 5xx at ERROR, 4xx at WARN, the rest at
+    // INFO.
+    macro_rules! access {
+        (@ $lvl:expr, $status:ident $(, $($head:tt)+)?) => {
+            tracing::event!(
+                target: "obs::access",
+                $lvl,
+                $($($head)+,)?
+                http.response.status_code = $status,
+                duration_ms,
+                http.request.body.size = end.request_size,
+                http.response.body.size = end.response_size,
+                message = "request finished"
+            )
+        };
+        ($status:ident $(, $($head:tt)+)?) => {
             if $status >= 500 {
-                $event!(tracing::Level::ERROR)
+                access!(@ tracing::Level::ERROR, $status $(, $($head)+)?)
             } else if $status >= 400 {
-                $event!(tracing::Level::WARN)
+                access!(@ tracing::Level::WARN, $status $(, $($head)+)?)
             } else {
-                $event!(tracing::Level::INFO)
+                access!(@ tracing::Level::INFO, $status $(, $($head)+)?)
             }
         };
     }
@@ -588,41 +602,13 @@ fn access_line(end: &RequestEnd<'_>, path: &str, head_on_span: bool) {
         // Callsites of their own rather than `None` values for the three
         // fields: visiting three absent fields on every line costs about
         // 200 instructions more.
-        Some(status) if head_on_span && !route.is_empty() => {
-            macro_rules! access {
-                ($lvl:expr) => {
-                    tracing::event!(
-                        target: "obs::access",
-                        $lvl,
-                        http.response.status_code = status,
-                        duration_ms,
-                        http.request.body.size = end.request_size,
-                        http.response.body.size = end.response_size,
-                        message = "request finished"
-                    )
-                };
-            }
-            at_level_of!(status, access);
-        }
-        Some(status) => {
-            macro_rules! access {
-                ($lvl:expr) => {
-                    tracing::event!(
-                        target: "obs::access",
-                        $lvl,
-                        http.request.method = end.method,
-                        http.route = route,
-                        url.path = path,
-                        http.response.status_code = status,
-                        duration_ms,
-                        http.request.body.size = end.request_size,
-                        http.response.body.size = end.response_size,
-                        message = "request finished"
-                    )
-                };
-            }
-            at_level_of!(status, access);
-        }
+        Some(status) if head_on_span && !route.is_empty() => access!(status),
+        Some(status) => access!(
+            status,
+            http.request.method = end.method,
+            http.route = route,
+            url.path = path
+        ),
         None => tracing::event!(
             target: "obs::access",
             tracing::Level::ERROR,

@@ -59,6 +59,9 @@ pub(crate) struct SpanCallbacks {
     pub(crate) lifecycle: Lifecycle,
 }
 
+/// Whether a part acts on the span lifecycle callbacks now.
+type LifecycleCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// Whether a part acts on the span lifecycle callbacks.
 #[derive(Clone)]
 pub(crate) enum Lifecycle {
@@ -76,7 +79,7 @@ pub(crate) enum Lifecycle {
         not(feature = "log"),
         allow(dead_code, reason = "only the log pillar's need changes")
     )]
-    While(Arc<dyn Fn() -> bool + Send + Sync>),
+    While(LifecycleCheck),
 }
 
 impl fmt::Debug for SpanCallbacks {
@@ -204,9 +207,6 @@ impl<S> fmt::Debug for Fused<S> {
             .finish()
     }
 }
-
-/// See [`Lifecycle::While`].
-type LifecycleCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl<S> Fused<S>
 where
