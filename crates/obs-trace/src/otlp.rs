@@ -566,13 +566,40 @@ fn partial(response: &[u8]) -> Result<(), crate::Error> {
 struct TransportExporter {
     config: obs_core::otlp::ExporterConfig,
     transport: obs_core::otlp::Transport,
+    /// What the last request body took per span. A body is handed over to
+    /// the transport, so each request encodes into a new buffer: allocated
+    /// at about its size up front, it is not grown (and copied) step by step
+    /// while the spans are written.
+    bytes_per_span: usize,
 }
+
+/// The largest body allocated up front (a larger one grows as it is written).
+#[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
+const BODY_HINT_MAX: usize = 4 << 20;
 
 #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
 impl TransportExporter {
     fn new(config: obs_core::otlp::ExporterConfig) -> Result<Self, crate::Error> {
         let transport = obs_core::otlp::Transport::new(&config, obs_core::otlp::Signal::Traces)?;
-        Ok(Self { config, transport })
+        Ok(Self {
+            config,
+            transport,
+            bytes_per_span: 0,
+        })
+    }
+
+    /// A buffer for a body of `spans` spans, sized from the last body (with
+    /// an eighth to spare) and for the resource at least.
+    fn body(&self, spans: usize) -> Vec<u8> {
+        let estimate = self.bytes_per_span.saturating_mul(spans).min(BODY_HINT_MAX);
+        Vec::with_capacity((estimate + estimate / 8 + 512).min(BODY_HINT_MAX))
+    }
+
+    /// Learns the size per span from the body just encoded.
+    fn learn(&mut self, body: &[u8], spans: usize) {
+        if spans > 0 {
+            self.bytes_per_span = body.len().div_ceil(spans);
+        }
     }
 
     fn rebuild(
@@ -589,9 +616,10 @@ impl TransportExporter {
         resource: &Resource,
         timeout: Duration,
     ) -> Result<(), crate::Error> {
-        let response = self
-            .transport
-            .send(encode_request(batch, resource), timeout)?;
+        let mut body = self.body(batch.len());
+        encode_into(&mut body, batch, &[], resource);
+        self.learn(&body, batch.len());
+        let response = self.transport.send(body, timeout)?;
         partial(&response)
     }
 
@@ -601,8 +629,10 @@ impl TransportExporter {
         resource: &Resource,
         timeout: Duration,
     ) -> Result<(), crate::Error> {
-        let mut body = Vec::new();
+        let spans = batch.finished.len() + batch.recorded.len();
+        let mut body = self.body(spans);
         encode_into(&mut body, batch.finished, batch.recorded, resource);
+        self.learn(&body, spans);
         let response = self.transport.send(body, timeout)?;
         partial(&response)
     }
@@ -732,6 +762,67 @@ mod tests {
                 message: "too old".into()
             })
         );
+    }
+
+    #[cfg(feature = "otlp-http")]
+    #[test]
+    fn a_body_is_allocated_at_about_the_size_of_the_last_one() {
+        use crate::span::{KeyValue, SpanKind, Status};
+        use obs_core::{SpanId, TraceFlags, TraceId};
+        let mut exporter = TransportExporter::new(obs_core::otlp::ExporterConfig::http(
+            "http://127.0.0.1:9/v1/traces",
+        ))
+        .unwrap();
+        let span = |i: i64| FinishedSpan {
+            trace_id: TraceId::random(),
+            span_id: SpanId::random(),
+            parent_span_id: None,
+            parent_is_remote: false,
+            trace_flags: TraceFlags::default(),
+            trace_state: Default::default(),
+            name: "GET /hello/{name}".into(),
+            kind: SpanKind::Server,
+            start: SystemTime::now(),
+            end: SystemTime::now(),
+            attributes: vec![
+                KeyValue {
+                    key: "url.path".into(),
+                    value: "/hello/world".into(),
+                },
+                KeyValue {
+                    key: "n".into(),
+                    value: i.into(),
+                },
+            ],
+            events: Vec::new(),
+            links: Vec::new(),
+            status: Status::Unset,
+            scope: "test",
+            dropped_attributes: 0,
+            dropped_events: 0,
+        };
+        let resource = Resource::new("svc");
+        let batch: Vec<FinishedSpan> = (0..200).map(span).collect();
+        // Nothing learned yet: room for the resource only.
+        let mut body = exporter.body(batch.len());
+        assert!(body.capacity() < 1024, "{}", body.capacity());
+        encode_into(&mut body, &batch, &[], &resource);
+        exporter.learn(&body, batch.len());
+        // The next body of as many spans is written without growing, and
+        // is not allocated far larger than it needs.
+        let mut next = exporter.body(batch.len());
+        let room = next.capacity();
+        encode_into(&mut next, &batch, &[], &resource);
+        assert_eq!(next.capacity(), room, "grew from {room} to {}", next.len());
+        assert!(
+            room <= next.len() + next.len() / 4 + 512,
+            "{room} for {}",
+            next.len()
+        );
+        // Half the spans: about half the room.
+        assert!(exporter.body(100).capacity() < room * 2 / 3);
+        // Bounded whatever the estimate.
+        assert!(exporter.body(usize::MAX).capacity() <= BODY_HINT_MAX);
     }
 }
 
