@@ -1078,8 +1078,29 @@ fn command_line() -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     vars.sort();
+    // The build's profile overrides (recorded by `build.rs`), so the command
+    // rebuilds what was measured.
+    vars.extend(
+        BUILD
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+    );
     vars.push("cargo run --release -p obs-http-bench".into());
     vars.join(" ")
+}
+
+/// The release-profile overrides this binary was built with, as
+/// `KEY=value` pairs (empty for the workspace's own profile).
+const BUILD: &str = env!("HTTP_BENCH_BUILD");
+
+/// The build, for the caption.
+fn build_profile() -> String {
+    if BUILD.is_empty() {
+        "the workspace's release profile (no LTO, 16 codegen units per crate)".into()
+    } else {
+        format!("the release profile with `{BUILD}`")
+    }
 }
 
 /// `pass`/`FAIL` of the targets for `config`'s share of bare, if it has any.
@@ -1109,11 +1130,12 @@ fn print_report(outcomes: &[Outcome], load: &Load, pinning: &Pinning, started: S
         "<!-- the table below is printed by http_bench (benches/http); regenerate it with the command in its caption -->"
     );
     println!(
-        "Measured {} with `{}` on {}; {}; `wrk -t{} -c{} -d{}s --latency` after a {} s warm-up, \
+        "Measured {} with `{}` on {}, built with {}; {}; `wrk -t{} -c{} -d{}s --latency` after a {} s warm-up, \
          `GET /hello/world`, {} round(s), configurations interleaved; medians over the rounds.",
         utc(started),
         command_line(),
         machine(),
+        build_profile(),
         pinning.describe(),
         load.threads,
         load.connections,
