@@ -647,6 +647,7 @@ pin_project_lite::pin_project! {
 impl<F: Future> Future for Scoped<F> {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let _g = Enter::new(this.scope);

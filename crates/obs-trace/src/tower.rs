@@ -387,6 +387,7 @@ where
 {
     type Output = Result<Response<RB>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let _g = this.span.enter();

@@ -396,6 +396,7 @@ where
     B: Future<Output = T>,
 {
     type Output = T;
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         match self.project() {
             EitherProj::Left { fut } => fut.poll(cx),
@@ -844,6 +845,7 @@ where
 {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let out = std::task::ready!(this.inner.poll(cx));
