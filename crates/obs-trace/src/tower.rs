@@ -211,7 +211,7 @@ impl TraceServerLayer {
                 http.response.status_code = Empty,
                 server.address = host,
                 server.port = port.map(i64::from),
-                client.address = client.as_ref().map(tracing::field::display),
+                client.address = client.as_ref().map(ClientAddress::as_str),
                 user_agent.original = user_agent,
                 network.protocol.version = version,
                 error.type = Empty,
@@ -240,18 +240,85 @@ impl fmt::Display for SpanName<'_> {
     }
 }
 
-/// The client's address: the first `X-Forwarded-For` hop, else the peer.
+/// The client's address: the first `X-Forwarded-For` hop, else the peer,
+/// recorded as a string. A peer's address is written out once, here: as a
+/// `Display` value each layer that records the span would run the
+/// formatting machinery on it again.
 enum ClientAddress<'a> {
     Forwarded(&'a str),
-    Peer(std::net::IpAddr),
+    Peer(AddrText),
 }
 
-impl fmt::Display for ClientAddress<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl ClientAddress<'_> {
+    fn as_str(&self) -> &str {
         match self {
-            ClientAddress::Forwarded(s) => f.write_str(s),
-            ClientAddress::Peer(ip) => ip.fmt(f),
+            ClientAddress::Forwarded(s) => s,
+            ClientAddress::Peer(t) => t.as_str(),
         }
+    }
+}
+
+/// An IP address as text, on the stack: the longest (an IPv6 address
+/// ending in a dotted IPv4 one) is 45 bytes.
+struct AddrText {
+    len: u8,
+    buf: [u8; 45],
+}
+
+impl AddrText {
+    fn new(ip: std::net::IpAddr) -> Self {
+        let mut t = AddrText {
+            len: 0,
+            buf: [0; 45],
+        };
+        match ip {
+            // Four octets by hand: the common case, without `fmt`.
+            std::net::IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        t.push(b'.');
+                    }
+                    if octet >= 100 {
+                        t.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        t.push(b'0' + octet / 10 % 10);
+                    }
+                    t.push(b'0' + octet % 10);
+                }
+            }
+            // IPv6's text form has its own rules (the longest run of zero
+            // groups elided, an embedded IPv4 address): std's.
+            std::net::IpAddr::V6(v6) => {
+                let _ = fmt::Write::write_fmt(&mut t, format_args!("{v6}"));
+            }
+        }
+        t
+    }
+
+    #[inline]
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(usize::from(self.len)) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII is ever written (digits, dots, hex digits, colons).
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for AddrText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let start = usize::from(self.len);
+        let Some(room) = self.buf.get_mut(start..start + s.len()) else {
+            return Err(fmt::Error);
+        };
+        room.copy_from_slice(s.as_bytes());
+        self.len += s.len() as u8;
+        Ok(())
     }
 }
 
@@ -272,14 +339,14 @@ fn client_address<'a, B>(
         return Some(ClientAddress::Forwarded(first));
     }
     if let Some(addr) = req.extensions().get::<std::net::SocketAddr>() {
-        return Some(ClientAddress::Peer(addr.ip()));
+        return Some(ClientAddress::Peer(AddrText::new(addr.ip())));
     }
     #[cfg(feature = "axum")]
     if let Some(ci) = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
     {
-        return Some(ClientAddress::Peer(ci.0.ip()));
+        return Some(ClientAddress::Peer(AddrText::new(ci.0.ip())));
     }
     None
 }
@@ -605,6 +672,30 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer address's text is std's `Display`, for every IPv4 address
+    /// shape and IPv6 ones (the longest included).
+    #[test]
+    fn peer_addresses_read_as_display_writes_them() {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let mut ips: Vec<IpAddr> = vec![
+            Ipv4Addr::new(0, 0, 0, 0).into(),
+            Ipv4Addr::new(255, 255, 255, 255).into(),
+            Ipv4Addr::new(10, 100, 9, 99).into(),
+            Ipv6Addr::LOCALHOST.into(),
+            Ipv6Addr::UNSPECIFIED.into(),
+            "2001:db8::8a2e:370:7334".parse().unwrap(),
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap(),
+            "::ffff:255.255.255.255".parse().unwrap(),
+            "0:0:0:0:0:ffff:192.0.2.1".parse().unwrap(),
+        ];
+        for a in 0..=255u8 {
+            ips.push(Ipv4Addr::new(a, a.wrapping_mul(7), a / 3, 255 - a).into());
+        }
+        for ip in ips {
+            assert_eq!(AddrText::new(ip).as_str(), ip.to_string());
+        }
+    }
 
     /// One pass finds what a lookup by name would: the first value of each
     /// name, absent when that value is not text.
