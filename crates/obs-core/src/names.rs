@@ -27,6 +27,31 @@ pub mod header {
         "x-csrf-token",
         "x-xsrf-token",
     ];
+
+    /// Whether `name`, a lowercase header name (as `http::HeaderName` holds
+    /// it), is one of [`SENSITIVE`]. The lengths rule out nearly every other
+    /// name before a byte is compared: this runs on every header of every
+    /// request whose head the error scope keeps.
+    ///
+    /// ```
+    /// use obs_core::names::header::is_sensitive;
+    /// assert!(is_sensitive("authorization") && is_sensitive("x-api-key"));
+    /// assert!(!is_sensitive("accept") && !is_sensitive("Authorization"));
+    /// ```
+    #[inline]
+    pub fn is_sensitive(name: &str) -> bool {
+        const LENGTHS: u64 = {
+            let mut mask = 0u64;
+            let mut i = 0;
+            while i < SENSITIVE.len() {
+                assert!(SENSITIVE[i].len() < 64);
+                mask |= 1 << SENSITIVE[i].len();
+                i += 1;
+            }
+            mask
+        };
+        name.len() < 64 && LENGTHS & (1 << name.len()) != 0 && SENSITIVE.contains(&name)
+    }
 }
 
 /// Field names of obs's native log schema, also used for span and error
@@ -211,6 +236,41 @@ pub mod env {
                 .iter()
                 .find(|(pk, _)| *pk == k)
                 .map(|(_, v)| (*v).to_owned())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header::{SENSITIVE, is_sensitive};
+
+    /// The length pre-check agrees with the list, for every name on it and
+    /// for names of every length around theirs.
+    #[test]
+    fn is_sensitive_answers_as_the_list_does() {
+        for name in SENSITIVE {
+            assert!(is_sensitive(name), "{name}");
+        }
+        let others = [
+            "",
+            "accept",
+            "cookies",
+            "cookie2",
+            "x-api-keys",
+            "set-cookie2",
+            "x-auth-tokens",
+            "authorisation",
+            "proxy-authorisation",
+            "host",
+            "x-request-id",
+            "content-type",
+        ];
+        for name in others {
+            assert_eq!(is_sensitive(name), SENSITIVE.contains(&name), "{name}");
+        }
+        for len in 0..80 {
+            let name = "x".repeat(len);
+            assert!(!is_sensitive(&name), "{len}");
         }
     }
 }

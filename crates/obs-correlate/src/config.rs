@@ -437,8 +437,11 @@ impl Config {
         // headers (a lookup by name hashes the name and probes the map once
         // per name, and an absent id means looking every name up).
         const SCANNED: usize = 4;
+        // A long header list (a browser's) costs more to walk than to probe
+        // once per name.
+        const SCAN_HEADERS_MAX: usize = 8;
         let names = &self.header_names;
-        if names.len() > SCANNED {
+        if names.len() > SCANNED || headers.keys_len() > SCAN_HEADERS_MAX {
             return self.resolve_with(
                 |i| get(headers, &names[i]),
                 || get(headers, header::TRACEPARENT),
@@ -576,15 +579,23 @@ mod tests {
     proptest::proptest! {
         /// The one pass over a request's headers resolves exactly as looking
         /// each configured name up does, repeats and order included, for
-        /// one to six names (past four it looks names up).
+        /// one to six names (past four it looks names up) and up to 20
+        /// distinct headers (past eight it looks names up).
         #[test]
         fn one_pass_over_headers_resolves_as_lookups_do(
             n in 1usize..=6,
             sent in proptest::collection::vec((0usize..8, proptest::prop_oneof!["[a-z0-9-]{1,12}", "bad value!"]), 0..8),
+            fillers in 0usize..12,
         ) {
             let pool = ["x-a", "x-b", "x-c", "x-d", "x-e", "x-f", "accept", "host"];
             let config = Config::new().headers(pool[..n].iter().copied()).unwrap();
             let mut headers = http::HeaderMap::new();
+            for i in 0..fillers {
+                headers.append(
+                    http::HeaderName::try_from(format!("x-filler-{i}")).unwrap(),
+                    http::HeaderValue::from_static("1"),
+                );
+            }
             for (i, v) in &sent {
                 headers.append(pool[*i], v.parse().unwrap());
             }

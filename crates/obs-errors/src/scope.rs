@@ -276,7 +276,7 @@ impl RawRequest {
             let name = name.as_str();
             self.bytes.extend_from_slice(name.as_bytes());
             let name_end = self.bytes.len();
-            if !obs_core::names::header::SENSITIVE.contains(&name) {
+            if !obs_core::names::header::is_sensitive(name) {
                 let value = value.as_bytes();
                 self.bytes
                     .extend_from_slice(&value[..value.len().min(COPIED_VALUE_MAX)]);
