@@ -511,7 +511,9 @@ fn plain_segment(seg: &[u8]) -> bool {
 /// or more of mixed-case letters and digits). Such an id is rejected like an
 /// invalid one, so it is never echoed or logged.
 pub(crate) fn id_looks_secret(id: &[u8]) -> bool {
-    if !may_hold_secret(id) || is_uuid_or_hex(id) {
+    // The shape callers nearly always send first: it settles the question
+    // in one pass, where the pre-check scans a UUID's 36 bytes twice.
+    if is_uuid_or_hex(id) || !may_hold_secret(id) {
         return false;
     }
     let Ok(s) = std::str::from_utf8(id) else {
@@ -525,13 +527,20 @@ pub(crate) fn id_looks_secret(id: &[u8]) -> bool {
 /// UUIDs (any version, either case) and hex strings up to 40 characters:
 /// the ids nearly every caller sends, ruled out without a scan.
 fn is_uuid_or_hex(b: &[u8]) -> bool {
-    if b.len() == 36 {
-        return b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        });
+    // Without a branch per byte: the dashes at their four places, then
+    // each group of hex digits folded.
+    fn all_hex(b: &[u8]) -> bool {
+        b.iter().fold(true, |ok, c| ok & c.is_ascii_hexdigit())
     }
-    b.len() <= 40 && b.iter().all(u8::is_ascii_hexdigit)
+    if b.len() == 36 {
+        return (b[8] == b'-') & (b[13] == b'-') & (b[18] == b'-') & (b[23] == b'-')
+            && all_hex(&b[..8])
+            && all_hex(&b[9..13])
+            && all_hex(&b[14..18])
+            && all_hex(&b[19..23])
+            && all_hex(&b[24..]);
+    }
+    b.len() <= 40 && all_hex(b)
 }
 
 /// Whether one token looks like a credential by shape alone.
@@ -1115,6 +1124,33 @@ mod tests {
             "3f786850e387550fdab836ed7e6dc881de23001b",
         ] {
             assert!(!id_looks_secret(id.as_bytes()), "{id} should pass");
+        }
+    }
+
+    proptest::proptest! {
+        /// The folded shape check answers as a byte-by-byte one, on UUID-
+        /// and hex-like strings with any byte changed.
+        #[test]
+        fn uuid_or_hex_answers_as_a_byte_walk_does(
+            base in proptest::prop_oneof![
+                "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+                "[0-9a-fA-F]{0,44}",
+            ],
+            flip in proptest::option::of((0usize..44, proptest::num::u8::ANY)),
+        ) {
+            let mut b = base.into_bytes();
+            if let Some((i, byte)) = flip && i < b.len() {
+                b[i] = byte;
+            }
+            let walk = if b.len() == 36 {
+                b.iter().enumerate().all(|(i, c)| match i {
+                    8 | 13 | 18 | 23 => *c == b'-',
+                    _ => c.is_ascii_hexdigit(),
+                })
+            } else {
+                b.len() <= 40 && b.iter().all(u8::is_ascii_hexdigit)
+            };
+            proptest::prop_assert_eq!(is_uuid_or_hex(&b), walk);
         }
     }
 
