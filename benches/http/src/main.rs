@@ -1078,28 +1078,34 @@ fn command_line() -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     vars.sort();
-    // The build's profile overrides (recorded by `build.rs`), so the command
-    // rebuilds what was measured.
-    vars.extend(
-        BUILD
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned),
-    );
+    // The build's overrides (recorded by `build.rs`), so the command
+    // rebuilds what was measured; a value with spaces is quoted.
+    vars.extend(BUILD.split('\u{1f}').filter(|s| !s.is_empty()).map(
+        |kv| match kv.split_once('=') {
+            Some((k, v)) if v.contains(' ') => format!("{k}='{v}'"),
+            _ => kv.to_owned(),
+        },
+    ));
     vars.push("cargo run --release -p obs-http-bench".into());
     vars.join(" ")
 }
 
-/// The release-profile overrides this binary was built with, as
-/// `KEY=value` pairs (empty for the workspace's own profile).
-const BUILD: &str = env!("HTTP_BENCH_BUILD");
+/// The build's overrides, as `KEY=value` pairs separated by 0x1f (empty
+/// for the workspace's own release profile). A `static`: clippy would take
+/// a `const` for a literal and call its emptiness always known.
+static BUILD: &str = env!("HTTP_BENCH_BUILD");
 
 /// The build, for the caption.
 fn build_profile() -> String {
-    if BUILD.is_empty() {
-        "the workspace's release profile (no LTO, 16 codegen units per crate)".into()
-    } else {
-        format!("the release profile with `{BUILD}`")
+    let overrides = BUILD.replace('\u{1f}', ", ");
+    match (env!("HTTP_BENCH_PROFILE"), overrides.is_empty()) {
+        ("release", true) => {
+            "the workspace's release profile (no LTO, 16 codegen units per crate)".into()
+        }
+        ("release", false) => format!("the release profile with `{overrides}`"),
+        (other, _) => {
+            format!("the `{other}` profile, NOT a release build: its figures say nothing about obs")
+        }
     }
 }
 

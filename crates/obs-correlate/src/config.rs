@@ -585,7 +585,7 @@ mod tests {
         fn one_pass_over_headers_resolves_as_lookups_do(
             n in 1usize..=6,
             sent in proptest::collection::vec((0usize..8, proptest::prop_oneof!["[a-z0-9-]{1,12}", "bad value!"]), 0..8),
-            fillers in 0usize..12,
+            fillers in 0usize..=12,
         ) {
             let pool = ["x-a", "x-b", "x-c", "x-d", "x-e", "x-f", "accept", "host"];
             let config = Config::new().headers(pool[..n].iter().copied()).unwrap();

@@ -813,7 +813,13 @@ mod tests {
         let mut next = exporter.body(batch.len());
         let room = next.capacity();
         encode_into(&mut next, &batch, &[], &resource);
-        assert_eq!(next.capacity(), room, "grew from {room} to {}", next.len());
+        assert_eq!(
+            next.capacity(),
+            room,
+            "grew from {room} to {} for {} bytes",
+            next.capacity(),
+            next.len()
+        );
         assert!(
             room <= next.len() + next.len() / 4 + 512,
             "{room} for {}",
