@@ -767,23 +767,12 @@ mod tests {
     #[cfg(feature = "otlp-http")]
     #[test]
     fn a_body_is_allocated_at_about_the_size_of_the_last_one() {
-        use crate::span::{KeyValue, SpanKind, Status};
-        use obs_core::{SpanId, TraceFlags, TraceId};
+        use crate::span::KeyValue;
         let mut exporter = TransportExporter::new(obs_core::otlp::ExporterConfig::http(
             "http://127.0.0.1:9/v1/traces",
         ))
         .unwrap();
         let span = |i: i64| FinishedSpan {
-            trace_id: TraceId::random(),
-            span_id: SpanId::random(),
-            parent_span_id: None,
-            parent_is_remote: false,
-            trace_flags: TraceFlags::default(),
-            trace_state: Default::default(),
-            name: "GET /hello/{name}".into(),
-            kind: SpanKind::Server,
-            start: SystemTime::now(),
-            end: SystemTime::now(),
             attributes: vec![
                 KeyValue {
                     key: "url.path".into(),
@@ -794,12 +783,7 @@ mod tests {
                     value: i.into(),
                 },
             ],
-            events: Vec::new(),
-            links: Vec::new(),
-            status: Status::Unset,
-            scope: "test",
-            dropped_attributes: 0,
-            dropped_events: 0,
+            ..FinishedSpan::for_test("GET /hello/{name}")
         };
         let resource = Resource::new("svc");
         let batch: Vec<FinishedSpan> = (0..200).map(span).collect();

@@ -180,8 +180,7 @@ fn redact_cow(rules: &Redactor, s: &mut Cow<'static, str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::span::{SpanEvent, SpanKind};
-    use obs_core::{SpanId, TraceFlags, TraceId};
+    use crate::span::SpanEvent;
 
     fn kv(key: &'static str, value: impl Into<Value>) -> KeyValue {
         KeyValue {
@@ -191,25 +190,7 @@ mod tests {
     }
 
     fn span(name: &'static str) -> FinishedSpan {
-        FinishedSpan {
-            trace_id: TraceId::random(),
-            span_id: SpanId::random(),
-            parent_span_id: None,
-            parent_is_remote: false,
-            trace_flags: TraceFlags::default(),
-            trace_state: Default::default(),
-            name: name.into(),
-            kind: SpanKind::Server,
-            start: std::time::SystemTime::now(),
-            end: std::time::SystemTime::now(),
-            attributes: Vec::new(),
-            events: Vec::new(),
-            links: Vec::new(),
-            status: Status::Unset,
-            scope: "test",
-            dropped_attributes: 0,
-            dropped_events: 0,
-        }
+        FinishedSpan::for_test(name)
     }
 
     #[test]

@@ -179,6 +179,33 @@ pub struct FinishedSpan {
     pub dropped_events: u32,
 }
 
+#[cfg(test)]
+impl FinishedSpan {
+    /// A root server span named `name`, with fresh ids, no attributes and
+    /// now as both its start and end: the unit tests' starting point.
+    pub(crate) fn for_test(name: &'static str) -> Self {
+        FinishedSpan {
+            trace_id: TraceId::random(),
+            span_id: SpanId::random(),
+            parent_span_id: None,
+            parent_is_remote: false,
+            trace_flags: TraceFlags::default(),
+            trace_state: TraceState::default(),
+            name: name.into(),
+            kind: SpanKind::Server,
+            start: SystemTime::now(),
+            end: SystemTime::now(),
+            attributes: Vec::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+            status: Status::Unset,
+            scope: "test",
+            dropped_attributes: 0,
+            dropped_events: 0,
+        }
+    }
+}
+
 impl FinishedSpan {
     /// The value of attribute `key`.
     pub fn attribute(&self, key: &str) -> Option<&Value> {
