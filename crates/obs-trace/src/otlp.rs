@@ -610,17 +610,30 @@ impl TransportExporter {
         Self::new(self.config)
     }
 
+    /// Encodes `finished` and `recorded` into one request body and sends
+    /// it: both export paths.
+    fn send(
+        &mut self,
+        finished: &[FinishedSpan],
+        recorded: &[Box<Recording>],
+        resource: &Resource,
+        timeout: Duration,
+    ) -> Result<(), crate::Error> {
+        let spans = finished.len() + recorded.len();
+        let mut body = self.body(spans);
+        encode_into(&mut body, finished, recorded, resource);
+        self.learn(&body, spans);
+        let response = self.transport.send(body, timeout)?;
+        partial(&response)
+    }
+
     fn export(
         &mut self,
         batch: &[FinishedSpan],
         resource: &Resource,
         timeout: Duration,
     ) -> Result<(), crate::Error> {
-        let mut body = self.body(batch.len());
-        encode_into(&mut body, batch, &[], resource);
-        self.learn(&body, batch.len());
-        let response = self.transport.send(body, timeout)?;
-        partial(&response)
+        self.send(batch, &[], resource, timeout)
     }
 
     fn export_recorded(
@@ -629,12 +642,7 @@ impl TransportExporter {
         resource: &Resource,
         timeout: Duration,
     ) -> Result<(), crate::Error> {
-        let spans = batch.finished.len() + batch.recorded.len();
-        let mut body = self.body(spans);
-        encode_into(&mut body, batch.finished, batch.recorded, resource);
-        self.learn(&body, spans);
-        let response = self.transport.send(body, timeout)?;
-        partial(&response)
+        self.send(batch.finished, batch.recorded, resource, timeout)
     }
 }
 
