@@ -779,19 +779,7 @@ pub fn peer_addr(ext: &http::Extensions) -> Option<std::net::SocketAddr> {
     ext.get::<std::net::SocketAddr>().copied()
 }
 
-/// `host` and `port` of an authority (`host:port`, `[v6]:port`, `host`),
-/// credentials dropped.
-pub fn split_authority(authority: &str) -> (&str, Option<u16>) {
-    let a = authority.rsplit('@').next().unwrap_or(authority);
-    if let Some(rest) = a.strip_prefix('[') {
-        let (h, p) = rest.split_once(']').unwrap_or((rest, ""));
-        return (h, p.strip_prefix(':').and_then(|p| p.parse().ok()));
-    }
-    match a.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().ok()),
-        None => (a, None),
-    }
-}
+pub use crate::headers::split_authority;
 
 /// The server a client calls, from its channel's target string, as the
 /// RPC semantic conventions read it for `server.address` / `server.port`:

@@ -77,22 +77,10 @@ impl<'a> SpanHeaders<'a> {
 
 /// `host[:port]`, `[v6][:port]`, after any `userinfo@`.
 fn split_authority(authority: Option<&str>) -> (Option<&str>, Option<u16>) {
-    let Some(a) = authority else {
-        return (None, None);
-    };
-    // Byte scans from the end: a host is a few bytes, shorter than the
-    // set-up of `str`'s searchers (`rsplit`, `rsplit_once`).
-    let last = |s: &str, byte: u8| s.bytes().rposition(|b| b == byte);
-    // After the last `@` (user info), then `[v6]:port`, `host:port` or `host`.
-    let a = last(a, b'@').map_or(a, |i| &a[i + 1..]);
-    if let Some(rest) = a.strip_prefix('[') {
-        let (h, p) = rest.split_once(']').unwrap_or((rest, ""));
-        return (Some(h), p.strip_prefix(':').and_then(|p| p.parse().ok()));
-    }
-    match last(a, b':') {
-        Some(i) => (Some(&a[..i]), a[i + 1..].parse().ok()),
-        None => (Some(a), None),
-    }
+    authority.map_or((None, None), |a| {
+        let (host, port) = obs_core::headers::split_authority(a);
+        (Some(host), port)
+    })
 }
 
 /// The server layer. Clone-cheap.
@@ -732,24 +720,5 @@ mod tests {
             split_authority(Some("example.com")),
             (Some("example.com"), None)
         );
-    }
-
-    proptest::proptest! {
-        /// The byte scans split an authority as `str`'s searchers do.
-        #[test]
-        fn split_authority_splits_as_the_str_searchers_do(a in "[a-z0-9@:\\[\\].-]{0,24}") {
-            fn by_searchers(a: &str) -> (Option<&str>, Option<u16>) {
-                let a = a.rsplit('@').next().unwrap_or(a);
-                if let Some(rest) = a.strip_prefix('[') {
-                    let (h, p) = rest.split_once(']').unwrap_or((rest, ""));
-                    return (Some(h), p.strip_prefix(':').and_then(|p| p.parse().ok()));
-                }
-                match a.rsplit_once(':') {
-                    Some((h, p)) => (Some(h), p.parse().ok()),
-                    None => (Some(a), None),
-                }
-            }
-            proptest::prop_assert_eq!(split_authority(Some(&a)), by_searchers(&a));
-        }
     }
 }
