@@ -314,10 +314,47 @@ mod wire {
     /// each as field `field`.
     fn put_kvs(out: &mut Vec<u8>, field: u32, kvs: &[KeyValue]) {
         for kv in kvs {
+            if let Value::Str(s) = &kv.value
+                && put_short_str_kv(out, field, kv.key.as_bytes(), s.as_bytes())
+            {
+                continue;
+            }
             put_kv(out, field, &kv.key, any_value_len(&kv.value), |out| {
                 put_any_value(out, &kv.value)
             });
         }
+    }
+
+    /// A `KeyValue` with a string value whose lengths each take one varint
+    /// byte (nearly every attribute): `field`'s key and length, the key as
+    /// field 1, the `AnyValue` as field 2 with the string as its field 1 —
+    /// the bytes [`put_kv`] writes, framed by two 4-byte groups around two
+    /// copies instead of eight single-byte pushes. `false` (nothing
+    /// written) for anything else: an empty key (left out, as prost does),
+    /// a longer attribute, a field number above 15.
+    #[inline]
+    fn put_short_str_kv(out: &mut Vec<u8>, field: u32, key: &[u8], value: &[u8]) -> bool {
+        let any = 2 + value.len();
+        let kv = 2 + key.len() + 2 + any;
+        if field > 15 || kv > 127 || key.is_empty() {
+            return false;
+        }
+        out.reserve(2 + kv);
+        out.extend_from_slice(&[
+            (field << 3 | LEN) as u8,
+            kv as u8,
+            1 << 3 | LEN as u8,
+            key.len() as u8,
+        ]);
+        out.extend_from_slice(key);
+        out.extend_from_slice(&[
+            2 << 3 | LEN as u8,
+            any as u8,
+            1 << 3 | LEN as u8,
+            value.len() as u8,
+        ]);
+        out.extend_from_slice(value);
+        true
     }
 
     /// One `KeyValue` as field `field`, its value's `AnyValue` `value_len`
@@ -371,6 +408,11 @@ mod wire {
         kvs: impl Iterator<Item = &'a (&'static str, RawValue)>,
     ) {
         for (key, value) in kvs {
+            if let RawValue::Str(s) = value
+                && put_short_str_kv(out, field, key.as_bytes(), s.as_bytes())
+            {
+                continue;
+            }
             put_kv(out, field, key, raw_value_len(value), |out| {
                 put_raw_value(out, value)
             });
@@ -1045,6 +1087,39 @@ mod encode_tests {
             encode_into(&mut ours, &finished, &recorded, &resource);
             expected_finished.extend(expected_recorded);
             prop_assert_eq!(ours, encode_request(&expected_finished, &resource));
+        }
+    }
+
+    /// Around the lengths where a string attribute stops fitting the
+    /// one-byte framing (a key-value of 127 bytes and of 128), recorded or
+    /// finished, the bytes are prost's, byte for byte.
+    #[test]
+    fn string_attributes_at_the_one_byte_length_limit_encode_as_prost() {
+        let resource = Resource::new("svc");
+        let lens = [
+            0usize, 1, 2, 60, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127, 128, 200,
+        ];
+        for k in lens {
+            for v in lens {
+                let key = "k".repeat(k);
+                let span = FinishedSpan {
+                    attributes: vec![KeyValue {
+                        key: key.clone().into(),
+                        value: Value::Str(Cow::Owned("v".repeat(v))),
+                    }],
+                    ..FinishedSpan::for_test("s")
+                };
+                let expected = to_request(std::slice::from_ref(&span), &resource).encode_to_vec();
+                assert_eq!(
+                    encode_request(std::slice::from_ref(&span), &resource),
+                    expected,
+                    "key {k}, value {v}"
+                );
+                let rec = recording_of(&span, false);
+                let mut ours = Vec::new();
+                encode_into(&mut ours, &[], &[rec], &resource);
+                assert_eq!(ours, expected, "recorded: key {k}, value {v}");
+            }
         }
     }
 
