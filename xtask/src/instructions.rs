@@ -13,8 +13,18 @@
 //! start-up, first-request work (callsite registration, pools filling) and
 //! shutdown cancel out.
 //!
+//! Beside the count, the report gives each stack's hot code: the 64-byte
+//! lines of machine code that run on every request (lines whose
+//! instructions ran at least N times more in the longer run). That is the
+//! code a served request has to fetch again after the kernel's network path
+//! has evicted it from the instruction cache (32 KiB on this machine's
+//! cores), so it predicts how much slower a stack gets in a real server
+//! than in this loop, which instruction counts alone do not.
+//!
 //! The last run of each stack leaves its profile in
 //! `target/xtask/callgrind/<stack>.out` for `callgrind_annotate`.
+
+use std::collections::HashMap;
 
 use std::path::Path;
 use std::process::Command;
@@ -94,11 +104,14 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
             "{stack}: {WARM} and {} requests under callgrind",
             WARM + requests
         ));
+        let low_out = out_dir.join(format!("{stack}-warm.out"));
         let out = out_dir.join(format!("{stack}.out"));
-        let low = collected(&binary, stack, WARM, &out)?;
+        let low = collected(&binary, stack, WARM, &low_out)?;
         let high = collected(&binary, stack, WARM + requests, &out)?;
         let per_request = high.saturating_sub(low) as f64 / requests as f64;
-        rows.push((stack, what, per_request));
+        let hot = hot_lines(&read(&low_out)?, &read(&out)?, requests);
+        let _ = std::fs::remove_file(&low_out);
+        rows.push((stack, what, per_request, hot));
     }
 
     let of = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| r.2);
@@ -108,9 +121,12 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
         "Instructions per request, steady state ({requests} requests, every thread):"
     ));
     say("");
-    say("| stack | instructions / request | over bare | against hand-glued |");
-    say("|---|---:|---:|---:|");
-    for (stack, what, per_request) in &rows {
+    let bare_hot = rows.iter().find(|r| r.0 == "bare").map_or(0, |r| r.3);
+    say(
+        "| stack | instructions / request | over bare | against hand-glued | hot code, 64-byte lines (KiB) | over bare |",
+    );
+    say("|---|---:|---:|---:|---:|---:|");
+    for (stack, what, per_request, hot) in &rows {
         let over = if *stack == "bare" {
             "—".to_owned()
         } else {
@@ -130,7 +146,15 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
                 )
             },
         );
-        say(&format!("| {what} | {per_request:.0} | {over} | {ratio} |"));
+        let hot_over = if *stack == "bare" {
+            "—".to_owned()
+        } else {
+            format!("{:+}", *hot as i64 - bare_hot as i64)
+        };
+        say(&format!(
+            "| {what} | {per_request:.0} | {over} | {ratio} | {hot} ({:.0}) | {hot_over} |",
+            *hot as f64 * 64.0 / 1024.0
+        ));
     }
     say("");
     say(&format!("profiles: {}", out_dir.display()));
@@ -141,6 +165,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
 fn collected(binary: &Path, stack: &str, n: u64, out: &Path) -> Result<u64, String> {
     let output = Command::new("valgrind")
         .arg("--tool=callgrind")
+        .arg("--dump-instr=yes")
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(binary)
         .arg(stack)
@@ -157,6 +182,75 @@ fn collected(binary: &Path, stack: &str, n: u64, out: &Path) -> Result<u64, Stri
         .ok_or_else(|| format!("no `Collected` line in callgrind's output:\n{stderr}"))
 }
 
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Instructions run per 64-byte line of machine code, from a callgrind
+/// profile written with `--dump-instr=yes` (its positions are `instr line`;
+/// an address is absolute (`0x…`), relative to the previous one (`+n`,
+/// `-n`) or the same (`*`); the line after a `calls=` line is a call's
+/// inclusive cost, not code run at that address).
+fn per_code_line(profile: &str) -> HashMap<u64, u64> {
+    let mut at = 0u64;
+    let mut lines = HashMap::new();
+    let mut call_cost_next = false;
+    for l in profile.lines() {
+        if l.starts_with("calls=") {
+            call_cost_next = true;
+            continue;
+        }
+        let Some(first) = l.bytes().next() else {
+            continue;
+        };
+        if !(first.is_ascii_digit() || matches!(first, b'+' | b'-' | b'*')) {
+            continue;
+        }
+        let mut parts = l.split_ascii_whitespace();
+        let (Some(addr), Some(_line), Some(cost)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Some(next) = position(addr, at) else {
+            continue;
+        };
+        at = next;
+        if std::mem::take(&mut call_cost_next) {
+            continue;
+        }
+        if let Ok(cost) = cost.parse::<u64>() {
+            *lines.entry(at >> 6).or_insert(0) += cost;
+        }
+    }
+    lines
+}
+
+/// A subposition of callgrind's format, given the previous one.
+fn position(text: &str, previous: u64) -> Option<u64> {
+    let number = |t: &str| match t.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => t.parse().ok(),
+    };
+    match text.as_bytes().first()? {
+        b'*' => Some(previous),
+        b'+' => Some(previous.wrapping_add(number(&text[1..])?)),
+        b'-' => Some(previous.wrapping_sub(number(&text[1..])?)),
+        _ => number(text),
+    }
+}
+
+/// The 64-byte code lines that ran on every request: at least `requests`
+/// instructions more in the longer run (`high`) than in the shorter
+/// (`low`), so start-up and first-request code, which both runs share,
+/// does not count.
+fn hot_lines(low: &str, high: &str, requests: u64) -> usize {
+    let low = per_code_line(low);
+    per_code_line(high)
+        .into_iter()
+        .filter(|(line, n)| n.saturating_sub(low.get(line).copied().unwrap_or(0)) >= requests)
+        .count()
+}
+
 /// The total of callgrind's summary line, `==PID== Collected : 123456789`.
 fn parse_collected(stderr: &str) -> Option<u64> {
     stderr.lines().find_map(|l| {
@@ -167,7 +261,39 @@ fn parse_collected(stderr: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_collected;
+    use super::{hot_lines, parse_collected, per_code_line};
+
+    /// A profile fragment in callgrind's compressed form: absolute and
+    /// relative addresses, a repeated one, and a call whose inclusive cost
+    /// is not code run at its address.
+    const PROFILE: &str = "positions: instr line\n\
+                           events: Ir\n\
+                           fn=(1) main\n\
+                           0x1000 3 10\n\
+                           +4 * 20\n\
+                           calls=1 0x2000 7\n\
+                           * * 5000\n\
+                           +0x40 4 7\n\
+                           -0x3c 2 1\n";
+
+    #[test]
+    fn code_lines_add_up_their_instructions() {
+        let lines = per_code_line(PROFILE);
+        // 0x1000 and 0x1004 share a line; the call's 5000 is not counted.
+        assert_eq!(lines.get(&(0x1000 >> 6)), Some(&(10 + 20 + 1)));
+        assert_eq!(lines.get(&(0x1044 >> 6)), Some(&7));
+        assert_eq!(lines.len(), 2);
+    }
+
+    #[test]
+    fn hot_lines_ran_on_every_request() {
+        let low = "0x1000 1 100\n0x2000 1 5\n0x3000 1 900\n";
+        let high = "0x1000 1 1100\n0x2000 1 600\n0x3000 1 900\n0x4000 1 1000\n";
+        // 1000 requests: 0x1000 ran 1000 more (hot), 0x2000 595 more (not
+        // every request), 0x3000 no more (start-up), 0x4000 only in the
+        // longer run (hot).
+        assert_eq!(hot_lines(low, high, 1000), 2);
+    }
 
     #[test]
     fn reads_callgrind_summary() {
