@@ -12,7 +12,8 @@
 //! - `cargo xtask instructions [--requests N]` — instructions per request
 //!   through each stack of the `server_layer` bench (bare, floor, obs,
 //!   hand-glued; unsampled and sampled), counted by valgrind's callgrind over
-//!   every thread (see `instructions.rs`).
+//!   every thread, and the hot code each request runs (64-byte lines of
+//!   machine code; see `instructions.rs`).
 //! - `cargo xtask soak [--minutes N]` — the service example under load with
 //!   faults injected on a schedule (see `soak.rs`); `ci` runs a 2-minute one.
 //! - `cargo xtask check-service URL [ARGS]...` — runs `obs-check` (the
