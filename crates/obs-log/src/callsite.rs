@@ -292,6 +292,21 @@ impl Callsites {
 
 /// Whether `meta` is the `log` bridge's callsite (one per level carries
 /// every `log` record).
+/// The metadata of the `log` record `event` carries (its own target, level,
+/// file and line), as `tracing-log` normalizes it; `None` for any other
+/// event. Every callsite of `tracing-log`'s bridge has the target `log`, so
+/// an event of any other target is answered by one comparison, before
+/// `tracing-log` looks its level's bridge callsite up.
+#[cfg(feature = "log")]
+#[inline]
+pub(crate) fn log_record_metadata<'a>(event: &'a tracing_core::Event<'a>) -> Option<Metadata<'a>> {
+    if event.metadata().target() != "log" {
+        return None;
+    }
+    use tracing_log::NormalizeEvent;
+    event.normalized_metadata()
+}
+
 pub(crate) fn is_log_bridge(meta: &Metadata<'_>) -> bool {
     meta.target() == "log" && meta.fields().field("log.target").is_some()
 }

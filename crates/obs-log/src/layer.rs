@@ -257,10 +257,7 @@ impl Inner {
     {
         let meta = event.metadata();
         #[cfg(feature = "log")]
-        let normalized = {
-            use tracing_log::NormalizeEvent;
-            event.normalized_metadata()
-        };
+        let normalized = crate::callsite::log_record_metadata(event);
         #[cfg(feature = "log")]
         let (target, file, line, is_log) = match &normalized {
             Some(n) => (n.target(), n.file(), n.line(), true),

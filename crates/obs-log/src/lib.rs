@@ -184,8 +184,7 @@ pub fn bridged_metadata<'a>(
 ) -> Option<tracing_core::Metadata<'a>> {
     #[cfg(feature = "log")]
     {
-        use tracing_log::NormalizeEvent;
-        event.normalized_metadata()
+        callsite::log_record_metadata(event)
     }
     #[cfg(not(feature = "log"))]
     {
