@@ -145,7 +145,11 @@ impl Pillar for State {
 
 /// What the error layer needs: INFO and above spans (breadcrumb rings live
 /// on request spans) and events down to the breadcrumb level. Libraries'
-/// DEBUG/TRACE spans would otherwise each get a breadcrumb ring.
+/// DEBUG/TRACE spans would otherwise each get a breadcrumb ring. Not the
+/// access lines (`obs::access`) nor obs-errors' own events: the layer makes
+/// neither a breadcrumb nor a report (the access line is written when
+/// nothing can report after it), so the fused layer does not call it for
+/// them.
 #[derive(Debug, Clone, Copy)]
 struct ErrorsFilter {
     events: tracing::Level,
@@ -157,6 +161,8 @@ impl ErrorsFilter {
             *meta.level() <= tracing::Level::INFO
         } else {
             *meta.level() <= self.events
+                && meta.target() != obs_core::names::target::ACCESS
+                && !meta.target().starts_with("obs_errors")
         }
     }
 }
