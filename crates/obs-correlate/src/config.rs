@@ -98,7 +98,8 @@ pub(crate) enum Lookup<'a, V: ?Sized> {
 ///
 /// Defaults: read `x-correlation-id`, then `x-request-id`; trust incoming
 /// ids; accept up to 128 bytes; generate UUID v4; do not take the id from
-/// `traceparent`; use the current span for the id when one is active.
+/// `traceparent`; use the current span for the id when one is active;
+/// store the id in the request's extensions.
 ///
 /// ```
 /// use obs_core::IdFormat;
@@ -122,6 +123,7 @@ pub struct Config {
     pub(crate) accept_traceparent: bool,
     pub(crate) always_new_span: bool,
     pub(crate) span_opened_inside: bool,
+    pub(crate) request_extension: bool,
 }
 
 impl Default for Config {
@@ -143,6 +145,7 @@ impl Default for Config {
             accept_traceparent: false,
             always_new_span: false,
             span_opened_inside: false,
+            request_extension: true,
         }
     }
 }
@@ -344,6 +347,30 @@ impl Config {
     pub fn span_opened_inside(mut self, inside: bool) -> Self {
         self.span_opened_inside = inside;
         self
+    }
+
+    /// Whether the server layer also stores the id in the request's
+    /// extensions, where `req.extensions().get::<CorrelationId>()` finds it
+    /// (on by default).
+    ///
+    /// [`from_request`](crate::from_request), the axum `Correlation`
+    /// extractor and the client layer find the id without it while the
+    /// request is served, through [`current`](crate::current). The
+    /// extension is for code that reads the id off a request handed out of
+    /// the request's task without [`spawn`](crate::spawn) or
+    /// [`scope`](crate::scope), or that reads the extension itself. It
+    /// costs two heap allocations per request (`http`'s boxed extension
+    /// value, and the extension map growing past the router's entries);
+    /// obs's facade turns it off.
+    pub fn request_extension(mut self, store: bool) -> Self {
+        self.request_extension = store;
+        self
+    }
+
+    /// Whether the id is stored in the request's extensions
+    /// ([`request_extension`](Self::request_extension)).
+    pub fn stores_request_extension(&self) -> bool {
+        self.request_extension
     }
 
     /// The header names read, in order (lowercase).

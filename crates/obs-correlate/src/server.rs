@@ -31,9 +31,10 @@ struct Shared {
 ///    generates an id (or takes `traceparent`'s trace id when
 ///    [`Config::accept_traceparent`] is on);
 /// 2. rewrites the request's correlation headers to the id (so inner layers
-///    and proxies see only the validated value) and stores the id in the
-///    request extensions (read it with [`from_request`], the axum
-///    `Correlation` extractor, or [`current`](crate::current));
+///    and proxies see only the validated value) and, unless
+///    [`Config::request_extension`] is off, stores the id in the request
+///    extensions (read it with [`from_request`], the axum `Correlation`
+///    extractor, or [`current`](crate::current));
 /// 3. records the id in the obs-core [`IdRecord`] of the current `tracing`
 ///    span when one is active (the server span of an outer trace layer),
 ///    otherwise of a `request` span it creates — so every log line of the
@@ -57,7 +58,7 @@ struct Shared {
 /// let layer = CorrelationLayer::new();
 /// let stats = layer.stats();
 /// let svc = layer.layer(service_fn(|req: Request<()>| async move {
-///     let id = obs_correlate::from_request(&req).cloned();
+///     let id = obs_correlate::from_request(&req);
 ///     assert_eq!(id, obs_correlate::current());
 ///     Ok::<_, std::convert::Infallible>(Response::new(()))
 /// }));
@@ -146,7 +147,10 @@ impl<S> CorrelationService<S> {
     }
 }
 
-/// The correlation id the server layer stored in `req`'s extensions.
+/// The correlation id of `req`: the one stored in its extensions (by the
+/// server layer, unless [`Config::request_extension`] is off, or by the
+/// caller), otherwise the [`current`](crate::current) one, which is the
+/// request's own wherever the server layer's request is being handled.
 ///
 /// ```
 /// let mut req = http::Request::new(());
@@ -154,8 +158,11 @@ impl<S> CorrelationService<S> {
 /// req.extensions_mut().insert(obs_correlate::CorrelationId::parse("a").unwrap());
 /// assert_eq!(obs_correlate::from_request(&req).unwrap().as_str(), "a");
 /// ```
-pub fn from_request<B>(req: &Request<B>) -> Option<&CorrelationId> {
-    req.extensions().get::<CorrelationId>()
+pub fn from_request<B>(req: &Request<B>) -> Option<CorrelationId> {
+    req.extensions()
+        .get::<CorrelationId>()
+        .cloned()
+        .or_else(crate::current)
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CorrelationService<S>
@@ -184,7 +191,9 @@ where
         if let Some(value) = &value {
             normalize_request_headers(config, &resolution, value, req.headers_mut());
         }
-        req.extensions_mut().insert(resolution.id.clone());
+        if config.request_extension {
+            req.extensions_mut().insert(resolution.id.clone());
+        }
 
         let span = request_span(config, &req, &resolution.id);
         let entered = span.enter();

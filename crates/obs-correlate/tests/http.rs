@@ -423,6 +423,7 @@ async fn plain_hyper_service_gets_the_layer_too() {
         .service(tower::service_fn(
             |req: Request<hyper::body::Incoming>| async move {
                 let id = obs_correlate::from_request(&req)
+                    .as_ref()
                     .map(ToString::to_string)
                     .unwrap_or_default();
                 assert_eq!(
@@ -607,6 +608,67 @@ async fn outgoing_call_carries_the_id_to_a_second_server() {
     assert!(is_uuid_v4(r.id()));
     assert_eq!(r.body, r.id());
     message_for(r.id(), "downstream");
+}
+
+/// With `request_extension(false)` the id is not in the request's
+/// extensions, yet everything that reads it while the request is served
+/// finds it: `from_request`, the extractor, and the client layer forwarding
+/// it on an outgoing call made from the handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_extension_the_id_is_still_found_and_forwarded() {
+    capture();
+    let downstream_addr = axum_serve(
+        Router::new()
+            .route("/echo", get(handler))
+            .layer(CorrelationLayer::new()),
+    )
+    .await;
+    async fn upstream(
+        State(target): State<String>,
+        Correlation(id): Correlation,
+        req: Request<axum::body::Body>,
+    ) -> String {
+        assert!(
+            req.extensions().get::<CorrelationId>().is_none(),
+            "stored although request_extension is off"
+        );
+        assert_eq!(obs_correlate::from_request(&req), Some(id.clone()));
+        let mut http = ServiceBuilder::new()
+            .layer(PropagateLayer::new())
+            .service(client());
+        let out = Request::get(target).body(Full::default()).expect("request");
+        let res = http.ready().await.expect("ready").call(out).await;
+        let body = res.expect("reply").into_body().collect().await;
+        let forwarded = String::from_utf8_lossy(&body.expect("body").to_bytes()).into_owned();
+        format!("{id} {forwarded}")
+    }
+    let app = Router::new()
+        .route("/call", get(upstream))
+        .with_state(format!("http://{downstream_addr}/echo"))
+        .layer(CorrelationLayer::with_config(
+            Config::new().request_extension(false),
+        ));
+    let addr = axum_serve(app).await;
+
+    let r = send(addr, "/call", &[("x-request-id", b"no-ext-1")]).await;
+    assert_eq!((r.id(), r.body.as_str()), ("no-ext-1", "no-ext-1 no-ext-1"));
+    let r = send(addr, "/call", &[]).await;
+    assert!(is_uuid_v4(r.id()));
+    assert_eq!(r.body, format!("{0} {0}", r.id()));
+    message_for(r.id(), "handler");
+
+    // On by default: the extension is there.
+    let inner = tower::service_fn(|req: Request<()>| async move {
+        let stored = req.extensions().get::<CorrelationId>().cloned();
+        Ok::<_, Infallible>(Response::new(stored.map(|c| c.to_string())))
+    });
+    let svc = tower::Layer::layer(&CorrelationLayer::new(), inner);
+    let req = Request::builder()
+        .header("x-request-id", "ext-1")
+        .body(())
+        .expect("request");
+    let res = svc.oneshot(req).await.expect("response");
+    assert_eq!(res.into_body().as_deref(), Some("ext-1"));
 }
 
 /// Serves with `axum::serve`, the way most axum users run.

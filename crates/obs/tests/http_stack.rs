@@ -359,3 +359,48 @@ async fn beside_a_user_layer_the_access_line_keeps_its_own_head() {
         assert_eq!(raw.matches(key).count(), 1, "{key} in {raw}");
     }
 }
+
+/// The facade's correlate pillar does not store the id in the request's
+/// extensions (two allocations per request); the handler still gets it from
+/// `obs::correlate::from_request` and the `Correlation` extractor, and
+/// `request_extension(true)` stores it again.
+#[tokio::test(flavor = "current_thread")]
+async fn the_correlation_id_reaches_the_handler_without_the_extension() {
+    use obs::correlate::{Correlation, CorrelationId};
+    use tower::ServiceExt as _;
+    async fn handler(Correlation(id): Correlation, req: http::Request<axum::body::Body>) -> String {
+        let stored = req.extensions().get::<CorrelationId>().is_some();
+        let read = obs::correlate::from_request(&req).expect("from_request");
+        assert_eq!(read, id);
+        format!("{id} {stored}")
+    }
+    for (store, expected) in [(None, false), (Some(true), true), (Some(false), false)] {
+        let obs = obs::init(
+            obs::Config::from_lookup(|_| None)
+                .unwrap()
+                .log(|l| l.writer(std::io::sink()))
+                .correlate(|c| match store {
+                    Some(s) => c.request_extension(s),
+                    None => c,
+                })
+                .install_global(false),
+        )
+        .unwrap();
+        let app = Router::new()
+            .route("/id", get(handler))
+            .layer(obs.server_layer());
+        let req = http::Request::get("/id")
+            .header("x-request-id", "facade-id-1")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let res = app.oneshot(req).await.unwrap();
+        assert_eq!(res.headers()["x-correlation-id"], "facade-id-1");
+        let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            format!("facade-id-1 {expected}"),
+            "request_extension: {store:?}"
+        );
+        obs.shutdown(Duration::from_secs(2)).await;
+    }
+}

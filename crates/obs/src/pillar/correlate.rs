@@ -11,12 +11,17 @@ use crate::{Config, Error};
 
 pub(crate) type Settings = obs_correlate::Config;
 
+/// obs's correlation defaults differ from the crate's in one place: the id
+/// is not stored in the request's extensions (two heap allocations per
+/// request). `obs_correlate::from_request`, the `Correlation` extractor and
+/// the client layer take the current id instead; `.correlate(|c|
+/// c.request_extension(true))` turns the extension back on.
 impl super::Settings for obs_correlate::Config {
     fn from_lookup(lookup: Lookup<'_>) -> Result<Self, Error> {
-        Ok(obs_correlate::Config::from_lookup(lookup)?)
+        Ok(obs_correlate::Config::from_lookup(lookup)?.request_extension(false))
     }
     fn defaults() -> Self {
-        obs_correlate::Config::new()
+        obs_correlate::Config::new().request_extension(false)
     }
     fn debug_fields(&self, d: &mut fmt::DebugStruct<'_, '_>) {
         d.field("correlate", self);
@@ -115,7 +120,9 @@ pub(crate) mod http {
                 .with_stats(self.stats.clone())
         }
         fn standalone_server() -> Self::Server {
-            obs_correlate::CorrelationLayer::with_config(outside_span(obs_correlate::Config::new()))
+            obs_correlate::CorrelationLayer::with_config(outside_span(
+                <obs_correlate::Config as super::super::Settings>::defaults(),
+            ))
         }
         fn client_layer(&self) -> Self::Client {
             obs_correlate::PropagateLayer::new()
