@@ -26,7 +26,7 @@ pub use carrier::Carrier;
 pub use correlation::{CorrelationId, IdFormat};
 pub use error::Error;
 pub use id::{HexBuf, SpanId, TraceFlags, TraceId, decode_lower_hex, is_lower_hex};
-pub use record::{IdRecord, NextSpanCorrelation, RenderedFields, SpanRecord};
+pub use record::{IdRecord, NextSpanCorrelation, RenderedFields, SpanRecord, SpanState, StateSlot};
 pub use redact::{Redactor, Secret, redact};
 pub use resource::Resource;
 pub use route::RouteTemplate;

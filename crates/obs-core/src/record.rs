@@ -39,9 +39,10 @@ pub struct IdRecord {
 }
 
 /// What obs's layers keep for one span, in one extension of its registry
-/// slot: the span's [`IdRecord`] (the id-record contract) and the fields a
-/// log layer rendered for it. A layer that opens a span writes its part
-/// into the span's `SpanRecord`, creating it when it is the first
+/// slot: the span's [`IdRecord`] (the id-record contract), the fields a
+/// log layer rendered for it, and the state of the layer that records it
+/// for export. A layer that opens a span writes its part into the span's
+/// `SpanRecord`, creating it when it is the first
 /// ([`SpanRecord::update`]); one allocation per span instead of one per
 /// layer.
 #[derive(Debug, Default)]
@@ -51,6 +52,96 @@ pub struct SpanRecord {
     /// The span's fields as a log layer rendered them; `None` when no log
     /// layer opened the span.
     pub fields: Option<RenderedFields>,
+    /// The recording layer's own state for the span (obs-trace's recording
+    /// of a sampled span); empty when no such layer keeps any.
+    pub state: StateSlot,
+}
+
+/// A layer's own state for one span, kept in the span's [`SpanRecord`]
+/// (see [`StateSlot`]).
+pub trait SpanState: std::any::Any + Send + Sync {
+    /// The span closed: its record is being dropped, and the state with it.
+    /// The layer gets its box back, owned (a recording goes to its exporter
+    /// without being copied or boxed again).
+    fn close(self: Box<Self>);
+}
+
+/// Where one layer keeps its state for a span, inside the span's
+/// [`SpanRecord`]: a box the layer made (from a pool of its own, so a
+/// span's state costs no allocation of the registry's), typed by the layer
+/// and found again with [`get`](Self::get) and [`get_mut`](Self::get_mut).
+/// When the record is dropped (the registry drops a span's extensions as
+/// it closes), the state's [`SpanState::close`] runs.
+///
+/// One layer owns the slot: obs-trace's. A second state set on the same
+/// span closes the first.
+///
+/// ```
+/// use obs_core::{SpanRecord, SpanState};
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// static CLOSED: AtomicUsize = AtomicUsize::new(0);
+/// struct Mine(u32);
+/// impl SpanState for Mine {
+///     fn close(self: Box<Self>) {
+///         CLOSED.fetch_add(self.0 as usize, Ordering::Relaxed);
+///     }
+/// }
+/// let mut rec = SpanRecord::default();
+/// rec.state.set(Box::new(Mine(7)));
+/// rec.state.get_mut::<Mine>().unwrap().0 += 1;
+/// assert_eq!(rec.state.get::<Mine>().map(|m| m.0), Some(8));
+/// drop(rec);
+/// assert_eq!(CLOSED.load(Ordering::Relaxed), 8);
+/// ```
+#[derive(Default)]
+pub struct StateSlot(Option<Box<dyn SpanState>>);
+
+impl StateSlot {
+    /// Keeps `state` for the span, closing the state it held before.
+    pub fn set(&mut self, state: Box<dyn SpanState>) {
+        if let Some(old) = self.0.replace(state) {
+            old.close();
+        }
+    }
+
+    /// The state, when it is a `T`.
+    #[inline]
+    pub fn get<T: SpanState>(&self) -> Option<&T> {
+        let any: &dyn std::any::Any = self.0.as_deref()?;
+        any.downcast_ref()
+    }
+
+    /// The state, mutably, when it is a `T`.
+    #[inline]
+    pub fn get_mut<T: SpanState>(&mut self) -> Option<&mut T> {
+        let any: &mut dyn std::any::Any = self.0.as_deref_mut()?;
+        any.downcast_mut()
+    }
+
+    /// Whether a state is kept.
+    #[inline]
+    pub fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl std::fmt::Debug for StateSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "StateSlot(set)"
+        } else {
+            "StateSlot(empty)"
+        })
+    }
+}
+
+impl Drop for StateSlot {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(state) = self.0.take() {
+            state.close();
+        }
+    }
 }
 
 impl SpanRecord {
@@ -66,13 +157,18 @@ impl SpanRecord {
     pub fn update<R>(ext: &mut ExtensionsMut<'_>, f: impl FnOnce(&mut SpanRecord) -> R) -> R {
         match ext.get_mut::<SpanRecord>() {
             Some(rec) => f(rec),
-            None => {
-                let mut rec = SpanRecord::default();
-                let out = f(&mut rec);
-                ext.insert(rec);
-                out
-            }
+            None => Self::insert_then(ext, f),
         }
+    }
+
+    /// Inserts an empty record, then runs `f` on it: made in its box and
+    /// filled there, where one built on the stack and moved in (about 150
+    /// bytes) would be copied whole.
+    #[inline(never)]
+    fn insert_then<R>(ext: &mut ExtensionsMut<'_>, f: impl FnOnce(&mut SpanRecord) -> R) -> R {
+        ext.insert(SpanRecord::default());
+        let rec = ext.get_mut::<SpanRecord>();
+        f(rec.expect("the record was inserted just before"))
     }
 }
 

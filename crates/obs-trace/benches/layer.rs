@@ -173,6 +173,7 @@ where
                     TraceFlags::NOT_SAMPLED,
                 ),
                 fields: None,
+                state: Default::default(),
             });
         }
     }

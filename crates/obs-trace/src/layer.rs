@@ -37,45 +37,85 @@ thread_local! {
     pub(crate) static PENDING_RECORDED: Cell<Option<bool>> = const { Cell::new(None) };
 }
 
-/// The per-span state the layer keeps in the span's extensions.
-pub(crate) struct SpanState {
-    pub(crate) trace_id: TraceId,
-    pub(crate) span_id: SpanId,
-    pub(crate) flags: TraceFlags,
-    pub(crate) trace_state: TraceState,
-    pub(crate) baggage: Option<Arc<Baggage>>,
-    rec: Option<Box<Recording>>,
-    /// Set for recording spans: where the span goes when it ends.
-    sink: Option<Arc<Shared>>,
+/// What the layer keeps for a span it opened that carries a trace state or
+/// baggage but is not recorded (unsampled, or no exporter): kept in the
+/// span's `SpanRecord` for its children to inherit. A recorded span keeps
+/// its [`Recording`] there instead (a pooled box), which carries the same.
+pub(crate) struct Unrecorded {
+    trace_id: TraceId,
+    span_id: SpanId,
+    flags: TraceFlags,
+    trace_state: TraceState,
+    baggage: Option<Arc<Baggage>>,
 }
 
-/// A recording span is submitted when the registry drops its extensions,
-/// right after the span closes. Doing it here instead of in `on_close`
-/// means the layer has no `on_close` at all: closing an unsampled span
-/// costs the layer nothing.
-impl Drop for SpanState {
-    fn drop(&mut self) {
-        let (Some(mut rec), Some(shared)) = (self.rec.take(), self.sink.take()) else {
+impl obs_core::SpanState for Unrecorded {
+    fn close(self: Box<Self>) {}
+}
+
+/// A recorded span is submitted when the registry drops its extensions,
+/// right after the span closes, and its `SpanRecord` with them. Doing it
+/// here instead of in `on_close` means the layer has no `on_close` at all:
+/// closing an unsampled span costs the layer nothing. The recording's box
+/// goes to the exporter as it is.
+impl obs_core::SpanState for Recording {
+    fn close(mut self: Box<Self>) {
+        self.baggage = None;
+        let Some(shared) = self.sink.take() else {
             return;
         };
         if let Some(pipeline) = &shared.pipeline {
-            rec.end = SystemTime::now();
-            rec.trace_state = std::mem::take(&mut self.trace_state);
-            pipeline.submit(RawSpan(rec));
+            self.end = SystemTime::now();
+            pipeline.submit(RawSpan(self));
         }
     }
 }
 
-impl SpanState {
-    pub(crate) fn context(&self) -> SpanContext {
-        SpanContext {
-            trace_id: self.trace_id,
-            span_id: self.span_id,
-            trace_flags: self.flags,
-            trace_state: self.trace_state.clone(),
-            is_remote: false,
+/// The trace context a span this layer opened carries beyond its id
+/// record, when it keeps a state: a recording, or an unrecorded span's
+/// trace state and baggage.
+struct Carried<'a> {
+    trace_id: TraceId,
+    span_id: SpanId,
+    flags: TraceFlags,
+    trace_state: &'a TraceState,
+    baggage: Option<&'a Arc<Baggage>>,
+}
+
+impl Carried<'_> {
+    #[inline]
+    fn of(slot: &obs_core::StateSlot) -> Option<Carried<'_>> {
+        if let Some(r) = slot.get::<Recording>() {
+            return Some(Carried {
+                trace_id: r.trace_id,
+                span_id: r.span_id,
+                flags: r.flags,
+                trace_state: &r.trace_state,
+                baggage: r.baggage.as_ref(),
+            });
         }
+        slot.get::<Unrecorded>().map(|u| Carried {
+            trace_id: u.trace_id,
+            span_id: u.span_id,
+            flags: u.flags,
+            trace_state: &u.trace_state,
+            baggage: u.baggage.as_ref(),
+        })
     }
+}
+
+/// Keeps a span's state in its record: off the unsampled path's code.
+#[inline(never)]
+fn keep_state(rec: &mut SpanRecord, state: Box<dyn obs_core::SpanState>) {
+    rec.state.set(state);
+}
+
+/// The recording of a span this layer records, in its `SpanRecord`.
+#[inline]
+fn recording_mut<'a>(
+    ext: &'a mut tracing_subscriber::registry::ExtensionsMut<'_>,
+) -> Option<&'a mut Recording> {
+    ext.get_mut::<SpanRecord>()?.state.get_mut::<Recording>()
 }
 
 /// The `tracing_subscriber::Layer` of obs-trace. Get one from
@@ -120,7 +160,7 @@ struct Inherited {
 }
 
 /// The trace context of the nearest span in `scope` that has one: its
-/// `SpanState`, or for a span that records nothing (unsampled, no trace
+/// kept state, or for a span that records nothing (unsampled, no trace
 /// state, no baggage) the ids the layer wrote into its `SpanRecord`.
 pub(crate) fn context_in<'a, S, I>(scope: I) -> Option<(SpanContext, Option<Arc<Baggage>>)>
 where
@@ -135,10 +175,18 @@ fn context_of<'a, S: LookupSpan<'a>>(
     span: &SpanRef<'a, S>,
 ) -> Option<(SpanContext, Option<Arc<Baggage>>)> {
     let ext = span.extensions();
-    if let Some(st) = ext.get::<SpanState>() {
-        return Some((st.context(), st.baggage.clone()));
+    let rec = ext.get::<SpanRecord>()?;
+    if let Some(c) = Carried::of(&rec.state) {
+        let cx = SpanContext {
+            trace_id: c.trace_id,
+            span_id: c.span_id,
+            trace_flags: c.flags,
+            trace_state: c.trace_state.clone(),
+            is_remote: false,
+        };
+        return Some((cx, c.baggage.cloned()));
     }
-    let r = SpanRecord::ids_in(&ext)?;
+    let r = &rec.ids;
     Some((
         SpanContext::new(r.trace_id?, r.span_id?, r.trace_flags),
         None,
@@ -153,21 +201,22 @@ fn parent_of<'a, S: LookupSpan<'a>>(
     inherited: &mut Inherited,
 ) -> Option<Parent> {
     let ext = span.extensions();
-    if let Some(st) = ext.get::<SpanState>() {
-        if !st.trace_state.is_empty() {
-            inherited.trace_state = st.trace_state.clone();
+    let rec = ext.get::<SpanRecord>()?;
+    if let Some(c) = Carried::of(&rec.state) {
+        if !c.trace_state.is_empty() {
+            inherited.trace_state = c.trace_state.clone();
         }
-        if st.baggage.is_some() {
-            inherited.baggage.clone_from(&st.baggage);
+        if let Some(b) = c.baggage {
+            inherited.baggage = Some(b.clone());
         }
         return Some(Parent {
-            trace_id: st.trace_id,
-            span_id: st.span_id,
-            flags: st.flags,
+            trace_id: c.trace_id,
+            span_id: c.span_id,
+            flags: c.flags,
             remote: false,
         });
     }
-    let r = SpanRecord::ids_in(&ext)?;
+    let r = &rec.ids;
     Some(Parent {
         trace_id: r.trace_id?,
         span_id: r.span_id?,
@@ -198,8 +247,8 @@ where
 #[inline]
 fn opened_here<'a, S: LookupSpan<'a>>(span: &SpanRef<'a, S>) -> bool {
     let ext = span.extensions();
-    ext.get::<SpanState>().is_some()
-        || SpanRecord::ids_in(&ext).is_some_and(|r| r.span_id.is_some())
+    ext.get::<SpanRecord>()
+        .is_some_and(|r| r.state.is_set() || r.ids.span_id.is_some())
 }
 
 /// Takes what [`crate::context::in_remote_context`] left for this span:
@@ -318,10 +367,27 @@ where
         if from_pending {
             PENDING_RECORDED.set(Some(rec.is_some()));
         }
-        // A span that records nothing and carries no trace state or baggage
-        // is fully described by its id record: skip the second extension
-        // (an allocation) on the unsampled fast path.
-        let needs_state = rec.is_some() || !trace_state.is_empty() || baggage.is_some();
+        // A span that records nothing and carries no trace state or
+        // baggage is fully described by its id record: no state at all on
+        // the unsampled fast path. A recorded span keeps its pooled
+        // recording (trace state and baggage in it) in the same record, so
+        // it costs no second extension box either.
+        let state: Option<Box<dyn obs_core::SpanState>> = match rec {
+            Some(mut rec) => {
+                rec.trace_state = trace_state;
+                rec.baggage = baggage;
+                rec.sink = Some(self.shared.clone());
+                Some(rec)
+            }
+            None if !trace_state.is_empty() || baggage.is_some() => Some(Box::new(Unrecorded {
+                trace_id,
+                span_id,
+                flags,
+                trace_state,
+                baggage,
+            })),
+            None => None,
+        };
         // A correlation id handed to this span by a layer outside the one
         // that opened it goes into the same record.
         let correlation_id = IdRecord::take_next_span_correlation();
@@ -334,26 +400,16 @@ where
             if correlation_id.is_some() {
                 r.correlation_id = correlation_id;
             }
+            if let Some(state) = state {
+                keep_state(rec, state);
+            }
         });
-        if !needs_state {
-            return;
-        }
-        let state = SpanState {
-            trace_id,
-            span_id,
-            flags,
-            trace_state,
-            baggage,
-            sink: rec.is_some().then(|| self.shared.clone()),
-            rec,
-        };
-        ext.insert(state);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
-        if let Some(rec) = ext.get_mut::<SpanState>().and_then(|s| s.rec.as_mut()) {
+        if let Some(rec) = recording_mut(&mut ext) {
             values.record(&mut SpanVisitor {
                 rec,
                 max: self.shared.max_attributes,
@@ -382,7 +438,7 @@ where
             }
         }
         let mut ext = span.extensions_mut();
-        let Some(rec) = ext.get_mut::<SpanState>().and_then(|s| s.rec.as_mut()) else {
+        let Some(rec) = recording_mut(&mut ext) else {
             return;
         };
         if rec.events.len() >= self.shared.max_events {
@@ -525,14 +581,14 @@ pub(crate) fn record_for_export(
             return false;
         };
         let mut ext = data.extensions_mut();
-        let Some(state) = ext.get_mut::<SpanState>() else {
+        let Some(rec) = recording_mut(&mut ext) else {
             return false;
         };
-        let (Some(rec), Some(shared)) = (state.rec.as_mut(), state.sink.as_ref()) else {
+        let Some(max) = rec.sink.as_ref().map(|s| s.max_attributes) else {
             return false;
         };
         let mut v = SpanVisitor {
-            max: shared.max_attributes,
+            max,
             rec,
             fresh: false,
         };

@@ -228,7 +228,7 @@ pub(crate) struct Recording {
     pub(crate) parent: Option<SpanId>,
     pub(crate) parent_remote: bool,
     pub(crate) flags: TraceFlags,
-    /// Filled at close (the span keeps its own copy for its children until then).
+    /// The span's trace state (its children inherit it while it is open).
     pub(crate) trace_state: TraceState,
     pub(crate) meta_name: &'static str,
     pub(crate) scope: &'static str,
@@ -247,6 +247,11 @@ pub(crate) struct Recording {
     /// the layer's spans).
     #[cfg(feature = "otel-api")]
     pub(crate) otel: crate::otel_api::OtelData,
+    /// While a layer's span is open: its baggage, which its children
+    /// inherit (dropped when it closes).
+    pub(crate) baggage: Option<std::sync::Arc<crate::propagation::Baggage>>,
+    /// While a layer's span is open: where it goes when it closes.
+    pub(crate) sink: Option<std::sync::Arc<crate::Shared>>,
 }
 
 /// The ids and static names a recording starts with.
@@ -283,6 +288,8 @@ impl Recording {
             dropped_events: 0,
             #[cfg(feature = "otel-api")]
             otel: crate::otel_api::OtelData::default(),
+            baggage: None,
+            sink: None,
         }
     }
 
@@ -318,6 +325,8 @@ impl Recording {
         self.status = Status::Unset;
         self.dropped_attributes = 0;
         self.dropped_events = 0;
+        self.baggage = None;
+        self.sink = None;
     }
 }
 
