@@ -67,14 +67,16 @@ pub trait SpanState: std::any::Any + Send + Sync {
 }
 
 /// Where one layer keeps its state for a span, inside the span's
-/// [`SpanRecord`]: a box the layer made (from a pool of its own, so a
-/// span's state costs no allocation of the registry's), typed by the layer
-/// and found again with [`get`](Self::get) and [`get_mut`](Self::get_mut).
-/// When the record is dropped (the registry drops a span's extensions as
-/// it closes), the state's [`SpanState::close`] runs.
+/// [`SpanRecord`]: a box the layer made (obs-trace takes a sampled span's
+/// from a pool of its own, so that state costs no allocation per span),
+/// typed by the layer and found again with [`get`](Self::get) and
+/// [`get_mut`](Self::get_mut). When the record is dropped (the registry
+/// drops a span's extensions as it closes), the state's
+/// [`SpanState::close`] runs.
 ///
-/// One layer owns the slot: obs-trace's. A second state set on the same
-/// span closes the first.
+/// One layer owns the slot: obs-trace's. Setting a state where one is kept
+/// is a mistake (two recording layers on one subscriber): debug builds
+/// panic, release builds close the first state and keep the second.
 ///
 /// ```
 /// use obs_core::{SpanRecord, SpanState};
@@ -97,8 +99,13 @@ pub trait SpanState: std::any::Any + Send + Sync {
 pub struct StateSlot(Option<Box<dyn SpanState>>);
 
 impl StateSlot {
-    /// Keeps `state` for the span, closing the state it held before.
+    /// Keeps `state` for the span (see the type's docs for a slot already
+    /// set).
     pub fn set(&mut self, state: Box<dyn SpanState>) {
+        debug_assert!(
+            self.0.is_none(),
+            "a span's state slot was set twice: two recording layers on one subscriber?"
+        );
         if let Some(old) = self.0.replace(state) {
             old.close();
         }

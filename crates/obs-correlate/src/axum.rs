@@ -10,10 +10,14 @@ use obs_core::CorrelationId;
 
 /// Axum extractor for the request's correlation id.
 ///
-/// Reads the id the [`CorrelationLayer`](crate::CorrelationLayer) stored in
-/// the request extensions, falling back to [`current`](crate::current);
-/// rejects with [`MissingCorrelationId`] (500) when neither exists, which
-/// means the layer is not installed.
+/// Reads the request's id as [`from_request`](crate::from_request) does:
+/// the id stored in the request extensions, else the
+/// [`current`](crate::current) id when the request's headers carry it (the
+/// [`CorrelationLayer`](crate::CorrelationLayer) writes it into the first
+/// correlation header). Rejects with [`MissingCorrelationId`] (500) when
+/// there is none: the layer is not in front of the handler, or the handler
+/// runs outside the request's task (a `tokio::spawn` without
+/// [`spawn`](crate::spawn)).
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -38,11 +42,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Correlation {
     type Rejection = MissingCorrelationId;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<CorrelationId>()
-            .cloned()
-            .or_else(crate::current)
+        crate::server::id_of_parts(&parts.headers, &parts.extensions)
             .map(Correlation)
             .ok_or(MissingCorrelationId)
     }
@@ -71,9 +71,12 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Correlation {
 
 /// Rejection of the [`Correlation`] extractor: no correlation id, because the
 /// [`CorrelationLayer`](crate::CorrelationLayer) is not installed in front of
-/// the handler. Responds 500.
+/// the handler, or the handler runs outside the request's task. Responds 500.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("no correlation id: the obs-correlate CorrelationLayer is not installed")]
+#[error(
+    "no correlation id: the obs-correlate CorrelationLayer is not in front of the handler, \
+     or the handler runs outside the request's task"
+)]
 pub struct MissingCorrelationId;
 
 impl IntoResponse for MissingCorrelationId {

@@ -149,20 +149,46 @@ impl<S> CorrelationService<S> {
 
 /// The correlation id of `req`: the one stored in its extensions (by the
 /// server layer, unless [`Config::request_extension`] is off, or by the
-/// caller), otherwise the [`current`](crate::current) one, which is the
-/// request's own wherever the server layer's request is being handled.
+/// caller); otherwise the [`current`](crate::current) id, when `req`'s
+/// headers carry it. The server layer writes the id into the request's
+/// first correlation header, so inside the request's task this finds it;
+/// elsewhere (a task spawned without [`spawn`](crate::spawn), another
+/// request's task) it is `None`, never some other request's id.
 ///
 /// ```
 /// let mut req = http::Request::new(());
 /// assert!(obs_correlate::from_request(&req).is_none());
 /// req.extensions_mut().insert(obs_correlate::CorrelationId::parse("a").unwrap());
 /// assert_eq!(obs_correlate::from_request(&req).unwrap().as_str(), "a");
+///
+/// // The current id counts only when the request carries it.
+/// let id = obs_correlate::CorrelationId::parse("req-9").unwrap();
+/// obs_correlate::sync_scope(id, || {
+///     assert!(obs_correlate::from_request(&http::Request::new(())).is_none());
+///     let carried = http::Request::builder()
+///         .header("x-correlation-id", "req-9")
+///         .body(())
+///         .unwrap();
+///     assert_eq!(obs_correlate::from_request(&carried).unwrap().as_str(), "req-9");
+/// });
 /// ```
 pub fn from_request<B>(req: &Request<B>) -> Option<CorrelationId> {
-    req.extensions()
-        .get::<CorrelationId>()
-        .cloned()
-        .or_else(crate::current)
+    id_of_parts(req.headers(), req.extensions())
+}
+
+/// [`from_request`] over a request's parts (the axum extractor's).
+pub(crate) fn id_of_parts(
+    headers: &http::HeaderMap,
+    extensions: &http::Extensions,
+) -> Option<CorrelationId> {
+    if let Some(id) = extensions.get::<CorrelationId>() {
+        return Some(id.clone());
+    }
+    let id = crate::current()?;
+    headers
+        .values()
+        .any(|v| v.as_bytes() == id.as_bytes())
+        .then_some(id)
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CorrelationService<S>

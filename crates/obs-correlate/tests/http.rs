@@ -924,7 +924,8 @@ async fn generated_format_is_configurable_and_the_extractor_needs_the_layer() {
     let r = send(addr, "/ok", &[("x-correlation-id", b"no-layer")]).await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(
-        r.body.contains("CorrelationLayer is not installed"),
+        r.body
+            .contains("CorrelationLayer is not in front of the handler"),
         "{}",
         r.body
     );

@@ -10,8 +10,8 @@
 //!    request for `/healthz` on an API router that does not serve it is
 //!    logged and counted like any other;
 //! 2. **correlate** (`obs-correlate`) — takes or generates the correlation id,
-//!    puts it in the request's extensions, makes it the task's current id
-//!    (`obs_correlate::current`), echoes it on
+//!    writes it into the request's first correlation header, makes it the
+//!    task's current id (`obs_correlate::current`), echoes it on
 //!    the response, and hands it to the span opened next;
 //! 3. **trace** (`obs-trace`) — extracts `traceparent`, opens the server span
 //!    `{method} {route}` (its record takes the correlation id as it is
