@@ -315,8 +315,9 @@ impl Spec {
     }
 
     /// The timestamp, level/target, message, fields and span path every
-    /// schema but OTel's starts with.
-    #[inline]
+    /// schema but OTel's starts with (inlined like [`flat_line`]: its keys
+    /// are the schema's constants).
+    #[inline(always)]
     fn common_head(&self, out: &mut Vec<u8>, ts_key: &str, p: &LineParts<'_>, path: &[u8]) {
         self.timestamp(out, ts_key, p);
         self.level_target(out, p);
@@ -339,8 +340,9 @@ pub(crate) struct FlatKeys {
 }
 
 /// The body of a schema whose fields, ids and file/line sit at the top
-/// level next to each other (native, ECS), with its key names.
-#[inline]
+/// level next to each other (native, ECS), with its key names: inlined
+/// into each schema, whose keys are then constants.
+#[inline(always)]
 fn flat_line(
     spec: &Spec,
     out: &mut Vec<u8>,
@@ -368,6 +370,9 @@ pub(crate) fn lower(level: Level) -> &'static str {
     }
 }
 
+// Inlined into each schema's line, where the keys are constants: every
+// copy below then has a known length and needs no call to `memcpy`.
+#[inline(always)]
 fn hex_ids(out: &mut Vec<u8>, r: &IdRecord, tk: &str, sk: &str) {
     if let (Some(t), Some(s)) = (r.trace_id, r.span_id) {
         // Straight copies: the keys are the format's own, the ids hex.
@@ -384,6 +389,7 @@ fn hex_ids(out: &mut Vec<u8>, r: &IdRecord, tk: &str, sk: &str) {
     }
 }
 
+#[inline(always)]
 fn corr(out: &mut Vec<u8>, r: &IdRecord, key: &str) {
     if let Some(c) = &r.correlation_id {
         // A `CorrelationId` only ever holds bytes of `[A-Za-z0-9._~:/+=@-]`
