@@ -138,6 +138,10 @@ pub(crate) fn int<I: itoa::Integer>(out: &mut Vec<u8>, v: I) {
     out.extend_from_slice(b.format(v).as_bytes());
 }
 
+/// Longest number [`float`] writes from an integer: a sign, 10 integer
+/// digits, the point and 6 decimals, rounded up.
+const FLOAT_MAX: usize = 24;
+
 /// A float as a JSON number; NaN and the infinities, which JSON cannot
 /// express, become the strings `"NaN"`, `"inf"` and `"-inf"`.
 #[inline]
@@ -153,40 +157,57 @@ pub(crate) fn float(out: &mut Vec<u8>, v: f64) {
             // Written right to left into a stack buffer, copied once: at
             // most a sign, 10 integer digits, the point and 6 decimals.
             let a = (scaled as i64).unsigned_abs();
-            let mut buf = [0u8; 24];
-            let mut pos = buf.len();
-            let mut frac = a % 1_000_000;
+            let mut buf = [0u8; 2 * FLOAT_MAX];
+            let mut pos = FLOAT_MAX;
+            let frac = a % 1_000_000;
             if frac == 0 {
                 pos -= 1;
                 buf[pos] = b'0';
             } else {
-                let mut digits = 6;
-                while frac.is_multiple_of(10) {
-                    frac /= 10;
-                    digits -= 1;
+                // All six decimals two at a time, then the trailing zeros
+                // dropped.
+                let mut f = frac as usize;
+                for _ in 0..3 {
+                    let d = f % 100;
+                    f /= 100;
+                    pos -= 2;
+                    buf[pos..pos + 2].copy_from_slice(&DIGITS2[2 * d..2 * d + 2]);
                 }
-                for _ in 0..digits {
-                    pos -= 1;
-                    buf[pos] = b'0' + (frac % 10) as u8;
-                    frac /= 10;
+                let mut end = FLOAT_MAX;
+                while buf[end - 1] == b'0' {
+                    end -= 1;
                 }
+                // Moves the kept decimals to the end of the number.
+                let kept = end - pos;
+                buf.copy_within(pos..end, FLOAT_MAX - kept);
+                pos = FLOAT_MAX - kept;
             }
             pos -= 1;
             buf[pos] = b'.';
             let mut whole = a / 1_000_000;
-            loop {
+            while whole >= 100 {
+                let d = (whole % 100) as usize;
+                whole /= 100;
+                pos -= 2;
+                buf[pos..pos + 2].copy_from_slice(&DIGITS2[2 * d..2 * d + 2]);
+            }
+            if whole >= 10 {
+                let d = whole as usize;
+                pos -= 2;
+                buf[pos..pos + 2].copy_from_slice(&DIGITS2[2 * d..2 * d + 2]);
+            } else {
                 pos -= 1;
-                buf[pos] = b'0' + (whole % 10) as u8;
-                whole /= 10;
-                if whole == 0 {
-                    break;
-                }
+                buf[pos] = b'0' + whole as u8;
             }
             if v.is_sign_negative() {
                 pos -= 1;
                 buf[pos] = b'-';
             }
-            out.extend_from_slice(&buf[pos..]);
+            // A copy of known length (no `memcpy` call), then the bytes
+            // past the number cut off.
+            let at = out.len();
+            out.extend_from_slice(&buf[pos..pos + FLOAT_MAX]);
+            out.truncate(at + FLOAT_MAX - pos);
             return;
         }
         let mut b = ryu::Buffer::new();
@@ -399,6 +420,15 @@ mod tests {
             (7_872_725.0 / 1e6, "7.872725"),
             (0.000_001, "0.000001"),
             (-2.5e-5, "-0.000025"),
+            // Every length of the integer part, decimals with zeros inside.
+            (0.0, "0.0"),
+            (7.0, "7.0"),
+            (10.05, "10.05"),
+            (99.000001, "99.000001"),
+            (100.5, "100.5"),
+            (1500.0, "1500.0"),
+            (1.0005, "1.0005"),
+            (-1234567890.5, "-1234567890.5"),
             (f64::NAN, "\"NaN\""),
             (f64::INFINITY, "\"inf\""),
             (f64::NEG_INFINITY, "\"-inf\""),
