@@ -20,6 +20,7 @@ pub mod redact;
 pub mod resource;
 pub mod rng;
 pub mod route;
+pub mod spans;
 pub mod units;
 
 pub use carrier::Carrier;

@@ -17,7 +17,7 @@ use std::cell::Cell;
 use tracing_core::span::Id;
 use tracing_subscriber::Registry;
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::{Extensions, ExtensionsMut, LookupSpan, SpanRef};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::{CorrelationId, SpanId, TraceFlags, TraceId};
 
@@ -154,14 +154,17 @@ impl Drop for StateSlot {
 impl SpanRecord {
     /// The span's ids, when one of obs's layers opened it.
     #[inline]
-    pub fn ids_in<'a>(ext: &'a Extensions<'_>) -> Option<&'a IdRecord> {
+    pub fn ids_in<E: crate::spans::ExtRead>(ext: &E) -> Option<&IdRecord> {
         ext.get::<SpanRecord>().map(|r| &r.ids)
     }
 
     /// Runs `f` on the span's record, creating an empty one first when the
     /// span has none.
     #[inline]
-    pub fn update<R>(ext: &mut ExtensionsMut<'_>, f: impl FnOnce(&mut SpanRecord) -> R) -> R {
+    pub fn update<E: crate::spans::ExtWrite, R>(
+        ext: &mut E,
+        f: impl FnOnce(&mut SpanRecord) -> R,
+    ) -> R {
         match ext.get_mut::<SpanRecord>() {
             Some(rec) => f(rec),
             None => Self::insert_then(ext, f),
@@ -172,7 +175,10 @@ impl SpanRecord {
     /// filled there, where one built on the stack and moved in (about 150
     /// bytes) would be copied whole.
     #[inline(never)]
-    fn insert_then<R>(ext: &mut ExtensionsMut<'_>, f: impl FnOnce(&mut SpanRecord) -> R) -> R {
+    fn insert_then<E: crate::spans::ExtWrite, R>(
+        ext: &mut E,
+        f: impl FnOnce(&mut SpanRecord) -> R,
+    ) -> R {
         ext.insert(SpanRecord::default());
         let rec = ext.get_mut::<SpanRecord>();
         f(rec.expect("the record was inserted just before"))
@@ -337,20 +343,17 @@ impl IdRecord {
     ///     assert_eq!(IdRecord::current().unwrap().correlation_id.unwrap().as_str(), "req-1");
     /// });
     /// ```
-    pub fn update<'a, S>(span: &SpanRef<'a, S>, f: impl FnOnce(&mut IdRecord))
-    where
-        S: LookupSpan<'a>,
-    {
+    pub fn update<E: crate::spans::SpanEntry>(span: &E, f: impl FnOnce(&mut IdRecord)) {
         SpanRecord::update(&mut span.extensions_mut(), |r| f(&mut r.ids));
     }
 
     /// Merges the records found on a span scope (innermost span first, as
     /// `SpanRef::scope` and `Context::event_scope` yield them). Returns `None`
     /// when no span in the scope carries a record.
-    pub fn resolve<'a, S, I>(scope: I) -> Option<IdRecord>
+    pub fn resolve<E, I>(scope: I) -> Option<IdRecord>
     where
-        S: LookupSpan<'a> + 'a,
-        I: IntoIterator<Item = SpanRef<'a, S>>,
+        E: crate::spans::SpanEntry,
+        I: IntoIterator<Item = E>,
     {
         let mut out: Option<IdRecord> = None;
         for span in scope {
@@ -358,6 +361,27 @@ impl IdRecord {
             if let Some(rec) = SpanRecord::ids_in(&ext) {
                 Self::merge(&mut out, rec);
                 if out.as_ref().is_some_and(IdRecord::is_complete) {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// The merged record of `span` and its ancestors, innermost first:
+    /// [`resolve`](Self::resolve) over a scope the span walker finds.
+    pub fn resolve_scope<E: crate::spans::SpanEntry>(span: &E) -> Option<IdRecord> {
+        use crate::spans::ExtRead as _;
+        let mut out: Option<IdRecord> = None;
+        let mut add = |s: &E| {
+            if let Some(rec) = s.extensions().get::<SpanRecord>() {
+                Self::merge(&mut out, &rec.ids);
+            }
+            out.as_ref().is_some_and(IdRecord::is_complete)
+        };
+        if !add(span) {
+            for a in span.ancestors() {
+                if add(&a) {
                     break;
                 }
             }
@@ -589,7 +613,7 @@ impl IdRecord {
     /// [`take_next_span_correlation`](Self::take_next_span_correlation))
     /// into the new span's record, creating the record when absent.
     #[inline]
-    pub fn adopt_next_span_correlation(ext: &mut tracing_subscriber::registry::ExtensionsMut<'_>) {
+    pub fn adopt_next_span_correlation<E: crate::spans::ExtWrite>(ext: &mut E) {
         if let Some(id) = Self::take_next_span_correlation() {
             SpanRecord::update(ext, |r| r.ids.correlation_id = Some(id));
         }

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use obs_core::IdRecord;
+use obs_core::spans::{ExtRead, ExtWrite, SpanEntry, SpanLookup};
 use tracing_core::field::{Field, Visit};
 use tracing_core::{Event, Level, Subscriber};
 use tracing_subscriber::Layer;
@@ -114,11 +115,8 @@ impl Visit for EventVisitor {
 /// The ring a span's breadcrumbs go to: the nearest one in its scope.
 /// Rings are created lazily (see [`ErrorLayer::crumbs_for_event`]), so a
 /// span, or its whole request, may have none yet.
-pub(crate) fn crumbs_of<'a, R: tracing_subscriber::registry::LookupSpan<'a>>(
-    span: &tracing_subscriber::registry::SpanRef<'a, R>,
-) -> Option<Crumbs> {
-    span.scope()
-        .find_map(|s| s.extensions().get::<Crumbs>().cloned())
+pub(crate) fn crumbs_of<E: SpanEntry>(span: &E) -> Option<Crumbs> {
+    span.find_in_scope(|s| s.extensions().get::<Crumbs>().cloned())
 }
 
 impl ErrorLayer {
@@ -129,15 +127,12 @@ impl ErrorLayer {
     /// allocation and no span lookup when its spans open. The ring found
     /// above `span` is also kept on `span` itself, so the next event there
     /// finds it at once.
-    fn crumbs_for_event<'a, R: tracing_subscriber::registry::LookupSpan<'a>>(
-        &self,
-        span: &tracing_subscriber::registry::SpanRef<'a, R>,
-    ) -> Option<Crumbs> {
+    fn crumbs_for_event<E: SpanEntry>(&self, span: &E) -> Option<Crumbs> {
         if let Some(c) = span.extensions().get::<Crumbs>() {
             return Some(c.clone());
         }
         let mut root = None;
-        for s in span.scope().skip(1) {
+        for s in span.ancestors() {
             if let Some(c) = s.extensions().get::<Crumbs>().cloned() {
                 span.extensions_mut().insert(c.clone());
                 return Some(c);
@@ -151,13 +146,10 @@ impl ErrorLayer {
         span.extensions_mut().insert(c.clone());
         Some(c)
     }
-}
 
-impl<S> Layer<S> for ErrorLayer
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+    /// Captures an `ERROR` event and keeps breadcrumbs, with the spans
+    /// `spans` finds around the event.
+    pub(crate) fn event<L: SpanLookup>(&self, event: &Event<'_>, spans: &L) {
         let meta = event.metadata();
         if meta.target().starts_with("obs_errors") {
             return;
@@ -175,7 +167,7 @@ where
         if !capture && !crumb {
             return;
         }
-        let span = ctx.event_span(event);
+        let span = spans.event_span(event);
         if capture {
             let mut v = EventVisitor::default();
             event.record(&mut v);
@@ -213,7 +205,7 @@ where
             });
             match &span {
                 Some(s) => {
-                    input.ids = IdRecord::resolve(s.scope());
+                    input.ids = IdRecord::resolve_scope(s);
                     input.crumbs = crumbs_of(s);
                 }
                 None => input.crumbs = self.reporter.shared().orphans.get(),
@@ -240,5 +232,14 @@ where
                 }
             }
         }
+    }
+}
+
+impl<S> Layer<S> for ErrorLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        self.event(event, &ctx);
     }
 }

@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use obs_core::spans::{ExtRead, ExtWrite, SpanEntry, SpanLookup};
 use obs_core::{IdRecord, RenderedFields, SpanRecord};
 use tracing_core::field::Visit;
 use tracing_core::span::{Attributes, Id, Record};
@@ -215,10 +216,9 @@ impl Inner {
         keep_each_name_once(sf, before, repeated_names);
     }
 
-    fn on_event<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>)
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
+    /// Writes the line of `event`, with the fields and ids of the spans
+    /// `spans` finds around it.
+    pub(crate) fn on_event<L: SpanLookup>(&self, event: &Event<'_>, spans: &L) {
         let meta = event.metadata();
         let ts = Timestamp::now();
         self.with_info(meta, |info| {
@@ -235,26 +235,26 @@ impl Inner {
             }
             SCRATCH.with(|cell| match cell.try_borrow_mut() {
                 Ok(mut s) => {
-                    self.format_event(&mut s, event, ctx, info, ts, summary);
+                    self.format_event(&mut s, event, spans, info, ts, summary);
                     s.trim();
                 }
                 // Re-entered from a `Debug` impl that logs: use a fresh scratch.
-                Err(_) => self.format_event(&mut Scratch::default(), event, ctx, info, ts, summary),
+                Err(_) => {
+                    self.format_event(&mut Scratch::default(), event, spans, info, ts, summary)
+                }
             });
         });
     }
 
-    fn format_event<S>(
+    fn format_event<L: SpanLookup>(
         &self,
         s: &mut Scratch,
         event: &Event<'_>,
-        ctx: &Context<'_, S>,
+        spans: &L,
         info: &CallsiteInfo,
         ts: Timestamp,
         summary: Option<u64>,
-    ) where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
+    ) {
         let meta = event.metadata();
         #[cfg(feature = "log")]
         let normalized = crate::callsite::log_record_metadata(event);
@@ -311,7 +311,7 @@ impl Inner {
         let mut ids: Option<IdRecord> = None;
         // `event_span` + `parent` visits what `event_scope` would, with one
         // registry lookup less (the scope iterator looks its first span up again).
-        let mut next = ctx.event_span(event);
+        let mut next = spans.event_span(event);
         let mut path_known = false;
         while let Some(span) = next {
             let parent = span.parent();
@@ -541,11 +541,27 @@ where
         if let Some(f) = &self.inner.filter {
             f.on_new_span(attrs, id, &ctx);
         }
-        let Some(span) = ctx.span(id) else { return };
-        let mut sf = self
-            .inner
-            .span_fields(attrs.metadata(), |v| attrs.record(v));
-        let spec = &self.inner.spec;
+        self.inner.new_span(attrs, id, &ctx);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(f) = &self.inner.filter {
+            f.on_record(id, values, &ctx);
+        }
+        self.inner.record(id, values, &ctx);
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        self.inner.on_event(event, &ctx);
+    }
+}
+
+impl Inner {
+    /// Renders a new span's fields (and its path) into its record.
+    pub(crate) fn new_span<L: SpanLookup>(&self, attrs: &Attributes<'_>, id: &Id, spans: &L) {
+        let Some(span) = spans.span(id) else { return };
+        let mut sf = self.span_fields(attrs.metadata(), |v| attrs.record(v));
+        let spec = &self.spec;
         if spec.span_path && spec.format == Format::Json {
             // The parent's path plus this name; unknown (left empty, so
             // events render it) when the parent has none.
@@ -588,22 +604,15 @@ where
         });
     }
 
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        if let Some(f) = &self.inner.filter {
-            f.on_record(id, values, &ctx);
-        }
-        let Some(span) = ctx.span(id) else { return };
+    /// Records values into a span's rendered fields.
+    pub(crate) fn record<L: SpanLookup>(&self, id: &Id, values: &Record<'_>, spans: &L) {
+        let Some(span) = spans.span(id) else { return };
         let mut ext = span.extensions_mut();
         // A span without fields was not opened through this layer (a
         // composed layer shows every span's record to each part): not ours.
         if let Some(sf) = ext.get_mut::<SpanRecord>().and_then(|r| r.fields.as_mut()) {
-            self.inner
-                .record_into(sf, span.metadata(), |v| values.record(v));
+            self.record_into(sf, span.metadata(), |v| values.record(v));
         }
-    }
-
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        self.inner.on_event(event, &ctx);
     }
 }
 

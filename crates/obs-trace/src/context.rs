@@ -95,7 +95,7 @@ fn lookup(
     dispatch: &tracing::Dispatch,
 ) -> Option<(SpanContext, Option<Arc<Baggage>>)> {
     let reg = dispatch.downcast_ref::<Registry>()?;
-    context_in(reg.span(id)?.scope())
+    context_in(&reg.span(id)?)
 }
 
 /// The trace context of `span` (its own ids), when the obs-trace layer runs

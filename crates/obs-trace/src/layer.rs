@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use obs_core::names::attr;
+use obs_core::spans::{ExtRead, ExtWrite, SpanEntry, SpanLookup};
 use obs_core::{IdRecord, SpanId, SpanRecord, TraceFlags, TraceId};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::{LookupSpan, SpanRef};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::Shared;
 use crate::propagation::{Baggage, SpanContext, TraceState};
@@ -112,9 +113,7 @@ fn keep_state(rec: &mut SpanRecord, state: Box<dyn obs_core::SpanState>) {
 
 /// The recording of a span this layer records, in its `SpanRecord`.
 #[inline]
-fn recording_mut<'a>(
-    ext: &'a mut tracing_subscriber::registry::ExtensionsMut<'_>,
-) -> Option<&'a mut Recording> {
+fn recording_mut<E: ExtWrite>(ext: &mut E) -> Option<&mut Recording> {
     ext.get_mut::<SpanRecord>()?.state.get_mut::<Recording>()
 }
 
@@ -162,18 +161,12 @@ struct Inherited {
 /// The trace context of the nearest span in `scope` that has one: its
 /// kept state, or for a span that records nothing (unsampled, no trace
 /// state, no baggage) the ids the layer wrote into its `SpanRecord`.
-pub(crate) fn context_in<'a, S, I>(scope: I) -> Option<(SpanContext, Option<Arc<Baggage>>)>
-where
-    S: LookupSpan<'a> + 'a,
-    I: IntoIterator<Item = SpanRef<'a, S>>,
-{
-    scope.into_iter().find_map(|span| context_of(&span))
+pub(crate) fn context_in<E: SpanEntry>(span: &E) -> Option<(SpanContext, Option<Arc<Baggage>>)> {
+    span.find_in_scope(context_of)
 }
 
 /// The trace context one span carries itself.
-fn context_of<'a, S: LookupSpan<'a>>(
-    span: &SpanRef<'a, S>,
-) -> Option<(SpanContext, Option<Arc<Baggage>>)> {
+fn context_of<E: SpanEntry>(span: &E) -> Option<(SpanContext, Option<Arc<Baggage>>)> {
     let ext = span.extensions();
     let rec = ext.get::<SpanRecord>()?;
     if let Some(c) = Carried::of(&rec.state) {
@@ -196,10 +189,7 @@ fn context_of<'a, S: LookupSpan<'a>>(
 /// The ids one span carries, and into `inherited` its trace state and
 /// baggage (cloned only when present).
 #[inline]
-fn parent_of<'a, S: LookupSpan<'a>>(
-    span: &SpanRef<'a, S>,
-    inherited: &mut Inherited,
-) -> Option<Parent> {
+fn parent_of<E: SpanEntry>(span: &E, inherited: &mut Inherited) -> Option<Parent> {
     let ext = span.extensions();
     let rec = ext.get::<SpanRecord>()?;
     if let Some(c) = Carried::of(&rec.state) {
@@ -226,26 +216,20 @@ fn parent_of<'a, S: LookupSpan<'a>>(
 }
 
 #[inline]
-fn local_parent<S>(span: &SpanRef<'_, S>, inherited: &mut Inherited) -> Option<Parent>
-where
-    S: for<'a> LookupSpan<'a>,
-{
+fn local_parent<E: SpanEntry>(span: &E, inherited: &mut Inherited) -> Option<Parent> {
     let parent = span.parent()?;
     // The direct parent almost always has a context; only walk further up
     // (one registry lookup per step) when it does not.
     if let Some(p) = parent_of(&parent, inherited) {
         return Some(p);
     }
-    parent
-        .scope()
-        .skip(1)
-        .find_map(|s| parent_of(&s, inherited))
+    parent.ancestors().find_map(|s| parent_of(&s, inherited))
 }
 
 /// Whether this layer opened `span`: it then carries the layer's state, or
 /// (unsampled, nothing to record) the span id it wrote into the id record.
 #[inline]
-fn opened_here<'a, S: LookupSpan<'a>>(span: &SpanRef<'a, S>) -> bool {
+fn opened_here<E: SpanEntry>(span: &E) -> bool {
     let ext = span.extensions();
     ext.get::<SpanRecord>()
         .is_some_and(|r| r.state.is_set() || r.ids.span_id.is_some())
@@ -304,11 +288,27 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        self.new_span(attrs, id, &ctx);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        self.record(id, values, &ctx);
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        self.event(event, &ctx);
+    }
+}
+
+impl TraceLayer {
+    /// Gives a new span its ids (from its parent, or a new trace), samples
+    /// it, and starts its recording when sampled.
+    pub(crate) fn new_span<L: SpanLookup>(&self, attrs: &Attributes<'_>, id: &Id, spans: &L) {
         let shared = &*self.shared;
         if shared.disabled {
             return;
         }
-        let Some(span) = ctx.span(id) else { return };
+        let Some(span) = spans.span(id) else { return };
         let mut inherited = Inherited::default();
         let mut pending = None;
         if HAS_PENDING.get() {
@@ -406,8 +406,9 @@ where
         });
     }
 
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
+    /// Records values into a sampled span's recording.
+    pub(crate) fn record<L: SpanLookup>(&self, id: &Id, values: &Record<'_>, spans: &L) {
+        let Some(span) = spans.span(id) else { return };
         let mut ext = span.extensions_mut();
         if let Some(rec) = recording_mut(&mut ext) {
             values.record(&mut SpanVisitor {
@@ -418,14 +419,15 @@ where
         }
     }
 
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+    /// Records an event on the nearest sampled span this layer opened.
+    pub(crate) fn event<L: SpanLookup>(&self, event: &Event<'_>, spans: &L) {
         // The access line repeats what its server span already carries
         // (method, route, path, status; its duration is the span's): as a
         // span event it would only double the exported bytes.
         if event.metadata().target() == obs_core::names::target::ACCESS {
             return;
         }
-        let Some(mut span) = ctx.event_span(event) else {
+        let Some(mut span) = spans.event_span(event) else {
             return;
         };
         // The event belongs to the nearest span this layer opened: a
