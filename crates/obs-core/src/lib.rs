@@ -21,6 +21,7 @@ pub mod resource;
 pub mod rng;
 pub mod route;
 pub mod spans;
+pub mod store;
 pub mod units;
 
 pub use carrier::Carrier;

@@ -19,6 +19,8 @@ use tracing_subscriber::Registry;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::spans::{Found, SpanEntry as _};
+
 use crate::{CorrelationId, SpanId, TraceFlags, TraceId};
 
 /// The ids of one span (or, once resolved, of the innermost spans that carry them).
@@ -414,11 +416,7 @@ impl IdRecord {
     /// `Registry`). What exemplars need on a hot path.
     pub fn current_trace() -> Option<(TraceId, Option<SpanId>, TraceFlags)> {
         tracing_core::dispatcher::get_default(|d| {
-            let current = d.current_span();
-            let id = current.id()?;
-            let reg = d.downcast_ref::<Registry>()?;
-            let span = reg.span(id)?;
-            span.scope().find_map(|s| {
+            Found::current(d)?.find_in_scope(|s| {
                 let ext = s.extensions();
                 let rec = SpanRecord::ids_in(&ext)?;
                 Some((rec.trace_id?, rec.span_id, rec.trace_flags))
@@ -428,39 +426,26 @@ impl IdRecord {
 
     /// The merged record of the current span of the default dispatcher, when
     /// that dispatcher is built on `tracing_subscriber::Registry` (any stack
-    /// of layers over it works).
+    /// of layers over it works) or on obs's own span store.
     pub fn current() -> Option<IdRecord> {
-        tracing_core::dispatcher::get_default(|d| {
-            let current = d.current_span();
-            let id = current.id()?;
-            let reg = d.downcast_ref::<Registry>()?;
-            let span = reg.span(id)?;
-            Self::resolve(span.scope())
-        })
+        tracing_core::dispatcher::get_default(|d| Self::resolve_scope(&Found::current(d)?))
     }
 
     /// The merged record of the span with `id` in the default dispatcher.
     pub fn for_span(id: &tracing_core::span::Id) -> Option<IdRecord> {
-        tracing_core::dispatcher::get_default(|d| {
-            let reg = d.downcast_ref::<Registry>()?;
-            let span = reg.span(id)?;
-            Self::resolve(span.scope())
-        })
+        tracing_core::dispatcher::get_default(|d| Self::resolve_scope(&Found::span(d, id)?))
     }
 
     /// Runs `f` on the record of the default dispatcher's current span,
     /// creating the record when absent, with one dispatcher access.
     /// `None` when no span is current; `Some(false)` when one is but the
-    /// dispatcher is not built on `Registry`.
+    /// dispatcher keeps spans in neither the registry nor obs's store.
     pub fn update_current(f: impl FnOnce(&mut IdRecord)) -> Option<bool> {
         let mut f = Some(f);
         tracing_core::dispatcher::get_default(|d| {
             let current = d.current_span();
             let id = current.id()?;
-            let Some(reg) = d.downcast_ref::<Registry>() else {
-                return Some(false);
-            };
-            let (Some(span), Some(f)) = (reg.span(id), f.take()) else {
+            let (Some(span), Some(f)) = (Found::span(d, id), f.take()) else {
                 return Some(false);
             };
             Self::update(&span, f);
@@ -470,14 +455,11 @@ impl IdRecord {
 
     /// Runs `f` on the record of the span with `id` in the default
     /// dispatcher, creating the record when absent. Returns `false` when the
-    /// dispatcher is not built on `Registry` or the span is unknown.
+    /// dispatcher keeps spans in neither store or the span is unknown.
     pub fn update_span_id(id: &tracing_core::span::Id, f: impl FnOnce(&mut IdRecord)) -> bool {
         let mut f = Some(f);
         tracing_core::dispatcher::get_default(|d| {
-            let Some(reg) = d.downcast_ref::<Registry>() else {
-                return false;
-            };
-            let Some(span) = reg.span(id) else {
+            let Some(span) = Found::span(d, id) else {
                 return false;
             };
             let Some(f) = f.take() else { return false };
@@ -858,7 +840,9 @@ where
 /// ```
 #[inline]
 pub fn spans_read_by_obs_only() -> bool {
-    tracing_core::dispatcher::get_default(|d| d.is::<ObsOnly<Registry>>())
+    tracing_core::dispatcher::get_default(|d| {
+        d.is::<crate::store::SpanStore>() || d.is::<ObsOnly<Registry>>()
+    })
 }
 
 #[cfg(test)]

@@ -224,6 +224,205 @@ where
     }
 }
 
+impl<T: SpanLookup> SpanLookup for &T {
+    type Entry<'l>
+        = T::Entry<'l>
+    where
+        Self: 'l;
+
+    #[inline]
+    fn span(&self, id: &Id) -> Option<Self::Entry<'_>> {
+        (**self).span(id)
+    }
+
+    #[inline]
+    fn event_span(&self, event: &Event<'_>) -> Option<Self::Entry<'_>> {
+        (**self).event_span(event)
+    }
+
+    #[inline]
+    fn current(&self) -> Option<Self::Entry<'_>> {
+        (**self).current()
+    }
+}
+
+/// A subscriber whose layers' contexts find spans: every subscriber built
+/// on `tracing-subscriber`'s registry (any `LookupSpan`), and obs's own
+/// [`SpanStore`](crate::store::SpanStore). obs's pillar layers are layers of
+/// any such subscriber, and get their lookup from their callbacks' context
+/// with [`lookup`](SpanSubscriber::lookup).
+pub trait SpanSubscriber: Subscriber + Sized {
+    /// The lookup a layer's context gives.
+    type Lookup<'c>: SpanLookup
+    where
+        Self: 'c;
+
+    /// The lookup of a layer callback's context.
+    fn lookup<'c>(ctx: &'c Context<'c, Self>) -> Self::Lookup<'c>;
+}
+
+impl<S> SpanSubscriber for S
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    type Lookup<'c>
+        = &'c Context<'c, S>
+    where
+        S: 'c;
+
+    #[inline]
+    fn lookup<'c>(ctx: &'c Context<'c, S>) -> &'c Context<'c, S> {
+        ctx
+    }
+}
+
+impl SpanSubscriber for crate::store::SpanStore {
+    type Lookup<'c> = crate::store::StoreLookup<'c>;
+
+    #[inline]
+    fn lookup<'c>(ctx: &'c Context<'c, Self>) -> crate::store::StoreLookup<'c> {
+        crate::store::StoreLookup::new(ctx)
+    }
+}
+
+/// A span found from outside a layer callback (the current ids, an error
+/// report's context, an exemplar's trace) in a dispatcher built on
+/// `tracing-subscriber`'s registry or on obs's [`SpanStore`](crate::store::SpanStore).
+#[derive(Debug)]
+pub enum Found<'d> {
+    /// A span of the registry.
+    Registry(SpanRef<'d, tracing_subscriber::Registry>),
+    /// A span of obs's store.
+    Store(crate::store::StoreEntry),
+}
+
+impl<'d> Found<'d> {
+    /// The span `id` of `dispatch`'s span store; `None` when the span is
+    /// unknown or the dispatcher keeps spans in neither store.
+    #[inline]
+    pub fn span(dispatch: &'d tracing_core::Dispatch, id: &Id) -> Option<Found<'d>> {
+        if let Some(reg) = dispatch.downcast_ref::<tracing_subscriber::Registry>() {
+            return LookupSpan::span(reg, id).map(Found::Registry);
+        }
+        if dispatch.is::<crate::store::SpanStore>() {
+            return crate::store::StoreEntry::find(id).map(Found::Store);
+        }
+        None
+    }
+
+    /// `dispatch`'s current span.
+    #[inline]
+    pub fn current(dispatch: &'d tracing_core::Dispatch) -> Option<Found<'d>> {
+        let current = dispatch.current_span();
+        Self::span(dispatch, current.id()?)
+    }
+}
+
+/// A read guard on a [`Found`] span's data.
+#[derive(Debug)]
+pub enum FoundRef<'e> {
+    /// The registry's extensions.
+    Registry(Extensions<'e>),
+    /// The store's data.
+    Store(crate::store::DataRef<'e>),
+}
+
+/// A write guard on a [`Found`] span's data.
+#[derive(Debug)]
+pub enum FoundMut<'e> {
+    /// The registry's extensions.
+    Registry(ExtensionsMut<'e>),
+    /// The store's data.
+    Store(crate::store::DataMut<'e>),
+}
+
+impl ExtRead for FoundRef<'_> {
+    #[inline]
+    fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        match self {
+            FoundRef::Registry(e) => e.get(),
+            FoundRef::Store(e) => ExtRead::get(e),
+        }
+    }
+}
+
+impl ExtWrite for FoundMut<'_> {
+    #[inline]
+    fn get_mut<T: Send + Sync + 'static>(&mut self) -> Option<&mut T> {
+        match self {
+            FoundMut::Registry(e) => ExtWrite::get_mut(e),
+            FoundMut::Store(e) => ExtWrite::get_mut(e),
+        }
+    }
+
+    #[inline]
+    fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        match self {
+            FoundMut::Registry(e) => ExtWrite::insert(e, value),
+            FoundMut::Store(e) => ExtWrite::insert(e, value),
+        }
+    }
+
+    #[inline]
+    fn remove<T: Send + Sync + 'static>(&mut self) -> Option<T> {
+        match self {
+            FoundMut::Registry(e) => ExtWrite::remove(e),
+            FoundMut::Store(e) => ExtWrite::remove(e),
+        }
+    }
+}
+
+impl SpanEntry for Found<'_> {
+    type Ext<'e>
+        = FoundRef<'e>
+    where
+        Self: 'e;
+    type ExtMut<'e>
+        = FoundMut<'e>
+    where
+        Self: 'e;
+
+    #[inline]
+    fn id(&self) -> Id {
+        match self {
+            Found::Registry(s) => s.id(),
+            Found::Store(s) => SpanEntry::id(s),
+        }
+    }
+
+    #[inline]
+    fn metadata(&self) -> &'static Metadata<'static> {
+        match self {
+            Found::Registry(s) => s.metadata(),
+            Found::Store(s) => SpanEntry::metadata(s),
+        }
+    }
+
+    #[inline]
+    fn parent(&self) -> Option<Self> {
+        match self {
+            Found::Registry(s) => s.parent().map(Found::Registry),
+            Found::Store(s) => SpanEntry::parent(s).map(Found::Store),
+        }
+    }
+
+    #[inline]
+    fn extensions(&self) -> FoundRef<'_> {
+        match self {
+            Found::Registry(s) => FoundRef::Registry(s.extensions()),
+            Found::Store(s) => FoundRef::Store(SpanEntry::extensions(s)),
+        }
+    }
+
+    #[inline]
+    fn extensions_mut(&self) -> FoundMut<'_> {
+        match self {
+            Found::Registry(s) => FoundMut::Registry(s.extensions_mut()),
+            Found::Store(s) => FoundMut::Store(SpanEntry::extensions_mut(s)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,12 +4,11 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use obs_core::IdRecord;
-use obs_core::spans::{ExtRead, ExtWrite, SpanEntry, SpanLookup};
+use obs_core::spans::{ExtRead, ExtWrite, SpanEntry, SpanLookup, SpanSubscriber};
 use tracing_core::field::{Field, Visit};
-use tracing_core::{Event, Level, Subscriber};
+use tracing_core::{Event, Level};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::LookupSpan;
 
 use crate::Reporter;
 use crate::breadcrumbs::Crumbs;
@@ -237,9 +236,9 @@ impl ErrorLayer {
 
 impl<S> Layer<S> for ErrorLayer
 where
-    S: Subscriber + for<'a> LookupSpan<'a>,
+    S: SpanSubscriber,
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        self.event(event, &ctx);
+        self.event(event, &S::lookup(&ctx));
     }
 }

@@ -14,8 +14,6 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use obs_core::IdRecord;
 use tracing_core::Level;
-use tracing_subscriber::Registry;
-use tracing_subscriber::registry::LookupSpan;
 
 use crate::breadcrumbs::{CrumbStats, Crumbs, Orphans};
 use crate::config::{BacktraceMode, Config, FingerprintMode};
@@ -409,13 +407,11 @@ impl Input<'_> {
 }
 
 /// The ids and breadcrumb buffer of the current span of the default
-/// dispatcher (when it is built on `Registry`).
+/// dispatcher (when it keeps spans in the registry or obs's store).
 fn current_context(shared: &Shared) -> (Option<IdRecord>, Option<Crumbs>) {
     let found = tracing::dispatcher::get_default(|d| {
-        let id = d.current_span().id()?.clone();
-        let reg = d.downcast_ref::<Registry>()?;
-        let span = reg.span(&id)?;
-        let ids = IdRecord::resolve(span.scope());
+        let span = obs_core::spans::Found::current(d)?;
+        let ids = IdRecord::resolve_scope(&span);
         Some((ids, crate::layer::crumbs_of(&span)))
     });
     match found {

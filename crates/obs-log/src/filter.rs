@@ -22,7 +22,6 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::Context;
 #[cfg(feature = "env-filter")]
 use tracing_subscriber::layer::Layer;
-use tracing_subscriber::registry::LookupSpan;
 
 use crate::Error;
 
@@ -202,7 +201,7 @@ impl FilterState {
     )]
     pub(crate) fn enabled<S>(&self, meta: &Metadata<'_>, ctx: &Context<'_, S>) -> bool
     where
-        S: Subscriber + for<'a> LookupSpan<'a>,
+        S: Subscriber,
     {
         if is_audit(meta.target(), meta.level()) {
             return true;
@@ -227,7 +226,7 @@ impl FilterState {
     )]
     pub(crate) fn interest<S>(&self, meta: &'static Metadata<'static>) -> Interest
     where
-        S: Subscriber + for<'a> LookupSpan<'a>,
+        S: Subscriber,
     {
         if meta.is_span() {
             let mut seen = self
@@ -258,7 +257,7 @@ impl FilterState {
     #[inline]
     pub(crate) fn on_new_span<S>(&self, attrs: &Attributes<'_>, id: &Id, ctx: &Context<'_, S>)
     where
-        S: Subscriber + for<'a> LookupSpan<'a>,
+        S: Subscriber,
     {
         #[cfg(feature = "env-filter")]
         self.with_env_filter(|f| f.on_new_span(attrs, id, ctx.clone()));
@@ -270,7 +269,7 @@ impl FilterState {
     #[inline]
     pub(crate) fn on_record<S>(&self, id: &Id, values: &Record<'_>, ctx: &Context<'_, S>)
     where
-        S: Subscriber + for<'a> LookupSpan<'a>,
+        S: Subscriber,
     {
         #[cfg(feature = "env-filter")]
         self.with_env_filter(|f| f.on_record(id, values, ctx.clone()));
@@ -282,7 +281,7 @@ impl FilterState {
     #[inline]
     pub(crate) fn on_enter<S>(&self, id: &Id, ctx: &Context<'_, S>)
     where
-        S: Subscriber + for<'a> LookupSpan<'a>,
+        S: Subscriber,
     {
         #[cfg(feature = "env-filter")]
         self.with_env_filter(|f| f.on_enter(id, ctx.clone()));
@@ -294,7 +293,7 @@ impl FilterState {
     #[inline]
     pub(crate) fn on_exit<S>(&self, id: &Id, ctx: &Context<'_, S>)
     where
-        S: Subscriber + for<'a> LookupSpan<'a>,
+        S: Subscriber,
     {
         #[cfg(feature = "env-filter")]
         self.with_env_filter(|f| f.on_exit(id, ctx.clone()));
@@ -306,7 +305,7 @@ impl FilterState {
     #[inline]
     pub(crate) fn on_close<S>(&self, id: &Id, ctx: &Context<'_, S>)
     where
-        S: Subscriber + for<'a> LookupSpan<'a>,
+        S: Subscriber,
     {
         #[cfg(feature = "env-filter")]
         self.with_env_filter(|f| f.on_close(id.clone(), ctx.clone()));
@@ -485,7 +484,7 @@ impl fmt::Debug for LogFilter {
 /// decides which *events* become lines.
 impl<S> tracing_subscriber::layer::Filter<S> for LogFilter
 where
-    S: Subscriber + for<'a> LookupSpan<'a>,
+    S: Subscriber,
 {
     fn enabled(&self, meta: &Metadata<'_>, ctx: &Context<'_, S>) -> bool {
         (meta.is_span() && *meta.level() <= Level::INFO) || self.state.enabled(meta, ctx)

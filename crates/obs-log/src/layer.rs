@@ -7,14 +7,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use obs_core::spans::{ExtRead, ExtWrite, SpanEntry, SpanLookup};
+use obs_core::spans::{ExtRead, ExtWrite, SpanEntry, SpanLookup, SpanSubscriber};
 use obs_core::{IdRecord, RenderedFields, SpanRecord};
 use tracing_core::field::Visit;
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::subscriber::Interest;
-use tracing_core::{Event, Level, LevelFilter, Metadata, Subscriber};
+use tracing_core::{Event, Level, LevelFilter, Metadata};
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::LookupSpan;
 
 use crate::callsite::{CallsiteInfo, Callsites, is_log_bridge};
 use crate::config::{Format, level_index};
@@ -483,7 +482,7 @@ impl Inner {
 
 impl<S> tracing_subscriber::Layer<S> for LogLayer
 where
-    S: Subscriber + for<'a> LookupSpan<'a>,
+    S: SpanSubscriber,
 {
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
         let Some(filter) = &self.inner.filter else {
@@ -541,18 +540,18 @@ where
         if let Some(f) = &self.inner.filter {
             f.on_new_span(attrs, id, &ctx);
         }
-        self.inner.new_span(attrs, id, &ctx);
+        self.inner.new_span(attrs, id, &S::lookup(&ctx));
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         if let Some(f) = &self.inner.filter {
             f.on_record(id, values, &ctx);
         }
-        self.inner.record(id, values, &ctx);
+        self.inner.record(id, values, &S::lookup(&ctx));
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        self.inner.on_event(event, &ctx);
+        self.inner.on_event(event, &S::lookup(&ctx));
     }
 }
 

@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use obs_core::Carrier;
 use tracing::instrument::{Instrument, Instrumented};
-use tracing_subscriber::Registry;
-use tracing_subscriber::registry::LookupSpan;
 
 use crate::layer::{HAS_PENDING, PENDING, PENDING_RECORDED, Pending, context_in};
 use crate::propagation::{Baggage, Extracted, Propagators, SpanContext};
@@ -94,8 +92,7 @@ fn lookup(
     id: &tracing::Id,
     dispatch: &tracing::Dispatch,
 ) -> Option<(SpanContext, Option<Arc<Baggage>>)> {
-    let reg = dispatch.downcast_ref::<Registry>()?;
-    context_in(&reg.span(id)?)
+    context_in(&obs_core::spans::Found::span(dispatch, id)?)
 }
 
 /// The trace context of `span` (its own ids), when the obs-trace layer runs

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use obs_core::names::attr;
-use obs_core::spans::{ExtRead, ExtWrite, SpanEntry, SpanLookup};
+use obs_core::spans::{ExtRead, ExtWrite, SpanEntry, SpanLookup, SpanSubscriber};
 use obs_core::{IdRecord, SpanId, SpanRecord, TraceFlags, TraceId};
+use tracing_core::Event;
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
-use tracing_core::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::LookupSpan;
 
 use crate::Shared;
 use crate::propagation::{Baggage, SpanContext, TraceState};
@@ -285,18 +284,18 @@ impl TraceLayer {
 
 impl<S> tracing_subscriber::Layer<S> for TraceLayer
 where
-    S: Subscriber + for<'a> LookupSpan<'a>,
+    S: SpanSubscriber,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        self.new_span(attrs, id, &ctx);
+        self.new_span(attrs, id, &S::lookup(&ctx));
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        self.record(id, values, &ctx);
+        self.record(id, values, &S::lookup(&ctx));
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        self.event(event, &ctx);
+        self.event(event, &S::lookup(&ctx));
     }
 }
 
@@ -576,10 +575,7 @@ pub(crate) fn record_for_export(
     fields: impl IntoIterator<Item = (&'static str, RawValue)>,
 ) -> bool {
     span.with_subscriber(|(id, dispatch)| {
-        let Some(reg) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
-            return false;
-        };
-        let Some(data) = reg.span(id) else {
+        let Some(data) = obs_core::spans::Found::span(dispatch, id) else {
             return false;
         };
         let mut ext = data.extensions_mut();

@@ -30,7 +30,7 @@ pub(crate) struct Inner {
     pub(crate) admin_token: Option<Secret<String>>,
     /// The pillars' layers, not yet fused: [`Obs::take_layers`] fuses them
     /// to sit beside other layers, [`Obs::take_subscriber`] as the only one.
-    layers: Mutex<Option<Parts<Registry>>>,
+    layers: Mutex<Option<Parts>>,
     /// Each pillar, running (`Off` for a disabled one).
     pub(crate) log: log::State,
     pub(crate) trace: trace::State,
@@ -83,7 +83,7 @@ pub fn init(config: Config) -> Result<Obs, Error> {
     if config.install_global {
         builder(config).try_init()
     } else {
-        let (obs, layers) = build::<Registry>(config)?;
+        let (obs, layers) = build(config)?;
         *lock(&obs.inner.layers) = Some(layers);
         Ok(obs)
     }
@@ -142,11 +142,11 @@ where
     S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
 {
     let global = config.install_global;
-    let (obs, layers) = build::<S>(config)?;
+    let (obs, layers) = build(config)?;
     if global {
         install_process_wide(&obs)?;
     }
-    Ok((obs, layers.into_layer(Mode::Composed)))
+    Ok((obs, layers.into_layer::<S>()))
 }
 
 /// An [`init`] in the making, holding the layers added so far; see
@@ -189,21 +189,23 @@ where
     /// ([`Error::SubscriberAlreadySet`]), like tracing-subscriber's
     /// `try_init`.
     pub fn try_init(self) -> Result<Obs, Error> {
-        let (obs, layers) = build::<S>(self.config)?;
-        let subscriber = self.subscriber.with(layers.into_layer(self.mode));
-        tracing::subscriber::set_global_default(subscriber)
-            .map_err(|_| Error::SubscriberAlreadySet)?;
+        let (obs, layers) = build(self.config)?;
+        let installed = match self.mode {
+            // obs's layers alone go on its own span store.
+            Mode::Sole => tracing::subscriber::set_global_default(layers.into_sole()),
+            Mode::Composed => {
+                tracing::subscriber::set_global_default(self.subscriber.with(layers.into_layer()))
+            }
+        };
+        installed.map_err(|_| Error::SubscriberAlreadySet)?;
         install_process_wide(&obs)?;
         Ok(obs)
     }
 }
 
-/// The layers of every enabled pillar, for any registry-based subscriber,
-/// to be fused once it is known whether they are the subscriber's only ones.
-fn build<S>(config: Config) -> Result<(Obs, Parts<S>), Error>
-where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
-{
+/// Every enabled pillar, and their layers, to be fused once it is known
+/// whether they are the subscriber's only ones.
+fn build(config: Config) -> Result<(Obs, Parts), Error> {
     let shared = Shared {
         resource: &config.resource,
         redactor: &config.redactor,
@@ -293,9 +295,7 @@ impl Obs {
     /// filter: obs's levels decide what obs records, never what the other
     /// layers see.
     pub fn take_layers(&self) -> Option<impl Layer<Registry> + Send + Sync + 'static> {
-        lock(&self.inner.layers)
-            .take()
-            .map(|parts| parts.into_layer(Mode::Composed))
+        lock(&self.inner.layers).take().map(Parts::into_layer)
     }
 
     /// obs's layers alone on a registry, as [`init`] installs them
@@ -333,9 +333,7 @@ impl Obs {
     /// # }
     /// ```
     pub fn take_subscriber(&self) -> Option<impl tracing::Subscriber + Send + Sync + 'static> {
-        lock(&self.inner.layers)
-            .take()
-            .map(|parts| tracing_subscriber::registry().with(parts.into_layer(Mode::Sole)))
+        lock(&self.inner.layers).take().map(Parts::into_sole)
     }
 
     /// Flushes and stops every pillar, in order, within `timeout`:

@@ -4,8 +4,6 @@
 
 use std::fmt;
 
-use tracing_subscriber::registry::LookupSpan;
-
 use super::{Lookup, Parts, Pillar, Shared};
 use crate::{Config, Error};
 
@@ -44,10 +42,7 @@ pub(crate) struct State {
 impl Pillar for State {
     type Settings = Settings;
 
-    fn init<S>(settings: Settings, _: &Shared<'_>, _: &mut Parts<S>) -> Result<Self, Error>
-    where
-        S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
-    {
+    fn init(settings: Settings, _: &Shared<'_>, _: &mut Parts) -> Result<Self, Error> {
         Ok(Self {
             config: settings,
             stats: obs_correlate::Stats::new(),

@@ -6,8 +6,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use tracing_subscriber::registry::LookupSpan;
-
 use super::{Lookup, Parts, Pillar, Shared};
 use crate::{Config, Error, Obs, ShutdownReport};
 
@@ -54,14 +52,7 @@ pub(crate) struct State {
 impl Pillar for State {
     type Settings = Settings;
 
-    fn init<S>(
-        settings: Settings,
-        shared: &Shared<'_>,
-        layers: &mut Parts<S>,
-    ) -> Result<Self, Error>
-    where
-        S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
-    {
+    fn init(settings: Settings, shared: &Shared<'_>, layers: &mut Parts) -> Result<Self, Error> {
         let events = settings.config.breadcrumb_level_in_force();
         let mut builder = obs_errors::Reporter::builder(
             settings
@@ -88,7 +79,10 @@ impl Pillar for State {
             record: false,
             lifecycle: super::fused::Lifecycle::Never,
         };
-        layers.push(reporter.layer(), ErrorsFilter { events }, callbacks);
+        layers.push(
+            super::fused::Part::Errors(reporter.layer(), ErrorsFilter { events }),
+            callbacks,
+        );
         Ok(Self { reporter })
     }
 
@@ -151,7 +145,7 @@ impl Pillar for State {
 /// nothing can report after it), so the fused layer does not call it for
 /// them.
 #[derive(Debug, Clone, Copy)]
-struct ErrorsFilter {
+pub(crate) struct ErrorsFilter {
     events: tracing::Level,
 }
 

@@ -35,6 +35,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use obs_core::spans::{SpanEntry as _, SpanLookup as _, SpanSubscriber};
+use obs_core::store::SpanStore;
 use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
@@ -97,28 +99,50 @@ impl fmt::Debug for SpanCallbacks {
     }
 }
 
-/// The pillars' layers and filters, gathered while the pillars start, in
-/// the order their callbacks run.
-pub(crate) struct Parts<S> {
-    layers: Vec<Boxed<S>>,
-    filters: Vec<BoxedFilter<S>>,
-    callbacks: Vec<SpanCallbacks>,
+/// A pillar's layer and the filter that decides what it sees, kept as
+/// their own types until the subscriber they go on is known: obs's span
+/// store when they stand alone, a registry beside layers of the user's.
+pub(crate) enum Part {
+    /// The log pillar's layer and its directive.
+    #[cfg(feature = "log")]
+    Log(obs_log::LogLayer, obs_log::LogFilter),
+    /// The trace pillar's layer and `OBS_TRACE_FILTER`.
+    #[cfg(feature = "trace")]
+    Trace(obs_trace::TraceLayer, tracing_subscriber::filter::Targets),
+    /// The errors pillar's layer and its breadcrumb level.
+    #[cfg(feature = "errors")]
+    Errors(obs_errors::ErrorLayer, super::errors::ErrorsFilter),
 }
 
-impl<S> Parts<S>
-where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
-{
-    pub(crate) fn new() -> Self {
-        Self {
-            layers: Vec::new(),
-            filters: Vec::new(),
-            callbacks: Vec::new(),
+impl Part {
+    fn boxed<S>(self) -> (Boxed<S>, BoxedFilter<S>)
+    where
+        S: SpanSubscriber + Send + Sync + 'static,
+    {
+        match self {
+            #[cfg(feature = "log")]
+            Part::Log(l, f) => (Box::new(l), Box::new(f)),
+            #[cfg(feature = "trace")]
+            Part::Trace(l, f) => (Box::new(l), Box::new(f)),
+            #[cfg(feature = "errors")]
+            Part::Errors(l, f) => (Box::new(l), Box::new(f)),
         }
     }
+}
 
-    /// Adds a pillar's layer with the filter that decides what it sees and
-    /// the span callbacks either of them implements.
+/// The pillars' layers and filters, gathered while the pillars start, in
+/// the order their callbacks run.
+pub(crate) struct Parts {
+    parts: Vec<(Part, SpanCallbacks)>,
+}
+
+impl Parts {
+    pub(crate) fn new() -> Self {
+        Self { parts: Vec::new() }
+    }
+
+    /// Adds a pillar's layer and filter with the span callbacks either of
+    /// them implements.
     #[cfg_attr(
         not(any(feature = "log", feature = "trace", feature = "errors")),
         allow(
@@ -126,30 +150,48 @@ where
             reason = "only the log, trace and errors pillars have a layer"
         )
     )]
-    pub(crate) fn push<L, F>(&mut self, layer: L, filter: F, callbacks: SpanCallbacks)
-    where
-        L: Layer<S> + Send + Sync + 'static,
-        F: Filter<S> + Send + Sync + 'static,
-    {
-        self.layers.push(Box::new(layer));
-        self.filters.push(Box::new(filter));
-        self.callbacks.push(callbacks);
+    pub(crate) fn push(&mut self, part: Part, callbacks: SpanCallbacks) {
+        self.parts.push((part, callbacks));
     }
 
-    /// The one layer: the fused pillars behind the union of their filters,
-    /// a per-layer filter or the subscriber's own as `mode` says.
-    pub(crate) fn into_layer(self, mode: Mode) -> Boxed<S> {
-        let filters: Arc<[BoxedFilter<S>]> = self.filters.into();
+    /// The one layer beside layers of the user's: the fused pillars behind
+    /// the union of their filters, as a per-layer filter.
+    pub(crate) fn into_layer<S>(self) -> Boxed<S>
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
+    {
+        let (fused, any) = self.fused::<S>();
+        Box::new(fused.with_filter(any))
+    }
+
+    /// The subscriber of the pillars alone: the fused layer on obs's own
+    /// span store, the union of the filters answering as the subscriber's.
+    pub(crate) fn into_sole(self) -> obs_core::store::SoleSubscriber {
+        let (mut fused, any) = self.fused::<SpanStore>();
+        fused.sole = Some(any);
+        obs_core::store::sole_subscriber(Box::new(fused))
+    }
+
+    fn fused<S>(self) -> (Fused<S>, AnyOf<S>)
+    where
+        S: SpanSubscriber + Send + Sync + 'static,
+    {
+        let (boxed, callbacks): (Vec<_>, Vec<_>) = self
+            .parts
+            .into_iter()
+            .map(|(part, callbacks)| (part.boxed::<S>(), callbacks))
+            .unzip();
+        let (layers, filters): (Vec<_>, Vec<_>) = boxed.into_iter().unzip();
+        let filters: Arc<[BoxedFilter<S>]> = filters.into();
         let select = |f: fn(&SpanCallbacks) -> bool| {
-            self.callbacks
+            callbacks
                 .iter()
                 .enumerate()
                 .filter(|(_, c)| f(c))
                 .map(|(i, _)| i)
                 .collect()
         };
-        let lifecycle = self
-            .callbacks
+        let lifecycle = callbacks
             .iter()
             .enumerate()
             .filter_map(|(i, c)| match &c.lifecycle {
@@ -160,27 +202,23 @@ where
         let any = AnyOf {
             filters: filters.clone(),
         };
-        let fused = |sole| Fused {
+        let fused = Fused {
             record: select(|c| c.record),
             lifecycle,
-            layers: self.layers,
+            layers,
             filters,
-            sole,
+            sole: None,
         };
-        match mode {
-            // Marked as obs's alone (`obs_core::record::ObsOnly`).
-            Mode::Sole => Box::new(obs_core::record::ObsOnly::new(Box::new(fused(Some(any))))),
-            Mode::Composed => Box::new(fused(None).with_filter(any)),
-        }
+        (fused, any)
     }
 }
 
 /// Whether the fused layer shares its subscriber with layers of the user's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// The only layer on its registry: its filter is the subscriber's.
+    /// The only layer, on obs's span store: its filter is the subscriber's.
     Sole,
-    /// Among other layers: its filter is a per-layer filter.
+    /// Among other layers, on a registry: its filter is a per-layer filter.
     Composed,
 }
 
@@ -210,7 +248,7 @@ impl<S> fmt::Debug for Fused<S> {
 
 impl<S> Fused<S>
 where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    S: SpanSubscriber,
 {
     fn parts(&self) -> impl Iterator<Item = (&Boxed<S>, &BoxedFilter<S>)> {
         self.layers.iter().zip(self.filters.iter())
@@ -234,7 +272,7 @@ where
 
 impl<S> Layer<S> for Fused<S>
 where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
+    S: SpanSubscriber + Send + Sync + 'static,
 {
     fn on_register_dispatch(&self, dispatch: &tracing::Dispatch) {
         for l in &self.layers {
@@ -290,7 +328,7 @@ where
         // pillar's filter enabled gets it here, so no span of a request
         // misses its id whatever the pillars' filters are.
         if obs_core::IdRecord::next_span_correlation_waiting()
-            && let Some(span) = ctx.span(id)
+            && let Some(span) = S::lookup(&ctx).span(id)
         {
             obs_core::IdRecord::adopt_next_span_correlation(&mut span.extensions_mut());
         }
@@ -377,7 +415,7 @@ impl<S> fmt::Debug for AnyOf<S> {
 
 impl<S> Filter<S> for AnyOf<S>
 where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    S: tracing::Subscriber,
 {
     fn enabled(&self, meta: &Metadata<'_>, ctx: &Context<'_, S>) -> bool {
         self.filters.iter().any(|f| f.enabled(meta, ctx))

@@ -6,8 +6,6 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tracing_subscriber::registry::LookupSpan;
-
 use super::{Lookup, Parts, Pillar, Shared};
 use crate::instance::lock;
 use crate::{Config, Error, Obs, ShutdownReport};
@@ -45,10 +43,7 @@ pub(crate) struct State {
 impl Pillar for State {
     type Settings = Settings;
 
-    fn init<S>(settings: Settings, shared: &Shared<'_>, _: &mut Parts<S>) -> Result<Self, Error>
-    where
-        S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
-    {
+    fn init(settings: Settings, shared: &Shared<'_>, _: &mut Parts) -> Result<Self, Error> {
         let mut b = obs_health::Health::builder()
             .resource(shared.resource)
             .redactor(shared.redactor.clone())

@@ -6,8 +6,6 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tracing_subscriber::registry::LookupSpan;
-
 use super::{Lookup, Parts, Pillar, Shared};
 use crate::instance::lock;
 use crate::{Config, Error, Obs, ShutdownReport};
@@ -45,14 +43,7 @@ pub(crate) struct State {
 impl Pillar for State {
     type Settings = Settings;
 
-    fn init<S>(
-        settings: Settings,
-        shared: &Shared<'_>,
-        layers: &mut Parts<S>,
-    ) -> Result<Self, Error>
-    where
-        S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
-    {
+    fn init(settings: Settings, shared: &Shared<'_>, layers: &mut Parts) -> Result<Self, Error> {
         // The log directive filters log lines only (a per-layer filter): a
         // quiet log level must not switch spans off for the tracer, nor
         // breadcrumbs for error capture.
@@ -75,7 +66,7 @@ impl Pillar for State {
                 lifecycle_filter.acts_on_span_lifecycle()
             })),
         };
-        layers.push(layer, filter, callbacks);
+        layers.push(super::fused::Part::Log(layer, filter), callbacks);
         Ok(Self {
             reload: handles.reload,
             stats: handles.stats,

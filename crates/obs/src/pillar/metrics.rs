@@ -7,8 +7,6 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use tracing_subscriber::registry::LookupSpan;
-
 use super::{Lookup, Parts, Pillar, Shared};
 use crate::config::{ENV_CARDINALITY_LIMIT, parse_var};
 use crate::instance::Inner;
@@ -58,10 +56,7 @@ pub(crate) struct Sets {
 impl Pillar for State {
     type Settings = Settings;
 
-    fn init<S>(settings: Settings, shared: &Shared<'_>, _: &mut Parts<S>) -> Result<Self, Error>
-    where
-        S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
-    {
+    fn init(settings: Settings, shared: &Shared<'_>, _: &mut Parts) -> Result<Self, Error> {
         let registry = obs_metrics::Registry::builder()
             .cardinality_limit(settings.cardinality_limit)
             .redactor(Some(shared.redactor.clone()))

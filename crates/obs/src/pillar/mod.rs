@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use obs_core::{Redactor, Resource};
 use tracing_subscriber::layer::Layer;
-use tracing_subscriber::registry::LookupSpan;
 
 use crate::{Error, ShutdownReport};
 pub(crate) use fused::Parts;
@@ -78,13 +77,11 @@ pub(crate) trait Pillar: Sized + Send + Sync + 'static {
 
     /// Builds the pillar, adding its `tracing` layer and the filter that
     /// decides what it sees to the facade's fused layer.
-    fn init<S>(
+    fn init(
         settings: Self::Settings,
         shared: &Shared<'_>,
-        layers: &mut Parts<S>,
-    ) -> Result<Self, Error>
-    where
-        S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static;
+        layers: &mut Parts,
+    ) -> Result<Self, Error>;
 
     /// Registers the pillar's self-metrics (its stats handle) on the registry.
     #[cfg(feature = "metrics")]
@@ -135,7 +132,7 @@ impl Settings for Off {
 
 impl Pillar for Off {
     type Settings = Off;
-    fn init<S>(_: Off, _: &Shared<'_>, _: &mut Parts<S>) -> Result<Self, Error> {
+    fn init(_: Off, _: &Shared<'_>, _: &mut Parts) -> Result<Self, Error> {
         Ok(Off)
     }
 }

@@ -6,7 +6,6 @@ use std::fmt;
 use std::time::Duration;
 
 use tracing_subscriber::filter::Targets;
-use tracing_subscriber::registry::LookupSpan;
 
 use super::{Lookup, Parts, Pillar, Shared};
 use crate::config::ENV_TRACE_FILTER;
@@ -64,14 +63,7 @@ pub(crate) struct State {
 impl Pillar for State {
     type Settings = Settings;
 
-    fn init<S>(
-        settings: Settings,
-        shared: &Shared<'_>,
-        layers: &mut Parts<S>,
-    ) -> Result<Self, Error>
-    where
-        S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
-    {
+    fn init(settings: Settings, shared: &Shared<'_>, layers: &mut Parts) -> Result<Self, Error> {
         let mut trace = settings.config;
         trace.resource = shared.resource.clone();
         trace.redactor = Some(shared.redactor.clone());
@@ -83,7 +75,10 @@ impl Pillar for State {
             record: true,
             lifecycle: super::fused::Lifecycle::Never,
         };
-        layers.push(tracer.layer(), settings.filter, callbacks);
+        layers.push(
+            super::fused::Part::Trace(tracer.layer(), settings.filter),
+            callbacks,
+        );
         Ok(Self { tracer })
     }
 
