@@ -14,13 +14,7 @@
 
 use std::cell::Cell;
 
-use tracing_core::span::Id;
-use tracing_subscriber::Registry;
-use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::LookupSpan;
-
 use crate::spans::{Found, SpanEntry as _};
-
 use crate::{CorrelationId, SpanId, TraceFlags, TraceId};
 
 /// The ids of one span (or, once resolved, of the innermost spans that carry them).
@@ -413,7 +407,7 @@ impl IdRecord {
     /// The trace half of the merge rule, read in place (no clone): the trace
     /// id, span id and flags of the nearest record of the current span's
     /// scope that carries a trace id, in the default dispatcher (built on
-    /// `Registry`). What exemplars need on a hot path.
+    /// `Registry` or obs's span store). What exemplars need on a hot path.
     pub fn current_trace() -> Option<(TraceId, Option<SpanId>, TraceFlags)> {
         tracing_core::dispatcher::get_default(|d| {
             Found::current(d)?.find_in_scope(|s| {
@@ -426,7 +420,8 @@ impl IdRecord {
 
     /// The merged record of the current span of the default dispatcher, when
     /// that dispatcher is built on `tracing_subscriber::Registry` (any stack
-    /// of layers over it works) or on obs's own span store.
+    /// of layers over it works) or on obs's own span store
+    /// ([`crate::store`]).
     pub fn current() -> Option<IdRecord> {
         tracing_core::dispatcher::get_default(|d| Self::resolve_scope(&Found::current(d)?))
     }
@@ -707,142 +702,28 @@ pub fn request_head_on_span() -> bool {
     REQUEST_HEAD_ON_SPAN.try_with(Cell::get).unwrap_or(false)
 }
 
-/// obs's layers when they are their subscriber's only layers: a layer that
-/// hands every callback to the one it wraps, and whose presence tells that
-/// nothing but obs reads the subscriber's spans' fields.
+/// Whether the current dispatcher's spans are read by obs's layers alone:
+/// its spans are kept in obs's own [`SpanStore`](crate::store::SpanStore),
+/// which carries exactly one layer, obs's (see
+/// [`sole_subscriber`](crate::store::sole_subscriber)); `false` under any
+/// other subscriber.
 ///
 /// A pillar may then skip recording a field that none of obs's layers will
 /// read (the status of an unsampled server span: the span is not exported,
 /// and the access line carries the status itself). Beside layers of the
-/// user's, every field is recorded as usual, since those layers may read
-/// it. obs's facade wraps its layers in it when they stand alone
-/// (`obs::init`, `Obs::take_subscriber`); [`spans_read_by_obs_only`] looks
-/// for it. A layer added on top of such a subscriber is not told apart
-/// (`tracing` finds the marker inside it): whoever wraps layers in
-/// `ObsOnly` hands the subscriber out as complete.
-///
-/// The wrapper does not forward `downcast_raw` (an `unsafe` method, and
-/// this workspace forbids `unsafe`), so `tracing-subscriber` cannot see
-/// through it: wrap no layer that carries a per-layer filter (`Filtered`),
-/// whose detection works by downcasting. obs wraps only its unfiltered
-/// sole layer.
-pub struct ObsOnly<S> {
-    inner: Box<dyn tracing_subscriber::Layer<S> + Send + Sync + 'static>,
-}
-
-impl<S> ObsOnly<S> {
-    /// Marks `inner`, the subscriber's only layer, as obs's.
-    pub fn new(inner: Box<dyn tracing_subscriber::Layer<S> + Send + Sync + 'static>) -> Self {
-        Self { inner }
-    }
-}
-
-impl<S> std::fmt::Debug for ObsOnly<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObsOnly").finish_non_exhaustive()
-    }
-}
-
-impl<S> tracing_subscriber::Layer<S> for ObsOnly<S>
-where
-    S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_register_dispatch(&self, dispatch: &tracing_core::Dispatch) {
-        self.inner.on_register_dispatch(dispatch);
-    }
-
-    fn on_layer(&mut self, subscriber: &mut S) {
-        self.inner.on_layer(subscriber);
-    }
-
-    #[inline]
-    fn register_callsite(
-        &self,
-        meta: &'static tracing_core::Metadata<'static>,
-    ) -> tracing_core::Interest {
-        self.inner.register_callsite(meta)
-    }
-
-    #[inline]
-    fn enabled(&self, meta: &tracing_core::Metadata<'_>, ctx: Context<'_, S>) -> bool {
-        self.inner.enabled(meta, ctx)
-    }
-
-    #[inline]
-    fn on_new_span(
-        &self,
-        attrs: &tracing_core::span::Attributes<'_>,
-        id: &Id,
-        ctx: Context<'_, S>,
-    ) {
-        self.inner.on_new_span(attrs, id, ctx);
-    }
-
-    #[inline]
-    fn max_level_hint(&self) -> Option<tracing_core::LevelFilter> {
-        self.inner.max_level_hint()
-    }
-
-    #[inline]
-    fn on_record(&self, id: &Id, values: &tracing_core::span::Record<'_>, ctx: Context<'_, S>) {
-        self.inner.on_record(id, values, ctx);
-    }
-
-    #[inline]
-    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
-        self.inner.on_follows_from(id, follows, ctx);
-    }
-
-    #[inline]
-    fn event_enabled(&self, event: &tracing_core::Event<'_>, ctx: Context<'_, S>) -> bool {
-        self.inner.event_enabled(event, ctx)
-    }
-
-    #[inline]
-    fn on_event(&self, event: &tracing_core::Event<'_>, ctx: Context<'_, S>) {
-        self.inner.on_event(event, ctx);
-    }
-
-    #[inline]
-    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        self.inner.on_enter(id, ctx);
-    }
-
-    #[inline]
-    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        self.inner.on_exit(id, ctx);
-    }
-
-    #[inline]
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        self.inner.on_close(id, ctx);
-    }
-
-    #[inline]
-    fn on_id_change(&self, old: &Id, new: &Id, ctx: Context<'_, S>) {
-        self.inner.on_id_change(old, new, ctx);
-    }
-}
-
-/// Whether the current dispatcher's spans are read by obs's layers alone
-/// (its layer is an [`ObsOnly`] on a `Registry`); `false` under any other
-/// subscriber.
+/// user's (on a registry), every field is recorded as usual, since those
+/// layers may read it.
 ///
 /// ```
-/// use tracing_subscriber::layer::SubscriberExt;
 /// assert!(!obs_core::record::spans_read_by_obs_only());
-/// let alone = tracing_subscriber::registry().with(obs_core::record::ObsOnly::new(Box::new(
-///     tracing_subscriber::layer::Identity::new(),
-/// )));
+/// let alone = obs_core::store::sole_subscriber(Box::new(tracing_subscriber::layer::Identity::new()));
 /// tracing::subscriber::with_default(alone, || {
 ///     assert!(obs_core::record::spans_read_by_obs_only());
 /// });
 /// ```
 #[inline]
 pub fn spans_read_by_obs_only() -> bool {
-    tracing_core::dispatcher::get_default(|d| {
-        d.is::<crate::store::SpanStore>() || d.is::<ObsOnly<Registry>>()
-    })
+    tracing_core::dispatcher::get_default(|d| d.is::<crate::store::SpanStore>())
 }
 
 #[cfg(test)]
@@ -854,7 +735,7 @@ mod tests {
     /// alone, first hit on the thread that holds the registry, so no other
     /// test thread decides their cached interest.
     fn with_registry(f: impl FnOnce()) {
-        tracing::subscriber::with_default(Registry::default(), f);
+        tracing::subscriber::with_default(tracing_subscriber::Registry::default(), f);
     }
 
     #[test]

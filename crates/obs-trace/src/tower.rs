@@ -376,7 +376,8 @@ where
         // The status goes to the span's readers: the exporter when the span
         // is recorded, and whatever other layer may read it. When the span is
         // not recorded and obs's layers alone read spans, nobody would: the
-        // access line carries the status itself (see `ObsOnly`).
+        // access line carries the status itself (see
+        // `obs_core::record::spans_read_by_obs_only`).
         let obs_only = obs_core::record::spans_read_by_obs_only();
         let record = match (obs_only, recorded) {
             (true, Some(false)) => Outcome::Skip,

@@ -64,6 +64,12 @@ impl fmt::Debug for Obs {
 /// your own layers use [`builder`]; to compose the subscriber entirely
 /// yourself use [`layers`].
 ///
+/// Installed alone, obs's layers stand on obs's own span store
+/// ([`obs_core::store`]) rather than `tracing-subscriber`'s registry: a
+/// request's spans then allocate nothing (see
+/// [`Obs::take_subscriber`]). With layers of your own ([`builder`],
+/// [`layers`]) they stand on a registry, which those layers need.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), obs::Error> {
@@ -298,24 +304,26 @@ impl Obs {
         lock(&self.inner.layers).take().map(Parts::into_layer)
     }
 
-    /// obs's layers alone on a registry, as [`init`] installs them
-    /// process-wide: for a scoped default (`tracing::subscriber::with_default`,
-    /// a `tracing::Dispatch` per test or per tenant) when
+    /// obs's layers alone, as [`init`] installs them process-wide: for a
+    /// scoped default (`tracing::subscriber::with_default`, a
+    /// `tracing::Dispatch` per test or per tenant) when
     /// [`Config::install_global`] was off. `None` once taken (by this or
     /// [`take_layers`](Self::take_layers)) or when `init` installed them.
     ///
-    /// As the only layer, the union of the pillars' filters is the
-    /// subscriber's own filter rather than a per-layer filter, which saves
-    /// a registry lookup on every span enter, exit, record and close. That
-    /// filter decides for the whole subscriber, so do not add layers to it
-    /// (`SubscriberExt::with`): a layer added on top would not see what
-    /// obs's levels leave out, nor the status of an unsampled server span,
-    /// nor the method, route and path on the access line's event (obs
-    /// writes those once, on the server span, for its own readers, and
-    /// takes this subscriber's layers to be its own; see
-    /// `obs_core::record::ObsOnly`). With a
-    /// layer of your own to add, use
-    /// `take_layers` (or [`builder`]).
+    /// The layers stand on obs's own span store
+    /// ([`obs_core::store`]) rather than `tracing-subscriber`'s registry:
+    /// each span's record lives in its slot, so a request's spans allocate
+    /// nothing, and entering a span touches no slot. As the only layer, the
+    /// union of the pillars' filters is the subscriber's own filter. That
+    /// filter decides for the whole subscriber, and the store serves no
+    /// `LookupSpan` layer (`fmt`, `tracing-opentelemetry`), so add no
+    /// layers to it: a layer added on top would not see what obs's levels
+    /// leave out, nor the status of an unsampled server span, nor the
+    /// method, route and path on the access line's event (obs writes those
+    /// once, on the server span, for its own readers; see
+    /// `obs_core::record::spans_read_by_obs_only`). With a layer of your
+    /// own to add, use `take_layers` (or [`builder`]), which stand on a
+    /// registry.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

@@ -281,3 +281,35 @@ async fn span_scoped_directive(install: Install) {
         logs.text()
     );
 }
+
+/// Alone, obs's layers stand on obs's own span store, and only there do
+/// they count as the spans' only readers; beside other layers they stand
+/// on a registry. The cases above run on both.
+#[tokio::test(flavor = "current_thread")]
+async fn alone_obs_stands_on_its_own_span_store() {
+    for install in BOTH {
+        let (obs, _logs) = obs_at_warn();
+        let subscriber = subscriber(&obs, install);
+        obs_testing::subscriber::with_default(subscriber, || {
+            let (store, registry) = tracing::dispatcher::get_default(|d| {
+                (
+                    d.is::<obs::core::store::SpanStore>(),
+                    d.is::<tracing_subscriber::Registry>(),
+                )
+            });
+            let alone = matches!(install, Install::Alone);
+            assert_eq!((store, registry), (alone, !alone), "{install:?}");
+            assert_eq!(
+                obs::core::record::spans_read_by_obs_only(),
+                alone,
+                "{install:?}"
+            );
+            // The current ids are found in either store.
+            let span = tracing::warn_span!("request");
+            let _g = span.enter();
+            let ids = obs::core::IdRecord::current().expect("the span's ids");
+            assert!(ids.trace_id.is_some(), "{install:?}");
+        });
+        obs.shutdown(Duration::from_secs(2)).await;
+    }
+}

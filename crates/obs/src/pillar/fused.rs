@@ -23,13 +23,18 @@
 //! When the fused layer is the subscriber's only layer ([`Mode::Sole`]:
 //! [`obs::init`](crate::init) installing the global subscriber without
 //! layers of the user's, [`Obs::take_subscriber`](crate::Obs::take_subscriber)),
-//! nothing else shares the registry, so the union filter need not be a
-//! per-layer filter: the layer itself answers `register_callsite`,
-//! `enabled` and `max_level_hint` with it, as the subscriber's global
-//! filter. The registry then keeps no per-layer filter state, and no span
+//! it stands on obs's own span store ([`obs_core::store`]) instead of the
+//! registry: each span's record lives inline in its slot (no extension box
+//! per span), and entering or exiting a span touches no slot. Nothing else
+//! shares the subscriber, so the union filter need not be a per-layer
+//! filter: the layer itself answers `register_callsite`, `enabled` and
+//! `max_level_hint` with it, as the subscriber's global filter, and no span
 //! is looked up to learn whether the filter enabled it (on every enter,
-//! exit, record and close). Beside layers of the user's
-//! ([`Mode::Composed`]) the union stays a per-layer filter, so that obs's
+//! exit, record and close). The pillars' layers and filters are kept as
+//! their own types ([`Part`]) until the subscriber is known, since a layer
+//! boxed for the registry cannot go on the store. Beside layers of the
+//! user's ([`Mode::Composed`]) the fused layer goes on a registry behind a
+//! per-layer filter, so that obs's
 //! levels never hide a span or event from the user's layers.
 
 use std::fmt;
