@@ -17,8 +17,9 @@
 //!   layer find a span without the subscriber's help;
 //! - the stack of entered spans is per store and per thread, as the
 //!   registry's, but holds no reference on the spans it lists (`tracing`'s
-//!   guards keep an entered span's handle alive), so entering and exiting a
-//!   span touch no slot;
+//!   guards keep an entered span's handle alive), and keeps each span's
+//!   metadata: entering the span created last on the thread, exiting, and
+//!   asking for the current span touch no slot;
 //! - a child's reference on its parent, dropped while others remain, is a
 //!   decrement; only the last goes through the dispatcher, so that the
 //!   layers see the span close.
@@ -335,6 +336,7 @@ impl SpanLookup for StoreLookup<'_> {
 /// An entered span on a thread's stack.
 struct Entered {
     id: Id,
+    meta: &'static Metadata<'static>,
     /// Entered again while already on the stack: not the current span (as
     /// in the registry, the current span is the innermost first entry).
     again: bool,
@@ -346,16 +348,18 @@ struct Entered {
 /// lists: `tracing`'s guards (`Entered`, `EnteredSpan`, `Instrumented`)
 /// keep a span's handle alive while it is entered, so the span cannot close
 /// under the stack. A span closed while listed (a guard leaked with
-/// `mem::forget`) leaves an id that no lookup finds, and is skipped.
+/// `mem::forget`) stays listed, as the registry would keep it, but its id
+/// is one no lookup finds.
 #[derive(Default)]
 struct Stack(Vec<Entered>);
 
 impl Stack {
     #[inline]
-    fn push(&mut self, id: &Id) {
+    fn push(&mut self, id: &Id, meta: &'static Metadata<'static>) {
         let again = self.0.iter().any(|e| e.id == *id);
         self.0.push(Entered {
             id: id.clone(),
+            meta,
             again,
         });
     }
@@ -376,21 +380,32 @@ impl Stack {
         }
     }
 
-    /// The current span and its metadata.
+    /// The current span.
     #[inline]
-    fn current(&self) -> Option<(Id, &'static Metadata<'static>)> {
-        self.0
-            .iter()
-            .rev()
-            .filter(|e| !e.again)
-            .find_map(|e| Some((e.id.clone(), SLOTS.get(key_of(&e.id))?.meta?)))
+    fn current(&self) -> Option<&Entered> {
+        self.0.iter().rev().find(|e| !e.again)
     }
+}
 
-    /// The current span's id.
-    #[inline]
-    fn current_id(&self) -> Option<Id> {
-        self.current().map(|(id, _)| id)
+thread_local! {
+    /// The span created last on this thread, and its metadata: the span
+    /// entered next is almost always that one (`info_span!(..).entered()`,
+    /// a span made for a future or a call), whose metadata the stack then
+    /// takes without reading its slot. Ids name one span across every
+    /// store, so the entry holds whichever store created it.
+    static LAST_CREATED: std::cell::Cell<Option<(u64, &'static Metadata<'static>)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The metadata of the span `id`, for the stack.
+#[inline]
+fn meta_of(id: &Id) -> Option<&'static Metadata<'static>> {
+    if let Some((last, meta)) = LAST_CREATED.get()
+        && last == id.into_u64()
+    {
+        return Some(meta);
     }
+    SLOTS.get(key_of(id))?.meta
 }
 
 /// The store: a `tracing` subscriber that keeps spans and the stacks of
@@ -470,7 +485,7 @@ impl Subscriber for SpanStore {
         let parent = if attrs.is_root() {
             None
         } else if attrs.is_contextual() {
-            let cur = self.stack().borrow().current_id();
+            let cur = self.stack().borrow().current().map(|e| e.id.clone());
             cur.map(|id| self.clone_span(&id))
         } else {
             attrs.parent().map(|id| self.clone_span(id))
@@ -483,7 +498,9 @@ impl Subscriber for SpanStore {
         });
         // The pool holds as many spans as the registry's (its default
         // configuration): running out is a leak of spans, not a load.
-        id_of(key.expect("the span store is full"))
+        let id = id_of(key.expect("the span store is full"));
+        LAST_CREATED.set(Some((id.into_u64(), meta)));
+        id
     }
 
     fn record(&self, _: &Id, _: &Record<'_>) {}
@@ -493,7 +510,9 @@ impl Subscriber for SpanStore {
     fn event(&self, _: &Event<'_>) {}
 
     fn enter(&self, id: &Id) {
-        self.stack().borrow_mut().push(id);
+        if let Some(meta) = meta_of(id) {
+            self.stack().borrow_mut().push(id, meta);
+        }
     }
 
     fn exit(&self, id: &Id) {
@@ -509,7 +528,7 @@ impl Subscriber for SpanStore {
 
     fn current_span(&self) -> Current {
         match self.stack().borrow().current() {
-            Some((id, meta)) => Current::new(id, meta),
+            Some(e) => Current::new(e.id.clone(), e.meta),
             None => Current::none(),
         }
     }
