@@ -14,7 +14,9 @@
 //! - the slots are one process-wide [`sharded_slab::Pool`], so a span id
 //!   names one span across every store (several subscribers in one process,
 //!   as tests have, never mistake one another's ids), and readers outside a
-//!   layer find a span without the subscriber's help;
+//!   layer find a span without the subscriber's help; each slot notes its
+//!   store, so a parent closed by its last child closes through its own
+//!   store's dispatcher, whatever the thread's default is then;
 //! - the stack of entered spans is per store and per thread, as the
 //!   registry's, but holds no reference on the spans it lists (`tracing`'s
 //!   guards keep an entered span's handle alive), and keeps each span's
@@ -64,15 +66,16 @@
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering, fence};
 use std::sync::{LazyLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use sharded_slab::pool::Ref;
 use sharded_slab::{Clear, Pool};
 use thread_local::ThreadLocal;
+use tracing_core::dispatcher::WeakDispatch;
 use tracing_core::span::{Attributes, Current, Id, Record};
 use tracing_core::subscriber::Interest;
-use tracing_core::{Event, LevelFilter, Metadata, Subscriber};
+use tracing_core::{Dispatch, Event, LevelFilter, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, Layered, SubscriberExt as _};
 
 use crate::SpanRecord;
@@ -81,10 +84,20 @@ use crate::spans::{ExtRead, ExtWrite, SpanEntry, SpanLookup};
 /// Every store's slots, process-wide.
 static SLOTS: LazyLock<Pool<Slot>> = LazyLock::new(Pool::new);
 
+/// Each store's dispatcher, by store number: a span's last reference, when
+/// a child drops it, is closed through the dispatcher of the store that
+/// holds the span, whatever the thread's default is then.
+static OWNERS: RwLock<Vec<Option<WeakDispatch>>> = RwLock::new(Vec::new());
+
+/// The next store's number (0: none yet).
+static NEXT_STORE: AtomicU32 = AtomicU32::new(1);
+
 /// One span.
 #[derive(Default)]
 struct Slot {
     meta: Option<&'static Metadata<'static>>,
+    /// The number of the store that holds the span.
+    store: u32,
     /// The parent, on which this span holds a reference.
     parent: Option<Id>,
     /// Handles, entries on a thread's stack and children holding it.
@@ -413,7 +426,18 @@ fn meta_of(id: &Id) -> Option<&'static Metadata<'static>> {
 /// by [`sole_subscriber`], whose outer layer releases each span after its
 /// layers saw it close.
 pub struct SpanStore {
+    /// This store's number, in every slot it fills and in [`OWNERS`].
+    number: u32,
     stacks: ThreadLocal<RefCell<Stack>>,
+}
+
+impl Drop for SpanStore {
+    fn drop(&mut self) {
+        let mut owners = OWNERS.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(w) = owners.get_mut(self.number as usize) {
+            *w = None;
+        }
+    }
 }
 
 impl fmt::Debug for SpanStore {
@@ -425,6 +449,7 @@ impl fmt::Debug for SpanStore {
 impl SpanStore {
     fn new() -> Self {
         Self {
+            number: NEXT_STORE.fetch_add(1, Ordering::Relaxed),
             stacks: ThreadLocal::new(),
         }
     }
@@ -436,10 +461,11 @@ impl SpanStore {
 }
 
 /// Drops one reference to `id`. While others remain it is a decrement; the
-/// last one goes through the current dispatcher, whose layers then see the
-/// span close (as the registry does for every such reference).
+/// last one goes through the dispatcher of the store that holds the span,
+/// whose layers then see the span close (the registry uses the thread's
+/// default dispatcher, which may be another subscriber's, or none).
 fn drop_ref(id: &Id) {
-    {
+    let store = {
         let Some(slot) = SLOTS.get(key_of(id)) else {
             return;
         };
@@ -455,10 +481,31 @@ fn drop_ref(id: &Id) {
                 Err(now) => refs = now,
             }
         }
+        slot.store
+    };
+    let owner = OWNERS
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(store as usize)
+        .and_then(|w| w.as_ref()?.upgrade());
+    match owner {
+        // Outside any `get_default` closure: a close that closes a parent
+        // in turn must find its dispatcher again.
+        Some(dispatch) => {
+            dispatch.try_close(id.clone());
+        }
+        // The store's subscriber is gone: no layer is left to see the
+        // close, so the slot is freed (its record dropped) here.
+        None => {
+            if let Some(slot) = SLOTS.get(key_of(id))
+                && slot.refs.fetch_sub(1, Ordering::Release) == 1
+            {
+                fence(Ordering::Acquire);
+                drop(slot);
+                release(id);
+            }
+        }
     }
-    tracing_core::dispatcher::get_default(|d| {
-        d.try_close(id.clone());
-    });
 }
 
 /// Frees a closed span's slot, once every layer saw it close (clearing the
@@ -468,6 +515,15 @@ fn release(id: &Id) {
 }
 
 impl Subscriber for SpanStore {
+    fn on_register_dispatch(&self, dispatch: &Dispatch) {
+        let mut owners = OWNERS.write().unwrap_or_else(PoisonError::into_inner);
+        let i = self.number as usize;
+        if owners.len() <= i {
+            owners.resize(i + 1, None);
+        }
+        owners[i] = Some(dispatch.downgrade());
+    }
+
     fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
         Interest::always()
     }
@@ -491,8 +547,10 @@ impl Subscriber for SpanStore {
             attrs.parent().map(|id| self.clone_span(id))
         };
         let meta = attrs.metadata();
+        let store = self.number;
         let key = SLOTS.create_with(|slot| {
             slot.meta = Some(meta);
+            slot.store = store;
             slot.parent = parent;
             *slot.refs.get_mut() = 1;
         });
@@ -537,7 +595,24 @@ impl Subscriber for SpanStore {
         let Some(slot) = SLOTS.get(key_of(&id)) else {
             return false;
         };
-        if slot.refs.fetch_sub(1, Ordering::Release) > 1 {
+        // Never below zero: a span closed already is not closed again.
+        let mut refs = slot.refs.load(Ordering::Relaxed);
+        loop {
+            if refs == 0 {
+                debug_assert!(false, "{id:?} closed more often than it was cloned");
+                return false;
+            }
+            match slot.refs.compare_exchange_weak(
+                refs,
+                refs - 1,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => refs = now,
+            }
+        }
+        if refs > 1 {
             return false;
         }
         fence(Ordering::Acquire);
@@ -551,6 +626,12 @@ pub type SoleSubscriber = Layered<Releasing, SpanStore>;
 
 /// `layer` alone on a [`SpanStore`]: the subscriber obs's facade installs
 /// when its layers are the only ones.
+///
+/// The layer must be the subscriber's only one: add no layer on top of the
+/// result (`SubscriberExt::with`). Such a layer would see a span's close
+/// after its slot was freed, and [`spans_read_by_obs_only`](crate::record::spans_read_by_obs_only),
+/// which is true on every store, would let obs's layers leave out fields
+/// it reads.
 pub fn sole_subscriber(layer: Box<dyn Layer<SpanStore> + Send + Sync + 'static>) -> SoleSubscriber {
     SpanStore::new().with(Releasing { inner: layer })
 }
@@ -628,8 +709,16 @@ impl Layer<SpanStore> for Releasing {
 
     #[inline]
     fn on_close(&self, id: Id, ctx: Context<'_, SpanStore>) {
+        /// Frees the slot when dropped: after the layer's `on_close`, also
+        /// when it panics.
+        struct Release<'a>(&'a Id);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                release(self.0);
+            }
+        }
+        let _release = Release(&id);
         self.inner.on_close(id.clone(), ctx);
-        release(&id);
     }
 
     #[inline]
@@ -756,6 +845,63 @@ mod tests {
                 "close request sampled=true parent=None",
                 "state request handed back",
             ]
+        );
+    }
+
+    #[test]
+    fn a_chain_of_parents_closes_through_its_own_store() {
+        let (subscriber, seen) = probe();
+        let (other, other_seen) = probe();
+        let dispatch = tracing_core::Dispatch::new(subscriber);
+        let other = tracing_core::Dispatch::new(other);
+        let child = tracing_core::dispatcher::with_default(&dispatch, || {
+            let root = tracing::info_span!("root");
+            let middle = root.in_scope(|| tracing::info_span!("middle"));
+            middle.in_scope(|| tracing::info_span!("leaf"))
+        });
+        assert!(take(&seen).is_empty(), "the leaf holds its parents");
+        // The last handle dropped under another store's scope: the three
+        // spans close, each through the store that holds it.
+        tracing_core::dispatcher::with_default(&other, || drop(child));
+        assert_eq!(
+            take(&seen),
+            [
+                "close leaf sampled=true parent=Some(\"middle\")",
+                "state leaf handed back",
+                "close middle sampled=true parent=Some(\"root\")",
+                "state middle handed back",
+                "close root sampled=true parent=None",
+                "state root handed back",
+            ]
+        );
+        assert!(take(&other_seen).is_empty(), "the other store saw nothing");
+    }
+
+    #[test]
+    fn spans_keep_their_store_after_its_handle_is_dropped() {
+        let (subscriber, seen) = probe();
+        let dispatch = tracing_core::Dispatch::new(subscriber);
+        let child = tracing_core::dispatcher::with_default(&dispatch, || {
+            let parent = tracing::info_span!("parent");
+            parent.in_scope(|| tracing::info_span!("child"))
+        });
+        let parent_id = {
+            let found = crate::spans::Found::span(&dispatch, &child.id().unwrap()).unwrap();
+            found.parent().unwrap().id()
+        };
+        drop(dispatch);
+        // The child's handle still holds its store's dispatcher: it closes
+        // through it, and its parent, whose store is about to go, with it.
+        drop(child);
+        let seen = take(&seen);
+        assert!(seen.contains(&"close child sampled=true parent=Some(\"parent\")".to_owned()));
+        assert!(
+            seen.contains(&"state parent handed back".to_owned()),
+            "{seen:?}"
+        );
+        assert!(
+            StoreEntry::find(&parent_id).is_none(),
+            "the parent's slot is free"
         );
     }
 

@@ -96,7 +96,7 @@ fn lookup(
 }
 
 /// The trace context of `span` (its own ids), when the obs-trace layer runs
-/// in a `Registry`-based subscriber.
+/// in a `Registry`-based subscriber or on obs's own span store.
 pub fn span_context(span: &tracing::Span) -> Option<SpanContext> {
     span.with_subscriber(|(id, d)| lookup(id, d))
         .flatten()
