@@ -716,7 +716,7 @@ pub fn request_head_on_span() -> bool {
 ///
 /// ```
 /// assert!(!obs_core::record::spans_read_by_obs_only());
-/// let alone = obs_core::store::sole_subscriber(Box::new(tracing_subscriber::layer::Identity::new()));
+/// let alone = obs_core::store::sole_subscriber(tracing_subscriber::layer::Identity::new());
 /// tracing::subscriber::with_default(alone, || {
 ///     assert!(obs_core::record::spans_read_by_obs_only());
 /// });

@@ -49,7 +49,7 @@
 //!         SpanRecord::update(&mut span.extensions_mut(), |r| r.ids.trace_flags = obs_core::TraceFlags::SAMPLED);
 //!     }
 //! }
-//! let subscriber = sole_subscriber(Box::new(Mark));
+//! let subscriber = sole_subscriber(Mark);
 //! tracing::subscriber::with_default(subscriber, || {
 //!     let span = tracing::info_span!("job");
 //!     let _e = span.enter();
@@ -621,8 +621,8 @@ impl Subscriber for SpanStore {
     }
 }
 
-/// The store with one layer on it; see [`sole_subscriber`].
-pub type SoleSubscriber = Layered<Releasing, SpanStore>;
+/// The store with one layer, `L`, on it; see [`sole_subscriber`].
+pub type SoleSubscriber<L> = Layered<Releasing<L>, SpanStore>;
 
 /// `layer` alone on a [`SpanStore`]: the subscriber obs's facade installs
 /// when its layers are the only ones.
@@ -632,23 +632,29 @@ pub type SoleSubscriber = Layered<Releasing, SpanStore>;
 /// after its slot was freed, and [`spans_read_by_obs_only`](crate::record::spans_read_by_obs_only),
 /// which is true on every store, would let obs's layers leave out fields
 /// it reads.
-pub fn sole_subscriber(layer: Box<dyn Layer<SpanStore> + Send + Sync + 'static>) -> SoleSubscriber {
+pub fn sole_subscriber<L>(layer: L) -> SoleSubscriber<L>
+where
+    L: Layer<SpanStore> + Send + Sync + 'static,
+{
     SpanStore::new().with(Releasing { inner: layer })
 }
 
 /// The outer layer of a [`SoleSubscriber`]: hands every callback to the
 /// layer it wraps, and frees a span's slot after that layer saw it close.
-pub struct Releasing {
-    inner: Box<dyn Layer<SpanStore> + Send + Sync + 'static>,
+pub struct Releasing<L> {
+    inner: L,
 }
 
-impl fmt::Debug for Releasing {
+impl<L> fmt::Debug for Releasing<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Releasing").finish_non_exhaustive()
     }
 }
 
-impl Layer<SpanStore> for Releasing {
+impl<L> Layer<SpanStore> for Releasing<L>
+where
+    L: Layer<SpanStore>,
+{
     fn on_register_dispatch(&self, dispatch: &tracing_core::Dispatch) {
         self.inner.on_register_dispatch(dispatch);
     }
@@ -797,9 +803,9 @@ mod tests {
         }
     }
 
-    fn probe() -> (SoleSubscriber, Seen) {
+    fn probe() -> (SoleSubscriber<Probe>, Seen) {
         let seen = Seen::default();
-        (sole_subscriber(Box::new(Probe(seen.clone()))), seen)
+        (sole_subscriber(Probe(seen.clone())), seen)
     }
 
     fn take(seen: &Seen) -> Vec<String> {

@@ -171,10 +171,10 @@ impl Parts {
 
     /// The subscriber of the pillars alone: the fused layer on obs's own
     /// span store, the union of the filters answering as the subscriber's.
-    pub(crate) fn into_sole(self) -> obs_core::store::SoleSubscriber {
+    pub(crate) fn into_sole(self) -> obs_core::store::SoleSubscriber<impl Layer<SpanStore>> {
         let (mut fused, any) = self.fused::<SpanStore>();
         fused.sole = Some(any);
-        obs_core::store::sole_subscriber(Box::new(fused))
+        obs_core::store::sole_subscriber(fused)
     }
 
     fn fused<S>(self) -> (Fused<S>, AnyOf<S>)
