@@ -16,7 +16,10 @@
 //!   as tests have, never mistake one another's ids), and readers outside a
 //!   layer find a span without the subscriber's help; each slot notes its
 //!   store, so a parent closed by its last child closes through its own
-//!   store's dispatcher, whatever the thread's default is then;
+//!   store's dispatcher, whatever the thread's default is then (a store
+//!   wrapped in a `Box` or `Arc`, which tracing-core does not tell its
+//!   dispatcher, closes through the thread's default when that is the
+//!   store, as the registry does);
 //! - the stack of entered spans is per store and per thread, as the
 //!   registry's, but holds no reference on the spans it lists (`tracing`'s
 //!   guards keep an entered span's handle alive), and keeps each span's
@@ -483,27 +486,55 @@ fn drop_ref(id: &Id) {
         }
         slot.store
     };
-    let owner = OWNERS
+    let registered = OWNERS
         .read()
         .unwrap_or_else(PoisonError::into_inner)
         .get(store as usize)
         .and_then(|w| w.as_ref()?.upgrade());
+    // A store wrapped in a `Box` or an `Arc` is never told its dispatcher
+    // (tracing-core does not forward `on_register_dispatch` through them):
+    // the thread's default, when it is that store's, as the registry does.
+    let owner = registered.or_else(|| {
+        let current = tracing_core::dispatcher::get_default(Dispatch::clone);
+        current
+            .downcast_ref::<SpanStore>()
+            .is_some_and(|s| s.number == store)
+            .then_some(current)
+    });
     match owner {
         // Outside any `get_default` closure: a close that closes a parent
         // in turn must find its dispatcher again.
         Some(dispatch) => {
             dispatch.try_close(id.clone());
         }
-        // The store's subscriber is gone: no layer is left to see the
-        // close, so the slot is freed (its record dropped) here.
+        // The store's subscriber is gone (or unknown and not the default):
+        // no layer of it can see the close, so the slot is freed (its
+        // record dropped) here.
         None => {
             if let Some(slot) = SLOTS.get(key_of(id))
-                && slot.refs.fetch_sub(1, Ordering::Release) == 1
+                && decrement(&slot.refs) == Some(1)
             {
                 fence(Ordering::Acquire);
                 drop(slot);
                 release(id);
             }
+        }
+    }
+}
+
+/// Takes one from `refs`, never below zero; the count before, `None` when
+/// it was zero already (a span closed more often than it was cloned).
+#[inline]
+fn decrement(refs: &AtomicUsize) -> Option<usize> {
+    let mut now = refs.load(Ordering::Relaxed);
+    loop {
+        if now == 0 {
+            debug_assert!(false, "a span closed more often than it was cloned");
+            return None;
+        }
+        match refs.compare_exchange_weak(now, now - 1, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return Some(now),
+            Err(n) => now = n,
         }
     }
 }
@@ -596,23 +627,7 @@ impl Subscriber for SpanStore {
             return false;
         };
         // Never below zero: a span closed already is not closed again.
-        let mut refs = slot.refs.load(Ordering::Relaxed);
-        loop {
-            if refs == 0 {
-                debug_assert!(false, "{id:?} closed more often than it was cloned");
-                return false;
-            }
-            match slot.refs.compare_exchange_weak(
-                refs,
-                refs - 1,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(now) => refs = now,
-            }
-        }
-        if refs > 1 {
+        if decrement(&slot.refs) != Some(1) {
             return false;
         }
         fence(Ordering::Acquire);
@@ -881,6 +896,30 @@ mod tests {
             ]
         );
         assert!(take(&other_seen).is_empty(), "the other store saw nothing");
+    }
+
+    #[test]
+    fn a_boxed_store_closes_parents_through_the_default() {
+        // `Box<dyn Subscriber>` does not pass `on_register_dispatch` on: the
+        // store learns no dispatcher of its own, and a parent closed by its
+        // last child closes through the thread's default, which is it.
+        let (subscriber, seen) = probe();
+        let boxed: Box<dyn Subscriber + Send + Sync> = Box::new(subscriber);
+        tracing::subscriber::with_default(boxed, || {
+            let parent = tracing::info_span!("parent");
+            let child = parent.in_scope(|| tracing::info_span!("child"));
+            drop(parent);
+            drop(child);
+        });
+        assert_eq!(
+            take(&seen),
+            [
+                "close child sampled=true parent=Some(\"parent\")",
+                "state child handed back",
+                "close parent sampled=true parent=None",
+                "state parent handed back",
+            ]
+        );
     }
 
     #[test]
