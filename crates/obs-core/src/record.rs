@@ -353,12 +353,8 @@ impl IdRecord {
     {
         let mut out: Option<IdRecord> = None;
         for span in scope {
-            let ext = span.extensions();
-            if let Some(rec) = SpanRecord::ids_in(&ext) {
-                Self::merge(&mut out, rec);
-                if out.as_ref().is_some_and(IdRecord::is_complete) {
-                    break;
-                }
+            if Self::merge_span(&mut out, &span) {
+                break;
             }
         }
         out
@@ -367,22 +363,25 @@ impl IdRecord {
     /// The merged record of `span` and its ancestors, innermost first:
     /// [`resolve`](Self::resolve) over a scope the span walker finds.
     pub fn resolve_scope<E: crate::spans::SpanEntry>(span: &E) -> Option<IdRecord> {
-        use crate::spans::ExtRead as _;
         let mut out: Option<IdRecord> = None;
-        let mut add = |s: &E| {
-            if let Some(rec) = s.extensions().get::<SpanRecord>() {
-                Self::merge(&mut out, &rec.ids);
-            }
-            out.as_ref().is_some_and(IdRecord::is_complete)
-        };
-        if !add(span) {
+        if !Self::merge_span(&mut out, span) {
             for a in span.ancestors() {
-                if add(&a) {
+                if Self::merge_span(&mut out, &a) {
                     break;
                 }
             }
         }
         out
+    }
+
+    /// One step of [`resolve`](Self::resolve): merges `span`'s record into
+    /// `acc`; `true` once `acc` is complete and the walk can stop.
+    #[inline]
+    fn merge_span<E: crate::spans::SpanEntry>(acc: &mut Option<IdRecord>, span: &E) -> bool {
+        if let Some(rec) = SpanRecord::ids_in(&span.extensions()) {
+            Self::merge(acc, rec);
+        }
+        acc.as_ref().is_some_and(IdRecord::is_complete)
     }
 
     /// The merge rule, in one place: folds `outer` — the record of a span

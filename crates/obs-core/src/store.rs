@@ -202,13 +202,6 @@ impl ExtRead for DataRef<'_> {
     }
 }
 
-impl ExtRead for DataMut<'_> {
-    #[inline]
-    fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        self.0.get()
-    }
-}
-
 impl ExtWrite for DataMut<'_> {
     #[inline]
     fn get_mut<T: Send + Sync + 'static>(&mut self) -> Option<&mut T> {
