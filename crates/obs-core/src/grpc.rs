@@ -548,6 +548,18 @@ impl<E: CallEnd> Call<E> {
         }
     }
 
+    /// The code of a status the peer sent: a `CANCELLED` that arrives once
+    /// the deadline passed is the deadline's doing (tonic's server answers
+    /// its own timeout with `CANCELLED`, and a busy caller may read that
+    /// answer before its own timer fires), so it is `DEADLINE_EXCEEDED`.
+    fn of_status(&self, code: Code) -> Code {
+        if code == Code::Cancelled {
+            self.unless_late(code)
+        } else {
+            code
+        }
+    }
+
     fn finish(&mut self, code: Code, ending: Ending, trailers: Option<&HeaderMap>) {
         if let Some(end) = self.end.take() {
             end.end(&Outcome {
@@ -621,6 +633,7 @@ where
             Ok(resp) => {
                 let http = resp.status().as_u16();
                 if let Some(code) = status(resp.headers()) {
+                    let code = call.of_status(code);
                     call.finish(code, Ending::TrailersOnly, Some(resp.headers()));
                     Ok(resp.map(|b| CallBody::new(b, None)))
                 } else if http != 200 {
@@ -687,7 +700,7 @@ where
         match &frame {
             Some(Ok(f)) => {
                 if let Some(t) = f.trailers_ref() {
-                    let code = status(t).unwrap_or(Code::Internal);
+                    let code = call.of_status(status(t).unwrap_or(Code::Internal));
                     let ending = if t.contains_key(header::GRPC_STATUS) {
                         Ending::Trailers
                     } else {
@@ -1101,6 +1114,31 @@ mod tests {
             [
                 (Code::Cancelled, Ending::Dropped),
                 (Code::DeadlineExceeded, Ending::Dropped)
+            ]
+        );
+
+        // A CANCELLED status past the deadline is the deadline's doing; before
+        // it, and any other status past it, stays what the peer said.
+        let cancelled = |code: &str| {
+            let mut t = HeaderMap::new();
+            t.insert("grpc-status", code.parse().unwrap());
+            Frames(vec![http_body::Frame::trailers(t)])
+        };
+        let mut body = CallBody::new(cancelled("1"), Some(Call::start(seen.clone(), &h)));
+        poll_all(&mut body);
+        let mut body = CallBody::new(cancelled("5"), Some(Call::start(seen.clone(), &h)));
+        poll_all(&mut body);
+        let mut body = CallBody::new(
+            cancelled("1"),
+            Some(Call::start(seen.clone(), &HeaderMap::new())),
+        );
+        poll_all(&mut body);
+        assert_eq!(
+            seen.take(),
+            [
+                (Code::DeadlineExceeded, Ending::Trailers),
+                (Code::NotFound, Ending::Trailers),
+                (Code::Cancelled, Ending::Trailers)
             ]
         );
 
