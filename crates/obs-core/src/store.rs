@@ -27,7 +27,10 @@
 //!   asking for the current span touch no slot;
 //! - a child's reference on its parent, dropped while others remain, is a
 //!   decrement; only the last goes through the dispatcher, so that the
-//!   layers see the span close.
+//!   layers see the span close;
+//! - a closing span is never opened again: a child made inside its
+//!   `on_close` holds no reference on it, and a clone of its id takes none,
+//!   so it closes once (the registry panics on such a clone).
 //!
 //! It keeps the registry's contract for layers: a span's data stays
 //! readable through every layer's `on_close`, and is dropped after it (the
@@ -101,8 +104,11 @@ struct Slot {
     meta: Option<&'static Metadata<'static>>,
     /// The number of the store that holds the span.
     store: u32,
-    /// The parent, on which this span holds a reference.
+    /// The parent.
     parent: Option<Id>,
+    /// Whether the span holds a reference on its parent: not when it was
+    /// made while the parent was closing (inside its `on_close`).
+    holds_parent: bool,
     /// Handles, entries on a thread's stack and children holding it.
     refs: AtomicUsize,
     data: RwLock<SpanData>,
@@ -118,7 +124,9 @@ impl Clear for Slot {
         data.other.clear();
         // The span no longer holds its parent (as the registry, once the
         // slot is free).
-        if let Some(parent) = self.parent.take() {
+        if let Some(parent) = self.parent.take()
+            && std::mem::take(&mut self.holds_parent)
+        {
             drop_ref(&parent);
         }
     }
@@ -515,6 +523,28 @@ fn drop_ref(id: &Id) {
     }
 }
 
+/// Adds a reference to the span `id` unless it has none left (it is
+/// closing, or closed); whether it did.
+#[inline]
+fn hold(id: &Id) -> bool {
+    let Some(slot) = SLOTS.get(key_of(id)) else {
+        return false;
+    };
+    let mut now = slot.refs.load(Ordering::Relaxed);
+    loop {
+        if now == 0 {
+            return false;
+        }
+        match slot
+            .refs
+            .compare_exchange_weak(now, now + 1, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => return true,
+            Err(n) => now = n,
+        }
+    }
+}
+
 /// Takes one from `refs`, never below zero; the count before, `None` when
 /// it was zero already (a span closed more often than it was cloned).
 #[inline]
@@ -522,7 +552,6 @@ fn decrement(refs: &AtomicUsize) -> Option<usize> {
     let mut now = refs.load(Ordering::Relaxed);
     loop {
         if now == 0 {
-            debug_assert!(false, "a span closed more often than it was cloned");
             return None;
         }
         match refs.compare_exchange_weak(now, now - 1, Ordering::Release, Ordering::Relaxed) {
@@ -565,17 +594,21 @@ impl Subscriber for SpanStore {
         let parent = if attrs.is_root() {
             None
         } else if attrs.is_contextual() {
-            let cur = self.stack().borrow().current().map(|e| e.id.clone());
-            cur.map(|id| self.clone_span(&id))
+            self.stack().borrow().current().map(|e| e.id.clone())
         } else {
-            attrs.parent().map(|id| self.clone_span(id))
+            attrs.parent().cloned()
         };
+        // A parent that is closing (a span made inside its `on_close`) is
+        // not held: its close is under way, and a hold would close it again
+        // when the child goes.
+        let holds_parent = parent.as_ref().is_some_and(hold);
         let meta = attrs.metadata();
         let store = self.number;
         let key = SLOTS.create_with(|slot| {
             slot.meta = Some(meta);
             slot.store = store;
             slot.parent = parent;
+            slot.holds_parent = holds_parent;
             *slot.refs.get_mut() = 1;
         });
         // The pool holds as many spans as the registry's (its default
@@ -602,9 +635,9 @@ impl Subscriber for SpanStore {
     }
 
     fn clone_span(&self, id: &Id) -> Id {
-        if let Some(slot) = SLOTS.get(key_of(id)) {
-            slot.refs.fetch_add(1, Ordering::Relaxed);
-        }
+        // A span that closed (no reference left) is not opened again: the
+        // clone's close then finds nothing to take.
+        hold(id);
         id.clone()
     }
 
@@ -912,6 +945,52 @@ mod tests {
                 "close parent sampled=true parent=None",
                 "state parent handed back",
             ]
+        );
+    }
+
+    /// Opens and drops a child of every span it sees close, once.
+    struct Nester(Seen);
+
+    impl Layer<SpanStore> for Nester {
+        fn on_close(&self, id: Id, ctx: Context<'_, SpanStore>) {
+            let spans = SpanStore::lookup(&ctx);
+            let name = spans.span(&id).expect("a closing span is found").name();
+            self.0.lock().unwrap().push(format!("close {name}"));
+            if name == "parent" {
+                // A span made inside its parent's close, and closed there.
+                let late = tracing::info_span!(parent: &id, "late");
+                let parent = late.id().and_then(|late| {
+                    let entry = spans.span(&late)?;
+                    Some(entry.parent()?.name())
+                });
+                assert_eq!(parent, Some("parent"), "the closing parent is found");
+                drop(late);
+                // A clone of the closing span's id opens nothing again: its
+                // close takes nothing.
+                let closed = tracing::dispatcher::get_default(|d| d.try_close(d.clone_span(&id)));
+                assert!(!closed, "a clone of a closing span closed it");
+            }
+        }
+    }
+
+    #[test]
+    fn a_span_made_inside_its_parents_close_does_not_close_it_again() {
+        let seen = Seen::default();
+        let dispatch = tracing_core::Dispatch::new(sole_subscriber(Nester(seen.clone())));
+        tracing_core::dispatcher::with_default(&dispatch, || {
+            let parent = tracing::info_span!("parent");
+            let child = parent.in_scope(|| tracing::info_span!("child"));
+            drop(parent);
+            drop(child);
+            // Closing a span whose close is over takes nothing.
+            let again = tracing::info_span!("again");
+            let id = again.id().unwrap();
+            drop(again);
+            assert!(!dispatch.try_close(id));
+        });
+        assert_eq!(
+            take(&seen),
+            ["close child", "close parent", "close late", "close again"]
         );
     }
 
