@@ -576,7 +576,13 @@ async fn a_call_past_its_deadline_is_deadline_exceeded() {
     let mut client = obs_client(&i.obs, addr).await;
 
     let mut req = tonic::Request::new(hello("slow"));
-    req.set_timeout(Duration::from_millis(200));
+    // A second: the server counts a call dropped in the last twentieth of
+    // its deadline (50 ms here) as past it. The client's cancellation at
+    // its deadline reaches the server a transit later, and the server's
+    // clock started a transit after the client's: on a loaded machine (this
+    // test shares its runtime thread with the server) 10 ms of slack, a
+    // 200 ms deadline's, was not always enough.
+    req.set_timeout(Duration::from_secs(1));
     let err = client.say_hello(req).await.unwrap_err();
     // tonic reports its own deadline as CANCELLED ("Timeout expired").
     assert!(
