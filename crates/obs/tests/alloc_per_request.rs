@@ -13,7 +13,8 @@
 //! fails it. Any layer added with `Router::layer` costs allocations in axum
 //! itself (the route's boxed service and future: two per request); the test
 //! measures that floor with an identity layer in the same run, prints it,
-//! and counts obs's own allocations over it.
+//! and counts obs's own allocations over it. A configuration over its
+//! budget is measured again, up to three runs (see the loop's comment).
 //! Every router is measured served (`stacks::served`: `with_state(())`, as
 //! `axum::serve` does once per connection); called as it is, a router builds
 //! its layers' services again on every request.
@@ -99,23 +100,44 @@ fn server_layer_allocations_stay_within_budget() {
     );
     let mut failures = Vec::new();
     for (sampled, budget) in [(false, UNSAMPLED_BUDGET), (true, SAMPLED_BUDGET)] {
-        let (with_obs, report) = obs_allocations(&rt, sampled);
-        let added = with_obs.saturating_sub(bare) as f64 / N as f64;
-        let own = with_obs.saturating_sub(layered) as f64 / N as f64;
-        println!(
-            "obs server_layer (sampled: {sampled}): {with_obs} allocations for {N} requests, \
-             {added:.2} per request more than bare, {own:.2} more than the identity layer \
-             (obs's own; budget {budget}); {report}"
-        );
-        assert_eq!(report.log_lines_dropped, 0, "{report}");
-        // Warm-up and measured requests: one access line each.
-        assert_eq!(report.log_lines_written, 2 * N, "{report}");
         // A queue's buffer growing now and then on the request thread is
         // amortised: at most one allocation per hundred requests besides
         // the budget.
-        if with_obs > layered + budget * N + N / 100 {
+        let limit = layered + budget * N + N / 100;
+        // On a loaded machine the span exporter's thread can be off the CPU
+        // for milliseconds: more sampled spans wait for it than at any time
+        // in the warm-up, and the request thread boxes each of those anew
+        // (the pool of boxes the exporter hands back is empty; it keeps
+        // them afterwards). Under three CPU burners on two cores a sampled
+        // run came out 80 to 260 allocations over, an unsampled one never.
+        // Such a run is measured again, up to three runs; an allocation on
+        // every request shows in each (N of them, a hundred times the
+        // slack).
+        let mut runs = Vec::new();
+        let mut within = false;
+        for _ in 0..3 {
+            let (with_obs, report) = obs_allocations(&rt, sampled);
+            let added = with_obs.saturating_sub(bare) as f64 / N as f64;
+            let own = with_obs.saturating_sub(layered) as f64 / N as f64;
+            println!(
+                "obs server_layer (sampled: {sampled}): {with_obs} allocations for {N} requests, \
+                 {added:.2} per request more than bare, {own:.2} more than the identity layer \
+                 (obs's own; budget {budget}); {report}"
+            );
+            assert_eq!(report.log_lines_dropped, 0, "{report}");
+            // Warm-up and measured requests: one access line each.
+            assert_eq!(report.log_lines_written, 2 * N, "{report}");
+            runs.push(format!("{own:.2}"));
+            if with_obs <= limit {
+                within = true;
+                break;
+            }
+        }
+        if !within {
             failures.push(format!(
-                "sampled: {sampled}: {own:.2} allocations per request of obs's own, budget {budget}"
+                "sampled: {sampled}: {} allocations per request of obs's own in three runs, \
+                 budget {budget}",
+                runs.join(", ")
             ));
         }
     }
