@@ -393,8 +393,8 @@ impl RawSpan {
 }
 
 impl Recording {
-    /// An empty recording (tests build theirs from it).
-    #[cfg(test)]
+    /// An empty recording: the pool's reserve (a span's [`reset`](Self::reset)
+    /// sets every field again), and what tests build theirs from.
     fn empty() -> Self {
         Self::new(
             RecordingIds {
@@ -456,6 +456,11 @@ pub(crate) struct BoxPool {
 /// Boxes kept for reuse at most (about 0.6 KiB each).
 const POOL_MAX: usize = 4096;
 
+/// Free boxes the exporter thread keeps in the pool while sampled spans
+/// flow (about 300 KiB): spans that end while that thread is off the CPU
+/// take these instead of a new box on the application thread.
+const POOL_RESERVE: usize = 512;
+
 impl BoxPool {
     /// A new recording, in a reused box when one is free (reset in place:
     /// a recording built on the stack and moved into the box would write
@@ -477,8 +482,28 @@ impl BoxPool {
     }
 
     /// Takes back emptied boxes (dropping those beyond the pool's size).
+    /// While spans flow (`returned` holds some), it also tops the pool up
+    /// to [`POOL_RESERVE`] free boxes, allocated here, on the exporter
+    /// thread, outside the lock: when that thread is next kept off the CPU,
+    /// the spans that pile up meanwhile find boxes, and the application
+    /// threads allocate none. A pipeline whose spans are all unsampled
+    /// never returns a box and never fills the reserve.
     #[allow(clippy::vec_box, reason = "see BoxPool")]
     pub(crate) fn give_back(&self, returned: &mut Vec<Box<Recording>>) {
+        if returned.is_empty() {
+            return;
+        }
+        let free = self.put(returned);
+        if free < POOL_RESERVE {
+            returned.extend((free..POOL_RESERVE).map(|_| Box::new(Recording::empty())));
+            self.put(returned);
+        }
+    }
+
+    /// Moves `boxes` into the pool, up to its size (the rest are dropped);
+    /// the pool's free boxes then.
+    #[allow(clippy::vec_box, reason = "see BoxPool")]
+    fn put(&self, returned: &mut Vec<Box<Recording>>) -> usize {
         let mut boxes = self
             .boxes
             .lock()
@@ -486,8 +511,10 @@ impl BoxPool {
         let room = POOL_MAX.saturating_sub(boxes.len());
         let n = returned.len().min(room);
         boxes.extend(returned.drain(..n));
+        let free = boxes.len();
         drop(boxes);
         returned.clear();
+        free
     }
 }
 
@@ -704,23 +731,40 @@ mod tests {
         let address = &*emptied as *const Recording as usize;
         pool.give_back(&mut vec![emptied]);
 
+        // The pool holds the box given back and its reserve, topped up
+        // beside it; every box it hands out starts as a new recording.
         let start = SystemTime::now();
-        let rec = pool.recording(ids(), start);
-        assert_eq!(
-            &*rec as *const Recording as usize, address,
-            "the box is reused"
+        let mut reused = false;
+        let mut handed = Vec::new();
+        for _ in 0..POOL_RESERVE {
+            let rec = pool.recording(ids(), start);
+            reused |= &*rec as *const Recording as usize == address;
+            assert_eq!(rec.trace_id, TraceId::from_bytes([7; 16]));
+            assert_eq!(rec.meta_name, "fresh");
+            assert_eq!((rec.start, rec.end), (start, start));
+            assert!(rec.name.is_none());
+            assert_eq!(rec.kind, SpanKind::Internal);
+            assert_eq!(rec.attributes.len(), 0);
+            assert!(rec.attributes.inline.iter().all(Option::is_none));
+            assert!(rec.events.is_empty() && rec.links.is_empty());
+            assert_eq!(rec.status, Status::Unset);
+            assert_eq!((rec.dropped_attributes, rec.dropped_events), (0, 0));
+            handed.push(rec);
+        }
+        assert!(reused, "the box given back is reused");
+        assert!(
+            pool.boxes.lock().unwrap().is_empty(),
+            "the reserve is {POOL_RESERVE}"
         );
-        assert_eq!(rec.trace_id, TraceId::from_bytes([7; 16]));
-        assert_eq!(rec.meta_name, "fresh");
-        assert_eq!((rec.start, rec.end), (start, start));
-        assert!(rec.name.is_none());
-        assert_eq!(rec.kind, SpanKind::Internal);
-        assert_eq!(rec.attributes.len(), 0);
-        assert!(rec.attributes.inline.iter().all(Option::is_none));
-        assert!(rec.events.is_empty() && rec.links.is_empty());
-        assert_eq!(rec.status, Status::Unset);
-        assert_eq!((rec.dropped_attributes, rec.dropped_events), (0, 0));
         // An empty pool hands out a new box.
         assert_eq!(pool.recording(ids(), start).attributes.len(), 0);
+        // Given back, they stay (the reserve is full: nothing is added).
+        pool.give_back(&mut handed);
+        assert_eq!(pool.boxes.lock().unwrap().len(), POOL_RESERVE);
+        // No box given back, no reserve: a pipeline of unsampled spans
+        // allocates none.
+        let idle = BoxPool::default();
+        idle.give_back(&mut Vec::new());
+        assert!(idle.boxes.lock().unwrap().is_empty());
     }
 }
