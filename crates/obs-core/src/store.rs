@@ -473,17 +473,14 @@ fn drop_ref(id: &Id) {
         let Some(slot) = SLOTS.get(key_of(id)) else {
             return;
         };
-        let mut refs = slot.refs.load(Ordering::Relaxed);
-        while refs > 1 {
-            match slot.refs.compare_exchange_weak(
-                refs,
-                refs - 1,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(now) => refs = now,
-            }
+        // Not the last reference: a decrement.
+        let others = slot
+            .refs
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |n| {
+                n.checked_sub(1).filter(|&left| left > 0)
+            });
+        if others.is_ok() {
+            return;
         }
         slot.store
     };
@@ -513,9 +510,8 @@ fn drop_ref(id: &Id) {
         // record dropped) here.
         None => {
             if let Some(slot) = SLOTS.get(key_of(id))
-                && decrement(&slot.refs) == Some(1)
+                && drop_last(&slot.refs)
             {
-                fence(Ordering::Acquire);
                 drop(slot);
                 release(id);
             }
@@ -530,37 +526,26 @@ fn hold(id: &Id) -> bool {
     let Some(slot) = SLOTS.get(key_of(id)) else {
         return false;
     };
-    let mut now = slot.refs.load(Ordering::Relaxed);
-    loop {
-        if now == 0 {
-            return false;
-        }
-        match slot
-            .refs
-            .compare_exchange_weak(now, now + 1, Ordering::Relaxed, Ordering::Relaxed)
-        {
-            Ok(_) => return true,
-            Err(n) => now = n,
-        }
-    }
+    slot.refs
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n > 0).then_some(n + 1)
+        })
+        .is_ok()
 }
 
-/// Takes one from `refs`, never below zero; the count before, `None` when
-/// it was zero already: the close of a clone that took no reference (see
-/// [`hold`]), or a span closed more often than it was cloned, which takes
-/// nothing either.
+/// Takes one from `refs`, never below zero; whether it was the span's last
+/// reference, whose closer then reads and frees the slot (the fence orders
+/// every other holder's writes before that). A count at zero already is
+/// the close of a clone that took no reference (see [`hold`]), or of a span
+/// closed more often than it was cloned: it takes nothing.
 #[inline]
-fn decrement(refs: &AtomicUsize) -> Option<usize> {
-    let mut now = refs.load(Ordering::Relaxed);
-    loop {
-        if now == 0 {
-            return None;
-        }
-        match refs.compare_exchange_weak(now, now - 1, Ordering::Release, Ordering::Relaxed) {
-            Ok(_) => return Some(now),
-            Err(n) => now = n,
-        }
+fn drop_last(refs: &AtomicUsize) -> bool {
+    let last =
+        refs.fetch_update(Ordering::Release, Ordering::Relaxed, |n| n.checked_sub(1)) == Ok(1);
+    if last {
+        fence(Ordering::Acquire);
     }
+    last
 }
 
 /// Frees a closed span's slot, once every layer saw it close (clearing the
@@ -655,12 +640,8 @@ impl Subscriber for SpanStore {
             return false;
         };
         // Never below zero: a span closed already is not closed again.
-        if decrement(&slot.refs) != Some(1) {
-            return false;
-        }
-        fence(Ordering::Acquire);
         // Released by the outer layer once every layer saw the close.
-        true
+        drop_last(&slot.refs)
     }
 }
 

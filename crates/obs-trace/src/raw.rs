@@ -500,7 +500,7 @@ impl BoxPool {
         }
     }
 
-    /// Moves `boxes` into the pool, up to its size (the rest are dropped);
+    /// Moves `returned` into the pool, up to its size (the rest are dropped);
     /// the pool's free boxes then.
     #[allow(clippy::vec_box, reason = "see BoxPool")]
     fn put(&self, returned: &mut Vec<Box<Recording>>) -> usize {
