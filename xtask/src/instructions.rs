@@ -33,13 +33,17 @@ use crate::bench::target_dir;
 use crate::{cargo, say};
 
 /// The stacks of `examples/request_cost.rs`, in the report's order.
-const STACKS: [(&str, &str); 6] = [
+const STACKS: [(&str, &str); 7] = [
     ("bare", "bare axum router"),
     (
         "floor",
         "floor: tracing for obs's request shape, no-op layer",
     ),
     ("obs", "obs.server_layer(), unsampled"),
+    (
+        "obs-no-line",
+        "obs.server_layer().access_log(false), unsampled",
+    ),
     ("glued", "hand-glued anchors, unsampled"),
     ("obs-sampled", "obs.server_layer(), sampled"),
     ("glued-sampled", "hand-glued anchors, sampled"),
@@ -157,6 +161,15 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
         ));
     }
     say("");
+    let count = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| r.2);
+    if let (Some(with), Some(without)) = (count("obs"), count("obs-no-line")) {
+        say(&format!(
+            "The access line (obs against obs-no-line): {:.0} instructions per request; \
+             obs without it adds {:+.0} over bare.",
+            with - without,
+            without - bare
+        ));
+    }
     say(&format!("profiles: {}", out_dir.display()));
     Ok(())
 }

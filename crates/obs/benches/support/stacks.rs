@@ -53,6 +53,16 @@ pub(crate) fn obs_stack(
     rt: &tokio::runtime::Runtime,
     sampled: bool,
 ) -> (obs::Obs, tracing::Dispatch, Router) {
+    obs_stack_with(rt, sampled, true)
+}
+
+/// [`obs_stack`], its access line on or off (`ServerLayer::access_log`):
+/// off, the difference is what the line costs.
+pub(crate) fn obs_stack_with(
+    rt: &tokio::runtime::Runtime,
+    sampled: bool,
+    access_line: bool,
+) -> (obs::Obs, tracing::Dispatch, Router) {
     let config = obs_config(sampled).log(|l| {
         l.writer(std::io::sink())
             .non_blocking(obs::log::NonBlocking::new())
@@ -61,7 +71,7 @@ pub(crate) fn obs_stack(
     // obs's layers alone, as `obs::init` installs them process-wide.
     let subscriber = obs.take_subscriber().expect("not installed globally");
     let dispatch = tracing::Dispatch::new(subscriber);
-    let router = served(app().layer(obs.server_layer()));
+    let router = served(app().layer(obs.server_layer().access_log(access_line)));
     (obs, dispatch, router)
 }
 
