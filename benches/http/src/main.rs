@@ -34,6 +34,9 @@
 //! The report gives, per measured run, the CPU used by the server process,
 //! the server's core and the load cores, and by the machine's other
 //! processes; above 5 % of a core for the latter it calls the run DISTURBED.
+//! A pinned run whose server core was less than 97 % busy, or whose load
+//! core was 97 % busy or more, is listed as not server-bound: the load side
+//! set part of its pace.
 //! Lines and spans short of the requests `wrk` completed are listed beside
 //! each server's own shutdown report.
 //!
@@ -102,6 +105,10 @@ const TARGETS: &[(&str, f64, f64)] = &[
 /// CPU of other processes during a measured run (% of one core) from which
 /// the report calls that run disturbed.
 const DISTURBED_PCT: f64 = 5.0;
+/// Busy share (%) of a pinned core from which the report calls it
+/// saturated: the server's core below it had idle time, a load core at or
+/// above it may have set the pace.
+const SATURATED_PCT: f64 = 97.0;
 /// The service name every traced configuration reports.
 const SERVICE: &str = "http_bench";
 /// How long the parent waits for a child to bind its port.
@@ -1269,6 +1276,41 @@ fn print_report(outcomes: &[Outcome], load: &Load, pinning: &Pinning, started: S
         );
         for d in disturbed {
             println!("- {d}");
+        }
+    }
+    println!();
+    // A closed-loop figure is the server's own cost only while the server's
+    // core has no idle time: otherwise the load side (wrk, the receiver)
+    // held it back part of the run. A saturated load core is the same
+    // caveat from the other side.
+    let held_back: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| {
+            let server = o.load_busy.and(o.server_busy)?;
+            let load = o.load_busy?;
+            let mut why = Vec::new();
+            if server < SATURATED_PCT {
+                why.push(format!(
+                    "the server's core was idle {:.0} % of it",
+                    100.0 - server
+                ));
+            }
+            if load >= SATURATED_PCT {
+                why.push(format!("the load core was {load:.0} % busy"));
+            }
+            (!why.is_empty()).then(|| format!("round {} {}: {}", o.round, o.config, why.join(", ")))
+        })
+        .collect();
+    if held_back.is_empty() {
+        println!(
+            "Server-bound: in every pinned run the server's core was at least {SATURATED_PCT:.0} % busy and the load core below it."
+        );
+    } else {
+        println!(
+            "Not server-bound: in these runs the load side set part of the pace, so the figure understates (idle server core) or may cap (busy load core) what the server could serve; more connections (`BENCH_CONNECTIONS`) keep the server's core busy:"
+        );
+        for h in held_back {
+            println!("- {h}");
         }
     }
     println!();
