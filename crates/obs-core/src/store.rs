@@ -71,6 +71,7 @@
 
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering, fence};
 use std::sync::{LazyLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -90,10 +91,12 @@ use crate::spans::{ExtRead, ExtWrite, SpanEntry, SpanLookup};
 /// Every store's slots, process-wide.
 static SLOTS: LazyLock<Pool<Slot>> = LazyLock::new(Pool::new);
 
-/// Each store's dispatcher, by store number: a span's last reference, when
-/// a child drops it, is closed through the dispatcher of the store that
-/// holds the span, whatever the thread's default is then.
-static OWNERS: RwLock<Vec<Option<WeakDispatch>>> = RwLock::new(Vec::new());
+/// Each live store's dispatcher, by store number: a span's last reference,
+/// when a child drops it, is closed through the dispatcher of the store
+/// that holds the span, whatever the thread's default is then. A store
+/// removes its entry when it is dropped, so the map holds the live stores
+/// only, however many a process makes over its life.
+static OWNERS: RwLock<BTreeMap<u32, WeakDispatch>> = RwLock::new(BTreeMap::new());
 
 /// The next store's number (0: none yet).
 static NEXT_STORE: AtomicU32 = AtomicU32::new(1);
@@ -437,10 +440,10 @@ pub struct SpanStore {
 
 impl Drop for SpanStore {
     fn drop(&mut self) {
-        let mut owners = OWNERS.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(w) = owners.get_mut(self.number as usize) {
-            *w = None;
-        }
+        OWNERS
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.number);
     }
 }
 
@@ -487,8 +490,8 @@ fn drop_ref(id: &Id) {
     let registered = OWNERS
         .read()
         .unwrap_or_else(PoisonError::into_inner)
-        .get(store as usize)
-        .and_then(|w| w.as_ref()?.upgrade());
+        .get(&store)
+        .and_then(WeakDispatch::upgrade);
     // A store wrapped in a `Box` or an `Arc` is never told its dispatcher
     // (tracing-core does not forward `on_register_dispatch` through them):
     // the thread's default, when it is that store's, as the registry does.
@@ -556,12 +559,10 @@ fn release(id: &Id) {
 
 impl Subscriber for SpanStore {
     fn on_register_dispatch(&self, dispatch: &Dispatch) {
-        let mut owners = OWNERS.write().unwrap_or_else(PoisonError::into_inner);
-        let i = self.number as usize;
-        if owners.len() <= i {
-            owners.resize(i + 1, None);
-        }
-        owners[i] = Some(dispatch.downgrade());
+        OWNERS
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(self.number, dispatch.downgrade());
     }
 
     fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
@@ -1099,6 +1100,39 @@ mod tests {
         assert_eq!(seen[0], "event in [worker:6,parent:6]");
         assert!(seen.contains(&"close worker sampled=true parent=Some(\"parent\")".to_owned()));
         assert!(seen.contains(&"close parent sampled=true parent=None".to_owned()));
+    }
+
+    #[test]
+    fn a_dropped_store_leaves_no_entry_behind() {
+        // A process that makes and drops stores (a test suite, a service
+        // rebuilding its subscriber) keeps entries for its live ones only.
+        let numbers: Vec<u32> = (0..3)
+            .map(|_| {
+                let (subscriber, _) = probe();
+                let dispatch = tracing_core::Dispatch::new(subscriber);
+                let number = dispatch
+                    .downcast_ref::<SpanStore>()
+                    .expect("the store under the layer")
+                    .number;
+                let span = tracing_core::dispatcher::with_default(&dispatch, || {
+                    tracing::info_span!("outlives the handle")
+                });
+                drop(dispatch);
+                assert!(
+                    OWNERS.read().unwrap().contains_key(&number),
+                    "a span's handle keeps its store registered"
+                );
+                drop(span);
+                number
+            })
+            .collect();
+        let owners = OWNERS.read().unwrap();
+        for number in numbers {
+            assert!(
+                !owners.contains_key(&number),
+                "store {number} left its entry"
+            );
+        }
     }
 
     #[test]
