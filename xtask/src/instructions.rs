@@ -161,8 +161,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
         ));
     }
     say("");
-    let count = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| r.2);
-    if let (Some(with), Some(without)) = (count("obs"), count("obs-no-line")) {
+    if let (Some(with), Some(without)) = (of("obs"), of("obs-no-line")) {
         say(&format!(
             "The access line (obs against obs-no-line): {:.0} instructions per request; \
              obs without it adds {:+.0} over bare.",

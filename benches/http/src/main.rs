@@ -1286,8 +1286,10 @@ fn print_report(outcomes: &[Outcome], load: &Load, pinning: &Pinning, started: S
     let held_back: Vec<String> = outcomes
         .iter()
         .filter_map(|o| {
-            let server = o.load_busy.and(o.server_busy)?;
-            let load = o.load_busy?;
+            // Pinned runs only: an unpinned run has no load core.
+            let (Some(server), Some(load)) = (o.server_busy, o.load_busy) else {
+                return None;
+            };
             let mut why = Vec::new();
             if server < SATURATED_PCT {
                 why.push(format!(
