@@ -10,10 +10,11 @@
 //! open until the response stream ends: its status is read from the
 //! trailers (or from a trailers-only response), a call dropped before its
 //! end is `CANCELLED`, or `DEADLINE_EXCEEDED` once its `grpc-timeout` has
-//! passed (so is a `CANCELLED` status that arrives after it). A server span is an error only for the codes the conventions
-//! name for servers (`UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`,
-//! `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`); `error.type` is then the code's
-//! name and the span's status message the `grpc-message`.
+//! passed (so is a `CANCELLED` status that arrives after it). A server span
+//! is an error only for the codes the conventions name for servers
+//! (`UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`,
+//! `UNAVAILABLE`, `DATA_LOSS`); `error.type` is then the code's name and the
+//! span's status message the `grpc-message`.
 //!
 //! [`GrpcTraceClientLayer`] opens a client span per call (kind CLIENT),
 //! injects its context into the request metadata, and fails it for every
