@@ -33,11 +33,15 @@ use crate::bench::target_dir;
 use crate::{cargo, say};
 
 /// The stacks of `examples/request_cost.rs`, in the report's order.
-const STACKS: [(&str, &str); 7] = [
+const STACKS: [(&str, &str); 8] = [
     ("bare", "bare axum router"),
     (
         "floor",
         "floor: tracing for obs's request shape, no-op layer",
+    ),
+    (
+        "by-hand",
+        "by hand: obs's unsampled behaviours in one service, no tracing",
     ),
     ("obs", "obs.server_layer(), unsampled"),
     (
@@ -167,6 +171,14 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
              obs without it adds {:+.0} over bare.",
             with - without,
             without - bare
+        ));
+    }
+    if let (Some(obs), Some(by_hand)) = (of("obs"), of("by-hand")) {
+        say(&format!(
+            "obs's composition (obs against by-hand): {:.0} instructions per request; \
+             its behaviours written by hand add {:+.0} over bare.",
+            obs - by_hand,
+            by_hand - bare
         ));
     }
     say(&format!("profiles: {}", out_dir.display()));

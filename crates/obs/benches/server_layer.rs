@@ -17,6 +17,12 @@
 //!   poll, one `record` of the status, one event with the access line's 7
 //!   fields, on a registry whose only layer is a no-op (unsampled group
 //!   only; not compared). Everything obs adds above it is obs's own work.
+//! - `floor/by-hand`: obs's per-request behaviours written out by hand in
+//!   one tower service, without `tracing` (the correlation id read or
+//!   made, set and echoed; trace and span ids; RED metrics; catch-panic;
+//!   an access line of the same 17 fields into a bounded buffer a writer
+//!   thread empties): the least those behaviours cost (unsampled group
+//!   only; not compared). See `support/by_hand.rs` for what it leaves out.
 //! - `anchor/hand-glued`: tower-http `SetRequestIdLayer` /
 //!   `PropagateRequestIdLayer` (UUID v4) + `TraceLayer` (span and response
 //!   line at INFO), `tracing-subscriber` `fmt().json()` through
@@ -28,7 +34,7 @@
 //! Both batch queues hold 65 536 spans and are exported every 100 ms, so no
 //! span is dropped for a full queue on either side. Each stack is its own
 //! `tracing::Dispatch`, set on the bench thread for its rows only (nothing
-//! is installed globally), so one bench run measures all six rows.
+//! is installed globally), so one bench run measures all seven rows.
 
 #![allow(
     clippy::print_stderr,
@@ -96,6 +102,11 @@ fn bench(c: &mut Criterion) {
             tracing::dispatcher::with_default(&floor, || {
                 bench_router(&mut g, &rt, "floor/tracing-shape", &router);
             });
+            let (by_hand, router) = stacks::by_hand();
+            bench_router(&mut g, &rt, "floor/by-hand", &router);
+            drop(router);
+            let (written, dropped) = by_hand.finish();
+            eprintln!("by-hand: {written} lines written, {dropped} dropped");
         }
 
         let glued = hand_glued(sampled);

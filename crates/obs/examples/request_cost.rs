@@ -8,10 +8,11 @@
 //! cargo run --release -p obs --all-features --example request_cost -- STACK N
 //! ```
 //!
-//! STACK is one of `bare`, `obs`, `obs-sampled`, `floor`, `glued`,
-//! `glued-sampled` (see the bench's module docs), or `obs-no-line`: `obs`
-//! with its access line turned off (`ServerLayer::access_log(false)`), so
-//! that the difference to `obs` is what the line costs.
+//! STACK is one of `bare`, `obs`, `obs-sampled`, `floor`, `by-hand`,
+//! `glued`, `glued-sampled` (see the bench's module docs), or
+//! `obs-no-line`: `obs` with its access line turned off
+//! (`ServerLayer::access_log(false)`), so that the difference to `obs` is
+//! what the line costs.
 
 #[path = "../benches/support/stacks.rs"]
 mod stacks;
@@ -20,12 +21,13 @@ use std::process::ExitCode;
 
 use tower::ServiceExt;
 
-const STACKS: [&str; 7] = [
+const STACKS: [&str; 8] = [
     "bare",
     "obs",
     "obs-sampled",
     "obs-no-line",
     "floor",
+    "by-hand",
     "glued",
     "glued-sampled",
 ];
@@ -84,6 +86,14 @@ fn main() -> ExitCode {
         "floor" => {
             let (dispatch, router) = stacks::floor();
             run(&dispatch, &router);
+        }
+        "by-hand" => {
+            let (stack, router) = stacks::by_hand();
+            run(&tracing::Dispatch::none(), &router);
+            drop(router);
+            let (written, dropped) = stack.finish();
+            // As for obs: every line written, none dropped.
+            assert_eq!((written, dropped), (n, 0));
         }
         _ => {
             let glued = stacks::hand_glued(stack == "glued-sampled");

@@ -3,11 +3,14 @@
 //! `tests/alloc_per_request.rs` counts allocations of, in one place so all
 //! three measure the same thing: the bare
 //! router, obs's `server_layer()` on obs's layers alone, the floor of
-//! `tracing` for the shape of obs's request, and the hand-glued anchors.
+//! `tracing` for the shape of obs's request, obs's behaviours written by
+//! hand, and the hand-glued anchors.
 //! See the bench's module docs for what each stack holds.
 
 #[path = "anchors.rs"]
 mod anchors;
+#[path = "by_hand.rs"]
+pub(crate) mod by_hand;
 #[path = "../../tests/support/hyper_request.rs"]
 mod hyper_request;
 
@@ -54,6 +57,13 @@ pub(crate) fn obs_stack(
     sampled: bool,
 ) -> (obs::Obs, tracing::Dispatch, Router) {
     obs_stack_with(rt, sampled, true)
+}
+
+/// obs's behaviours written by hand (see [`by_hand`]).
+pub(crate) fn by_hand() -> (by_hand::ByHand, Router) {
+    let stack = by_hand::ByHand::new();
+    let router = served(app().layer(stack.layer()));
+    (stack, router)
 }
 
 /// [`obs_stack`], its access line on or off (`ServerLayer::access_log`):
