@@ -3,12 +3,13 @@
 //! tables; the program prints them as ready-to-paste markdown).
 //!
 //! Throughput and latency of a hello-world axum app (`GET /hello/{name}` → a
-//! short text) under five configurations, measured one after the other in the
+//! short text) under six configurations, measured one after the other in the
 //! same run on loopback with `wrk`:
 //!
 //! | configuration | what runs around the handler |
 //! |---|---|
 //! | `bare` | nothing |
+//! | `by-hand` | obs's unsampled behaviours written out by hand in one tower service, without `tracing` (`crates/obs/benches/support/by_hand.rs`): the correlation id read or made, set and echoed, trace and span ids, RED metrics, catch-panic, and an access line of obs's 17 fields to the log file through a bounded buffer a writer thread empties — the floor of what obs does, not compared with a target |
 //! | `obs-unsampled` | `obs::init` (JSON logs to a file through obs's non-blocking writer) and `.layer(obs.server_layer())` — ids, trace context and server span, RED metrics, access log line — with `OTEL_TRACES_SAMPLER=always_off` |
 //! | `obs-sampled` | the same with `always_on`, spans exported over OTLP/HTTP (obs's default protocol) to a local receiver |
 //! | `hand-glued` | the hand-glued stack a team builds today (the anchor): tower-http `SetRequestIdLayer`/`PropagateRequestIdLayer` (`MakeRequestUuid`) + `TraceLayer` (span and response line at INFO), `tracing-subscriber` `fmt().json()` through `tracing-appender::non_blocking` to a file, `tracing-opentelemetry` with an `opentelemetry_sdk` batch span processor exporting over OTLP/gRPC (`opentelemetry-otlp`, tonic) to the same receiver, and a `prometheus-client` histogram of request duration by method, route and status recorded in a small middleware |
@@ -85,11 +86,15 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use obs_testing::otlp::OtlpReceiver;
+
+#[path = "../../../crates/obs/benches/support/by_hand.rs"]
+mod by_hand;
 use tokio::io::AsyncReadExt;
 
 /// The configurations, in the order they run.
 const CONFIGS: &[&str] = &[
     "bare",
+    "by-hand",
     "obs-unsampled",
     "obs-sampled",
     "hand-glued",
@@ -1393,6 +1398,7 @@ fn serve(args: &[String]) -> Result<(), String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     match config.as_str() {
         "bare" => rt.block_on(serve_app(app())),
+        "by-hand" => serve_by_hand(&rt, &log_path),
         "obs-unsampled" => serve_obs(&rt, false, "http/protobuf", otlp_http_url, &log_path),
         "obs-sampled" => serve_obs(&rt, true, "http/protobuf", otlp_http_url, &log_path),
         "obs-sampled-grpc" => serve_obs(&rt, true, "grpc", otlp_grpc_url, &log_path),
@@ -1466,6 +1472,18 @@ fn serve_obs(
         println!("obs shutdown: {report}");
         served
     })
+}
+
+/// obs's unsampled behaviours written by hand (see `by_hand.rs`), its lines
+/// to the log file.
+fn serve_by_hand(rt: &tokio::runtime::Runtime, log_path: &Path) -> Result<(), String> {
+    let file =
+        File::create(log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let stack = by_hand::ByHand::new(SERVICE, file);
+    let served = rt.block_on(serve_app(app().layer(stack.layer())));
+    let (written, dropped) = stack.finish();
+    println!("by-hand shutdown: {written} lines written, {dropped} dropped");
+    served
 }
 
 /// Labels of the anchor's request-duration histogram.

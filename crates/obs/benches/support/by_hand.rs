@@ -50,6 +50,7 @@ const CORRELATION: HeaderName = HeaderName::from_static("x-correlation-id");
 
 struct Shared {
     metrics: HttpServerMetrics,
+    service: &'static str,
     lines: Mutex<Vec<u8>>,
     wake: Condvar,
     dropped: AtomicU64,
@@ -67,10 +68,15 @@ pub(crate) struct ByHand {
 }
 
 impl ByHand {
-    pub(crate) fn new() -> Self {
+    /// The stack of service `service`, its lines written to `out`.
+    pub(crate) fn new(
+        service: &'static str,
+        mut out: impl std::io::Write + Send + 'static,
+    ) -> Self {
         let registry = obs::metrics::Registry::new();
         let shared = Arc::new(Shared {
             metrics: HttpServerMetrics::new(&registry).expect("a fresh registry"),
+            service,
             lines: Mutex::new(Vec::with_capacity(BUFFER_CAP)),
             wake: Condvar::new(),
             dropped: AtomicU64::new(0),
@@ -80,8 +86,6 @@ impl ByHand {
         let writer = {
             let shared = Arc::clone(&shared);
             std::thread::spawn(move || {
-                use std::io::Write as _;
-                let mut out = std::io::sink();
                 let mut spare = Vec::with_capacity(BUFFER_CAP);
                 loop {
                     let stop = shared.stop.load(Ordering::Acquire);
@@ -96,7 +100,12 @@ impl ByHand {
                         }
                         std::mem::swap(&mut *lines, &mut spare);
                     }
-                    out.write_all(&spare).expect("the sink takes everything");
+                    if out.write_all(&spare).and_then(|()| out.flush()).is_err() {
+                        // Lines the sink refused are lost, and counted.
+                        let lines = spare.iter().filter(|&&b| b == b'\n').count();
+                        shared.written.fetch_sub(lines as u64, Ordering::Relaxed);
+                        shared.dropped.fetch_add(lines as u64, Ordering::Relaxed);
+                    }
                     spare.clear();
                     if stop {
                         break;
@@ -327,7 +336,7 @@ fn write_line(shared: &Shared, head: &Head, status: u16, elapsed: Duration, size
         raw(l, "trace_id", head.trace.to_hex().as_bytes());
         raw(l, "span_id", head.span.to_hex().as_bytes());
         field(l, "correlation_id", head.correlation.as_bytes());
-        raw(l, "service.name", b"bench");
+        field(l, "service.name", shared.service.as_bytes());
         l.extend_from_slice(b"}\n");
         let mut lines = shared.lines.lock().expect("not poisoned");
         if lines.len() + l.len() > BUFFER_CAP {

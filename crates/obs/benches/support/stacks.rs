@@ -61,7 +61,7 @@ pub(crate) fn obs_stack(
 
 /// obs's behaviours written by hand (see [`by_hand`]).
 pub(crate) fn by_hand() -> (by_hand::ByHand, Router) {
-    let stack = by_hand::ByHand::new();
+    let stack = by_hand::ByHand::new("bench", std::io::sink());
     let router = served(app().layer(stack.layer()));
     (stack, router)
 }
