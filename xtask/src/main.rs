@@ -10,7 +10,8 @@
 //!   (or the named ones) into a fresh results directory, then a table of this
 //!   run's medians and obs/anchor ratios in `target/bench-report.md`.
 //! - `cargo xtask instructions [--requests N]` — instructions per request
-//!   through each stack of the `server_layer` bench (bare, floor, obs,
+//!   through each stack of the `server_layer` bench (bare, the `tracing`
+//!   floor, obs's behaviours by hand, obs, obs without its access line,
 //!   hand-glued; unsampled and sampled), counted by valgrind's callgrind over
 //!   every thread, and the hot code each request runs (64-byte lines of
 //!   machine code; see `instructions.rs`).
