@@ -18,9 +18,10 @@
 //!   fields, on a registry whose only layer is a no-op (unsampled group
 //!   only; not compared). Everything obs adds above it is obs's own work.
 //! - `floor/by-hand`: obs's per-request behaviours written out by hand in
-//!   one tower service, without `tracing` (the correlation id read or
-//!   made, set and echoed; trace and span ids; RED metrics; catch-panic;
-//!   an access line of the same 17 fields into a bounded buffer a writer
+//!   one tower service, without `tracing` (the skip list; the correlation
+//!   id read or made, set, echoed and made the thread's current id;
+//!   `traceparent` read, trace and span ids; RED metrics; catch-panic; an
+//!   access line of the same 18 fields into a bounded buffer a writer
 //!   thread empties): the least those behaviours cost (unsampled group
 //!   only; not compared). See `support/by_hand.rs` for what it leaves out.
 //! - `anchor/hand-glued`: tower-http `SetRequestIdLayer` /

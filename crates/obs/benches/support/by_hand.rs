@@ -1,27 +1,36 @@
-//! The `by-hand` stack: what `server_layer()` does for a request, written
-//! out by hand in one tower service, with no `tracing`, no layer stack and
-//! no configuration — the least a request can cost with obs's behaviours.
-//! It uses obs's own primitives where obs has one (random ids, the RED
-//! metric set) and writes the rest directly:
+//! The `by-hand` stack: what `server_layer()` does for an unsampled
+//! request, written out by hand in one tower service, with no `tracing`, no
+//! layer stack and no configuration — the least a request can cost with
+//! obs's behaviours. It uses obs's own primitives where obs has one (random
+//! ids, method names, body sizes, the RED metric set) and writes the rest
+//! directly:
 //!
-//! - the correlation id: read from `x-correlation-id` or generated (a UUID
-//!   v4), set on the request, echoed on the response;
-//! - a trace id and a span id, made for the request;
+//! - the skip list: `/livez`, `/readyz`, `/healthz` and `/metrics` pass
+//!   through untouched;
+//! - the correlation id: read from `x-correlation-id`, then `x-request-id`,
+//!   or generated (a UUID v4, its header value cut from a per-thread chunk
+//!   as obs does); set on the request unless it came in the first header;
+//!   echoed on the response; counted by source; made the thread's current
+//!   id around the inner `call` and each poll, as obs makes it the task's;
+//! - the trace context: `traceparent` read, a trace id (the caller's or a
+//!   new one) and a span id made for the request;
 //! - RED metrics: the active-requests gauge, the duration histogram by
-//!   method, route and status, the response body size;
-//! - catch-panic: a panicking handler answers 500;
-//! - the access line, byte for byte the shape of obs's (17 fields: the
-//!   timestamp, level, target, message, status, duration, response size,
-//!   the request's method, path, scheme, route, user agent and protocol,
-//!   the span list, the three ids and the service), into a bounded buffer a
-//!   writer thread empties (every millisecond, or when an eighth full), a
-//!   line that does not fit counted as dropped.
+//!   method, route and status, the request and response body sizes when
+//!   known (`Content-Length` or the body's exact size);
+//! - catch-panic: a handler that panics (in `call` or a poll) answers 500;
+//! - the access line, the same 18 fields as obs's line in the same order
+//!   (the timestamp, level, target, message, status, duration, body sizes,
+//!   the request's method, path, scheme, route, server address and port
+//!   when the request names its host, user agent and protocol, the span
+//!   list, the three ids and the service), into a bounded buffer that a
+//!   writer thread empties every millisecond, or at once when 256 KiB are
+//!   waiting; a line that does not fit is dropped and counted.
 //!
-//! It has no span a user's events could join, no sampling, no export, no
-//! error scope, no filters, no redaction, no runtime levels: it is a
-//! measure, not a product. `cargo xtask instructions` counts it beside the
-//! others: the difference to obs is what obs's composition costs over its
-//! behaviours.
+//! It has no span that a user's events or spans could join, no sampling or
+//! export, no error scope, no filters or runtime levels, no redaction, no
+//! rate limit: it is a measure, not a product. `cargo xtask instructions`,
+//! the `server_layer` bench and `http_bench` run it beside obs: the
+//! difference is what obs's composition costs over its behaviours.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -42,11 +51,20 @@ use obs::metrics::sets::HttpServerMetrics;
 /// The line buffer's bound: a line that would take it past this is dropped.
 const BUFFER_CAP: usize = 4 << 20;
 
-/// The writer is woken when the buffer passes this (otherwise it looks
-/// every millisecond).
-const WAKE_AT: usize = BUFFER_CAP / 8;
+/// The writer is woken at once when this much is waiting (otherwise it
+/// looks every millisecond), as obs's writer is.
+const WAKE_AT: usize = 256 << 10;
 
-const CORRELATION: HeaderName = HeaderName::from_static("x-correlation-id");
+/// Paths that pass through untouched.
+const SKIP: [&str; 4] = ["/livez", "/readyz", "/healthz", "/metrics"];
+
+/// The correlation headers, in the order they are read.
+const HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static("x-correlation-id"),
+    HeaderName::from_static("x-request-id"),
+];
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 struct Shared {
     metrics: HttpServerMetrics,
@@ -54,9 +72,10 @@ struct Shared {
     lines: Mutex<Vec<u8>>,
     wake: Condvar,
     dropped: AtomicU64,
-    /// Lines taken into the buffer (all written by the time the writer
-    /// stops).
-    written: AtomicU64,
+    /// Lines taken into the buffer.
+    taken: AtomicU64,
+    /// Correlation ids by source: generated, incoming.
+    ids: [AtomicU64; 2],
     stop: AtomicBool,
 }
 
@@ -69,10 +88,7 @@ pub(crate) struct ByHand {
 
 impl ByHand {
     /// The stack of service `service`, its lines written to `out`.
-    pub(crate) fn new(
-        service: &'static str,
-        mut out: impl std::io::Write + Send + 'static,
-    ) -> Self {
+    pub(crate) fn new(service: &'static str, out: impl std::io::Write + Send + 'static) -> Self {
         let registry = obs::metrics::Registry::new();
         let shared = Arc::new(Shared {
             metrics: HttpServerMetrics::new(&registry).expect("a fresh registry"),
@@ -80,38 +96,13 @@ impl ByHand {
             lines: Mutex::new(Vec::with_capacity(BUFFER_CAP)),
             wake: Condvar::new(),
             dropped: AtomicU64::new(0),
-            written: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+            ids: [AtomicU64::new(0), AtomicU64::new(0)],
             stop: AtomicBool::new(false),
         });
         let writer = {
             let shared = Arc::clone(&shared);
-            std::thread::spawn(move || {
-                let mut spare = Vec::with_capacity(BUFFER_CAP);
-                loop {
-                    let stop = shared.stop.load(Ordering::Acquire);
-                    {
-                        let mut lines = shared.lines.lock().expect("not poisoned");
-                        if lines.is_empty() && !stop {
-                            lines = shared
-                                .wake
-                                .wait_timeout(lines, Duration::from_millis(1))
-                                .expect("not poisoned")
-                                .0;
-                        }
-                        std::mem::swap(&mut *lines, &mut spare);
-                    }
-                    if out.write_all(&spare).and_then(|()| out.flush()).is_err() {
-                        // Lines the sink refused are lost, and counted.
-                        let lines = spare.iter().filter(|&&b| b == b'\n').count();
-                        shared.written.fetch_sub(lines as u64, Ordering::Relaxed);
-                        shared.dropped.fetch_add(lines as u64, Ordering::Relaxed);
-                    }
-                    spare.clear();
-                    if stop {
-                        break;
-                    }
-                }
-            })
+            std::thread::spawn(move || write_loop(&shared, out))
         };
         Self {
             shared,
@@ -123,26 +114,61 @@ impl ByHand {
         ByHandLayer(Arc::clone(&self.shared))
     }
 
-    /// Stops the writer once it wrote every line: (written, dropped).
+    /// Stops the writer once it wrote every line taken: (written, dropped).
     pub(crate) fn finish(mut self) -> (u64, u64) {
         self.stop();
-        (
-            self.shared.written.load(Ordering::Relaxed),
-            self.shared.dropped.load(Ordering::Relaxed),
-        )
+        let dropped = self.shared.dropped.load(Ordering::Relaxed);
+        (self.shared.taken.load(Ordering::Relaxed) - dropped, dropped)
     }
 
     fn stop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
         if let Some(w) = self.writer.take() {
             w.join().expect("the writer does not panic");
         }
+        // A line taken after the writer's last look (a request still
+        // running when the stack stops) is lost, and counted.
+        let left = std::mem::take(&mut *self.shared.lines.lock().expect("not poisoned"));
+        let lines = left.iter().filter(|&&b| b == b'\n').count();
+        self.shared
+            .dropped
+            .fetch_add(lines as u64, Ordering::Relaxed);
     }
 }
 
 impl Drop for ByHand {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The writer thread: every millisecond, or when woken, swaps the buffer
+/// out and writes it.
+fn write_loop(shared: &Shared, mut out: impl std::io::Write) {
+    let mut spare = Vec::with_capacity(BUFFER_CAP);
+    loop {
+        let stop = shared.stop.load(Ordering::Acquire);
+        {
+            let mut lines = shared.lines.lock().expect("not poisoned");
+            if !stop && lines.len() < WAKE_AT {
+                lines = shared
+                    .wake
+                    .wait_timeout(lines, Duration::from_millis(1))
+                    .expect("not poisoned")
+                    .0;
+            }
+            std::mem::swap(&mut *lines, &mut spare);
+        }
+        if !spare.is_empty() && out.write_all(&spare).and_then(|()| out.flush()).is_err() {
+            // Lines the sink refused are lost, and counted.
+            let lines = spare.iter().filter(|&&b| b == b'\n').count();
+            shared.dropped.fetch_add(lines as u64, Ordering::Relaxed);
+        }
+        spare.clear();
+        if stop {
+            break;
+        }
     }
 }
 
@@ -165,17 +191,49 @@ pub(crate) struct ByHandService<S> {
     shared: Arc<Shared>,
 }
 
-/// What the access line needs of the request.
+/// What the metrics and the access line need of the request.
 struct Head {
     method: &'static str,
     path: Option<http::uri::PathAndQuery>,
+    scheme: &'static str,
     route: Option<MatchedPath>,
+    host: Option<HeaderValue>,
     user_agent: Option<HeaderValue>,
     version: &'static str,
+    request_size: Option<u64>,
     correlation: HeaderValue,
     trace: TraceId,
     span: SpanId,
     start: Instant,
+}
+
+thread_local! {
+    /// The correlation id of the request running on this thread.
+    static CURRENT: RefCell<Option<HeaderValue>> = const { RefCell::new(None) };
+    /// The bytes generated ids' header values are cut from.
+    static ID_BYTES: RefCell<bytes::BytesMut> = RefCell::new(bytes::BytesMut::new());
+}
+
+/// Runs `f` with `id` as the thread's current correlation id.
+fn with_current<R>(id: &HeaderValue, f: impl FnOnce() -> R) -> R {
+    let before = CURRENT.with_borrow_mut(|c| c.replace(id.clone()));
+    let out = f();
+    CURRENT.with_borrow_mut(|c| *c = before);
+    out
+}
+
+/// A generated id's header value, cut from this thread's chunk: no
+/// allocation until the chunk (16 KiB) is used up.
+fn generated_value() -> HeaderValue {
+    let id = CorrelationId::new_v4();
+    let bytes = ID_BYTES.with_borrow_mut(|chunk| {
+        if chunk.capacity() < id.len() {
+            *chunk = bytes::BytesMut::with_capacity(16 << 10);
+        }
+        chunk.extend_from_slice(id.as_bytes());
+        chunk.split().freeze()
+    });
+    HeaderValue::from_maybe_shared(bytes).expect("a UUID is a header value")
 }
 
 impl<S> tower::Service<Request> for ByHandService<S>
@@ -191,38 +249,85 @@ where
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
+        if SKIP.contains(&req.uri().path()) {
+            let fut = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)));
+            return ByHandFuture {
+                fut: fut.ok(),
+                end: None,
+            };
+        }
         let start = Instant::now();
-        let correlation = req
+        let incoming = HEADERS.iter().enumerate().find_map(|(i, name)| {
+            req.headers()
+                .get(name)
+                .filter(|v| CorrelationId::is_valid(v.as_bytes()))
+                .map(|v| (i, v.clone()))
+        });
+        let shared = &self.shared;
+        let correlation = match incoming {
+            Some((0, v)) => {
+                shared.ids[1].fetch_add(1, Ordering::Relaxed);
+                v
+            }
+            Some((_, v)) => {
+                shared.ids[1].fetch_add(1, Ordering::Relaxed);
+                req.headers_mut().insert(&HEADERS[0], v.clone());
+                v
+            }
+            None => {
+                shared.ids[0].fetch_add(1, Ordering::Relaxed);
+                let v = generated_value();
+                req.headers_mut().insert(&HEADERS[0], v.clone());
+                v
+            }
+        };
+        let trace = req
             .headers()
-            .get(CORRELATION)
-            .filter(|v| CorrelationId::is_valid(v.as_bytes()))
-            .cloned()
-            .unwrap_or_else(|| {
-                HeaderValue::from_str(CorrelationId::new_v4().as_str())
-                    .expect("a UUID is a header value")
-            });
-        req.headers_mut().insert(CORRELATION, correlation.clone());
-        let method = method_str(req.method());
+            .get(TRACEPARENT)
+            .and_then(|v| {
+                let b = v.as_bytes();
+                (b.len() == 55 && b.starts_with(b"00-"))
+                    .then(|| TraceId::from_hex(&b[3..35]).ok())
+                    .flatten()
+            })
+            .unwrap_or_else(TraceId::random);
+        let method = obs::core::names::normalize_http_method(req.method().as_str());
+        let version = match req.version() {
+            http::Version::HTTP_09 => "0.9",
+            http::Version::HTTP_10 => "1.0",
+            http::Version::HTTP_2 => "2",
+            http::Version::HTTP_3 => "3",
+            _ => "1.1",
+        };
         let head = Head {
             method,
             path: req.uri().path_and_query().cloned(),
-            route: req.extensions().get::<MatchedPath>().cloned(),
-            user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
-            version: if req.version() == http::Version::HTTP_2 {
-                "2"
+            scheme: if req.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+                "https"
             } else {
-                "1.1"
+                "http"
             },
-            correlation,
-            trace: TraceId::random(),
+            route: req.extensions().get::<MatchedPath>().cloned(),
+            host: req.headers().get(http::header::HOST).cloned(),
+            user_agent: req
+                .headers()
+                .get(http::header::USER_AGENT)
+                .filter(|v| v.as_bytes().iter().all(|&b| (0x20..0x7f).contains(&b)))
+                .cloned(),
+            version,
+            request_size: obs::core::headers::content_length(req.headers()),
+            trace,
             span: SpanId::random(),
             start,
+            correlation,
         };
-        let active = self.shared.metrics.track_active(method);
-        let fut = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)));
+        let active = shared.metrics.track_active(method);
+        let fut = with_current(&head.correlation, || {
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
+        });
         ByHandFuture {
             fut: fut.ok(),
-            end: Some((head, active, Arc::clone(&self.shared))),
+            end: Some((head, active, Arc::clone(shared))),
         }
     }
 }
@@ -243,12 +348,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let out = match this.fut.as_pin_mut() {
-            Some(fut) => match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-                Ok(p) => ready!(p),
-                Err(_) => Ok(panicked()),
-            },
-            None => Ok(panicked()),
+        let out = match (this.fut.as_pin_mut(), this.end.as_ref()) {
+            (Some(fut), Some((head, ..))) => {
+                ready!(with_current(&head.correlation, || caught_poll(fut, cx)))
+            }
+            (Some(fut), None) => ready!(caught_poll(fut, cx)),
+            (None, _) => Ok(panicked()),
         };
         let Some((head, active, shared)) = this.end.take() else {
             return Poll::Ready(out);
@@ -256,14 +361,19 @@ where
         let mut out = out;
         if let Ok(res) = &mut out {
             res.headers_mut()
-                .insert(CORRELATION, head.correlation.clone());
+                .insert(&HEADERS[0], head.correlation.clone());
             let status = res.status().as_u16();
-            let size = http_body::Body::size_hint(res.body()).exact();
+            let size = obs::core::headers::response_body_size(res);
             let elapsed = head.start.elapsed();
             let route = head.route.as_ref().map_or("", MatchedPath::as_str);
-            shared
-                .metrics
-                .record_response(head.method, route, Some(status), elapsed, None, size);
+            shared.metrics.record_response(
+                head.method,
+                route,
+                Some(status),
+                elapsed,
+                head.request_size,
+                size,
+            );
             drop(active);
             write_line(&shared, &head, status, elapsed, size);
         }
@@ -271,23 +381,19 @@ where
     }
 }
 
+/// Polls `fut`; a panic in the poll answers 500.
+fn caught_poll<F, E>(fut: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<Result<Response, E>>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx)))
+        .unwrap_or_else(|_| Poll::Ready(Ok(panicked())))
+}
+
 fn panicked() -> Response {
     let mut r = Response::new(axum::body::Body::empty());
     *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     r
-}
-
-fn method_str(m: &http::Method) -> &'static str {
-    match *m {
-        http::Method::GET => "GET",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::DELETE => "DELETE",
-        http::Method::HEAD => "HEAD",
-        http::Method::PATCH => "PATCH",
-        http::Method::OPTIONS => "OPTIONS",
-        _ => "_OTHER",
-    }
 }
 
 thread_local! {
@@ -310,10 +416,11 @@ fn write_line(shared: &Shared, head: &Head, status: u16, elapsed: Duration, size
         );
         int(l, u64::from(status));
         l.extend_from_slice(b",\"duration_ms\":");
-        let nanos = elapsed.as_nanos() as u64;
-        int(l, nanos / 1_000_000);
-        l.push(b'.');
-        digits6(l, nanos % 1_000_000);
+        millis(l, elapsed);
+        if let Some(size) = head.request_size {
+            l.extend_from_slice(b",\"http.request.body.size\":");
+            int(l, size);
+        }
         if let Some(size) = size {
             l.extend_from_slice(b",\"http.response.body.size\":");
             int(l, size);
@@ -324,9 +431,25 @@ fn write_line(shared: &Shared, head: &Head, status: u16, elapsed: Duration, size
             "url.path",
             head.path.as_ref().map_or(b"/", |p| p.path().as_bytes()),
         );
-        raw(l, "url.scheme", b"http");
-        if let Some(route) = &head.route {
-            field(l, "http.route", route.as_str().as_bytes());
+        raw(l, "url.scheme", head.scheme.as_bytes());
+        field(
+            l,
+            "http.route",
+            head.route
+                .as_ref()
+                .map_or(b"", |r| r.as_str().as_bytes()),
+        );
+        if let Some(host) = &head.host {
+            let host = host.as_bytes();
+            let (address, port) = match host.iter().rposition(|&b| b == b':') {
+                Some(i) if !host.ends_with(b"]") => (&host[..i], Some(&host[i + 1..])),
+                _ => (host, None),
+            };
+            field(l, "server.address", address);
+            if let Some(port) = port.filter(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit)) {
+                l.extend_from_slice(b",\"server.port\":");
+                l.extend_from_slice(port);
+            }
         }
         if let Some(ua) = &head.user_agent {
             field(l, "user_agent.original", ua.as_bytes());
@@ -339,17 +462,30 @@ fn write_line(shared: &Shared, head: &Head, status: u16, elapsed: Duration, size
         field(l, "service.name", shared.service.as_bytes());
         l.extend_from_slice(b"}\n");
         let mut lines = shared.lines.lock().expect("not poisoned");
+        shared.taken.fetch_add(1, Ordering::Relaxed);
         if lines.len() + l.len() > BUFFER_CAP {
             shared.dropped.fetch_add(1, Ordering::Relaxed);
         } else {
             let before = lines.len();
             lines.extend_from_slice(l);
-            shared.written.fetch_add(1, Ordering::Relaxed);
             if before < WAKE_AT && lines.len() >= WAKE_AT {
                 shared.wake.notify_one();
             }
         }
     });
+}
+
+/// `elapsed` in milliseconds, to the nanosecond, without trailing zeros
+/// (at least one decimal, as obs's float writer).
+fn millis(out: &mut Vec<u8>, elapsed: Duration) {
+    let nanos = elapsed.as_nanos() as u64;
+    int(out, nanos / 1_000_000);
+    out.push(b'.');
+    let start = out.len();
+    digits6(out, nanos % 1_000_000);
+    while out.len() > start + 1 && out.last() == Some(&b'0') {
+        out.pop();
+    }
 }
 
 /// `v` (below a million) as six digits.
