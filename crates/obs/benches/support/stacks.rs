@@ -61,7 +61,14 @@ pub(crate) fn obs_stack(
 
 /// obs's behaviours written by hand (see [`by_hand`]).
 pub(crate) fn by_hand() -> (by_hand::ByHand, Router) {
-    let stack = by_hand::ByHand::new("bench", std::io::sink());
+    by_hand_writing(std::io::sink())
+}
+
+/// [`by_hand`], its lines written to `out`.
+pub(crate) fn by_hand_writing(
+    out: impl std::io::Write + Send + 'static,
+) -> (by_hand::ByHand, Router) {
+    let stack = by_hand::ByHand::new("bench", out);
     let router = served(app().layer(stack.layer()));
     (stack, router)
 }
@@ -73,10 +80,18 @@ pub(crate) fn obs_stack_with(
     sampled: bool,
     access_line: bool,
 ) -> (obs::Obs, tracing::Dispatch, Router) {
-    let config = obs_config(sampled).log(|l| {
-        l.writer(std::io::sink())
-            .non_blocking(obs::log::NonBlocking::new())
-    });
+    obs_stack_writing(rt, sampled, access_line, std::io::sink())
+}
+
+/// [`obs_stack_with`], its lines written to `out`.
+pub(crate) fn obs_stack_writing(
+    rt: &tokio::runtime::Runtime,
+    sampled: bool,
+    access_line: bool,
+    out: impl std::io::Write + Send + 'static,
+) -> (obs::Obs, tracing::Dispatch, Router) {
+    let config =
+        obs_config(sampled).log(|l| l.writer(out).non_blocking(obs::log::NonBlocking::new()));
     let obs = rt.block_on(async { obs::init(config) }).unwrap();
     // obs's layers alone, as `obs::init` installs them process-wide.
     let subscriber = obs.take_subscriber().expect("not installed globally");
