@@ -21,7 +21,7 @@
 //!   one tower service, without `tracing` (the skip list; the correlation
 //!   id read or made, set, echoed and made the thread's current id;
 //!   `traceparent` read, trace and span ids; RED metrics; catch-panic; an
-//!   access line of the same 18 fields into a bounded buffer a writer
+//!   access line of the same fields as obs's into a bounded buffer a writer
 //!   thread empties): the least those behaviours cost (unsampled group
 //!   only; not compared). See `support/by_hand.rs` for what it leaves out.
 //! - `anchor/hand-glued`: tower-http `SetRequestIdLayer` /

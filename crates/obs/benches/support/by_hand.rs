@@ -18,13 +18,14 @@
 //!   method, route and status, the request and response body sizes when
 //!   known (`Content-Length` or the body's exact size);
 //! - catch-panic: a handler that panics (in `call` or a poll) answers 500;
-//! - the access line, the same 18 fields as obs's line in the same order
-//!   (the timestamp, level, target, message, status, duration, body sizes,
-//!   the request's method, path, scheme, route, server address and port
-//!   when the request names its host, user agent and protocol, the span
-//!   list, the three ids and the service), into a bounded buffer that a
-//!   writer thread empties every millisecond, or at once when 256 KiB are
-//!   waiting; a line that does not fit is dropped and counted.
+//! - the access line, the same fields as obs's line in the same order (the
+//!   timestamp, level, target, message, status, duration, body sizes, the
+//!   request's method, path, scheme, route, server address and port when
+//!   the request names its host, user agent and protocol, the span list,
+//!   the three ids and the service: 18 for the benches' request, 20 with a
+//!   `Host` header), into a bounded buffer that a writer thread empties
+//!   every millisecond, or at once when 256 KiB are waiting; a line that
+//!   does not fit is dropped and counted.
 //!
 //! It has no span that a user's events or spans could join, no sampling or
 //! export, no error scope, no filters or runtime levels, no redaction, no
