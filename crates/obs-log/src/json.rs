@@ -302,16 +302,7 @@ fn civil(secs: u64) -> [u8; 19] {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (h, m, s) = (rem / 3600, (rem / 60) % 60, rem % 60);
-    // Howard Hinnant's days_from_civil inverse.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
+    let (y, mo, d) = obs_core::units::civil_from_days(days);
     let y = y.clamp(0, 9999) as u64;
     let mut b = *b"0000-00-00T00:00:00";
     let put = |b: &mut [u8; 19], at: usize, v: u64, w: usize| {
@@ -322,8 +313,8 @@ fn civil(secs: u64) -> [u8; 19] {
         }
     };
     put(&mut b, 0, y, 4);
-    put(&mut b, 5, mo as u64, 2);
-    put(&mut b, 8, d as u64, 2);
+    put(&mut b, 5, u64::from(mo), 2);
+    put(&mut b, 8, u64::from(d), 2);
     put(&mut b, 11, h, 2);
     put(&mut b, 14, m, 2);
     put(&mut b, 17, s, 2);

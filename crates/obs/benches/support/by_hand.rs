@@ -2,8 +2,8 @@
 //! request, written out by hand in one tower service, with no `tracing`, no
 //! layer stack and no configuration — the least a request can cost with
 //! obs's behaviours. It uses obs's own primitives where obs has one (random
-//! ids, method names, body sizes, the RED metric set) and writes the rest
-//! directly:
+//! ids, method names, body sizes, civil dates, the RED metric set) and
+//! writes the rest directly:
 //!
 //! - the skip list: `/livez`, `/readyz`, `/healthz` and `/metrics` pass
 //!   through untouched;
@@ -555,25 +555,16 @@ fn timestamp(out: &mut Vec<u8>) {
     let secs = now.as_secs();
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
-    // Days since 1970-01-01 to a civil date (the proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = obs::core::units::civil_from_days(days);
     let two = |out: &mut Vec<u8>, v: u64| {
         out.push(b'0' + (v / 10) as u8);
         out.push(b'0' + (v % 10) as u8);
     };
     int(out, year as u64);
     out.push(b'-');
-    two(out, month as u64);
+    two(out, u64::from(month));
     out.push(b'-');
-    two(out, day as u64);
+    two(out, u64::from(day));
     out.push(b'T');
     two(out, rem / 3600);
     out.push(b':');
