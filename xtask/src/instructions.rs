@@ -23,6 +23,13 @@
 //!
 //! The last run of each stack leaves its profile in
 //! `target/xtask/callgrind/<stack>.out` for `callgrind_annotate`.
+//!
+//! The report ends with the whole-request budgets ([`BUDGETS`]): what obs
+//! may add over the bare router, each measured against a stack of the same
+//! run (the hand-glued anchors, the by-hand floor), so that a compiler or
+//! machine that moves every count moves both sides. With `--check` a
+//! budget that does not hold fails the command; `cargo xtask ci` runs it
+//! that way.
 
 use std::collections::HashMap;
 
@@ -53,15 +60,119 @@ const STACKS: [(&str, &str); 8] = [
     ("glued-sampled", "hand-glued anchors, sampled"),
 ];
 
+/// What one of [`BUDGETS`] compares: instructions per request, or hot
+/// 64-byte code lines, each as added over the bare router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Measure {
+    Instructions,
+    HotLines,
+}
+
+/// One whole-request budget: `stack`'s cost over bare is at most `max`
+/// times `against`'s.
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    stack: &'static str,
+    against: &'static str,
+    measure: Measure,
+    max: f64,
+    why: &'static str,
+}
+
+/// The whole-request budgets `--check` holds (`docs/ARCHITECTURE.md`,
+/// "The whole-request budgets"). Each leaves about a tenth of headroom
+/// over the figures of the code that set it (2026-12-07: 0.22, 0.29, 1.86
+/// and 3.08), more than the counts move between runs of the same code.
+const BUDGETS: [Budget; 4] = [
+    Budget {
+        stack: "obs",
+        against: "glued",
+        measure: Measure::Instructions,
+        max: 0.25,
+        why: "obs unsampled against the hand-glued anchors",
+    },
+    Budget {
+        stack: "obs-sampled",
+        against: "glued-sampled",
+        measure: Measure::Instructions,
+        max: 0.33,
+        why: "obs sampled and exported against the hand-glued anchors",
+    },
+    Budget {
+        stack: "obs",
+        against: "by-hand",
+        measure: Measure::Instructions,
+        max: 2.0,
+        why: "obs's composition: obs unsampled against its behaviours by hand",
+    },
+    Budget {
+        stack: "obs",
+        against: "by-hand",
+        measure: Measure::HotLines,
+        max: 3.4,
+        why: "obs's hot code against its behaviours by hand",
+    },
+];
+
+/// One stack's counts: instructions per request, hot code lines.
+#[derive(Clone, Copy, Debug)]
+struct Counted {
+    per_request: f64,
+    hot: usize,
+}
+
+/// A budget judged: its ratio this run, `None` when a stack it names did
+/// not run or the stack it is measured against adds nothing.
+#[derive(Debug)]
+struct Judged {
+    budget: Budget,
+    ratio: Option<f64>,
+}
+
+impl Judged {
+    fn holds(&self) -> bool {
+        self.ratio.is_some_and(|r| r <= self.budget.max)
+    }
+}
+
+/// Each budget's ratio over the bare router, from the stacks' counts.
+fn judge(counted: &[(&str, Counted)]) -> Vec<Judged> {
+    let of = |name: &str| counted.iter().find(|c| c.0 == name).map(|c| c.1);
+    BUDGETS
+        .iter()
+        .map(|b| {
+            let ratio = match (of("bare"), of(b.stack), of(b.against)) {
+                (Some(bare), Some(s), Some(a)) => {
+                    let (s, a) = match b.measure {
+                        Measure::Instructions => (
+                            s.per_request - bare.per_request,
+                            a.per_request - bare.per_request,
+                        ),
+                        Measure::HotLines => (
+                            s.hot as f64 - bare.hot as f64,
+                            a.hot as f64 - bare.hot as f64,
+                        ),
+                    };
+                    (a > 0.0).then(|| s / a)
+                }
+                _ => None,
+            };
+            Judged { budget: *b, ratio }
+        })
+        .collect()
+}
+
 /// Requests every run starts with, so that the first-request work is in
 /// both runs of a stack.
 const WARM: u64 = 1_000;
 
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let mut requests: u64 = 5_000;
+    let mut check = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            "--check" => check = true,
             "--requests" => {
                 requests = it
                     .next()
@@ -182,6 +293,49 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
         ));
     }
     say(&format!("profiles: {}", out_dir.display()));
+    say("");
+    say("Whole-request budgets (each over the bare router, against a stack of this run):");
+    say("");
+    say("| budget | measure | ratio | at most | |");
+    say("|---|---|---:|---:|---|");
+    let counted: Vec<(&str, Counted)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.0,
+                Counted {
+                    per_request: r.2,
+                    hot: r.3,
+                },
+            )
+        })
+        .collect();
+    let judged = judge(&counted);
+    for j in &judged {
+        say(&format!(
+            "| {} | {} | {} | {:.2}× | {} |",
+            j.budget.why,
+            match j.budget.measure {
+                Measure::Instructions => "instructions",
+                Measure::HotLines => "hot code lines",
+            },
+            j.ratio
+                .map_or_else(|| "—".to_owned(), |r| format!("{r:.2}×")),
+            j.budget.max,
+            if j.holds() { "holds" } else { "EXCEEDED" }
+        ));
+    }
+    let failed: Vec<&str> = judged
+        .iter()
+        .filter(|j| !j.holds())
+        .map(|j| j.budget.why)
+        .collect();
+    if check && !failed.is_empty() {
+        return Err(format!(
+            "whole-request budget exceeded: {}",
+            failed.join("; ")
+        ));
+    }
     Ok(())
 }
 
@@ -285,7 +439,7 @@ fn parse_collected(stderr: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{hot_lines, parse_collected, per_code_line};
+    use super::{BUDGETS, Counted, hot_lines, judge, parse_collected, per_code_line};
 
     /// A profile fragment in callgrind's compressed form: absolute and
     /// relative addresses, a repeated one, and a call whose inclusive cost
@@ -317,6 +471,66 @@ mod tests {
         // every request), 0x3000 no more (start-up), 0x4000 only in the
         // longer run (hot).
         assert_eq!(hot_lines(low, high, 1000), 2);
+    }
+
+    fn counted(per_request: f64, hot: usize) -> Counted {
+        Counted { per_request, hot }
+    }
+
+    /// The counts of 2026-12-07 19:42 UTC: every budget holds, with the
+    /// ratios the budgets were set from.
+    #[test]
+    fn budgets_hold_for_the_counts_they_were_set_from() {
+        let run = [
+            ("bare", counted(10_456.0, 617)),
+            ("by-hand", counted(18_593.0, 979)),
+            ("obs", counted(25_595.0, 1_732)),
+            ("glued", counted(80_310.0, 2_111)),
+            ("obs-sampled", counted(31_938.0, 2_080)),
+            ("glued-sampled", counted(85_136.0, 2_232)),
+        ];
+        let judged = judge(&run);
+        assert_eq!(judged.len(), BUDGETS.len());
+        let ratios: Vec<f64> = judged.iter().map(|j| j.ratio.unwrap()).collect();
+        let want = [0.217, 0.288, 1.861, 3.080];
+        for (r, w) in ratios.iter().zip(want) {
+            assert!((r - w).abs() < 0.001, "{ratios:?}");
+        }
+        assert!(judged.iter().all(|j| j.holds()));
+    }
+
+    /// obs's cost growing past a budget fails it, and only that one; a
+    /// stack that did not run fails its budgets rather than passing them.
+    #[test]
+    fn a_budget_past_its_ratio_or_without_its_stacks_fails() {
+        let mut run = vec![
+            ("bare", counted(10_000.0, 600)),
+            ("by-hand", counted(18_000.0, 1_000)),
+            // 8,001 instructions over bare: 2.0001× by-hand's 8,000.
+            ("obs", counted(26_001.0, 1_500)),
+            ("glued", counted(90_000.0, 2_000)),
+        ];
+        let judged = judge(&run);
+        let failing: Vec<&str> = judged
+            .iter()
+            .filter(|j| !j.holds())
+            .map(|j| j.budget.why)
+            .collect();
+        // The sampled stacks did not run; the composition is past 2.0×.
+        assert_eq!(failing.len(), 2, "{failing:?}");
+        assert!(failing.iter().any(|w| w.contains("composition")));
+        assert!(failing.iter().any(|w| w.contains("sampled")));
+        run[2].1.per_request = 26_000.0;
+        assert!(judge(&run).iter().filter(|j| !j.holds()).count() == 1);
+        // A floor that adds nothing gives no ratio, which fails.
+        run[1].1 = counted(10_000.0, 600);
+        let judged = judge(&run);
+        assert!(
+            judged
+                .iter()
+                .filter(|j| j.budget.against == "by-hand")
+                .all(|j| j.ratio.is_none() && !j.holds())
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask ci` — everything CI checks, in order, stopping at the first
 //!   failure with its output: fmt, the dependency rule, clippy, rustdoc, tests,
-//!   each facade feature alone, end-to-end tests. A test that is ignored or
+//!   each facade feature alone, end-to-end tests, a short soak, and the
+//!   whole-request budgets (`instructions --check`). A test that is ignored or
 //!   skipped fails the run unless `xtask/allowed-skips.txt` names it with a
 //!   reason.
 //! - `cargo xtask deps [DIR]` — the dependency rule only.
@@ -14,7 +15,8 @@
 //!   floor, obs's behaviours by hand, obs, obs without its access line,
 //!   hand-glued; unsampled and sampled), counted by valgrind's callgrind over
 //!   every thread, and the hot code each request runs (64-byte lines of
-//!   machine code; see `instructions.rs`).
+//!   machine code; see `instructions.rs`); with `--check`, fails when obs
+//!   exceeds a whole-request budget (`instructions::BUDGETS`).
 //! - `cargo xtask soak [--minutes N]` — the service example under load with
 //!   faults injected on a schedule (see `soak.rs`); `ci` runs a 2-minute one.
 //! - `cargo xtask check-service URL [ARGS]...` — runs `obs-check` (the
@@ -49,7 +51,7 @@ fn main() -> ExitCode {
         Some("check-service") => return check_service(&root, &args[1..]),
         _ => {
             say(
-                "usage: cargo xtask <ci [--no-e2e] | deps [DIR] | bench [--quick] [--bench NAME]... | instructions [--requests N] | soak [--minutes N] | check-service URL [ARGS]...>",
+                "usage: cargo xtask <ci [--no-e2e] | deps [DIR] | bench [--quick] [--bench NAME]... | instructions [--check] [--requests N] | soak [--minutes N] | check-service URL [ARGS]...>",
             );
             return ExitCode::from(2);
         }
@@ -285,6 +287,23 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
         ));
     }
 
+    // The whole-request budgets: instructions and hot code per request
+    // through obs's server layer, counted by callgrind, against the
+    // hand-glued anchors and the by-hand floor of the same run.
+    steps.push(Step::new(
+        "budgets",
+        &[&[
+            "cargo",
+            "run",
+            "--quiet",
+            "-p",
+            "xtask",
+            "--",
+            "instructions",
+            "--check",
+        ]],
+    ));
+
     let allowed = skips::read_allow_list(&root.join(skips::ALLOW_LIST))?;
     let mut used = Vec::new();
     let mut tests_line = None;
@@ -304,6 +323,12 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
             step.name,
             t.elapsed().as_secs_f64()
         ));
+        if step.name == "budgets" {
+            // The counts and the budgets, for the CI log.
+            for line in out.lines().filter(|l| l.starts_with('|')) {
+                say(line);
+            }
+        }
         if step.name == "soak" {
             // The soak's table and checks, for the CI log.
             for line in out.lines().filter(|l| {
