@@ -40,12 +40,13 @@ use crate::bench::target_dir;
 use crate::{cargo, say};
 
 /// The stacks of `examples/request_cost.rs`, in the report's order.
-const STACKS: [(&str, &str); 8] = [
+const STACKS: [(&str, &str); 9] = [
     ("bare", "bare axum router"),
     (
         "floor",
         "floor: tracing for obs's request shape, no-op layer",
     ),
+    ("floor-store", "the same floor on obs's own span store"),
     (
         "by-hand",
         "by hand: obs's unsampled behaviours in one service, no tracing",

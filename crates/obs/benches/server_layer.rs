@@ -17,6 +17,9 @@
 //!   poll, one `record` of the status, one event with the access line's 7
 //!   fields, on a registry whose only layer is a no-op (unsampled group
 //!   only; not compared). Everything obs adds above it is obs's own work.
+//!   `floor/tracing-shape-store`: the same on obs's own span store
+//!   (`obs_core::store::sole_subscriber` with a no-op layer), the store
+//!   obs's layers stand on when obs is installed alone.
 //! - `floor/by-hand`: obs's per-request behaviours written out by hand in
 //!   one tower service, without `tracing` (the skip list; the correlation
 //!   id read or made, set, echoed and made the thread's current id;
@@ -99,10 +102,15 @@ fn bench(c: &mut Criterion) {
         eprintln!("obs (sampled: {sampled}): {report}");
 
         if !sampled {
-            let (floor, router) = stacks::floor();
-            tracing::dispatcher::with_default(&floor, || {
-                bench_router(&mut g, &rt, "floor/tracing-shape", &router);
-            });
+            for (name, on_store) in [
+                ("floor/tracing-shape", false),
+                ("floor/tracing-shape-store", true),
+            ] {
+                let (floor, router) = stacks::floor(on_store);
+                tracing::dispatcher::with_default(&floor, || {
+                    bench_router(&mut g, &rt, name, &router);
+                });
+            }
             let (by_hand, router) = stacks::by_hand();
             bench_router(&mut g, &rt, "floor/by-hand", &router);
             drop(router);

@@ -8,8 +8,8 @@
 //! cargo run --release -p obs --all-features --example request_cost -- STACK N
 //! ```
 //!
-//! STACK is one of `bare`, `obs`, `obs-sampled`, `floor`, `by-hand`,
-//! `glued`, `glued-sampled` (see the bench's module docs), or
+//! STACK is one of `bare`, `obs`, `obs-sampled`, `floor`, `floor-store`,
+//! `by-hand`, `glued`, `glued-sampled` (see the bench's module docs), or
 //! `obs-no-line`: `obs` with its access line turned off
 //! (`ServerLayer::access_log(false)`), so that the difference to `obs` is
 //! what the line costs.
@@ -21,12 +21,13 @@ use std::process::ExitCode;
 
 use tower::ServiceExt;
 
-const STACKS: [&str; 8] = [
+const STACKS: [&str; 9] = [
     "bare",
     "obs",
     "obs-sampled",
     "obs-no-line",
     "floor",
+    "floor-store",
     "by-hand",
     "glued",
     "glued-sampled",
@@ -83,8 +84,8 @@ fn main() -> ExitCode {
                 assert!(report.log_lines_written >= n, "{report}");
             }
         }
-        "floor" => {
-            let (dispatch, router) = stacks::floor();
+        "floor" | "floor-store" => {
+            let (dispatch, router) = stacks::floor(stack == "floor-store");
             run(&dispatch, &router);
         }
         "by-hand" => {

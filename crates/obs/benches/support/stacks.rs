@@ -309,11 +309,15 @@ pub(crate) fn hand_glued(sampled: bool) -> Glued {
     }
 }
 
-/// The floor stack: the router under [`ShapeLayer`], and a registry whose
-/// only layer does nothing.
-pub(crate) fn floor() -> (tracing::Dispatch, Router) {
-    let dispatch = tracing::Dispatch::new(
-        tracing_subscriber::registry().with(tracing_subscriber::layer::Identity::new()),
-    );
+/// The floor stack: the router under [`ShapeLayer`], and a subscriber whose
+/// only layer does nothing: on `tracing-subscriber`'s registry, or on obs's
+/// own span store (`on_store`), the one obs stands on when installed alone.
+pub(crate) fn floor(on_store: bool) -> (tracing::Dispatch, Router) {
+    let nothing = tracing_subscriber::layer::Identity::new();
+    let dispatch = if on_store {
+        tracing::Dispatch::new(obs_core::store::sole_subscriber(nothing))
+    } else {
+        tracing::Dispatch::new(tracing_subscriber::registry().with(nothing))
+    };
     (dispatch, served(app().layer(ShapeLayer)))
 }
