@@ -82,8 +82,10 @@ struct Budget {
 
 /// The whole-request budgets `--check` holds (`docs/ARCHITECTURE.md`,
 /// "The whole-request budgets"). Each leaves about a tenth of headroom
-/// over the figures of the code that set it (2026-12-07: 0.22, 0.29, 1.86
-/// and 3.08), more than the counts move between runs of the same code.
+/// over the figures of the code that set it (2026-12-07: 0.22, 0.29, 1.87
+/// and 3.08 to 3.18), more than the counts move between runs of the same
+/// code. Hot code moves most: adding a stack to `request_cost` moved
+/// obs's by 20 lines and the by-hand stack's by 5, from 3.08× to 3.18×.
 const BUDGETS: [Budget; 4] = [
     Budget {
         stack: "obs",
@@ -110,7 +112,7 @@ const BUDGETS: [Budget; 4] = [
         stack: "obs",
         against: "by-hand",
         measure: Measure::HotLines,
-        max: 3.4,
+        max: 3.5,
         why: "obs's hot code against its behaviours by hand",
     },
 ];
