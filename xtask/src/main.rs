@@ -143,6 +143,13 @@ impl Step {
         }
     }
 
+    /// A step that runs one command of this tool: `cargo xtask ARGS...`.
+    fn xtask(name: &str, args: &[&str]) -> Self {
+        let mut cmd = vec!["cargo", "run", "--quiet", "-p", "xtask", "--"];
+        cmd.extend_from_slice(args);
+        Self::new(name, &[&cmd])
+    }
+
     fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self
@@ -271,38 +278,13 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
         };
         steps.push(Step::new("e2e", &[cmd]));
         // A short soak: faults injected into the running service under load.
-        steps.push(Step::new(
-            "soak",
-            &[&[
-                "cargo",
-                "run",
-                "--quiet",
-                "-p",
-                "xtask",
-                "--",
-                "soak",
-                "--minutes",
-                "2",
-            ]],
-        ));
+        steps.push(Step::xtask("soak", &["soak", "--minutes", "2"]));
     }
 
     // The whole-request budgets: instructions and hot code per request
     // through obs's server layer, counted by callgrind, against the
     // hand-glued anchors and the by-hand floor of the same run.
-    steps.push(Step::new(
-        "budgets",
-        &[&[
-            "cargo",
-            "run",
-            "--quiet",
-            "-p",
-            "xtask",
-            "--",
-            "instructions",
-            "--check",
-        ]],
-    ));
+    steps.push(Step::xtask("budgets", &["instructions", "--check"]));
 
     let allowed = skips::read_allow_list(&root.join(skips::ALLOW_LIST))?;
     let mut used = Vec::new();
