@@ -10,9 +10,10 @@
 //! - `cargo xtask bench [--quick] [--bench NAME]...` — every criterion bench
 //!   (or the named ones) into a fresh results directory, then a table of this
 //!   run's medians and obs/anchor ratios in `target/bench-report.md`.
-//! - `cargo xtask instructions [--requests N]` — instructions per request
-//!   through each stack of the `server_layer` bench (bare, the `tracing`
-//!   floor, obs's behaviours by hand, obs, obs without its access line,
+//! - `cargo xtask instructions [--check] [--requests N]` — instructions per
+//!   request through each stack of the `server_layer` bench (bare, the
+//!   `tracing` floor on the registry and on obs's own span store, obs's
+//!   behaviours by hand, obs, obs without its access line,
 //!   hand-glued; unsampled and sampled), counted by valgrind's callgrind over
 //!   every thread, and the hot code each request runs (64-byte lines of
 //!   machine code; see `instructions.rs`); with `--check`, fails when obs
@@ -286,6 +287,10 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
     // hand-glued anchors and the by-hand floor of the same run.
     steps.push(Step::xtask("budgets", &["instructions", "--check"]));
 
+    // The last step needs valgrind: say so before the others run, not
+    // after them.
+    instructions::require_valgrind()?;
+
     let allowed = skips::read_allow_list(&root.join(skips::ALLOW_LIST))?;
     let mut used = Vec::new();
     let mut tests_line = None;
@@ -306,8 +311,13 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
             t.elapsed().as_secs_f64()
         ));
         if step.name == "budgets" {
-            // The counts and the budgets, for the CI log.
-            for line in out.lines().filter(|l| l.starts_with('|')) {
+            // The counts and the budgets, each table under its heading,
+            // for the CI log.
+            for line in out.lines().filter(|l| {
+                l.starts_with('|')
+                    || l.starts_with("Instructions per request")
+                    || l.starts_with("Whole-request budgets")
+            }) {
                 say(line);
             }
         }

@@ -6,8 +6,8 @@
 //! - `baseline/axum-router`: the bare router, the floor (not compared).
 //! - `obs/server_layer`: ids, server span, RED metrics, error scope, an
 //!   access line through obs's non-blocking writer into `io::sink`; obs's
-//!   layers alone on a registry (`Obs::take_subscriber`), as `obs::init`
-//!   installs them process-wide. Sampled,
+//!   layers alone on obs's own span store (`Obs::take_subscriber`), as
+//!   `obs::init` installs them process-wide. Sampled,
 //!   spans go to obs's exporter thread; its OTLP endpoint refuses
 //!   connections, so exports fail and are counted, which costs the
 //!   application thread nothing.
