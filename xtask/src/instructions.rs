@@ -224,8 +224,8 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
 
-    let mut rows = Vec::new();
-    for (stack, what) in STACKS {
+    let mut counted: Vec<(&str, Counted)> = Vec::new();
+    for (stack, _) in STACKS {
         say(&format!(
             "{stack}: {WARM} and {} requests under callgrind",
             WARM + requests
@@ -237,22 +237,23 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
         let per_request = high.saturating_sub(low) as f64 / requests as f64;
         let hot = hot_lines(&read(&low_out)?, &read(&out)?, requests);
         let _ = std::fs::remove_file(&low_out);
-        rows.push((stack, what, per_request, hot));
+        counted.push((stack, Counted { per_request, hot }));
     }
 
-    let of = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| r.2);
+    let find = |name: &str| counted.iter().find(|c| c.0 == name).map(|c| c.1);
+    let of = |name: &str| find(name).map(|c| c.per_request);
     let bare = of("bare").unwrap_or(0.0);
     say("");
     say(&format!(
         "Instructions per request, steady state ({requests} requests, every thread):"
     ));
     say("");
-    let bare_hot = rows.iter().find(|r| r.0 == "bare").map_or(0, |r| r.3);
+    let bare_hot = find("bare").map_or(0, |c| c.hot);
     say(
         "| stack | instructions / request | over bare | against hand-glued | hot code, 64-byte lines (KiB) | over bare |",
     );
     say("|---|---:|---:|---:|---:|---:|");
-    for (stack, what, per_request, hot) in &rows {
+    for ((_, what), (stack, Counted { per_request, hot })) in STACKS.iter().zip(&counted) {
         let over = if *stack == "bare" {
             "—".to_owned()
         } else {
@@ -305,18 +306,6 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
     say("");
     say("| budget | measure | ratio | at most | |");
     say("|---|---|---:|---:|---|");
-    let counted: Vec<(&str, Counted)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r.0,
-                Counted {
-                    per_request: r.2,
-                    hot: r.3,
-                },
-            )
-        })
-        .collect();
     let judged = judge(&counted);
     for j in &judged {
         say(&format!(

@@ -93,7 +93,7 @@ fn bench(c: &mut Criterion) {
 
         bench_router(&mut g, &rt, "baseline/axum-router", &served(app()));
 
-        let (obs, dispatch, router) = obs_stack(&rt, sampled);
+        let (obs, dispatch, router) = obs_stack(&rt, sampled, true);
         tracing::dispatcher::with_default(&dispatch, || {
             bench_router(&mut g, &rt, "obs/server_layer", &router);
         });

@@ -69,11 +69,7 @@ fn main() -> ExitCode {
         "bare" => run(&tracing::Dispatch::none(), &stacks::served(stacks::app())),
         "obs" | "obs-sampled" | "obs-no-line" => {
             let line = stack != "obs-no-line";
-            let (obs, dispatch, router) = if line {
-                stacks::obs_stack(&rt, stack == "obs-sampled")
-            } else {
-                stacks::obs_stack_with(&rt, false, false)
-            };
+            let (obs, dispatch, router) = stacks::obs_stack(&rt, stack == "obs-sampled", line);
             run(&dispatch, &router);
             drop((dispatch, router));
             let report = rt.block_on(obs.shutdown(std::time::Duration::from_secs(5)));

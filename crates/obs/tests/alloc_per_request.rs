@@ -70,7 +70,7 @@ fn obs_allocations(rt: &tokio::runtime::Runtime, sampled: bool) -> (u64, obs::Sh
     // obs's layers alone, as `obs::init` installs them process-wide; its
     // OTLP endpoint refuses connections, so sampled exports fail on the
     // exporter thread and are counted, and the request thread never waits.
-    let (obs, dispatch, router) = obs_stack(rt, sampled);
+    let (obs, dispatch, router) = obs_stack(rt, sampled, true);
     let n = tracing::dispatcher::with_default(&dispatch, || allocations(rt, &router));
     drop((dispatch, router));
     let report = rt.block_on(obs.shutdown(std::time::Duration::from_secs(10)));

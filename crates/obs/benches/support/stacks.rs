@@ -51,12 +51,14 @@ pub(crate) fn request() -> http::Request<axum::body::Body> {
     hyper_request::hyper_request("/hello/world", "bench")
 }
 
-/// obs, its layers in a dispatch of their own.
+/// obs, its layers in a dispatch of their own, its access line on or off
+/// (`ServerLayer::access_log`; off, the difference is what the line costs).
 pub(crate) fn obs_stack(
     rt: &tokio::runtime::Runtime,
     sampled: bool,
+    access_line: bool,
 ) -> (obs::Obs, tracing::Dispatch, Router) {
-    obs_stack_with(rt, sampled, true)
+    obs_stack_writing(rt, sampled, access_line, std::io::sink())
 }
 
 /// obs's behaviours written by hand (see [`by_hand`]).
@@ -73,17 +75,7 @@ pub(crate) fn by_hand_writing(
     (stack, router)
 }
 
-/// [`obs_stack`], its access line on or off (`ServerLayer::access_log`):
-/// off, the difference is what the line costs.
-pub(crate) fn obs_stack_with(
-    rt: &tokio::runtime::Runtime,
-    sampled: bool,
-    access_line: bool,
-) -> (obs::Obs, tracing::Dispatch, Router) {
-    obs_stack_writing(rt, sampled, access_line, std::io::sink())
-}
-
-/// [`obs_stack_with`], its lines written to `out`.
+/// [`obs_stack`], its lines written to `out`.
 pub(crate) fn obs_stack_writing(
     rt: &tokio::runtime::Runtime,
     sampled: bool,
